@@ -1,0 +1,338 @@
+//! The TOML configuration: where it lives, its keys with their defaults and
+//! validation, and comment-preserving edits for `config set`.
+
+use crate::error::{Error, IoContext, Result};
+use crate::paths;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How hard a commit tries to survive a power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit (SQLite `synchronous=FULL`): a reported enqueue survives power loss.
+    Full,
+    /// fsync at WAL checkpoints only (`synchronous=NORMAL`): survives a process
+    /// crash, but a power loss can drop the last commits.
+    Normal,
+}
+
+/// Which backend `worker start/stop` drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupervisorKind {
+    Auto,
+    Systemd,
+    Process,
+}
+
+/// Where job output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputSink {
+    /// The journal when the worker runs under systemd with journald, else files.
+    Auto,
+    Journal,
+    File,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub db_path: Option<PathBuf>,
+    pub max_retries: u32,
+    pub backoff_base: f64,
+    pub backoff_max_seconds: u64,
+    pub timeout_seconds: u32,
+    pub lease_seconds: u32,
+    pub kill_grace_seconds: u32,
+    pub durability: Durability,
+    pub retention_seconds: u64,
+    pub supervisor: SupervisorKind,
+    pub output: OutputSink,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            db_path: None,
+            max_retries: 3,
+            backoff_base: 2.0,
+            backoff_max_seconds: 3600,
+            timeout_seconds: 0,
+            lease_seconds: 30,
+            kill_grace_seconds: 10,
+            durability: Durability::Full,
+            retention_seconds: 7 * 86_400,
+            supervisor: SupervisorKind::Auto,
+            output: OutputSink::Auto,
+        }
+    }
+}
+
+/// Every key, in the order `config get` lists them, with a one-line help.
+pub const KEYS: [(&str, &str); 11] = [
+    ("db_path", "SQLite database file (overridden by $QUEUECTL_DB)"),
+    ("max_retries", "re-runs after a failed first attempt before a job goes to the DLQ"),
+    ("backoff_base", "retry k waits backoff_base^k seconds (>= 1)"),
+    ("backoff_max_seconds", "upper bound on one retry delay"),
+    ("timeout_seconds", "default per-job timeout; 0 means none"),
+    ("lease_seconds", "a dead worker's job returns to the queue after this long"),
+    ("kill_grace_seconds", "time between SIGTERM and SIGKILL when a job is stopped"),
+    ("durability", "\"full\" (fsync every commit) or \"normal\" (faster, may lose the last commits on power loss)"),
+    ("retention_seconds", "finished jobs older than this are purged; 0 keeps them forever"),
+    ("supervisor", "\"auto\", \"systemd\" or \"process\": what `worker start` drives"),
+    ("output", "\"auto\", \"journal\" or \"file\": where job output goes"),
+];
+
+impl Config {
+    pub fn retry_policy(&self) -> crate::domain::RetryPolicy {
+        crate::domain::RetryPolicy {
+            backoff_base: self.backoff_base,
+            backoff_max: Duration::from_secs(self.backoff_max_seconds),
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(u64::from(self.lease_seconds))
+    }
+
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_secs(u64::from(self.kill_grace_seconds))
+    }
+
+    /// Loads the file at `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(Error::io(format!("cannot read config {}", path.display()), e)),
+        };
+        Config::parse(&text).map_err(|why| Error::Invalid(format!("config {}: {why}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+        let mut config = Config::default();
+        for (key, value) in &table {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one key from a TOML value, validating it.
+    pub fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), String> {
+        let bad = |expected: &str| format!("key '{key}': expected {expected}, got {value}");
+        let int = |min: i64, max: i64| -> Result<i64, String> {
+            match value.as_integer() {
+                Some(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(bad(&format!("an integer from {min} to {max}"))),
+            }
+        };
+        match key {
+            "db_path" => match value.as_str() {
+                Some(p) if !p.is_empty() => self.db_path = Some(PathBuf::from(p)),
+                _ => return Err(bad("a non-empty path string")),
+            },
+            "max_retries" => self.max_retries = int(0, 10_000)? as u32,
+            "backoff_base" => {
+                let base = value.as_float().or(value.as_integer().map(|n| n as f64));
+                match base {
+                    Some(b) if (1.0..=1000.0).contains(&b) => self.backoff_base = b,
+                    _ => return Err(bad("a number from 1 to 1000")),
+                }
+            }
+            "backoff_max_seconds" => self.backoff_max_seconds = int(0, 365 * 86_400)? as u64,
+            "timeout_seconds" => self.timeout_seconds = int(0, 365 * 86_400)? as u32,
+            "lease_seconds" => self.lease_seconds = int(1, 86_400)? as u32,
+            "kill_grace_seconds" => self.kill_grace_seconds = int(0, 3600)? as u32,
+            "retention_seconds" => self.retention_seconds = int(0, 100 * 365 * 86_400)? as u64,
+            "durability" => {
+                self.durability = match value.as_str() {
+                    Some("full") => Durability::Full,
+                    Some("normal") => Durability::Normal,
+                    _ => return Err(bad("\"full\" or \"normal\"")),
+                }
+            }
+            "supervisor" => {
+                self.supervisor = match value.as_str() {
+                    Some("auto") => SupervisorKind::Auto,
+                    Some("systemd") => SupervisorKind::Systemd,
+                    Some("process") => SupervisorKind::Process,
+                    _ => return Err(bad("\"auto\", \"systemd\" or \"process\"")),
+                }
+            }
+            "output" => {
+                self.output = match value.as_str() {
+                    Some("auto") => OutputSink::Auto,
+                    Some("journal") => OutputSink::Journal,
+                    Some("file") => OutputSink::File,
+                    _ => return Err(bad("\"auto\", \"journal\" or \"file\"")),
+                }
+            }
+            _ => return Err(unknown_key(key)),
+        }
+        Ok(())
+    }
+
+    /// The effective value of a key, as TOML. `db_path` shows the resolved path.
+    pub fn get(&self, key: &str) -> Result<toml::Value, String> {
+        use toml::Value;
+        let secs = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        Ok(match key {
+            "db_path" => Value::String(paths::db_path(self).display().to_string()),
+            "max_retries" => Value::Integer(self.max_retries.into()),
+            "backoff_base" => Value::Float(self.backoff_base),
+            "backoff_max_seconds" => secs(self.backoff_max_seconds),
+            "timeout_seconds" => Value::Integer(self.timeout_seconds.into()),
+            "lease_seconds" => Value::Integer(self.lease_seconds.into()),
+            "kill_grace_seconds" => Value::Integer(self.kill_grace_seconds.into()),
+            "retention_seconds" => secs(self.retention_seconds),
+            "durability" => Value::String(
+                match self.durability {
+                    Durability::Full => "full",
+                    Durability::Normal => "normal",
+                }
+                .into(),
+            ),
+            "supervisor" => Value::String(
+                match self.supervisor {
+                    SupervisorKind::Auto => "auto",
+                    SupervisorKind::Systemd => "systemd",
+                    SupervisorKind::Process => "process",
+                }
+                .into(),
+            ),
+            "output" => Value::String(
+                match self.output {
+                    OutputSink::Auto => "auto",
+                    OutputSink::Journal => "journal",
+                    OutputSink::File => "file",
+                }
+                .into(),
+            ),
+            _ => return Err(unknown_key(key)),
+        })
+    }
+}
+
+fn unknown_key(key: &str) -> String {
+    let names: Vec<_> = KEYS.iter().map(|(k, _)| *k).collect();
+    format!("unknown key '{key}' (known keys: {})", names.join(", "))
+}
+
+/// Reads a command-line value as the TOML type the key wants: numbers as
+/// numbers, everything else as a string.
+pub fn value_from_cli(key: &str, text: &str) -> toml::Value {
+    let numeric = matches!(
+        key,
+        "max_retries"
+            | "backoff_base"
+            | "backoff_max_seconds"
+            | "timeout_seconds"
+            | "lease_seconds"
+            | "kill_grace_seconds"
+            | "retention_seconds"
+    );
+    if numeric {
+        if let Ok(n) = text.parse::<i64>() {
+            return toml::Value::Integer(n);
+        }
+        if let Ok(f) = text.parse::<f64>() {
+            return toml::Value::Float(f);
+        }
+    }
+    toml::Value::String(text.to_owned())
+}
+
+/// Validates `key = value` and writes it into the file at `path`, keeping the
+/// file's comments and layout. Creates the file (and its directory) if needed.
+pub fn set_in_file(path: &Path, key: &str, text: &str) -> Result<Config> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(format!("cannot read config {}", path.display()), e)),
+    };
+    let mut config = Config::parse(&existing)
+        .map_err(|why| Error::Invalid(format!("config {}: {why}", path.display())))?;
+    let value = value_from_cli(key, text);
+    config.set(key, &value).map_err(Error::Invalid)?;
+
+    let mut doc: toml_edit::DocumentMut = existing
+        .parse()
+        .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
+    let edit_value = match value {
+        toml::Value::Integer(n) => toml_edit::value(n),
+        toml::Value::Float(f) => toml_edit::value(f),
+        other => toml_edit::value(other.as_str().unwrap_or_default()),
+    };
+    // Keep any trailing comment on the line being replaced.
+    let old_suffix = doc
+        .get(key)
+        .and_then(|item| item.as_value())
+        .map(|v| v.decor().clone());
+    doc[key] = edit_value;
+    if let (Some(decor), Some(v)) = (old_suffix, doc[key].as_value_mut()) {
+        *v.decor_mut() = decor;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+    }
+    paths::write_atomically(path, doc.to_string().as_bytes())?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_parsing() {
+        let config = Config::parse("max_retries = 5\nbackoff_base = 3\ndurability = \"normal\"\n").unwrap();
+        assert_eq!(config.max_retries, 5);
+        assert_eq!(config.backoff_base, 3.0);
+        assert_eq!(config.durability, Durability::Normal);
+        assert_eq!(config.lease_seconds, Config::default().lease_seconds);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        for (text, needle) in [
+            ("colour = 1", "unknown key 'colour'"),
+            ("max_retries = -1", "max_retries"),
+            ("max_retries = \"3\"", "max_retries"),
+            ("backoff_base = 0.5", "backoff_base"),
+            ("lease_seconds = 0", "lease_seconds"),
+            ("durability = \"fast\"", "durability"),
+            ("supervisor = \"docker\"", "supervisor"),
+            ("max_retries = ", "invalid"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_key_can_be_read() {
+        let config = Config::default();
+        for (key, _) in KEYS {
+            assert!(config.get(key).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn set_in_file_keeps_comments_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        set_in_file(&path, "max_retries", "7").unwrap();
+        let with_comments = "# queue settings\nmax_retries = 7 # tuned for flaky jobs\n\n# speed\nbackoff_base = 2\n";
+        std::fs::write(&path, with_comments).unwrap();
+        let config = set_in_file(&path, "max_retries", "9").unwrap();
+        assert_eq!(config.max_retries, 9);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# queue settings"), "{text}");
+        assert!(text.contains("# tuned for flaky jobs"), "{text}");
+        assert!(text.contains("# speed"), "{text}");
+        assert!(text.contains("max_retries = 9"), "{text}");
+
+        assert!(set_in_file(&path, "max_retries", "lots").is_err());
+        assert!(set_in_file(&path, "nope", "1").is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a rejected set leaves the file alone");
+    }
+}

@@ -1,0 +1,15 @@
+//! The pure core of queuectl: the job model, its states, the rules that move a
+//! job between them, and input validation. Nothing here touches the disk, the
+//! clock or the network: time is passed in, so every rule is testable with
+//! plain tables of cases.
+
+pub mod duration;
+pub mod job;
+pub mod policy;
+pub mod spec;
+pub mod state;
+
+pub use job::{JobId, NewJob};
+pub use policy::{AttemptOutcome, NextState, RetryPolicy};
+pub use spec::InputError;
+pub use state::JobState;

@@ -1,0 +1,316 @@
+//! Parsing job submissions (JSON) into validated [`NewJob`]s, with errors that
+//! name the field and, for batches, the line.
+
+use super::duration::parse_duration;
+use super::job::{JobId, NewJob, Schedule};
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Fields a job object may carry; anything else is rejected.
+pub const FIELDS: [&str; 9] = [
+    "id",
+    "command",
+    "priority",
+    "run_at",
+    "delay",
+    "max_retries",
+    "timeout_seconds",
+    "env",
+    "cwd",
+];
+
+/// Upper bounds that keep arithmetic on them far from overflow.
+const MAX_RETRIES_LIMIT: u64 = 10_000;
+const MAX_TIMEOUT_SECONDS: u64 = 365 * 86_400;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    /// 1-based line of a batch, when the input had lines.
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    fn field(field: &str, message: impl Into<String>) -> InputError {
+        InputError {
+            line: None,
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn general(message: impl Into<String>) -> InputError {
+        InputError {
+            line: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at_line(mut self, line: usize) -> InputError {
+        self.line = Some(line);
+        self
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field '{field}': ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Parses one job from JSON text.
+pub fn parse_job(text: &str) -> Result<NewJob, InputError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| InputError::general(format!("malformed JSON: {e}")))?;
+    job_from_value(&value)
+}
+
+/// Parses a batch: one JSON object per line (blank lines are skipped), or a
+/// single JSON array of objects. Returns each job with its 1-based line (or
+/// array position). Duplicate ids inside the batch are rejected here.
+pub fn parse_batch(text: &str) -> Result<Vec<(usize, NewJob)>, InputError> {
+    let jobs = if text.trim_start().starts_with('[') {
+        let items: Vec<Value> = serde_json::from_str(text)
+            .map_err(|e| InputError::general(format!("malformed JSON array: {e}")))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| job_from_value(item).map(|job| (i + 1, job)).map_err(|e| e.at_line(i + 1)))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| parse_job(line).map(|job| (i + 1, job)).map_err(|e| e.at_line(i + 1)))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if jobs.is_empty() {
+        return Err(InputError::general("no jobs in input"));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (line, job) in &jobs {
+        if let Some(id) = &job.id
+            && let Some(first) = seen.insert(id.as_str(), *line)
+        {
+            return Err(InputError::field("id", format!("duplicate id '{id}' (also on line {first})")).at_line(*line));
+        }
+    }
+    Ok(jobs)
+}
+
+/// Validates one decoded JSON value as a job.
+pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
+    let Value::Object(map) = value else {
+        return Err(InputError::general(format!(
+            "expected a JSON object, got {}",
+            type_name(value)
+        )));
+    };
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(InputError::field(
+            unknown,
+            format!("unknown field (known fields: {})", FIELDS.join(", ")),
+        ));
+    }
+    let command = string_field(map, "command")?
+        .ok_or_else(|| InputError::field("command", "is required"))?;
+    if command.trim().is_empty() {
+        return Err(InputError::field("command", "must not be empty"));
+    }
+    if command.contains('\0') {
+        return Err(InputError::field("command", "must not contain NUL bytes"));
+    }
+    let id = string_field(map, "id")?
+        .map(|text| JobId::parse(&text).map_err(|why| InputError::field("id", why)))
+        .transpose()?;
+    let priority = match map.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .filter(|p| i32::try_from(*p).is_ok())
+            .ok_or_else(|| InputError::field("priority", format!("expected an integer, got {}", shown(v))))?,
+    };
+    let schedule = match (string_field(map, "run_at")?, string_field(map, "delay")?) {
+        (Some(_), Some(_)) => {
+            return Err(InputError::field("delay", "give either run_at or delay, not both"));
+        }
+        (Some(at), None) => Schedule::At(at.parse::<Timestamp>().map_err(|e| {
+            InputError::field("run_at", format!("invalid RFC 3339 timestamp \"{at}\": {e}"))
+        })?),
+        (None, Some(delay)) => {
+            Schedule::After(parse_duration(&delay).map_err(|why| InputError::field("delay", why))?)
+        }
+        (None, None) => Schedule::Now,
+    };
+    let max_retries = count_field(map, "max_retries", MAX_RETRIES_LIMIT)?;
+    let timeout_seconds = count_field(map, "timeout_seconds", MAX_TIMEOUT_SECONDS)?;
+    let env = env_field(map)?;
+    let cwd = string_field(map, "cwd")?;
+    if let Some(dir) = &cwd
+        && !dir.starts_with('/')
+    {
+        return Err(InputError::field("cwd", format!("must be an absolute path, got \"{dir}\"")));
+    }
+    Ok(NewJob {
+        id,
+        command,
+        priority,
+        schedule,
+        max_retries,
+        timeout_seconds,
+        env,
+        cwd,
+    })
+}
+
+fn string_field(map: &Map<String, Value>, name: &str) -> Result<Option<String>, InputError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(InputError::field(name, format!("expected a string, got {}", shown(other)))),
+    }
+}
+
+fn count_field(map: &Map<String, Value>, name: &str, limit: u64) -> Result<Option<u32>, InputError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= limit => Ok(Some(n as u32)),
+            Some(n) => Err(InputError::field(name, format!("{n} is too large (at most {limit})"))),
+            None => Err(InputError::field(
+                name,
+                format!("expected a non-negative integer, got {}", shown(v)),
+            )),
+        },
+    }
+}
+
+fn env_field(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, InputError> {
+    let Some(value) = map.get("env").filter(|v| !v.is_null()) else {
+        return Ok(BTreeMap::new());
+    };
+    let Value::Object(vars) = value else {
+        return Err(InputError::field("env", format!("expected an object of strings, got {}", shown(value))));
+    };
+    vars.iter()
+        .map(|(name, value)| {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(InputError::field("env", format!("invalid variable name \"{}\"", name.escape_default())));
+            }
+            match value {
+                Value::String(s) if !s.contains('\0') => Ok((name.clone(), s.clone())),
+                // Never echo the value: env often carries secrets.
+                _ => Err(InputError::field("env", format!("value of {name} must be a string without NUL bytes"))),
+            }
+        })
+        .collect()
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value as shown in an error: its type, and the value itself when short.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!("{n}"),
+        Value::Bool(b) => format!("{b}"),
+        Value::String(s) if s.len() <= 40 => format!("\"{s}\""),
+        other => type_name(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_a_full_job() {
+        let job = parse_job(
+            r#"{"id":"job1","command":"echo hi","priority":5,"delay":"5m","max_retries":2,
+                "timeout_seconds":30,"env":{"A":"1"},"cwd":"/tmp"}"#,
+        )
+        .unwrap();
+        assert_eq!(job.id.unwrap().as_str(), "job1");
+        assert_eq!(job.priority, 5);
+        assert_eq!(job.schedule, Schedule::After(Duration::from_secs(300)));
+        assert_eq!((job.max_retries, job.timeout_seconds), (Some(2), Some(30)));
+        assert_eq!(job.env["A"], "1");
+        assert_eq!(job.cwd.as_deref(), Some("/tmp"));
+    }
+
+    #[test]
+    fn run_at_takes_rfc3339() {
+        let job = parse_job(r#"{"command":"x","run_at":"2030-01-02T03:04:05Z"}"#).unwrap();
+        assert_eq!(job.schedule, Schedule::At("2030-01-02T03:04:05Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_bad_input_names_its_field() {
+        let cases = [
+            (r#"{"command":"x","colour":"red"}"#, Some("colour"), "unknown field"),
+            (r#"{"command":5}"#, Some("command"), "expected a string, got 5"),
+            (r#"{"command":"  "}"#, Some("command"), "must not be empty"),
+            (r#"{"priority":1}"#, Some("command"), "is required"),
+            (r#"{"command":"x","id":"a b"}"#, Some("id"), "only letters"),
+            (r#"{"command":"x","priority":"high"}"#, Some("priority"), "expected an integer"),
+            (r#"{"command":"x","run_at":"tomorrow"}"#, Some("run_at"), "invalid RFC 3339"),
+            (r#"{"command":"x","delay":"5 parsecs"}"#, Some("delay"), "invalid duration"),
+            (r#"{"command":"x","delay":"5m","run_at":"2030-01-01T00:00:00Z"}"#, Some("delay"), "not both"),
+            (r#"{"command":"x","max_retries":-1}"#, Some("max_retries"), "non-negative integer, got -1"),
+            (r#"{"command":"x","timeout_seconds":1.5}"#, Some("timeout_seconds"), "non-negative integer"),
+            (r#"{"command":"x","env":{"A":1}}"#, Some("env"), "must be a string"),
+            (r#"{"command":"x","env":["A"]}"#, Some("env"), "expected an object"),
+            (r#"{"command":"x","cwd":"rel/dir"}"#, Some("cwd"), "absolute path"),
+            (r#"["x"]"#, None, "expected a JSON object"),
+            (r#"{"command":"x""#, None, "malformed JSON"),
+        ];
+        for (input, field, needle) in cases {
+            let err = parse_job(input).expect_err(input);
+            assert_eq!(err.field.as_deref(), field, "{input}");
+            assert!(err.to_string().contains(needle), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_errors_never_show_the_value() {
+        let err = parse_job(r#"{"command":"x","env":{"TOKEN":{"v":"s3cret"}}}"#).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn batches_report_the_line() {
+        let text = "{\"command\":\"a\"}\n\n{\"command\":\"b\",\"max_retries\":-2}\n";
+        let err = parse_batch(text).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.to_string().starts_with("line 3: field 'max_retries'"), "{err}");
+
+        let dup = "{\"id\":\"a\",\"command\":\"x\"}\n{\"id\":\"a\",\"command\":\"y\"}";
+        let err = parse_batch(dup).unwrap_err();
+        assert_eq!((err.line, err.field.as_deref()), (Some(2), Some("id")));
+
+        let ok = parse_batch("[{\"command\":\"a\"},{\"command\":\"b\"}]").unwrap();
+        assert_eq!(ok.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
+        assert!(parse_batch("\n  \n").is_err());
+    }
+}

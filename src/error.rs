@@ -1,0 +1,68 @@
+//! The library's error type. Each variant maps to one documented exit code,
+//! so scripts can tell a typo from a missing job from a broken disk.
+
+use crate::domain::InputError;
+use std::io;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A job submission that failed validation.
+    #[error("{0}")]
+    Input(#[from] InputError),
+    /// Any other bad value from the user: a config key, a flag, a config file.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job '{0}' not found")]
+    NotFound(String),
+    /// The operation does not apply to the job in its current state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("database {}: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A supervisor (systemctl or the process supervisor) failed.
+    #[error("{0}")]
+    Supervisor(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The process exit code documented in README ("Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Input(_) | Error::Invalid(_) => 2,
+            Error::NotFound(_) => 3,
+            Error::Conflict(_) => 4,
+            Error::Io { .. } | Error::Database { .. } | Error::Supervisor(_) => 1,
+        }
+    }
+}
+
+/// Attaches "what we were doing" to I/O errors.
+pub trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::io(what(), source))
+    }
+}

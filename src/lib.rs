@@ -1,0 +1,8 @@
+//! queuectl: a background job runner with a SQLite queue and systemd-native
+//! workers. See ARCHITECTURE.md for the module map.
+
+pub mod domain;
+pub mod config;
+pub mod error;
+pub mod paths;
+pub mod store;

@@ -1,0 +1,733 @@
+//! The queue's storage: every SQL statement queuectl runs lives in this module.
+//!
+//! The store owns the invariants that concurrency puts at risk: a claim hands
+//! one job to one worker (a single `UPDATE … RETURNING` inside an immediate
+//! transaction), and every change to a processing job checks that the caller
+//! still holds its lease, so a worker that lost its lease changes nothing.
+//! Busy and locked conditions are retried here and never reach the user.
+//! It never runs a job and never holds a transaction open while one runs.
+
+mod types;
+
+pub use types::*;
+
+use crate::config::Durability;
+use crate::domain::policy::next_state;
+use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
+use crate::error::{Error, IoContext, Result};
+use jiff::Timestamp;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// How long a write waits for other writers before it gives up. SQLite's own
+/// busy handler waits inside each attempt; the loop in [`Store::write`]
+/// retries what it still reports as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Columns of a full job row, in the order [`job_from_row`] reads them.
+const JOB_COLUMNS: &str = "id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, \
+     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error";
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// An error inside a write transaction: SQL errors may be retried when busy,
+/// domain errors roll back and are returned as they are.
+enum TxError {
+    Sql(rusqlite::Error),
+    App(Error),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> TxError {
+        TxError::Sql(e)
+    }
+}
+
+impl From<Error> for TxError {
+    fn from(e: Error) -> TxError {
+        TxError::App(e)
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+pub fn to_millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub fn from_millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, and
+    /// brings its schema up to date.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let db_err = |source| Error::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        store.retry_busy(|conn| {
+            // journal_mode is persistent; only switch when needed, since the
+            // switch itself needs an exclusive lock.
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+            ))
+        })?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_error(&self, source: rusqlite::Error) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `op` until it stops reporting busy or the deadline passes.
+    fn retry_busy<T>(&mut self, mut op: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let deadline = Instant::now() + BUSY_DEADLINE;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match op(&self.conn) {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other.map_err(|e| self.db_error(e)),
+            }
+        }
+    }
+
+    /// Runs `body` in an immediate (write-locking) transaction, retrying the
+    /// whole transaction while the database is busy.
+    fn write<T>(
+        &mut self,
+        mut body: impl FnMut(&rusqlite::Transaction) -> Result<T, TxError>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + BUSY_DEADLINE;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let attempt = (|| {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = body(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match attempt {
+                Ok(value) => return Ok(value),
+                Err(TxError::App(e)) => return Err(e),
+                Err(TxError::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(TxError::Sql(e)) => return Err(self.db_error(e)),
+            }
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if version > SCHEMA_VERSION {
+            return Err(Error::Invalid(format!(
+                "database {} has schema version {version}, newer than this queuectl understands ({SCHEMA_VERSION}); upgrade queuectl",
+                self.path.display()
+            )));
+        }
+        self.write(|tx| {
+            // Another process may have migrated while we waited for the lock.
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    // ----- enqueue -----
+
+    /// Inserts all `jobs` in one transaction: all are enqueued or none.
+    /// Returns their ids in order. `lines` gives each job's input line for
+    /// error messages.
+    pub fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults, now: Timestamp) -> Result<Vec<JobId>> {
+        let ids: Vec<JobId> = jobs
+            .iter()
+            .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
+            .collect();
+        let batch = jobs.len() > 1;
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            )?;
+            for ((line, job), id) in jobs.iter().zip(&ids) {
+                let env = (!job.env.is_empty())
+                    .then(|| serde_json::to_string(&job.env).expect("a map of strings serializes"));
+                let result = insert.execute(params![
+                    id.as_str(),
+                    job.command,
+                    job.priority,
+                    to_millis(job.schedule.due_at(now)),
+                    job.max_retries.unwrap_or(defaults.max_retries),
+                    job.timeout_seconds.unwrap_or(defaults.timeout_seconds),
+                    env,
+                    job.cwd,
+                    to_millis(now),
+                ]);
+                match result {
+                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+                        let mut err = crate::domain::InputError {
+                            line: None,
+                            field: Some("id".into()),
+                            message: format!("job '{id}' already exists"),
+                        };
+                        if batch {
+                            err = err.at_line(*line);
+                        }
+                        return Err(TxError::App(err.into()));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    // ----- the worker's side: claim, renew, finish -----
+
+    /// Claims the next due job for `worker`, or `None` when nothing is due.
+    pub fn claim(&mut self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
+        self.write(|tx| Ok(claim_in(tx, request, now)?))
+    }
+
+    /// Records how an attempt ended and moves the job on. When `next` is
+    /// given, claims the following job in the same transaction (one commit per
+    /// job instead of two). Returns whether the lease was still ours, and the
+    /// next claimed job.
+    pub fn finish(
+        &mut self,
+        lease: &Lease,
+        result: &AttemptResult,
+        policy: &RetryPolicy,
+        now: Timestamp,
+        next: Option<&ClaimRequest>,
+    ) -> Result<(bool, Option<Claimed>)> {
+        self.write(|tx| {
+            let held = finish_in(tx, lease, result, policy, now)?;
+            let claimed = match next {
+                Some(request) => claim_in(tx, request, now)?,
+                None => None,
+            };
+            Ok((held, claimed))
+        })
+    }
+
+    /// Extends the lease and refreshes the worker's heartbeat. Tells the
+    /// worker whether the lease is still its own and whether a user asked to
+    /// cancel the job.
+    pub fn renew_lease(&mut self, lease: &Lease, duration: Duration, now: Timestamp) -> Result<LeaseStatus> {
+        self.write(|tx| {
+            let cancel: Option<bool> = tx
+                .prepare_cached(
+                    "UPDATE jobs SET lease_expires_at = ?1, updated_at = ?2
+                     WHERE seq = ?3 AND state = 'processing' AND lease_token = ?4
+                     RETURNING cancel_requested",
+                )?
+                .query_row(
+                    params![to_millis(now) + millis(duration), to_millis(now), lease.seq, lease.token],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1 WHERE name = ?2")?
+                .execute(params![to_millis(now), lease.worker])?;
+            Ok(match cancel {
+                None => LeaseStatus::Lost,
+                Some(true) => LeaseStatus::CancelRequested,
+                Some(false) => LeaseStatus::Held,
+            })
+        })
+    }
+
+    /// Finds processing jobs whose lease ran out (their worker died or froze)
+    /// and finishes each as a failed attempt. Returns the ids rescued.
+    pub fn rescue_expired(&mut self, policy: &RetryPolicy, now: Timestamp) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let expired: Vec<(String, Lease, i64)> = tx
+                .prepare_cached(
+                    "SELECT id, seq, lease_token, attempts, failures, max_retries, worker, lease_expires_at FROM jobs
+                     WHERE state = 'processing' AND lease_expires_at < ?1",
+                )?
+                .query_map([to_millis(now)], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Lease {
+                            seq: r.get(1)?,
+                            token: r.get(2)?,
+                            attempt: r.get(3)?,
+                            failures: r.get(4)?,
+                            max_retries: r.get(5)?,
+                            worker: r.get(6)?,
+                        },
+                        r.get(7)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (_, lease, expired_at) in &expired {
+                let error = format!(
+                    "lease expired at {}: worker '{}' stopped renewing it (killed, frozen or lost)",
+                    from_millis(*expired_at),
+                    lease.worker
+                );
+                finish_in(tx, lease, &AttemptResult::new(AttemptOutcome::LeaseExpired).with_error(error), policy, now)?;
+            }
+            Ok(expired.into_iter().map(|(id, ..)| id).collect())
+        })
+    }
+
+    /// When the next pending or failed job falls due, if any.
+    pub fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.read_one(
+            "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .map(|ms| ms.map(from_millis))
+    }
+
+    /// When the earliest lease runs out, if any job is processing.
+    pub fn next_lease_expiry(&self) -> Result<Option<Timestamp>> {
+        self.read_one(
+            "SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'processing'",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .map(|ms| ms.map(from_millis))
+    }
+
+    // ----- workers -----
+
+    pub fn register_worker(&mut self, worker: &WorkerInfo) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, job_id, status)
+                 VALUES (?1, ?2, ?3, ?4, ?4, NULL, ?5)",
+            )?
+            .execute(params![worker.name, worker.pid, worker.host, to_millis(worker.started_at), worker.status])?;
+            Ok(())
+        })
+    }
+
+    /// Records what a worker is doing now (and that it is alive).
+    pub fn worker_heartbeat(&mut self, name: &str, job_id: Option<&str>, status: &str, now: Timestamp) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1, job_id = ?2, status = ?3 WHERE name = ?4")?
+                .execute(params![to_millis(now), job_id, status, name])?;
+            Ok(())
+        })
+    }
+
+    pub fn unregister_worker(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM workers WHERE name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    /// Forgets workers that have not been heard from since `before`.
+    pub fn forget_silent_workers(&mut self, before: Timestamp) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM workers WHERE heartbeat_at < ?1", [to_millis(before)])?))
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerRow>> {
+        self.read_all(
+            "SELECT name, pid, host, started_at, heartbeat_at, job_id, status FROM workers ORDER BY name",
+            [],
+            |r| {
+                Ok(WorkerRow {
+                    name: r.get(0)?,
+                    pid: r.get(1)?,
+                    host: r.get(2)?,
+                    started_at: from_millis(r.get(3)?),
+                    heartbeat_at: from_millis(r.get(4)?),
+                    job_id: r.get(5)?,
+                    status: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    // ----- user actions -----
+
+    /// Cancels a job: a waiting job at once; a running one is flagged, and its
+    /// worker stops it like a timeout when it next renews its lease.
+    pub fn cancel(&mut self, id: &str, now: Timestamp) -> Result<CancelResult> {
+        self.write(|tx| {
+            let row: Option<(i64, String, Option<String>)> = tx
+                .query_row("SELECT seq, state, worker FROM jobs WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((seq, state, worker)) = row else {
+                return Err(Error::NotFound(id.to_owned()).into());
+            };
+            match parse_state(&state)? {
+                JobState::Pending | JobState::Failed => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'cancelled', finished_at = ?1, updated_at = ?1,
+                             last_error = COALESCE(last_error, 'cancelled by user') WHERE seq = ?2",
+                        params![to_millis(now), seq],
+                    )?;
+                    Ok(CancelResult::Cancelled)
+                }
+                JobState::Processing => {
+                    tx.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE seq = ?2", params![to_millis(now), seq])?;
+                    Ok(CancelResult::Requested {
+                        worker: worker.unwrap_or_default(),
+                    })
+                }
+                done => Err(Error::Conflict(format!("job '{id}' is already {done}; nothing to cancel")).into()),
+            }
+        })
+    }
+
+    /// Moves dead jobs back to pending with a fresh retry budget: one job by
+    /// id, or every dead job when `id` is `None`. Returns the ids moved.
+    pub fn retry_dead(&mut self, id: Option<&str>, now: Timestamp) -> Result<Vec<String>> {
+        self.write(|tx| {
+            if let Some(id) = id {
+                let state: Option<String> = tx
+                    .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()?;
+                match state.as_deref().map(parse_state).transpose()? {
+                    None => return Err(Error::NotFound(id.to_owned()).into()),
+                    Some(JobState::Dead) => {}
+                    Some(other) => {
+                        return Err(Error::Conflict(format!("job '{id}' is {other}, not in the dead letter queue")).into());
+                    }
+                }
+            }
+            let ids = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1, finished_at = NULL
+                     WHERE state = 'dead' AND (?2 IS NULL OR id = ?2) RETURNING id",
+                )?
+                .query_map(params![to_millis(now), id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
+        })
+    }
+
+    /// Deletes finished jobs (completed, dead, cancelled) that finished before
+    /// `before`, with their attempt history, in small transactions so workers
+    /// are never kept waiting. Returns the ids deleted.
+    pub fn purge(&mut self, before: Timestamp) -> Result<Vec<String>> {
+        const CHUNK: i64 = 1000;
+        let mut purged = Vec::new();
+        loop {
+            let chunk: Vec<String> = self.write(|tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "DELETE FROM jobs WHERE seq IN (
+                             SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2
+                         ) RETURNING id",
+                    )?
+                    .query_map(params![to_millis(before), CHUNK], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })?;
+            let done = (chunk.len() as i64) < CHUNK;
+            purged.extend(chunk);
+            if done {
+                return Ok(purged);
+            }
+        }
+    }
+
+    // ----- reads -----
+
+    fn read_one<T, P: rusqlite::Params>(&self, sql: &str, params: P, map: impl FnOnce(&Row) -> rusqlite::Result<T>) -> Result<T> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row(params, map))
+            .map_err(|e| self.db_error(e))
+    }
+
+    fn read_all<T, P: rusqlite::Params>(&self, sql: &str, params: P, map: impl FnMut(&Row) -> rusqlite::Result<T>) -> Result<Vec<T>> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_map(params, map)?.collect())
+            .map_err(|e| self.db_error(e))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.query_row([id], job_from_row).optional())
+            .map_err(|e| self.db_error(e))?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))
+    }
+
+    pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>> {
+        self.read_all(
+            "SELECT a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output
+             FROM attempts a JOIN jobs j ON j.seq = a.job_seq WHERE j.id = ?1 ORDER BY a.number",
+            [id],
+            |r| {
+                let outcome: Option<String> = r.get(4)?;
+                Ok(Attempt {
+                    number: r.get(0)?,
+                    worker: r.get(1)?,
+                    started_at: from_millis(r.get(2)?),
+                    finished_at: r.get::<_, Option<i64>>(3)?.map(from_millis),
+                    outcome: outcome.as_deref().and_then(AttemptOutcome::parse),
+                    exit_code: r.get(5)?,
+                    signal: r.get(6)?,
+                    error: r.get(7)?,
+                    output: r.get(8)?,
+                })
+            },
+        )
+    }
+
+    /// Jobs in enqueue order, optionally only those in `state`.
+    pub fn list(&self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY seq LIMIT ?2"
+        );
+        let sql_by_state = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
+        match state {
+            // Separate statements so the planner uses the (state, seq) index.
+            Some(state) => self.read_all(&sql_by_state, params![state.as_str(), limit], job_from_row),
+            None => self.read_all(&sql, params![Option::<String>::None, limit], job_from_row),
+        }
+    }
+
+    /// Jobs per state, from the trigger-maintained counters.
+    pub fn counts(&self) -> Result<BTreeMap<JobState, u64>> {
+        let rows = self.read_all("SELECT state, n FROM state_counts", [], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.into_iter()
+            .map(|(state, n)| Ok((parse_state(&state)?, n.max(0) as u64)))
+            .collect()
+    }
+
+    pub fn metrics(&self, now: Timestamp) -> Result<Metrics> {
+        let counts = self.counts()?;
+        let total = counts.values().sum();
+        let (avg_attempts, finished): (Option<f64>, i64) = self.read_one(
+            "SELECT AVG(attempts), COUNT(*) FROM jobs WHERE state IN ('completed', 'dead')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let durations = "SELECT finished_at - started_at AS d FROM attempts WHERE outcome IN ('succeeded', 'failed', 'timed_out')";
+        let (avg_duration_ms, timed): (Option<f64>, i64) =
+            self.read_one(&format!("SELECT AVG(d), COUNT(*) FROM ({durations})"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let p95_duration_ms: Option<i64> = if timed == 0 {
+            None
+        } else {
+            let offset = ((timed as f64) * 0.95).ceil() as i64 - 1;
+            self.read_one(&format!("{durations} ORDER BY d LIMIT 1 OFFSET ?1"), [offset.max(0)], |r| r.get(0))
+                .map(Some)?
+        };
+        let finished_since = |ago: Duration| {
+            self.read_one(
+                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL AND finished_at >= ?1",
+                [to_millis(now) - millis(ago)],
+                |r| r.get::<_, i64>(0),
+            )
+        };
+        let completed = counts.get(&JobState::Completed).copied().unwrap_or(0);
+        Ok(Metrics {
+            total,
+            success_rate: (finished > 0).then(|| completed as f64 / finished as f64),
+            avg_attempts,
+            avg_duration_ms,
+            p95_duration_ms,
+            finished_last_minute: finished_since(Duration::from_secs(60))? as u64,
+            finished_last_hour: finished_since(Duration::from_secs(3600))? as u64,
+            counts,
+        })
+    }
+}
+
+fn parse_state(text: &str) -> Result<JobState, Error> {
+    text.parse()
+        .map_err(|e: String| Error::Invalid(format!("corrupt job row: {e}")))
+}
+
+/// The next job to claim at time `?4`. INDEXED BY pins the plan: without
+/// statistics the planner would pick the state index and sort.
+const NEXT_DUE_JOB: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
+     WHERE state IN ('pending', 'failed') AND run_at <= ?4
+     ORDER BY priority DESC, run_at, seq LIMIT 1";
+
+fn claim_in(tx: &rusqlite::Transaction, request: &ClaimRequest, now: Timestamp) -> rusqlite::Result<Option<Claimed>> {
+    let token: i64 = rand::random();
+    let claimed = tx
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'processing', worker = ?1, lease_token = ?2, lease_expires_at = ?3,
+                 attempts = attempts + 1, cancel_requested = 0, updated_at = ?4
+             WHERE seq = ({NEXT_DUE_JOB})
+             RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries"
+        ))?
+        .query_row(
+            params![request.worker, token, to_millis(now) + millis(request.lease), to_millis(now)],
+            |r| {
+                let env: Option<String> = r.get(3)?;
+                Ok(Claimed {
+                    id: r.get(1)?,
+                    command: r.get(2)?,
+                    env: env
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .unwrap_or_default(),
+                    cwd: r.get(4)?,
+                    timeout_seconds: r.get(5)?,
+                    lease: Lease {
+                        seq: r.get(0)?,
+                        token,
+                        attempt: r.get(6)?,
+                        failures: r.get(7)?,
+                        max_retries: r.get(8)?,
+                        worker: request.worker.clone(),
+                    },
+                })
+            },
+        )
+        .optional()?;
+    if let Some(job) = &claimed {
+        tx.prepare_cached(
+            "INSERT INTO attempts (job_seq, number, worker, started_at, output) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![job.lease.seq, job.lease.attempt, request.worker, to_millis(now), request.output])?;
+    }
+    Ok(claimed)
+}
+
+/// The one way a job leaves `processing`. Changes nothing (and returns false)
+/// when the lease is no longer the caller's.
+fn finish_in(
+    tx: &rusqlite::Transaction,
+    lease: &Lease,
+    result: &AttemptResult,
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let next = next_state(result.outcome, lease.failures, lease.max_retries, policy, now);
+    let finished_at = next.state.is_terminal().then(|| to_millis(now));
+    let changed = tx
+        .prepare_cached(
+            "UPDATE jobs SET state = ?1, run_at = ?2, failures = ?3, finished_at = ?4,
+                 last_error = COALESCE(?5, last_error), worker = NULL, lease_token = NULL, lease_expires_at = NULL,
+                 cancel_requested = 0, updated_at = ?6
+             WHERE seq = ?7 AND state = 'processing' AND lease_token = ?8",
+        )?
+        .execute(params![
+            next.state.as_str(),
+            to_millis(next.run_at),
+            next.failures,
+            finished_at,
+            result.error,
+            to_millis(now),
+            lease.seq,
+            lease.token,
+        ])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5
+         WHERE job_seq = ?6 AND number = ?7",
+    )?
+    .execute(params![
+        to_millis(now),
+        result.outcome.as_str(),
+        result.exit_code,
+        result.signal,
+        result.error,
+        lease.seq,
+        lease.attempt,
+    ])?;
+    Ok(true)
+}
+
+fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
+    let state: String = r.get(2)?;
+    let env: Option<String> = r.get(7)?;
+    Ok(Job {
+        id: r.get(0)?,
+        command: r.get(1)?,
+        state: state.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?,
+        priority: r.get(3)?,
+        run_at: from_millis(r.get(4)?),
+        max_retries: r.get(5)?,
+        timeout_seconds: r.get(6)?,
+        env: env
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
+        cwd: r.get(8)?,
+        attempts: r.get(9)?,
+        failures: r.get(10)?,
+        created_at: from_millis(r.get(11)?),
+        updated_at: from_millis(r.get(12)?),
+        finished_at: r.get::<_, Option<i64>>(13)?.map(from_millis),
+        worker: r.get(14)?,
+        lease_expires_at: r.get::<_, Option<i64>>(15)?.map(from_millis),
+        cancel_requested: r.get(16)?,
+        last_error: r.get(17)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

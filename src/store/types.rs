@@ -1,0 +1,190 @@
+//! The values that cross the store's boundary.
+
+use crate::domain::{AttemptOutcome, JobState};
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Settings a new job takes from the config when its submission leaves them out.
+#[derive(Clone, Copy, Debug)]
+pub struct JobDefaults {
+    pub max_retries: u32,
+    pub timeout_seconds: u32,
+}
+
+/// A job as stored. `env` values are never serialized: only the names.
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub command: String,
+    pub state: JobState,
+    pub priority: i64,
+    pub run_at: Timestamp,
+    pub max_retries: u32,
+    pub timeout_seconds: u32,
+    #[serde(rename = "env_keys", serialize_with = "keys_only")]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// Runs started, ever.
+    pub attempts: u32,
+    /// Failed runs counted against `max_retries` (reset by `dlq retry`).
+    pub failures: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub worker: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub cancel_requested: bool,
+    pub last_error: Option<String>,
+}
+
+fn keys_only<S: serde::Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(env.keys().collect::<BTreeSet<_>>())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub worker: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    #[serde(serialize_with = "outcome_name")]
+    pub outcome: Option<AttemptOutcome>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    /// Where this attempt's output went: "file" or "journal".
+    pub output: String,
+}
+
+impl Attempt {
+    pub fn duration(&self) -> Option<Duration> {
+        let end = self.finished_at?;
+        Duration::try_from(end.duration_since(self.started_at)).ok()
+    }
+}
+
+fn outcome_name<S: serde::Serializer>(outcome: &Option<AttemptOutcome>, s: S) -> Result<S::Ok, S::Error> {
+    match outcome {
+        Some(o) => s.serialize_str(o.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Who is claiming, for how long, and where the attempt's output will go.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    pub worker: String,
+    pub lease: Duration,
+    /// "file" or "journal".
+    pub output: &'static str,
+}
+
+/// Proof that a worker holds a job: every later change names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub seq: i64,
+    pub token: i64,
+    /// This attempt's number (1 for the first run).
+    pub attempt: u32,
+    /// Failures before this attempt.
+    pub failures: u32,
+    pub max_retries: u32,
+    pub worker: String,
+}
+
+/// A job handed to a worker.
+#[derive(Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub timeout_seconds: u32,
+    pub lease: Lease,
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended, as recorded in its history row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub outcome: AttemptOutcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+}
+
+impl AttemptResult {
+    pub fn new(outcome: AttemptOutcome) -> AttemptResult {
+        AttemptResult {
+            outcome,
+            exit_code: None,
+            signal: None,
+            error: None,
+        }
+    }
+
+    pub fn with_error(mut self, error: impl Into<String>) -> AttemptResult {
+        self.error = Some(error.into());
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseStatus {
+    Held,
+    CancelRequested,
+    /// Someone else finished or rescued the job: stop it and record nothing.
+    Lost,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelResult {
+    Cancelled,
+    Requested { worker: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub pid: u32,
+    pub host: String,
+    pub started_at: Timestamp,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerRow {
+    pub name: String,
+    pub pid: u32,
+    pub host: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+    pub job_id: Option<String>,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    pub total: u64,
+    pub counts: BTreeMap<JobState, u64>,
+    /// completed / (completed + dead); none until a job finished.
+    pub success_rate: Option<f64>,
+    /// Mean runs per finished (completed or dead) job.
+    pub avg_attempts: Option<f64>,
+    pub avg_duration_ms: Option<f64>,
+    pub p95_duration_ms: Option<i64>,
+    pub finished_last_minute: u64,
+    pub finished_last_hour: u64,
+}
