@@ -358,8 +358,8 @@ impl Store {
     pub fn register_worker(&mut self, worker: &WorkerInfo) -> Result<()> {
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, job_id, status)
-                 VALUES (?1, ?2, ?3, ?4, ?4, NULL, ?5)",
+                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             )?
             .execute(params![worker.name, worker.pid, worker.host, to_millis(worker.started_at), worker.status])?;
             Ok(())
@@ -367,10 +367,10 @@ impl Store {
     }
 
     /// Records what a worker is doing now (and that it is alive).
-    pub fn worker_heartbeat(&mut self, name: &str, job_id: Option<&str>, status: &str, now: Timestamp) -> Result<()> {
+    pub fn worker_heartbeat(&mut self, name: &str, status: &str, now: Timestamp) -> Result<()> {
         self.write(|tx| {
-            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1, job_id = ?2, status = ?3 WHERE name = ?4")?
-                .execute(params![to_millis(now), job_id, status, name])?;
+            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1, status = ?2 WHERE name = ?3")?
+                .execute(params![to_millis(now), status, name])?;
             Ok(())
         })
     }
@@ -387,9 +387,13 @@ impl Store {
         self.write(|tx| Ok(tx.execute("DELETE FROM workers WHERE heartbeat_at < ?1", [to_millis(before)])?))
     }
 
+    /// Registered workers, each with the job it holds (read from the jobs
+    /// table, so a claim costs no extra write).
     pub fn workers(&self) -> Result<Vec<WorkerRow>> {
         self.read_all(
-            "SELECT name, pid, host, started_at, heartbeat_at, job_id, status FROM workers ORDER BY name",
+            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status
+             FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
+             ORDER BY w.name",
             [],
             |r| {
                 Ok(WorkerRow {

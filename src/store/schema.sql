@@ -80,6 +80,5 @@ CREATE TABLE workers (
     host         TEXT    NOT NULL,
     started_at   INTEGER NOT NULL,
     heartbeat_at INTEGER NOT NULL,
-    job_id       TEXT,
     status       TEXT    NOT NULL
 ) WITHOUT ROWID;

@@ -1,0 +1,213 @@
+//! Every command, flag and help text of the CLI, in one place. Doc comments
+//! here become `--help`, the man page and the shell completions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Examples:
+  queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hello\"}'
+  queuectl worker start --count 3
+  queuectl status
+  queuectl logs job1
+  queuectl dlq list
+
+Exit codes:
+  0  success
+  1  runtime failure (database, I/O, supervisor)
+  2  invalid input or usage (bad JSON, unknown config key, bad flag)
+  3  job not found
+  4  the job's state does not allow the operation";
+
+/// A background job runner: shell commands queued in SQLite, run by
+/// systemd-managed workers with retries, backoff and a dead letter queue.
+#[derive(Debug, Parser)]
+#[command(name = "queuectl", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: $QUEUECTL_CONFIG, /etc/queuectl/config.toml as root,
+    /// else $XDG_CONFIG_HOME/queuectl/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Queue database; overrides $QUEUECTL_DB and the config's db_path
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add jobs to the queue
+    #[command(after_help = "\
+Examples:
+  queuectl enqueue '{\"command\":\"./backup.sh\",\"priority\":10,\"max_retries\":5}'
+  queuectl enqueue '{\"id\":\"report\",\"command\":\"make report\",\"run_at\":\"2030-01-01T09:00:00Z\"}'
+  queuectl enqueue '{\"command\":\"curl -fsS https://example.com\",\"delay\":\"5m\",\"timeout_seconds\":30}'
+  queuectl enqueue --file jobs.jsonl
+  generate-jobs | queuectl enqueue -
+
+Fields: command (required), id, priority, run_at (RFC 3339) or delay (30s, 5m, 2h, 1d),
+max_retries, timeout_seconds, env (object of strings), cwd (absolute path).
+A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
+are enqueued in one transaction, or none if any line is invalid.")]
+    Enqueue(EnqueueArgs),
+    /// List jobs in enqueue order
+    #[command(after_help = "Examples:\n  queuectl list\n  queuectl list --state pending --limit 20\n  queuectl list --state dead --json")]
+    List(ListArgs),
+    /// Show one job with its attempt history
+    #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
+    Show {
+        /// Job id
+        id: String,
+    },
+    /// Print a job's output (stdout and stderr)
+    #[command(after_help = "Examples:\n  queuectl logs job1\n  queuectl logs -f job1")]
+    Logs {
+        /// Job id
+        id: String,
+        /// Keep printing output until the job finishes
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a job: a waiting job at once, a running one is stopped like a timeout
+    #[command(after_help = "Examples:\n  queuectl cancel job1")]
+    Cancel {
+        /// Job id
+        id: String,
+    },
+    /// Delete finished jobs (completed, dead, cancelled) and their logs
+    #[command(after_help = "Examples:\n  queuectl purge --older-than 7d\n  queuectl purge --older-than 0s   # every finished job")]
+    Purge {
+        /// Age of the jobs to delete (30s, 5m, 2h, 7d) [default: the retention_seconds setting]
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+    },
+    /// Job counts by state, and the workers
+    #[command(after_help = "Examples:\n  queuectl status\n  queuectl status --json")]
+    Status,
+    /// Throughput, success rate and durations
+    #[command(after_help = "Examples:\n  queuectl metrics\n  queuectl metrics --json")]
+    Metrics,
+    /// The dead letter queue: jobs whose retries are spent
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Read and change settings
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run, start and stop workers
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  queuectl completions bash > /etc/bash_completion.d/queuectl\n  queuectl completions zsh > ~/.zfunc/_queuectl")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(after_help = "Examples:\n  queuectl man > /usr/local/share/man/man1/queuectl.1")]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The job as a JSON object, or "-" to read one job per line from stdin
+    #[arg(value_name = "JSON", required_unless_present = "file", conflicts_with = "file")]
+    pub job: Option<String>,
+    /// Read jobs from a file: one JSON object per line, or a JSON array
+    #[arg(long, short, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this state (pending, processing, completed, failed, dead, cancelled)
+    #[arg(long, short)]
+    pub state: Option<String>,
+    /// At most this many jobs
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead jobs
+    #[command(after_help = "Examples:\n  queuectl dlq list")]
+    List {
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: u32,
+    },
+    /// Move dead jobs back to pending with a fresh retry budget
+    #[command(after_help = "Examples:\n  queuectl dlq retry job1\n  queuectl dlq retry --all")]
+    Retry {
+        /// Job id
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every job in the dead letter queue
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting, or one
+    #[command(after_help = "Examples:\n  queuectl config get\n  queuectl config get max_retries")]
+    Get {
+        /// One key (max_retries, backoff_base, backoff_max_seconds, timeout_seconds, db_path, ...)
+        key: Option<String>,
+    },
+    /// Change a setting in the config file (comments are kept)
+    #[command(after_help = "Examples:\n  queuectl config set max_retries 5\n  queuectl config set backoff_base 3\n  queuectl config set durability normal")]
+    Set { key: String, value: String },
+    /// Print the config file's path
+    Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Run a worker in the foreground (what each service instance runs)
+    #[command(after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n\n\
+SIGTERM or SIGINT: finish the current job, then exit 0. A second signal kills the job\n\
+and returns it to the queue.")]
+    Run {
+        /// Worker name, shown in status and recorded with each attempt [default: <host>-<pid>]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Start N workers in the background (scale up or down)
+    #[command(after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker start --count 1   # scales down, stopping 2 and 3 gracefully")]
+    Start {
+        /// How many workers should run
+        #[arg(long, short = 'c', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        /// Seconds to wait for surplus workers to stop before killing them [default: wait]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Stop every worker gracefully and wait for running jobs to finish
+    #[command(after_help = "Examples:\n  queuectl worker stop\n  queuectl worker stop --timeout 60")]
+    Stop {
+        /// Seconds to wait before killing workers [default: wait]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Internal: the process supervisor's keeper for one instance
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        instance: u32,
+    },
+}

@@ -1,0 +1,85 @@
+//! The command-line shell: parse, call the library, print. No queue logic
+//! lives here.
+
+pub mod args;
+mod cancel;
+mod config;
+mod docs;
+mod dlq;
+mod enqueue;
+mod format;
+mod list;
+mod logs;
+mod metrics;
+mod purge;
+mod show;
+mod status;
+mod worker;
+
+use args::{Cli, ColorChoice, Command};
+use format::Painter;
+use queuectl::config::Config;
+use queuectl::error::Result;
+use queuectl::paths::{self, StateDir};
+use queuectl::store::{JobDefaults, Store};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// What every command needs: settings, where the queue is, how to print.
+pub struct Context {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub state: StateDir,
+    pub json: bool,
+    pub paint: Painter,
+}
+
+impl Context {
+    pub fn load(cli: &Cli) -> Result<Context> {
+        let config_path = paths::config_path(cli.config.as_deref());
+        let config = Config::load(&config_path)?;
+        let db = cli.db.clone().unwrap_or_else(|| paths::db_path(&config));
+        let colour = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Ok(Context {
+            config,
+            config_path,
+            state: StateDir::for_db(&db),
+            json: cli.json,
+            paint: Painter { enabled: colour },
+        })
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.state.db, self.config.durability)
+    }
+
+    pub fn job_defaults(&self) -> JobDefaults {
+        JobDefaults {
+            max_retries: self.config.max_retries,
+            timeout_seconds: self.config.timeout_seconds,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::load(&cli)?;
+    match cli.command {
+        Command::Enqueue(args) => enqueue::run(&ctx, args),
+        Command::List(args) => list::run(&ctx, args),
+        Command::Show { id } => show::run(&ctx, &id),
+        Command::Logs { id, follow } => logs::run(&ctx, &id, follow),
+        Command::Cancel { id } => cancel::run(&ctx, &id),
+        Command::Purge { older_than } => purge::run(&ctx, older_than.as_deref()),
+        Command::Status => status::run(&ctx),
+        Command::Metrics => metrics::run(&ctx),
+        Command::Dlq(command) => dlq::run(&ctx, command),
+        Command::Config(command) => config::run(&ctx, command),
+        Command::Worker(command) => worker::run(&ctx, command),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+    }
+}

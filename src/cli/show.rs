@@ -1,0 +1,75 @@
+use super::Context;
+use super::format::{print_json, short_duration, time};
+use queuectl::error::Result;
+
+pub fn run(ctx: &Context, id: &str) -> Result<()> {
+    let store = ctx.store()?;
+    let job = store.get(id)?;
+    let attempts = store.attempts(id)?;
+    if ctx.json {
+        let mut value = serde_json::to_value(&job).expect("jobs serialize");
+        value["attempt_history"] = serde_json::to_value(&attempts).expect("attempts serialize");
+        return print_json(&value);
+    }
+    let p = &ctx.paint;
+    println!("{}  {}", p.bold(&job.id), p.state(job.state, 0));
+    println!("  command:     {}", job.command);
+    println!("  priority:    {}", job.priority);
+    println!("  attempts:    {} run(s), {} failure(s) of max_retries {}", job.attempts, job.failures, job.max_retries);
+    let timeout = if job.timeout_seconds == 0 { "none".to_owned() } else { format!("{}s", job.timeout_seconds) };
+    println!("  timeout:     {timeout}");
+    println!("  created:     {}", time(job.created_at));
+    if job.state.is_terminal() {
+        if let Some(at) = job.finished_at {
+            println!("  finished:    {}", time(at));
+        }
+    } else {
+        println!("  due:         {}", time(job.run_at));
+    }
+    if let Some(worker) = &job.worker {
+        println!("  worker:      {worker}");
+    }
+    if let Some(cwd) = &job.cwd {
+        println!("  cwd:         {cwd}");
+    }
+    if !job.env.is_empty() {
+        // Values may be secrets: names only.
+        let names: Vec<_> = job.env.keys().map(String::as_str).collect();
+        println!("  env:         {}", names.join(", "));
+    }
+    if job.cancel_requested {
+        println!("  cancel:      requested");
+    }
+    if let Some(error) = &job.last_error {
+        println!("  last error:  {}", error.replace('\n', "\n               "));
+    }
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    println!("\n  {}", p.bold("#   WORKER        STARTED               DURATION  OUTCOME        EXIT  ERROR"));
+    for a in &attempts {
+        let exit = match (a.exit_code, a.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(sig)) => format!("sig{sig}"),
+            _ => "-".into(),
+        };
+        let duration = a
+            .duration()
+            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .map(short_duration)
+            .unwrap_or_else(|| "running".into());
+        let outcome = a.outcome.map(|o| o.as_str()).unwrap_or("running");
+        let error = a.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        println!(
+            "  {:<3} {:<13} {:<21} {:<9} {:<14} {:<5} {}",
+            a.number,
+            a.worker,
+            time(a.started_at),
+            duration,
+            outcome,
+            exit,
+            super::format::clip(error, 60)
+        );
+    }
+    Ok(())
+}

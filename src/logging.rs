@@ -1,0 +1,28 @@
+//! Logging setup. A worker under systemd logs to journald with structured
+//! fields (`JOB_ID=…`, no `F_` prefix); everything else logs to stderr.
+
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+/// `long_running` is true for workers, which log at info by default; CLI
+/// commands only warn. `QUEUECTL_LOG` overrides (e.g. `QUEUECTL_LOG=debug`).
+pub fn init(long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("QUEUECTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if long_running && libsystemd::logging::connected_to_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            let journal = journal
+                .with_field_prefix(None)
+                .with_syslog_identifier("queuectl-worker".to_owned());
+            let _ = tracing_subscriber::registry().with(filter).with(journal).try_init();
+            return;
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,39 @@
+//! Supervisor backends behind `queuectl worker start/stop`: systemd template
+//! instances where systemd runs, plain supervised processes elsewhere. Both
+//! name instances 1..N, so scaling means "make instances 1..N run and stop
+//! the rest", and each instance's worker registers under that name.
+
+pub mod process;
+
+use crate::error::Result;
+use serde::Serialize;
+use std::time::Duration;
+
+/// One worker instance as its supervisor sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Instance {
+    pub name: String,
+    pub pid: Option<u32>,
+    /// "active", "inactive", "failed", "activating", "deactivating", ...
+    pub state: String,
+    /// The worker's own status text (sd_notify STATUS), where known.
+    pub status: Option<String>,
+}
+
+pub trait Supervisor {
+    /// A short name for messages: "process supervisor", "systemd (user)".
+    fn describe(&self) -> String;
+    /// Makes instances 1..=count run (waiting until each is ready) and stops
+    /// any instance above count. Returns the instances started and stopped.
+    fn scale(&self, count: u32, stop_timeout: Option<Duration>) -> Result<ScaleReport>;
+    /// Stops every instance gracefully and waits for them.
+    fn stop_all(&self, stop_timeout: Option<Duration>) -> Result<Vec<String>>;
+    fn instances(&self) -> Result<Vec<Instance>>;
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScaleReport {
+    pub started: Vec<String>,
+    pub already_running: Vec<String>,
+    pub stopped: Vec<String>,
+}

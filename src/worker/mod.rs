@@ -1,0 +1,411 @@
+//! The worker loop: claim a job, run it, record the attempt, repeat.
+//!
+//! One thread decides everything; helper threads only turn signals, wake-up
+//! datagrams and job exits into [`Event`]s on one channel. Timers (lease
+//! renewal, watchdog, job timeout, kill grace, maintenance) are deadlines that
+//! bound each wait, so the watchdog is fed from the loop whose progress it
+//! proves. No database transaction is open while a job runs.
+
+pub mod maintenance;
+
+pub use maintenance::Maintenance;
+
+use crate::config::{Config, OutputSink as OutputChoice};
+use crate::domain::AttemptOutcome;
+use crate::error::{Error, Result};
+use crate::output::{FileSink, JournalSink, OutputSink};
+use crate::paths::StateDir;
+use crate::runner::{self, JobCommand, JobExit, RunningJob};
+use crate::store::{AttemptResult, ClaimRequest, Claimed, LeaseStatus, Store, WorkerInfo};
+use crate::systemd::notify::Notifier;
+use crate::wakeup::WakeSocket;
+use jiff::Timestamp;
+use nix::sys::signal::Signal;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Longest an idle worker sleeps without looking at the queue, in case a
+/// wake-up datagram was lost.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+pub enum Event {
+    Signal(i32),
+    Wake,
+    Exited(JobExit),
+}
+
+impl From<JobExit> for Event {
+    fn from(exit: JobExit) -> Event {
+        Event::Exited(exit)
+    }
+}
+
+pub struct Worker {
+    name: String,
+    config: Config,
+    state: StateDir,
+    store: Store,
+    events: Receiver<Event>,
+    sender: mpsc::Sender<Event>,
+    notifier: Notifier,
+    output: &'static str,
+    maintenance: Maintenance,
+    stopping: bool,
+    next_watchdog: Option<Instant>,
+    _wake: Option<WakeSocket>,
+}
+
+/// A default worker name: `<host>-<pid>`.
+pub fn default_name() -> String {
+    format!("{}-{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Worker {
+    /// Opens the queue, installs signal handling and registers the worker.
+    pub fn start(name: String, config: Config, state: StateDir) -> Result<Worker> {
+        crate::domain::JobId::parse(&name)
+            .map_err(|why| Error::Invalid(format!("worker name '{name}' {why}")))?;
+        let store = Store::open(&state.db, config.durability)?;
+        let (tx, events) = mpsc::channel();
+
+        let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
+            .map_err(|e| Error::io("cannot install signal handlers", e))?;
+        let signal_tx = tx.clone();
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                if signal_tx.send(Event::Signal(signal)).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let wake = match WakeSocket::bind(&state.wake(), &name) {
+            Ok(socket) => {
+                let wake_tx = tx.clone();
+                socket
+                    .forward(move || wake_tx.send(Event::Wake).is_ok())
+                    .map_err(|e| Error::io("cannot listen for wake-ups", e))?;
+                Some(socket)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot bind a wake-up socket; checking the queue every {}s instead", IDLE_RECHECK.as_secs());
+                None
+            }
+        };
+
+        let output = match config.output {
+            OutputChoice::File => "file",
+            OutputChoice::Journal => "journal",
+            OutputChoice::Auto if libsystemd::logging::connected_to_journal() => "journal",
+            OutputChoice::Auto => "file",
+        };
+        let mut worker = Worker {
+            maintenance: Maintenance::new(&name, &config, state.clone()),
+            name,
+            config,
+            state,
+            store,
+            events,
+            sender: tx,
+            notifier: Notifier::from_env(),
+            output,
+            stopping: false,
+            next_watchdog: None,
+            _wake: wake,
+        };
+        worker.store.register_worker(&WorkerInfo {
+            name: worker.name.clone(),
+            pid: std::process::id(),
+            host: hostname(),
+            started_at: Timestamp::now(),
+            status: "idle".into(),
+        })?;
+        worker.next_watchdog = worker.notifier.watchdog_interval().map(|i| Instant::now() + i);
+        worker.notifier.ready("idle");
+        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output, "worker ready");
+        Ok(worker)
+    }
+
+    fn claim_request(&self) -> ClaimRequest {
+        ClaimRequest {
+            worker: self.name.clone(),
+            lease: self.config.lease(),
+            output: self.output,
+        }
+    }
+
+    /// Runs until asked to stop; returns once the current job is recorded.
+    pub fn run(mut self) -> Result<()> {
+        let result = self.main_loop();
+        if let Err(e) = self.store.unregister_worker(&self.name) {
+            tracing::warn!(error = %e, "cannot unregister worker");
+        }
+        tracing::info!(worker = %self.name, "worker stopped");
+        result
+    }
+
+    fn main_loop(&mut self) -> Result<()> {
+        let request = self.claim_request();
+        let mut next: Option<Claimed> = None;
+        loop {
+            self.feed_watchdog();
+            if self.stopping {
+                return Ok(());
+            }
+            self.maintenance.run_if_due(&mut self.store, Timestamp::now());
+            let job = match next.take() {
+                Some(job) => Some(job),
+                None => self.store.claim(&request, Timestamp::now())?,
+            };
+            let Some(job) = job else {
+                self.wait_idle()?;
+                continue;
+            };
+            let Some(result) = self.run_job(&job)? else {
+                continue; // lease lost: someone else owns the job now
+            };
+            let claim_next = (!self.stopping).then_some(&request);
+            let policy = self.config.retry_policy();
+            let (held, claimed) = self
+                .store
+                .finish(&job.lease, &result, &policy, Timestamp::now(), claim_next)?;
+            if !held {
+                tracing::warn!(job_id = %job.id, "lease was lost before the attempt was recorded");
+            }
+            tracing::info!(job_id = %job.id, attempt = job.lease.attempt, outcome = result.outcome.as_str(), "attempt finished");
+            next = claimed;
+            if next.is_none() {
+                self.notifier.status("idle");
+            }
+        }
+    }
+
+    fn feed_watchdog(&mut self) {
+        if let (Some(due), Some(interval)) = (self.next_watchdog, self.notifier.watchdog_interval())
+            && Instant::now() >= due
+        {
+            self.notifier.watchdog();
+            self.next_watchdog = Some(Instant::now() + interval);
+        }
+    }
+
+    fn handle_stop_signal(&mut self, what: &str) {
+        if !self.stopping {
+            self.stopping = true;
+            tracing::info!(worker = %self.name, "stop requested; {what}");
+            self.notifier.stopping(&format!("stopping: {what}"));
+        }
+    }
+
+    /// Sleeps until work may be due, a wake-up, a signal, or a timer.
+    fn wait_idle(&mut self) -> Result<()> {
+        let now = Timestamp::now();
+        let mut wait = IDLE_RECHECK.min(self.maintenance.until_due(now));
+        for at in [self.store.next_due()?, self.store.next_lease_expiry()?].into_iter().flatten() {
+            let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+            // Lease expiry is strict (<), so look just after it.
+            wait = wait.min(until + Duration::from_millis(1));
+        }
+        if let Some(due) = self.next_watchdog {
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
+        match self.events.recv_timeout(wait) {
+            Ok(Event::Signal(_)) => self.handle_stop_signal("idle, exiting"),
+            Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Event::Exited(_)) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Supervisor("worker event channel closed".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn sink_for(&self, job: &Claimed) -> Result<Box<dyn OutputSink>> {
+        Ok(match self.output {
+            "journal" => Box::new(JournalSink {
+                job_id: job.id.clone(),
+                attempt: job.lease.attempt,
+                worker: self.name.clone(),
+            }),
+            _ => Box::new(FileSink::open(&self.state.job_log(&job.id))?),
+        })
+    }
+
+    /// Runs one attempt to its end. Returns `None` when the lease was lost
+    /// (the job is someone else's now and was killed here).
+    fn run_job(&mut self, job: &Claimed) -> Result<Option<AttemptResult>> {
+        let budget = job.lease.max_retries + 1;
+        let status = format!("running {} (attempt {}/{budget})", job.id, job.lease.failures + 1);
+        self.notifier.status(&status);
+        tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
+        let command = JobCommand {
+            job_id: &job.id,
+            attempt: job.lease.attempt,
+            command: &job.command,
+            env: &job.env,
+            cwd: job.cwd.as_deref(),
+        };
+        let running = match self
+            .sink_for(job)
+            .and_then(|sink| runner::spawn(&command, sink, self.channel_sender()).map_err(|e| Error::io("spawn", e)))
+        {
+            Ok(running) => running,
+            Err(e) => {
+                let why = match e {
+                    Error::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                return Ok(Some(
+                    AttemptResult::new(AttemptOutcome::Failed).with_error(format!("cannot start job: {why}")),
+                ));
+            }
+        };
+        self.supervise(job, &running)
+    }
+
+    fn channel_sender(&self) -> mpsc::Sender<Event> {
+        self.sender.clone()
+    }
+
+    /// Waits for the job to exit while keeping its lease, the watchdog and
+    /// systemd's stop timeout fed, and enforcing timeout and cancellation.
+    fn supervise(&mut self, job: &Claimed, running: &RunningJob) -> Result<Option<AttemptResult>> {
+        let started = Instant::now();
+        let lease = self.config.lease();
+        let renew_every = lease / 3;
+        let mut last_renew = started;
+        let mut next_renew = started + renew_every;
+        let mut lease_valid_until = started + lease;
+        let timeout_at = (job.timeout_seconds > 0).then(|| started + Duration::from_secs(job.timeout_seconds.into()));
+        let mut ending: Option<AttemptOutcome> = None;
+        let mut kill_at: Option<Instant> = None;
+        let mut next_extend: Option<Instant> = None;
+        let mut lost = false;
+        let grace = self.config.kill_grace();
+        let terminate = |kill_at: &mut Option<Instant>| {
+            running.signal(if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM });
+            *kill_at = Some(Instant::now() + grace);
+        };
+        loop {
+            self.feed_watchdog();
+            let mut deadline = next_renew;
+            for at in [timeout_at.filter(|_| ending.is_none()), kill_at, self.next_watchdog, next_extend]
+                .into_iter()
+                .flatten()
+            {
+                deadline = deadline.min(at);
+            }
+            match self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Exited(exit)) => {
+                    return Ok((!lost).then(|| attempt_result(exit, ending, job, started.elapsed())));
+                }
+                Ok(Event::Signal(_)) if !self.stopping => {
+                    self.handle_stop_signal(&format!("waiting for job {} to finish", job.id));
+                    self.notifier.extend_timeout(EXTEND_BY);
+                    next_extend = Some(Instant::now() + EXTEND_EVERY);
+                }
+                Ok(Event::Signal(_)) => {
+                    if ending != Some(AttemptOutcome::Interrupted) {
+                        tracing::warn!(job_id = %job.id, "second stop signal: killing the job and returning it to the queue");
+                        ending = Some(AttemptOutcome::Interrupted);
+                        running.signal(Signal::SIGKILL);
+                    }
+                }
+                // Someone may have asked to cancel this job: look soon, but
+                // not once per wake-up when enqueues are frequent.
+                Ok(Event::Wake) => next_renew = next_renew.min(last_renew + WAKE_RENEW_MIN_GAP),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Supervisor("worker event channel closed".into()));
+                }
+            }
+            let now = Instant::now();
+            if now >= next_renew && !lost {
+                match self.store.renew_lease(&job.lease, lease, Timestamp::now()) {
+                    Ok(status) => {
+                        lease_valid_until = now + lease;
+                        if status == LeaseStatus::Lost {
+                            tracing::error!(job_id = %job.id, "lease lost (this worker was presumed dead); killing the job so it never runs twice");
+                            lost = true;
+                            running.signal(Signal::SIGKILL);
+                        } else if status == LeaseStatus::CancelRequested && ending.is_none() {
+                            tracing::info!(job_id = %job.id, "cancel requested; stopping the job");
+                            ending = Some(AttemptOutcome::Cancelled);
+                            terminate(&mut kill_at);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %job.id, error = %e, "cannot renew the lease");
+                        // Before the lease can run out and the job be handed
+                        // to another worker, stop this run.
+                        if now + renew_every >= lease_valid_until {
+                            tracing::error!(job_id = %job.id, "lease about to expire; killing the job");
+                            lost = true;
+                            running.signal(Signal::SIGKILL);
+                        }
+                    }
+                }
+                last_renew = now;
+                next_renew = now + renew_every;
+            }
+            if timeout_at.is_some_and(|at| now >= at) && ending.is_none() {
+                tracing::info!(job_id = %job.id, "job timed out; stopping it");
+                ending = Some(AttemptOutcome::TimedOut);
+                terminate(&mut kill_at);
+            }
+            if kill_at.is_some_and(|at| now >= at) {
+                running.signal(Signal::SIGKILL);
+                kill_at = None;
+            }
+            if next_extend.is_some_and(|at| now >= at) {
+                self.notifier.extend_timeout(EXTEND_BY);
+                next_extend = Some(now + EXTEND_EVERY);
+            }
+        }
+    }
+}
+
+/// While a stop waits for a job, ask systemd for this much more time this often.
+const EXTEND_BY: Duration = Duration::from_secs(30);
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+const WAKE_RENEW_MIN_GAP: Duration = Duration::from_millis(250);
+
+/// Turns a job's exit (and why it was stopped, if it was) into its record.
+fn attempt_result(exit: JobExit, stopped: Option<AttemptOutcome>, job: &Claimed, took: Duration) -> AttemptResult {
+    let how = match (exit.code, exit.signal) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(name) => format!("killed by {name}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => "ended".to_owned(),
+    };
+    let (outcome, error) = match stopped {
+        Some(AttemptOutcome::TimedOut) => (
+            AttemptOutcome::TimedOut,
+            Some(format!("timed out after {}s ({how})", job.timeout_seconds)),
+        ),
+        Some(AttemptOutcome::Cancelled) => (AttemptOutcome::Cancelled, Some(format!("cancelled by user ({how})"))),
+        Some(AttemptOutcome::Interrupted) => (
+            AttemptOutcome::Interrupted,
+            Some("worker stopped at once by a second signal; job returned to the queue".to_owned()),
+        ),
+        _ if exit.success() => (AttemptOutcome::Succeeded, None),
+        _ if exit.stderr_tail.is_empty() => (AttemptOutcome::Failed, Some(how)),
+        _ => (AttemptOutcome::Failed, Some(format!("{how}: {}", exit.stderr_tail))),
+    };
+    tracing::debug!(job_id = %job.id, took_ms = took.as_millis() as u64, "job exited");
+    AttemptResult {
+        outcome,
+        exit_code: exit.code,
+        signal: exit.signal,
+        error,
+    }
+}
