@@ -68,17 +68,44 @@ impl Default for Config {
 
 /// Every key, in the order `config get` lists them, with a one-line help.
 pub const KEYS: [(&str, &str); 11] = [
-    ("db_path", "SQLite database file (overridden by $QUEUECTL_DB)"),
-    ("max_retries", "re-runs after a failed first attempt before a job goes to the DLQ"),
-    ("backoff_base", "retry k waits backoff_base^k seconds (>= 1)"),
+    (
+        "db_path",
+        "SQLite database file (overridden by $QUEUECTL_DB)",
+    ),
+    (
+        "max_retries",
+        "re-runs after a failed first attempt before a job goes to the DLQ",
+    ),
+    (
+        "backoff_base",
+        "retry k waits backoff_base^k seconds (>= 1)",
+    ),
     ("backoff_max_seconds", "upper bound on one retry delay"),
     ("timeout_seconds", "default per-job timeout; 0 means none"),
-    ("lease_seconds", "a dead worker's job returns to the queue after this long"),
-    ("kill_grace_seconds", "time between SIGTERM and SIGKILL when a job is stopped"),
-    ("durability", "\"full\" (fsync every commit) or \"normal\" (faster, may lose the last commits on power loss)"),
-    ("retention_seconds", "finished jobs older than this are purged; 0 keeps them forever"),
-    ("supervisor", "\"auto\", \"systemd\" or \"process\": what `worker start` drives"),
-    ("output", "\"auto\", \"journal\" or \"file\": where job output goes"),
+    (
+        "lease_seconds",
+        "a dead worker's job returns to the queue after this long",
+    ),
+    (
+        "kill_grace_seconds",
+        "time between SIGTERM and SIGKILL when a job is stopped",
+    ),
+    (
+        "durability",
+        "\"full\" (fsync every commit) or \"normal\" (faster, may lose the last commits on power loss)",
+    ),
+    (
+        "retention_seconds",
+        "finished jobs older than this are purged; 0 keeps them forever",
+    ),
+    (
+        "supervisor",
+        "\"auto\", \"systemd\" or \"process\": what `worker start` drives",
+    ),
+    (
+        "output",
+        "\"auto\", \"journal\" or \"file\": where job output goes",
+    ),
 ];
 
 impl Config {
@@ -102,13 +129,26 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => return Err(Error::io(format!("cannot read config {}", path.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot read config {}", path.display()),
+                    e,
+                ));
+            }
         };
-        Config::parse(&text).map_err(|why| Error::Invalid(format!("config {}: {why}", path.display())))
+        Config::parse(&text)
+            .map_err(|why| Error::Invalid(format!("config {}: {why}", path.display())))
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| match e.span() {
+            Some(span) => format!(
+                "line {}: {}",
+                text[..span.start].lines().count().max(1),
+                e.message()
+            ),
+            None => e.message().to_owned(),
+        })?;
         let mut config = Config::default();
         for (key, value) in &table {
             config.set(key, value)?;
@@ -247,7 +287,12 @@ pub fn set_in_file(path: &Path, key: &str, text: &str) -> Result<Config> {
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io(format!("cannot read config {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot read config {}", path.display()),
+                e,
+            ));
+        }
     };
     let mut config = Config::parse(&existing)
         .map_err(|why| Error::Invalid(format!("config {}: {why}", path.display())))?;
@@ -284,7 +329,8 @@ mod tests {
 
     #[test]
     fn defaults_and_parsing() {
-        let config = Config::parse("max_retries = 5\nbackoff_base = 3\ndurability = \"normal\"\n").unwrap();
+        let config =
+            Config::parse("max_retries = 5\nbackoff_base = 3\ndurability = \"normal\"\n").unwrap();
         assert_eq!(config.max_retries, 5);
         assert_eq!(config.backoff_base, 3.0);
         assert_eq!(config.durability, Durability::Normal);
@@ -301,7 +347,7 @@ mod tests {
             ("lease_seconds = 0", "lease_seconds"),
             ("durability = \"fast\"", "durability"),
             ("supervisor = \"docker\"", "supervisor"),
-            ("max_retries = ", "invalid"),
+            ("max_retries = ", "line 1: "),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
@@ -333,6 +379,10 @@ mod tests {
 
         assert!(set_in_file(&path, "max_retries", "lots").is_err());
         assert!(set_in_file(&path, "nope", "1").is_err());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a rejected set leaves the file alone");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "a rejected set leaves the file alone"
+        );
     }
 }

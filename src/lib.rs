@@ -1,15 +1,15 @@
 //! queuectl: a background job runner with a SQLite queue and systemd-native
 //! workers. See ARCHITECTURE.md for the module map.
 
-pub mod domain;
 pub mod config;
+pub mod domain;
 pub mod error;
-pub mod paths;
-pub mod store;
+pub mod logging;
 pub mod output;
+pub mod paths;
 pub mod runner;
+pub mod store;
+pub mod supervisor;
 pub mod systemd;
 pub mod wakeup;
 pub mod worker;
-pub mod supervisor;
-pub mod logging;

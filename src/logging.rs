@@ -9,13 +9,17 @@ use tracing_subscriber::prelude::*;
 /// commands only warn. `QUEUECTL_LOG` overrides (e.g. `QUEUECTL_LOG=debug`).
 pub fn init(long_running: bool) {
     let default = if long_running { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_env("QUEUECTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("QUEUECTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     if long_running && libsystemd::logging::connected_to_journal() {
         if let Ok(journal) = tracing_journald::layer() {
             let journal = journal
                 .with_field_prefix(None)
                 .with_syslog_identifier("queuectl-worker".to_owned());
-            let _ = tracing_subscriber::registry().with(filter).with(journal).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(journal)
+                .try_init();
             return;
         }
     }

@@ -199,10 +199,7 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
 /// group (before reaping it, so the group id cannot have been reused), then
 /// reaps it.
 fn wait_and_clean_up(child: &mut Child, pgid: Pid) -> ExitStatus {
-    let _ = waitid(
-        Id::Pid(pgid),
-        WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-    );
+    let _ = waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
     let _ = killpg(pgid, Signal::SIGKILL);
     loop {
         match child.wait() {
@@ -215,7 +212,11 @@ fn wait_and_clean_up(child: &mut Child, pgid: Pid) -> ExitStatus {
 }
 
 /// Copies `pipe` to the sink a line at a time; returns the stream's tail.
-fn copy_lines(pipe: Box<dyn Read + Send>, stream: Stream, sink: &Mutex<Box<dyn OutputSink>>) -> String {
+fn copy_lines(
+    pipe: Box<dyn Read + Send>,
+    stream: Stream,
+    sink: &Mutex<Box<dyn OutputSink>>,
+) -> String {
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut line = Vec::with_capacity(1024);
     let mut tail: Vec<u8> = Vec::new();
@@ -224,7 +225,9 @@ fn copy_lines(pipe: Box<dyn Read + Send>, stream: Stream, sink: &Mutex<Box<dyn O
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
             Ok(_) => {
-                sink.lock().unwrap_or_else(|p| p.into_inner()).line(stream, &line);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .line(stream, &line);
                 if stream == Stream::Stderr {
                     tail.extend_from_slice(&line);
                     if tail.len() > 2 * STDERR_TAIL_BYTES {
@@ -240,6 +243,42 @@ fn copy_lines(pipe: Box<dyn Read + Send>, stream: Stream, sink: &Mutex<Box<dyn O
     String::from_utf8_lossy(&tail[start..]).trim().to_owned()
 }
 
+/// Kills every process still carrying `QUEUECTL_JOB_ID=<job_id>` in its
+/// environment: what a dead worker's job left running (a shell's children
+/// outlive the parent-death signal). Called before the job's expired lease is
+/// rescued, so a job never runs twice at once. Returns how many were killed.
+pub fn kill_leftovers(job_id: &str) -> usize {
+    let needle = format!("QUEUECTL_JOB_ID={job_id}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +287,10 @@ mod tests {
     fn plain_commands_skip_the_shell() {
         assert_eq!(plain_words("true"), Some(vec!["true"]));
         assert_eq!(plain_words("  sleep   5 "), Some(vec!["sleep", "5"]));
-        assert_eq!(plain_words("/usr/bin/env A=1 printenv A"), Some(vec!["/usr/bin/env", "A=1", "printenv", "A"]));
+        assert_eq!(
+            plain_words("/usr/bin/env A=1 printenv A"),
+            Some(vec!["/usr/bin/env", "A=1", "printenv", "A"])
+        );
         for shell in [
             "echo $HOME",
             "ls *.txt",

@@ -93,6 +93,10 @@ mod tests {
         woken.sort();
         assert_eq!(woken, ["a", "b"]);
         drop(sockets);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "sockets are removed on drop");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "sockets are removed on drop"
+        );
     }
 }

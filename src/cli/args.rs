@@ -65,7 +65,9 @@ A file or stdin holds one JSON object per line (or one JSON array); all of its j
 are enqueued in one transaction, or none if any line is invalid.")]
     Enqueue(EnqueueArgs),
     /// List jobs in enqueue order
-    #[command(after_help = "Examples:\n  queuectl list\n  queuectl list --state pending --limit 20\n  queuectl list --state dead --json")]
+    #[command(
+        after_help = "Examples:\n  queuectl list\n  queuectl list --state pending --limit 20\n  queuectl list --state dead --json"
+    )]
     List(ListArgs),
     /// Show one job with its attempt history
     #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
@@ -89,7 +91,9 @@ are enqueued in one transaction, or none if any line is invalid.")]
         id: String,
     },
     /// Delete finished jobs (completed, dead, cancelled) and their logs
-    #[command(after_help = "Examples:\n  queuectl purge --older-than 7d\n  queuectl purge --older-than 0s   # every finished job")]
+    #[command(
+        after_help = "Examples:\n  queuectl purge --older-than 7d\n  queuectl purge --older-than 0s   # every finished job"
+    )]
     Purge {
         /// Age of the jobs to delete (30s, 5m, 2h, 7d) [default: the retention_seconds setting]
         #[arg(long, value_name = "AGE")]
@@ -111,7 +115,9 @@ are enqueued in one transaction, or none if any line is invalid.")]
     #[command(subcommand)]
     Worker(WorkerCommand),
     /// Print a shell completion script
-    #[command(after_help = "Examples:\n  queuectl completions bash > /etc/bash_completion.d/queuectl\n  queuectl completions zsh > ~/.zfunc/_queuectl")]
+    #[command(
+        after_help = "Examples:\n  queuectl completions bash > /etc/bash_completion.d/queuectl\n  queuectl completions zsh > ~/.zfunc/_queuectl"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -124,7 +130,11 @@ are enqueued in one transaction, or none if any line is invalid.")]
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// The job as a JSON object, or "-" to read one job per line from stdin
-    #[arg(value_name = "JSON", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "JSON",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     pub job: Option<String>,
     /// Read jobs from a file: one JSON object per line, or a JSON array
     #[arg(long, short, value_name = "PATH")]
@@ -170,8 +180,14 @@ pub enum ConfigCommand {
         key: Option<String>,
     },
     /// Change a setting in the config file (comments are kept)
-    #[command(after_help = "Examples:\n  queuectl config set max_retries 5\n  queuectl config set backoff_base 3\n  queuectl config set durability normal")]
-    Set { key: String, value: String },
+    #[command(
+        after_help = "Examples:\n  queuectl config set max_retries 5\n  queuectl config set backoff_base 3\n  queuectl config set durability normal"
+    )]
+    Set {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Print the config file's path
     Path,
 }
@@ -179,16 +195,20 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// Run a worker in the foreground (what each service instance runs)
-    #[command(after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n\n\
+    #[command(
+        after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n\n\
 SIGTERM or SIGINT: finish the current job, then exit 0. A second signal kills the job\n\
-and returns it to the queue.")]
+and returns it to the queue."
+    )]
     Run {
         /// Worker name, shown in status and recorded with each attempt [default: <host>-<pid>]
         #[arg(long)]
         name: Option<String>,
     },
     /// Start N workers in the background (scale up or down)
-    #[command(after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker start --count 1   # scales down, stopping 2 and 3 gracefully")]
+    #[command(
+        after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker start --count 1   # scales down, stopping 2 and 3 gracefully"
+    )]
     Start {
         /// How many workers should run
         #[arg(long, short = 'c', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -198,7 +218,9 @@ and returns it to the queue.")]
         timeout: Option<u64>,
     },
     /// Stop every worker gracefully and wait for running jobs to finish
-    #[command(after_help = "Examples:\n  queuectl worker stop\n  queuectl worker stop --timeout 60")]
+    #[command(
+        after_help = "Examples:\n  queuectl worker stop\n  queuectl worker stop --timeout 60"
+    )]
     Stop {
         /// Seconds to wait before killing workers [default: wait]
         #[arg(long, value_name = "SECONDS")]

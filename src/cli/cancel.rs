@@ -9,7 +9,9 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     // A running job's worker checks for cancellation when woken.
     wake_workers(&ctx.state.wake());
     match (&result, ctx.json) {
-        (CancelResult::Cancelled, true) => print_json(&serde_json::json!({"id": id, "result": "cancelled"})),
+        (CancelResult::Cancelled, true) => {
+            print_json(&serde_json::json!({"id": id, "result": "cancelled"}))
+        }
         (CancelResult::Requested { worker }, true) => {
             print_json(&serde_json::json!({"id": id, "result": "requested", "worker": worker}))
         }
@@ -18,7 +20,9 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
             Ok(())
         }
         (CancelResult::Requested { worker }, false) => {
-            println!("job '{id}' is running on worker '{worker}'; it will be stopped and marked cancelled");
+            println!(
+                "job '{id}' is running on worker '{worker}'; it will be stopped and marked cancelled"
+            );
             Ok(())
         }
     }

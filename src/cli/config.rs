@@ -34,7 +34,9 @@ pub fn run(ctx: &Context, command: ConfigCommand) -> Result<()> {
         ConfigCommand::Set { key, value } => {
             config::set_in_file(&ctx.config_path, &key, &value)?;
             if ctx.json {
-                return print_json(&serde_json::json!({ "path": ctx.config_path, "key": key, "value": value }));
+                return print_json(
+                    &serde_json::json!({ "path": ctx.config_path, "key": key, "value": value }),
+                );
             }
             println!("{key} = {value}  (in {})", ctx.config_path.display());
             Ok(())

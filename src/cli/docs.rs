@@ -3,7 +3,12 @@ use clap::CommandFactory;
 use queuectl::error::{Error, Result};
 
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
-    clap_complete::generate(shell, &mut Cli::command(), "queuectl", &mut std::io::stdout());
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "queuectl",
+        &mut std::io::stdout(),
+    );
     Ok(())
 }
 

@@ -17,16 +17,23 @@ pub fn run(ctx: &Context, args: EnqueueArgs) -> Result<()> {
         }
         (Some(json), _) => vec![(1, parse_job(json)?)],
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .context(|| format!("cannot read {}", path.display()))?;
             parse_batch(&text)?
         }
-        (None, None) => return Err(Error::Invalid("give a job as JSON, --file PATH, or - for stdin".into())),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "give a job as JSON, --file PATH, or - for stdin".into(),
+            ));
+        }
     };
     let mut store = ctx.store()?;
     let ids = store.enqueue(&jobs, &ctx.job_defaults(), jiff::Timestamp::now())?;
     wake_workers(&ctx.state.wake());
     if ctx.json {
-        return print_json(&serde_json::json!({ "enqueued": ids.len(), "ids": ids.iter().map(|id| id.as_str()).collect::<Vec<_>>() }));
+        return print_json(
+            &serde_json::json!({ "enqueued": ids.len(), "ids": ids.iter().map(|id| id.as_str()).collect::<Vec<_>>() }),
+        );
     }
     let mut out = String::with_capacity(ids.len() * 28);
     for id in &ids {

@@ -8,7 +8,8 @@ use std::io::Write;
 
 pub fn print_json(value: &impl Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(|e| Error::io("cannot write JSON", e.into()))?;
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| Error::io("cannot write JSON", e.into()))?;
     writeln!(out).map_err(|e| Error::io("cannot write output", e))
 }
 
@@ -46,7 +47,9 @@ impl Painter {
 
 /// A time to the second, as RFC 3339.
 pub fn time(t: Timestamp) -> String {
-    t.round(Unit::Second).map(|t| t.to_string()).unwrap_or_else(|_| t.to_string())
+    t.round(Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// "3s ago", "in 5m", for times near now.

@@ -28,8 +28,10 @@ pub fn print_jobs(ctx: &Context, jobs: &[Job]) -> Result<()> {
     let id_width = jobs.iter().map(|j| j.id.len()).max().unwrap_or(2).max(2);
     println!(
         "{}",
-        ctx.paint
-            .bold(&format!("{:<id_width$}  {:<10}  {:>4}  {:>8}  {:<12}  COMMAND", "ID", "STATE", "PRI", "ATTEMPTS", "WHEN"))
+        ctx.paint.bold(&format!(
+            "{:<id_width$}  {:<10}  {:>4}  {:>8}  {:<12}  COMMAND",
+            "ID", "STATE", "PRI", "ATTEMPTS", "WHEN"
+        ))
     );
     for job in jobs {
         let when = match job.state {

@@ -37,11 +37,15 @@ fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(offset),
         Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
     };
-    file.seek(SeekFrom::Start(offset)).context(|| format!("cannot read {}", path.display()))?;
+    file.seek(SeekFrom::Start(offset))
+        .context(|| format!("cannot read {}", path.display()))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).context(|| format!("cannot read {}", path.display()))?;
+    file.read_to_end(&mut bytes)
+        .context(|| format!("cannot read {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes).and_then(|_| out.flush()).context(|| "cannot write output".into())?;
+    out.write_all(&bytes)
+        .and_then(|_| out.flush())
+        .context(|| "cannot write output".into())?;
     Ok(offset + bytes.len() as u64)
 }
 
@@ -65,7 +69,12 @@ fn journal(ctx: &Context, id: &str, follow: bool) -> Result<()> {
 /// Prints the job's journal entries after `cursor`; returns the new cursor.
 fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>> {
     let mut cmd = Command::new("journalctl");
-    cmd.args(["--no-pager", "--output=cat", "--show-cursor", &format!("JOB_ID={id}")]);
+    cmd.args([
+        "--no-pager",
+        "--output=cat",
+        "--show-cursor",
+        &format!("JOB_ID={id}"),
+    ]);
     if let Some(cursor) = cursor {
         cmd.arg(format!("--after-cursor={cursor}"));
     }
@@ -75,18 +84,27 @@ fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>>
         .output()
         .context(|| "cannot run journalctl".into())?;
     if !output.status.success() {
-        return Err(Error::Supervisor(format!("journalctl failed ({})", output.status)));
+        return Err(Error::Supervisor(format!(
+            "journalctl failed ({})",
+            output.status
+        )));
     }
     let text = output.stdout;
     let marker = b"-- cursor: ";
     let (body, new_cursor) = match text.windows(marker.len()).rposition(|w| w == marker) {
         Some(at) => (
             &text[..at],
-            Some(String::from_utf8_lossy(&text[at + marker.len()..]).trim().to_owned()),
+            Some(
+                String::from_utf8_lossy(&text[at + marker.len()..])
+                    .trim()
+                    .to_owned(),
+            ),
         ),
         None => (&text[..], None),
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(body).and_then(|_| out.flush()).context(|| "cannot write output".into())?;
+    out.write_all(body)
+        .and_then(|_| out.flush())
+        .context(|| "cannot write output".into())?;
     Ok(new_cursor)
 }

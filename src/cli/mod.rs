@@ -4,8 +4,8 @@
 pub mod args;
 mod cancel;
 mod config;
-mod docs;
 mod dlq;
+mod docs;
 mod enqueue;
 mod format;
 mod list;
@@ -42,7 +42,9 @@ impl Context {
         let colour = match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
         Ok(Context {
             config,
@@ -66,6 +68,12 @@ impl Context {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // These need no config or database (they run inside package builds).
+    match cli.command {
+        Command::Completions { shell } => return docs::completions(shell),
+        Command::Man => return docs::man(),
+        _ => {}
+    }
     let ctx = Context::load(&cli)?;
     match cli.command {
         Command::Enqueue(args) => enqueue::run(&ctx, args),
@@ -79,7 +87,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
-        Command::Completions { shell } => docs::completions(shell),
-        Command::Man => docs::man(),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

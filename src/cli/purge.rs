@@ -7,11 +7,15 @@ use std::time::Duration;
 
 pub fn run(ctx: &Context, older_than: Option<&str>) -> Result<()> {
     let age = match older_than {
-        Some(text) => parse_duration(text).map_err(|why| Error::Invalid(format!("--older-than: {why}")))?,
+        Some(text) => {
+            parse_duration(text).map_err(|why| Error::Invalid(format!("--older-than: {why}")))?
+        }
         None => Duration::from_secs(ctx.config.retention_seconds),
     };
     let age = jiff::SignedDuration::try_from(age).unwrap_or(jiff::SignedDuration::MAX);
-    let cutoff = jiff::Timestamp::now().checked_sub(age).unwrap_or(jiff::Timestamp::MIN);
+    let cutoff = jiff::Timestamp::now()
+        .checked_sub(age)
+        .unwrap_or(jiff::Timestamp::MIN);
     let purged = maintenance::purge(&mut ctx.store()?, &ctx.state, cutoff)?;
     if ctx.json {
         return print_json(&serde_json::json!({ "purged": purged }));

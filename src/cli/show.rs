@@ -15,8 +15,15 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     println!("{}  {}", p.bold(&job.id), p.state(job.state, 0));
     println!("  command:     {}", job.command);
     println!("  priority:    {}", job.priority);
-    println!("  attempts:    {} run(s), {} failure(s) of max_retries {}", job.attempts, job.failures, job.max_retries);
-    let timeout = if job.timeout_seconds == 0 { "none".to_owned() } else { format!("{}s", job.timeout_seconds) };
+    println!(
+        "  attempts:    {} run(s), {} failure(s) of max_retries {}",
+        job.attempts, job.failures, job.max_retries
+    );
+    let timeout = if job.timeout_seconds == 0 {
+        "none".to_owned()
+    } else {
+        format!("{}s", job.timeout_seconds)
+    };
     println!("  timeout:     {timeout}");
     println!("  created:     {}", time(job.created_at));
     if job.state.is_terminal() {
@@ -41,12 +48,18 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
         println!("  cancel:      requested");
     }
     if let Some(error) = &job.last_error {
-        println!("  last error:  {}", error.replace('\n', "\n               "));
+        println!(
+            "  last error:  {}",
+            error.replace('\n', "\n               ")
+        );
     }
     if attempts.is_empty() {
         return Ok(());
     }
-    println!("\n  {}", p.bold("#   WORKER        STARTED               DURATION  OUTCOME        EXIT  ERROR"));
+    println!(
+        "\n  {}",
+        p.bold("#   WORKER        STARTED               DURATION  OUTCOME        EXIT  ERROR")
+    );
     for a in &attempts {
         let exit = match (a.exit_code, a.signal) {
             (Some(code), _) => code.to_string(),
@@ -59,7 +72,13 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
             .map(short_duration)
             .unwrap_or_else(|| "running".into());
         let outcome = a.outcome.map(|o| o.as_str()).unwrap_or("running");
-        let error = a.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        let error = a
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
         println!(
             "  {:<3} {:<13} {:<21} {:<9} {:<14} {:<5} {}",
             a.number,

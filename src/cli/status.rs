@@ -36,7 +36,9 @@ pub fn run(ctx: &Context) -> Result<()> {
                 name: w.name.clone(),
                 pid: Some(w.pid),
                 unit_state: instance.map(|i| i.state.clone()),
-                status: instance.and_then(|i| i.status.clone()).or_else(|| Some(w.status.clone())),
+                status: instance
+                    .and_then(|i| i.status.clone())
+                    .or_else(|| Some(w.status.clone())),
                 job_id: w.job_id.clone(),
                 heartbeat_at: Some(w.heartbeat_at),
             }
@@ -55,8 +57,10 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
     }
     if ctx.json {
-        let counts: serde_json::Map<String, serde_json::Value> =
-            counts.iter().map(|(state, n)| (state.to_string(), (*n).into())).collect();
+        let counts: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(state, n)| (state.to_string(), (*n).into()))
+            .collect();
         return print_json(&serde_json::json!({
             "db": ctx.state.db,
             "supervisor": supervisor,
@@ -68,7 +72,13 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("{} {}", p.bold("queue:"), ctx.state.db.display());
     let line: Vec<String> = JobState::ALL
         .iter()
-        .map(|state| format!("{} {}", p.state(*state, 0), counts.get(state).copied().unwrap_or(0)))
+        .map(|state| {
+            format!(
+                "{} {}",
+                p.state(*state, 0),
+                counts.get(state).copied().unwrap_or(0)
+            )
+        })
         .collect();
     println!("{} {}", p.bold("jobs: "), line.join("  "));
     let header = match &supervisor {
@@ -82,10 +92,15 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     let now = jiff::Timestamp::now();
     let silent_after = jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds));
-    println!("  {:<16} {:>8}  {:<12} {:<14} {:<24} STATUS", "NAME", "PID", "UNIT", "HEARTBEAT", "JOB");
+    println!(
+        "  {:<16} {:>8}  {:<12} {:<14} {:<24} STATUS",
+        "NAME", "PID", "UNIT", "HEARTBEAT", "JOB"
+    );
     for w in &workers {
         let heartbeat = match w.heartbeat_at {
-            Some(at) if now.duration_since(at) > silent_after => format!("{} (silent)", relative(at, now)),
+            Some(at) if now.duration_since(at) > silent_after => {
+                format!("{} (silent)", relative(at, now))
+            }
             Some(at) => relative(at, now),
             None => "-".into(),
         };

@@ -22,7 +22,11 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             }
             let list = |names: &[String]| names.join(", ");
             if !report.started.is_empty() {
-                println!("started worker(s) {} ({})", list(&report.started), supervisor.describe());
+                println!(
+                    "started worker(s) {} ({})",
+                    list(&report.started),
+                    supervisor.describe()
+                );
             }
             if !report.already_running.is_empty() {
                 println!("already running: {}", list(&report.already_running));
@@ -45,18 +49,22 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             }
             Ok(())
         }
-        WorkerCommand::Supervise { instance } => process::keep(&invocation(ctx)?, &ctx.state, instance),
+        WorkerCommand::Supervise { instance } => {
+            process::keep(&invocation(ctx)?, &ctx.state, instance)
+        }
     }
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| Error::io(format!("cannot resolve {}", path.display()), e))
+    std::path::absolute(path)
+        .map_err(|e| Error::io(format!("cannot resolve {}", path.display()), e))
 }
 
 /// How background workers re-run this queuectl with the same settings.
 fn invocation(ctx: &Context) -> Result<Invocation> {
     Ok(Invocation {
-        exe: std::env::current_exe().map_err(|e| Error::io("cannot find the queuectl binary", e))?,
+        exe: std::env::current_exe()
+            .map_err(|e| Error::io("cannot find the queuectl binary", e))?,
         config: absolute(&ctx.config_path)?,
         db: absolute(&ctx.state.db)?,
     })

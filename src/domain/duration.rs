@@ -24,7 +24,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("invalid duration \"{text}\": unknown unit '{ch}' (use s, m, h or d)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration \"{text}\": unknown unit '{ch}' (use s, m, h or d)"
+                ));
+            }
         };
         let value: u64 = digits
             .parse()
@@ -36,7 +40,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
     }
     if !digits.is_empty() {
-        return Err(format!("invalid duration \"{text}\": missing unit after {digits} (use s, m, h or d)"));
+        return Err(format!(
+            "invalid duration \"{text}\": missing unit after {digits} (use s, m, h or d)"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -57,13 +63,25 @@ mod tests {
             ("45", 45),
             (" 10s ", 10),
         ] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for text in ["", "s", "10x", "-5s", "1.5h", "5m3", "99999999999999999999d"] {
+        for text in [
+            "",
+            "s",
+            "10x",
+            "-5s",
+            "1.5h",
+            "5m3",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(text).is_err(), "{text:?} should be rejected");
         }
     }

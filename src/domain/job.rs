@@ -65,7 +65,9 @@ impl Schedule {
             Schedule::Now => now,
             Schedule::At(at) => at,
             Schedule::After(delay) => now
-                .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
+                .checked_add(
+                    jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
+                )
                 .unwrap_or(Timestamp::MAX),
         }
     }
@@ -125,7 +127,17 @@ mod tests {
         for ok in ["job1", "a", "2026-11-26.backup_db", &"x".repeat(64)] {
             assert!(JobId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-rf", ".hidden", "a/b", "a b", "é", "a\nb", "$(x)", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "-rf",
+            ".hidden",
+            "a/b",
+            "a b",
+            "é",
+            "a\nb",
+            "$(x)",
+            &"x".repeat(65),
+        ] {
             assert!(JobId::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -143,6 +155,9 @@ mod tests {
         let mut job = NewJob::new("deploy");
         job.env.insert("TOKEN".into(), "s3cret".into());
         let shown = format!("{job:?}");
-        assert!(shown.contains("TOKEN") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -17,7 +17,11 @@ impl RetryPolicy {
     pub fn delay(&self, failures: u32) -> Duration {
         let seconds = self.backoff_base.powf(f64::from(failures));
         let capped = seconds.min(self.backoff_max.as_secs_f64());
-        Duration::from_secs_f64(if capped.is_finite() { capped.max(0.0) } else { 0.0 })
+        Duration::from_secs_f64(if capped.is_finite() {
+            capped.max(0.0)
+        } else {
+            0.0
+        })
     }
 }
 
@@ -109,7 +113,8 @@ pub fn next_state(
                     failures,
                 };
             }
-            let delay = SignedDuration::try_from(policy.delay(failures)).unwrap_or(SignedDuration::MAX);
+            let delay =
+                SignedDuration::try_from(policy.delay(failures)).unwrap_or(SignedDuration::MAX);
             NextState {
                 state: JobState::Failed,
                 run_at: now.checked_add(delay).unwrap_or(Timestamp::MAX),
@@ -133,9 +138,21 @@ mod tests {
     #[test]
     fn delay_is_base_to_the_power_of_failures_capped() {
         let p = policy(2.0, 3600);
-        let cases = [(0, 1), (1, 2), (2, 4), (3, 8), (10, 1024), (12, 3600), (500, 3600)];
+        let cases = [
+            (0, 1),
+            (1, 2),
+            (2, 4),
+            (3, 8),
+            (10, 1024),
+            (12, 3600),
+            (500, 3600),
+        ];
         for (failures, secs) in cases {
-            assert_eq!(p.delay(failures), Duration::from_secs(secs), "failures={failures}");
+            assert_eq!(
+                p.delay(failures),
+                Duration::from_secs(secs),
+                "failures={failures}"
+            );
         }
         assert_eq!(policy(1.5, 100).delay(2), Duration::from_secs_f64(2.25));
         assert_eq!(policy(1.0, 100).delay(50), Duration::from_secs(1));

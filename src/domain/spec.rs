@@ -87,13 +87,21 @@ pub fn parse_batch(text: &str) -> Result<Vec<(usize, NewJob)>, InputError> {
         items
             .iter()
             .enumerate()
-            .map(|(i, item)| job_from_value(item).map(|job| (i + 1, job)).map_err(|e| e.at_line(i + 1)))
+            .map(|(i, item)| {
+                job_from_value(item)
+                    .map(|job| (i + 1, job))
+                    .map_err(|e| e.at_line(i + 1))
+            })
             .collect::<Result<Vec<_>, _>>()?
     } else {
         text.lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| parse_job(line).map(|job| (i + 1, job)).map_err(|e| e.at_line(i + 1)))
+            .map(|(i, line)| {
+                parse_job(line)
+                    .map(|job| (i + 1, job))
+                    .map_err(|e| e.at_line(i + 1))
+            })
             .collect::<Result<Vec<_>, _>>()?
     };
     if jobs.is_empty() {
@@ -104,7 +112,11 @@ pub fn parse_batch(text: &str) -> Result<Vec<(usize, NewJob)>, InputError> {
         if let Some(id) = &job.id
             && let Some(first) = seen.insert(id.as_str(), *line)
         {
-            return Err(InputError::field("id", format!("duplicate id '{id}' (also on line {first})")).at_line(*line));
+            return Err(InputError::field(
+                "id",
+                format!("duplicate id '{id}' (also on line {first})"),
+            )
+            .at_line(*line));
         }
     }
     Ok(jobs)
@@ -124,8 +136,8 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
             format!("unknown field (known fields: {})", FIELDS.join(", ")),
         ));
     }
-    let command = string_field(map, "command")?
-        .ok_or_else(|| InputError::field("command", "is required"))?;
+    let command =
+        string_field(map, "command")?.ok_or_else(|| InputError::field("command", "is required"))?;
     if command.trim().is_empty() {
         return Err(InputError::field("command", "must not be empty"));
     }
@@ -140,14 +152,22 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         Some(v) => v
             .as_i64()
             .filter(|p| i32::try_from(*p).is_ok())
-            .ok_or_else(|| InputError::field("priority", format!("expected an integer, got {}", shown(v))))?,
+            .ok_or_else(|| {
+                InputError::field("priority", format!("expected an integer, got {}", shown(v)))
+            })?,
     };
     let schedule = match (string_field(map, "run_at")?, string_field(map, "delay")?) {
         (Some(_), Some(_)) => {
-            return Err(InputError::field("delay", "give either run_at or delay, not both"));
+            return Err(InputError::field(
+                "delay",
+                "give either run_at or delay, not both",
+            ));
         }
         (Some(at), None) => Schedule::At(at.parse::<Timestamp>().map_err(|e| {
-            InputError::field("run_at", format!("invalid RFC 3339 timestamp \"{at}\": {e}"))
+            InputError::field(
+                "run_at",
+                format!("invalid RFC 3339 timestamp \"{at}\": {e}"),
+            )
         })?),
         (None, Some(delay)) => {
             Schedule::After(parse_duration(&delay).map_err(|why| InputError::field("delay", why))?)
@@ -161,7 +181,10 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
     if let Some(dir) = &cwd
         && !dir.starts_with('/')
     {
-        return Err(InputError::field("cwd", format!("must be an absolute path, got \"{dir}\"")));
+        return Err(InputError::field(
+            "cwd",
+            format!("must be an absolute path, got \"{dir}\""),
+        ));
     }
     Ok(NewJob {
         id,
@@ -179,16 +202,26 @@ fn string_field(map: &Map<String, Value>, name: &str) -> Result<Option<String>, 
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(InputError::field(name, format!("expected a string, got {}", shown(other)))),
+        Some(other) => Err(InputError::field(
+            name,
+            format!("expected a string, got {}", shown(other)),
+        )),
     }
 }
 
-fn count_field(map: &Map<String, Value>, name: &str, limit: u64) -> Result<Option<u32>, InputError> {
+fn count_field(
+    map: &Map<String, Value>,
+    name: &str,
+    limit: u64,
+) -> Result<Option<u32>, InputError> {
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if n <= limit => Ok(Some(n as u32)),
-            Some(n) => Err(InputError::field(name, format!("{n} is too large (at most {limit})"))),
+            Some(n) => Err(InputError::field(
+                name,
+                format!("{n} is too large (at most {limit})"),
+            )),
             None => Err(InputError::field(
                 name,
                 format!("expected a non-negative integer, got {}", shown(v)),
@@ -202,17 +235,26 @@ fn env_field(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, Input
         return Ok(BTreeMap::new());
     };
     let Value::Object(vars) = value else {
-        return Err(InputError::field("env", format!("expected an object of strings, got {}", shown(value))));
+        return Err(InputError::field(
+            "env",
+            format!("expected an object of strings, got {}", shown(value)),
+        ));
     };
     vars.iter()
         .map(|(name, value)| {
             if name.is_empty() || name.contains(['=', '\0']) {
-                return Err(InputError::field("env", format!("invalid variable name \"{}\"", name.escape_default())));
+                return Err(InputError::field(
+                    "env",
+                    format!("invalid variable name \"{}\"", name.escape_default()),
+                ));
             }
             match value {
                 Value::String(s) if !s.contains('\0') => Ok((name.clone(), s.clone())),
                 // Never echo the value: env often carries secrets.
-                _ => Err(InputError::field("env", format!("value of {name} must be a string without NUL bytes"))),
+                _ => Err(InputError::field(
+                    "env",
+                    format!("value of {name} must be a string without NUL bytes"),
+                )),
             }
         })
         .collect()
@@ -262,26 +304,73 @@ mod tests {
     #[test]
     fn run_at_takes_rfc3339() {
         let job = parse_job(r#"{"command":"x","run_at":"2030-01-02T03:04:05Z"}"#).unwrap();
-        assert_eq!(job.schedule, Schedule::At("2030-01-02T03:04:05Z".parse().unwrap()));
+        assert_eq!(
+            job.schedule,
+            Schedule::At("2030-01-02T03:04:05Z".parse().unwrap())
+        );
     }
 
     #[test]
     fn every_bad_input_names_its_field() {
         let cases = [
-            (r#"{"command":"x","colour":"red"}"#, Some("colour"), "unknown field"),
-            (r#"{"command":5}"#, Some("command"), "expected a string, got 5"),
+            (
+                r#"{"command":"x","colour":"red"}"#,
+                Some("colour"),
+                "unknown field",
+            ),
+            (
+                r#"{"command":5}"#,
+                Some("command"),
+                "expected a string, got 5",
+            ),
             (r#"{"command":"  "}"#, Some("command"), "must not be empty"),
             (r#"{"priority":1}"#, Some("command"), "is required"),
             (r#"{"command":"x","id":"a b"}"#, Some("id"), "only letters"),
-            (r#"{"command":"x","priority":"high"}"#, Some("priority"), "expected an integer"),
-            (r#"{"command":"x","run_at":"tomorrow"}"#, Some("run_at"), "invalid RFC 3339"),
-            (r#"{"command":"x","delay":"5 parsecs"}"#, Some("delay"), "invalid duration"),
-            (r#"{"command":"x","delay":"5m","run_at":"2030-01-01T00:00:00Z"}"#, Some("delay"), "not both"),
-            (r#"{"command":"x","max_retries":-1}"#, Some("max_retries"), "non-negative integer, got -1"),
-            (r#"{"command":"x","timeout_seconds":1.5}"#, Some("timeout_seconds"), "non-negative integer"),
-            (r#"{"command":"x","env":{"A":1}}"#, Some("env"), "must be a string"),
-            (r#"{"command":"x","env":["A"]}"#, Some("env"), "expected an object"),
-            (r#"{"command":"x","cwd":"rel/dir"}"#, Some("cwd"), "absolute path"),
+            (
+                r#"{"command":"x","priority":"high"}"#,
+                Some("priority"),
+                "expected an integer",
+            ),
+            (
+                r#"{"command":"x","run_at":"tomorrow"}"#,
+                Some("run_at"),
+                "invalid RFC 3339",
+            ),
+            (
+                r#"{"command":"x","delay":"5 parsecs"}"#,
+                Some("delay"),
+                "invalid duration",
+            ),
+            (
+                r#"{"command":"x","delay":"5m","run_at":"2030-01-01T00:00:00Z"}"#,
+                Some("delay"),
+                "not both",
+            ),
+            (
+                r#"{"command":"x","max_retries":-1}"#,
+                Some("max_retries"),
+                "non-negative integer, got -1",
+            ),
+            (
+                r#"{"command":"x","timeout_seconds":1.5}"#,
+                Some("timeout_seconds"),
+                "non-negative integer",
+            ),
+            (
+                r#"{"command":"x","env":{"A":1}}"#,
+                Some("env"),
+                "must be a string",
+            ),
+            (
+                r#"{"command":"x","env":["A"]}"#,
+                Some("env"),
+                "expected an object",
+            ),
+            (
+                r#"{"command":"x","cwd":"rel/dir"}"#,
+                Some("cwd"),
+                "absolute path",
+            ),
             (r#"["x"]"#, None, "expected a JSON object"),
             (r#"{"command":"x""#, None, "malformed JSON"),
         ];
@@ -303,7 +392,10 @@ mod tests {
         let text = "{\"command\":\"a\"}\n\n{\"command\":\"b\",\"max_retries\":-2}\n";
         let err = parse_batch(text).unwrap_err();
         assert_eq!(err.line, Some(3));
-        assert!(err.to_string().starts_with("line 3: field 'max_retries'"), "{err}");
+        assert!(
+            err.to_string().starts_with("line 3: field 'max_retries'"),
+            "{err}"
+        );
 
         let dup = "{\"id\":\"a\",\"command\":\"x\"}\n{\"id\":\"a\",\"command\":\"y\"}";
         let err = parse_batch(dup).unwrap_err();

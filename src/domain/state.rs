@@ -68,7 +68,10 @@ impl FromStr for JobState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown state '{s}' (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown state '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }

@@ -125,7 +125,10 @@ impl Store {
     }
 
     /// Runs `op` until it stops reporting busy or the deadline passes.
-    fn retry_busy<T>(&mut self, mut op: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn retry_busy<T>(
+        &mut self,
+        mut op: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + BUSY_DEADLINE;
         let mut pause = Duration::from_millis(1);
         loop {
@@ -169,7 +172,8 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+        let version: i64 =
+            self.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
         if version == SCHEMA_VERSION {
             return Ok(());
         }
@@ -195,7 +199,12 @@ impl Store {
     /// Inserts all `jobs` in one transaction: all are enqueued or none.
     /// Returns their ids in order. `lines` gives each job's input line for
     /// error messages.
-    pub fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults, now: Timestamp) -> Result<Vec<JobId>> {
+    pub fn enqueue(
+        &mut self,
+        jobs: &[(usize, NewJob)],
+        defaults: &JobDefaults,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>> {
         let ids: Vec<JobId> = jobs
             .iter()
             .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
@@ -274,7 +283,12 @@ impl Store {
     /// Extends the lease and refreshes the worker's heartbeat. Tells the
     /// worker whether the lease is still its own and whether a user asked to
     /// cancel the job.
-    pub fn renew_lease(&mut self, lease: &Lease, duration: Duration, now: Timestamp) -> Result<LeaseStatus> {
+    pub fn renew_lease(
+        &mut self,
+        lease: &Lease,
+        duration: Duration,
+        now: Timestamp,
+    ) -> Result<LeaseStatus> {
         self.write(|tx| {
             let cancel: Option<bool> = tx
                 .prepare_cached(
@@ -283,7 +297,12 @@ impl Store {
                      RETURNING cancel_requested",
                 )?
                 .query_row(
-                    params![to_millis(now) + millis(duration), to_millis(now), lease.seq, lease.token],
+                    params![
+                        to_millis(now) + millis(duration),
+                        to_millis(now),
+                        lease.seq,
+                        lease.token
+                    ],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -333,6 +352,15 @@ impl Store {
         })
     }
 
+    /// Ids of processing jobs whose lease ran out before `now`.
+    pub fn expired_leases(&self, now: Timestamp) -> Result<Vec<String>> {
+        self.read_all(
+            "SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ?1",
+            [to_millis(now)],
+            |r| r.get(0),
+        )
+    }
+
     /// When the next pending or failed job falls due, if any.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
         self.read_one(
@@ -361,7 +389,13 @@ impl Store {
                 "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             )?
-            .execute(params![worker.name, worker.pid, worker.host, to_millis(worker.started_at), worker.status])?;
+            .execute(params![
+                worker.name,
+                worker.pid,
+                worker.host,
+                to_millis(worker.started_at),
+                worker.status
+            ])?;
             Ok(())
         })
     }
@@ -384,7 +418,12 @@ impl Store {
 
     /// Forgets workers that have not been heard from since `before`.
     pub fn forget_silent_workers(&mut self, before: Timestamp) -> Result<usize> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM workers WHERE heartbeat_at < ?1", [to_millis(before)])?))
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM workers WHERE heartbeat_at < ?1",
+                [to_millis(before)],
+            )?)
+        })
     }
 
     /// Registered workers, each with the job it holds (read from the jobs
@@ -416,9 +455,11 @@ impl Store {
     pub fn cancel(&mut self, id: &str, now: Timestamp) -> Result<CancelResult> {
         self.write(|tx| {
             let row: Option<(i64, String, Option<String>)> = tx
-                .query_row("SELECT seq, state, worker FROM jobs WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+                .query_row(
+                    "SELECT seq, state, worker FROM jobs WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
                 .optional()?;
             let Some((seq, state, worker)) = row else {
                 return Err(Error::NotFound(id.to_owned()).into());
@@ -433,12 +474,18 @@ impl Store {
                     Ok(CancelResult::Cancelled)
                 }
                 JobState::Processing => {
-                    tx.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE seq = ?2", params![to_millis(now), seq])?;
+                    tx.execute(
+                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE seq = ?2",
+                        params![to_millis(now), seq],
+                    )?;
                     Ok(CancelResult::Requested {
                         worker: worker.unwrap_or_default(),
                     })
                 }
-                done => Err(Error::Conflict(format!("job '{id}' is already {done}; nothing to cancel")).into()),
+                done => Err(Error::Conflict(format!(
+                    "job '{id}' is already {done}; nothing to cancel"
+                ))
+                .into()),
             }
         })
     }
@@ -497,14 +544,24 @@ impl Store {
 
     // ----- reads -----
 
-    fn read_one<T, P: rusqlite::Params>(&self, sql: &str, params: P, map: impl FnOnce(&Row) -> rusqlite::Result<T>) -> Result<T> {
+    fn read_one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        map: impl FnOnce(&Row) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         self.conn
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.query_row(params, map))
             .map_err(|e| self.db_error(e))
     }
 
-    fn read_all<T, P: rusqlite::Params>(&self, sql: &str, params: P, map: impl FnMut(&Row) -> rusqlite::Result<T>) -> Result<Vec<T>> {
+    fn read_all<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
         self.conn
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.query_map(params, map)?.collect())
@@ -547,10 +604,13 @@ impl Store {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY seq LIMIT ?2"
         );
-        let sql_by_state = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
+        let sql_by_state =
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
         match state {
             // Separate statements so the planner uses the (state, seq) index.
-            Some(state) => self.read_all(&sql_by_state, params![state.as_str(), limit], job_from_row),
+            Some(state) => {
+                self.read_all(&sql_by_state, params![state.as_str(), limit], job_from_row)
+            }
             None => self.read_all(&sql, params![Option::<String>::None, limit], job_from_row),
         }
     }
@@ -574,14 +634,21 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let durations = "SELECT finished_at - started_at AS d FROM attempts WHERE outcome IN ('succeeded', 'failed', 'timed_out')";
-        let (avg_duration_ms, timed): (Option<f64>, i64) =
-            self.read_one(&format!("SELECT AVG(d), COUNT(*) FROM ({durations})"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (avg_duration_ms, timed): (Option<f64>, i64) = self.read_one(
+            &format!("SELECT AVG(d), COUNT(*) FROM ({durations})"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let p95_duration_ms: Option<i64> = if timed == 0 {
             None
         } else {
             let offset = ((timed as f64) * 0.95).ceil() as i64 - 1;
-            self.read_one(&format!("{durations} ORDER BY d LIMIT 1 OFFSET ?1"), [offset.max(0)], |r| r.get(0))
-                .map(Some)?
+            self.read_one(
+                &format!("{durations} ORDER BY d LIMIT 1 OFFSET ?1"),
+                [offset.max(0)],
+                |r| r.get(0),
+            )
+            .map(Some)?
         };
         let finished_since = |ago: Duration| {
             self.read_one(
@@ -615,7 +682,11 @@ const NEXT_DUE_JOB: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
      WHERE state IN ('pending', 'failed') AND run_at <= ?4
      ORDER BY priority DESC, run_at, seq LIMIT 1";
 
-fn claim_in(tx: &rusqlite::Transaction, request: &ClaimRequest, now: Timestamp) -> rusqlite::Result<Option<Claimed>> {
+fn claim_in(
+    tx: &rusqlite::Transaction,
+    request: &ClaimRequest,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Claimed>> {
     let token: i64 = rand::random();
     let claimed = tx
         .prepare_cached(&format!(
@@ -666,18 +737,25 @@ fn finish_in(
     policy: &RetryPolicy,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let next = next_state(result.outcome, lease.failures, lease.max_retries, policy, now);
+    let next = next_state(
+        result.outcome,
+        lease.failures,
+        lease.max_retries,
+        policy,
+        now,
+    );
     let finished_at = next.state.is_terminal().then(|| to_millis(now));
     let changed = tx
         .prepare_cached(
-            "UPDATE jobs SET state = ?1, run_at = ?2, failures = ?3, finished_at = ?4,
+            "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), failures = ?3, finished_at = ?4,
                  last_error = COALESCE(?5, last_error), worker = NULL, lease_token = NULL, lease_expires_at = NULL,
                  cancel_requested = 0, updated_at = ?6
              WHERE seq = ?7 AND state = 'processing' AND lease_token = ?8",
         )?
         .execute(params![
             next.state.as_str(),
-            to_millis(next.run_at),
+            // A finished job keeps the due time it ran at.
+            (!next.state.is_terminal()).then(|| to_millis(next.run_at)),
             next.failures,
             finished_at,
             result.error,

@@ -41,10 +41,22 @@ fn enqueue(store: &mut Store, json: &str, now: Timestamp) -> String {
 fn claims_by_priority_then_due_time_then_enqueue_order() {
     let (_dir, mut store) = open();
     enqueue(&mut store, r#"{"id":"low","command":"x"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"high-late","command":"x","priority":5,"run_at":"2027-01-15T08:00:10Z"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"high","command":"x","priority":5}"#, at(1));
+    enqueue(
+        &mut store,
+        r#"{"id":"high-late","command":"x","priority":5,"run_at":"2027-01-15T08:00:10Z"}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"high","command":"x","priority":5}"#,
+        at(1),
+    );
     enqueue(&mut store, r#"{"id":"low2","command":"x"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"future","command":"x","priority":9,"delay":"1h"}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"future","command":"x","priority":9,"delay":"1h"}"#,
+        at(0),
+    );
     let now = at(100);
     let mut order = vec![];
     while let Some(job) = store.claim(&request("w"), now).unwrap() {
@@ -67,42 +79,89 @@ fn finish_requires_the_current_lease() {
     let (held, next) = store.finish(&stale, &ok, &policy(), at(2), None).unwrap();
     assert!(!held && next.is_none());
     assert_eq!(store.get("j").unwrap().state, JobState::Processing);
-    assert_eq!(store.renew_lease(&stale, Duration::from_secs(5), at(2)).unwrap(), LeaseStatus::Lost);
-    assert!(store.finish(&claimed.lease, &ok, &policy(), at(3), None).unwrap().0);
+    assert_eq!(
+        store
+            .renew_lease(&stale, Duration::from_secs(5), at(2))
+            .unwrap(),
+        LeaseStatus::Lost
+    );
+    assert!(
+        store
+            .finish(&claimed.lease, &ok, &policy(), at(3), None)
+            .unwrap()
+            .0
+    );
     let job = store.get("j").unwrap();
-    assert_eq!((job.state, job.attempts, job.worker), (JobState::Completed, 1, None));
+    assert_eq!(
+        (job.state, job.attempts, job.worker),
+        (JobState::Completed, 1, None)
+    );
     assert_eq!(job.finished_at, Some(at(3)));
 }
 
 #[test]
 fn failures_back_off_then_die_and_dlq_retry_resets_the_budget() {
     let (_dir, mut store) = open();
-    enqueue(&mut store, r#"{"id":"j","command":"false","max_retries":2}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"j","command":"false","max_retries":2}"#,
+        at(0),
+    );
     let mut now = at(0);
     for expected_delay in [2, 4] {
         let job = store.claim(&request("w"), now).unwrap().unwrap();
         let fail = AttemptResult::new(AttemptOutcome::Failed).with_error("exit 1");
-        store.finish(&job.lease, &fail, &policy(), now, None).unwrap();
+        store
+            .finish(&job.lease, &fail, &policy(), now, None)
+            .unwrap();
         let row = store.get("j").unwrap();
         assert_eq!(row.state, JobState::Failed);
-        assert_eq!(row.run_at, now + jiff::SignedDuration::from_secs(expected_delay));
-        assert!(store.claim(&request("w"), now).unwrap().is_none(), "not due before its backoff");
+        assert_eq!(
+            row.run_at,
+            now + jiff::SignedDuration::from_secs(expected_delay)
+        );
+        assert!(
+            store.claim(&request("w"), now).unwrap().is_none(),
+            "not due before its backoff"
+        );
         now = row.run_at;
     }
     let job = store.claim(&request("w"), now).unwrap().unwrap();
     store
-        .finish(&job.lease, &AttemptResult::new(AttemptOutcome::Failed), &policy(), now, None)
+        .finish(
+            &job.lease,
+            &AttemptResult::new(AttemptOutcome::Failed),
+            &policy(),
+            now,
+            None,
+        )
         .unwrap();
     let row = store.get("j").unwrap();
-    assert_eq!((row.state, row.attempts, row.failures), (JobState::Dead, 3, 3));
-    assert_eq!(row.last_error.as_deref(), Some("exit 1"), "the last error is kept");
+    assert_eq!(
+        (row.state, row.attempts, row.failures),
+        (JobState::Dead, 3, 3)
+    );
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("exit 1"),
+        "the last error is kept"
+    );
     assert_eq!(store.attempts("j").unwrap().len(), 3);
 
-    assert!(matches!(store.retry_dead(Some("nope"), now), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.retry_dead(Some("nope"), now),
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(store.retry_dead(Some("j"), now).unwrap(), ["j"]);
     let row = store.get("j").unwrap();
-    assert_eq!((row.state, row.failures, row.finished_at), (JobState::Pending, 0, None));
-    assert!(matches!(store.retry_dead(Some("j"), now), Err(Error::Conflict(_))));
+    assert_eq!(
+        (row.state, row.failures, row.finished_at),
+        (JobState::Pending, 0, None)
+    );
+    assert!(matches!(
+        store.retry_dead(Some("j"), now),
+        Err(Error::Conflict(_))
+    ));
     let again = store.claim(&request("w"), now).unwrap().unwrap();
     assert_eq!(again.lease.attempt, 4, "history numbering continues");
 }
@@ -111,7 +170,10 @@ fn failures_back_off_then_die_and_dlq_retry_resets_the_budget() {
 fn expired_leases_are_rescued_as_failed_attempts() {
     let (_dir, mut store) = open();
     enqueue(&mut store, r#"{"id":"j","command":"x"}"#, at(0));
-    let job = store.claim(&request("dead-worker"), at(0)).unwrap().unwrap();
+    let job = store
+        .claim(&request("dead-worker"), at(0))
+        .unwrap()
+        .unwrap();
     assert!(store.rescue_expired(&policy(), at(29)).unwrap().is_empty());
     assert_eq!(store.next_lease_expiry().unwrap(), Some(at(30)));
     assert_eq!(store.rescue_expired(&policy(), at(31)).unwrap(), ["j"]);
@@ -122,17 +184,32 @@ fn expired_leases_are_rescued_as_failed_attempts() {
     assert_eq!(history[0].outcome, Some(AttemptOutcome::LeaseExpired));
     // The late worker's finish changes nothing.
     let ok = AttemptResult::new(AttemptOutcome::Succeeded);
-    assert!(!store.finish(&job.lease, &ok, &policy(), at(32), None).unwrap().0);
+    assert!(
+        !store
+            .finish(&job.lease, &ok, &policy(), at(32), None)
+            .unwrap()
+            .0
+    );
     assert_eq!(store.get("j").unwrap().state, JobState::Failed);
 }
 
 #[test]
 fn interrupted_attempts_do_not_spend_retries() {
     let (_dir, mut store) = open();
-    enqueue(&mut store, r#"{"id":"j","command":"x","max_retries":0}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"j","command":"x","max_retries":0}"#,
+        at(0),
+    );
     let job = store.claim(&request("w"), at(0)).unwrap().unwrap();
     let (_, next) = store
-        .finish(&job.lease, &AttemptResult::new(AttemptOutcome::Interrupted), &policy(), at(1), Some(&request("w")))
+        .finish(
+            &job.lease,
+            &AttemptResult::new(AttemptOutcome::Interrupted),
+            &policy(),
+            at(1),
+            Some(&request("w")),
+        )
         .unwrap();
     let again = next.expect("back in the queue and claimable at once");
     assert_eq!((again.lease.attempt, again.lease.failures), (2, 0));
@@ -141,19 +218,37 @@ fn interrupted_attempts_do_not_spend_retries() {
 #[test]
 fn cancel_pending_running_and_finished() {
     let (_dir, mut store) = open();
-    enqueue(&mut store, r#"{"id":"waiting","command":"x","delay":"1h"}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"waiting","command":"x","delay":"1h"}"#,
+        at(0),
+    );
     enqueue(&mut store, r#"{"id":"running","command":"x"}"#, at(0));
-    assert_eq!(store.cancel("waiting", at(1)).unwrap(), CancelResult::Cancelled);
+    assert_eq!(
+        store.cancel("waiting", at(1)).unwrap(),
+        CancelResult::Cancelled
+    );
     assert_eq!(store.get("waiting").unwrap().state, JobState::Cancelled);
     let job = store.claim(&request("w"), at(1)).unwrap().unwrap();
     assert_eq!(job.id, "running");
-    assert_eq!(store.cancel("running", at(2)).unwrap(), CancelResult::Requested { worker: "w".into() });
     assert_eq!(
-        store.renew_lease(&job.lease, Duration::from_secs(30), at(3)).unwrap(),
+        store.cancel("running", at(2)).unwrap(),
+        CancelResult::Requested { worker: "w".into() }
+    );
+    assert_eq!(
+        store
+            .renew_lease(&job.lease, Duration::from_secs(30), at(3))
+            .unwrap(),
         LeaseStatus::CancelRequested
     );
-    assert!(matches!(store.cancel("waiting", at(4)), Err(Error::Conflict(_))));
-    assert!(matches!(store.cancel("ghost", at(4)), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.cancel("waiting", at(4)),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.cancel("ghost", at(4)),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -165,8 +260,14 @@ fn duplicate_ids_reject_the_whole_batch() {
         (2, parse_job(r#"{"id":"a","command":"y"}"#).unwrap()),
     ];
     let err = store.enqueue(&batch, &DEFAULTS, at(1)).unwrap_err();
-    assert_eq!(err.to_string(), "line 2: field 'id': job 'a' already exists");
-    assert!(matches!(store.get("b"), Err(Error::NotFound(_))), "nothing from the batch is kept");
+    assert_eq!(
+        err.to_string(),
+        "line 2: field 'id': job 'a' already exists"
+    );
+    assert!(
+        matches!(store.get("b"), Err(Error::NotFound(_))),
+        "nothing from the batch is kept"
+    );
     assert_eq!(store.counts().unwrap()[&JobState::Pending], 1);
 }
 
@@ -174,21 +275,39 @@ fn duplicate_ids_reject_the_whole_batch() {
 fn counts_follow_every_transition_and_purge() {
     let (_dir, mut store) = open();
     for i in 0..5 {
-        enqueue(&mut store, &format!(r#"{{"id":"j{i}","command":"x"}}"#), at(0));
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"j{i}","command":"x"}}"#),
+            at(0),
+        );
     }
     for _ in 0..3 {
         let job = store.claim(&request("w"), at(1)).unwrap().unwrap();
         store
-            .finish(&job.lease, &AttemptResult::new(AttemptOutcome::Succeeded), &policy(), at(2), None)
+            .finish(
+                &job.lease,
+                &AttemptResult::new(AttemptOutcome::Succeeded),
+                &policy(),
+                at(2),
+                None,
+            )
             .unwrap();
     }
     store.claim(&request("w"), at(3)).unwrap().unwrap();
     let counts = store.counts().unwrap();
     assert_eq!(
-        (counts[&JobState::Pending], counts[&JobState::Processing], counts[&JobState::Completed]),
+        (
+            counts[&JobState::Pending],
+            counts[&JobState::Processing],
+            counts[&JobState::Completed]
+        ),
         (1, 1, 3)
     );
-    assert_eq!(store.purge(at(2)).unwrap().len(), 0, "finished_at < cutoff only");
+    assert_eq!(
+        store.purge(at(2)).unwrap().len(),
+        0,
+        "finished_at < cutoff only"
+    );
     assert_eq!(store.purge(at(3)).unwrap().len(), 3);
     let counts = store.counts().unwrap();
     assert_eq!(counts[&JobState::Completed], 0);
@@ -218,7 +337,9 @@ fn concurrent_claimers_never_share_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.db");
     let mut store = Store::open(&path, Durability::Normal).unwrap();
-    let jobs: Vec<_> = (0..400).map(|i| (i + 1, NewJob::new(format!("job {i}")))).collect();
+    let jobs: Vec<_> = (0..400)
+        .map(|i| (i + 1, NewJob::new(format!("job {i}"))))
+        .collect();
     store.enqueue(&jobs, &DEFAULTS, at(0)).unwrap();
     let threads: Vec<_> = (0..4)
         .map(|w| {
@@ -231,13 +352,19 @@ fn concurrent_claimers_never_share_a_job() {
                 while let Some(job) = next {
                     mine.push(job.id.clone());
                     let ok = AttemptResult::new(AttemptOutcome::Succeeded);
-                    next = store.finish(&job.lease, &ok, &policy(), at(1), Some(&req)).unwrap().1;
+                    next = store
+                        .finish(&job.lease, &ok, &policy(), at(1), Some(&req))
+                        .unwrap()
+                        .1;
                 }
                 mine
             })
         })
         .collect();
-    let all: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let all: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (400, 400));
     assert_eq!(store.counts().unwrap()[&JobState::Completed], 400);
@@ -246,8 +373,13 @@ fn concurrent_claimers_never_share_a_job() {
 #[test]
 fn refuses_a_newer_schema() {
     let (dir, store) = open();
-    store.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    store
+        .conn
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
     drop(store);
-    let err = Store::open(&dir.path().join("q.db"), Durability::Full).err().unwrap();
+    let err = Store::open(&dir.path().join("q.db"), Durability::Full)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("upgrade queuectl"), "{err}");
 }

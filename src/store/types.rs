@@ -39,7 +39,10 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-fn keys_only<S: serde::Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+fn keys_only<S: serde::Serializer>(
+    env: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_seq(env.keys().collect::<BTreeSet<_>>())
 }
 
@@ -65,7 +68,10 @@ impl Attempt {
     }
 }
 
-fn outcome_name<S: serde::Serializer>(outcome: &Option<AttemptOutcome>, s: S) -> Result<S::Ok, S::Error> {
+fn outcome_name<S: serde::Serializer>(
+    outcome: &Option<AttemptOutcome>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match outcome {
         Some(o) => s.serialize_str(o.as_str()),
         None => s.serialize_none(),

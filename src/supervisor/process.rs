@@ -6,8 +6,8 @@
 use super::{Instance, ScaleReport, Supervisor};
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
-use crate::store::Store;
 use crate::paths::StateDir;
+use crate::store::Store;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
@@ -26,7 +26,10 @@ pub struct Invocation {
 impl Invocation {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("--config").arg(&self.config).arg("--db").arg(&self.db);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--db")
+            .arg(&self.db);
         cmd
     }
 }
@@ -60,7 +63,10 @@ impl ProcessSupervisor {
         let mut found = vec![];
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(instance) = name.strip_suffix(".pid").and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(instance) = name
+                .strip_suffix(".pid")
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             found.push((instance, read_live_pid(&entry.path())));
@@ -91,7 +97,9 @@ impl ProcessSupervisor {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().context(|| "cannot start a worker keeper".into())?;
+        let mut child = cmd
+            .spawn()
+            .context(|| "cannot start a worker keeper".into())?;
         let pid = child.id();
         // Ready once the keeper wrote its pid file and its worker registered.
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -102,7 +110,9 @@ impl ProcessSupervisor {
                     log_path.display()
                 )));
             }
-            if read_live_pid(&self.pid_file(instance)) == Some(pid) && worker_registered(&self.state, instance, pid)? {
+            if read_live_pid(&self.pid_file(instance)) == Some(pid)
+                && worker_registered(&self.state, instance, pid)?
+            {
                 return Ok(pid);
             }
             if Instant::now() > deadline {
@@ -116,7 +126,11 @@ impl ProcessSupervisor {
         }
     }
 
-    fn stop_instances(&self, targets: &[(u32, Option<u32>)], timeout: Option<Duration>) -> Result<Vec<String>> {
+    fn stop_instances(
+        &self,
+        targets: &[(u32, Option<u32>)],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<String>> {
         for (_, pid) in targets {
             if let Some(pid) = pid {
                 let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
@@ -185,7 +199,9 @@ pub fn process_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     if matches!(state, Some("Z" | "X") | None) {
         return false;
     }
@@ -276,14 +292,20 @@ pub fn keep(invocation: &Invocation, state: &StateDir, instance: u32) -> Result<
         child_pid.store(0, Ordering::SeqCst);
         match status {
             Ok(status) if status.success() => break Ok(()),
-            Ok(status) => eprintln!("queuectl keeper {instance}: worker exited with {status}; restarting"),
+            Ok(status) => {
+                eprintln!("queuectl keeper {instance}: worker exited with {status}; restarting")
+            }
             Err(e) => break Err(Error::io("cannot wait for worker", e)),
         }
         // Like systemd's start limit: back off when it keeps failing.
         let now = Instant::now();
         recent_failures.retain(|t| now.duration_since(*t) < Duration::from_secs(30));
         recent_failures.push(now);
-        let pause = if recent_failures.len() >= 5 { Duration::from_secs(10) } else { Duration::from_millis(500) };
+        let pause = if recent_failures.len() >= 5 {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_millis(500)
+        };
         let until = Instant::now() + pause;
         while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
             std::thread::sleep(EXIT_POLL);

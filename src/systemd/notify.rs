@@ -15,7 +15,8 @@ impl Notifier {
     pub fn from_env() -> Notifier {
         let mut usec = 0;
         // Checks WATCHDOG_PID too, so a job's process never claims the worker's watchdog.
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        let watchdog =
+            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
             watchdog,

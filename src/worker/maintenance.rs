@@ -38,7 +38,8 @@ impl Maintenance {
             worker: worker.to_owned(),
             state,
             policy: config.retry_policy(),
-            retention: (config.retention_seconds > 0).then(|| Duration::from_secs(config.retention_seconds)),
+            retention: (config.retention_seconds > 0)
+                .then(|| Duration::from_secs(config.retention_seconds)),
             // Rescue and heartbeat three times per lease, so a dead worker's
             // job waits at most a third of a lease past its expiry.
             every: (config.lease() / 3).max(Duration::from_millis(100)),
@@ -80,6 +81,14 @@ impl Maintenance {
     }
 
     fn run(&mut self, store: &mut Store, now: Timestamp, with_retention: bool) -> Result<Report> {
+        // A dead worker's job may have left processes behind: end them
+        // before the job can be claimed again.
+        for id in store.expired_leases(now)? {
+            let killed = crate::runner::kill_leftovers(&id);
+            if killed > 0 {
+                tracing::warn!(job_id = %id, killed, "killed processes left by a dead worker's job");
+            }
+        }
         let mut report = Report {
             rescued: store.rescue_expired(&self.policy, now)?,
             ..Report::default()
@@ -90,7 +99,8 @@ impl Maintenance {
         store.worker_heartbeat(&self.worker, "alive", now)?;
         if with_retention {
             if let Some(retention) = self.retention {
-                let cutoff = now - SignedDuration::try_from(retention).unwrap_or(SignedDuration::MAX);
+                let cutoff =
+                    now - SignedDuration::try_from(retention).unwrap_or(SignedDuration::MAX);
                 report.purged = purge(store, &self.state, cutoff)?;
             }
             let silent = SignedDuration::try_from(self.forget_after).unwrap_or(SignedDuration::MAX);

@@ -127,7 +127,10 @@ impl Worker {
             started_at: Timestamp::now(),
             status: "idle".into(),
         })?;
-        worker.next_watchdog = worker.notifier.watchdog_interval().map(|i| Instant::now() + i);
+        worker.next_watchdog = worker
+            .notifier
+            .watchdog_interval()
+            .map(|i| Instant::now() + i);
         worker.notifier.ready("idle");
         tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output, "worker ready");
         Ok(worker)
@@ -159,7 +162,8 @@ impl Worker {
             if self.stopping {
                 return Ok(());
             }
-            self.maintenance.run_if_due(&mut self.store, Timestamp::now());
+            self.maintenance
+                .run_if_due(&mut self.store, Timestamp::now());
             let job = match next.take() {
                 Some(job) => Some(job),
                 None => self.store.claim(&request, Timestamp::now())?,
@@ -173,9 +177,9 @@ impl Worker {
             };
             let claim_next = (!self.stopping).then_some(&request);
             let policy = self.config.retry_policy();
-            let (held, claimed) = self
-                .store
-                .finish(&job.lease, &result, &policy, Timestamp::now(), claim_next)?;
+            let (held, claimed) =
+                self.store
+                    .finish(&job.lease, &result, &policy, Timestamp::now(), claim_next)?;
             if !held {
                 tracing::warn!(job_id = %job.id, "lease was lost before the attempt was recorded");
             }
@@ -208,7 +212,10 @@ impl Worker {
     fn wait_idle(&mut self) -> Result<()> {
         let now = Timestamp::now();
         let mut wait = IDLE_RECHECK.min(self.maintenance.until_due(now));
-        for at in [self.store.next_due()?, self.store.next_lease_expiry()?].into_iter().flatten() {
+        for at in [self.store.next_due()?, self.store.next_lease_expiry()?]
+            .into_iter()
+            .flatten()
+        {
             let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
             // Lease expiry is strict (<), so look just after it.
             wait = wait.min(until + Duration::from_millis(1));
@@ -242,7 +249,11 @@ impl Worker {
     /// (the job is someone else's now and was killed here).
     fn run_job(&mut self, job: &Claimed) -> Result<Option<AttemptResult>> {
         let budget = job.lease.max_retries + 1;
-        let status = format!("running {} (attempt {}/{budget})", job.id, job.lease.failures + 1);
+        let status = format!(
+            "running {} (attempt {}/{budget})",
+            job.id,
+            job.lease.failures + 1
+        );
         self.notifier.status(&status);
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
         let command = JobCommand {
@@ -252,10 +263,9 @@ impl Worker {
             env: &job.env,
             cwd: job.cwd.as_deref(),
         };
-        let running = match self
-            .sink_for(job)
-            .and_then(|sink| runner::spawn(&command, sink, self.channel_sender()).map_err(|e| Error::io("spawn", e)))
-        {
+        let running = match self.sink_for(job).and_then(|sink| {
+            runner::spawn(&command, sink, self.channel_sender()).map_err(|e| Error::io("spawn", e))
+        }) {
             Ok(running) => running,
             Err(e) => {
                 let why = match e {
@@ -263,7 +273,8 @@ impl Worker {
                     other => other.to_string(),
                 };
                 return Ok(Some(
-                    AttemptResult::new(AttemptOutcome::Failed).with_error(format!("cannot start job: {why}")),
+                    AttemptResult::new(AttemptOutcome::Failed)
+                        .with_error(format!("cannot start job: {why}")),
                 ));
             }
         };
@@ -283,28 +294,43 @@ impl Worker {
         let mut last_renew = started;
         let mut next_renew = started + renew_every;
         let mut lease_valid_until = started + lease;
-        let timeout_at = (job.timeout_seconds > 0).then(|| started + Duration::from_secs(job.timeout_seconds.into()));
+        let timeout_at = (job.timeout_seconds > 0)
+            .then(|| started + Duration::from_secs(job.timeout_seconds.into()));
         let mut ending: Option<AttemptOutcome> = None;
         let mut kill_at: Option<Instant> = None;
         let mut next_extend: Option<Instant> = None;
         let mut lost = false;
         let grace = self.config.kill_grace();
         let terminate = |kill_at: &mut Option<Instant>| {
-            running.signal(if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM });
+            running.signal(if grace.is_zero() {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            });
             *kill_at = Some(Instant::now() + grace);
         };
         loop {
             self.feed_watchdog();
             let mut deadline = next_renew;
-            for at in [timeout_at.filter(|_| ending.is_none()), kill_at, self.next_watchdog, next_extend]
-                .into_iter()
-                .flatten()
+            for at in [
+                timeout_at.filter(|_| ending.is_none()),
+                kill_at,
+                self.next_watchdog,
+                next_extend,
+            ]
+            .into_iter()
+            .flatten()
             {
                 deadline = deadline.min(at);
             }
-            match self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(Event::Exited(exit)) => {
-                    return Ok((!lost).then(|| attempt_result(exit, ending, job, started.elapsed())));
+                    return Ok(
+                        (!lost).then(|| attempt_result(exit, ending, job, started.elapsed()))
+                    );
                 }
                 Ok(Event::Signal(_)) if !self.stopping => {
                     self.handle_stop_signal(&format!("waiting for job {} to finish", job.id));
@@ -378,7 +404,12 @@ const EXTEND_EVERY: Duration = Duration::from_secs(10);
 const WAKE_RENEW_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// Turns a job's exit (and why it was stopped, if it was) into its record.
-fn attempt_result(exit: JobExit, stopped: Option<AttemptOutcome>, job: &Claimed, took: Duration) -> AttemptResult {
+fn attempt_result(
+    exit: JobExit,
+    stopped: Option<AttemptOutcome>,
+    job: &Claimed,
+    took: Duration,
+) -> AttemptResult {
     let how = match (exit.code, exit.signal) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => match Signal::try_from(signal) {
@@ -392,14 +423,20 @@ fn attempt_result(exit: JobExit, stopped: Option<AttemptOutcome>, job: &Claimed,
             AttemptOutcome::TimedOut,
             Some(format!("timed out after {}s ({how})", job.timeout_seconds)),
         ),
-        Some(AttemptOutcome::Cancelled) => (AttemptOutcome::Cancelled, Some(format!("cancelled by user ({how})"))),
+        Some(AttemptOutcome::Cancelled) => (
+            AttemptOutcome::Cancelled,
+            Some(format!("cancelled by user ({how})")),
+        ),
         Some(AttemptOutcome::Interrupted) => (
             AttemptOutcome::Interrupted,
             Some("worker stopped at once by a second signal; job returned to the queue".to_owned()),
         ),
         _ if exit.success() => (AttemptOutcome::Succeeded, None),
         _ if exit.stderr_tail.is_empty() => (AttemptOutcome::Failed, Some(how)),
-        _ => (AttemptOutcome::Failed, Some(format!("{how}: {}", exit.stderr_tail))),
+        _ => (
+            AttemptOutcome::Failed,
+            Some(format!("{how}: {}", exit.stderr_tail)),
+        ),
     };
     tracing::debug!(job_id = %job.id, took_ms = took.as_millis() as u64, "job exited");
     AttemptResult {

@@ -1,0 +1,141 @@
+//! The CLI's contract: config, status and metrics output, exit codes,
+//! completions and the man page.
+
+use crate::support::{TestEnv, binary};
+
+#[test]
+fn config_get_and_set_validate_and_keep_comments() {
+    let env = TestEnv::with_config("# tuned for the nightly batch\nmax_retries = 3 # keep low\n");
+    assert_eq!(env.ok(&["config", "get", "max_retries"]), "3\n");
+    env.ok(&["config", "set", "max_retries", "5"]);
+    assert_eq!(env.ok(&["config", "get", "max_retries"]), "5\n");
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(
+        text.contains("# tuned for the nightly batch") && text.contains("# keep low"),
+        "{text}"
+    );
+    for (key, value) in [
+        ("max_retries", "-1"),
+        ("backoff_base", "0.5"),
+        ("durability", "fast"),
+        ("colour", "red"),
+    ] {
+        let out = env.run(&["config", "set", key, value]);
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(key));
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.config_path()).unwrap(),
+        text,
+        "rejected sets change nothing"
+    );
+    let all = env.json(&["config", "get"]);
+    assert_eq!(
+        all["db_path"],
+        env.db().to_str().unwrap(),
+        "QUEUECTL_DB wins over the config"
+    );
+    assert_eq!(all["backoff_base"], 2.0);
+    assert_eq!(env.run(&["config", "get", "nope"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_broken_config_file_is_reported_not_ignored() {
+    let env = TestEnv::with_config("max_retries = \"many\"\n");
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_retries"));
+}
+
+#[test]
+fn status_metrics_and_list_report_counts() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"a","command":"true"}"#);
+    env.enqueue(r#"{"id":"b","command":"true","delay":"1h"}"#);
+    let status = env.json(&["status"]);
+    assert_eq!(status["counts"]["pending"], 2);
+    assert_eq!(status["counts"]["completed"], 0);
+    let metrics = env.json(&["metrics"]);
+    assert_eq!(metrics["total"], 2);
+    assert!(metrics["success_rate"].is_null());
+    let text = env.ok(&["status"]);
+    assert!(text.contains("pending 2"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when not on a terminal");
+    let list = env.ok(&["list", "--state", "pending"]);
+    assert!(
+        list.starts_with("ID") && list.contains("a ") && list.contains("b "),
+        "{list}"
+    );
+    assert_eq!(
+        env.run(&["list", "--state", "bogus"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(env.run(&["show", "missing"]).status.code(), Some(3));
+    let purge = env.json(&["purge", "--older-than", "0s"]);
+    assert_eq!(purge["purged"], 0, "pending jobs are never purged");
+}
+
+#[test]
+fn purge_removes_finished_jobs_and_their_logs() {
+    let mut env = TestEnv::new();
+    env.enqueue(r#"{"id":"done","command":"echo bye"}"#);
+    env.enqueue(r#"{"id":"waiting","command":"true","delay":"1h"}"#);
+    env.spawn_worker("w1");
+    env.wait_for_state("done", "completed", std::time::Duration::from_secs(20));
+    let log = env.path("state/logs/done.log");
+    assert!(log.exists());
+    assert_eq!(env.json(&["purge", "--older-than", "1h"])["purged"], 0);
+    assert_eq!(env.json(&["purge", "--older-than", "0s"])["purged"], 1);
+    assert!(!log.exists());
+    assert_eq!(env.run(&["show", "done"]).status.code(), Some(3));
+    assert_eq!(env.state("waiting"), "pending");
+}
+
+#[test]
+fn help_completions_and_man_page_need_no_queue() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(binary())
+            .args(args)
+            .env("HOME", "/nonexistent")
+            .env("QUEUECTL_CONFIG", "/nonexistent/config.toml")
+            .output()
+            .unwrap()
+    };
+    let help = run(&["enqueue", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    let man = run(&["man"]);
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH queuectl"));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let env = TestEnv::new();
+    let jobs: String = (0..2000)
+        .map(|i| format!("{{\"command\":\"true {i}\"}}\n"))
+        .collect();
+    assert!(
+        env.run_with_stdin(&["enqueue", "-"], &jobs)
+            .status
+            .success()
+    );
+    let mut child = env
+        .cmd()
+        .args(["list", "--limit", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "no panic message: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,143 @@
+//! Every kind of bad input is refused with a message naming the field (and
+//! line), a non-zero exit, and a queue left exactly as it was.
+
+use crate::support::TestEnv;
+
+fn jobs_in_queue(env: &TestEnv) -> Vec<String> {
+    env.json(&["list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn assert_refused(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code for {needle}: stderr {stderr}"
+    );
+    assert!(stderr.starts_with("queuectl: "), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing printed on stdout");
+}
+
+#[test]
+fn bad_single_jobs_are_refused_and_change_nothing() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"existing","command":"true"}"#);
+    let before = jobs_in_queue(&env);
+    for (input, needle) in [
+        (r#"{"command":"true""#, "malformed JSON"),
+        ("not json", "malformed JSON"),
+        (
+            r#"{"command":"true","colour":"red"}"#,
+            "field 'colour': unknown field",
+        ),
+        (r#"{"command":42}"#, "field 'command': expected a string"),
+        (r#"{"command":""}"#, "field 'command': must not be empty"),
+        (r#"{"priority":1}"#, "field 'command': is required"),
+        (
+            r#"{"id":"existing","command":"true"}"#,
+            "job 'existing' already exists",
+        ),
+        (r#"{"id":"../etc","command":"true"}"#, "field 'id'"),
+        (
+            r#"{"command":"true","run_at":"next tuesday"}"#,
+            "field 'run_at': invalid RFC 3339",
+        ),
+        (
+            r#"{"command":"true","delay":"soon"}"#,
+            "field 'delay': invalid duration",
+        ),
+        (
+            r#"{"command":"true","max_retries":-1}"#,
+            "field 'max_retries'",
+        ),
+        (
+            r#"{"command":"true","timeout_seconds":-5}"#,
+            "field 'timeout_seconds'",
+        ),
+        (
+            r#"{"command":"true","priority":"high"}"#,
+            "field 'priority'",
+        ),
+        (r#"{"command":"true","env":{"A":1}}"#, "field 'env'"),
+    ] {
+        assert_refused(&env.run(&["enqueue", input]), needle);
+    }
+    assert_eq!(jobs_in_queue(&env), before);
+}
+
+#[test]
+fn a_bad_line_in_a_file_or_stdin_rejects_the_whole_batch() {
+    let env = TestEnv::new();
+    let batch = "{\"id\":\"a\",\"command\":\"true\"}\n{\"id\":\"b\",\"command\":\"true\"}\n\n{\"id\":\"c\",\"command\":\"true\",\"delay\":\"5 fortnights\"}\n";
+    let file = env.path("jobs.jsonl");
+    std::fs::write(&file, batch).unwrap();
+    assert_refused(
+        &env.run(&["enqueue", "--file", file.to_str().unwrap()]),
+        "line 4: field 'delay'",
+    );
+    assert_refused(
+        &env.run_with_stdin(&["enqueue", "-"], batch),
+        "line 4: field 'delay'",
+    );
+    let dup = "{\"id\":\"a\",\"command\":\"true\"}\n{\"id\":\"a\",\"command\":\"true\"}\n";
+    assert_refused(
+        &env.run_with_stdin(&["enqueue", "-"], dup),
+        "line 2: field 'id': duplicate id 'a'",
+    );
+    assert!(jobs_in_queue(&env).is_empty());
+
+    env.enqueue(r#"{"id":"b","command":"true"}"#);
+    let clash = "{\"id\":\"x\",\"command\":\"true\"}\n{\"id\":\"b\",\"command\":\"true\"}\n";
+    assert_refused(
+        &env.run_with_stdin(&["enqueue", "-"], clash),
+        "line 2: field 'id': job 'b' already exists",
+    );
+    assert_eq!(jobs_in_queue(&env), ["b"]);
+    let missing = env.run(&[
+        "enqueue",
+        "--file",
+        env.path("missing.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "an unreadable file is an I/O failure"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+#[test]
+fn batches_from_file_and_stdin_are_enqueued_in_order() {
+    let env = TestEnv::new();
+    let file = env.path("jobs.json");
+    std::fs::write(
+        &file,
+        r#"[{"id":"f1","command":"true"},{"id":"f2","command":"true"}]"#,
+    )
+    .unwrap();
+    assert_eq!(
+        env.ok(&["enqueue", "--file", file.to_str().unwrap()]),
+        "f1\nf2\n"
+    );
+    let out = env.run_with_stdin(
+        &["enqueue", "-"],
+        "{\"id\":\"s1\",\"command\":\"true\"}\n{\"command\":\"true\"}\n",
+    );
+    assert!(out.status.success());
+    let ids: Vec<_> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], "s1");
+    assert_eq!(ids[1].len(), 26, "generated ids are ULIDs: {}", ids[1]);
+    assert_eq!(jobs_in_queue(&env), ["f1", "f2", "s1", ids[1].as_str()]);
+}

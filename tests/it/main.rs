@@ -1,0 +1,11 @@
+//! Integration tests: the built `queuectl` binary against real SQLite files,
+//! real processes and real signals. One test binary, linked once.
+
+mod support;
+
+mod cli;
+mod concurrency;
+mod crash;
+mod input;
+mod lifecycle;
+mod supervisor;

@@ -1,0 +1,97 @@
+//! `worker start/stop` with the process supervisor (no systemd): start N,
+//! scale down gracefully, restart a crashed worker, stop and wait.
+
+use crate::support::{TestEnv, alive, signal, wait_until};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn worker_pids(env: &TestEnv) -> Vec<(String, u32)> {
+    let status = env.json(&["status"]);
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["heartbeat_at"].is_string())
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_owned(),
+                w["pid"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn start_scale_restart_and_stop() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    let report = env.json(&["worker", "start", "--count", "3"]);
+    assert_eq!(report["started"], serde_json::json!(["1", "2", "3"]));
+    let names: Vec<_> = worker_pids(&env).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["1", "2", "3"],
+        "all three registered before start returned"
+    );
+
+    // Starting again starts nothing new.
+    let again = env.json(&["worker", "start", "--count", "3"]);
+    assert_eq!(again["already_running"], serde_json::json!(["1", "2", "3"]));
+
+    // A crashed worker is restarted by its keeper.
+    let (_, pid_of_2) = worker_pids(&env)
+        .into_iter()
+        .find(|(n, _)| n == "2")
+        .unwrap();
+    signal(pid_of_2, Signal::SIGKILL);
+    wait_until("worker 2 is back with a new pid", WAIT, || {
+        worker_pids(&env)
+            .iter()
+            .any(|(n, p)| n == "2" && *p != pid_of_2 && alive(*p))
+    });
+
+    // Scale down to 1 while instance 3 runs a job: it finishes the job first.
+    let gate = env.path("gate");
+    env.enqueue(&format!(
+        r#"{{"id":"busy","command":"while [ ! -e {} ]; do sleep 0.05; done"}}"#,
+        gate.display()
+    ));
+    env.wait_for_state("busy", "processing", WAIT);
+    let holder = env.job("busy")["worker"].as_str().unwrap().to_owned();
+    let opener = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(gate, "").unwrap();
+        })
+    };
+    let report = env.json(&["worker", "start", "--count", "1"]);
+    opener.join().unwrap();
+    assert_eq!(report["stopped"], serde_json::json!(["2", "3"]));
+    if holder != "1" {
+        assert_eq!(
+            env.state("busy"),
+            "completed",
+            "worker {holder} finished its job before it stopped"
+        );
+    }
+    env.wait_for_state("busy", "completed", WAIT);
+    let history = env.job("busy")["attempt_history"].clone();
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        1,
+        "never interrupted: {history}"
+    );
+    let names: Vec<_> = worker_pids(&env).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["1"]);
+
+    let stopped = env.json(&["worker", "stop"]);
+    assert_eq!(stopped["stopped"], serde_json::json!(["1"]));
+    assert!(worker_pids(&env).is_empty());
+    assert_eq!(
+        env.json(&["worker", "stop"])["stopped"],
+        serde_json::json!([])
+    );
+}

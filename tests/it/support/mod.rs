@@ -1,0 +1,247 @@
+//! Test environment: a temp dir holding the queue, the config and any
+//! processes a test started; `Drop` stops them, so a failing test leaves
+//! nothing running.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `$QUEUECTL_BIN` (so packagers can test what they
+/// built), else the one cargo built.
+pub fn binary() -> PathBuf {
+    std::env::var_os("QUEUECTL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_queuectl")))
+}
+
+/// Polls `condition` until it holds, failing the test with `what` at the deadline.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+    started_supervised: bool,
+}
+
+impl TestEnv {
+    /// A fresh queue with test-friendly settings: short leases and no
+    /// backoff wait unless a test sets one.
+    pub fn new() -> TestEnv {
+        Self::with_config(
+            "lease_seconds = 2\nkill_grace_seconds = 1\nbackoff_base = 2\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n",
+        )
+    }
+
+    pub fn with_config(config: &str) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        TestEnv {
+            dir,
+            children: vec![],
+            started_supervised: false,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path("state/queue.db")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    /// A queuectl command bound to this environment's queue and config, and
+    /// cut off from any systemd of the machine running the tests.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env("QUEUECTL_DB", self.db())
+            .env("QUEUECTL_CONFIG", self.config_path())
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("QUEUECTL_UNITS_MANAGED")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run queuectl")
+    }
+
+    /// Runs queuectl with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs queuectl and returns stdout, failing the test if it did not succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "queuectl {args:?} failed with {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("valid JSON")
+    }
+
+    pub fn enqueue(&self, job: &str) -> String {
+        self.ok(&["enqueue", job]).trim().to_owned()
+    }
+
+    pub fn job(&self, id: &str) -> Value {
+        self.json(&["show", id])
+    }
+
+    pub fn state(&self, id: &str) -> String {
+        self.job(id)["state"].as_str().unwrap().to_owned()
+    }
+
+    pub fn count(&self, state: &str) -> u64 {
+        self.json(&["status"])["counts"][state].as_u64().unwrap()
+    }
+
+    pub fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) {
+        wait_until(&format!("job {id} is {state}"), timeout, || {
+            self.state(id) == state
+        });
+    }
+
+    /// Starts `queuectl worker run --name NAME` in the background.
+    pub fn spawn_worker(&mut self, name: &str) -> u32 {
+        let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
+        let child = self
+            .cmd()
+            .args(["worker", "run", "--name", name])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Waits for a worker process started by [`spawn_worker`] to exit.
+    pub fn wait_worker(&mut self, pid: u32, timeout: Duration) -> std::process::ExitStatus {
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("our worker");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.children[index].try_wait().unwrap() {
+                // Already reaped by try_wait; this returns the same status.
+                let _ = self.children.remove(index).wait();
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {pid} did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn worker_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("worker-{name}.log"))).unwrap_or_default()
+    }
+
+    /// Uses `worker start`, so Drop runs `worker stop`.
+    pub fn mark_supervised(&mut self) {
+        self.started_supervised = true;
+    }
+}
+
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("send signal");
+}
+
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next()),
+            Some("Z" | "X")
+        ),
+        Err(_) => false,
+    }
+}
+
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.started_supervised {
+            let _ = self
+                .cmd()
+                .args(["worker", "stop", "--timeout", "10"])
+                .output();
+        }
+        for child in &mut self.children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut self.children {
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
