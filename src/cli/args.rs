@@ -101,7 +101,10 @@ are enqueued in one transaction, or none if any line is invalid.")]
     },
     /// Job counts by state, and the workers
     #[command(after_help = "Examples:\n  queuectl status\n  queuectl status --json")]
-    Status,
+    Status {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
     /// Throughput, success rate and durations
     #[command(after_help = "Examples:\n  queuectl metrics\n  queuectl metrics --json")]
     Metrics,
@@ -114,6 +117,9 @@ are enqueued in one transaction, or none if any line is invalid.")]
     /// Run, start and stop workers
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// Install or print the systemd unit files
+    #[command(subcommand)]
+    Units(UnitsCommand),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  queuectl completions bash > /etc/bash_completion.d/queuectl\n  queuectl completions zsh > ~/.zfunc/_queuectl"
@@ -204,12 +210,22 @@ and returns it to the queue."
         /// Worker name, shown in status and recorded with each attempt [default: <host>-<pid>]
         #[arg(long)]
         name: Option<String>,
+        /// Exit once no job is due (for batch runs and scripts)
+        #[arg(long)]
+        drain: bool,
     },
     /// Start N workers in the background (scale up or down)
-    #[command(
-        after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker start --count 1   # scales down, stopping 2 and 3 gracefully"
-    )]
+    #[command(after_help = "Examples:
+  queuectl worker start --count 3
+  queuectl worker start --count 1   # scales down: 2 and 3 finish their jobs, then stop
+  queuectl worker start --count 2 --user
+
+Where systemd runs, the workers are instances of queuectl-worker@.service (system scope
+as root, user scope otherwise); elsewhere they are supervised background processes.
+The config's `supervisor` key forces one (auto, systemd, process).")]
     Start {
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// How many workers should run
         #[arg(long, short = 'c', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
         count: u32,
@@ -222,6 +238,8 @@ and returns it to the queue."
         after_help = "Examples:\n  queuectl worker stop\n  queuectl worker stop --timeout 60"
     )]
     Stop {
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Seconds to wait before killing workers [default: wait]
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
@@ -232,4 +250,42 @@ and returns it to the queue."
         #[arg(long)]
         instance: u32,
     },
+}
+
+/// Which systemd manager to use [default: system scope as root, else user].
+#[derive(Clone, Copy, Debug, Default, Args)]
+pub struct ScopeArgs {
+    /// Use the calling user's systemd manager
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// Use the system's systemd manager
+    #[arg(long)]
+    pub system: bool,
+}
+
+impl ScopeArgs {
+    /// The scope asked for, or the default for the current user.
+    pub fn scope(&self) -> queuectl::systemd::systemctl::Scope {
+        use queuectl::systemd::systemctl::Scope;
+        match (self.user, self.system) {
+            (true, _) => Scope::User,
+            (_, true) => Scope::System,
+            _ => Scope::default_for_current_user(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnitsCommand {
+    /// Write the unit files into the scope's unit directory and reload systemd
+    #[command(
+        after_help = "Examples:\n  sudo queuectl units install --system\n  queuectl units install --user\n  systemctl --user start queuectl-worker@1"
+    )]
+    Install {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Print the unit files, with ExecStart pointing at this binary
+    #[command(after_help = "Examples:\n  queuectl units print")]
+    Print,
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod purge;
 mod show;
 mod status;
+mod units;
 mod worker;
 
 use args::{Cli, ColorChoice, Command};
@@ -82,11 +83,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs { id, follow } => logs::run(&ctx, &id, follow),
         Command::Cancel { id } => cancel::run(&ctx, &id),
         Command::Purge { older_than } => purge::run(&ctx, older_than.as_deref()),
-        Command::Status => status::run(&ctx),
+        Command::Status { scope } => status::run(&ctx, scope),
         Command::Metrics => metrics::run(&ctx),
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
+        Command::Units(command) => units::run(&ctx, command),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

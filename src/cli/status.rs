@@ -1,4 +1,5 @@
 use super::Context;
+use super::args::ScopeArgs;
 use super::format::{print_json, relative};
 use queuectl::domain::JobState;
 use queuectl::error::Result;
@@ -17,11 +18,11 @@ struct WorkerView {
     heartbeat_at: Option<jiff::Timestamp>,
 }
 
-pub fn run(ctx: &Context) -> Result<()> {
+pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
     let store = ctx.store()?;
     let counts = store.counts()?;
     let registered = store.workers()?;
-    let (supervisor, instances) = match super::worker::supervisor(ctx, None) {
+    let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
         Ok(s) => {
             let instances = s.instances().unwrap_or_default();
             (Some(s.describe()), instances)

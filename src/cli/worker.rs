@@ -1,21 +1,28 @@
 use super::Context;
-use super::args::WorkerCommand;
+use super::args::{ScopeArgs, WorkerCommand};
 use super::format::print_json;
+use queuectl::config::SupervisorKind;
 use queuectl::error::{Error, Result};
 use queuectl::supervisor::Supervisor;
 use queuectl::supervisor::process::{self, Invocation, ProcessSupervisor};
+use queuectl::supervisor::systemd::{self, SystemdSupervisor};
+use queuectl::systemd::systemctl::Systemctl;
 use queuectl::worker::{Worker, default_name};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
     match command {
-        WorkerCommand::Run { name } => {
+        WorkerCommand::Run { name, drain } => {
             let name = name.unwrap_or_else(default_name);
-            Worker::start(name, ctx.config.clone(), ctx.state.clone())?.run()
+            Worker::start(name, ctx.config.clone(), ctx.state.clone())?.run(drain)
         }
-        WorkerCommand::Start { count, timeout } => {
-            let supervisor = supervisor(ctx, None)?;
+        WorkerCommand::Start {
+            scope,
+            count,
+            timeout,
+        } => {
+            let supervisor = supervisor(ctx, scope)?;
             let report = supervisor.scale(count, timeout.map(Duration::from_secs))?;
             if ctx.json {
                 return print_json(&report);
@@ -36,8 +43,8 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             }
             Ok(())
         }
-        WorkerCommand::Stop { timeout } => {
-            let supervisor = supervisor(ctx, None)?;
+        WorkerCommand::Stop { scope, timeout } => {
+            let supervisor = supervisor(ctx, scope)?;
             let stopped = supervisor.stop_all(timeout.map(Duration::from_secs))?;
             if ctx.json {
                 return print_json(&serde_json::json!({ "stopped": stopped }));
@@ -61,7 +68,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// How background workers re-run this queuectl with the same settings.
-fn invocation(ctx: &Context) -> Result<Invocation> {
+pub fn invocation(ctx: &Context) -> Result<Invocation> {
     Ok(Invocation {
         exe: std::env::current_exe()
             .map_err(|e| Error::io("cannot find the queuectl binary", e))?,
@@ -70,10 +77,33 @@ fn invocation(ctx: &Context) -> Result<Invocation> {
     })
 }
 
-/// The supervisor backend for `worker start/stop` and `status`.
-pub fn supervisor(ctx: &Context, _scope: Option<()>) -> Result<Box<dyn Supervisor>> {
+/// The supervisor backend for `worker start/stop` and `status`: systemd
+/// where its manager runs (or when forced by config or flag), else processes.
+pub fn supervisor(ctx: &Context, scope: ScopeArgs) -> Result<Box<dyn Supervisor>> {
+    let scope = scope.scope();
+    let use_systemd = match ctx.config.supervisor {
+        SupervisorKind::Process => false,
+        SupervisorKind::Systemd => true,
+        SupervisorKind::Auto => scope.manager_running(),
+    };
+    let invocation = invocation(ctx)?;
+    if use_systemd {
+        if !scope.manager_running() {
+            return Err(Error::Supervisor(format!(
+                "no systemd {} manager is running here; set `supervisor = \"process\"` or \"auto\"",
+                scope.as_str()
+            )));
+        }
+        return Ok(Box::new(SystemdSupervisor {
+            systemctl: Systemctl { scope },
+            managed: systemd::units_managed(),
+            binary: invocation.exe,
+            config: invocation.config,
+            db: invocation.db,
+        }));
+    }
     Ok(Box::new(ProcessSupervisor {
-        state: queuectl::paths::StateDir::for_db(&absolute(&ctx.state.db)?),
-        invocation: invocation(ctx)?,
+        state: queuectl::paths::StateDir::for_db(&invocation.db),
+        invocation,
     }))
 }

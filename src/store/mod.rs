@@ -319,13 +319,45 @@ impl Store {
     /// Finds processing jobs whose lease ran out (their worker died or froze)
     /// and finishes each as a failed attempt. Returns the ids rescued.
     pub fn rescue_expired(&mut self, policy: &RetryPolicy, now: Timestamp) -> Result<Vec<String>> {
+        self.rescue(Holder::ExpiredBy(now), policy, now)
+    }
+
+    /// Finishes, as failed attempts, the jobs still held under `worker`'s
+    /// name: called by a worker starting under a name whose previous process
+    /// died, so its jobs need not wait for their leases to run out.
+    pub fn rescue_held_by(
+        &mut self,
+        worker: &str,
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        self.rescue(Holder::Worker(worker), policy, now)
+    }
+
+    /// Ids of processing jobs whose lease ran out before `now`, or held by a worker.
+    pub fn held_jobs(&self, holder: Holder) -> Result<Vec<String>> {
+        let (sql, key) = holder.filter();
+        self.read_all(
+            &format!("SELECT id FROM jobs WHERE state = 'processing' AND {sql}"),
+            [key],
+            |r| r.get(0),
+        )
+    }
+
+    fn rescue(
+        &mut self,
+        holder: Holder,
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let (filter, key) = holder.filter();
         self.write(|tx| {
-            let expired: Vec<(String, Lease, i64)> = tx
-                .prepare_cached(
+            let held: Vec<(String, Lease, i64)> = tx
+                .prepare_cached(&format!(
                     "SELECT id, seq, lease_token, attempts, failures, max_retries, worker, lease_expires_at FROM jobs
-                     WHERE state = 'processing' AND lease_expires_at < ?1",
-                )?
-                .query_map([to_millis(now)], |r| {
+                     WHERE state = 'processing' AND {filter}"
+                ))?
+                .query_map([&key], |r| {
                     Ok((
                         r.get(0)?,
                         Lease {
@@ -340,25 +372,20 @@ impl Store {
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            for (_, lease, expired_at) in &expired {
-                let error = format!(
-                    "lease expired at {}: worker '{}' stopped renewing it (killed, frozen or lost)",
-                    from_millis(*expired_at),
-                    lease.worker
-                );
-                finish_in(tx, lease, &AttemptResult::new(AttemptOutcome::LeaseExpired).with_error(error), policy, now)?;
+            for (_, lease, expires_at) in &held {
+                let error = match holder {
+                    Holder::ExpiredBy(_) => format!(
+                        "lease expired at {}: worker '{}' stopped renewing it (killed, frozen or lost)",
+                        from_millis(*expires_at),
+                        lease.worker
+                    ),
+                    Holder::Worker(_) => format!("worker '{}' restarted while running this job", lease.worker),
+                };
+                let result = AttemptResult::new(AttemptOutcome::LeaseExpired).with_error(error);
+                finish_in(tx, lease, &result, policy, now)?;
             }
-            Ok(expired.into_iter().map(|(id, ..)| id).collect())
+            Ok(held.into_iter().map(|(id, ..)| id).collect())
         })
-    }
-
-    /// Ids of processing jobs whose lease ran out before `now`.
-    pub fn expired_leases(&self, now: Timestamp) -> Result<Vec<String>> {
-        self.read_all(
-            "SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ?1",
-            [to_millis(now)],
-            |r| r.get(0),
-        )
     }
 
     /// When the next pending or failed job falls due, if any.
@@ -668,6 +695,24 @@ impl Store {
             finished_last_hour: finished_since(Duration::from_secs(3600))? as u64,
             counts,
         })
+    }
+}
+
+/// Which processing jobs a rescue is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Holder<'a> {
+    /// Jobs whose lease ran out before this time.
+    ExpiredBy(Timestamp),
+    /// Jobs held under this worker name.
+    Worker(&'a str),
+}
+
+impl Holder<'_> {
+    fn filter(&self) -> (&'static str, rusqlite::types::Value) {
+        match self {
+            Holder::ExpiredBy(now) => ("lease_expires_at < ?1", to_millis(*now).into()),
+            Holder::Worker(name) => ("worker = ?1", name.to_string().into()),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! the rest", and each instance's worker registers under that name.
 
 pub mod process;
+pub mod systemd;
 
 use crate::error::Result;
 use serde::Serialize;

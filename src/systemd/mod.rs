@@ -3,3 +3,5 @@
 //! systemd is absent; nothing here decides what a worker does.
 
 pub mod notify;
+pub mod systemctl;
+pub mod units;

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::domain::RetryPolicy;
 use crate::error::Result;
 use crate::paths::StateDir;
-use crate::store::Store;
+use crate::store::{Holder, Store};
 use jiff::{SignedDuration, Timestamp};
 use std::time::{Duration, Instant};
 
@@ -83,12 +83,7 @@ impl Maintenance {
     fn run(&mut self, store: &mut Store, now: Timestamp, with_retention: bool) -> Result<Report> {
         // A dead worker's job may have left processes behind: end them
         // before the job can be claimed again.
-        for id in store.expired_leases(now)? {
-            let killed = crate::runner::kill_leftovers(&id);
-            if killed > 0 {
-                tracing::warn!(job_id = %id, killed, "killed processes left by a dead worker's job");
-            }
-        }
+        kill_leftovers_of(&store.held_jobs(Holder::ExpiredBy(now))?);
         let mut report = Report {
             rescued: store.rescue_expired(&self.policy, now)?,
             ..Report::default()
@@ -107,6 +102,17 @@ impl Maintenance {
             report.forgotten_workers = store.forget_silent_workers(now - silent)?;
         }
         Ok(report)
+    }
+}
+
+/// Kills what the jobs of a dead worker left running, before they can be
+/// claimed again, so that no job runs twice at once.
+pub fn kill_leftovers_of(job_ids: &[String]) {
+    for id in job_ids {
+        let killed = crate::runner::kill_leftovers(id);
+        if killed > 0 {
+            tracing::warn!(job_id = %id, killed, "killed processes left by a dead worker's job");
+        }
     }
 }
 

@@ -120,6 +120,7 @@ impl Worker {
             next_watchdog: None,
             _wake: wake,
         };
+        worker.take_over_name()?;
         worker.store.register_worker(&WorkerInfo {
             name: worker.name.clone(),
             pid: std::process::id(),
@@ -136,6 +137,42 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Refuses a name a live worker uses; otherwise recovers the jobs a
+    /// previous process under this name held when it died (after a restart
+    /// they need not wait for their leases to expire).
+    fn take_over_name(&mut self) -> Result<()> {
+        let now = Timestamp::now();
+        let fresh = jiff::SignedDuration::try_from(self.config.lease() * 2)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        let previous = self
+            .store
+            .workers()?
+            .into_iter()
+            .find(|w| w.name == self.name);
+        if let Some(previous) = previous
+            && previous.pid != std::process::id()
+            && previous.host == hostname()
+            && now.duration_since(previous.heartbeat_at) < fresh
+            && crate::supervisor::process::process_alive(previous.pid)
+        {
+            return Err(Error::Invalid(format!(
+                "worker name '{}' is in use by a running worker (pid {})",
+                self.name, previous.pid
+            )));
+        }
+        let held = self
+            .store
+            .held_jobs(crate::store::Holder::Worker(&self.name))?;
+        if !held.is_empty() {
+            maintenance::kill_leftovers_of(&held);
+            let policy = self.config.retry_policy();
+            for id in self.store.rescue_held_by(&self.name, &policy, now)? {
+                tracing::warn!(job_id = %id, "recovered a job this worker's previous process was running");
+            }
+        }
+        Ok(())
+    }
+
     fn claim_request(&self) -> ClaimRequest {
         ClaimRequest {
             worker: self.name.clone(),
@@ -144,9 +181,10 @@ impl Worker {
         }
     }
 
-    /// Runs until asked to stop; returns once the current job is recorded.
-    pub fn run(mut self) -> Result<()> {
-        let result = self.main_loop();
+    /// Runs until asked to stop (or, with `drain`, until no job is due);
+    /// returns once the current job is recorded.
+    pub fn run(mut self, drain: bool) -> Result<()> {
+        let result = self.main_loop(drain);
         if let Err(e) = self.store.unregister_worker(&self.name) {
             tracing::warn!(error = %e, "cannot unregister worker");
         }
@@ -154,7 +192,7 @@ impl Worker {
         result
     }
 
-    fn main_loop(&mut self) -> Result<()> {
+    fn main_loop(&mut self, drain: bool) -> Result<()> {
         let request = self.claim_request();
         let mut next: Option<Claimed> = None;
         loop {
@@ -169,6 +207,9 @@ impl Worker {
                 None => self.store.claim(&request, Timestamp::now())?,
             };
             let Some(job) = job else {
+                if drain {
+                    return Ok(());
+                }
                 self.wait_idle()?;
                 continue;
             };

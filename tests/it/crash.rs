@@ -161,3 +161,44 @@ fn the_queue_survives_worker_restarts() {
     lines.dedup();
     assert_eq!(lines.len(), 10);
 }
+
+#[test]
+fn a_worker_restarted_under_its_name_recovers_its_job_at_once() {
+    // A lease long enough that only the restart, not expiry, can explain the recovery.
+    let mut env = TestEnv::with_config("lease_seconds = 3600\nbackoff_max_seconds = 0\n");
+    let runs = env.path("runs");
+    env.enqueue(&format!(
+        r#"{{"id":"resumed","command":"echo run >> {}; if [ $QUEUECTL_JOB_ATTEMPT = 1 ]; then sleep 300; fi"}}"#,
+        runs.display()
+    ));
+    let first = env.spawn_worker("same");
+    wait_until("the first attempt is running", WAIT, || {
+        read_lines(&runs).len() == 1
+    });
+    signal(first, Signal::SIGKILL);
+    env.wait_worker(first, WAIT);
+    env.spawn_worker("same");
+    env.wait_for_state("resumed", "completed", WAIT);
+    let job = env.job("resumed");
+    assert_eq!(job["attempt_history"][0]["outcome"], "lease_expired");
+    assert!(
+        job["attempt_history"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("restarted")
+    );
+}
+
+#[test]
+fn a_second_worker_cannot_take_a_live_workers_name() {
+    let mut env = TestEnv::new();
+    env.spawn_worker("unique");
+    wait_until("the first worker registered", WAIT, || {
+        env.json(&["status"])["workers"]
+            .as_array()
+            .is_some_and(|w| w.len() == 1)
+    });
+    let out = env.run(&["worker", "run", "--name", "unique"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by a running worker"));
+}

@@ -8,4 +8,5 @@ mod concurrency;
 mod crash;
 mod input;
 mod lifecycle;
+mod notify;
 mod supervisor;

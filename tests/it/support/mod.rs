@@ -163,6 +163,13 @@ impl TestEnv {
         pid
     }
 
+    /// Makes `child` this environment's to stop on drop; returns its pid.
+    pub fn adopt(&mut self, child: Child) -> u32 {
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
     /// Waits for a worker process started by [`spawn_worker`] to exit.
     pub fn wait_worker(&mut self, pid: u32, timeout: Duration) -> std::process::ExitStatus {
         let index = self

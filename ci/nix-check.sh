@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Offline checks of the Nix packaging (flake.nix, nix/). Needs only
+# nix-instantiate (Debian's nix-bin): no nixpkgs, no binary cache, no daemon.
+#   - every .nix file parses;
+#   - nix/tests/eval-{module,package,flake}.nix evaluate against the stand-in
+#     lib in nix/tests/stand-in.nix and assert on what they produce;
+#   - the VM test's Python script compiles;
+#   - with QUEUECTL_BIN set (the binary under test, as for the integration
+#     tests): the CLI accepts the config.toml the module writes.
+# The package build and the VM test need a real Nix: `nix flake check`.
+# Usage: ci/nix-check.sh   (from anywhere; installs nix-bin with apt if missing,
+# which needs root, as in CI)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v nix-instantiate >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "nix-check: nix-instantiate not found; install Debian's nix-bin (as root: apt-get install nix-bin)" >&2
+    exit 1
+  fi
+  echo "nix-check: installing nix-bin"
+  if ! { apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nix-bin >/dev/null; }; then
+    echo "nix-check: could not install nix-bin" >&2
+    exit 1
+  fi
+fi
+
+# Evaluation only: the dummy store writes nothing under /nix and needs neither
+# a daemon nor the nixbld group, so this works as any user in a fresh clone.
+nix_instantiate() { nix-instantiate --store dummy:// "$@"; }
+
+passed=0
+failed=0
+run_check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    passed=$((passed + 1))
+    printf 'ok    %s%s\n' "$name" "${out:+  ($(tail -n 1 <<<"$out"))}"
+  else
+    failed=$((failed + 1))
+    printf 'FAIL  %s\n' "$name"
+    sed 's/^/      /' <<<"$out"
+  fi
+}
+
+echo "nix-check: $(nix-instantiate --version)"
+
+mapfile -d '' nix_files < <(find . \( -path ./.git -o -path ./target \) -prune -o -name '*.nix' -print0 | sort -z)
+if [ "${#nix_files[@]}" -eq 0 ]; then
+  echo "nix-check: no .nix files found" >&2
+  exit 1
+fi
+parse() { nix_instantiate --parse "$1" >/dev/null; }
+for f in "${nix_files[@]}"; do
+  run_check "parse ${f#./}" parse "$f"
+done
+
+for t in nix/tests/eval-module.nix nix/tests/eval-package.nix nix/tests/eval-flake.nix; do
+  run_check "eval ${t}" nix_instantiate --eval --strict "$t"
+done
+
+vm_script() {
+  nix_instantiate --eval --strict --json -E '(import ./nix/vm-test.nix { queuectlModule = { }; }).testScript' |
+    python3 -c 'import json, sys; compile(json.load(sys.stdin), "nix/vm-test.nix:testScript", "exec")'
+}
+run_check "compile nix/vm-test.nix testScript (Python)" vm_script
+
+# The TOML the module writes for `settings` (through the stand-in's
+# formats.toml), given as a Nix expression for services.queuectl.
+module_toml() {
+  nix_instantiate --eval --strict --json --arg defined "$1" -E '
+    { defined }:
+    let
+      s = import ./nix/tests/stand-in.nix;
+      r = s.evalModule {
+        module = import ./nix/module.nix;
+        defined.services.queuectl = defined // { enable = true; };
+      };
+    in
+    r.config.environment.etc."queuectl/config.toml".source.text' |
+    python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
+}
+cli_accepts() {
+  local dir rc
+  dir=$(mktemp -d)
+  module_toml "$1" >"$dir/config.toml" || { rm -rf "$dir"; return 1; }
+  env -u QUEUECTL_DB HOME="$dir" XDG_CONFIG_HOME="$dir" XDG_STATE_HOME="$dir" \
+    "$QUEUECTL_BIN" --config "$dir/config.toml" config get
+  rc=$?
+  rm -rf "$dir"
+  return $rc
+}
+if [ -n "${QUEUECTL_BIN:-}" ]; then
+  run_check "queuectl accepts the module's default config.toml" cli_accepts '{ }'
+  run_check "queuectl accepts the module's config.toml with settings" cli_accepts \
+    '{ settings = { max_retries = 0; backoff_base = 1.5; durability = "normal"; output = "journal"; supervisor = "systemd"; timeout_seconds = 600; }; }'
+else
+  echo "skip  queuectl accepts the module's config.toml (set QUEUECTL_BIN to the built binary)"
+fi
+
+echo "nix-check: ${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ]

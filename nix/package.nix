@@ -1,0 +1,88 @@
+# queuectl, built from the committed Cargo.lock. Called by the flake's overlay
+# (final.callPackage ./nix/package.nix { }); nix/tests/eval-package.nix
+# evaluates it offline.
+{
+  lib,
+  stdenv,
+  rustPlatform,
+  installShellFiles,
+}:
+
+let
+  cargoToml = lib.importTOML ../Cargo.toml;
+
+  # Installed for the system and the user manager alike.
+  unitFiles = [
+    "queuectl-worker@.service"
+    "queuectl-workers.target"
+  ];
+
+  # Completions and the man page come from running the binary.
+  canRunBinary = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
+in
+rustPlatform.buildRustPackage {
+  pname = "queuectl";
+  inherit (cargoToml.package) version;
+
+  # Only what cargo and postInstall read, so editing Nix files or docs does
+  # not rebuild the package.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions (
+      [
+        ../Cargo.toml
+        ../Cargo.lock
+        ../src
+        ../units
+      ]
+      ++ map lib.fileset.maybeMissing [
+        ../.cargo
+        ../build.rs
+        ../benches
+        ../examples
+        ../tests
+        ../README.md
+      ]
+    );
+  };
+
+  cargoLock.lockFile = ../Cargo.lock;
+
+  nativeBuildInputs = [ installShellFiles ];
+
+  # Only the unit tests run here. The integration tests (tests/) drive the
+  # built binary under a private systemd manager, which the build sandbox does
+  # not have (they skip there unless CI=true); they run in the project's CI,
+  # and the NixOS VM test (nix/vm-test.nix) covers the packaged units.
+  cargoTestFlags = lib.optionals (builtins.pathExists ../src/lib.rs) [ "--lib" ] ++ [ "--bins" ];
+
+  postInstall = ''
+    for dir in system user; do
+      install -Dm644 -t $out/lib/systemd/$dir ${lib.concatMapStringsSep " " (f: "units/${f}") unitFiles}
+      # The unit files name the FHS path; point them at this store path.
+      substituteInPlace $out/lib/systemd/$dir/queuectl-worker@.service \
+        --replace-fail /usr/bin/queuectl $out/bin/queuectl
+    done
+  ''
+  + lib.optionalString canRunBinary ''
+    installShellCompletion --cmd queuectl \
+      --bash <($out/bin/queuectl completions bash) \
+      --fish <($out/bin/queuectl completions fish) \
+      --zsh <($out/bin/queuectl completions zsh)
+    $out/bin/queuectl man > queuectl.1
+    installManPage queuectl.1
+  '';
+
+  passthru = {
+    # Read by nix/tests/eval-package.nix.
+    inherit unitFiles;
+  };
+
+  meta = {
+    # nixpkgs style: no leading article.
+    description = lib.removePrefix "A " cargoToml.package.description;
+    license = lib.licenses.mit;
+    mainProgram = "queuectl";
+    platforms = lib.platforms.linux;
+  };
+}
