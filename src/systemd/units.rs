@@ -31,7 +31,7 @@ pub fn instance_number(unit: &str) -> Option<u32> {
 
 /// The unit files with `ExecStart` pointing at `binary`.
 pub fn render(binary: &Path) -> Vec<(&'static str, String)> {
-    let exe = escape_unit_value(&binary.display().to_string());
+    let exe = quote_unit_word(&escape_unit_value(&binary.display().to_string()));
     vec![
         (
             WORKER_TEMPLATE,
@@ -39,6 +39,18 @@ pub fn render(binary: &Path) -> Vec<(&'static str, String)> {
         ),
         (TARGET, TARGET_TEXT.to_owned()),
     ]
+}
+
+/// A command-line word for ExecStart: double-quoted (so a path with spaces
+/// stays one word) with `\` and `"` escaped.
+fn quote_unit_word(word: &str) -> String {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+@%:".contains(c))
+    {
+        return word.to_owned();
+    }
+    format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// `%` starts a specifier in unit files.
@@ -107,9 +119,11 @@ mod tests {
         let files = render(Path::new("/opt/q 100%/queuectl"));
         let worker = &files[0].1;
         assert!(
-            worker.contains("ExecStart=/opt/q 100%%/queuectl worker run --name %i"),
+            worker.contains("ExecStart=\"/opt/q 100%%/queuectl\" worker run --name %i"),
             "{worker}"
         );
+        let plain = &render(Path::new("/usr/local/bin/queuectl"))[0].1;
+        assert!(plain.contains("ExecStart=/usr/local/bin/queuectl worker run --name %i"));
         assert!(!worker.contains(SHIPPED_BINARY));
         assert!(worker.contains("Type=notify"));
     }

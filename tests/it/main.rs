@@ -10,3 +10,4 @@ mod input;
 mod lifecycle;
 mod notify;
 mod supervisor;
+mod systemd;

@@ -252,3 +252,4 @@ impl Drop for TestEnv {
         }
     }
 }
+pub mod systemd;

@@ -1,0 +1,332 @@
+//! queuectl under a real systemd: a private user manager and journald
+//! (`support::systemd`), the shipped units, `worker start/stop`, sd_notify,
+//! the watchdog and the journal. These skip with a reason where the harness
+//! cannot run, and must run when CI=true.
+
+use crate::support::systemd::PrivateSystemd;
+use crate::support::{binary, signal, wait_until};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A queue whose workers are `queuectl-worker@N.service` of a private user manager.
+struct SystemdQueue {
+    sd: PrivateSystemd,
+    root: tempfile::TempDir,
+}
+
+impl SystemdQueue {
+    fn start() -> Option<SystemdQueue> {
+        let sd = PrivateSystemd::start()?;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("config.toml"),
+            "lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n",
+        )
+        .unwrap();
+        Some(SystemdQueue { sd, root })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Runs the CLI inside the namespace, on this queue, in user scope.
+    fn q(&self, args: &[&str]) -> Output {
+        self.sd
+            .command(binary().to_str().unwrap())
+            .env("QUEUECTL_DB", self.path("state/queue.db"))
+            .env("QUEUECTL_CONFIG", self.path("config.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.q(args);
+        assert!(
+            out.status.success(),
+            "queuectl {args:?}: {}\n{}\n--- manager log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.sd.unit_log("queuectl-worker@1.service")
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn state(&self, id: &str) -> String {
+        self.json(&["show", id])["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn wait_for_state(&self, id: &str, state: &str) {
+        wait_until(&format!("job {id} is {state}"), WAIT, || {
+            self.state(id) == state
+        });
+    }
+
+    fn unit(&self, n: u32, property: &str) -> String {
+        let unit = format!("queuectl-worker@{n}.service");
+        let out = self
+            .sd
+            .systemctl(&["show", "--value", "-p", property, &unit]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn main_pid(&self, n: u32) -> u32 {
+        self.unit(n, "MainPID").parse().unwrap()
+    }
+
+    fn journal(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.sd.journalctl(args).stdout).into_owned()
+    }
+
+    /// A job that blocks on its first attempt until `gate` exists.
+    fn gated_job(&self, id: &str, gate: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","command":"echo started; while [ ! -e {} ]; do sleep 0.05; done; echo done"}}"#,
+            self.path(gate).display()
+        )
+    }
+}
+
+#[test]
+fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    let report = q.json(&["worker", "start", "--count", "3", "--user"]);
+    assert_eq!(report["started"], serde_json::json!(["1", "2", "3"]));
+    for n in 1..=3 {
+        // Type=notify: "active/running" only after the worker sent READY=1.
+        assert_eq!(
+            (q.unit(n, "ActiveState"), q.unit(n, "SubState")),
+            ("active".into(), "running".into())
+        );
+    }
+    assert!(
+        q.sd.unit_dir().join("queuectl-worker@.service").exists(),
+        "units were installed"
+    );
+
+    for i in 1..=6 {
+        q.ok(&[
+            "enqueue",
+            &format!(r#"{{"id":"job{i}","command":"echo out-{i}; echo err-{i} >&2"}}"#),
+        ]);
+    }
+    for i in 1..=6 {
+        q.wait_for_state(&format!("job{i}"), "completed");
+    }
+    let job = q.json(&["show", "job1"]);
+    assert_eq!(job["attempt_history"][0]["output"], "journal");
+    let worker = job["attempt_history"][0]["worker"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    wait_until("job1's output is in the journal", WAIT, || {
+        q.journal(&["-o", "cat", "JOB_ID=job1"]).contains("out-1")
+    });
+    let entries: Vec<Value> = q
+        .journal(&[
+            "-o",
+            "json",
+            "JOB_ID=job1",
+            "SYSLOG_IDENTIFIER=queuectl-job",
+        ])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let stdout = entries
+        .iter()
+        .find(|e| e["MESSAGE"] == "out-1")
+        .expect("stdout line");
+    assert_eq!(stdout["JOB_STREAM"], "stdout");
+    assert_eq!(stdout["JOB_ATTEMPT"], "1");
+    assert_eq!(
+        stdout["_SYSTEMD_UNIT"],
+        format!("queuectl-worker@{worker}.service")
+    );
+    let stderr = entries
+        .iter()
+        .find(|e| e["MESSAGE"] == "err-1")
+        .expect("stderr line");
+    assert_eq!(stderr["JOB_STREAM"], "stderr");
+
+    // The worker's own log lines carry JOB_ID too (no F_ prefix).
+    let worker_lines = q.journal(&[
+        "-o",
+        "cat",
+        "JOB_ID=job1",
+        "SYSLOG_IDENTIFIER=queuectl-worker",
+    ]);
+    assert!(worker_lines.contains("starting job"), "{worker_lines}");
+    // And `journalctl -u` shows the job output with the worker's.
+    let unit_log = q.journal(&[
+        "-o",
+        "cat",
+        "-u",
+        &format!("queuectl-worker@{worker}.service"),
+    ]);
+    assert!(unit_log.contains("out-1"), "{unit_log}");
+    // `queuectl logs` reads the journal for such jobs.
+    let logs = q.ok(&["logs", "job1"]);
+    assert!(logs.contains("out-1") && logs.contains("err-1"), "{logs}");
+}
+
+#[test]
+fn status_shows_the_running_job_and_worker_stop_waits_for_it() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    q.ok(&["worker", "start", "--count", "1", "--user"]);
+    q.ok(&["enqueue", &q.gated_job("gated", "gate")]);
+    q.wait_for_state("gated", "processing");
+    wait_until("the unit's STATUS names the job", WAIT, || {
+        q.unit(1, "StatusText") == "running gated (attempt 1/4)"
+    });
+    let status = q.json(&["status", "--user"]);
+    let worker = &status["workers"][0];
+    assert_eq!(worker["job_id"], "gated");
+    assert_eq!(worker["unit_state"], "active/running");
+    assert_eq!(worker["status"], "running gated (attempt 1/4)");
+    assert_eq!(status["supervisor"], "systemd, user scope");
+
+    let mut stop =
+        q.sd.command(binary().to_str().unwrap())
+            .env("QUEUECTL_DB", q.path("state/queue.db"))
+            .env("QUEUECTL_CONFIG", q.path("config.toml"))
+            .args(["worker", "stop", "--user"])
+            .spawn()
+            .unwrap();
+    wait_until("the unit is stopping", WAIT, || {
+        q.unit(1, "ActiveState") == "deactivating"
+    });
+    assert!(
+        stop.try_wait().unwrap().is_none(),
+        "worker stop waits while the job runs"
+    );
+    assert_eq!(q.state("gated"), "processing");
+    std::fs::write(q.path("gate"), "").unwrap();
+    assert!(stop.wait().unwrap().success());
+    assert_eq!(q.state("gated"), "completed");
+    assert_eq!(q.unit(1, "ActiveState"), "inactive");
+    let job = q.json(&["show", "gated"]);
+    assert_eq!(job["attempt_history"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn scaling_three_to_one_stops_two_gracefully() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    q.ok(&["worker", "start", "--count", "3", "--user"]);
+    q.ok(&["enqueue", &q.gated_job("busy", "gate")]);
+    q.wait_for_state("busy", "processing");
+    let holder = q.json(&["show", "busy"])["worker"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opener = {
+        let gate = q.path("gate");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            std::fs::write(gate, "").unwrap();
+        })
+    };
+    let report = q.json(&["worker", "start", "--count", "1", "--user"]);
+    opener.join().unwrap();
+    assert_eq!(report["stopped"], serde_json::json!(["2", "3"]));
+    assert_eq!(q.unit(1, "ActiveState"), "active");
+    for n in [2, 3] {
+        assert_eq!(q.unit(n, "ActiveState"), "inactive", "instance {n}");
+        assert_eq!(
+            q.unit(n, "Result"),
+            "success",
+            "instance {n} stopped cleanly"
+        );
+    }
+    if holder != "1" {
+        assert_eq!(
+            q.state("busy"),
+            "completed",
+            "worker {holder} finished its job before stopping"
+        );
+    }
+    q.wait_for_state("busy", "completed");
+    assert_eq!(
+        q.json(&["show", "busy"])["attempt_history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_its_job_recovered() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    q.ok(&["worker", "start", "--count", "1", "--user"]);
+    q.ok(&["enqueue", &q.gated_job("victim", "gate")]);
+    q.wait_for_state("victim", "processing");
+    let pid = q.main_pid(1);
+    signal(pid, Signal::SIGKILL);
+    wait_until("systemd restarted the worker", WAIT, || {
+        let now = q.main_pid(1);
+        now != 0 && now != pid && q.unit(1, "SubState") == "running"
+    });
+    std::fs::write(q.path("gate"), "").unwrap();
+    q.wait_for_state("victim", "completed");
+    let job = q.json(&["show", "victim"]);
+    assert_eq!(job["attempt_history"][0]["outcome"], "lease_expired");
+    assert_eq!(job["attempt_history"][1]["outcome"], "succeeded");
+    assert!(q.unit(1, "NRestarts").parse::<u32>().unwrap() >= 1);
+}
+
+#[test]
+fn the_watchdog_kills_a_frozen_worker_and_its_job_runs_again() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    // Install the units, then shorten the watchdog so the test is quick.
+    q.ok(&["units", "install", "--user"]);
+    let drop_in = q.sd.unit_dir().join("queuectl-worker@.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::write(
+        drop_in.join("90-test.conf"),
+        "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=1s\n",
+    )
+    .unwrap();
+    assert!(q.sd.systemctl(&["daemon-reload"]).status.success());
+    q.ok(&["worker", "start", "--count", "1", "--user"]);
+    q.ok(&["enqueue", &q.gated_job("frozen", "gate")]);
+    q.wait_for_state("frozen", "processing");
+    let pid = q.main_pid(1);
+    signal(pid, Signal::SIGSTOP);
+    wait_until("the watchdog replaced the frozen worker", WAIT, || {
+        let now = q.main_pid(1);
+        now != 0 && now != pid && q.unit(1, "SubState") == "running"
+    });
+    let log = q.sd.unit_log("queuectl-worker@1.service");
+    assert!(log.contains("Watchdog timeout"), "{log}");
+    std::fs::write(q.path("gate"), "").unwrap();
+    q.wait_for_state("frozen", "completed");
+    let history = q.json(&["show", "frozen"])["attempt_history"].clone();
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+    assert_eq!(history[1]["outcome"], "succeeded");
+}
