@@ -34,6 +34,15 @@ fn seen(messages: &Arc<Mutex<Vec<String>>>, needle: &str) -> Option<usize> {
         .position(|m| m.contains(needle))
 }
 
+fn pings(messages: &Arc<Mutex<Vec<String>>>) -> usize {
+    messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.trim() == "WATCHDOG=1")
+        .count()
+}
+
 #[test]
 fn a_worker_speaks_sd_notify_in_order() {
     let mut env = TestEnv::new();
@@ -51,15 +60,7 @@ fn a_worker_speaks_sd_notify_in_order() {
     let index = seen(&messages, "READY=1").unwrap();
     let ready = messages.lock().unwrap()[index].clone();
     assert!(ready.contains("STATUS=idle"), "{ready}");
-    wait_until("watchdog pings while idle", WAIT, || {
-        messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.trim() == "WATCHDOG=1")
-            .count()
-            >= 3
-    });
+    wait_until("watchdog pings while idle", WAIT, || pings(&messages) >= 3);
 
     env.enqueue(&format!(
         r#"{{"id":"nj","command":"while [ ! -e {} ]; do sleep 0.02; done"}}"#,
@@ -68,20 +69,9 @@ fn a_worker_speaks_sd_notify_in_order() {
     wait_until("status names the running job", WAIT, || {
         seen(&messages, "STATUS=running nj (attempt 1/4)").is_some()
     });
-    let pings_before = messages
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m.trim() == "WATCHDOG=1")
-        .count();
+    let pings_before = pings(&messages);
     wait_until("watchdog pings while a job runs", WAIT, || {
-        messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.trim() == "WATCHDOG=1")
-            .count()
-            >= pings_before + 3
+        pings(&messages) >= pings_before + 3
     });
 
     signal(worker, Signal::SIGTERM);
