@@ -71,6 +71,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_sum_of_parts_parses_to_its_total(d in 0u64..1000, h in 0u64..1000, m in 0u64..1000, s in 0u64..1000) {
+            let text = format!("{d}d{h}h{m}m{s}s");
+            let total = d * 86_400 + h * 3600 + m * 60 + s;
+            proptest::prop_assert_eq!(parse_duration(&text), Ok(Duration::from_secs(total)));
+        }
+    }
+
     #[test]
     fn rejects_what_is_not_a_duration() {
         for text in [

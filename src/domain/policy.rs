@@ -199,6 +199,35 @@ mod tests {
         assert_eq!((lost.state, lost.failures), (JobState::Failed, 1));
     }
 
+    proptest::proptest! {
+        /// Whatever the history of outcomes, a job dies exactly when its
+        /// failures exceed max_retries, and only failures move the count.
+        #[test]
+        fn dead_exactly_when_failures_exceed_max_retries(
+            max_retries in 0u32..20,
+            outcomes in proptest::collection::vec(0usize..6, 1..60),
+            base in 1.0f64..10.0,
+        ) {
+            let p = policy(base, 3600);
+            let now = Timestamp::from_second(1_000).unwrap();
+            let mut failures = 0;
+            for index in outcomes {
+                let outcome = AttemptOutcome::ALL[index];
+                let next = next_state(outcome, failures, max_retries, &p, now);
+                let expected_failures = failures + u32::from(outcome.is_failure());
+                proptest::prop_assert_eq!(next.failures, expected_failures);
+                if outcome.is_failure() {
+                    proptest::prop_assert_eq!(next.state == JobState::Dead, expected_failures > max_retries);
+                    proptest::prop_assert!(next.run_at >= now);
+                }
+                if next.state.is_terminal() {
+                    break;
+                }
+                failures = next.failures;
+            }
+        }
+    }
+
     #[test]
     fn outcome_names_round_trip() {
         for outcome in AttemptOutcome::ALL {
