@@ -2,6 +2,7 @@
 //! lives here.
 
 pub mod args;
+mod bench;
 mod cancel;
 mod config;
 mod dlq;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Completions { shell } => return docs::completions(shell),
         Command::Man => return docs::man(),
+        Command::Bench(ref args) => return bench::run(args, cli.json),
         _ => {}
     }
     let ctx = Context::load(&cli)?;
@@ -87,6 +89,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
-        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man | Command::Bench(_) => {
+            unreachable!("handled above")
+        }
     }
 }
