@@ -24,11 +24,47 @@ use std::time::{Duration, Instant};
 const SCHEMA_VERSION: i64 = 1;
 const SCHEMA: &str = include_str!("schema.sql");
 
-/// How long a write waits for other writers before it gives up. SQLite's own
-/// busy handler waits inside each attempt; the loop in [`Store::write`]
-/// retries what it still reports as busy.
+/// How long a write waits for other writers before it gives up. The busy
+/// handler ([`wait_for_lock`]) waits inside each attempt; the loop in
+/// [`Store::write`] retries what it still reports as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const BUSY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The first and the longest pause of the busy handler.
+const LOCK_PAUSE_FIRST: Duration = Duration::from_micros(20);
+const LOCK_PAUSE_MAX: Duration = Duration::from_millis(1);
+
+/// SQLite's busy handler: called with the number of earlier calls while
+/// another connection holds the lock; returns false to give up.
+///
+/// SQLite's built-in handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20,
+/// 25 ... ms between attempts. Our transactions hold the lock for about
+/// 0.1-0.3 ms, so a worker that collided slept ten times longer than the
+/// wait it needed, and two workers ran barely faster than one. These pauses
+/// start at 20 us and double up to 1 ms.
+fn wait_for_lock(calls: i32) -> bool {
+    let pause = pause_before_retry(calls);
+    if pause.is_zero() {
+        return false;
+    }
+    std::thread::sleep(pause);
+    true
+}
+
+/// The pause before retry number `calls` (0-based), or zero once the pauses
+/// so far add up to [`BUSY_TIMEOUT`].
+fn pause_before_retry(calls: i32) -> Duration {
+    const RAMP: u32 = 16;
+    let pause = |i: u32| (LOCK_PAUSE_FIRST * (1 << i.min(RAMP))).min(LOCK_PAUSE_MAX);
+    let calls = u32::try_from(calls).unwrap_or(0);
+    let waited = (0..calls.min(RAMP)).map(pause).sum::<Duration>()
+        + LOCK_PAUSE_MAX * calls.saturating_sub(RAMP);
+    if waited >= BUSY_TIMEOUT {
+        Duration::ZERO
+    } else {
+        pause(calls)
+    }
+}
 
 /// Columns of a full job row, in the order [`job_from_row`] reads them.
 const JOB_COLUMNS: &str = "id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, \
@@ -89,7 +125,7 @@ impl Store {
             source,
         };
         let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
         let mut store = Store {
             conn,
             path: path.to_owned(),

@@ -383,3 +383,20 @@ fn refuses_a_newer_schema() {
         .unwrap();
     assert!(err.to_string().contains("upgrade queuectl"), "{err}");
 }
+
+#[test]
+fn lock_waits_start_short_and_give_up_after_the_busy_timeout() {
+    assert_eq!(pause_before_retry(0), Duration::from_micros(20));
+    assert_eq!(pause_before_retry(1), Duration::from_micros(40));
+    assert_eq!(pause_before_retry(5), Duration::from_micros(640));
+    assert_eq!(pause_before_retry(6), Duration::from_millis(1));
+    assert_eq!(pause_before_retry(1000), Duration::from_millis(1));
+    let total: Duration = (0..)
+        .map(pause_before_retry)
+        .take_while(|p| !p.is_zero())
+        .sum();
+    assert!(
+        total >= BUSY_TIMEOUT && total < BUSY_TIMEOUT + Duration::from_millis(2),
+        "{total:?}"
+    );
+}
