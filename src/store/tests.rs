@@ -400,3 +400,26 @@ fn lock_waits_start_short_and_give_up_after_the_busy_timeout() {
         "{total:?}"
     );
 }
+
+#[test]
+fn check_constraints_still_reject_unknown_states_and_outcomes() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"a","command":"true"}"#, at(0));
+    let bad_state = store
+        .conn
+        .execute("UPDATE jobs SET state = 'paused' WHERE id = 'a'", []);
+    assert!(bad_state.is_err(), "unknown state accepted");
+    let finished_but_pending = store
+        .conn
+        .execute("UPDATE jobs SET finished_at = 1 WHERE id = 'a'", []);
+    assert!(
+        finished_but_pending.is_err(),
+        "finish time on a pending job accepted"
+    );
+    let claimed = store.claim(&request("w"), at(1)).unwrap().unwrap();
+    let bad_outcome = store.conn.execute(
+        "UPDATE attempts SET finished_at = 2, outcome = 'exploded' WHERE job_seq = ?1",
+        [claimed.lease.seq],
+    );
+    assert!(bad_outcome.is_err(), "unknown outcome accepted");
+}
