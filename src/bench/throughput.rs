@@ -27,10 +27,16 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
         let queue = bench.sandbox.queue(&format!("throughput-w{workers}"))?;
         let processes = queue.spawn_workers("w", workers)?;
         let (mut queued, mut raw) = (Vec::new(), Vec::new());
+        let cpu_before = workers_cpu(&processes);
         for _ in 0..repeats {
             raw.push(raw_spawn_rate(jobs, workers)?);
             queued.push(queue_rate(&queue, &processes, jobs)?);
         }
+        let cpu_per_job = workers_cpu(&processes)
+            .saturating_sub(cpu_before)
+            .as_secs_f64()
+            * 1e6
+            / (jobs * repeats) as f64;
         drop(processes);
         let figure = median(&queued).ok_or_else(|| no_samples("throughput"))?;
         let baseline = median(&raw).ok_or_else(|| no_samples("raw spawn rate"))?;
@@ -45,7 +51,9 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
                 )
                 .target(Target::ratio_at_least(0.85))
                 .samples(repeats)
-                .note(format!("{jobs} jobs per run, median of {repeats} run(s)")),
+                .note(format!(
+                    "{jobs} jobs per run, median of {repeats} run(s); the workers' own CPU (not the jobs') was {cpu_per_job:.0} us per job"
+                )),
         );
     }
     Ok(rows)
@@ -83,6 +91,15 @@ fn queue_rate(queue: &Queue, workers: &[WorkerProcess], jobs: usize) -> Result<f
         },
     )?;
     Ok(jobs as f64 / started.elapsed().as_secs_f64())
+}
+
+/// CPU time used so far by the worker processes themselves (their jobs are
+/// separate processes and not included).
+fn workers_cpu(workers: &[WorkerProcess]) -> Duration {
+    workers
+        .iter()
+        .filter_map(|w| super::procfs::cpu_time(w.pid()).map(|(t, _)| t))
+        .sum()
 }
 
 fn completed(counts: &std::collections::BTreeMap<JobState, u64>) -> u64 {
