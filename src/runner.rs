@@ -17,7 +17,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How much of the end of stderr is kept as the attempt's error.
@@ -161,120 +162,240 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
         other => other?,
     };
     let pid = child.pid;
-    // A pidfd lets one thread wait for the exit and the output at once; on
-    // kernels without one (before 5.3) the thread checks the exit every 10 ms.
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
-        -1 => None,
-        // SAFETY: a fresh descriptor that nothing else owns.
-        fd => Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
-    };
-    std::thread::Builder::new()
-        .name("job-output".into())
-        .stack_size(WATCHER_STACK_BYTES)
-        .spawn(move || {
-            let exit = watch(pid, pidfd, child.stdout, child.stderr, sink);
+    let job = Watched {
+        pid,
+        pidfd: pidfd_open(pid),
+        streams: [
+            Some(LineReader::new(child.stdout, Stream::Stdout)),
+            Some(LineReader::new(child.stderr, Stream::Stderr)),
+        ],
+        status: None,
+        drain_until: None,
+        stderr_tail: String::new(),
+        sink,
+        on_exit: Box::new(move |exit| {
             let _ = events.send(E::from(exit));
-        })
-        .inspect_err(|_| {
-            // No thread to reap it: do not leave the job running unwatched.
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = reap(pid);
-        })?;
+        }),
+    };
+    if let Err(e) = watcher().and_then(|w| w.add(job)) {
+        // Nobody would reap it: do not leave the job running unwatched.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = reap(pid);
+        return Err(e);
+    }
     Ok(RunningJob {
         pgid: Pid::from_raw(pid),
     })
 }
 
-/// The watcher thread needs little: a read buffer lives on the heap.
-const WATCHER_STACK_BYTES: usize = 64 * 1024;
+/// A pidfd lets the watcher wait for an exit and for output in one poll;
+/// kernels before 5.3 have none, and the watcher then checks every 10 ms.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+        -1 => None,
+        // SAFETY: a fresh descriptor that nothing else owns.
+        fd => Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+    }
+}
 
-/// Copies the job's output to the sink line by line while waiting for its
-/// main process to exit; then kills what it left in its group, reaps it, and
-/// drains the pipes (for at most [`DRAIN_GRACE`], since a daemonized
-/// grandchild may hold them open forever).
-fn watch(
+/// How often exits are checked without a pidfd.
+const EXIT_POLL_MS: libc::c_int = 10;
+
+/// One thread per process watches every running job: it copies their output
+/// to their sinks, reaps them and reports their exits. (A thread per job
+/// cost a thread start and exit, with their stack and signal-stack mappings,
+/// on every job.)
+struct Watcher {
+    jobs: Mutex<Sender<Watched>>,
+    /// An eventfd that tells the thread a job was added.
+    wake: OwnedFd,
+}
+
+static WATCHER: OnceLock<io::Result<Watcher>> = OnceLock::new();
+
+fn watcher() -> io::Result<&'static Watcher> {
+    WATCHER
+        .get_or_init(Watcher::start)
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start the job watcher: {e}")))
+}
+
+impl Watcher {
+    fn start() -> io::Result<Watcher> {
+        // SAFETY: eventfd takes an initial value and flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let thread_wake = wake.try_clone()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("job-watcher".into())
+            .spawn(move || watch_jobs(&thread_wake, &rx))?;
+        Ok(Watcher {
+            jobs: Mutex::new(tx),
+            wake,
+        })
+    }
+
+    fn add(&self, job: Watched) -> io::Result<()> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| io::Error::other("the job watcher has stopped"))?;
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a valid buffer to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        Ok(())
+    }
+}
+
+/// A running job as the watcher sees it.
+struct Watched {
     pid: i32,
     pidfd: Option<OwnedFd>,
-    stdout: File,
-    stderr: File,
-    mut sink: Box<dyn OutputSink>,
-) -> JobExit {
-    let mut streams = [
-        Some(LineReader::new(stdout, Stream::Stdout)),
-        Some(LineReader::new(stderr, Stream::Stderr)),
-    ];
-    let mut status: Option<ExitStatus> = None;
-    let mut drain_until: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut stderr_tail = String::new();
-    loop {
-        if status.is_some() && streams.iter().all(Option::is_none) {
-            break;
-        }
-        let timeout_ms = match (status, drain_until, &pidfd) {
-            (Some(_), Some(until), _) => {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                left.as_millis().clamp(1, 60_000) as libc::c_int
-            }
-            (None, _, None) => 10,
-            _ => -1,
-        };
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
-        for reader in streams.iter().flatten() {
+    streams: [Option<LineReader>; 2],
+    status: Option<ExitStatus>,
+    /// Once the main process is reaped: how long its pipes may still be read.
+    drain_until: Option<Instant>,
+    stderr_tail: String,
+    sink: Box<dyn OutputSink>,
+    on_exit: Box<dyn FnOnce(JobExit) + Send>,
+}
+
+impl Watched {
+    /// Adds this job's descriptors to `fds`.
+    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        for reader in self.streams.iter().flatten() {
             fds.push(pollfd(reader.file.as_raw_fd()));
         }
-        let watch_exit = status.is_none() && pidfd.is_some();
-        if let (true, Some(fd)) = (watch_exit, &pidfd) {
+        if let (None, Some(fd)) = (self.status, &self.pidfd) {
             fds.push(pollfd(fd.as_raw_fd()));
         }
-        // SAFETY: fds is a valid array of pollfds.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-        let mut next = 0;
-        for slot in streams.iter_mut() {
-            let Some(reader) = slot else { continue };
-            let revents = fds[next].revents;
-            next += 1;
-            if revents == 0 {
-                continue;
+    }
+
+    /// The longest the watcher may sleep on this job's account.
+    fn timeout_ms(&self, now: Instant) -> libc::c_int {
+        match (self.status, self.drain_until, &self.pidfd) {
+            (Some(_), Some(until), _) => {
+                until.saturating_duration_since(now).as_millis().min(60_000) as libc::c_int
             }
-            if !reader.read(&mut buf, sink.as_mut()) {
+            (None, _, None) => EXIT_POLL_MS,
+            _ => -1,
+        }
+    }
+
+    /// Handles this job's share of a poll result (its entries of `fds`,
+    /// in the order [`poll_fds`] added them). Returns whether it is done.
+    fn on_poll(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> bool {
+        let mut next = 0;
+        for slot in self.streams.iter_mut() {
+            let Some(reader) = slot else { continue };
+            let revents = fds.get(next).map_or(0, |p| p.revents);
+            next += 1;
+            if revents != 0 && !reader.read(buf, self.sink.as_mut()) {
                 if reader.stream == Stream::Stderr {
-                    stderr_tail = reader.tail();
+                    self.stderr_tail = reader.tail();
                 }
                 *slot = None;
             }
         }
-        let exited = match (&pidfd, status) {
+        let exited = match (&self.pidfd, self.status) {
             (_, Some(_)) => false,
             (Some(_), None) => fds.get(next).is_some_and(|p| p.revents != 0),
-            (None, None) => has_exited(pid),
+            (None, None) => has_exited(self.pid),
         };
         if exited {
             // Kill whatever the job left in its group before reaping its main
             // process, so the group id cannot have been reused.
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            status = Some(reap(pid));
-            drain_until = Some(Instant::now() + DRAIN_GRACE);
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+            self.status = Some(reap(self.pid));
+            self.drain_until = Some(Instant::now() + DRAIN_GRACE);
+        }
+        let drained = self.streams.iter().all(Option::is_none);
+        let out_of_time = self
+            .drain_until
+            .is_some_and(|until| Instant::now() >= until);
+        self.status.is_some() && (drained || out_of_time)
+    }
+
+    /// Reports the exit. Output still unread after the drain grace stays
+    /// unread (a daemonized grandchild may hold the pipes open forever); a
+    /// partial last line that did arrive is kept.
+    fn finish(mut self) {
+        for reader in self.streams.iter_mut().flatten() {
+            reader.finish(self.sink.as_mut());
+            if reader.stream == Stream::Stderr {
+                self.stderr_tail = reader.tail();
+            }
+        }
+        self.sink.flush();
+        let status = self
+            .status
+            .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+        (self.on_exit)(JobExit::from_status(status, self.stderr_tail));
+    }
+}
+
+/// The watcher thread: one poll over the wake-up eventfd and every job's
+/// pipes and pidfd.
+fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
+    let mut jobs: Vec<Watched> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut spans: Vec<usize> = Vec::new();
+    loop {
+        fds.clear();
+        spans.clear();
+        fds.push(pollfd(wake.as_raw_fd()));
+        let now = Instant::now();
+        let mut timeout: libc::c_int = -1;
+        for job in &jobs {
+            let start = fds.len();
+            job.poll_fds(&mut fds);
+            spans.push(fds.len() - start);
+            let t = job.timeout_ms(now);
+            if t >= 0 && (timeout < 0 || t < timeout) {
+                timeout = t;
+            }
+        }
+        // SAFETY: fds is a valid array of pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // Cannot happen with valid descriptors; do not spin if it does.
+            std::thread::sleep(Duration::from_millis(EXIT_POLL_MS as u64));
+        }
+        let mut offset = 1;
+        let mut done = Vec::new();
+        for (i, job) in jobs.iter_mut().enumerate() {
+            let span = spans[i];
+            if job.on_poll(&fds[offset..offset + span], &mut buf) {
+                done.push(i);
+            }
+            offset += span;
+        }
+        for i in done.into_iter().rev() {
+            jobs.swap_remove(i).finish();
+        }
+        if fds[0].revents != 0 {
+            let mut counter = [0u8; 8];
+            // SAFETY: reads 8 bytes into a valid buffer from our eventfd.
+            unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+        }
+        loop {
+            match added.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(TryRecvError::Empty) => break,
+                // Every sender is gone only at process exit.
+                Err(TryRecvError::Disconnected) if jobs.is_empty() => return,
+                Err(TryRecvError::Disconnected) => break,
+            }
         }
     }
-    // Output still unread after the grace stays unread; a partial last line
-    // that did arrive is kept.
-    for reader in streams.iter_mut().flatten() {
-        reader.finish(sink.as_mut());
-        if reader.stream == Stream::Stderr {
-            stderr_tail = reader.tail();
-        }
-    }
-    sink.flush();
-    let status = status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
-    JobExit::from_status(status, stderr_tail)
 }
 
 fn pollfd(fd: RawFd) -> libc::pollfd {
