@@ -16,24 +16,33 @@
 //! beforehand in the parent: between clone and exec the child only makes
 //! async-signal-safe system calls and never allocates, locks or panics.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::borrow::Cow;
+#[cfg(test)]
+use std::ffi::OsString;
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// Stack for the child between clone and exec. It only runs the handful of
 /// system-call wrappers in [`child_main`]; glibc's posix_spawn uses 32 KiB.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
+static CHILD_STACK: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// Where execvp's search goes when PATH is unset (glibc's default).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
+/// One `KEY=VALUE` entry of a child's environment: borrowed when it comes
+/// from a cache that lives as long as the process.
+pub type EnvEntry = Cow<'static, CStr>;
+
 /// A process to start: what execve needs, prepared in the parent.
 pub struct ProcessSpec {
     argv: Vec<CString>,
-    envp: Vec<CString>,
+    envp: Vec<EnvEntry>,
     cwd: Option<CString>,
     /// Paths to try in order, as execvp would (the program itself if it
     /// contains a '/', else each PATH entry joined with it).
@@ -51,12 +60,40 @@ fn c_string(bytes: impl Into<Vec<u8>>, what: &str) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| nul_error(what))
 }
 
+/// `KEY=VALUE` as a C string.
+pub fn env_entry(key: &OsStr, value: &OsStr) -> io::Result<CString> {
+    let mut entry = key.as_bytes().to_vec();
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    c_string(entry, "an environment variable")
+}
+
 impl ProcessSpec {
     /// `argv[0]` is looked up in the `PATH` of `env` (the child's environment),
     /// like execvp would after the environment is set.
+    #[cfg(test)]
     pub fn new(
         argv: &[&OsStr],
         env: &[(OsString, OsString)],
+        cwd: Option<&OsStr>,
+    ) -> io::Result<ProcessSpec> {
+        let envp = env
+            .iter()
+            .map(|(k, v)| env_entry(k, v).map(Cow::Owned))
+            .collect::<io::Result<_>>()?;
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_bytes());
+        ProcessSpec::with_envp(argv, envp, path, cwd)
+    }
+
+    /// Like [`new`](Self::new) with the environment already as entries;
+    /// `path` is the value of `PATH` among them, if any.
+    pub fn with_envp(
+        argv: &[&OsStr],
+        envp: Vec<EnvEntry>,
+        path: Option<&[u8]>,
         cwd: Option<&OsStr>,
     ) -> io::Result<ProcessSpec> {
         let program = argv
@@ -66,24 +103,11 @@ impl ProcessSpec {
             .iter()
             .map(|a| c_string(a.as_bytes(), "an argument"))
             .collect::<io::Result<_>>()?;
-        let envp: Vec<CString> = env
-            .iter()
-            .map(|(k, v)| {
-                let mut entry = k.clone().into_vec();
-                entry.push(b'=');
-                entry.extend_from_slice(v.as_bytes());
-                c_string(entry, "an environment variable")
-            })
-            .collect::<io::Result<_>>()?;
         let candidates = if program.as_bytes().contains(&b'/') {
             vec![argv[0].clone()]
         } else {
-            let path = env
-                .iter()
-                .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.as_bytes().to_vec())
-                .unwrap_or_else(|| DEFAULT_PATH.as_bytes().to_vec());
-            path.split(|b| *b == b':')
+            path.unwrap_or(DEFAULT_PATH.as_bytes())
+                .split(|b| *b == b':')
                 .map(|dir| {
                     // An empty entry means the current directory.
                     let mut full = if dir.is_empty() {
@@ -204,10 +228,10 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+fn pointers<S: AsRef<CStr>>(strings: &[S]) -> Vec<*const libc::c_char> {
     strings
         .iter()
-        .map(|s| s.as_ptr())
+        .map(|s| s.as_ref().as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect()
 }
@@ -236,7 +260,12 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         errno: AtomicI32::new(0),
         noexec_index: AtomicUsize::new(usize::MAX),
     };
-    let mut stack = vec![0u8; CHILD_STACK_BYTES];
+    // One stack, reused by every spawn (allocating and freeing 64 KiB per
+    // job showed up in profiles); the lock also serializes spawns.
+    let mut stack = CHILD_STACK.lock().unwrap_or_else(|p| p.into_inner());
+    if stack.len() < CHILD_STACK_BYTES {
+        stack.resize(CHILD_STACK_BYTES, 0);
+    }
     // The stack grows down from its 16-byte aligned top.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
 
