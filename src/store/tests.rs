@@ -423,3 +423,20 @@ fn check_constraints_still_reject_unknown_states_and_outcomes() {
     );
     assert!(bad_outcome.is_err(), "unknown outcome accepted");
 }
+
+#[test]
+fn full_durability_syncs_the_wal_itself_after_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = Store::open(&dir.path().join("full.db"), Durability::Full).unwrap();
+    let synchronous: i64 = full
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 1, "NORMAL inside COMMIT, then our own fsync");
+    assert!(full.sync_after_commit);
+    enqueue(&mut full, r#"{"command":"true"}"#, at(0));
+    full.sync_wal().unwrap();
+
+    let normal = Store::open(&dir.path().join("normal.db"), Durability::Normal).unwrap();
+    assert!(!normal.sync_after_commit);
+}
