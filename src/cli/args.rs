@@ -132,7 +132,7 @@ are enqueued in one transaction, or none if any line is invalid.")]
 
 const BENCH_HELP: &str = "\
 Examples:
-  queuectl bench                          # every scenario, full size (a few minutes)
+  queuectl bench                          # every scenario, full size (1-2 minutes)
   queuectl bench --quick                  # small sizes, well under a minute
   queuectl bench --scenario latency --scenario footprint
   queuectl bench --json > bench.json
@@ -142,8 +142,8 @@ Examples:
 Scenarios: throughput, store, enqueue, batch, latency, scale, footprint. Each figure is
 shown beside a baseline measured in the same run (e.g. spawning `sh -c true`, raw SQLite
 transactions, `/bin/true`), as a ratio, with the target it should meet. The benchmark
-never touches your queue: it creates its own under --dir and removes it at the end.
-Exits 0 when every scenario ran, whether or not targets were met.";
+never touches your queue (--config and --db are ignored): it creates its own under --dir
+and removes it at the end. Exits 0 when every scenario ran, whether or not targets were met.";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -156,7 +156,7 @@ pub struct BenchArgs {
     /// Jobs per throughput and store run [default: 2000 and 3000, quick: 300 and 500]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub jobs: Option<u32>,
-    /// Durability of the benchmark's queues and raw-SQLite baselines
+    /// Durability of the benchmark's queues and baselines (the store scenario measures both)
     #[arg(long, value_name = "LEVEL", default_value = "full", value_parser = ["full", "normal"])]
     pub durability: String,
     /// Where to create the throwaway directory [default: $TMPDIR or /tmp]
