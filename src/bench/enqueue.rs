@@ -63,9 +63,9 @@ pub fn single(bench: &Bench) -> Result<Vec<Row>> {
             "enqueue ({state}): {figure:.2} ms, /bin/true {baseline:.2} ms"
         ));
         let how = if with_worker {
-            "an idle worker holds the queue open and runs each job; 1 fsync per enqueue"
+            "an idle worker holds the queue open and runs each job; 2 fsyncs per enqueue at durability full (the WAL, and its directory once per process)"
         } else {
-            "no other process has the queue open, so each enqueue also creates the WAL and checkpoints it on exit (5 fsyncs at durability full)"
+            "no other process has the queue open, so each enqueue also creates the WAL and checkpoints it away on exit (5 fsyncs at durability full)"
         };
         rows.push(
             Row::new("enqueue", format!("one job, {state}"), figure, "ms")
