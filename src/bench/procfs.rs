@@ -51,6 +51,12 @@ fn parse_sum_exec_ms(text: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// CPU time of the whole process, including threads that have exited, at
+/// clock-tick resolution (utime + stime of `/proc/<pid>/stat`).
+pub fn total_cpu_time(pid: u32) -> Option<Duration> {
+    tick_cpu_time(pid)
+}
+
 fn tick_cpu_time(pid: u32) -> Option<Duration> {
     let text =
         std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;

@@ -93,12 +93,12 @@ fn queue_rate(queue: &Queue, workers: &[WorkerProcess], jobs: usize) -> Result<f
     Ok(jobs as f64 / started.elapsed().as_secs_f64())
 }
 
-/// CPU time used so far by the worker processes themselves (their jobs are
-/// separate processes and not included).
+/// CPU time used so far by the worker processes themselves, all their
+/// threads included (their jobs are separate processes and not included).
 fn workers_cpu(workers: &[WorkerProcess]) -> Duration {
     workers
         .iter()
-        .filter_map(|w| super::procfs::cpu_time(w.pid()).map(|(t, _)| t))
+        .filter_map(|w| super::procfs::total_cpu_time(w.pid()))
         .sum()
 }
 
