@@ -89,8 +89,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
-        Command::Completions { .. } | Command::Man | Command::Bench(_) => {
-            unreachable!("handled above")
-        }
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Bench(_) => unreachable!("handled above"),
     }
 }
