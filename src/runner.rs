@@ -1,7 +1,9 @@
 //! The process runner: starts one job attempt as a child process in its own
-//! process group, streams its output to a sink line by line, and reports its
-//! exit (after its output is drained) as one event on the worker's channel.
-//! It decides nothing about retries and never touches the database.
+//! process group (with a vfork-style spawn, see `runner/spawn.rs`), streams
+//! its output to a sink line by line, and reports its exit (after its output
+//! is drained) as one event on the worker's channel. One job-watcher thread
+//! per process follows every running job. It decides nothing about retries
+//! and never touches the database.
 
 mod spawn;
 
