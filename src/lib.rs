@@ -1,6 +1,7 @@
 //! queuectl: a background job runner with a SQLite queue and systemd-native
 //! workers. See ARCHITECTURE.md for the module map.
 
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod error;

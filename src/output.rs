@@ -3,8 +3,8 @@
 
 use crate::error::{IoContext, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -29,37 +29,64 @@ pub trait OutputSink: Send {
 }
 
 /// Appends both streams to `logs/<job id>.log`, as a terminal would show them.
+/// The file is created with the job's first line of output, so a silent job
+/// costs no file (creating one is a large share of a short job's overhead).
 pub struct FileSink {
-    file: BufWriter<File>,
+    path: PathBuf,
+    file: Option<File>,
+    failed: bool,
 }
 
 impl FileSink {
+    /// Opens the log now (creating it empty if need be).
     pub fn open(path: &Path) -> Result<FileSink> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .context(|| format!("cannot open job log {}", path.display()))?;
-        Ok(FileSink {
-            file: BufWriter::new(file),
-        })
+        let mut sink = FileSink::lazy(path);
+        sink.file = Some(open_log(path)?);
+        Ok(sink)
     }
+
+    /// A sink that creates the log only when the first line arrives.
+    pub fn lazy(path: &Path) -> FileSink {
+        FileSink {
+            path: path.to_owned(),
+            file: None,
+            failed: false,
+        }
+    }
+
+    fn file(&mut self) -> Option<&mut File> {
+        if self.file.is_none() && !self.failed {
+            match open_log(&self.path) {
+                Ok(file) => self.file = Some(file),
+                Err(e) => {
+                    self.failed = true;
+                    tracing::warn!(error = %e, "job output is lost");
+                }
+            }
+        }
+        self.file.as_mut()
+    }
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .context(|| format!("cannot open job log {}", path.display()))
 }
 
 impl OutputSink for FileSink {
     fn line(&mut self, _stream: Stream, line: &[u8]) {
-        if let Err(e) = self.file.write_all(line) {
+        // Unbuffered, so `logs -f` sees each line as it happens.
+        if let Some(file) = self.file()
+            && let Err(e) = file.write_all(line)
+        {
             tracing::warn!(error = %e, "cannot write job output");
         }
-        // Flush per line so `logs -f` sees output as it happens.
-        let _ = self.file.flush();
-    }
-
-    fn flush(&mut self) {
-        let _ = self.file.flush();
     }
 }
 

@@ -1,19 +1,28 @@
 //! The process runner: starts one job attempt as a child process in its own
-//! process group, streams its output to a sink line by line, and reports its
-//! exit (after its output is drained) as one event on the worker's channel.
-//! It decides nothing about retries and never touches the database.
+//! process group (with a vfork-style spawn, see `runner/spawn.rs`), streams
+//! its output to a sink line by line, and reports its exit (after its output
+//! is drained) as one event on the worker's channel. One job-watcher thread
+//! per process follows every running job. It decides nothing about retries
+//! and never touches the database.
+
+mod spawn;
 
 use crate::output::{OutputSink, Stream};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
+use spawn::{EnvEntry, ProcessSpec, env_entry};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How much of the end of stderr is kept as the attempt's error.
 pub const STDERR_TAIL_BYTES: usize = 2048;
@@ -104,45 +113,74 @@ pub fn plain_words(command: &str) -> Option<Vec<&str>> {
     Some(words)
 }
 
-fn build(job: &JobCommand, direct: bool) -> Command {
-    let mut cmd = match plain_words(job.command).filter(|_| direct) {
+/// The worker's environment minus its service-only variables, as
+/// `KEY=VALUE` strings, read once at the first spawn (building it anew was
+/// ~120 allocations per job). The worker never changes its environment.
+static BASE_ENV: OnceLock<Vec<(OsString, CString)>> = OnceLock::new();
+
+fn base_env() -> &'static [(OsString, CString)] {
+    BASE_ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter(|(key, _)| !WORKER_ONLY_VARS.iter().any(|var| key == var))
+            .filter_map(|(key, value)| Some((key.clone(), env_entry(&key, &value).ok()?)))
+            .collect()
+    })
+}
+
+/// The job's environment: the worker's, minus its service-only variables,
+/// plus the job's own and `QUEUECTL_JOB_ID`/`QUEUECTL_JOB_ATTEMPT`. Also
+/// returns the `PATH` the program is looked up in.
+fn job_env(job: &JobCommand) -> io::Result<(Vec<EnvEntry>, Option<Vec<u8>>)> {
+    let attempt = job.attempt.to_string();
+    let own = [
+        ("QUEUECTL_JOB_ID", job.job_id),
+        ("QUEUECTL_JOB_ATTEMPT", attempt.as_str()),
+    ];
+    let replaced = |key: &OsStr| {
+        key.to_str()
+            .is_some_and(|k| job.env.contains_key(k) || own.iter().any(|(o, _)| *o == k))
+    };
+    let mut envp: Vec<EnvEntry> = Vec::with_capacity(base_env().len() + job.env.len() + 2);
+    let mut path = None;
+    for (key, entry) in base_env() {
+        if replaced(key) {
+            continue;
+        }
+        if key == "PATH" {
+            path = entry.to_bytes().strip_prefix(b"PATH=").map(<[u8]>::to_vec);
+        }
+        envp.push(Cow::Borrowed(entry.as_c_str()));
+    }
+    for (key, value) in job
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(own)
+    {
+        if key == "PATH" {
+            path = Some(value.as_bytes().to_vec());
+        }
+        envp.push(Cow::Owned(env_entry(OsStr::new(key), OsStr::new(value))?));
+    }
+    Ok((envp, path))
+}
+
+fn process_spec(
+    job: &JobCommand,
+    (envp, path): &(Vec<EnvEntry>, Option<Vec<u8>>),
+    direct: bool,
+) -> io::Result<ProcessSpec> {
+    let cwd = job.cwd.map(OsStr::new);
+    match plain_words(job.command).filter(|_| direct) {
         Some(words) => {
-            let mut cmd = Command::new(words[0]);
-            cmd.args(&words[1..]);
-            cmd
+            let argv: Vec<&OsStr> = words.iter().map(OsStr::new).collect();
+            ProcessSpec::with_envp(&argv, envp.clone(), path.as_deref(), cwd)
         }
         None => {
-            let mut cmd = Command::new("/bin/sh");
-            cmd.arg("-c").arg(job.command);
-            cmd
+            let argv = ["/bin/sh", "-c", job.command].map(OsStr::new);
+            ProcessSpec::with_envp(&argv, envp.clone(), path.as_deref(), cwd)
         }
-    };
-    for var in WORKER_ONLY_VARS {
-        cmd.env_remove(var);
     }
-    cmd.envs(job.env)
-        .env("QUEUECTL_JOB_ID", job.job_id)
-        .env("QUEUECTL_JOB_ATTEMPT", job.attempt.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(dir) = job.cwd {
-        cmd.current_dir(dir);
-    }
-    // If the worker dies (kill -9, OOM), take the job's main process with it,
-    // so the job does not go on running while its lease expires and another
-    // worker starts it again.
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
 }
 
 /// Starts the job. When its processes are gone and its output drained, sends
@@ -152,95 +190,358 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     sink: Box<dyn OutputSink>,
     events: Sender<E>,
 ) -> io::Result<RunningJob> {
-    let mut child = match build(job, true).spawn() {
+    let env = job_env(job)?;
+    let child = match spawn::spawn(&process_spec(job, &env, true)?) {
         // Not a program (a shell builtin such as `exit 3`, or a typo): let the
         // shell run it, so the job fails the way it would in a terminal.
         Err(e) if e.kind() == io::ErrorKind::NotFound && plain_words(job.command).is_some() => {
-            build(job, false).spawn()?
+            spawn::spawn(&process_spec(job, &env, false)?)?
         }
         other => other?,
     };
-    let pgid = Pid::from_raw(child.id() as i32);
-    let sink = Arc::new(Mutex::new(sink));
-    let (drained_tx, drained_rx) = mpsc::channel::<(Stream, String)>();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    for (stream, pipe) in [
-        (Stream::Stdout, Box::new(stdout) as Box<dyn Read + Send>),
-        (Stream::Stderr, Box::new(stderr)),
-    ] {
-        let sink = Arc::clone(&sink);
-        let drained_tx = drained_tx.clone();
-        std::thread::spawn(move || {
-            let tail = copy_lines(pipe, stream, &sink);
-            let _ = drained_tx.send((stream, tail));
-        });
+    let pid = child.pid;
+    let job = Watched {
+        pid,
+        pidfd: pidfd_open(pid),
+        streams: [
+            Some(LineReader::new(child.stdout, Stream::Stdout)),
+            Some(LineReader::new(child.stderr, Stream::Stderr)),
+        ],
+        status: None,
+        drain_until: None,
+        stderr_tail: String::new(),
+        sink,
+        on_exit: Box::new(move |exit| {
+            let _ = events.send(E::from(exit));
+        }),
+    };
+    if let Err(e) = watcher().and_then(|w| w.add(job)) {
+        // Nobody would reap it: do not leave the job running unwatched.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = reap(pid);
+        return Err(e);
     }
-    drop(drained_tx);
-    std::thread::spawn(move || {
-        let status = wait_and_clean_up(&mut child, pgid);
-        let mut stderr_tail = String::new();
-        let deadline = std::time::Instant::now() + DRAIN_GRACE;
-        for _ in 0..2 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match drained_rx.recv_timeout(left) {
-                Ok((Stream::Stderr, tail)) => stderr_tail = tail,
-                Ok(_) => {}
-                Err(_) => break,
+    Ok(RunningJob {
+        pgid: Pid::from_raw(pid),
+    })
+}
+
+/// A pidfd lets the watcher wait for an exit and for output in one poll;
+/// kernels before 5.3 have none, and the watcher then checks every 10 ms.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+        -1 => None,
+        // SAFETY: a fresh descriptor that nothing else owns.
+        fd => Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+    }
+}
+
+/// How often exits are checked without a pidfd.
+const EXIT_POLL_MS: libc::c_int = 10;
+
+/// One thread per process watches every running job: it copies their output
+/// to their sinks, reaps them and reports their exits. (A thread per job
+/// cost a thread start and exit, with their stack and signal-stack mappings,
+/// on every job.)
+struct Watcher {
+    jobs: Mutex<Sender<Watched>>,
+    /// An eventfd that tells the thread a job was added.
+    wake: OwnedFd,
+}
+
+static WATCHER: OnceLock<io::Result<Watcher>> = OnceLock::new();
+
+fn watcher() -> io::Result<&'static Watcher> {
+    WATCHER
+        .get_or_init(Watcher::start)
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start the job watcher: {e}")))
+}
+
+impl Watcher {
+    fn start() -> io::Result<Watcher> {
+        // SAFETY: eventfd takes an initial value and flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let thread_wake = wake.try_clone()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("job-watcher".into())
+            .spawn(move || watch_jobs(&thread_wake, &rx))?;
+        Ok(Watcher {
+            jobs: Mutex::new(tx),
+            wake,
+        })
+    }
+
+    fn add(&self, job: Watched) -> io::Result<()> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| io::Error::other("the job watcher has stopped"))?;
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a valid buffer to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        Ok(())
+    }
+}
+
+/// A running job as the watcher sees it.
+struct Watched {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    streams: [Option<LineReader>; 2],
+    status: Option<ExitStatus>,
+    /// Once the main process is reaped: how long its pipes may still be read.
+    drain_until: Option<Instant>,
+    stderr_tail: String,
+    sink: Box<dyn OutputSink>,
+    on_exit: Box<dyn FnOnce(JobExit) + Send>,
+}
+
+impl Watched {
+    /// Adds this job's descriptors to `fds`.
+    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        for reader in self.streams.iter().flatten() {
+            fds.push(pollfd(reader.file.as_raw_fd()));
+        }
+        if let (None, Some(fd)) = (self.status, &self.pidfd) {
+            fds.push(pollfd(fd.as_raw_fd()));
+        }
+    }
+
+    /// The longest the watcher may sleep on this job's account.
+    fn timeout_ms(&self, now: Instant) -> libc::c_int {
+        match (self.status, self.drain_until, &self.pidfd) {
+            (Some(_), Some(until), _) => {
+                until.saturating_duration_since(now).as_millis().min(60_000) as libc::c_int
             }
-        }
-        sink.lock().unwrap_or_else(|p| p.into_inner()).flush();
-        let _ = events.send(E::from(JobExit::from_status(status, stderr_tail)));
-    });
-    Ok(RunningJob { pgid })
-}
-
-/// Waits for the job's main process, kills whatever it left running in its
-/// group (before reaping it, so the group id cannot have been reused), then
-/// reaps it.
-fn wait_and_clean_up(child: &mut Child, pgid: Pid) -> ExitStatus {
-    let _ = waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
-    let _ = killpg(pgid, Signal::SIGKILL);
-    loop {
-        match child.wait() {
-            Ok(status) => return status,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Only if someone else reaped it; report it as killed.
-            Err(_) => return ExitStatus::from_raw(Signal::SIGKILL as i32),
+            (None, _, None) => EXIT_POLL_MS,
+            _ => -1,
         }
     }
-}
 
-/// Copies `pipe` to the sink a line at a time; returns the stream's tail.
-fn copy_lines(
-    pipe: Box<dyn Read + Send>,
-    stream: Stream,
-    sink: &Mutex<Box<dyn OutputSink>>,
-) -> String {
-    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-    let mut line = Vec::with_capacity(1024);
-    let mut tail: Vec<u8> = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .line(stream, &line);
-                if stream == Stream::Stderr {
-                    tail.extend_from_slice(&line);
-                    if tail.len() > 2 * STDERR_TAIL_BYTES {
-                        tail.drain(..tail.len() - STDERR_TAIL_BYTES);
-                    }
+    /// Handles this job's share of a poll result (its entries of `fds`,
+    /// in the order [`poll_fds`] added them). Returns whether it is done.
+    fn on_poll(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> bool {
+        let mut next = 0;
+        for slot in self.streams.iter_mut() {
+            let Some(reader) = slot else { continue };
+            let revents = fds.get(next).map_or(0, |p| p.revents);
+            next += 1;
+            if revents != 0 && !reader.read(buf, self.sink.as_mut()) {
+                if reader.stream == Stream::Stderr {
+                    self.stderr_tail = reader.tail();
                 }
+                *slot = None;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+        }
+        let exited = match (&self.pidfd, self.status) {
+            (_, Some(_)) => false,
+            (Some(_), None) => fds.get(next).is_some_and(|p| p.revents != 0),
+            (None, None) => has_exited(self.pid),
+        };
+        if exited {
+            // Kill whatever the job left in its group before reaping its main
+            // process, so the group id cannot have been reused.
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+            self.status = Some(reap(self.pid));
+            self.drain_until = Some(Instant::now() + DRAIN_GRACE);
+        }
+        let drained = self.streams.iter().all(Option::is_none);
+        let out_of_time = self
+            .drain_until
+            .is_some_and(|until| Instant::now() >= until);
+        self.status.is_some() && (drained || out_of_time)
+    }
+
+    /// Reports the exit. Output still unread after the drain grace stays
+    /// unread (a daemonized grandchild may hold the pipes open forever); a
+    /// partial last line that did arrive is kept.
+    fn finish(mut self) {
+        for reader in self.streams.iter_mut().flatten() {
+            reader.finish(self.sink.as_mut());
+            if reader.stream == Stream::Stderr {
+                self.stderr_tail = reader.tail();
+            }
+        }
+        self.sink.flush();
+        let status = self
+            .status
+            .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+        (self.on_exit)(JobExit::from_status(status, self.stderr_tail));
+    }
+}
+
+/// The watcher thread: one poll over the wake-up eventfd and every job's
+/// pipes and pidfd.
+fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
+    let mut jobs: Vec<Watched> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut spans: Vec<usize> = Vec::new();
+    loop {
+        fds.clear();
+        spans.clear();
+        fds.push(pollfd(wake.as_raw_fd()));
+        let now = Instant::now();
+        let mut timeout: libc::c_int = -1;
+        for job in &jobs {
+            let start = fds.len();
+            job.poll_fds(&mut fds);
+            spans.push(fds.len() - start);
+            let t = job.timeout_ms(now);
+            if t >= 0 && (timeout < 0 || t < timeout) {
+                timeout = t;
+            }
+        }
+        // SAFETY: fds is a valid array of pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // Cannot happen with valid descriptors; do not spin if it does.
+            std::thread::sleep(Duration::from_millis(EXIT_POLL_MS as u64));
+        }
+        let mut offset = 1;
+        let mut done = Vec::new();
+        for (i, job) in jobs.iter_mut().enumerate() {
+            let span = spans[i];
+            if job.on_poll(&fds[offset..offset + span], &mut buf) {
+                done.push(i);
+            }
+            offset += span;
+        }
+        for i in done.into_iter().rev() {
+            jobs.swap_remove(i).finish();
+        }
+        if fds[0].revents != 0 {
+            let mut counter = [0u8; 8];
+            // SAFETY: reads 8 bytes into a valid buffer from our eventfd.
+            unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+        }
+        loop {
+            match added.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(TryRecvError::Empty) => break,
+                // Every sender is gone only at process exit.
+                Err(TryRecvError::Disconnected) if jobs.is_empty() => return,
+                Err(TryRecvError::Disconnected) => break,
+            }
         }
     }
-    let start = tail.len().saturating_sub(STDERR_TAIL_BYTES);
-    String::from_utf8_lossy(&tail[start..]).trim().to_owned()
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Whether `pid` has exited (without reaping it).
+fn has_exited(pid: i32) -> bool {
+    matches!(
+        waitid(
+            Id::Pid(Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG
+        ),
+        Ok(status) if status != nix::sys::wait::WaitStatus::StillAlive
+    )
+}
+
+/// Reaps `pid`; a process someone else reaped is reported as killed.
+fn reap(pid: i32) -> ExitStatus {
+    let mut raw = 0;
+    loop {
+        // SAFETY: pid is our child; raw is valid storage for its status.
+        match unsafe { libc::waitpid(pid, &mut raw, 0) } {
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            -1 => return ExitStatus::from_raw(Signal::SIGKILL as i32),
+            _ => return ExitStatus::from_raw(raw),
+        }
+    }
+}
+
+/// One of the job's output pipes, cut into lines for the sink.
+struct LineReader {
+    file: File,
+    stream: Stream,
+    /// The current line, until its newline arrives.
+    line: Vec<u8>,
+    /// The end of stderr, for the attempt's error.
+    tail: Vec<u8>,
+}
+
+impl LineReader {
+    fn new(file: File, stream: Stream) -> LineReader {
+        LineReader {
+            file,
+            stream,
+            line: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Reads what is available and passes on every complete line. Returns
+    /// false at end of file (after passing on a final partial line).
+    fn read(&mut self, buf: &mut [u8], sink: &mut dyn OutputSink) -> bool {
+        let n = loop {
+            match self.file.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break 0,
+                Ok(n) => break n,
+            }
+        };
+        if n == 0 {
+            self.finish(sink);
+            return false;
+        }
+        let mut rest = &buf[..n];
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (head, tail) = rest.split_at(end + 1);
+            if self.line.is_empty() {
+                self.emit(head, sink);
+            } else {
+                self.line.extend_from_slice(head);
+                let line = std::mem::take(&mut self.line);
+                self.emit(&line, sink);
+            }
+            rest = tail;
+        }
+        self.line.extend_from_slice(rest);
+        true
+    }
+
+    /// Passes on a final line that has no newline.
+    fn finish(&mut self, sink: &mut dyn OutputSink) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.emit(&line, sink);
+        }
+    }
+
+    fn emit(&mut self, line: &[u8], sink: &mut dyn OutputSink) {
+        sink.line(self.stream, line);
+        if self.stream == Stream::Stderr {
+            self.tail.extend_from_slice(line);
+            if self.tail.len() > 2 * STDERR_TAIL_BYTES {
+                self.tail.drain(..self.tail.len() - STDERR_TAIL_BYTES);
+            }
+        }
+    }
+
+    fn tail(&self) -> String {
+        let start = self.tail.len().saturating_sub(STDERR_TAIL_BYTES);
+        String::from_utf8_lossy(&self.tail[start..])
+            .trim()
+            .to_owned()
+    }
 }
 
 /// Kills every process still carrying `QUEUECTL_JOB_ID=<job_id>` in its

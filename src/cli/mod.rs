@@ -2,6 +2,7 @@
 //! lives here.
 
 pub mod args;
+mod bench;
 mod cancel;
 mod config;
 mod dlq;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Completions { shell } => return docs::completions(shell),
         Command::Man => return docs::man(),
+        Command::Bench(ref args) => return bench::run(args, cli.json),
         _ => {}
     }
     let ctx = Context::load(&cli)?;
@@ -90,5 +92,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Worker(command) => worker::run(&ctx, command),
         Command::Units(command) => units::run(&ctx, command),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -1,10 +1,14 @@
 -- queuectl schema, version 1. Times are milliseconds since the Unix epoch (UTC).
+-- CHECKs spell out value lists as OR chains: SQLite compiles `x IN (a, b, c)`
+-- (more than two constants) into a temporary b-tree built on every execution
+-- of every statement that writes the row, which was ~40% of the user-space
+-- instructions of a claim + finish cycle. The meaning is the same.
 
 CREATE TABLE jobs (
     seq              INTEGER PRIMARY KEY,          -- enqueue order
     id               TEXT    NOT NULL UNIQUE,
     command          TEXT    NOT NULL CHECK (command <> ''),
-    state            TEXT    NOT NULL CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead', 'cancelled')),
+    state            TEXT    NOT NULL CHECK (state = 'pending' OR state = 'processing' OR state = 'completed' OR state = 'failed' OR state = 'dead' OR state = 'cancelled'),
     priority         INTEGER NOT NULL DEFAULT 0,
     run_at           INTEGER NOT NULL,             -- due time while pending/failed
     max_retries      INTEGER NOT NULL CHECK (max_retries >= 0),
@@ -24,7 +28,7 @@ CREATE TABLE jobs (
     -- A lease exists exactly while a job is processing.
     CHECK ((state = 'processing') = (worker IS NOT NULL AND lease_token IS NOT NULL AND lease_expires_at IS NOT NULL)),
     -- A finish time exists exactly in the terminal states.
-    CHECK ((state IN ('completed', 'dead', 'cancelled')) = (finished_at IS NOT NULL))
+    CHECK ((state = 'completed' OR state = 'dead' OR state = 'cancelled') = (finished_at IS NOT NULL))
 );
 
 -- The claim: due jobs by priority, then due time, then enqueue order.
@@ -44,7 +48,7 @@ CREATE TABLE attempts (
     worker      TEXT    NOT NULL,
     started_at  INTEGER NOT NULL,
     finished_at INTEGER,
-    outcome     TEXT CHECK (outcome IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'lease_expired', 'interrupted')),
+    outcome     TEXT CHECK (outcome = 'succeeded' OR outcome = 'failed' OR outcome = 'timed_out' OR outcome = 'cancelled' OR outcome = 'lease_expired' OR outcome = 'interrupted'),
     exit_code   INTEGER,
     signal      INTEGER,
     error       TEXT,

@@ -383,3 +383,60 @@ fn refuses_a_newer_schema() {
         .unwrap();
     assert!(err.to_string().contains("upgrade queuectl"), "{err}");
 }
+
+#[test]
+fn lock_waits_start_short_and_give_up_after_the_busy_timeout() {
+    assert_eq!(pause_before_retry(0), Duration::from_micros(20));
+    assert_eq!(pause_before_retry(1), Duration::from_micros(40));
+    assert_eq!(pause_before_retry(5), Duration::from_micros(640));
+    assert_eq!(pause_before_retry(6), Duration::from_millis(1));
+    assert_eq!(pause_before_retry(1000), Duration::from_millis(1));
+    let total: Duration = (0..)
+        .map(pause_before_retry)
+        .take_while(|p| !p.is_zero())
+        .sum();
+    assert!(
+        total >= BUSY_TIMEOUT && total < BUSY_TIMEOUT + Duration::from_millis(2),
+        "{total:?}"
+    );
+}
+
+#[test]
+fn check_constraints_still_reject_unknown_states_and_outcomes() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"a","command":"true"}"#, at(0));
+    let bad_state = store
+        .conn
+        .execute("UPDATE jobs SET state = 'paused' WHERE id = 'a'", []);
+    assert!(bad_state.is_err(), "unknown state accepted");
+    let finished_but_pending = store
+        .conn
+        .execute("UPDATE jobs SET finished_at = 1 WHERE id = 'a'", []);
+    assert!(
+        finished_but_pending.is_err(),
+        "finish time on a pending job accepted"
+    );
+    let claimed = store.claim(&request("w"), at(1)).unwrap().unwrap();
+    let bad_outcome = store.conn.execute(
+        "UPDATE attempts SET finished_at = 2, outcome = 'exploded' WHERE job_seq = ?1",
+        [claimed.lease.seq],
+    );
+    assert!(bad_outcome.is_err(), "unknown outcome accepted");
+}
+
+#[test]
+fn full_durability_syncs_the_wal_itself_after_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = Store::open(&dir.path().join("full.db"), Durability::Full).unwrap();
+    let synchronous: i64 = full
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 1, "NORMAL inside COMMIT, then our own fsync");
+    assert!(full.sync_after_commit);
+    enqueue(&mut full, r#"{"command":"true"}"#, at(0));
+    full.sync_wal().unwrap();
+
+    let normal = Store::open(&dir.path().join("normal.db"), Durability::Normal).unwrap();
+    assert!(!normal.sync_after_commit);
+}

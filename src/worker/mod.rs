@@ -282,7 +282,7 @@ impl Worker {
                 attempt: job.lease.attempt,
                 worker: self.name.clone(),
             }),
-            _ => Box::new(FileSink::open(&self.state.job_log(&job.id))?),
+            _ => Box::new(FileSink::lazy(&self.state.job_log(&job.id))),
         })
     }
 

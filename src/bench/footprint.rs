@@ -1,0 +1,108 @@
+//! Footprint: what a worker costs the machine while it waits and while it
+//! works. CPU over an idle window, resident memory when idle and the peak
+//! (`VmHWM`) after a stream of jobs. Memory is shown beside a `sleep`
+//! process's, the floor for any process on this system; idle CPU beside the
+//! window's length, so the ratio is the share of one core.
+
+use super::Bench;
+use super::procfs::{CpuClock, cpu_time, status_mib};
+use super::report::Row;
+use super::sandbox::wait_for;
+use super::stats::Target;
+use crate::domain::{JobState, NewJob};
+use crate::error::{Error, Result};
+use crate::store::JobDefaults;
+use crate::wakeup::wake_workers;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn run(bench: &Bench) -> Result<Vec<Row>> {
+    let window = Duration::from_secs(bench.size(10, 2) as u64);
+    let busy_jobs = bench.size(1000, 200);
+    let queue = bench.sandbox.queue("footprint")?;
+    let workers = queue.spawn_workers("f", 1)?;
+    let pid = workers[0].pid();
+    let unreadable = || Error::Supervisor(format!("cannot read /proc/{pid}"));
+
+    // Let start-up work (first maintenance pass) finish before measuring.
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu_before, clock) = cpu_time(pid).ok_or_else(unreadable)?;
+    let window_started = Instant::now();
+    std::thread::sleep(window);
+    let (cpu_after, _) = cpu_time(pid).ok_or_else(unreadable)?;
+    let window_ms = window_started.elapsed().as_secs_f64() * 1000.0;
+    let idle_cpu_ms = (cpu_after.saturating_sub(cpu_before)).as_secs_f64() * 1000.0;
+    let idle_rss = status_mib(pid, "VmRSS").ok_or_else(unreadable)?;
+
+    let mut store = queue.store()?;
+    let batch: Vec<(usize, NewJob)> = (1..=busy_jobs).map(|i| (i, NewJob::new("true"))).collect();
+    let defaults = JobDefaults {
+        max_retries: 0,
+        timeout_seconds: 0,
+    };
+    store.enqueue(&batch, &defaults, jiff::Timestamp::now())?;
+    wake_workers(&queue.state.wake());
+    let mut busy_rss_sampled: f64 = 0.0;
+    wait_for(
+        &store,
+        &workers,
+        Duration::from_secs(300),
+        "the footprint jobs",
+        |s| {
+            if let Some(rss) = status_mib(pid, "VmRSS") {
+                busy_rss_sampled = busy_rss_sampled.max(rss);
+            }
+            Ok(s.counts()?.get(&JobState::Completed).copied().unwrap_or(0) >= busy_jobs as u64)
+        },
+    )?;
+    let peak_rss = status_mib(pid, "VmHWM").ok_or_else(unreadable)?;
+    let after_rss = status_mib(pid, "VmRSS").ok_or_else(unreadable)?;
+    drop(workers);
+
+    let floor_rss = sleep_rss()?;
+    let idle_percent = idle_cpu_ms / window_ms * 100.0;
+    bench.progress(&format!(
+        "footprint: idle {idle_percent:.3}% CPU, {idle_rss:.1} MiB; busy peak {peak_rss:.1} MiB"
+    ));
+    let clock_note = match clock {
+        CpuClock::Scheduler => {
+            "CPU from the scheduler's per-thread runtime (/proc/PID/task/*/sched)"
+        }
+        CpuClock::Ticks => "CPU from utime+stime in clock ticks (10 ms resolution)",
+    };
+    Ok(vec![
+        Row::new("footprint", "idle worker CPU", idle_percent, "% of a core")
+            .baseline_in(window_ms, "ms window", "the idle window's length: ratio = CPU time / window")
+            .target(Target::below(0.5))
+            .note(format!(
+                "{idle_cpu_ms:.1} ms of CPU in {:.0} s idle; {clock_note}",
+                window_ms / 1000.0
+            )),
+        Row::new("footprint", "idle worker RSS", idle_rss, "MiB")
+            .baseline(floor_rss, "RSS of a `sleep` process (any process's floor here)")
+            .target(Target::below(10.0))
+            .note("VmRSS after the idle window"),
+        Row::new("footprint", "busy worker RSS", peak_rss, "MiB")
+            .baseline(floor_rss, "RSS of a `sleep` process")
+            .target(Target::below(20.0))
+            .note(format!(
+                "peak (VmHWM) over start-up and {busy_jobs} jobs of `true`; largest sampled VmRSS {busy_rss_sampled:.1} MiB, {after_rss:.1} MiB afterwards"
+            )),
+    ])
+}
+
+/// The resident memory of a freshly started `sleep`.
+fn sleep_rss() -> Result<f64> {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io("cannot run sleep", e))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let rss = status_mib(child.id(), "VmRSS");
+    let _ = child.kill();
+    let _ = child.wait();
+    rss.ok_or_else(|| Error::Supervisor("cannot read the RSS of sleep".into()))
+}

@@ -1,0 +1,288 @@
+//! The throwaway place a benchmark runs in: a fresh directory (removed at the
+//! end) holding one queue per scenario, each with its own config, and the
+//! `queuectl` processes started against it. Nothing here can reach the
+//! user's queue: every process gets `QUEUECTL_DB`/`QUEUECTL_CONFIG` pointing
+//! inside the sandbox, and none inherits a systemd notify socket or journal
+//! stream.
+
+use crate::config::{Config, Durability};
+use crate::error::{Error, IoContext, Result};
+use crate::paths::StateDir;
+use crate::store::Store;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Variables a benchmark child must not inherit: systemd's (a worker would
+/// talk to the user's service manager or journal) and queuectl's own (they
+/// would point it at the user's queue or change its logging).
+const SCRUBBED_VARS: [&str; 11] = [
+    "NOTIFY_SOCKET",
+    "JOURNAL_STREAM",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "INVOCATION_ID",
+    "QUEUECTL_LOG",
+    "QUEUECTL_UNITS_MANAGED",
+    "NO_COLOR",
+];
+
+/// A unique directory under `parent`, deleted with everything in it on drop.
+pub struct Sandbox {
+    root: PathBuf,
+    exe: PathBuf,
+    durability: Durability,
+}
+
+impl Sandbox {
+    pub fn create(parent: &Path, exe: PathBuf, durability: Durability) -> Result<Sandbox> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let root = parent.join(format!("queuectl-bench-{}-{nanos:08x}", std::process::id()));
+        std::fs::create_dir_all(&root)
+            .context(|| format!("cannot create bench directory {}", root.display()))?;
+        Ok(Sandbox {
+            root,
+            exe,
+            durability,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// A path inside the sandbox (not created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// A fresh, empty queue named `name` with the benchmark's config.
+    pub fn queue(&self, name: &str) -> Result<Queue> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
+        let durability = match self.durability {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        };
+        // Job output to files (never the journal), workers as plain processes.
+        let config_text =
+            format!("output = \"file\"\nsupervisor = \"process\"\ndurability = \"{durability}\"\n");
+        let config_path = dir.join("config.toml");
+        std::fs::write(&config_path, &config_text)
+            .context(|| format!("cannot write {}", config_path.display()))?;
+        let config = Config::parse(&config_text).map_err(Error::Invalid)?;
+        Ok(Queue {
+            state: StateDir::for_db(&dir.join("state/queue.db")),
+            config_path,
+            config,
+            dir,
+            exe: self.exe.clone(),
+        })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// One benchmark queue: its database, config and the commands bound to them.
+pub struct Queue {
+    pub dir: PathBuf,
+    pub state: StateDir,
+    pub config_path: PathBuf,
+    pub config: Config,
+    exe: PathBuf,
+}
+
+impl Queue {
+    /// `queuectl ARGS` against this queue, with output discarded.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args)
+            .env("QUEUECTL_DB", &self.state.db)
+            .env("QUEUECTL_CONFIG", &self.config_path)
+            .env("XDG_CONFIG_HOME", self.dir.join("xdg-config"))
+            .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for var in SCRUBBED_VARS {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// The store, opened in this process as a worker would open it.
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.state.db, self.config.durability)
+    }
+
+    /// Starts `queuectl worker run --name NAME`; its log goes to
+    /// `worker-NAME.log` in the queue's directory.
+    pub fn spawn_worker(&self, name: &str) -> Result<WorkerProcess> {
+        let log_path = self.dir.join(format!("worker-{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .context(|| format!("cannot create {}", log_path.display()))?;
+        let mut cmd = self.command(&["worker", "run", "--name", name]);
+        cmd.stderr(log);
+        // If the benchmark dies, its workers die with it.
+        // SAFETY: prctl is async-signal-safe and touches no parent memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io("cannot start a benchmark worker", e))?;
+        Ok(WorkerProcess {
+            child,
+            name: name.to_owned(),
+            log_path,
+        })
+    }
+
+    /// Starts `count` workers and waits until every one has registered (it is
+    /// then idle, waiting for a wake-up).
+    pub fn spawn_workers(&self, prefix: &str, count: usize) -> Result<Vec<WorkerProcess>> {
+        let workers: Vec<WorkerProcess> = (1..=count)
+            .map(|i| self.spawn_worker(&format!("{prefix}{i}")))
+            .collect::<Result<_>>()?;
+        let store = self.store()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let registered = store.workers()?;
+            if workers
+                .iter()
+                .all(|w| registered.iter().any(|r| r.name == w.name))
+            {
+                break;
+            }
+            for w in &workers {
+                w.check_alive()?;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Supervisor(
+                    "benchmark workers did not register within 30s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Let them reach their idle wait.
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(workers)
+    }
+}
+
+/// A worker process started by the benchmark; stopped (and if need be
+/// killed) when dropped.
+pub struct WorkerProcess {
+    child: Child,
+    pub name: String,
+    log_path: PathBuf,
+}
+
+impl WorkerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error (with the end of the worker's log) if the worker has exited.
+    pub fn check_alive(&self) -> Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // Signal 0 on a zombie succeeds, so look at its state instead.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, Some("Z" | "X") | None) {
+            let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(Error::Supervisor(format!(
+                "benchmark worker {} exited: {tail}",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion and returns its wall time, from just before the
+/// spawn to the reaped exit. Fails unless it exited 0.
+pub fn time_process(cmd: &mut Command) -> Result<Duration> {
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| Error::io(format!("cannot run {:?}", cmd.get_program()), e))?;
+    let took = started.elapsed();
+    if !status.success() {
+        return Err(Error::Supervisor(format!(
+            "{:?} {:?} failed: {status}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>()
+        )));
+    }
+    Ok(took)
+}
+
+/// Polls the queue until `done` says so, failing after `timeout` or if a
+/// worker died.
+pub fn wait_for(
+    store: &Store,
+    workers: &[WorkerProcess],
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&Store) -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut checks = 0u32;
+    loop {
+        if done(store)? {
+            return Ok(());
+        }
+        checks += 1;
+        if checks % 100 == 0 {
+            for w in workers {
+                w.check_alive()?;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Supervisor(format!(
+                "timed out after {timeout:?} waiting for {what}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
