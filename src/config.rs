@@ -16,6 +16,24 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+
+    /// SQLite's `synchronous` setting that gives this durability by itself.
+    pub fn sqlite_synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 /// Which backend `worker start/stop` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SupervisorKind {
@@ -224,13 +242,7 @@ impl Config {
             "lease_seconds" => Value::Integer(self.lease_seconds.into()),
             "kill_grace_seconds" => Value::Integer(self.kill_grace_seconds.into()),
             "retention_seconds" => secs(self.retention_seconds),
-            "durability" => Value::String(
-                match self.durability {
-                    Durability::Full => "full",
-                    Durability::Normal => "normal",
-                }
-                .into(),
-            ),
+            "durability" => Value::String(self.durability.as_str().into()),
             "supervisor" => Value::String(
                 match self.supervisor {
                     SupervisorKind::Auto => "auto",

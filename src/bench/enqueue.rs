@@ -9,7 +9,6 @@ use super::stats::{Target, median, millis, percentile};
 use super::{Bench, no_samples};
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
-use rusqlite::Connection;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -125,34 +124,24 @@ pub fn batch(bench: &Bench) -> Result<Vec<Row>> {
 }
 
 /// Rows per second inserted by raw SQLite in one transaction: a table with a
-/// unique 26-character text key (like a job id) and the command.
+/// unique 26-character text key (like a job id).
 fn raw_insert_rate(path: &Path, durability: Durability, rows: usize) -> Result<f64> {
     let db_err = |source| Error::Database {
         path: path.to_owned(),
         source,
     };
     let started = Instant::now();
-    let mut conn = Connection::open(path).map_err(db_err)?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+    let mut conn = super::store::raw_connection(path, durability)?;
+    // Like the jobs table: a unique text id beside the integer key.
+    conn.execute_batch("CREATE UNIQUE INDEX t_id ON t (v)")
         .map_err(db_err)?;
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous};
-         CREATE TABLE t (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, command TEXT NOT NULL);"
-    ))
-    .map_err(db_err)?;
     let tx = conn.transaction().map_err(db_err)?;
     {
         let mut insert = tx
-            .prepare("INSERT INTO t (id, command) VALUES (?1, ?2)")
+            .prepare("INSERT INTO t (v) VALUES (?1)")
             .map_err(db_err)?;
         for i in 0..rows {
-            insert
-                .execute(rusqlite::params![format!("{i:026}"), "true"])
-                .map_err(db_err)?;
+            insert.execute([format!("{i:026}")]).map_err(db_err)?;
         }
     }
     tx.commit().map_err(db_err)?;

@@ -169,10 +169,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         date: date.to_string(),
         machine,
         mode: if options.quick { "quick" } else { "full" },
-        durability: match options.durability {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        },
+        durability: options.durability.as_str(),
         results,
         failures,
         duration_seconds: started.elapsed().as_secs_f64(),

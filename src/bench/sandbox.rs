@@ -71,10 +71,7 @@ impl Sandbox {
     pub fn queue(&self, name: &str) -> Result<Queue> {
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
-        let durability = match self.durability {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        };
+        let durability = self.durability.as_str();
         // Job output to files (never the journal), workers as plain processes.
         let config_text =
             format!("output = \"file\"\nsupervisor = \"process\"\ndurability = \"{durability}\"\n");

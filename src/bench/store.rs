@@ -35,17 +35,10 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn durability_name(durability: Durability) -> &'static str {
-    match durability {
-        Durability::Full => "full",
-        Durability::Normal => "normal",
-    }
-}
-
 /// Claim + complete cycles per second on one connection, against raw
 /// single-row write transactions, at `durability`.
 fn ceiling(bench: &Bench, durability: Durability, cycles: usize, repeats: usize) -> Result<Row> {
-    let name = durability_name(durability);
+    let name = durability.as_str();
     let (mut store_rates, mut raw_rates) = (Vec::new(), Vec::new());
     for rep in 0..repeats {
         let raw_db = bench.sandbox.path(&format!("raw-writes-{name}-{rep}.db"));
@@ -110,7 +103,7 @@ fn contention(bench: &Bench) -> Result<Row> {
             .samples(contended_jobs)
             .note(format!(
                 "{contended_jobs} jobs claimed and completed by {CONTENDERS} connections at once (durability {}), {contended_rate:.0} jobs/s",
-                durability_name(durability)
+                durability.as_str()
             )),
     )
 }
@@ -189,17 +182,14 @@ fn contended_drain(db: &Path, durability: Durability) -> Result<usize> {
 }
 
 /// Opens a raw SQLite database like the store does (WAL, same synchronous)
-/// with one plain table.
-fn raw_connection(path: &Path, durability: Durability) -> Result<Connection> {
+/// with one plain table `t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`.
+pub(super) fn raw_connection(path: &Path, durability: Durability) -> Result<Connection> {
     let db_err = |source| Error::Database {
         path: path.to_owned(),
         source,
     };
     let conn = Connection::open(path).map_err(db_err)?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
+    let synchronous = durability.sqlite_synchronous();
     conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
         .map_err(db_err)?;
     conn.execute_batch(&format!(
