@@ -109,16 +109,28 @@ are enqueued in one transaction, or none if any line is invalid.")]
     #[command(after_help = "Examples:\n  queuectl metrics\n  queuectl metrics --json")]
     Metrics,
     /// The dead letter queue: jobs whose retries are spent
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl dlq list\n  queuectl dlq retry job1\n  queuectl dlq retry --all"
+    )]
     Dlq(DlqCommand),
     /// Read and change settings
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl config get\n  queuectl config set max_retries 5\n  queuectl config path"
+    )]
     Config(ConfigCommand),
     /// Run, start and stop workers
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker stop\n  queuectl worker run --drain"
+    )]
     Worker(WorkerCommand),
     /// Install or print the systemd unit files
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  queuectl units print\n  queuectl units install --user"
+    )]
     Units(UnitsCommand),
     /// Print a shell completion script
     #[command(
@@ -235,6 +247,9 @@ pub enum ConfigCommand {
         value: String,
     },
     /// Print the config file's path
+    #[command(
+        after_help = "Examples:\n  queuectl config path\n  $EDITOR \"$(queuectl config path)\""
+    )]
     Path,
 }
 
