@@ -60,15 +60,22 @@ fn start_scale_restart_and_stop() {
     ));
     env.wait_for_state("busy", "processing", WAIT);
     let holder = env.job("busy")["worker"].as_str().unwrap().to_owned();
-    let opener = {
-        let gate = gate.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            std::fs::write(gate, "").unwrap();
-        })
-    };
-    let report = env.json(&["worker", "start", "--count", "1"]);
-    opener.join().unwrap();
+    // Let the job finish only once its worker was told to stop (if the
+    // scale-down stops it at all), so the stop must wait for it.
+    let holder_log = env.path(&format!("state/workers/{holder}.log"));
+    let env_ref = &env;
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            if holder != "1" {
+                wait_until("the holder is stopping", WAIT, || {
+                    std::fs::read_to_string(&holder_log)
+                        .is_ok_and(|log| log.contains("stop requested"))
+                });
+            }
+            std::fs::write(&gate, "").unwrap();
+        });
+        env_ref.json(&["worker", "start", "--count", "1"])
+    });
     assert_eq!(report["stopped"], serde_json::json!(["2", "3"]));
     if holder != "1" {
         assert_eq!(

@@ -240,15 +240,21 @@ fn scaling_three_to_one_stops_two_gracefully() {
         .as_str()
         .unwrap()
         .to_owned();
-    let opener = {
-        let gate = q.path("gate");
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            std::fs::write(gate, "").unwrap();
-        })
-    };
-    let report = q.json(&["worker", "start", "--count", "1", "--user"]);
-    opener.join().unwrap();
+    // Let the job finish only once its worker is being stopped (if the
+    // scale-down stops it at all), so the stop must wait for it.
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            if let Ok(n) = holder.parse::<u32>()
+                && n > 1
+            {
+                wait_until("the holder is stopping", WAIT, || {
+                    q.unit(n, "ActiveState") == "deactivating"
+                });
+            }
+            std::fs::write(q.path("gate"), "").unwrap();
+        });
+        q.json(&["worker", "start", "--count", "1", "--user"])
+    });
     assert_eq!(report["stopped"], serde_json::json!(["2", "3"]));
     assert_eq!(q.unit(1, "ActiveState"), "active");
     for n in [2, 3] {
