@@ -35,15 +35,16 @@ impl SystemdQueue {
         self.root.path().join(name)
     }
 
-    /// Runs the CLI inside the namespace, on this queue, in user scope.
+    /// The CLI inside the namespace, on this queue.
+    fn cli(&self) -> std::process::Command {
+        let mut cmd = self.sd.command(binary().to_str().unwrap());
+        cmd.env("QUEUECTL_DB", self.path("state/queue.db"))
+            .env("QUEUECTL_CONFIG", self.path("config.toml"));
+        cmd
+    }
+
     fn q(&self, args: &[&str]) -> Output {
-        self.sd
-            .command(binary().to_str().unwrap())
-            .env("QUEUECTL_DB", self.path("state/queue.db"))
-            .env("QUEUECTL_CONFIG", self.path("config.toml"))
-            .args(args)
-            .output()
-            .unwrap()
+        self.cli().args(args).output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -335,4 +336,76 @@ fn the_watchdog_kills_a_frozen_worker_and_its_job_runs_again() {
     let history = q.json(&["show", "frozen"])["attempt_history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
     assert_eq!(history[1]["outcome"], "succeeded");
+}
+
+/// Every file below `dir`, with its contents.
+fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut files = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((
+                path.clone(),
+                std::fs::read_to_string(&path).unwrap_or_default(),
+            ));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn units_managed_by_the_system_are_used_but_never_written() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    // What a package or the NixOS module provides: the units, plus the
+    // environment in a drop-in of its own.
+    let unit_dir = q.sd.unit_dir();
+    std::fs::create_dir_all(unit_dir.join("queuectl-worker@.service.d")).unwrap();
+    for (name, text) in queuectl::systemd::units::render(&binary()) {
+        std::fs::write(unit_dir.join(name), text).unwrap();
+    }
+    std::fs::write(
+        unit_dir.join("queuectl-worker@.service.d/overrides.conf"),
+        format!(
+            "[Service]\nEnvironment=QUEUECTL_DB={}\nEnvironment=QUEUECTL_CONFIG={}\n",
+            q.path("state/queue.db").display(),
+            q.path("config.toml").display()
+        ),
+    )
+    .unwrap();
+    assert!(q.sd.systemctl(&["daemon-reload"]).status.success());
+    let before = snapshot(&unit_dir);
+
+    let managed = |args: &[&str]| {
+        q.cli()
+            .env("QUEUECTL_UNITS_MANAGED", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = managed(&["worker", "start", "--count", "2", "--user"]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert_eq!(q.unit(2, "ActiveState"), "active");
+    q.ok(&["enqueue", r#"{"id":"m1","command":"echo managed"}"#]);
+    q.wait_for_state("m1", "completed");
+    let install = managed(&["units", "install", "--user"]);
+    assert_eq!(
+        install.status.code(),
+        Some(2),
+        "units install refuses when units are managed"
+    );
+    assert!(managed(&["worker", "stop", "--user"]).status.success());
+    assert_eq!(
+        snapshot(&unit_dir),
+        before,
+        "no unit file was written or changed"
+    );
 }
