@@ -6,6 +6,30 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Where an attempt's output went; recorded with the attempt so `logs`
+/// knows where to look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Destination {
+    File,
+    Journal,
+}
+
+impl Destination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::File => "file",
+            Destination::Journal => "journal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Destination> {
+        [Destination::File, Destination::Journal]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     Stdout,

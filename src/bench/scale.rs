@@ -130,7 +130,7 @@ fn time_claim(store: &mut Store) -> Result<Duration> {
     let request = ClaimRequest {
         worker: "bench".into(),
         lease: Duration::from_secs(3600),
-        output: "file",
+        output: crate::output::Destination::File,
     };
     let started = Instant::now();
     let claimed = store.claim(&request, jiff::Timestamp::now())?;

@@ -128,7 +128,7 @@ fn drain(store: &mut Store, worker: &str) -> Result<usize> {
     let request = ClaimRequest {
         worker: worker.to_owned(),
         lease: Duration::from_secs(30),
-        output: "file",
+        output: crate::output::Destination::File,
     };
     let policy = crate::config::Config::default().retry_policy();
     let success = AttemptResult {

@@ -1,5 +1,6 @@
 use super::Context;
 use queuectl::error::{Error, IoContext, Result};
+use queuectl::output::Destination;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,7 +12,7 @@ pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
     let store = ctx.store()?;
     store.get(id)?; // not found → exit 3
     let attempts = store.attempts(id)?;
-    let in_journal = attempts.iter().any(|a| a.output == "journal");
+    let in_journal = attempts.iter().any(|a| a.output == Destination::Journal);
     let path = ctx.state.job_log(id);
     let mut offset = print_file_from(&path, 0)?;
     if in_journal {

@@ -15,6 +15,7 @@ use crate::config::Durability;
 use crate::domain::policy::next_state;
 use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, IoContext, Result};
+use crate::output::Destination;
 use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -726,7 +727,12 @@ impl Store {
                     exit_code: r.get(5)?,
                     signal: r.get(6)?,
                     error: r.get(7)?,
-                    output: r.get(8)?,
+                    output: {
+                        let text: String = r.get(8)?;
+                        Destination::parse(&text).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, text.into())
+                        })?
+                    },
                 })
             },
         )
@@ -874,7 +880,7 @@ fn claim_in(
         tx.prepare_cached(
             "INSERT INTO attempts (job_seq, number, worker, started_at, output) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![job.lease.seq, job.lease.attempt, request.worker, to_millis(now), request.output])?;
+        .execute(params![job.lease.seq, job.lease.attempt, request.worker, to_millis(now), request.output.as_str()])?;
     }
     Ok(claimed)
 }

@@ -28,7 +28,7 @@ fn request(worker: &str) -> ClaimRequest {
     ClaimRequest {
         worker: worker.into(),
         lease: Duration::from_secs(30),
-        output: "file",
+        output: Destination::File,
     }
 }
 

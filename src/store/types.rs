@@ -1,6 +1,7 @@
 //! The values that cross the store's boundary.
 
 use crate::domain::{AttemptOutcome, JobState};
+use crate::output::Destination;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,8 +58,8 @@ pub struct Attempt {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub error: Option<String>,
-    /// Where this attempt's output went: "file" or "journal".
-    pub output: String,
+    /// Where this attempt's output went.
+    pub output: Destination,
 }
 
 impl Attempt {
@@ -83,8 +84,7 @@ fn outcome_name<S: serde::Serializer>(
 pub struct ClaimRequest {
     pub worker: String,
     pub lease: Duration,
-    /// "file" or "journal".
-    pub output: &'static str,
+    pub output: Destination,
 }
 
 /// Proof that a worker holds a job: every later change names it.

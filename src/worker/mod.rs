@@ -13,7 +13,7 @@ pub use maintenance::Maintenance;
 use crate::config::{Config, OutputSink as OutputChoice};
 use crate::domain::AttemptOutcome;
 use crate::error::{Error, Result};
-use crate::output::{FileSink, JournalSink, OutputSink};
+use crate::output::{Destination, FileSink, JournalSink, OutputSink};
 use crate::paths::StateDir;
 use crate::runner::{self, JobCommand, JobExit, RunningJob};
 use crate::store::{AttemptResult, ClaimRequest, Claimed, LeaseStatus, Store, WorkerInfo};
@@ -48,7 +48,7 @@ pub struct Worker {
     events: Receiver<Event>,
     sender: mpsc::Sender<Event>,
     notifier: Notifier,
-    output: &'static str,
+    output: Destination,
     maintenance: Maintenance,
     stopping: bool,
     next_watchdog: Option<Instant>,
@@ -101,10 +101,12 @@ impl Worker {
         };
 
         let output = match config.output {
-            OutputChoice::File => "file",
-            OutputChoice::Journal => "journal",
-            OutputChoice::Auto if libsystemd::logging::connected_to_journal() => "journal",
-            OutputChoice::Auto => "file",
+            OutputChoice::File => Destination::File,
+            OutputChoice::Journal => Destination::Journal,
+            OutputChoice::Auto if libsystemd::logging::connected_to_journal() => {
+                Destination::Journal
+            }
+            OutputChoice::Auto => Destination::File,
         };
         let mut worker = Worker {
             maintenance: Maintenance::new(&name, &config, state.clone()),
@@ -133,7 +135,7 @@ impl Worker {
             .watchdog_interval()
             .map(|i| Instant::now() + i);
         worker.notifier.ready("idle");
-        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output, "worker ready");
+        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output = output.as_str(), "worker ready");
         Ok(worker)
     }
 
@@ -277,7 +279,7 @@ impl Worker {
 
     fn sink_for(&self, job: &Claimed) -> Result<Box<dyn OutputSink>> {
         Ok(match self.output {
-            "journal" => Box::new(JournalSink {
+            Destination::Journal => Box::new(JournalSink {
                 job_id: job.id.clone(),
                 attempt: job.lease.attempt,
                 worker: self.name.clone(),
