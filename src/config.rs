@@ -44,7 +44,7 @@ pub enum SupervisorKind {
 
 /// Where job output goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputSink {
+pub enum OutputSetting {
     /// The journal when the worker runs under systemd with journald, else files.
     Auto,
     Journal,
@@ -63,7 +63,7 @@ pub struct Config {
     pub durability: Durability,
     pub retention_seconds: u64,
     pub supervisor: SupervisorKind,
-    pub output: OutputSink,
+    pub output: OutputSetting,
 }
 
 impl Default for Config {
@@ -79,7 +79,7 @@ impl Default for Config {
             durability: Durability::Full,
             retention_seconds: 7 * 86_400,
             supervisor: SupervisorKind::Auto,
-            output: OutputSink::Auto,
+            output: OutputSetting::Auto,
         }
     }
 }
@@ -218,9 +218,9 @@ impl Config {
             }
             "output" => {
                 self.output = match value.as_str() {
-                    Some("auto") => OutputSink::Auto,
-                    Some("journal") => OutputSink::Journal,
-                    Some("file") => OutputSink::File,
+                    Some("auto") => OutputSetting::Auto,
+                    Some("journal") => OutputSetting::Journal,
+                    Some("file") => OutputSetting::File,
                     _ => return Err(bad("\"auto\", \"journal\" or \"file\"")),
                 }
             }
@@ -253,9 +253,9 @@ impl Config {
             ),
             "output" => Value::String(
                 match self.output {
-                    OutputSink::Auto => "auto",
-                    OutputSink::Journal => "journal",
-                    OutputSink::File => "file",
+                    OutputSetting::Auto => "auto",
+                    OutputSetting::Journal => "journal",
+                    OutputSetting::File => "file",
                 }
                 .into(),
             ),

@@ -10,7 +10,7 @@ pub mod maintenance;
 
 pub use maintenance::Maintenance;
 
-use crate::config::{Config, OutputSink as OutputChoice};
+use crate::config::{Config, OutputSetting};
 use crate::domain::AttemptOutcome;
 use crate::error::{Error, Result};
 use crate::output::{Destination, FileSink, JournalSink, OutputSink};
@@ -101,12 +101,12 @@ impl Worker {
         };
 
         let output = match config.output {
-            OutputChoice::File => Destination::File,
-            OutputChoice::Journal => Destination::Journal,
-            OutputChoice::Auto if libsystemd::logging::connected_to_journal() => {
+            OutputSetting::File => Destination::File,
+            OutputSetting::Journal => Destination::Journal,
+            OutputSetting::Auto if libsystemd::logging::connected_to_journal() => {
                 Destination::Journal
             }
-            OutputChoice::Auto => Destination::File,
+            OutputSetting::Auto => Destination::File,
         };
         let mut worker = Worker {
             maintenance: Maintenance::new(&name, &config, state.clone()),
