@@ -83,10 +83,5 @@ let
     "Linux only" = native.meta.platforms == lib.platforms.linux;
   };
 
-  failed = builtins.filter (name: checks.${name} != true) (builtins.attrNames checks);
-  total = builtins.length (builtins.attrNames checks);
 in
-if failed == [ ] then
-  "eval-package: ${toString total} checks passed"
-else
-  throw "eval-package: ${toString (builtins.length failed)} of ${toString total} checks failed: ${builtins.concatStringsSep "; " failed}"
+standIn.report "eval-package" checks

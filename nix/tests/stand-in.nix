@@ -329,8 +329,22 @@ let
       inherit options;
       config = resolve produced.config;
     };
+
+  # The tests' verdict: a message when every check is true, else a throw
+  # naming the failed ones (so nix-instantiate exits non-zero).
+  report =
+    name: checks:
+    let
+      names = builtins.attrNames checks;
+      failed = builtins.filter (n: checks.${n} != true) names;
+      total = toString (builtins.length names);
+    in
+    if failed == [ ] then
+      "${name}: ${total} checks passed"
+    else
+      throw "${name}: ${toString (builtins.length failed)} of ${total} checks failed: ${builtins.concatStringsSep "; " failed}";
 in
 {
-  inherit lib pkgs evalModule;
+  inherit lib pkgs evalModule report;
   toml = tomlTable [ ];
 }
