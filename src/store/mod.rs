@@ -22,8 +22,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const SCHEMA_VERSION: i64 = 1;
-const SCHEMA: &str = include_str!("schema.sql");
+/// The schema as numbered migrations; `PRAGMA user_version` counts those
+/// applied. Append only: a migration that has shipped is never edited.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_attempt_containment.sql"),
+];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `PRAGMA application_id` of a queuectl database ("QCTL"), so that a
+/// mistyped `--db` never takes over another application's SQLite file.
+pub const APPLICATION_ID: i32 = 0x5143_544C;
 
 /// How long a write waits for other writers before it gives up. The busy
 /// handler ([`wait_for_lock`]) waits inside each attempt; the loop in
@@ -148,6 +157,8 @@ impl Store {
             path: path.to_owned(),
             sync_after_commit: false,
         };
+        // Before anything is changed (WAL mode is persistent): is it ours?
+        store.check_application_id()?;
         let wal = store.retry_busy(|conn| {
             // journal_mode is persistent; only switch when needed, since the
             // switch itself needs an exclusive lock.
@@ -275,6 +286,32 @@ impl Store {
         )))
     }
 
+    /// Refuses a database that holds another application's tables. An empty
+    /// file is a new queue; an untagged queuectl database from before the tag
+    /// (migration 1 only) is recognised by its tables and tagged on upgrade.
+    fn check_application_id(&mut self) -> Result<()> {
+        let (id, tables, legacy): (i32, i64, i64) = self.retry_busy(|c| {
+            let id = c.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+            let (tables, legacy) = c.query_row(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE name IN ('jobs', 'attempts', 'state_counts', 'workers'))
+                 FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((id, tables, legacy))
+        })?;
+        let untagged_queuectl = id == 0 && tables == 4 && legacy == 4;
+        if id == APPLICATION_ID || tables == 0 || untagged_queuectl {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "{} is not a queuectl queue (it is another application's SQLite database); refusing to change it",
+            self.path.display()
+        )))
+    }
+
+    /// Applies the migrations this database lacks, each in its own write
+    /// transaction; safe when several processes open a new queue at once.
     fn migrate(&mut self) -> Result<()> {
         let version: i64 =
             self.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
@@ -290,10 +327,12 @@ impl Store {
         self.write(|tx| {
             // Another process may have migrated while we waited for the lock.
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if version == 0 {
-                tx.execute_batch(SCHEMA)?;
-                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            for (applied, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize)
+            {
+                tx.execute_batch(migration)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {}", applied + 1))?;
             }
+            tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
             Ok(())
         })
     }

@@ -440,3 +440,61 @@ fn full_durability_syncs_the_wal_itself_after_each_commit() {
     let normal = Store::open(&dir.path().join("normal.db"), Durability::Normal).unwrap();
     assert!(!normal.sync_after_commit);
 }
+
+#[test]
+fn a_new_queue_is_tagged_and_fully_migrated() {
+    let (_dir, store) = open();
+    let (id, version): (i32, i64) = store
+        .conn
+        .query_row(
+            "SELECT * FROM pragma_application_id, pragma_user_version",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((id, version), (APPLICATION_ID, SCHEMA_VERSION));
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
+        .unwrap();
+    drop(other);
+    let err = Store::open(&path, Durability::Full).err().unwrap();
+    assert!(err.to_string().contains("not a queuectl queue"), "{err}");
+    let other = Connection::open(&path).unwrap();
+    let mode: String = other
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let tables: i64 = other
+        .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), tables), ("delete", 1));
+}
+
+#[test]
+fn an_untagged_queue_from_migration_one_is_upgraded_and_keeps_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.execute_batch("PRAGMA user_version = 1").unwrap();
+    old.execute(
+        "INSERT INTO jobs (id, command, state, run_at, max_retries, timeout_seconds, created_at, updated_at)
+         VALUES ('old', 'true', 'pending', 0, 3, 0, 0, 0)",
+        [],
+    )
+    .unwrap();
+    drop(old);
+    let store = Store::open(&path, Durability::Full).unwrap();
+    assert_eq!(store.get("old").unwrap().state, JobState::Pending);
+    let id: i32 = store
+        .conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, APPLICATION_ID);
+}

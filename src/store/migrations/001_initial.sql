@@ -1,4 +1,4 @@
--- queuectl schema, version 1. Times are milliseconds since the Unix epoch (UTC).
+-- queuectl schema, migration 1: the initial tables. Times are milliseconds since the Unix epoch (UTC).
 -- CHECKs spell out value lists as OR chains: SQLite compiles `x IN (a, b, c)`
 -- (more than two constants) into a temporary b-tree built on every execution
 -- of every statement that writes the row, which was ~40% of the user-space
