@@ -25,12 +25,21 @@ let
   settingsFormat = pkgs.formats.toml { };
   configFile = settingsFormat.generate "queuectl-config.toml" cfg.settings;
 
-  # Fixed by StateDirectory=queuectl and ConfigurationDirectory=queuectl in the unit.
-  stateDir = "/var/lib/queuectl";
   configPath = "/etc/queuectl/config.toml";
 
-  # Set for the workers and for login shells, so the CLI run by a member of
-  # the group reads the same config (and so opens the same database) as the workers.
+  # The directory of the database (and of logs/, wake/, workers/ beside it).
+  # The unit's StateDirectory=queuectl gives /var/lib/queuectl; a db_path
+  # elsewhere under /var/lib becomes the state directory instead, and one
+  # outside /var/lib is created by tmpfiles alone.
+  dbDir = dirOf cfg.settings.db_path;
+  stateRoot = "/var/lib/";
+  stateDirectory =
+    if lib.hasPrefix stateRoot dbDir then lib.removePrefix stateRoot dbDir else null;
+
+  # Set for the workers, for every systemd service and for every session and
+  # shell, so the CLI run anywhere on the host (a login shell, `ssh host
+  # queuectl ...`, cron, another service) reads the same config (and so
+  # opens the same database) as the workers.
   queuectlEnvironment = {
     QUEUECTL_CONFIG = configPath;
     # The units come from the package and /etc is read-only: `queuectl worker
@@ -38,16 +47,23 @@ let
     QUEUECTL_UNITS_MANAGED = "1";
   };
 
-  # Jobs are arbitrary shell commands, so only settings that rarely get in a
-  # job's way; extraServiceConfig overrides any of them.
-  hardening = {
-    NoNewPrivileges = true;
-    PrivateTmp = true;
+  # What README promises jobs ("What the unit sandboxes"): `sudo` and other
+  # setuid helpers work (no NoNewPrivileges, and none of the options that
+  # imply it for a service with User=: LockPersonality, ProtectKernelTunables,
+  # ProtectKernelModules, SystemCallFilter, ...), and jobs share the host's
+  # /tmp. The OS stays read-only. All mkDefault: a user's own value in
+  # extraServiceConfig or systemd.services."queuectl-worker@".serviceConfig
+  # wins without mkForce.
+  hardening = lib.mapAttrs (_: lib.mkDefault) {
+    NoNewPrivileges = false;
+    PrivateTmp = false;
     ProtectSystem = "full";
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    LockPersonality = true;
   };
+
+  # LoadCredential= wants a name without "/" or ":".
+  badCredentialNames = lib.filter (name: builtins.match "[A-Za-z0-9_.@-]+" name == null) (
+    lib.attrNames cfg.credentials
+  );
 
   workerInstance = n: "queuectl-worker@${toString n}.service";
 
@@ -56,11 +72,12 @@ let
     db_path = mkOption {
       # Absolute: the workers' working directory is not the user's.
       type = types.strMatching "/.+";
-      default = "${stateDir}/queue.db";
+      default = "/var/lib/queuectl/queue.db";
       description = ''
         Path of the SQLite database. Job log files go in `logs/` beside it.
-        The default lies in the state directory that systemd creates for
-        the workers; a path elsewhere must be created and shared by hand.
+        Its directory is created at boot (tmpfiles) owned by `user` and
+        `group`, mode 2770, and, when it lies under `/var/lib`, is the
+        workers' `StateDirectory=`.
       '';
     };
 
@@ -163,12 +180,14 @@ in
     package = mkPackageOption pkgs "queuectl" { };
 
     workers = mkOption {
-      type = types.ints.positive;
+      type = types.ints.unsigned;
       default = 1;
       example = 4;
       description = ''
         Number of worker instances (`queuectl-worker@1.service` …
         `queuectl-worker@N.service`) that `queuectl-workers.target` starts at boot.
+        `0` starts none: a host that only enqueues into a queue shared with
+        workers elsewhere, or whose workers are started by hand.
         Lowering it does not stop instances that are already running: stop the
         extra ones with `systemctl stop queuectl-worker@N.service`.
       '';
@@ -206,6 +225,35 @@ in
       '';
     };
 
+    credentials = mkOption {
+      type = types.attrsOf (types.strMatching "/.+");
+      default = { };
+      example = literalExpression ''
+        {
+          api-token = "/run/secrets/api-token";
+        }
+      '';
+      description = ''
+        Secrets for the jobs, kept out of the queue: each `name = path` becomes
+        `LoadCredential=name:path` on the workers. systemd copies the file
+        (readable by root only is enough) into the worker's private
+        `$CREDENTIALS_DIRECTORY`, which jobs inherit: a job reads
+        `"$CREDENTIALS_DIRECTORY/api-token"`. See {manpage}`systemd.exec(5)`.
+      '';
+    };
+
+    environmentFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/queuectl.env";
+      description = ''
+        A file of `NAME=value` lines (`EnvironmentFile=`) read by systemd as
+        root when a worker starts; the workers and so every job get these
+        variables. For secrets that every job needs, kept out of the Nix store
+        and out of the queue.
+      '';
+    };
+
     extraServiceConfig = mkOption {
       type = types.attrsOf (
         types.oneOf [
@@ -219,17 +267,18 @@ in
       example = literalExpression ''
         {
           ProtectSystem = false; # jobs write to /usr/local
-          NoNewPrivileges = false; # jobs use sudo
+          PrivateTmp = true; # jobs need no shared /tmp
           MemoryMax = "4G";
         }
       '';
       description = ''
         Extra `[Service]` settings for `queuectl-worker@.service`, added to the
-        drop-in after the module's own. Use it to relax the default hardening
-        (`NoNewPrivileges`, `PrivateTmp`, `ProtectSystem=full`,
-        `ProtectKernelTunables`, `ProtectKernelModules`, `LockPersonality`)
-        when jobs need more, or to add resource limits. See
-        {manpage}`systemd.exec(5)`.
+        drop-in after the module's own. Use it to change the default hardening
+        (`ProtectSystem=full`; `NoNewPrivileges` and `PrivateTmp` off so that
+        jobs can use `sudo` and the host's `/tmp`), or to add resource limits.
+        The hardening defaults are `mkDefault`, so
+        `systemd.services."queuectl-worker@".serviceConfig` works too, without
+        `mkForce`. See {manpage}`systemd.exec(5)`.
       '';
     };
 
@@ -256,6 +305,13 @@ in
   };
 
   config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = badCredentialNames == [ ];
+        message = "services.queuectl.credentials: names may hold only letters, digits and _.@- (not ${lib.concatStringsSep ", " badCredentialNames})";
+      }
+    ];
+
     warnings = lib.optional (unknownSettings != [ ]) (
       "services.queuectl.settings: ${lib.concatStringsSep ", " unknownSettings} not known to this module. "
       + "queuectl refuses keys it does not know: the workers will not start unless "
@@ -263,7 +319,11 @@ in
     );
 
     environment.systemPackages = [ cfg.package ];
+    # Shells (interactive or not, login or not), PAM sessions (ssh, su, cron)
+    # and every systemd service.
+    environment.variables = queuectlEnvironment;
     environment.sessionVariables = queuectlEnvironment;
+    systemd.globalEnvironment = queuectlEnvironment;
     environment.etc."queuectl/config.toml".source = configFile;
 
     # Installs queuectl-worker@.service and queuectl-workers.target, for the
@@ -284,6 +344,19 @@ in
         StateDirectoryMode = "2770";
         UMask = "0007";
       }
+      # The empty entry drops the unit's StateDirectory=queuectl.
+      // lib.optionalAttrs (stateDirectory != null && stateDirectory != "queuectl") {
+        StateDirectory = [
+          ""
+          stateDirectory
+        ];
+      }
+      // lib.optionalAttrs (cfg.credentials != { }) {
+        LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
+      }
+      // lib.optionalAttrs (cfg.environmentFile != null) {
+        EnvironmentFile = cfg.environmentFile;
+      }
       // hardening
       // cfg.extraServiceConfig;
     };
@@ -294,15 +367,16 @@ in
       wants = map workerInstance (lib.range 1 cfg.workers);
     };
 
-    # The directory exists from boot on, with the same owner and mode that
-    # StateDirectory= gives it, so the CLI works before the first worker starts.
-    systemd.tmpfiles.rules = [ "d ${stateDir} 2770 ${cfg.user} ${cfg.group} - -" ];
+    # The database's directory exists from boot on, with the owner and mode
+    # that StateDirectory= gives it, so the CLI works before the first worker
+    # starts, and wherever db_path points.
+    systemd.tmpfiles.rules = [ "d ${dbDir} 2770 ${cfg.user} ${cfg.group} - -" ];
 
     users.users = mkIf (cfg.user == "queuectl") {
       queuectl = {
         isSystemUser = true;
         group = cfg.group;
-        home = stateDir;
+        home = dbDir;
         description = "queuectl worker";
       };
     };

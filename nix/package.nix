@@ -32,6 +32,7 @@ rustPlatform.buildRustPackage {
       [
         ../Cargo.toml
         ../Cargo.lock
+        ../LICENSE
         ../src
         ../units
       ]
@@ -57,6 +58,8 @@ rustPlatform.buildRustPackage {
   cargoTestFlags = lib.optionals (builtins.pathExists ../src/lib.rs) [ "--lib" ] ++ [ "--bins" ];
 
   postInstall = ''
+    # MIT: the notice travels with every copy.
+    install -Dm644 -t $out/share/doc/queuectl LICENSE
     for dir in system user; do
       install -Dm644 -t $out/lib/systemd/$dir ${lib.concatMapStringsSep " " (f: "units/${f}") unitFiles}
       # The unit files name the FHS path; point them at this store path.
@@ -81,6 +84,7 @@ rustPlatform.buildRustPackage {
   meta = {
     # nixpkgs style: no leading article.
     description = lib.removePrefix "A " cargoToml.package.description;
+    # As Cargo.toml's `license` and the LICENSE file.
     license = lib.licenses.mit;
     mainProgram = "queuectl";
     platforms = lib.platforms.linux;

@@ -20,7 +20,27 @@
           output = "journal";
           kill_grace_seconds = 5;
         };
+        # A secret that never enters the queue or the Nix store's config.
+        credentials.token = "/etc/queuectl-test/token";
       };
+
+      environment.etc."queuectl-test/token" = {
+        text = "s3cr3t-from-credential";
+        mode = "0400";
+      };
+
+      # README promises jobs can use sudo (no NoNewPrivileges=).
+      security.sudo.extraRules = [
+        {
+          users = [ "queuectl" ];
+          commands = [
+            {
+              command = "ALL";
+              options = [ "NOPASSWD" ];
+            }
+          ];
+        }
+      ];
 
       # alice may use the queue; bob may not.
       users.users.alice = {
@@ -118,6 +138,23 @@
         machine.succeed("test -e /var/lib/queuectl/queue.db")
         machine.succeed("test -z \"$(find /var/lib/queuectl -maxdepth 1 -name 'queue.db*' ! -group queuectl)\"")
         machine.succeed("test -z \"$(find /var/lib/queuectl -maxdepth 1 -name 'queue.db*' ! -perm -g=rw)\"")
+
+    with subtest("jobs use sudo, the host's /tmp and credentials, as README promises"):
+        enqueue("privileged", "/run/wrappers/bin/sudo -n id -u > /tmp/queuectl-sudo-uid")
+        enqueue("credential", 'cat "$CREDENTIALS_DIRECTORY/token" > /tmp/queuectl-token')
+        wait_for_state("privileged", "completed")
+        wait_for_state("credential", "completed")
+        machine.succeed("grep -qx 0 /tmp/queuectl-sudo-uid")
+        machine.succeed("grep -qx s3cr3t-from-credential /tmp/queuectl-token")
+
+    with subtest("QUEUECTL_CONFIG reaches services and non-login shells"):
+        out = machine.succeed(
+            "systemd-run --wait --pipe --quiet -p User=alice -p Group=queuectl "
+            "/run/current-system/sw/bin/queuectl config get db_path"
+        )
+        assert "/var/lib/queuectl/queue.db" in out, out
+        out = machine.succeed("su alice -s /bin/sh -c 'echo $QUEUECTL_CONFIG'")
+        assert out.strip() == "/etc/queuectl/config.toml", out
 
     with subtest("a user outside the group cannot use the queue"):
         machine.fail("su - bob -c 'queuectl list'")

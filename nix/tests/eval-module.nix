@@ -62,10 +62,63 @@ let
     enable = true;
     extraServiceConfig = {
       ProtectSystem = false;
-      NoNewPrivileges = false;
+      PrivateTmp = true;
       MemoryMax = "2G";
     };
   };
+
+  cliOnly = eval {
+    enable = true;
+    workers = 0;
+  };
+
+  # A database elsewhere under /var/lib, and one outside it.
+  dbUnderVarLib = eval {
+    enable = true;
+    settings.db_path = "/var/lib/jobs/main/queue.db";
+  };
+  dbOnSrv = eval {
+    enable = true;
+    settings.db_path = "/srv/queue/q.db";
+  };
+
+  withSecrets = eval {
+    enable = true;
+    credentials = {
+      api-token = "/run/secrets/api-token";
+      "db.password" = "/run/keys/db";
+    };
+    environmentFile = "/run/secrets/queuectl.env";
+  };
+  badCredentialName = eval {
+    enable = true;
+    credentials."a:b" = "/run/secrets/x";
+  };
+  failedAssertions = r: builtins.filter (a: !a.assertion) r.config.assertions;
+
+  # What the hardening defaults are, and how NixOS would merge them with a
+  # user's definition.
+  isDefault = value: v: v == standIn.lib.mkDefault value;
+  serviceConfigOf = r: r.config.systemd.services."queuectl-worker@".serviceConfig;
+
+  # systemd.exec(5): each of these implies NoNewPrivileges=yes for a service
+  # with User= (no CAP_SYS_ADMIN), which would break sudo in jobs.
+  impliesNoNewPrivileges = [
+    "LockPersonality"
+    "MemoryDenyWriteExecute"
+    "ProtectClock"
+    "ProtectHostname"
+    "ProtectKernelLogs"
+    "ProtectKernelModules"
+    "ProtectKernelTunables"
+    "RestrictAddressFamilies"
+    "RestrictNamespaces"
+    "RestrictRealtime"
+    "RestrictSUIDSGID"
+    "SystemCallArchitectures"
+    "SystemCallFilter"
+    "SystemCallLog"
+  ];
 
   contains = needle: haystack: builtins.length (builtins.split needle haystack) > 1;
   lines = text: builtins.filter builtins.isString (builtins.split "\n" text);
@@ -105,16 +158,29 @@ let
     "drop-in state directory mode 2770" = worker.serviceConfig.StateDirectoryMode == "2770";
     "drop-in sets QUEUECTL_CONFIG" = worker.environment.QUEUECTL_CONFIG == "/etc/queuectl/config.toml";
     "drop-in sets QUEUECTL_UNITS_MANAGED" = worker.environment.QUEUECTL_UNITS_MANAGED == "1";
-    "drop-in hardening defaults" =
-      worker.serviceConfig.NoNewPrivileges
-      && worker.serviceConfig.PrivateTmp
-      && worker.serviceConfig.ProtectSystem == "full";
+    "hardening defaults as README promises: sudo and the host's /tmp work, OS read-only" =
+      isDefault false worker.serviceConfig.NoNewPrivileges
+      && isDefault false worker.serviceConfig.PrivateTmp
+      && isDefault "full" worker.serviceConfig.ProtectSystem;
+    "no default option that implies NoNewPrivileges" = builtins.all (
+      o: !(worker.serviceConfig ? ${o})
+    ) impliesNoNewPrivileges;
+    "a user's serviceConfig overrides the hardening without mkForce" =
+      standIn.mergeDefinitions [ worker.serviceConfig.PrivateTmp true ] == true
+      && standIn.mergeDefinitions [ worker.serviceConfig.NoNewPrivileges true ] == true
+      && standIn.mergeDefinitions [ worker.serviceConfig.ProtectSystem "strict" ] == "strict";
+    "the user and group are not defaults (a conflict is an error, not a silent choice)" =
+      !(builtins.tryEval (standIn.mergeDefinitions [ worker.serviceConfig.User "root" ])).success;
     "workers restart when the config changes" = worker.restartTriggers == [ configFile ];
     "extraServiceConfig overrides hardening" =
       let
         s = relaxed.config.systemd.services."queuectl-worker@".serviceConfig;
       in
-      s.ProtectSystem == false && s.NoNewPrivileges == false && s.MemoryMax == "2G" && s.UMask == "0007";
+      s.ProtectSystem == false
+      && s.PrivateTmp == true
+      && s.MemoryMax == "2G"
+      && s.UMask == "0007"
+      && isDefault false s.NoNewPrivileges;
     "no extra PATH by default" = worker.path == [ ];
 
     # -- config.toml from settings --
@@ -143,9 +209,16 @@ let
 
     # -- the CLI on PATH, agreeing with the workers --
     "CLI on the system PATH" = builtins.elem standIn.pkgs.queuectl c.environment.systemPackages;
-    "login shells get QUEUECTL_CONFIG" =
-      c.environment.sessionVariables.QUEUECTL_CONFIG == "/etc/queuectl/config.toml";
-    "login shells get QUEUECTL_UNITS_MANAGED" = c.environment.sessionVariables.QUEUECTL_UNITS_MANAGED == "1";
+    "every shell, session and service gets QUEUECTL_CONFIG and QUEUECTL_UNITS_MANAGED" =
+      let
+        expected = {
+          QUEUECTL_CONFIG = "/etc/queuectl/config.toml";
+          QUEUECTL_UNITS_MANAGED = "1";
+        };
+      in
+      c.environment.variables == expected
+      && c.environment.sessionVariables == expected
+      && c.systemd.globalEnvironment == expected;
 
     # -- user, group, state directory --
     "static system user (not DynamicUser)" =
@@ -155,6 +228,43 @@ let
     "group created" = c.users.groups ? queuectl;
     "state directory owner and mode at boot" =
       c.systemd.tmpfiles.rules == [ "d /var/lib/queuectl 2770 queuectl queuectl - -" ];
+    "default db_path keeps the unit's StateDirectory" = !(worker.serviceConfig ? StateDirectory);
+    "a db_path under /var/lib is the state directory, created at boot" =
+      let
+        dc = dbUnderVarLib.config;
+      in
+      (serviceConfigOf dbUnderVarLib).StateDirectory == [
+        ""
+        "jobs/main"
+      ]
+      && dc.systemd.tmpfiles.rules == [ "d /var/lib/jobs/main 2770 queuectl queuectl - -" ]
+      && dc.users.users.queuectl.home == "/var/lib/jobs/main";
+    "a db_path outside /var/lib is created at boot, the unit's StateDirectory kept" =
+      dbOnSrv.config.systemd.tmpfiles.rules == [ "d /srv/queue 2770 queuectl queuectl - -" ]
+      && !((serviceConfigOf dbOnSrv) ? StateDirectory);
+
+    # -- secrets kept out of the queue and the store --
+    "credentials become LoadCredential=" =
+      (serviceConfigOf withSecrets).LoadCredential == [
+        "api-token:/run/secrets/api-token"
+        "db.password:/run/keys/db"
+      ]
+      && failedAssertions withSecrets == [ ];
+    "environmentFile becomes EnvironmentFile=" =
+      (serviceConfigOf withSecrets).EnvironmentFile == "/run/secrets/queuectl.env";
+    "no credentials or environment file by default" =
+      !(worker.serviceConfig ? LoadCredential) && !(worker.serviceConfig ? EnvironmentFile);
+    "a credential name with ':' fails an assertion" =
+      builtins.length (failedAssertions badCredentialName) == 1
+      && contains "a:b" (builtins.head (failedAssertions badCredentialName)).message;
+    "rejects a relative credential path" = rejects {
+      enable = true;
+      credentials.token = "secrets/token";
+    };
+    "rejects a relative environmentFile" = rejects {
+      enable = true;
+      environmentFile = "queuectl.env";
+    };
     "custom user and group are used, not created" =
       let
         cu = customUser.config;
@@ -177,9 +287,13 @@ let
     "disabled module configures nothing" = (eval { }).config == { };
 
     # -- option types reject bad values --
-    "rejects workers = 0" = rejects {
+    "workers = 0: no instance started (CLI-only host), the rest set up" =
+      cliOnly.config.systemd.targets.queuectl-workers.wants == [ ]
+      && builtins.elem standIn.pkgs.queuectl cliOnly.config.environment.systemPackages
+      && cliOnly.config.environment.variables.QUEUECTL_CONFIG == "/etc/queuectl/config.toml";
+    "rejects workers = -1" = rejects {
       enable = true;
-      workers = 0;
+      workers = -1;
     };
     "rejects an unknown durability" = rejects {
       enable = true;

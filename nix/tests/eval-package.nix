@@ -79,6 +79,13 @@ let
       ]
       && builtins.substring 0 2 native.meta.description != "A "
       && native.meta.license.spdxId == cargoToml.package.license;
+    "LICENSE at the root is the MIT text meta.license declares" =
+      builtins.pathExists ../../LICENSE
+      && builtins.substring 0 12 (builtins.readFile ../../LICENSE) == "MIT License\n"
+      && native.meta.license == lib.licenses.mit
+      && cargoToml.package.license == "MIT";
+    "LICENSE installed with the package" =
+      contains "install -Dm644 -t $out/share/doc/queuectl LICENSE" native.postInstall;
     "meta.mainProgram" = native.meta.mainProgram == "queuectl";
     "Linux only" = native.meta.platforms == lib.platforms.linux;
   };

@@ -5,8 +5,10 @@
 # and `pkgs` attributes they use, reimplemented with builtins only, plus a tiny
 # module evaluator. It is deliberately small and strict:
 #   - options: defaults, user values, type checks, unknown-option errors,
-#     submodules with a freeformType. No priorities (mkDefault/mkForce), no
-#     merging of several definitions, no imports.
+#     submodules with a freeformType. No merging of several definitions, no
+#     imports; `mkDefault` values are left wrapped (tests look at the
+#     priority), and `mergeDefinitions` shows how NixOS would merge one
+#     option's definitions by priority.
 #   - config: `mkIf` is resolved, at any depth of attribute sets.
 #   - pkgs.formats.toml: `generate` returns { name, text } instead of a
 #     derivation, so tests can read the TOML that nixpkgs would write
@@ -70,6 +72,7 @@ let
     int = mkType "int" "signed integer" isInt;
     ints = {
       positive = mkType "positiveInt" "positive integer, meaning >0" (x: isInt x && x > 0);
+      unsigned = mkType "unsignedInt" "unsigned integer, meaning >=0" (x: isInt x && x >= 0);
       between =
         lo: hi:
         mkType "intBetween" "integer between ${toString lo} and ${toString hi} (both inclusive)" (
@@ -82,6 +85,11 @@ let
         x: (isInt x || isFloat x) && x >= lo && x <= hi
       );
     package = mkType "package" "package" (x: isAttrs x && (x.type or null) == "derivation");
+    # An absolute path, as a string or a path value.
+    path = mkType "path" "path" (
+      x: builtins.isPath x || (isString x && builtins.substring 0 1 x == "/")
+    );
+    nullOr = t: mkType "nullOr" "null or ${t.description}" (x: x == null || t.check x);
     enum = values: mkType "enum" "one of ${concatMapStringsSep ", " toJSON values}" (x: elem x values);
     listOf = t: mkType "listOf" "list of ${t.description}" (x: isList x && all t.check x);
     attrsOf =
@@ -137,6 +145,13 @@ let
           description = "The ${name} package to use.";
         };
 
+    # As lib.mkOverride 1000: loses to any plain definition (priority 100).
+    mkDefault = content: {
+      _type = "override";
+      priority = 1000;
+      inherit content;
+    };
+
     mkIf = condition: content: {
       _type = "if";
       inherit condition content;
@@ -159,6 +174,10 @@ let
     optionals = cond: l: if cond then l else [ ];
     inherit attrNames concatStringsSep filter;
     optionalString = cond: s: if cond then s else "";
+    optionalAttrs = cond: set: if cond then set else { };
+    hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
+    mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);
+    inherit mapAttrs;
     inherit concatMapStringsSep;
     importTOML = path: builtins.fromTOML (builtins.readFile path);
 
@@ -330,6 +349,22 @@ let
       config = resolve produced.config;
     };
 
+  # How NixOS merges several definitions of one option: only those of the
+  # best (lowest) priority count, a plain value having priority 100; they
+  # must agree, else it is a conflict (which needed mkForce).
+  mergeDefinitions =
+    defs:
+    let
+      priority = d: if isAttrs d && (d._type or null) == "override" then d.priority else 100;
+      value = d: if isAttrs d && (d._type or null) == "override" then d.content else d;
+      best = builtins.foldl' (m: d: if priority d < m then priority d else m) 10000 defs;
+      winners = map value (filter (d: priority d == best) defs);
+    in
+    if all (v: v == builtins.head winners) winners then
+      builtins.head winners
+    else
+      throw "stand-in: conflicting definitions at priority ${toString best}";
+
   # The tests' verdict: a message when every check is true, else a throw
   # naming the failed ones (so nix-instantiate exits non-zero).
   report =
@@ -345,6 +380,12 @@ let
       throw "${name}: ${toString (builtins.length failed)} of ${total} checks failed: ${builtins.concatStringsSep "; " failed}";
 in
 {
-  inherit lib pkgs evalModule report;
+  inherit
+    lib
+    pkgs
+    evalModule
+    mergeDefinitions
+    report
+    ;
   toml = tomlTable [ ];
 }
