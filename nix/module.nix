@@ -162,8 +162,8 @@ let
       ];
       default = "auto";
       description = ''
-        Where job output goes: the journal (fields `JOB_ID`,
-        `JOB_ATTEMPT`, `JOB_STREAM`), files in `logs/` beside the
+        Where job output goes: the journal (fields `QUEUECTL_JOB_ID`,
+        `QUEUECTL_ATTEMPT`, `QUEUECTL_STREAM`), files in `logs/` beside the
         database, or `auto` (the journal when it is available).
       '';
     };

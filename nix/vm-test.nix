@@ -159,15 +159,15 @@
     with subtest("a user outside the group cannot use the queue"):
         machine.fail("su - bob -c 'queuectl list'")
 
-    with subtest("job output is in the journal, by JOB_ID"):
+    with subtest("job output is in the journal, by QUEUECTL_JOB_ID"):
         machine.wait_until_succeeds(
-            "journalctl --no-pager -o cat JOB_ID=job1 | grep -qF 'hello from job1'", timeout=60
+            "journalctl --no-pager -o cat QUEUECTL_JOB_ID=job1 | grep -qF 'hello from job1'", timeout=60
         )
         machine.succeed(
-            "journalctl --no-pager -o cat SYSLOG_IDENTIFIER=queuectl-job JOB_ID=job2"
+            "journalctl --no-pager -o cat SYSLOG_IDENTIFIER=queuectl-job QUEUECTL_JOB_ID=job2"
             " | grep -qF 'hello from job2'"
         )
-        machine.succeed("journalctl --no-pager -o json JOB_ID=job1 | grep -qF JOB_ATTEMPT")
+        machine.succeed("journalctl --no-pager -o json QUEUECTL_JOB_ID=job1 | grep -qF QUEUECTL_ATTEMPT")
 
     with subtest("a failing job goes to the dead-letter queue"):
         enqueue("doomed", "echo about to fail >&2; exit 3", max_retries=0)
@@ -175,7 +175,7 @@
         dlq = json.loads(alice("queuectl --json dlq list"))
         assert any(job["id"] == "doomed" for job in dlq), dlq
         machine.wait_until_succeeds(
-            "journalctl --no-pager -o cat JOB_ID=doomed | grep -qF 'about to fail'", timeout=60
+            "journalctl --no-pager -o cat QUEUECTL_JOB_ID=doomed | grep -qF 'about to fail'", timeout=60
         )
 
     with subtest("queuectl worker stop/start use the packaged units, /etc stays read-only"):

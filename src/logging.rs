@@ -1,5 +1,6 @@
 //! Logging setup. A worker under systemd logs to journald with structured
-//! fields (`JOB_ID=…`, no `F_` prefix); everything else logs to stderr.
+//! fields named like the job output's (`QUEUECTL_JOB_ID=…`, `QUEUECTL_ATTEMPT=…`);
+//! everything else logs to stderr.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -14,7 +15,9 @@ pub fn init(long_running: bool) {
     if long_running && libsystemd::logging::connected_to_journal() {
         if let Ok(journal) = tracing_journald::layer() {
             let journal = journal
-                .with_field_prefix(None)
+                // `job_id` becomes QUEUECTL_JOB_ID: a bare JOB_ID is the
+                // manager's own field (its job numbers).
+                .with_field_prefix(Some("QUEUECTL".to_owned()))
                 .with_syslog_identifier("queuectl-worker".to_owned());
             let _ = tracing_subscriber::registry()
                 .with(filter)

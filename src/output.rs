@@ -1,5 +1,6 @@
 //! Where a job's output goes: a per-job log file, or the journal with
-//! structured fields (`JOB_ID`, `JOB_ATTEMPT`, `JOB_STREAM`).
+//! structured fields (`QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT`, `QUEUECTL_STREAM`;
+//! never `JOB_ID`, which is systemd's own field for its job numbers).
 
 use crate::error::{IoContext, Result};
 use std::fs::{File, OpenOptions};
@@ -134,9 +135,9 @@ impl OutputSink for JournalSink {
         };
         let attempt = self.attempt.to_string();
         let fields = [
-            ("JOB_ID", self.job_id.as_str()),
-            ("JOB_ATTEMPT", attempt.as_str()),
-            ("JOB_STREAM", stream.as_str()),
+            ("QUEUECTL_JOB_ID", self.job_id.as_str()),
+            ("QUEUECTL_ATTEMPT", attempt.as_str()),
+            ("QUEUECTL_STREAM", stream.as_str()),
             ("QUEUECTL_WORKER", self.worker.as_str()),
             ("SYSLOG_IDENTIFIER", JOB_SYSLOG_IDENTIFIER),
         ];

@@ -1,6 +1,6 @@
 use super::Context;
 use queuectl::error::{Error, IoContext, Result};
-use queuectl::output::Destination;
+use queuectl::output::{Destination, JOB_SYSLOG_IDENTIFIER};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -50,7 +50,9 @@ fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
     Ok(offset + bytes.len() as u64)
 }
 
-/// Job output that went to journald: `journalctl JOB_ID=<id>`. Following
+/// Job output that went to journald: `journalctl QUEUECTL_JOB_ID=<id>
+/// SYSLOG_IDENTIFIER=queuectl-job` (the worker's own lines about the job carry
+/// QUEUECTL_JOB_ID too, under another identifier). Following
 /// reads on from the last cursor until the job has finished.
 fn journal(ctx: &Context, id: &str, follow: bool) -> Result<()> {
     let store = ctx.store()?;
@@ -74,7 +76,8 @@ fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>>
         "--no-pager",
         "--output=cat",
         "--show-cursor",
-        &format!("JOB_ID={id}"),
+        &format!("QUEUECTL_JOB_ID={id}"),
+        &format!("SYSLOG_IDENTIFIER={JOB_SYSLOG_IDENTIFIER}"),
     ]);
     if let Some(cursor) = cursor {
         cmd.arg(format!("--after-cursor={cursor}"));

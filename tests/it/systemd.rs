@@ -139,13 +139,14 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         .to_owned();
 
     wait_until("job1's output is in the journal", WAIT, || {
-        q.journal(&["-o", "cat", "JOB_ID=job1"]).contains("out-1")
+        q.journal(&["-o", "cat", "QUEUECTL_JOB_ID=job1"])
+            .contains("out-1")
     });
     let entries: Vec<Value> = q
         .journal(&[
             "-o",
             "json",
-            "JOB_ID=job1",
+            "QUEUECTL_JOB_ID=job1",
             "SYSLOG_IDENTIFIER=queuectl-job",
         ])
         .lines()
@@ -155,8 +156,9 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         .iter()
         .find(|e| e["MESSAGE"] == "out-1")
         .expect("stdout line");
-    assert_eq!(stdout["JOB_STREAM"], "stdout");
-    assert_eq!(stdout["JOB_ATTEMPT"], "1");
+    assert_eq!(stdout["QUEUECTL_STREAM"], "stdout");
+    assert_eq!(stdout["QUEUECTL_ATTEMPT"], "1");
+    assert_eq!(stdout["QUEUECTL_WORKER"], worker.as_str());
     assert_eq!(
         stdout["_SYSTEMD_UNIT"],
         format!("queuectl-worker@{worker}.service")
@@ -165,13 +167,15 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         .iter()
         .find(|e| e["MESSAGE"] == "err-1")
         .expect("stderr line");
-    assert_eq!(stderr["JOB_STREAM"], "stderr");
+    assert_eq!(stderr["QUEUECTL_STREAM"], "stderr");
 
-    // The worker's own log lines carry JOB_ID too (no F_ prefix).
+    // JOB_ID is the manager's field (its job numbers): queuectl never sets it.
+    assert!(entries.iter().all(|e| e.get("JOB_ID").is_none()));
+    // The worker's own log lines carry the same QUEUECTL_ fields.
     let worker_lines = q.journal(&[
         "-o",
         "cat",
-        "JOB_ID=job1",
+        "QUEUECTL_JOB_ID=job1",
         "SYSLOG_IDENTIFIER=queuectl-worker",
     ]);
     assert!(worker_lines.contains("starting job"), "{worker_lines}");
@@ -186,6 +190,10 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
     // `queuectl logs` reads the journal for such jobs.
     let logs = q.ok(&["logs", "job1"]);
     assert!(logs.contains("out-1") && logs.contains("err-1"), "{logs}");
+    assert!(
+        !logs.contains("starting job"),
+        "only the job's output: {logs}"
+    );
 }
 
 #[test]
