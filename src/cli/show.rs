@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
         println!("  env:         {}", names.join(", "));
     }
     if job.cancel_requested {
-        println!("  cancel:      requested");
+        println!("  cancel:      requested; the job ends cancelled however this attempt ends");
     }
     if let Some(error) = &job.last_error {
         println!(

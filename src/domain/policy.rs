@@ -88,8 +88,13 @@ pub struct NextState {
 /// `max_retries` counts re-runs after the first attempt: a job is tried at
 /// most `max_retries + 1` times before it goes to the dead letter queue.
 /// Interrupted attempts (worker shut down at once) do not count.
+///
+/// A job whose cancel was requested while it ran ends `cancelled` whatever
+/// the attempt's outcome (it may have ended before the worker could stop
+/// it): `cancel` promised that. A failure still counts as one.
 pub fn next_state(
     outcome: AttemptOutcome,
+    cancel_requested: bool,
     failures_before: u32,
     max_retries: u32,
     policy: &RetryPolicy,
@@ -100,6 +105,13 @@ pub fn next_state(
         run_at: now,
         failures: failures_before,
     };
+    if cancel_requested {
+        return NextState {
+            state: JobState::Cancelled,
+            run_at: now,
+            failures: failures_before.saturating_add(u32::from(outcome.is_failure())),
+        };
+    }
     match outcome {
         AttemptOutcome::Succeeded => stay(JobState::Completed),
         AttemptOutcome::Cancelled => stay(JobState::Cancelled),
@@ -167,7 +179,7 @@ mod tests {
         let mut runs = 0;
         loop {
             runs += 1;
-            let next = next_state(AttemptOutcome::Failed, failures, 3, &p, now);
+            let next = next_state(AttemptOutcome::Failed, false, failures, 3, &p, now);
             failures = next.failures;
             if next.state == JobState::Dead {
                 break;
@@ -179,7 +191,7 @@ mod tests {
             );
         }
         assert_eq!((runs, failures), (4, 4));
-        let once = next_state(AttemptOutcome::TimedOut, 0, 0, &p, now);
+        let once = next_state(AttemptOutcome::TimedOut, false, 0, 0, &p, now);
         assert_eq!(once.state, JobState::Dead);
     }
 
@@ -192,10 +204,10 @@ mod tests {
             (AttemptOutcome::Cancelled, JobState::Cancelled),
             (AttemptOutcome::Interrupted, JobState::Pending),
         ] {
-            let next = next_state(outcome, 2, 2, &p, now);
+            let next = next_state(outcome, false, 2, 2, &p, now);
             assert_eq!((next.state, next.failures, next.run_at), (state, 2, now));
         }
-        let lost = next_state(AttemptOutcome::LeaseExpired, 0, 5, &p, now);
+        let lost = next_state(AttemptOutcome::LeaseExpired, false, 0, 5, &p, now);
         assert_eq!((lost.state, lost.failures), (JobState::Failed, 1));
     }
 
@@ -205,18 +217,20 @@ mod tests {
         #[test]
         fn dead_exactly_when_failures_exceed_max_retries(
             max_retries in 0u32..20,
-            outcomes in proptest::collection::vec(0usize..6, 1..60),
+            outcomes in proptest::collection::vec((0usize..6, proptest::bool::weighted(0.1)), 1..60),
             base in 1.0f64..10.0,
         ) {
             let p = policy(base, 3600);
             let now = Timestamp::from_second(1_000).unwrap();
             let mut failures = 0;
-            for index in outcomes {
+            for (index, cancel_requested) in outcomes {
                 let outcome = AttemptOutcome::ALL[index];
-                let next = next_state(outcome, failures, max_retries, &p, now);
+                let next = next_state(outcome, cancel_requested, failures, max_retries, &p, now);
                 let expected_failures = failures + u32::from(outcome.is_failure());
                 proptest::prop_assert_eq!(next.failures, expected_failures);
-                if outcome.is_failure() {
+                // A requested cancel is kept whatever the attempt did.
+                proptest::prop_assert_eq!(next.state == JobState::Cancelled, cancel_requested || outcome == AttemptOutcome::Cancelled);
+                if outcome.is_failure() && !cancel_requested {
                     proptest::prop_assert_eq!(next.state == JobState::Dead, expected_failures > max_retries);
                     proptest::prop_assert!(next.run_at >= now);
                 }
@@ -225,6 +239,17 @@ mod tests {
                 }
                 failures = next.failures;
             }
+        }
+    }
+
+    #[test]
+    fn a_requested_cancel_wins_over_any_outcome() {
+        let now = Timestamp::from_second(10).unwrap();
+        let p = policy(2.0, 60);
+        for outcome in AttemptOutcome::ALL {
+            let next = next_state(outcome, true, 1, 1, &p, now);
+            assert_eq!(next.state, JobState::Cancelled, "{outcome:?}");
+            assert_eq!(next.failures, 1 + u32::from(outcome.is_failure()));
         }
     }
 

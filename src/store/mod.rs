@@ -925,7 +925,8 @@ fn claim_in(
 }
 
 /// The one way a job leaves `processing`. Changes nothing (and returns false)
-/// when the lease is no longer the caller's.
+/// when the lease is no longer the caller's. A job whose cancel was requested
+/// ends `cancelled` (see [`next_state`]); its attempt keeps its own outcome.
 fn finish_in(
     tx: &rusqlite::Transaction,
     lease: &Lease,
@@ -933,13 +934,32 @@ fn finish_in(
     policy: &RetryPolicy,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
+    let cancel_requested: Option<bool> = tx
+        .prepare_cached(
+            "SELECT cancel_requested FROM jobs WHERE seq = ?1 AND state = 'processing' AND lease_token = ?2",
+        )?
+        .query_row(params![lease.seq, lease.token], |r| r.get(0))
+        .optional()?;
+    let Some(cancel_requested) = cancel_requested else {
+        return Ok(false);
+    };
     let next = next_state(
         result.outcome,
+        cancel_requested,
         lease.failures,
         lease.max_retries,
         policy,
         now,
     );
+    // The attempt ended on its own before the worker could stop it: say so
+    // on the job (the attempt keeps its real outcome and error).
+    let job_error = match (cancel_requested, result.outcome) {
+        (true, outcome) if outcome != AttemptOutcome::Cancelled => Some(format!(
+            "cancelled by user; the running attempt ended first ({})",
+            outcome.as_str()
+        )),
+        _ => result.error.clone(),
+    };
     let finished_at = next.state.is_terminal().then(|| to_millis(now));
     let changed = tx
         .prepare_cached(
@@ -954,7 +974,7 @@ fn finish_in(
             (!next.state.is_terminal()).then(|| to_millis(next.run_at)),
             next.failures,
             finished_at,
-            result.error,
+            job_error,
             to_millis(now),
             lease.seq,
             lease.token,

@@ -252,6 +252,39 @@ fn cancel_pending_running_and_finished() {
 }
 
 #[test]
+fn a_job_whose_cancel_was_requested_ends_cancelled_even_if_it_succeeded() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"quick","command":"x"}"#, at(0));
+    enqueue(&mut store, r#"{"id":"lost","command":"x"}"#, at(0));
+    let quick = store.claim(&request("w"), at(1)).unwrap().unwrap();
+    let _lost = store.claim(&request("w2"), at(1)).unwrap().unwrap();
+    for id in ["quick", "lost"] {
+        assert!(matches!(
+            store.cancel(id, at(2)).unwrap(),
+            CancelResult::Requested { .. }
+        ));
+    }
+    // The job exits 0 before its worker notices the cancel.
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    assert!(
+        store
+            .finish(&quick.lease, &ok, &policy(), at(3), None)
+            .unwrap()
+            .0
+    );
+    let job = store.get("quick").unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert!(job.last_error.unwrap().contains("ended first (succeeded)"));
+    let attempts = store.attempts("quick").unwrap();
+    assert_eq!(attempts[0].outcome, Some(AttemptOutcome::Succeeded));
+    // A rescued job (its worker died) whose cancel was requested: cancelled too.
+    let rescued = store.rescue_held_by("w2", &policy(), at(4)).unwrap();
+    assert_eq!(rescued, ["lost"]);
+    assert_eq!(store.get("lost").unwrap().state, JobState::Cancelled);
+    assert_eq!(store.get("lost").unwrap().failures, 1);
+}
+
+#[test]
 fn duplicate_ids_reject_the_whole_batch() {
     let (_dir, mut store) = open();
     enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));

@@ -1,7 +1,7 @@
 //! Many workers and enqueuers on one queue: each job runs exactly once.
 
 use crate::support::{TestEnv, read_lines, wait_until};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 #[test]
@@ -48,4 +48,91 @@ fn four_workers_and_four_enqueuers_run_every_job_exactly_once() {
     assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
     let status = env.json(&["status"]);
     assert_eq!(status["counts"]["processing"], 0);
+}
+
+/// `cancel` of a running job promises "it will be stopped and marked
+/// cancelled". Jobs here end within 100 ms, mostly before their worker
+/// notices the cancel: the promise must hold anyway.
+#[test]
+fn every_running_job_whose_cancel_was_answered_ends_cancelled() {
+    const JOBS: usize = 600;
+    const CANCELS: usize = 200;
+    let mut env = TestEnv::new();
+    let pauses = ["0.02", "0.04", "0.06", "0.08", "0.1"];
+    let batch: String = (0..JOBS)
+        .map(|i| format!(r#"{{"id":"j{i}","command":"sleep {}"}}"#, pauses[i % 5]) + "\n")
+        .collect();
+    let out = env.run_with_stdin(&["enqueue", "-"], &batch);
+    assert!(out.status.success());
+    for w in 1..=4 {
+        env.spawn_worker(&format!("w{w}"));
+    }
+    let mut answers: BTreeMap<String, String> = BTreeMap::new();
+    while answers.len() < CANCELS {
+        let running = env.json(&["list", "--state", "processing"]);
+        let ids: Vec<String> = running
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["id"].as_str().unwrap().to_owned())
+            .filter(|id| !answers.contains_key(id))
+            .collect();
+        if ids.is_empty() && env.count("pending") == 0 {
+            break;
+        }
+        for id in ids.into_iter().take(CANCELS - answers.len()) {
+            let out = env.run(&["--json", "cancel", &id]);
+            let answer = match out.status.code() {
+                Some(0) => {
+                    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                    v["result"].as_str().unwrap().to_owned()
+                }
+                // It finished before the cancel arrived: nothing was promised.
+                Some(4) => "too late".to_owned(),
+                other => panic!(
+                    "cancel {id}: {other:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            };
+            answers.insert(id, answer);
+        }
+    }
+    assert_eq!(answers.len(), CANCELS, "ran out of running jobs to cancel");
+    wait_until("every job finished", Duration::from_secs(120), || {
+        let status = env.json(&["status"]);
+        ["pending", "processing", "failed"]
+            .iter()
+            .all(|state| status["counts"][state] == 0)
+    });
+    let jobs = env.json(&["list", "--limit", "100000"]);
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), JOBS, "no job lost");
+    let requested: BTreeSet<&str> = answers
+        .iter()
+        .filter(|(_, answer)| *answer == "requested")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert!(
+        requested.len() >= CANCELS / 4,
+        "too few cancels reached a running job to test anything: {answers:?}"
+    );
+    let broken: Vec<String> = jobs
+        .iter()
+        .filter(|job| requested.contains(job["id"].as_str().unwrap()))
+        .filter(|job| job["state"] != "cancelled")
+        .map(|job| format!("{} {}", job["id"], job["state"]))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "promised cancelled, but ended otherwise ({} of {}): {broken:?}",
+        broken.len(),
+        requested.len()
+    );
+    for job in jobs {
+        let expected = match answers.get(job["id"].as_str().unwrap()).map(String::as_str) {
+            Some("requested" | "cancelled") => "cancelled",
+            _ => "completed",
+        };
+        assert_eq!(job["state"], expected, "{job}");
+    }
 }
