@@ -5,9 +5,11 @@
 //! per process follows every running job. It decides nothing about retries
 //! and never touches the database.
 
+pub mod contain;
 mod spawn;
 
 use crate::output::{OutputSink, Stream};
+use contain::AttemptCgroup;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
@@ -35,6 +37,10 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub struct JobCommand<'a> {
     pub job_id: &'a str,
     pub attempt: u32,
+    /// The attempt's unguessable token (`QUEUECTL_ATTEMPT_TOKEN`).
+    pub token: &'a str,
+    /// The attempt's own cgroup, created here, if attempts get one.
+    pub cgroup: Option<&'a str>,
     pub command: &'a str,
     pub env: &'a BTreeMap<String, String>,
     pub cwd: Option<&'a str>,
@@ -66,6 +72,7 @@ impl JobExit {
 /// A started job. Dropping it does not stop the process: call [`signal`].
 pub struct RunningJob {
     pgid: Pid,
+    cgroup: Option<AttemptCgroup>,
 }
 
 impl RunningJob {
@@ -73,10 +80,14 @@ impl RunningJob {
         self.pgid.as_raw() as u32
     }
 
-    /// Sends `signal` to every process in the job's group.
+    /// Sends `signal` to every process in the job's group; SIGKILL also
+    /// goes to every process in its cgroup, wherever it went since.
     pub fn signal(&self, signal: Signal) {
         // ESRCH just means the group is already gone.
         let _ = killpg(self.pgid, signal);
+        if let (Signal::SIGKILL, Some(cgroup)) = (signal, &self.cgroup) {
+            cgroup.signal_kill();
+        }
     }
 }
 
@@ -128,19 +139,21 @@ fn base_env() -> &'static [(OsString, CString)] {
 }
 
 /// The job's environment: the worker's, minus its service-only variables,
-/// plus the job's own and `QUEUECTL_JOB_ID`/`QUEUECTL_JOB_ATTEMPT`. Also
-/// returns the `PATH` the program is looked up in.
+/// plus the job's own and `QUEUECTL_JOB_ID`/`QUEUECTL_JOB_ATTEMPT`/
+/// `QUEUECTL_ATTEMPT_TOKEN`. Also returns the `PATH` the program is looked
+/// up in.
 fn job_env(job: &JobCommand) -> io::Result<(Vec<EnvEntry>, Option<Vec<u8>>)> {
     let attempt = job.attempt.to_string();
     let own = [
         ("QUEUECTL_JOB_ID", job.job_id),
         ("QUEUECTL_JOB_ATTEMPT", attempt.as_str()),
+        (contain::TOKEN_VAR, job.token),
     ];
     let replaced = |key: &OsStr| {
         key.to_str()
             .is_some_and(|k| job.env.contains_key(k) || own.iter().any(|(o, _)| *o == k))
     };
-    let mut envp: Vec<EnvEntry> = Vec::with_capacity(base_env().len() + job.env.len() + 2);
+    let mut envp: Vec<EnvEntry> = Vec::with_capacity(base_env().len() + job.env.len() + own.len());
     let mut path = None;
     for (key, entry) in base_env() {
         if replaced(key) {
@@ -183,21 +196,40 @@ fn process_spec(
     }
 }
 
-/// Starts the job. When its processes are gone and its output drained, sends
-/// `E::from(JobExit)` on `events`.
+/// Starts the job (in its own cgroup when `job.cgroup` names one). When its
+/// processes are gone and its output drained, sends `E::from(JobExit)` on
+/// `events`.
 pub fn spawn<E: From<JobExit> + Send + 'static>(
     job: &JobCommand,
     sink: Box<dyn OutputSink>,
     events: Sender<E>,
 ) -> io::Result<RunningJob> {
     let env = job_env(job)?;
-    let child = match spawn::spawn(&process_spec(job, &env, true)?) {
+    let cgroup = job.cgroup.map(AttemptCgroup::create).transpose()?;
+    let spec = |direct| {
+        let spec = process_spec(job, &env, direct)?;
+        Ok::<_, io::Error>(match &cgroup {
+            Some((_, procs)) => spec.in_cgroup(procs),
+            None => spec,
+        })
+    };
+    let started = match spawn::spawn(&spec(true)?) {
         // Not a program (a shell builtin such as `exit 3`, or a typo): let the
         // shell run it, so the job fails the way it would in a terminal.
         Err(e) if e.kind() == io::ErrorKind::NotFound && plain_words(job.command).is_some() => {
-            spawn::spawn(&process_spec(job, &env, false)?)?
+            spec(false).and_then(|spec| spawn::spawn(&spec))
         }
-        other => other?,
+        other => other,
+    };
+    let cgroup = cgroup.map(|(cgroup, _procs)| cgroup);
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cgroup) = &cgroup {
+                cgroup.kill_and_remove();
+            }
+            return Err(e);
+        }
     };
     let pid = child.pid;
     let job = Watched {
@@ -210,6 +242,7 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
         status: None,
         drain_until: None,
         stderr_tail: String::new(),
+        cgroup: cgroup.clone(),
         sink,
         on_exit: Box::new(move |exit| {
             let _ = events.send(E::from(exit));
@@ -218,11 +251,18 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     if let Err(e) = watcher().and_then(|w| w.add(job)) {
         // Nobody would reap it: do not leave the job running unwatched.
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        if let Some(cgroup) = &cgroup {
+            cgroup.signal_kill();
+        }
         let _ = reap(pid);
+        if let Some(cgroup) = &cgroup {
+            cgroup.kill_and_remove();
+        }
         return Err(e);
     }
     Ok(RunningJob {
         pgid: Pid::from_raw(pid),
+        cgroup,
     })
 }
 
@@ -301,6 +341,9 @@ struct Watched {
     /// Once the main process is reaped: how long its pipes may still be read.
     drain_until: Option<Instant>,
     stderr_tail: String,
+    /// The attempt's cgroup: whatever is left in it dies with the job's
+    /// main process, and the cgroup is removed.
+    cgroup: Option<AttemptCgroup>,
     sink: Box<dyn OutputSink>,
     on_exit: Box<dyn FnOnce(JobExit) + Send>,
 }
@@ -348,10 +391,22 @@ impl Watched {
             (None, None) => has_exited(self.pid),
         };
         if exited {
-            // Kill whatever the job left in its group before reaping its main
-            // process, so the group id cannot have been reused.
+            // Kill whatever the job left in its group (and its cgroup)
+            // before reaping its main process, so the group id cannot have
+            // been reused.
             let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+            if let Some(cgroup) = &self.cgroup {
+                cgroup.signal_kill();
+            }
             self.status = Some(reap(self.pid));
+            if let Some(cgroup) = self.cgroup.take()
+                && !cgroup.kill_and_remove()
+            {
+                tracing::warn!(
+                    pid = self.pid,
+                    "processes of a finished job survive SIGKILL in its cgroup"
+                );
+            }
             self.drain_until = Some(Instant::now() + DRAIN_GRACE);
         }
         let drained = self.streams.iter().all(Option::is_none);
@@ -542,42 +597,6 @@ impl LineReader {
             .trim()
             .to_owned()
     }
-}
-
-/// Kills every process still carrying `QUEUECTL_JOB_ID=<job_id>` in its
-/// environment: what a dead worker's job left running (a shell's children
-/// outlive the parent-death signal). Called before the job's expired lease is
-/// rescued, so a job never runs twice at once. Returns how many were killed.
-pub fn kill_leftovers(job_id: &str) -> usize {
-    let needle = format!("QUEUECTL_JOB_ID={job_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let me = std::process::id();
-    let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ
-            .split(|b| *b == 0)
-            .any(|var| var == needle.as_bytes())
-        {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            killed += 1;
-        }
-    }
-    killed
 }
 
 #[cfg(test)]

@@ -131,6 +131,8 @@ fn time_claim(store: &mut Store) -> Result<Duration> {
         worker: "bench".into(),
         lease: Duration::from_secs(3600),
         output: crate::output::Destination::File,
+        host: "localhost".into(),
+        cgroups: None,
     };
     let started = Instant::now();
     let claimed = store.claim(&request, jiff::Timestamp::now())?;

@@ -129,6 +129,8 @@ fn drain(store: &mut Store, worker: &str) -> Result<usize> {
         worker: worker.to_owned(),
         lease: Duration::from_secs(30),
         output: crate::output::Destination::File,
+        host: "localhost".into(),
+        cgroups: None,
     };
     let policy = crate::config::Config::default().retry_policy();
     let success = AttemptResult {

@@ -47,6 +47,8 @@ pub struct ProcessSpec {
     /// Paths to try in order, as execvp would (the program itself if it
     /// contains a '/', else each PATH entry joined with it).
     candidates: Vec<CString>,
+    /// An open `cgroup.procs` of the cgroup the child joins before it execs.
+    cgroup_procs: Option<RawFd>,
 }
 
 fn nul_error(what: &str) -> io::Error {
@@ -128,7 +130,16 @@ impl ProcessSpec {
                 .map(|d| c_string(d.as_bytes(), "the working directory"))
                 .transpose()?,
             candidates,
+            cgroup_procs: None,
         })
+    }
+
+    /// The child moves itself into the cgroup whose `cgroup.procs` is open
+    /// as `procs` before it execs, so not one instruction of the job runs
+    /// outside it. `procs` must stay open until [`spawn`] returns.
+    pub fn in_cgroup(mut self, procs: &File) -> ProcessSpec {
+        self.cgroup_procs = Some(procs.as_raw_fd());
+        self
     }
 }
 
@@ -155,6 +166,7 @@ pub fn spawn(spec: &ProcessSpec) -> io::Result<Spawned> {
                 argv,
                 envp: spec.envp.clone(),
                 cwd: spec.cwd.clone(),
+                cgroup_procs: spec.cgroup_procs,
             };
             spawn_once(&script).map_err(Failure::into_io)
         }
@@ -193,6 +205,8 @@ struct ChildArgs {
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
+    /// `cgroup.procs` to join, or -1.
+    cgroup_procs: RawFd,
     parent: libc::pid_t,
     /// Set by the child when it fails before or at exec.
     errno: AtomicI32,
@@ -255,6 +269,7 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         stdin: stdin.as_raw_fd(),
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
+        cgroup_procs: spec.cgroup_procs.unwrap_or(-1),
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         errno: AtomicI32::new(0),
@@ -350,6 +365,11 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
                 default.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(signal, &default, std::ptr::null_mut());
             }
+        }
+        // "0" moves the writer itself: from here on the attempt's cgroup
+        // holds every process the job will ever start.
+        if args.cgroup_procs >= 0 && libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            return fail(errno());
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(errno());

@@ -462,37 +462,52 @@ impl Store {
         })
     }
 
-    /// Finds processing jobs whose lease ran out (their worker died or froze)
-    /// and finishes each as a failed attempt. Returns the ids rescued.
-    pub fn rescue_expired(&mut self, policy: &RetryPolicy, now: Timestamp) -> Result<Vec<String>> {
-        self.rescue(Holder::ExpiredBy(now), policy, now)
-    }
-
-    /// Finishes, as failed attempts, the jobs still held under `worker`'s
-    /// name: called by a worker starting under a name whose previous process
-    /// died, so its jobs need not wait for their leases to run out.
-    pub fn rescue_held_by(
+    /// Finishes, as failed attempts, the `ended` attempts (from
+    /// [`held_attempts`](Self::held_attempts), their processes killed) whose
+    /// lease ran out (their worker died or froze) and is still the same.
+    /// Returns the ids rescued.
+    pub fn rescue_expired(
         &mut self,
-        worker: &str,
+        ended: &[HeldAttempt],
         policy: &RetryPolicy,
         now: Timestamp,
     ) -> Result<Vec<String>> {
-        self.rescue(Holder::Worker(worker), policy, now)
+        self.rescue(Holder::ExpiredBy(now), ended, policy, now)
     }
 
-    /// Ids of processing jobs whose lease ran out before `now`, or held by a worker.
-    pub fn held_jobs(&self, holder: Holder) -> Result<Vec<String>> {
+    /// Finishes, as failed attempts, the `ended` attempts still held under
+    /// `worker`'s name: called by a worker starting under a name whose
+    /// previous process died, so its jobs need not wait for their leases to
+    /// run out.
+    pub fn rescue_held_by(
+        &mut self,
+        worker: &str,
+        ended: &[HeldAttempt],
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        self.rescue(Holder::Worker(worker), ended, policy, now)
+    }
+
+    /// The current attempts of processing jobs whose lease ran out before
+    /// `now`, or held by a worker: what a rescuer must kill first.
+    pub fn held_attempts(&self, holder: Holder) -> Result<Vec<HeldAttempt>> {
         let (sql, key) = holder.filter();
         self.read_all(
-            &format!("SELECT id FROM jobs WHERE state = 'processing' AND {sql}"),
+            &format!(
+                "SELECT jobs.id, jobs.lease_token, a.host, a.cgroup FROM jobs
+                 LEFT JOIN attempts a ON a.job_seq = jobs.seq AND a.number = jobs.attempts
+                 WHERE jobs.state = 'processing' AND {sql}"
+            ),
             [key],
-            |r| r.get(0),
+            |r| Ok(HeldAttempt::new(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
     }
 
     fn rescue(
         &mut self,
         holder: Holder,
+        ended: &[HeldAttempt],
         policy: &RetryPolicy,
         now: Timestamp,
     ) -> Result<Vec<String>> {
@@ -518,6 +533,12 @@ impl Store {
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            // Only attempts whose processes the caller ended: a job claimed
+            // again since has a new lease and is left alone.
+            let held: Vec<_> = held
+                .into_iter()
+                .filter(|(_, lease, _)| ended.iter().any(|a| a.lease_token == lease.token))
+                .collect();
             for (_, lease, expires_at) in &held {
                 let error = match holder {
                     Holder::ExpiredBy(_) => format!(
@@ -861,8 +882,8 @@ pub enum Holder<'a> {
 impl Holder<'_> {
     fn filter(&self) -> (&'static str, rusqlite::types::Value) {
         match self {
-            Holder::ExpiredBy(now) => ("lease_expires_at < ?1", to_millis(*now).into()),
-            Holder::Worker(name) => ("worker = ?1", name.to_string().into()),
+            Holder::ExpiredBy(now) => ("jobs.lease_expires_at < ?1", to_millis(*now).into()),
+            Holder::Worker(name) => ("jobs.worker = ?1", name.to_string().into()),
         }
     }
 }
@@ -884,7 +905,7 @@ fn claim_in(
     now: Timestamp,
 ) -> rusqlite::Result<Option<Claimed>> {
     let token: i64 = rand::random();
-    let claimed = tx
+    let mut claimed = tx
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'processing', worker = ?1, lease_token = ?2, lease_expires_at = ?3,
                  attempts = attempts + 1, cancel_requested = 0, updated_at = ?4
@@ -911,15 +932,29 @@ fn claim_in(
                         max_retries: r.get(8)?,
                         worker: request.worker.clone(),
                     },
+                    cgroup: None,
                 })
             },
         )
         .optional()?;
-    if let Some(job) = &claimed {
+    if let Some(job) = &mut claimed {
+        job.cgroup = request
+            .cgroups
+            .as_deref()
+            .map(|under| attempt_cgroup(under, &job.lease.attempt_token()));
         tx.prepare_cached(
-            "INSERT INTO attempts (job_seq, number, worker, started_at, output) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .execute(params![job.lease.seq, job.lease.attempt, request.worker, to_millis(now), request.output.as_str()])?;
+        .execute(params![
+            job.lease.seq,
+            job.lease.attempt,
+            request.worker,
+            to_millis(now),
+            request.output.as_str(),
+            request.host,
+            job.cgroup
+        ])?;
     }
     Ok(claimed)
 }

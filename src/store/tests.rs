@@ -29,6 +29,8 @@ fn request(worker: &str) -> ClaimRequest {
         worker: worker.into(),
         lease: Duration::from_secs(30),
         output: Destination::File,
+        host: "localhost".into(),
+        cgroups: None,
     }
 }
 
@@ -174,9 +176,21 @@ fn expired_leases_are_rescued_as_failed_attempts() {
         .claim(&request("dead-worker"), at(0))
         .unwrap()
         .unwrap();
-    assert!(store.rescue_expired(&policy(), at(29)).unwrap().is_empty());
+    let held = store.held_attempts(Holder::ExpiredBy(at(29))).unwrap();
+    assert!(held.is_empty());
+    assert!(
+        store
+            .rescue_expired(&held, &policy(), at(29))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.next_lease_expiry().unwrap(), Some(at(30)));
-    assert_eq!(store.rescue_expired(&policy(), at(31)).unwrap(), ["j"]);
+    let held = store.held_attempts(Holder::ExpiredBy(at(31))).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        store.rescue_expired(&held, &policy(), at(31)).unwrap(),
+        ["j"]
+    );
     let row = store.get("j").unwrap();
     assert_eq!((row.state, row.failures), (JobState::Failed, 1));
     assert!(row.last_error.unwrap().contains("dead-worker"));
@@ -530,4 +544,52 @@ fn an_untagged_queue_from_migration_one_is_upgraded_and_keeps_its_jobs() {
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .unwrap();
     assert_eq!(id, APPLICATION_ID);
+}
+
+#[test]
+fn a_rescue_names_the_attempt_and_finishes_only_the_attempts_it_was_given() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"j","command":"x"}"#, at(0));
+    let mut contained = request("w");
+    contained.cgroups = Some("/system.slice/queuectl-worker@w.service".into());
+    let job = store.claim(&contained, at(0)).unwrap().unwrap();
+    let held = store.held_attempts(Holder::ExpiredBy(at(31))).unwrap();
+    let token = job.lease.attempt_token();
+    assert_eq!(token.len(), 16, "64 random bits, in hex: {token}");
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (
+            held[0].job_id.as_str(),
+            held[0].token.as_str(),
+            held[0].host.as_deref()
+        ),
+        ("j", token.as_str(), Some("localhost"))
+    );
+    let cgroup = format!("/system.slice/queuectl-worker@w.service/attempt-{token}");
+    assert_eq!(held[0].cgroup.as_deref(), Some(cgroup.as_str()));
+    assert_eq!(job.cgroup.as_deref(), Some(cgroup.as_str()));
+
+    // Rescued with an empty list, nothing happens: no attempt was ended.
+    assert!(
+        store
+            .rescue_expired(&[], &policy(), at(31))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.get("j").unwrap().state, JobState::Processing);
+    // A stale list (the job was rescued and claimed again since) does not
+    // touch the new attempt.
+    assert_eq!(
+        store.rescue_expired(&held, &policy(), at(31)).unwrap(),
+        ["j"]
+    );
+    let again = store.claim(&request("w2"), at(40)).unwrap().unwrap();
+    assert_ne!(again.lease.attempt_token(), token);
+    assert!(
+        store
+            .rescue_expired(&held, &policy(), at(100))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.get("j").unwrap().state, JobState::Processing);
 }

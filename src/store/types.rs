@@ -85,6 +85,16 @@ pub struct ClaimRequest {
     pub worker: String,
     pub lease: Duration,
     pub output: Destination,
+    /// The host the attempt runs on: leftovers are only killed there.
+    pub host: String,
+    /// The cgroup (as `/proc/self/cgroup` names it) under which each attempt
+    /// gets its own, when the worker's cgroup is delegated to it.
+    pub cgroups: Option<String>,
+}
+
+/// The cgroup an attempt with `token` runs in, under the worker's `cgroups`.
+pub fn attempt_cgroup(cgroups: &str, token: &str) -> String {
+    format!("{}/attempt-{token}", cgroups.trim_end_matches('/'))
 }
 
 /// Proof that a worker holds a job: every later change names it.
@@ -100,6 +110,50 @@ pub struct Lease {
     pub worker: String,
 }
 
+impl Lease {
+    /// The attempt's token: the claim's random lease token, which no other
+    /// attempt, queue or user shares. Every process of the attempt starts
+    /// with it as `QUEUECTL_ATTEMPT_TOKEN`, so leftovers are found by it and
+    /// never by the user-chosen job id.
+    pub fn attempt_token(&self) -> String {
+        attempt_token(self.token)
+    }
+}
+
+fn attempt_token(lease_token: i64) -> String {
+    format!("{:016x}", lease_token as u64)
+}
+
+/// What a rescuer needs to end an attempt whose worker is gone: where it
+/// ran, its token, and its cgroup if it had one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldAttempt {
+    pub job_id: String,
+    /// The lease it holds, so a rescue finishes only this very attempt.
+    pub(super) lease_token: i64,
+    pub token: String,
+    /// `None` for attempts recorded before hosts were (nothing is killed).
+    pub host: Option<String>,
+    pub cgroup: Option<String>,
+}
+
+impl HeldAttempt {
+    pub(super) fn new(
+        job_id: String,
+        lease_token: i64,
+        host: Option<String>,
+        cgroup: Option<String>,
+    ) -> HeldAttempt {
+        HeldAttempt {
+            job_id,
+            lease_token,
+            token: attempt_token(lease_token),
+            host,
+            cgroup,
+        }
+    }
+}
+
 /// A job handed to a worker.
 #[derive(Clone)]
 pub struct Claimed {
@@ -109,6 +163,8 @@ pub struct Claimed {
     pub cwd: Option<String>,
     pub timeout_seconds: u32,
     pub lease: Lease,
+    /// The attempt's own cgroup, when the worker contains attempts in cgroups.
+    pub cgroup: Option<String>,
 }
 
 impl std::fmt::Debug for Claimed {

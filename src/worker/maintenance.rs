@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::domain::RetryPolicy;
 use crate::error::Result;
 use crate::paths::StateDir;
-use crate::store::{Holder, Store};
+use crate::runner::contain::{self, AttemptCgroup};
+use crate::store::{HeldAttempt, Holder, Store};
 use jiff::{SignedDuration, Timestamp};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ pub struct Report {
 
 pub struct Maintenance {
     worker: String,
+    host: String,
     state: StateDir,
     policy: RetryPolicy,
     retention: Option<Duration>,
@@ -32,10 +34,11 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    pub fn new(worker: &str, config: &Config, state: StateDir) -> Maintenance {
+    pub fn new(worker: &str, host: &str, config: &Config, state: StateDir) -> Maintenance {
         let now = Instant::now();
         Maintenance {
             worker: worker.to_owned(),
+            host: host.to_owned(),
             state,
             policy: config.retry_policy(),
             retention: (config.retention_seconds > 0)
@@ -81,11 +84,11 @@ impl Maintenance {
     }
 
     fn run(&mut self, store: &mut Store, now: Timestamp, with_retention: bool) -> Result<Report> {
-        // A dead worker's job may have left processes behind: end them
+        // A dead or frozen worker's job may still be running: end it
         // before the job can be claimed again.
-        kill_leftovers_of(&store.held_jobs(Holder::ExpiredBy(now))?);
+        let ended = end_attempts(&store.held_attempts(Holder::ExpiredBy(now))?, &self.host);
         let mut report = Report {
-            rescued: store.rescue_expired(&self.policy, now)?,
+            rescued: store.rescue_expired(&ended, &self.policy, now)?,
             ..Report::default()
         };
         for id in &report.rescued {
@@ -105,15 +108,31 @@ impl Maintenance {
     }
 }
 
-/// Kills what the jobs of a dead worker left running, before they can be
-/// claimed again, so that no job runs twice at once.
-pub fn kill_leftovers_of(job_ids: &[String]) {
-    for id in job_ids {
-        let killed = crate::runner::kill_leftovers(id);
-        if killed > 0 {
-            tracing::warn!(job_id = %id, killed, "killed processes left by a dead worker's job");
+/// Ends the `attempts` of a dead or frozen worker before their jobs can be
+/// claimed again, so that no job runs twice at once: on this host, kills
+/// the attempt's cgroup and every process carrying its token. Attempts on
+/// another host are that host's to kill (its keeper or systemd does).
+/// Returns the attempts that are over and may be rescued; one whose
+/// processes survived SIGKILL is left for the next pass.
+pub fn end_attempts(attempts: &[HeldAttempt], host: &str) -> Vec<HeldAttempt> {
+    let mut ended = Vec::with_capacity(attempts.len());
+    for attempt in attempts {
+        if attempt.host.as_deref() == Some(host) {
+            let cgroup = attempt.cgroup.as_deref().map(AttemptCgroup::at);
+            if let Some(cgroup) = &cgroup
+                && !cgroup.kill_and_remove()
+            {
+                tracing::error!(job_id = %attempt.job_id, "processes of an expired attempt survive SIGKILL; not rescuing it yet");
+                continue;
+            }
+            let killed = contain::kill_by_token(&attempt.token);
+            if killed > 0 {
+                tracing::warn!(job_id = %attempt.job_id, killed, "killed processes left by a dead or frozen worker's attempt");
+            }
         }
+        ended.push(attempt.clone());
     }
+    ended
 }
 
 /// Deletes finished jobs older than `before` and their log files; returns

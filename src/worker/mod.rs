@@ -42,6 +42,9 @@ impl From<JobExit> for Event {
 
 pub struct Worker {
     name: String,
+    host: String,
+    /// The cgroup under which each attempt gets its own, when delegated.
+    cgroups: Option<String>,
     config: Config,
     state: StateDir,
     store: Store,
@@ -108,9 +111,13 @@ impl Worker {
             }
             OutputSetting::Auto => Destination::File,
         };
+        let host = hostname();
+        let cgroups = runner::contain::delegated_cgroup();
         let mut worker = Worker {
-            maintenance: Maintenance::new(&name, &config, state.clone()),
+            maintenance: Maintenance::new(&name, &host, &config, state.clone()),
             name,
+            host,
+            cgroups,
             config,
             state,
             store,
@@ -126,7 +133,7 @@ impl Worker {
         worker.store.register_worker(&WorkerInfo {
             name: worker.name.clone(),
             pid: std::process::id(),
-            host: hostname(),
+            host: worker.host.clone(),
             started_at: Timestamp::now(),
             status: "idle".into(),
         })?;
@@ -135,7 +142,11 @@ impl Worker {
             .watchdog_interval()
             .map(|i| Instant::now() + i);
         worker.notifier.ready("idle");
-        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output = output.as_str(), "worker ready");
+        let containment = match &worker.cgroups {
+            Some(cgroup) => format!("a cgroup per attempt under {cgroup}"),
+            None => "process group and attempt token".to_owned(),
+        };
+        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output = output.as_str(), containment, "worker ready");
         Ok(worker)
     }
 
@@ -153,7 +164,7 @@ impl Worker {
             .find(|w| w.name == self.name);
         if let Some(previous) = previous
             && previous.pid != std::process::id()
-            && previous.host == hostname()
+            && previous.host == self.host
             && now.duration_since(previous.heartbeat_at) < fresh
             && crate::supervisor::process::process_alive(previous.pid)
         {
@@ -164,11 +175,14 @@ impl Worker {
         }
         let held = self
             .store
-            .held_jobs(crate::store::Holder::Worker(&self.name))?;
+            .held_attempts(crate::store::Holder::Worker(&self.name))?;
         if !held.is_empty() {
-            maintenance::kill_leftovers_of(&held);
+            let ended = maintenance::end_attempts(&held, &self.host);
             let policy = self.config.retry_policy();
-            for id in self.store.rescue_held_by(&self.name, &policy, now)? {
+            for id in self
+                .store
+                .rescue_held_by(&self.name, &ended, &policy, now)?
+            {
                 tracing::warn!(job_id = %id, "recovered a job this worker's previous process was running");
             }
         }
@@ -180,6 +194,8 @@ impl Worker {
             worker: self.name.clone(),
             lease: self.config.lease(),
             output: self.output,
+            host: self.host.clone(),
+            cgroups: self.cgroups.clone(),
         }
     }
 
@@ -299,9 +315,12 @@ impl Worker {
         );
         self.notifier.status(&status);
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
+        let token = job.lease.attempt_token();
         let command = JobCommand {
             job_id: &job.id,
             attempt: job.lease.attempt,
+            token: &token,
+            cgroup: job.cgroup.as_deref(),
             command: &job.command,
             env: &job.env,
             cwd: job.cwd.as_deref(),

@@ -6,6 +6,7 @@ mod support;
 mod bench;
 mod cli;
 mod concurrency;
+mod containment;
 mod crash;
 mod input;
 mod lifecycle;
