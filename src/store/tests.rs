@@ -292,7 +292,8 @@ fn a_job_whose_cancel_was_requested_ends_cancelled_even_if_it_succeeded() {
     let attempts = store.attempts("quick").unwrap();
     assert_eq!(attempts[0].outcome, Some(AttemptOutcome::Succeeded));
     // A rescued job (its worker died) whose cancel was requested: cancelled too.
-    let rescued = store.rescue_held_by("w2", &policy(), at(4)).unwrap();
+    let held = store.held_attempts(Holder::Worker("w2")).unwrap();
+    let rescued = store.rescue_held_by("w2", &held, &policy(), at(4)).unwrap();
     assert_eq!(rescued, ["lost"]);
     assert_eq!(store.get("lost").unwrap().state, JobState::Cancelled);
     assert_eq!(store.get("lost").unwrap().failures, 1);
