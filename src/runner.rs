@@ -93,7 +93,8 @@ impl RunningJob {
 
 /// Variables of the worker's systemd service that a job must not inherit:
 /// a job speaking on the worker's notify socket would confuse systemd.
-const WORKER_ONLY_VARS: [&str; 6] = [
+const WORKER_ONLY_VARS: [&str; 7] = [
+    contain::DELEGATED_VAR,
     "NOTIFY_SOCKET",
     "WATCHDOG_PID",
     "WATCHDOG_USEC",

@@ -32,17 +32,25 @@ const EMPTY_WAIT: Duration = Duration::from_secs(5);
 /// up after this many rounds.
 const SCAN_ROUNDS: usize = 100;
 
+/// Set by `queuectl-worker@.service` next to `Delegate=yes`: systemd 252's
+/// user manager marks a delegated cgroup with no xattr, so the unit says so.
+pub const DELEGATED_VAR: &str = "QUEUECTL_DELEGATED_CGROUP";
+
 /// The worker's own cgroup when it may create attempt cgroups under it:
-/// systemd delegated it (`Delegate=yes` marks it with the `trusted.delegate`
-/// or `user.delegate` xattr), it is writable, and no controller is enabled
-/// for its children (cgroup v2 then allows the worker to stay in it while
-/// attempts run in child cgroups). `None` elsewhere: a bare `worker run`, the
-/// process backend, cgroup v1. Never touches a cgroup that is not delegated.
+/// systemd delegated it (`Delegate=yes`: the unit sets
+/// `QUEUECTL_DELEGATED_CGROUP=1`, and newer managers mark the cgroup with the
+/// `trusted.delegate` or `user.delegate` xattr), it is writable, and no
+/// controller is enabled for its children (cgroup v2 then allows the worker
+/// to stay in it while attempts run in child cgroups). `None` elsewhere: a
+/// bare `worker run`, the process backend, cgroup v1. Never touches a cgroup
+/// that is not delegated.
 pub fn delegated_cgroup() -> Option<String> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
     let dir = cgroup_dir(path);
-    if !(has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate")) {
+    let unit_says =
+        std::env::var_os(DELEGATED_VAR).is_some_and(|v| v == "1") && path.ends_with(".service");
+    if !(unit_says || has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate")) {
         return None;
     }
     let subtree = std::fs::read_to_string(dir.join("cgroup.subtree_control")).ok()?;
@@ -54,7 +62,10 @@ pub fn delegated_cgroup() -> Option<String> {
         );
         return None;
     }
-    nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).ok()?;
+    if let Err(e) = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK) {
+        tracing::warn!(cgroup = path, error = %e, "the worker's cgroup is delegated but not writable; attempts are not put in cgroups of their own");
+        return None;
+    }
     Some(path.to_owned())
 }
 

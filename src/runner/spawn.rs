@@ -11,7 +11,10 @@
 //!
 //! So this module does what glibc's `posix_spawn` does — `clone` with
 //! `CLONE_VM | CLONE_VFORK` onto a small separate stack, the parent suspended
-//! until the child has exec'd or failed — and adds the `prctl` in the child.
+//! until the child has exec'd or failed — and adds the `prctl` in the child,
+//! and, under systemd, its move into the attempt's own cgroup (a write of
+//! "0" to its `cgroup.procs`, opened by the parent), so the job's first
+//! instruction already runs contained.
 //! Everything the child needs (argv, envp, the PATH candidates) is built
 //! beforehand in the parent: between clone and exec the child only makes
 //! async-signal-safe system calls and never allocates, locks or panics.

@@ -773,7 +773,8 @@ impl Store {
 
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>> {
         self.read_all(
-            "SELECT a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output
+            "SELECT a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output,
+                    a.host, a.cgroup
              FROM attempts a JOIN jobs j ON j.seq = a.job_seq WHERE j.id = ?1 ORDER BY a.number",
             [id],
             |r| {
@@ -793,6 +794,8 @@ impl Store {
                             rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, text.into())
                         })?
                     },
+                    host: r.get(9)?,
+                    cgroup: r.get(10)?,
                 })
             },
         )

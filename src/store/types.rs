@@ -60,6 +60,9 @@ pub struct Attempt {
     pub error: Option<String>,
     /// Where this attempt's output went.
     pub output: Destination,
+    /// The host it ran on, and its own cgroup if it had one.
+    pub host: Option<String>,
+    pub cgroup: Option<String>,
 }
 
 impl Attempt {

@@ -4,6 +4,7 @@
 
 use crate::support::{TestEnv, signal, wait_until};
 use nix::sys::signal::Signal;
+use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -14,6 +15,20 @@ fn gated(id: &str, gate: &std::path::Path, done: &str) -> String {
         r#"{{"id":"{id}","command":"while [ ! -e {gate} ]; do sleep 0.05; done; echo {done}","max_retries":0}}"#,
         gate = gate.display()
     )
+}
+
+/// A job whose processes reset their environment (`env -i`, as `sudo` and
+/// most daemons do) and so lose `QUEUECTL_ATTEMPT_TOKEN`. Each run writes
+/// `start N` to `trace`, takes `lock` (or writes `OVERLAP` when another run
+/// still holds it), and the first run then sleeps far longer than a lease;
+/// later ones write `end N` and succeed.
+pub fn env_reset_job(id: &str, lock: &Path, trace: &Path) -> String {
+    let inner = format!(
+        "echo start $0 >> {trace}; exec 9>>{lock}; flock -n 9 || echo OVERLAP >> {trace}; if [ $0 = 1 ]; then sleep 60; fi; echo end $0 >> {trace}",
+        trace = trace.display(),
+        lock = lock.display()
+    );
+    format!(r#"{{"id":"{id}","command":"exec env -i /bin/sh -c '{inner}' $QUEUECTL_JOB_ATTEMPT"}}"#)
 }
 
 #[test]

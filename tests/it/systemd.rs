@@ -3,8 +3,9 @@
 //! the watchdog and the journal. These skip with a reason where the harness
 //! cannot run, and must run when CI=true.
 
+use crate::containment::env_reset_job;
 use crate::support::systemd::PrivateSystemd;
-use crate::support::{binary, signal, wait_until};
+use crate::support::{binary, read_lines, signal, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -21,13 +22,13 @@ struct SystemdQueue {
 
 impl SystemdQueue {
     fn start() -> Option<SystemdQueue> {
+        Self::with_config("lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n")
+    }
+
+    fn with_config(config: &str) -> Option<SystemdQueue> {
         let sd = PrivateSystemd::start()?;
         let root = tempfile::tempdir().unwrap();
-        std::fs::write(
-            root.path().join("config.toml"),
-            "lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n",
-        )
-        .unwrap();
+        std::fs::write(root.path().join("config.toml"), config).unwrap();
         Some(SystemdQueue { sd, root })
     }
 
@@ -344,6 +345,53 @@ fn the_watchdog_kills_a_frozen_worker_and_its_job_runs_again() {
     let history = q.json(&["show", "frozen"])["attempt_history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
     assert_eq!(history[1]["outcome"], "succeeded");
+}
+
+#[test]
+fn a_frozen_workers_job_that_shed_its_environment_never_overlaps_its_rerun() {
+    // The lease (5 s) is shorter than the unit's WatchdogSec (10 s): the
+    // rescuing worker runs the job again while the frozen worker still
+    // lives, so only its kill of the attempt's cgroup prevents an overlap.
+    let Some(q) = SystemdQueue::with_config("lease_seconds = 5\nbackoff_max_seconds = 0\n") else {
+        return;
+    };
+    q.ok(&["worker", "start", "--count", "2", "--user"]);
+    let trace = q.path("trace");
+    q.ok(&["enqueue", &env_reset_job("shed", &q.path("lock"), &trace)]);
+    wait_until("the first run holds the lock", WAIT, || {
+        read_lines(&trace) == ["start 1"]
+    });
+    let holder: u32 = q.json(&["show", "shed"])["worker"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let frozen = q.main_pid(holder);
+    let cgroup = q.json(&["show", "shed"])["attempt_history"][0]["cgroup"].clone();
+    assert!(
+        cgroup
+            .as_str()
+            .is_some_and(|c| c.contains(&format!("queuectl-worker@{holder}.service/attempt-"))),
+        "the attempt ran in a cgroup of its own: {cgroup}"
+    );
+    signal(frozen, Signal::SIGSTOP);
+    q.wait_for_state("shed", "completed");
+    let lines = read_lines(&trace);
+    assert_eq!(lines, ["start 1", "start 2", "end 2"], "no overlap");
+    let history = q.json(&["show", "shed"])["attempt_history"].clone();
+    assert_eq!(history[0]["outcome"], "lease_expired", "{history}");
+    assert_eq!(history[1]["outcome"], "succeeded", "{history}");
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+    assert_ne!(
+        history[1]["worker"], history[0]["worker"],
+        "the other worker rescued it while the frozen one still lived"
+    );
+    for attempt in history.as_array().unwrap() {
+        let dir = format!("/sys/fs/cgroup{}", attempt["cgroup"].as_str().unwrap());
+        let exists = q.sd.command("test").args(["-e", &dir]).status().unwrap();
+        assert!(!exists.success(), "{dir} was removed");
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(frozen as i32), Signal::SIGCONT);
 }
 
 /// Every file below `dir`, with its contents.
