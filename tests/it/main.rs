@@ -4,6 +4,7 @@
 mod support;
 
 mod bench;
+mod chaos;
 mod cli;
 mod concurrency;
 mod containment;

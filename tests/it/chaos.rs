@@ -1,0 +1,381 @@
+//! The chaos suite: kill -9 of random workers, hundreds of times, while they
+//! run thousands of jobs. Each job detects an overlapping run of itself (a
+//! per-job `flock -n` that a live earlier run still holds); afterwards every
+//! job must have completed with exactly one succeeded attempt, none may be
+//! left in `processing`, no process of any run may be left alive, and the
+//! database must pass `PRAGMA integrity_check`.
+//!
+//! Not part of the quick suite (`#[ignore]`): `.ci/run` runs it with
+//!   cargo nextest run --run-ignored only --no-capture -E 'test(/^chaos::/)'
+//! and it prints its figures. `CHAOS_SEED` replays a run's kill schedule;
+//! `CHAOS_JOBS` / `CHAOS_KILLS` change the minimums.
+//!
+//! Killed workers come back the way a keeper brings them back: the driver
+//! restarts them under the same name, which makes the new worker rescue its
+//! predecessor's job at once. One restart in twenty is held back past the
+//! lease (2 s) instead, so another worker's lease-expiry rescue is exercised
+//! too.
+//! (The process supervisor's own keepers back off for 10 s after 5 failures
+//! in 30 s, which would leave the workers down most of the time at this kill
+//! rate.)
+
+use crate::support::{TestEnv, signal, wait_until};
+use nix::sys::signal::Signal;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 4;
+const LEASE_SECONDS: u64 = 2;
+/// Pause between two kills, drawn uniformly from this range.
+const KILL_EVERY_MS: std::ops::RangeInclusive<u64> = 50..=400;
+/// Share of restarts held back past the lease (the rest are immediate); at
+/// most one worker is held back at a time, so three keep working.
+const DELAYED_RESTART_PERCENT: u32 = 5;
+/// Jobs added when the queue runs dry before the kills are done.
+const TOP_UP: usize = 200;
+/// The whole run, kills and drain, must end within this.
+const RUN_LIMIT: Duration = Duration::from_secs(420);
+const WAIT: Duration = Duration::from_secs(30);
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// One worker slot: the process running under its name now, or when it
+/// comes back.
+enum Slot {
+    Running(u32),
+    Down { restart_at: Instant },
+}
+
+struct Chaos {
+    env: TestEnv,
+    locks: PathBuf,
+    overlap: PathBuf,
+    done: PathBuf,
+    jobs: usize,
+}
+
+impl Chaos {
+    fn new() -> Chaos {
+        let env = TestEnv::with_config(&format!(
+            "lease_seconds = {LEASE_SECONDS}\nkill_grace_seconds = 1\nbackoff_base = 1\n\
+             backoff_max_seconds = 0\nmax_retries = 10000\nsupervisor = \"process\"\n\
+             output = \"file\"\nretention_seconds = 0\n"
+        ));
+        let locks = env.path("locks");
+        std::fs::create_dir(&locks).unwrap();
+        Chaos {
+            overlap: env.path("overlap"),
+            done: env.path("done"),
+            locks,
+            env,
+            jobs: 0,
+        }
+    }
+
+    /// Enqueues `count` more jobs in one batch. A job takes its lock without
+    /// waiting and writes OVERLAP if an earlier run of it still holds it; the
+    /// lock is held by the shell and the `sleep` it starts, so a run whose
+    /// shell died but whose child lives on is caught too.
+    fn enqueue(&mut self, count: usize, rng: &mut StdRng) {
+        let batch: String = (self.jobs..self.jobs + count)
+            .map(|n| {
+                let id = format!("c{n:05}");
+                let millis = rng.random_range(20..=150);
+                let command = format!(
+                    "exec 9>>{lock}; flock -n 9 || echo OVERLAP {id} attempt $QUEUECTL_JOB_ATTEMPT >> {overlap}; \
+                     sleep 0.{millis:03}; echo {id} >> {done}",
+                    lock = self.locks.join(&id).display(),
+                    overlap = self.overlap.display(),
+                    done = self.done.display(),
+                );
+                serde_json::json!({ "id": id, "command": command }).to_string() + "\n"
+            })
+            .collect();
+        let out = self.env.run_with_stdin(&["enqueue", "-"], &batch);
+        assert!(
+            out.status.success(),
+            "enqueue failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.jobs += count;
+    }
+
+    /// Starts worker `name`, appending to its log (restarts keep the history).
+    fn start_worker(&mut self, name: usize) -> u32 {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.env.path(&format!("worker-{name}.log")))
+            .unwrap();
+        let child = self
+            .env
+            .cmd()
+            .args(["worker", "run", "--name", &name.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        self.env.adopt(child)
+    }
+
+    fn waiting_jobs(&self) -> u64 {
+        let counts = &self.env.json(&["status"])["counts"];
+        ["pending", "failed", "processing"]
+            .iter()
+            .map(|s| counts[s].as_u64().unwrap())
+            .sum()
+    }
+}
+
+#[test]
+#[ignore = "the chaos suite, minutes long: run by .ci/run"]
+fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
+    let min_jobs = env_number("CHAOS_JOBS", 2000) as usize;
+    let min_kills = env_number("CHAOS_KILLS", 300);
+    let seed = env_number("CHAOS_SEED", rand::random::<u32>() as u64);
+    println!("chaos: seed {seed} (CHAOS_SEED={seed} replays the kill schedule)");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let mut chaos = Chaos::new();
+    chaos.enqueue(min_jobs, &mut rng);
+    let started = Instant::now();
+    let mut slots: Vec<Slot> = (1..=WORKERS)
+        .map(|name| Slot::Running(chaos.start_worker(name)))
+        .collect();
+
+    let (mut kills, mut delayed_restarts) = (0u64, 0u64);
+    let mut next_check = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < RUN_LIMIT,
+            "the kill phase did not end within {RUN_LIMIT:?} ({kills} kills)"
+        );
+        std::thread::sleep(Duration::from_millis(rng.random_range(KILL_EVERY_MS)));
+        let now = Instant::now();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            if let Slot::Down { restart_at } = slot
+                && *restart_at <= now
+            {
+                *slot = Slot::Running(chaos.start_worker(index + 1));
+            }
+        }
+        if now >= next_check {
+            next_check = now + Duration::from_secs(1);
+            if chaos.waiting_jobs() == 0 {
+                if kills >= min_kills {
+                    break;
+                }
+                // Every job is done but the kills are not: more work to kill.
+                chaos.enqueue(TOP_UP, &mut rng);
+            }
+        }
+        let running: Vec<usize> = (0..WORKERS)
+            .filter(|&i| matches!(slots[i], Slot::Running(_)))
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let index = running[rng.random_range(0..running.len())];
+        let Slot::Running(pid) = slots[index] else {
+            unreachable!()
+        };
+        signal(pid, Signal::SIGKILL);
+        chaos.env.wait_worker(pid, WAIT);
+        kills += 1;
+        let one_held = slots.iter().any(|s| matches!(s, Slot::Down { .. }));
+        slots[index] = if !one_held && rng.random_ratio(DELAYED_RESTART_PERCENT, 100) {
+            delayed_restarts += 1;
+            let hold = Duration::from_millis(
+                rng.random_range(LEASE_SECONDS * 1000..=LEASE_SECONDS * 1500),
+            );
+            Slot::Down {
+                restart_at: Instant::now() + hold,
+            }
+        } else {
+            Slot::Running(chaos.start_worker(index + 1))
+        };
+    }
+    let kill_phase = started.elapsed();
+
+    // Drain: every worker up, no more kills.
+    for (index, slot) in slots.iter_mut().enumerate() {
+        if let Slot::Down { .. } = slot {
+            *slot = Slot::Running(chaos.start_worker(index + 1));
+        }
+    }
+    wait_until(
+        "no job is pending, failed or processing",
+        RUN_LIMIT.saturating_sub(started.elapsed()).max(WAIT),
+        || chaos.waiting_jobs() == 0,
+    );
+    let duration = started.elapsed();
+
+    let report = verify(&chaos);
+    println!(
+        "chaos: {jobs} jobs, {kills} kills of {WORKERS} workers ({delayed_restarts} restarts held past \
+         the {LEASE_SECONDS} s lease), {attempts} attempts, {rescues} rescued (lease_expired), \
+         {overlaps} overlaps, kill phase {kill_phase:.1?}, total {duration:.1?}",
+        jobs = chaos.jobs,
+        attempts = report.attempts,
+        rescues = report.rescues,
+        overlaps = report.overlaps,
+    );
+    assert!(
+        report.problems.is_empty(),
+        "chaos (CHAOS_SEED={seed}):\n{}",
+        report.problems.join("\n")
+    );
+    assert!(kills >= min_kills, "only {kills} kills");
+    assert!(chaos.jobs >= min_jobs);
+}
+
+struct Report {
+    attempts: u64,
+    rescues: u64,
+    overlaps: usize,
+    /// Everything that did not hold, one line each.
+    problems: Vec<String>,
+}
+
+/// Reads the outcome of the storm: figures, and every broken promise.
+fn verify(chaos: &Chaos) -> Report {
+    let mut problems = vec![];
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    let overlaps = crate::support::read_lines(&chaos.overlap);
+    check(
+        overlaps.is_empty(),
+        format!(
+            "{} runs started while an earlier run of the same job was alive:\n{}",
+            overlaps.len(),
+            overlaps.join("\n")
+        ),
+    );
+
+    let db = Connection::open_with_flags(chaos.env.db(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the queue read-only");
+    let integrity: Vec<String> = db
+        .prepare("PRAGMA integrity_check")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    check(
+        integrity == ["ok"],
+        format!("PRAGMA integrity_check: {integrity:?}"),
+    );
+
+    // Per job: its state, its attempt counter, and its attempt rows.
+    let mut jobs: BTreeMap<String, (String, i64, i64, i64, i64)> = BTreeMap::new();
+    let mut query = db
+        .prepare(
+            "SELECT j.id, j.state, j.attempts, count(a.number),
+                    count(a.number) FILTER (WHERE a.outcome = 'succeeded'),
+                    count(a.number) FILTER (WHERE a.outcome IS NULL)
+             FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq GROUP BY j.seq",
+        )
+        .unwrap();
+    let rows = query
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                (
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ),
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (id, job) = row.unwrap();
+        jobs.insert(id, job);
+    }
+    check(
+        jobs.len() == chaos.jobs,
+        format!("{} jobs enqueued, {} in the queue", chaos.jobs, jobs.len()),
+    );
+    let wrong: Vec<String> = jobs
+        .iter()
+        .filter(|(_, (state, counter, rows, succeeded, open))| {
+            state != "completed" || counter != rows || *succeeded != 1 || *open != 0
+        })
+        .map(|(id, (state, counter, rows, succeeded, open))| {
+            format!("{id}: {state}, attempts {counter} (rows {rows}), {succeeded} succeeded, {open} unfinished")
+        })
+        .collect();
+    check(
+        wrong.is_empty(),
+        format!(
+            "{} jobs are not completed with exactly one succeeded attempt:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        ),
+    );
+    let attempts: u64 = jobs.values().map(|j| j.2 as u64).sum();
+    let rescues: u64 = db
+        .query_row(
+            "SELECT count(*) FROM attempts WHERE outcome = 'lease_expired'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+
+    // Every job's command ran to its end at least once.
+    let mut finished: BTreeMap<String, usize> = BTreeMap::new();
+    for id in crate::support::read_lines(&chaos.done) {
+        *finished.entry(id).or_default() += 1;
+    }
+    let never: Vec<&String> = jobs
+        .keys()
+        .filter(|id| !finished.contains_key(*id))
+        .collect();
+    check(
+        never.is_empty(),
+        format!("jobs completed without running to the end: {never:?}"),
+    );
+
+    // No process of any run is left: every job's lock is free.
+    let held: Vec<&String> = jobs
+        .keys()
+        .filter(|id| lock_is_held(&chaos.locks.join(id)))
+        .collect();
+    check(
+        held.is_empty(),
+        format!("processes of these jobs are still alive (holding their locks): {held:?}"),
+    );
+    Report {
+        attempts,
+        rescues,
+        overlaps: overlaps.len(),
+        problems,
+    }
+}
+
+/// Whether a process holds the job's lock (a job that never ran has no file).
+fn lock_is_held(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .is_ok_and(|file| {
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+        })
+}
