@@ -5,7 +5,7 @@
 
 use crate::containment::env_reset_job;
 use crate::support::systemd::PrivateSystemd;
-use crate::support::{binary, read_lines, signal, wait_until};
+use crate::support::{binary, read_lines, signal, wait_until, wait_until_or};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ use std::process::Output;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+const DEFAULT_CONFIG: &str = "lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n";
 
 /// A queue whose workers are `queuectl-worker@N.service` of a private user manager.
 struct SystemdQueue {
@@ -22,11 +24,16 @@ struct SystemdQueue {
 
 impl SystemdQueue {
     fn start() -> Option<SystemdQueue> {
-        Self::with_config("lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n")
+        Self::with_config(DEFAULT_CONFIG)
     }
 
     fn with_config(config: &str) -> Option<SystemdQueue> {
-        let sd = PrivateSystemd::start()?;
+        Self::with(config, &[])
+    }
+
+    /// A queue with `config`, its manager started with harness `knobs`.
+    fn with(config: &str, knobs: &[(&str, &str)]) -> Option<SystemdQueue> {
+        let sd = PrivateSystemd::start_with(knobs)?;
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("config.toml"), config).unwrap();
         Some(SystemdQueue { sd, root })
@@ -195,6 +202,52 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         !logs.contains("starting job"),
         "only the job's output: {logs}"
     );
+}
+
+/// journald allows a unit 10,000 messages per 30 s by default and drops the
+/// rest; job output is data, so the worker unit lifts that limit.
+#[test]
+fn a_burst_of_100000_lines_reaches_the_journal_whole() {
+    const LINES: usize = 100_000;
+    let Some(q) = SystemdQueue::with(DEFAULT_CONFIG, &[("HARNESS_JOURNAL_RATE_LIMIT", "default")])
+    else {
+        return;
+    };
+    q.ok(&["worker", "start", "--count", "1", "--user"]);
+    // As PID 1 would for a system unit; then a fresh worker process, which
+    // journald looks the limit up for.
+    q.sd.export_log_rate_limit("queuectl-worker@1.service");
+    let out = q.sd.systemctl(&["restart", "queuectl-worker@1.service"]);
+    assert!(out.status.success());
+    q.ok(&[
+        "enqueue",
+        &format!(r#"{{"id":"burst","command":"seq {LINES}"}}"#),
+    ]);
+    q.wait_for_state("burst", "completed");
+    let count = || {
+        q.journal(&[
+            "-o",
+            "cat",
+            "QUEUECTL_JOB_ID=burst",
+            "SYSLOG_IDENTIFIER=queuectl-job",
+        ])
+        .lines()
+        .count()
+    };
+    // journald stores what it received a moment later; a dropped line never comes.
+    let mut seen = 0;
+    let complete = wait_until_or(WAIT, || {
+        seen = count();
+        seen == LINES
+    });
+    assert!(
+        complete,
+        "{seen} of {LINES} lines in the journal\n{}",
+        q.journal(&["-o", "cat", "-t", "systemd-journald"])
+    );
+    let lines = q.ok(&["logs", "burst"]);
+    assert_eq!(lines.lines().count(), LINES);
+    assert_eq!(lines.lines().last(), Some("100000"));
 }
 
 #[test]

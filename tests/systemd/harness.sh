@@ -43,7 +43,10 @@
 #
 # Knobs: HARNESS_START_TIMEOUT (s, default 20) for the manager to come up,
 # HARNESS_STOP_GRACE (s, default 10) for units to stop before being killed,
-# HARNESS_LOG_LEVEL (manager's SYSTEMD_LOG_LEVEL, default info).
+# HARNESS_LOG_LEVEL (manager's SYSTEMD_LOG_LEVEL, default info),
+# HARNESS_JOURNAL_RATE_LIMIT=default keeps journald's default rate limit
+# (10000 messages per 30 s per unit) instead of switching it off, for tests
+# of a unit's own LogRateLimit*= settings.
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -289,9 +292,12 @@ holder() {
     mkdir -p /run/systemd/system /run/systemd/journal /run/systemd/journald.conf.d
     cp "$H/token" /run/systemd/qtest-token
     # Keep the private journald to itself: no host kernel log, no wall/console/
-    # syslog/kmsg forwarding, no rate limit (tests log in bursts), and
-    # Audit= empty = leave the kernel's audit setting alone (Debian's default
-    # "no" would switch kernel auditing off for the whole machine).
+    # syslog/kmsg forwarding, no rate limit (tests log in bursts) unless
+    # HARNESS_JOURNAL_RATE_LIMIT=default, and Audit= empty = leave the
+    # kernel's audit setting alone (Debian's default "no" would switch kernel
+    # auditing off for the whole machine). RuntimeMaxUse: room for a test's
+    # 100,000-line job without rotating its first lines away (the default is
+    # 10% of the 256 MB tmpfs).
     cat >/run/systemd/journald.conf.d/50-harness.conf <<'EOF'
 [Journal]
 Storage=volatile
@@ -300,10 +306,12 @@ ForwardToSyslog=no
 ForwardToKMsg=no
 ForwardToConsole=no
 ForwardToWall=no
-RateLimitIntervalSec=0
-RateLimitBurst=0
+RuntimeMaxUse=192M
 Audit=
 EOF
+    if [[ ${HARNESS_JOURNAL_RATE_LIMIT:-off} != default ]]; then
+        printf 'RateLimitIntervalSec=0\nRateLimitBurst=0\n' >>/run/systemd/journald.conf.d/50-harness.conf
+    fi
 
     # Containment: a fresh cgroup2 view and our own sub-cgroup in it.
     mount_cgroup2 || fail "cannot mount cgroup2 on /sys/fs/cgroup"

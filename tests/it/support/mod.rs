@@ -19,15 +19,24 @@ pub fn binary() -> PathBuf {
 }
 
 /// Polls `condition` until it holds, failing the test with `what` at the deadline.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    assert!(
+        wait_until_or(timeout, condition),
+        "timed out after {timeout:?} waiting until {what}"
+    );
+}
+
+/// Polls `condition` until it holds (true) or `timeout` passes (false), for
+/// tests that explain a failure with what they saw last.
+pub fn wait_until_or(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    true
 }
 
 pub struct TestEnv {

@@ -42,6 +42,12 @@ impl PrivateSystemd {
     /// Starts journald and `systemd --user` (about 0.3 s), or returns `None`
     /// when this machine cannot run them (panics instead under `CI=true`).
     pub fn start() -> Option<PrivateSystemd> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with harness knobs (`HARNESS_…`
+    /// variables, see harness.sh), e.g. `HARNESS_JOURNAL_RATE_LIMIT=default`.
+    pub fn start_with(knobs: &[(&str, &str)]) -> Option<PrivateSystemd> {
         let check = harness()
             .arg("check")
             .output()
@@ -71,6 +77,7 @@ impl PrivateSystemd {
             .arg("--owner")
             .arg(std::process::id().to_string())
             .arg(me.dir.path())
+            .envs(knobs.iter().copied())
             .output()
             .expect("run harness.sh start");
         let stderr = text(&out.stderr);
@@ -145,6 +152,44 @@ impl PrivateSystemd {
         self.env.clone()
     }
 
+    /// Hands `unit`'s `LogRateLimitIntervalSec=`/`LogRateLimitBurst=` to
+    /// journald as the system manager does (symlinks in `/run/systemd/units/`
+    /// whose target is the value, made only for values that are set). A user manager never writes
+    /// them, so without this the harness's journald would ignore them. The
+    /// values are the unit's as the real manager parsed them; a process of
+    /// the unit started afterwards is limited by them.
+    pub fn export_log_rate_limit(&self, unit: &str) {
+        let show = self.systemctl(&[
+            "show",
+            "--value",
+            "-p",
+            "LogRateLimitIntervalUSec",
+            "-p",
+            "LogRateLimitBurst",
+            unit,
+        ]);
+        let values = text(&show.stdout);
+        let mut values = values.lines();
+        let interval = values.next().unwrap_or("").trim();
+        let burst = values.next().unwrap_or("").trim();
+        let usec = parse_timespan_usec(interval);
+        let mut script = String::from("mkdir -p /run/systemd/units");
+        if usec > 0 {
+            script +=
+                &format!(" && ln -sfn {usec} '/run/systemd/units/log-rate-limit-interval:{unit}'");
+        }
+        if burst.parse::<u64>().is_ok_and(|b| b > 0) {
+            script +=
+                &format!(" && ln -sfn {burst} '/run/systemd/units/log-rate-limit-burst:{unit}'");
+        }
+        let out = self
+            .command("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
     /// The temp dir holding everything (runtime, config, home, harness logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -154,6 +199,29 @@ impl PrivateSystemd {
     pub fn nspid(&self) -> u32 {
         self.nspid
     }
+}
+
+/// Microseconds in a timespan as `systemctl show` prints it ("0", "1s",
+/// "500ms", "1min 30s").
+fn parse_timespan_usec(span: &str) -> u64 {
+    span.split_whitespace()
+        .map(|part| {
+            let split = part
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(part.len());
+            let (number, unit) = part.split_at(split);
+            let number: u64 = number.parse().unwrap_or(0);
+            let scale = match unit {
+                "" | "us" => 1,
+                "ms" => 1_000,
+                "s" => 1_000_000,
+                "min" => 60_000_000,
+                "h" => 3_600_000_000,
+                other => panic!("unexpected timespan unit {other:?} in {span:?}"),
+            };
+            number * scale
+        })
+        .sum()
 }
 
 impl Drop for PrivateSystemd {
