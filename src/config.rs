@@ -1,7 +1,8 @@
 //! The TOML configuration: where it lives, its keys with their defaults and
 //! validation, and comment-preserving edits for `config set`.
 
-use crate::error::{Error, IoContext, Result};
+use crate::domain::echo::shown;
+use crate::error::{Error, Result};
 use crate::paths;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,7 +177,12 @@ impl Config {
 
     /// Sets one key from a TOML value, validating it.
     pub fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), String> {
-        let bad = |expected: &str| format!("key '{key}': expected {expected}, got {value}");
+        let bad = |expected: &str| {
+            format!(
+                "key '{key}': expected {expected}, got {}",
+                shown(&value.to_string())
+            )
+        };
         let int = |min: i64, max: i64| -> Result<i64, String> {
             match value.as_integer() {
                 Some(n) if (min..=max).contains(&n) => Ok(n),
@@ -266,7 +272,11 @@ impl Config {
 
 fn unknown_key(key: &str) -> String {
     let names: Vec<_> = KEYS.iter().map(|(k, _)| *k).collect();
-    format!("unknown key '{key}' (known keys: {})", names.join(", "))
+    format!(
+        "unknown key '{}' (known keys: {})",
+        shown(key),
+        names.join(", ")
+    )
 }
 
 /// Reads a command-line value as the TOML type the key wants: numbers as
@@ -328,8 +338,12 @@ pub fn set_in_file(path: &Path, key: &str, text: &str) -> Result<Config> {
     if let (Some(decor), Some(v)) = (old_suffix, doc[key].as_value_mut()) {
         *v.decor_mut() = decor;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        crate::files::create_private_dir(dir)
+            .map_err(|e| Error::writing(dir, format!("cannot create {}", dir.display()), e))?;
     }
     paths::write_atomically(path, doc.to_string().as_bytes())?;
     Ok(config)
@@ -363,6 +377,16 @@ mod tests {
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_keys_and_values_are_cut_in_messages() {
+        let long = "k".repeat(1 << 20);
+        for text in [format!("{long} = 1"), format!("max_retries = \"{long}\"")] {
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.len() < 400, "{} bytes", err.len());
+            assert!(err.contains("(cut, "), "{}", &err[..200]);
         }
     }
 

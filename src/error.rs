@@ -3,7 +3,7 @@
 
 use crate::domain::InputError;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -35,6 +35,22 @@ pub enum Error {
     /// A supervisor (systemctl or the process supervisor) failed.
     #[error("{0}")]
     Supervisor(String),
+    /// A command that only reads found no queue (it never creates one).
+    #[error("no queue at {}", .0.display())]
+    NoQueue(PathBuf),
+    /// A command needed to write to a file or filesystem that is read-only.
+    #[error("cannot write to {}: it is read-only", .0.display())]
+    ReadOnly(PathBuf),
+    /// The queue was made by a newer queuectl.
+    #[error(
+        "database {} has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
 }
 
 impl Error {
@@ -45,13 +61,26 @@ impl Error {
         }
     }
 
+    /// A failed write to `path`: says "read-only" when that is the reason.
+    pub fn writing(path: &Path, context: impl Into<String>, source: io::Error) -> Error {
+        if source.raw_os_error() == Some(libc::EROFS) {
+            Error::ReadOnly(path.to_owned())
+        } else {
+            Error::io(context, source)
+        }
+    }
+
     /// The process exit code documented in README ("Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Invalid(_) => 2,
-            Error::NotFound(_) => 3,
+            Error::NotFound(_) | Error::NoQueue(_) => 3,
             Error::Conflict(_) => 4,
-            Error::Io { .. } | Error::Database { .. } | Error::Supervisor(_) => 1,
+            Error::Io { .. }
+            | Error::Database { .. }
+            | Error::Supervisor(_)
+            | Error::ReadOnly(_)
+            | Error::SchemaTooNew { .. } => 1,
         }
     }
 }

@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod env_file;
 pub mod error;
+pub mod files;
 pub mod logging;
 pub mod output;
 pub mod paths;

@@ -3,7 +3,7 @@
 //! never `JOB_ID`, which is systemd's own field for its job numbers).
 
 use crate::error::{IoContext, Result};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -93,15 +93,10 @@ impl FileSink {
     }
 }
 
+/// Private whatever the umask, and never through a symlink planted at the
+/// log's name (or at `logs/` itself).
 fn open_log(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .context(|| format!("cannot open job log {}", path.display()))
+    crate::files::append_private(path).context(|| format!("cannot open job log {}", path.display()))
 }
 
 impl OutputSink for FileSink {

@@ -2,9 +2,12 @@
 //! directory beside the database (job logs, worker wake-up sockets, pid files).
 
 use crate::config::Config;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, Result};
+use crate::files::{self, Sharing};
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub fn is_root() -> bool {
@@ -96,20 +99,101 @@ impl StateDir {
     pub fn workers(&self) -> PathBuf {
         self.root.join("workers")
     }
+
+    /// Makes the queue's files private before a command writes: creates the
+    /// directory if missing; tightens the database (and its -wal, -shm),
+    /// `logs/`, `wake/` and `workers/` (and the files of a directory that
+    /// was too open) when an older install left them open. An existing
+    /// directory is tightened itself only when it holds nothing but the
+    /// queue: one chosen with `--db` may be the user's (a project directory).
+    pub fn prepare(&self) -> Result<Sharing> {
+        let fail =
+            |what: &Path, e| Error::writing(what, format!("cannot secure {}", what.display()), e);
+        let sharing = match std::fs::metadata(&self.root) {
+            Ok(meta) => {
+                let sharing = Sharing::of(&meta);
+                if self.holds_only_the_queue() {
+                    files::tighten(&self.root, &meta, sharing.dir_mode())
+                        .map_err(|e| fail(&self.root, e))?;
+                }
+                sharing
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                files::create_private_dir(&self.root).map_err(|e| {
+                    Error::writing(
+                        &self.root,
+                        format!("cannot create {}", self.root.display()),
+                        e,
+                    )
+                })?
+            }
+            Err(e) => return Err(fail(&self.root, e)),
+        };
+        files::private_file(&self.db, sharing).map_err(|e| fail(&self.db, e))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = self.db.clone().into_os_string();
+            name.push(suffix);
+            let path = PathBuf::from(name);
+            files::tighten_if_present(&path, sharing).map_err(|e| fail(&path, e))?;
+        }
+        for dir in [self.logs(), self.wake(), self.workers()] {
+            if !dir.exists() {
+                continue;
+            }
+            let (sharing, was_open) = files::private_dir(&dir).map_err(|e| fail(&dir, e))?;
+            if was_open {
+                files::tighten_files_in(&dir, sharing);
+            }
+        }
+        Ok(sharing)
+    }
+
+    /// Whether every entry of the directory is one of the queue's own.
+    fn holds_only_the_queue(&self) -> bool {
+        let Some(db) = self.db.file_name() else {
+            return false;
+        };
+        let ours = |name: &std::ffi::OsStr| {
+            ["logs", "wake", "workers"].iter().any(|own| name == *own)
+                || ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+                    let mut own = db.to_owned();
+                    own.push(suffix);
+                    name == own
+                })
+        };
+        std::fs::read_dir(&self.root).is_ok_and(|entries| {
+            entries
+                .map(|entry| entry.map(|e| ours(&e.file_name())))
+                .all(|ours| ours.unwrap_or(false))
+        })
+    }
 }
 
 /// Replaces `path` with `bytes` so a reader sees the old or the new file,
-/// never half of one.
+/// never half of one. The file is private (its directory's
+/// [`Sharing::file_mode`]) whatever the umask.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_name = OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_default());
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mode = Sharing::of(&std::fs::metadata(dir)?).file_mode();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        nix::sys::stat::fchmod(file.as_fd(), nix::sys::stat::Mode::from_bits_truncate(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().context(|| format!("cannot write {}", path.display()))
+    write().map_err(|e| Error::writing(path, format!("cannot write {}", path.display()), e))
 }

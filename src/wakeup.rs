@@ -4,7 +4,9 @@
 //! to every socket there. A lost datagram costs only latency: workers still
 //! wake for scheduled jobs and their own timers.
 
+use std::fs::Permissions;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
@@ -15,14 +17,17 @@ pub struct WakeSocket {
 
 impl WakeSocket {
     /// Binds `dir/<name>.sock`, replacing a stale socket left by a killed worker.
+    /// The socket is private (only the queue's owner, or its group in a
+    /// group-shared state directory, may poke it) whatever the umask.
     pub fn bind(dir: &Path, name: &str) -> io::Result<WakeSocket> {
-        std::fs::create_dir_all(dir)?;
+        let (sharing, _) = crate::files::private_dir(dir)?;
         let path = dir.join(format!("{name}.sock"));
-        match std::fs::remove_file(&path) {
+        match crate::files::remove_nofollow(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
         let socket = UnixDatagram::bind(&path)?;
+        std::fs::set_permissions(&path, Permissions::from_mode(sharing.file_mode()))?;
         Ok(WakeSocket { socket, path })
     }
 

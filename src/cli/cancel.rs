@@ -2,10 +2,13 @@ use super::Context;
 use super::format::print_json;
 use queuectl::error::Result;
 use queuectl::store::CancelResult;
+use queuectl::store::OpenMode;
 use queuectl::wakeup::wake_workers;
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
-    let result = ctx.store()?.cancel(id, jiff::Timestamp::now())?;
+    let result = ctx
+        .store(OpenMode::Existing)?
+        .cancel(id, jiff::Timestamp::now())?;
     // A running job's worker checks for cancellation when woken.
     wake_workers(&ctx.state.wake());
     match (&result, ctx.json) {

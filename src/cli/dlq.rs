@@ -3,17 +3,20 @@ use super::args::DlqCommand;
 use super::format::print_json;
 use queuectl::domain::JobState;
 use queuectl::error::Result;
+use queuectl::store::OpenMode;
 use queuectl::wakeup::wake_workers;
 
 pub fn run(ctx: &Context, command: DlqCommand) -> Result<()> {
     match command {
         DlqCommand::List { limit } => {
-            let jobs = ctx.store()?.list(Some(JobState::Dead), limit)?;
+            let jobs = ctx
+                .store(OpenMode::ReadOnly)?
+                .list(Some(JobState::Dead), limit)?;
             super::list::print_jobs(ctx, &jobs)
         }
         DlqCommand::Retry { id, all: _ } => {
             let ids = ctx
-                .store()?
+                .store(OpenMode::Existing)?
                 .retry_dead(id.as_deref(), jiff::Timestamp::now())?;
             wake_workers(&ctx.state.wake());
             if ctx.json {

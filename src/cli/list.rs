@@ -4,6 +4,7 @@ use super::format::{clip, print_json, relative};
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
 use queuectl::store::Job;
+use queuectl::store::OpenMode;
 
 pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
     let state = args
@@ -11,7 +12,7 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
         .as_deref()
         .map(|s| s.parse::<JobState>().map_err(Error::Invalid))
         .transpose()?;
-    let jobs = ctx.store()?.list(state, args.limit)?;
+    let jobs = ctx.store(OpenMode::ReadOnly)?.list(state, args.limit)?;
     print_jobs(ctx, &jobs)
 }
 

@@ -1,6 +1,7 @@
 use super::Context;
 use queuectl::error::{Error, IoContext, Result};
 use queuectl::output::{Destination, JOB_SYSLOG_IDENTIFIER};
+use queuectl::store::OpenMode;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.store(OpenMode::ReadOnly)?;
     store.get(id)?; // not found → exit 3
     let attempts = store.attempts(id)?;
     let in_journal = attempts.iter().any(|a| a.output == Destination::Journal);
@@ -33,7 +34,7 @@ pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
 
 /// Prints `path` from byte `offset`; returns the new offset.
 fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
-    let mut file = match std::fs::File::open(path) {
+    let mut file = match queuectl::files::read_nofollow(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(offset),
         Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
@@ -55,7 +56,7 @@ fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
 /// QUEUECTL_JOB_ID too, under another identifier). Following
 /// reads on from the last cursor until the job has finished.
 fn journal(ctx: &Context, id: &str, follow: bool) -> Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.store(OpenMode::ReadOnly)?;
     let mut cursor: Option<String> = None;
     loop {
         // Read the state first, so output written before the job finished is

@@ -1,9 +1,12 @@
 use super::Context;
 use super::format::print_json;
 use queuectl::error::Result;
+use queuectl::store::OpenMode;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let metrics = ctx.store()?.metrics(jiff::Timestamp::now())?;
+    let metrics = ctx
+        .store(OpenMode::ReadOnly)?
+        .metrics(jiff::Timestamp::now())?;
     if ctx.json {
         return print_json(&metrics);
     }

@@ -23,7 +23,7 @@ use format::Painter;
 use queuectl::config::Config;
 use queuectl::error::Result;
 use queuectl::paths::{self, StateDir};
-use queuectl::store::{JobDefaults, Store};
+use queuectl::store::{JobDefaults, OpenMode, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -57,8 +57,10 @@ impl Context {
         })
     }
 
-    pub fn store(&self) -> Result<Store> {
-        Store::open(&self.state.db, self.config.durability)
+    /// The queue, opened as the command needs: only commands that add work
+    /// or run it create a queue; reading commands never change a file.
+    pub fn store(&self, mode: OpenMode) -> Result<Store> {
+        Store::open_as(&self.state.db, self.config.durability, mode)
     }
 
     pub fn job_defaults(&self) -> JobDefaults {

@@ -2,6 +2,7 @@ use super::Context;
 use super::format::print_json;
 use queuectl::domain::duration::parse_duration;
 use queuectl::error::{Error, Result};
+use queuectl::store::OpenMode;
 use queuectl::worker::maintenance;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ pub fn run(ctx: &Context, older_than: Option<&str>) -> Result<()> {
     let cutoff = jiff::Timestamp::now()
         .checked_sub(age)
         .unwrap_or(jiff::Timestamp::MIN);
-    let purged = maintenance::purge(&mut ctx.store()?, &ctx.state, cutoff)?;
+    let purged = maintenance::purge(&mut ctx.store(OpenMode::Existing)?, &ctx.state, cutoff)?;
     if ctx.json {
         return print_json(&serde_json::json!({ "purged": purged }));
     }

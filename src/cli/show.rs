@@ -1,9 +1,10 @@
 use super::Context;
 use super::format::{print_json, short_duration, time};
 use queuectl::error::Result;
+use queuectl::store::OpenMode;
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.store(OpenMode::ReadOnly)?;
     let job = store.get(id)?;
     let attempts = store.attempts(id)?;
     if ctx.json {
@@ -39,10 +40,17 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     if let Some(cwd) = &job.cwd {
         println!("  cwd:         {cwd}");
     }
-    if !job.env.is_empty() {
+    match &job.env {
         // Values may be secrets: names only.
-        let names: Vec<_> = job.env.keys().map(String::as_str).collect();
-        println!("  env:         {}", names.join(", "));
+        Ok(vars) if !vars.is_empty() => {
+            let names: Vec<_> = vars.keys().map(String::as_str).collect();
+            println!("  env:         {}", names.join(", "));
+        }
+        Ok(_) => {}
+        Err(corrupt) => println!("  env:         {}", p.bold(&format!("CORRUPT: {corrupt}"))),
+    }
+    if let Some(file) = &job.env_file {
+        println!("  env file:    {file}");
     }
     if job.cancel_requested {
         println!("  cancel:      requested; the job ends cancelled however this attempt ends");

@@ -3,6 +3,7 @@ use super::args::ScopeArgs;
 use super::format::{print_json, relative};
 use queuectl::domain::JobState;
 use queuectl::error::Result;
+use queuectl::store::OpenMode;
 use queuectl::supervisor::Instance;
 use serde::Serialize;
 
@@ -19,7 +20,7 @@ struct WorkerView {
 }
 
 pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.store(OpenMode::ReadOnly)?;
     let counts = store.counts()?;
     let registered = store.workers()?;
     let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {

@@ -12,6 +12,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
+    let shown = || super::echo::shown(text);
     let mut total: u64 = 0;
     let mut digits = String::new();
     for ch in text.chars() {
@@ -26,22 +27,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'd' => 86_400,
             _ => {
                 return Err(format!(
-                    "invalid duration \"{text}\": unknown unit '{ch}' (use s, m, h or d)"
+                    "invalid duration \"{}\": unknown unit '{ch}' (use s, m, h or d)",
+                    shown()
                 ));
             }
         };
-        let value: u64 = digits
-            .parse()
-            .map_err(|_| format!("invalid duration \"{text}\": expected a number before '{ch}'"))?;
+        let value: u64 = digits.parse().map_err(|_| {
+            format!(
+                "invalid duration \"{}\": expected a number before '{ch}'",
+                shown()
+            )
+        })?;
         digits.clear();
         total = value
             .checked_mul(unit)
             .and_then(|part| total.checked_add(part))
-            .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
+            .ok_or_else(|| format!("invalid duration \"{}\": too large", shown()))?;
     }
     if !digits.is_empty() {
         return Err(format!(
-            "invalid duration \"{text}\": missing unit after {digits} (use s, m, h or d)"
+            "invalid duration \"{}\": missing unit after {} (use s, m, h or d)",
+            shown(),
+            super::echo::shown(&digits)
         ));
     }
     Ok(Duration::from_secs(total))

@@ -84,6 +84,9 @@ pub struct NewJob {
     pub max_retries: Option<u32>,
     pub timeout_seconds: Option<u32>,
     pub env: BTreeMap<String, String>,
+    /// Read by the worker when an attempt starts; its values never enter
+    /// the queue (see [`crate::domain::environment::EnvFileRef`]).
+    pub env_file: Option<String>,
     pub cwd: Option<String>,
 }
 
@@ -97,6 +100,7 @@ impl NewJob {
             max_retries: None,
             timeout_seconds: None,
             env: BTreeMap::new(),
+            env_file: None,
             cwd: None,
         }
     }
@@ -113,6 +117,7 @@ impl fmt::Debug for NewJob {
             .field("max_retries", &self.max_retries)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("env_file", &self.env_file)
             .field("cwd", &self.cwd)
             .finish()
     }

@@ -4,6 +4,8 @@
 //! plain tables of cases.
 
 pub mod duration;
+pub mod echo;
+pub mod environment;
 pub mod job;
 pub mod policy;
 pub mod spec;

@@ -2,6 +2,8 @@
 //! name the field and, for batches, the line.
 
 use super::duration::parse_duration;
+use super::echo;
+use super::environment::{EnvFileRef, check_var_name};
 use super::job::{JobId, NewJob, Schedule};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -9,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Fields a job object may carry; anything else is rejected.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 10] = [
     "id",
     "command",
     "priority",
@@ -18,6 +20,7 @@ pub const FIELDS: [&str; 9] = [
     "max_retries",
     "timeout_seconds",
     "env",
+    "env_file",
     "cwd",
 ];
 
@@ -132,7 +135,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(InputError::field(
-            unknown,
+            &echo::shown(unknown),
             format!("unknown field (known fields: {})", FIELDS.join(", ")),
         ));
     }
@@ -166,7 +169,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         (Some(at), None) => Schedule::At(at.parse::<Timestamp>().map_err(|e| {
             InputError::field(
                 "run_at",
-                format!("invalid RFC 3339 timestamp \"{at}\": {e}"),
+                format!("invalid RFC 3339 timestamp \"{}\": {e}", echo::shown(&at)),
             )
         })?),
         (None, Some(delay)) => {
@@ -178,14 +181,24 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
     let timeout_seconds = count_field(map, "timeout_seconds", MAX_TIMEOUT_SECONDS)?;
     let env = env_field(map)?;
     let cwd = string_field(map, "cwd")?;
-    if let Some(dir) = &cwd
-        && !dir.starts_with('/')
-    {
-        return Err(InputError::field(
-            "cwd",
-            format!("must be an absolute path, got \"{dir}\""),
-        ));
+    if let Some(dir) = &cwd {
+        if dir.contains('\0') {
+            return Err(InputError::field("cwd", "must not contain NUL bytes"));
+        }
+        if !dir.starts_with('/') {
+            return Err(InputError::field(
+                "cwd",
+                format!("must be an absolute path, got \"{}\"", echo::shown(dir)),
+            ));
+        }
     }
+    let env_file = string_field(map, "env_file")?
+        .map(|text| {
+            EnvFileRef::parse(&text)
+                .map(|_| text)
+                .map_err(|why| InputError::field("env_file", why))
+        })
+        .transpose()?;
     Ok(NewJob {
         id,
         command,
@@ -194,6 +207,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         max_retries,
         timeout_seconds,
         env,
+        env_file,
         cwd,
     })
 }
@@ -234,26 +248,26 @@ fn env_field(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, Input
     let Some(value) = map.get("env").filter(|v| !v.is_null()) else {
         return Ok(BTreeMap::new());
     };
+    // Never echo a value here, not even its start: env carries secrets.
     let Value::Object(vars) = value else {
         return Err(InputError::field(
             "env",
-            format!("expected an object of strings, got {}", shown(value)),
+            format!("expected an object of strings, got {}", type_name(value)),
         ));
     };
     vars.iter()
         .map(|(name, value)| {
-            if name.is_empty() || name.contains(['=', '\0']) {
-                return Err(InputError::field(
-                    "env",
-                    format!("invalid variable name \"{}\"", name.escape_default()),
-                ));
-            }
+            check_var_name(name).map_err(|why| InputError::field("env", why))?;
             match value {
                 Value::String(s) if !s.contains('\0') => Ok((name.clone(), s.clone())),
                 // Never echo the value: env often carries secrets.
                 _ => Err(InputError::field(
                     "env",
-                    format!("value of {name} must be a string without NUL bytes"),
+                    format!(
+                        "value of {} must be a string without NUL bytes, got {}",
+                        echo::shown(name),
+                        type_name(value)
+                    ),
                 )),
             }
         })
@@ -276,7 +290,7 @@ fn shown(value: &Value) -> String {
     match value {
         Value::Number(n) => format!("{n}"),
         Value::Bool(b) => format!("{b}"),
-        Value::String(s) if s.len() <= 40 => format!("\"{s}\""),
+        Value::String(s) => format!("\"{}\"", echo::shown(s)),
         other => type_name(other).to_owned(),
     }
 }
@@ -383,8 +397,62 @@ mod tests {
 
     #[test]
     fn env_errors_never_show_the_value() {
-        let err = parse_job(r#"{"command":"x","env":{"TOKEN":{"v":"s3cret"}}}"#).unwrap_err();
-        assert!(!err.to_string().contains("s3cret"));
+        let long = format!("s3cret{}", "x".repeat(100_000));
+        let shapes = [
+            r#""API_TOKEN=s3cret""#.to_owned(),
+            r#"["API_TOKEN=s3cret"]"#.to_owned(),
+            r#"{"TOKEN":{"v":"s3cret"}}"#.to_owned(),
+            r#"{"TOKEN":["s3cret"]}"#.to_owned(),
+            r#"{"TOKEN":"s3cret\u0000"}"#.to_owned(),
+            r#"{"API_TOKEN=s3cret":"x"}"#.to_owned(),
+            r#"{"QUEUECTL_JOB_ID":"s3cret"}"#.to_owned(),
+            format!(r#""{long}""#),
+            format!(r#"{{"TOKEN={long}":"x"}}"#),
+        ];
+        for env in shapes {
+            let text = format!(r#"{{"command":"x","env":{env}}}"#);
+            let err = parse_job(&text).unwrap_err().to_string();
+            assert!(err.starts_with("field 'env'"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+            let err = parse_batch(&format!("[{text}]")).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nul_bytes_and_reserved_names_are_refused() {
+        for (input, field) in [
+            (r#"{"command":"x","cwd":"/tmp\u0000/x"}"#, "cwd"),
+            (r#"{"command":"x\u0000y"}"#, "command"),
+            (r#"{"command":"x","env":{"A\u0000":"1"}}"#, "env"),
+            (
+                r#"{"command":"x","env":{"QUEUECTL_JOB_ATTEMPT":"9"}}"#,
+                "env",
+            ),
+            (r#"{"command":"x","env_file":"/etc/x\u0000"}"#, "env_file"),
+            (r#"{"command":"x","env_file":"relative/path"}"#, "env_file"),
+        ] {
+            let err = parse_job(input).expect_err(input);
+            assert_eq!(err.field.as_deref(), Some(field), "{input}: {err}");
+        }
+        let job = parse_job(r#"{"command":"x","env_file":"backup-env"}"#).unwrap();
+        assert_eq!(job.env_file.as_deref(), Some("backup-env"));
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "y".repeat(1 << 20);
+        for input in [
+            format!(r#"{{"command":"x","{long}":1}}"#),
+            format!(r#"{{"command":"x","run_at":"{long}"}}"#),
+            format!(r#"{{"command":"x","cwd":"{long}"}}"#),
+            format!(r#"{{"command":"x","delay":"{long}"}}"#),
+            format!(r#"{{"command":"x","priority":"{long}"}}"#),
+            format!(r#"{{"command":"x","env_file":"{long} "}}"#),
+        ] {
+            let err = parse_job(&input).unwrap_err().to_string();
+            assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..400]);
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub use types::*;
 use crate::config::Durability;
 use crate::domain::policy::next_state;
 use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::output::Destination;
+use crate::paths::StateDir;
 use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -24,9 +25,10 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
+    include_str!("migrations/003_env_file.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -78,7 +80,7 @@ fn pause_before_retry(calls: i32) -> Duration {
 
 /// Columns of a full job row, in the order [`job_from_row`] reads them.
 const JOB_COLUMNS: &str = "id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, \
-     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error";
+     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error, env_file";
 
 pub struct Store {
     conn: Connection,
@@ -126,17 +128,72 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How a command opens the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Creates the queue if there is none (enqueue, workers).
+    Create,
+    /// Changes an existing queue; "no queue at PATH" when there is none.
+    Existing,
+    /// Never creates or changes anything, and works on a read-only
+    /// filesystem; "no queue at PATH" when there is none.
+    ReadOnly,
+}
+
+/// A database error about `path`; "read-only" when that is the reason.
+fn database_error(path: &Path, source: rusqlite::Error) -> Error {
+    let read_only = match source.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly) => true,
+        Some(ErrorCode::CannotOpen) => on_read_only_fs(path),
+        _ => false,
+    };
+    if read_only {
+        return Error::ReadOnly(path.to_owned());
+    }
+    Error::Database {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn on_read_only_fs(db: &Path) -> bool {
+    crate::files::on_read_only_fs(StateDir::for_db(db).root())
+}
+
+/// `file:` URI of `path` for SQLite, with the bytes URIs reserve escaped.
+fn file_uri(path: &Path, query: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode, and
     /// brings its schema up to date.
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+        Store::open_as(path, durability, OpenMode::Create)
+    }
+
+    /// Opens the queue at `path` as `mode` allows. Writing modes make its
+    /// files private first ([`StateDir::prepare`]).
+    pub fn open_as(path: &Path, durability: Durability, mode: OpenMode) -> Result<Store> {
+        match mode {
+            OpenMode::ReadOnly => return Store::open_read_only(path, durability),
+            OpenMode::Existing if !path.is_file() => return Err(Error::NoQueue(path.to_owned())),
+            OpenMode::Existing | OpenMode::Create => {
+                StateDir::for_db(path).prepare()?;
+            }
         }
-        let db_err = |source| Error::Database {
-            path: path.to_owned(),
-            source,
-        };
+        let db_err = |source| database_error(path, source);
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
         // Durability full means every write transaction is on disk before
@@ -190,9 +247,64 @@ impl Store {
     }
 
     fn db_error(&self, source: rusqlite::Error) -> Error {
-        Error::Database {
+        database_error(&self.path, source)
+    }
+
+    /// A reading command's connection: `SQLITE_OPEN_READ_ONLY`, so nothing
+    /// is created or changed. On a read-only filesystem a WAL database whose
+    /// -shm file is gone cannot be opened that way; there nothing can write
+    /// to it either, so it is opened as `immutable`. An older schema is
+    /// upgraded through a writing open (a read must see the current columns).
+    fn open_read_only(path: &Path, durability: Durability) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::NoQueue(path.to_owned()));
+        }
+        let connect = |uri: String| -> Result<Store> {
+            let db_err = |source| database_error(path, source);
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(uri, flags).map_err(db_err)?;
+            conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
+            Ok(Store {
+                conn,
+                path: path.to_owned(),
+                sync_after_commit: false,
+            })
+        };
+        let version = |store: &mut Store| {
+            store.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
+        };
+        let mut store = connect(file_uri(path, "mode=ro"))?;
+        let found = match version(&mut store) {
+            Err(_) if on_read_only_fs(path) => {
+                store = connect(file_uri(path, "mode=ro&immutable=1"))?;
+                version(&mut store)?
+            }
+            other => other?,
+        };
+        store.check_application_id()?;
+        if found > SCHEMA_VERSION {
+            return Err(store.schema_too_new(found));
+        }
+        if found < SCHEMA_VERSION {
+            let tables: i64 = store.retry_busy(|c| {
+                c.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
+            })?;
+            if tables == 0 {
+                return Err(Error::NoQueue(path.to_owned()));
+            }
+            drop(store);
+            return Store::open_as(path, durability, OpenMode::Existing);
+        }
+        Ok(store)
+    }
+
+    fn schema_too_new(&self, found: i64) -> Error {
+        Error::SchemaTooNew {
             path: self.path.clone(),
-            source,
+            found,
+            supported: SCHEMA_VERSION,
         }
     }
 
@@ -319,10 +431,7 @@ impl Store {
             return Ok(());
         }
         if version > SCHEMA_VERSION {
-            return Err(Error::Invalid(format!(
-                "database {} has schema version {version}, newer than this queuectl understands ({SCHEMA_VERSION}); upgrade queuectl",
-                self.path.display()
-            )));
+            return Err(self.schema_too_new(version));
         }
         self.write(|tx| {
             // Another process may have migrated while we waited for the lock.
@@ -358,8 +467,8 @@ impl Store {
             // it spares SQLite a statement journal per row (the insert fires
             // a trigger, which otherwise needs one): ~20% of a large batch.
             let mut insert = tx.prepare_cached(
-                "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
             )?;
             for ((line, job), id) in jobs.iter().zip(&ids) {
                 let env = (!job.env.is_empty())
@@ -374,6 +483,7 @@ impl Store {
                     env,
                     job.cwd,
                     to_millis(now),
+                    job.env_file,
                 ]);
                 match result {
                     Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
@@ -913,18 +1023,16 @@ fn claim_in(
             "UPDATE jobs SET state = 'processing', worker = ?1, lease_token = ?2, lease_expires_at = ?3,
                  attempts = attempts + 1, cancel_requested = 0, updated_at = ?4
              WHERE seq = ({NEXT_DUE_JOB})
-             RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries"
+             RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries, env_file"
         ))?
         .query_row(
             params![request.worker, token, to_millis(now) + millis(request.lease), to_millis(now)],
             |r| {
-                let env: Option<String> = r.get(3)?;
                 Ok(Claimed {
                     id: r.get(1)?,
                     command: r.get(2)?,
-                    env: env
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or_default(),
+                    env: decode_env(r.get(3)?),
+                    env_file: r.get(9)?,
                     cwd: r.get(4)?,
                     timeout_seconds: r.get(5)?,
                     lease: Lease {
@@ -1036,9 +1144,17 @@ fn finish_in(
     Ok(true)
 }
 
+/// A job's `env` column: absent means no variables; text that is not a JSON
+/// object of strings is corruption, reported, never read as "no variables".
+fn decode_env(column: Option<String>) -> StoredEnv {
+    match column {
+        None => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|_| CorruptEnv),
+    }
+}
+
 fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
     let state: String = r.get(2)?;
-    let env: Option<String> = r.get(7)?;
     Ok(Job {
         id: r.get(0)?,
         command: r.get(1)?,
@@ -1049,9 +1165,8 @@ fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
         run_at: from_millis(r.get(4)?),
         max_retries: r.get(5)?,
         timeout_seconds: r.get(6)?,
-        env: env
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default(),
+        env: decode_env(r.get(7)?),
+        env_file: r.get(18)?,
         cwd: r.get(8)?,
         attempts: r.get(9)?,
         failures: r.get(10)?,

@@ -594,3 +594,41 @@ fn a_rescue_names_the_attempt_and_finishes_only_the_attempts_it_was_given() {
     );
     assert_eq!(store.get("j").unwrap().state, JobState::Processing);
 }
+
+#[test]
+fn a_corrupt_env_column_is_reported_not_read_as_empty() {
+    let (_dir, mut store) = open();
+    enqueue(
+        &mut store,
+        r#"{"id":"j","command":"x","env":{"A":"1"}}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"plain","command":"x"}"#, at(1));
+    store
+        .conn
+        .execute("UPDATE jobs SET env = '{\"A\": 1' WHERE id = 'j'", [])
+        .unwrap();
+    assert_eq!(store.get("j").unwrap().env, Err(CorruptEnv));
+    assert_eq!(store.get("plain").unwrap().env, Ok(BTreeMap::new()));
+    let shown = serde_json::to_value(store.get("j").unwrap()).unwrap();
+    assert_eq!(shown["env_keys"], serde_json::Value::Null);
+    assert!(shown["env_error"].as_str().unwrap().contains("corrupt"));
+    let claimed = store.claim(&request("w"), at(2)).unwrap().unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.env), ("j", Err(CorruptEnv)));
+}
+
+#[test]
+fn env_file_is_stored_and_handed_to_the_worker() {
+    let (_dir, mut store) = open();
+    enqueue(
+        &mut store,
+        r#"{"id":"j","command":"x","env_file":"backup-env"}"#,
+        at(0),
+    );
+    assert_eq!(
+        store.get("j").unwrap().env_file.as_deref(),
+        Some("backup-env")
+    );
+    let claimed = store.claim(&request("w"), at(1)).unwrap().unwrap();
+    assert_eq!(claimed.env_file.as_deref(), Some("backup-env"));
+}

@@ -14,8 +14,16 @@ pub struct JobDefaults {
     pub timeout_seconds: u32,
 }
 
+/// A job's `env` as read back: the variables, or the fact that the stored
+/// value cannot be decoded (a job is never run with a guessed environment).
+pub type StoredEnv = Result<BTreeMap<String, String>, CorruptEnv>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the job's stored env cannot be decoded (corrupt database row)")]
+pub struct CorruptEnv;
+
 /// A job as stored. `env` values are never serialized: only the names.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Job {
     pub id: String,
     pub command: String,
@@ -24,8 +32,10 @@ pub struct Job {
     pub run_at: Timestamp,
     pub max_retries: u32,
     pub timeout_seconds: u32,
-    #[serde(rename = "env_keys", serialize_with = "keys_only")]
-    pub env: BTreeMap<String, String>,
+    #[serde(flatten, serialize_with = "env_names")]
+    pub env: StoredEnv,
+    /// Where the worker reads more variables when an attempt starts.
+    pub env_file: Option<String>,
     pub cwd: Option<String>,
     /// Runs started, ever.
     pub attempts: u32,
@@ -40,11 +50,38 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-fn keys_only<S: serde::Serializer>(
-    env: &BTreeMap<String, String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(env.keys().collect::<BTreeSet<_>>())
+/// `env_keys`: the names only, never the values; `null` plus `env_error`
+/// when the stored env is corrupt.
+fn env_names<S: serde::Serializer>(env: &StoredEnv, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(None)?;
+    match env {
+        Ok(vars) => map.serialize_entry("env_keys", &vars.keys().collect::<BTreeSet<_>>())?,
+        Err(corrupt) => {
+            map.serialize_entry("env_keys", &None::<()>)?;
+            map.serialize_entry("env_error", &corrupt.to_string())?;
+        }
+    }
+    map.end()
+}
+
+/// Env values may hold secrets: `Debug` shows the names only.
+fn env_names_debug(env: &StoredEnv) -> Result<Vec<&String>, CorruptEnv> {
+    env.as_ref()
+        .map(|vars| vars.keys().collect())
+        .map_err(|&e| e)
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("command", &self.command)
+            .field("state", &self.state)
+            .field("env", &env_names_debug(&self.env))
+            .field("env_file", &self.env_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -162,7 +199,8 @@ impl HeldAttempt {
 pub struct Claimed {
     pub id: String,
     pub command: String,
-    pub env: BTreeMap<String, String>,
+    pub env: StoredEnv,
+    pub env_file: Option<String>,
     pub cwd: Option<String>,
     pub timeout_seconds: u32,
     pub lease: Lease,
@@ -175,7 +213,8 @@ impl std::fmt::Debug for Claimed {
         f.debug_struct("Claimed")
             .field("id", &self.id)
             .field("command", &self.command)
-            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("env", &env_names_debug(&self.env))
+            .field("env_file", &self.env_file)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
     }

@@ -7,7 +7,7 @@ use super::{Instance, ScaleReport, Supervisor};
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
 use crate::paths::StateDir;
-use crate::store::Store;
+use crate::store::{OpenMode, Store};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
@@ -76,13 +76,8 @@ impl ProcessSupervisor {
     }
 
     fn spawn_keeper(&self, instance: u32) -> Result<u32> {
-        std::fs::create_dir_all(self.state.workers())
-            .context(|| format!("cannot create {}", self.state.workers().display()))?;
         let log_path = self.log_file(instance);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
+        let log = crate::files::append_private(&log_path)
             .context(|| format!("cannot open {}", log_path.display()))?;
         let mut cmd = self.invocation.command();
         cmd.args(["worker", "supervise", "--instance", &instance.to_string()])
@@ -213,10 +208,11 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Whether instance's worker, a child of `keeper`, has registered in the queue.
 fn worker_registered(state: &StateDir, instance: u32, keeper: u32) -> Result<bool> {
-    if !state.db.exists() {
-        return Ok(false);
-    }
-    let store = Store::open(&state.db, Durability::Normal)?;
+    // The worker creates the queue: until it has, nothing is registered.
+    let store = match Store::open_as(&state.db, Durability::Normal, OpenMode::ReadOnly) {
+        Err(Error::NoQueue(_)) => return Ok(false),
+        other => other?,
+    };
     Ok(store
         .workers()?
         .iter()
@@ -249,7 +245,8 @@ pub fn keep(invocation: &Invocation, state: &StateDir, instance: u32) -> Result<
     use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
     let pid_file = state.workers().join(format!("{instance}.pid"));
-    std::fs::create_dir_all(state.workers()).context(|| "cannot create workers dir".into())?;
+    crate::files::private_dir(&state.workers())
+        .context(|| format!("cannot create {}", state.workers().display()))?;
     crate::paths::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
 
     let stopping = Arc::new(AtomicBool::new(false));

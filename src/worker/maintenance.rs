@@ -140,7 +140,7 @@ pub fn end_attempts(attempts: &[HeldAttempt], host: &str) -> Vec<HeldAttempt> {
 pub fn purge(store: &mut Store, state: &StateDir, before: Timestamp) -> Result<usize> {
     let ids = store.purge(before)?;
     for id in &ids {
-        match std::fs::remove_file(state.job_log(id)) {
+        match crate::files::remove_nofollow(&state.job_log(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(job_id = %id, error = %e, "cannot remove job log");
             }

@@ -316,13 +316,23 @@ impl Worker {
         self.notifier.status(&status);
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
         let token = job.lease.attempt_token();
+        let env = match crate::env_file::job_environment(&job.env, job.env_file.as_deref()) {
+            Ok(env) => env,
+            Err(why) => {
+                tracing::warn!(job_id = %job.id, error = %why, "cannot start job");
+                return Ok(Some(
+                    AttemptResult::new(AttemptOutcome::Failed)
+                        .with_error(format!("cannot start job: {why}")),
+                ));
+            }
+        };
         let command = JobCommand {
             job_id: &job.id,
             attempt: job.lease.attempt,
             token: &token,
             cgroup: job.cgroup.as_deref(),
             command: &job.command,
-            env: &job.env,
+            env: &env,
             cwd: job.cwd.as_deref(),
         };
         let running = match self.sink_for(job).and_then(|sink| {

@@ -113,9 +113,7 @@ fn an_idle_worker_exits_at_once_on_sigterm() {
     let mut env = TestEnv::new();
     let worker = env.spawn_worker("idle");
     wait_until("the worker registered", WAIT, || {
-        env.json(&["status"])["workers"]
-            .as_array()
-            .is_some_and(|w| !w.is_empty())
+        env.registered_workers() > 0
     });
     signal(worker, Signal::SIGTERM);
     assert_eq!(env.wait_worker(worker, WAIT).code(), Some(0));
@@ -194,9 +192,7 @@ fn a_second_worker_cannot_take_a_live_workers_name() {
     let mut env = TestEnv::new();
     env.spawn_worker("unique");
     wait_until("the first worker registered", WAIT, || {
-        env.json(&["status"])["workers"]
-            .as_array()
-            .is_some_and(|w| w.len() == 1)
+        env.registered_workers() == 1
     });
     let out = env.run(&["worker", "run", "--name", "unique"]);
     assert_eq!(out.status.code(), Some(2));

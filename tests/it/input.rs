@@ -91,7 +91,7 @@ fn a_bad_line_in_a_file_or_stdin_rejects_the_whole_batch() {
         &env.run_with_stdin(&["enqueue", "-"], dup),
         "line 2: field 'id': duplicate id 'a'",
     );
-    assert!(jobs_in_queue(&env).is_empty());
+    assert!(!env.db().exists(), "refused input creates no queue");
 
     env.enqueue(r#"{"id":"b","command":"true"}"#);
     let clash = "{\"id\":\"x\",\"command\":\"true\"}\n{\"id\":\"b\",\"command\":\"true\"}\n";
@@ -140,4 +140,89 @@ fn batches_from_file_and_stdin_are_enqueued_in_order() {
     assert_eq!(ids[0], "s1");
     assert_eq!(ids[1].len(), 26, "generated ids are ULIDs: {}", ids[1]);
     assert_eq!(jobs_in_queue(&env), ["f1", "f2", "s1", ids[1].as_str()]);
+}
+
+#[test]
+fn invalid_utf8_on_stdin_or_in_a_file_is_an_input_error() {
+    let env = TestEnv::new();
+    let bytes = b"{\"command\":\"echo \xff\xfe\"}\n";
+    let out = env.run_with_stdin(&["enqueue", "-"], bytes);
+    assert_refused(&out, "not valid UTF-8");
+    let file = env.path("jobs.jsonl");
+    std::fs::write(&file, bytes).unwrap();
+    assert_refused(
+        &env.run(&["enqueue", "--file", file.to_str().unwrap()]),
+        "not valid UTF-8",
+    );
+}
+
+#[test]
+fn nul_bytes_and_reserved_env_names_are_refused_at_enqueue() {
+    let env = TestEnv::new();
+    for (input, needle) in [
+        (
+            r#"{"command":"pwd","cwd":"/tmp\u0000/x"}"#,
+            "field 'cwd': must not contain NUL bytes",
+        ),
+        (
+            r#"{"command":"echo a\u0000b"}"#,
+            "field 'command': must not contain NUL bytes",
+        ),
+        (r#"{"command":"true","env":{"A\u0000":"1"}}"#, "field 'env'"),
+        (
+            r#"{"command":"true","env":{"QUEUECTL_JOB_ID":"other"}}"#,
+            "field 'env': variable QUEUECTL_JOB_ID is reserved",
+        ),
+        (
+            r#"{"command":"true","env_file":"../up"}"#,
+            "field 'env_file'",
+        ),
+    ] {
+        assert_refused(&env.run(&["enqueue", input]), needle);
+    }
+    assert!(!env.db().exists());
+}
+
+#[test]
+fn long_values_are_cut_in_messages() {
+    let env = TestEnv::new();
+    let huge = "k".repeat(1 << 20);
+    std::fs::write(env.config_path(), format!("{huge} = 1\n")).unwrap();
+    let out = env.run(&["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        &stderr[..stderr.len().min(300)]
+    );
+    assert!(stderr.len() < 1000, "{} bytes of error", stderr.len());
+    assert!(stderr.contains("unknown key 'kkkk") && stderr.contains("(cut, 1048576 bytes in all)"));
+
+    let env = TestEnv::new();
+    let out = env.run_with_stdin(
+        &["enqueue", "-"],
+        format!(r#"{{"command":"true","{huge}":1}}"#),
+    );
+    assert_refused(&out, "(cut, 1048576 bytes in all)");
+    assert!(
+        out.stderr.len() < 1000,
+        "{} bytes of error",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn a_queue_from_a_newer_queuectl_is_a_database_error() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"a","command":"true"}"#);
+    let db = rusqlite::Connection::open(env.db()).unwrap();
+    db.execute_batch("PRAGMA user_version = 999").unwrap();
+    drop(db);
+    for args in [&["list"][..], &["enqueue", r#"{"command":"true"}"#]] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("schema version 999, newer"), "{stderr}");
+    }
 }

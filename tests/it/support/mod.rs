@@ -98,7 +98,7 @@ impl TestEnv {
     }
 
     /// Runs queuectl with `input` on stdin.
-    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+    pub fn run_with_stdin(&self, args: &[&str], input: impl AsRef<[u8]>) -> Output {
         let mut child = self
             .cmd()
             .args(args)
@@ -111,7 +111,7 @@ impl TestEnv {
             .stdin
             .take()
             .unwrap()
-            .write_all(input.as_bytes())
+            .write_all(input.as_ref())
             .unwrap();
         child.wait_with_output().unwrap()
     }
@@ -149,6 +149,17 @@ impl TestEnv {
 
     pub fn count(&self, state: &str) -> u64 {
         self.json(&["status"])["counts"][state].as_u64().unwrap()
+    }
+
+    /// Workers registered in the queue; none while there is no queue yet
+    /// (a starting worker creates it; `status` says "no queue", exit 3).
+    pub fn registered_workers(&self) -> usize {
+        let out = self.run(&["--json", "status"]);
+        if out.status.code() == Some(3) {
+            return 0;
+        }
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        status["workers"].as_array().map_or(0, Vec::len)
     }
 
     pub fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) {

@@ -1,0 +1,41 @@
+//! How values a user typed appear in messages: control characters escaped,
+//! and cut with a marker when long, so that a 1 MB typo does not become a
+//! 1 MB error message. Job `env` values never go through here: they are
+//! never shown at all.
+
+/// How many characters of a user's value a message shows.
+pub const SHOWN_CHARS: usize = 64;
+
+/// `text` ready for a message: escaped, and cut after [`SHOWN_CHARS`]
+/// characters with a marker saying how long it was.
+pub fn shown(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    for ch in chars.by_ref().take(SHOWN_CHARS) {
+        out.extend(ch.escape_debug());
+    }
+    if chars.next().is_some() {
+        out.push_str(&format!("… (cut, {} bytes in all)", text.len()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_are_shown_whole_and_escaped() {
+        assert_eq!(shown("colour"), "colour");
+        assert_eq!(shown("a\nb\0"), "a\\nb\\0");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_marker() {
+        let long = "k".repeat(1 << 20);
+        let text = shown(&long);
+        assert!(text.len() < 200, "{}", text.len());
+        assert!(text.starts_with(&"k".repeat(SHOWN_CHARS)));
+        assert!(text.ends_with("… (cut, 1048576 bytes in all)"), "{text}");
+    }
+}
