@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             Ok(())
         }
         WorkerCommand::Supervise { instance } => {
-            process::keep(&invocation(ctx)?, &ctx.state, instance)
+            process::keep(&invocation(ctx)?, &ctx.state, instance, ctx.config.lease())
         }
     }
 }

@@ -3,6 +3,7 @@
 //! name instances 1..N, so scaling means "make instances 1..N run and stop
 //! the rest", and each instance's worker registers under that name.
 
+mod keeper;
 pub mod process;
 pub mod systemd;
 

@@ -3,12 +3,15 @@
 //! run --name N`, restarts it when it fails, and passes a stop signal on to
 //! it. Keepers leave pid files in the state directory's `workers/`.
 
-use super::{Instance, ScaleReport, Supervisor};
+use super::{Instance, ScaleReport, Supervisor, keeper};
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
 use crate::paths::StateDir;
 use crate::store::{OpenMode, Store};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +55,9 @@ impl ProcessSupervisor {
         self.state.workers().join(format!("{instance}.log"))
     }
 
-    /// Instances with a pid file, and the keeper's pid if it is alive.
+    /// Instances with a pid file, and the keeper's pid if it is alive; plus
+    /// any live keeper of this queue that has no pid file (one left by an
+    /// older queuectl, or started by hand), so none runs unseen.
     fn known(&self) -> Result<Vec<(u32, Option<u32>)>> {
         let dir = self.state.workers();
         let entries = match std::fs::read_dir(&dir) {
@@ -71,8 +76,47 @@ impl ProcessSupervisor {
             };
             found.push((instance, read_live_pid(&entry.path())));
         }
+        for (instance, pid) in self.live_keepers() {
+            if !found.iter().any(|(_, known)| *known == Some(pid)) {
+                found.push((instance, Some(pid)));
+            }
+        }
         found.sort();
         Ok(found)
+    }
+
+    /// Keepers of this queue that are alive, found by their command line.
+    fn live_keepers(&self) -> Vec<(u32, u32)> {
+        let Ok(proc) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        let db = self.invocation.db.as_os_str().as_encoded_bytes();
+        proc.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                let after = |flag: &[u8]| args.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+                let keeper = args.windows(2).any(|w| w == [&b"worker"[..], b"supervise"]);
+                if !keeper || after(b"--db") != Some(db) || !process_alive(pid) {
+                    return None;
+                }
+                let instance = std::str::from_utf8(after(b"--instance")?)
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                Some((instance, pid))
+            })
+            .collect()
+    }
+
+    /// Serializes `worker start/stop` on this queue: two at once would
+    /// both start the same instances.
+    fn start_stop_lock(&self) -> Result<Flock<std::fs::File>> {
+        crate::files::private_dir(&self.state.workers())
+            .context(|| format!("cannot create {}", self.state.workers().display()))?;
+        Ok(lock(&self.state.workers().join("start-stop.lock"), true)?
+            .expect("a waiting lock is always taken"))
     }
 
     fn spawn_keeper(&self, instance: u32) -> Result<u32> {
@@ -138,7 +182,9 @@ impl ProcessSupervisor {
             }
             let _ = std::fs::remove_file(self.pid_file(*instance));
         }
-        Ok(targets.iter().map(|(i, _)| i.to_string()).collect())
+        let mut names: Vec<String> = targets.iter().map(|(i, _)| i.to_string()).collect();
+        names.dedup();
+        Ok(names)
     }
 }
 
@@ -148,6 +194,7 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn scale(&self, count: u32, stop_timeout: Option<Duration>) -> Result<ScaleReport> {
+        let _serialized = self.start_stop_lock()?;
         let known = self.known()?;
         let mut report = ScaleReport::default();
         for instance in 1..=count {
@@ -165,6 +212,7 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn stop_all(&self, stop_timeout: Option<Duration>) -> Result<Vec<String>> {
+        let _serialized = self.start_stop_lock()?;
         let known = self.known()?;
         self.stop_instances(&known, stop_timeout)
     }
@@ -219,7 +267,7 @@ fn worker_registered(state: &StateDir, instance: u32, keeper: u32) -> Result<boo
         .any(|w| w.name == instance.to_string() && parent_of(w.pid) == Some(keeper)))
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
+pub(super) fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(1)?.parse().ok()
@@ -240,14 +288,38 @@ fn wait_for_exit(pid: u32, deadline: Option<Instant>) -> Result<()> {
 
 /// The keeper: runs one worker instance, restarting it when it fails, until
 /// a stop signal arrives (which it passes on, then waits for the worker).
-pub fn keep(invocation: &Invocation, state: &StateDir, instance: u32) -> Result<()> {
+/// It contains its worker like systemd contains a unit (see `keeper`): as a
+/// child subreaper it kills whatever the worker's jobs left before starting
+/// it again, and its watchdog kills a frozen worker before the worker's
+/// lease can expire. Only one keeper per instance runs (a lock file).
+pub fn keep(
+    invocation: &Invocation,
+    state: &StateDir,
+    instance: u32,
+    lease: Duration,
+) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-    let pid_file = state.workers().join(format!("{instance}.pid"));
     crate::files::private_dir(&state.workers())
         .context(|| format!("cannot create {}", state.workers().display()))?;
+    let _only_keeper = lock(&state.workers().join(format!("{instance}.lock")), false)?
+        .ok_or_else(|| Error::Supervisor(format!("worker {instance} already has a keeper")))?;
+    keeper::become_subreaper()
+        .map_err(|e| Error::io("cannot become a child subreaper", e.into()))?;
+    let pid_file = state.workers().join(format!("{instance}.pid"));
     crate::paths::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+    let notify_path = state.workers().join(format!("{instance}.notify"));
+    let mut watchdog = match keeper::Watchdog::bind(&notify_path, keeper::watchdog_timeout(lease)) {
+        Ok(watchdog) => Some(watchdog),
+        Err(e) => {
+            eprintln!(
+                "queuectl keeper {instance}: no watchdog ({}: {e}); a frozen worker is not detected",
+                notify_path.display()
+            );
+            None
+        }
+    };
 
     let stopping = Arc::new(AtomicBool::new(false));
     let child_pid = Arc::new(AtomicI32::new(0));
@@ -272,27 +344,52 @@ pub fn keep(invocation: &Invocation, state: &StateDir, instance: u32) -> Result<
         if stopping.load(Ordering::SeqCst) {
             break Ok(());
         }
-        let mut child = match invocation
-            .command()
-            .args(["worker", "run", "--name", &instance.to_string()])
-            .spawn()
-        {
-            Ok(child) => child,
+        let mut command = invocation.command();
+        command.args(["worker", "run", "--name", &instance.to_string()]);
+        if let Some(watchdog) = &mut watchdog {
+            watchdog.reset();
+            command.envs(watchdog.worker_env());
+        }
+        let worker = match command.spawn() {
+            // Reaped below with waitpid, with the orphans that come to us.
+            Ok(child) => Pid::from_raw(child.id() as i32),
             Err(e) => break Err(Error::io("cannot start worker", e)),
         };
-        child_pid.store(child.id() as i32, Ordering::SeqCst);
+        child_pid.store(worker.as_raw(), Ordering::SeqCst);
         // A signal that arrived between the check above and the store is passed on now.
         if stopping.load(Ordering::SeqCst) {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = kill(worker, Signal::SIGTERM);
         }
-        let status = child.wait();
-        child_pid.store(0, Ordering::SeqCst);
-        match status {
-            Ok(status) if status.success() => break Ok(()),
-            Ok(status) => {
-                eprintln!("queuectl keeper {instance}: worker exited with {status}; restarting")
+        let status = loop {
+            if let Some(status) = keeper::reap_children(worker) {
+                break status;
             }
-            Err(e) => break Err(Error::io("cannot wait for worker", e)),
+            let alive = match &mut watchdog {
+                Some(watchdog) => watchdog.alive(),
+                None => {
+                    std::thread::sleep(EXIT_POLL);
+                    true
+                }
+            };
+            if !alive {
+                eprintln!(
+                    "queuectl keeper {instance}: worker {worker} stopped pinging its watchdog (frozen?); killing it and its jobs"
+                );
+                let _ = kill(worker, Signal::SIGKILL);
+            }
+        };
+        child_pid.store(0, Ordering::SeqCst);
+        // Whatever the worker's jobs left behind is ours now: end it before
+        // a new worker can rescue and re-run those jobs.
+        let killed = keeper::kill_descendants();
+        if killed > 0 {
+            eprintln!("queuectl keeper {instance}: killed {killed} process(es) the worker left");
+        }
+        match status {
+            WaitStatus::Exited(_, 0) => break Ok(()),
+            other => {
+                eprintln!("queuectl keeper {instance}: worker exited ({other:?}); restarting")
+            }
         }
         // Like systemd's start limit: back off when it keeps failing.
         let now = Instant::now();
@@ -312,4 +409,31 @@ pub fn keep(invocation: &Invocation, state: &StateDir, instance: u32) -> Result<
         let _ = std::fs::remove_file(&pid_file);
     }
     result
+}
+
+/// Takes an exclusive lock on `path` (created private), waiting for it when
+/// `wait`, else returning `None` if someone holds it. Released when the
+/// returned value is dropped or the process exits.
+pub fn lock(path: &Path, wait: bool) -> Result<Option<Flock<std::fs::File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .context(|| format!("cannot open {}", path.display()))?;
+    let how = if wait {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    match Flock::lock(file, how) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) if !wait => Ok(None),
+        Err((_, e)) => Err(Error::io(
+            format!("cannot lock {}", path.display()),
+            e.into(),
+        )),
+    }
 }

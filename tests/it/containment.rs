@@ -2,7 +2,7 @@
 //! another queue's job with the same id), and a job that sheds its
 //! environment still never runs twice at once when its worker freezes.
 
-use crate::support::{TestEnv, signal, wait_until};
+use crate::support::{TestEnv, alive, read_lines, signal, wait_until};
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::Duration;
@@ -62,4 +62,116 @@ fn a_rescue_in_one_queue_leaves_another_queues_job_with_the_same_id_alone() {
     );
     assert_eq!(history[0]["outcome"], "succeeded");
     assert!(y.ok(&["logs", "backup"]).contains("y-done"));
+}
+
+/// Live queuectl processes of this environment's queue running `kind`
+/// ("run" for workers, "supervise" for keepers), from their command lines.
+fn queue_processes(env: &TestEnv, kind: &str) -> Vec<u32> {
+    let db = env.db();
+    let db = db.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            alive(*pid)
+                && args.windows(2).any(|w| w[0] == "worker" && w[1] == kind)
+                && args.windows(2).any(|w| w[0] == "--db" && w[1] == db)
+        })
+        .collect()
+}
+
+fn registered_workers(env: &TestEnv) -> Vec<(String, u32)> {
+    let mut workers: Vec<(String, u32)> = env.json(&["status"])["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_owned(),
+                w["pid"].as_u64().unwrap_or(0) as u32,
+            )
+        })
+        .collect();
+    workers.sort();
+    workers
+}
+
+#[test]
+fn a_frozen_kept_workers_job_that_shed_its_environment_never_overlaps_its_rerun() {
+    // The process backend: the keeper's watchdog kills the frozen worker and
+    // then everything its job left (the keeper is their subreaper), before
+    // the lease (5 s) could expire and the other worker run the job again.
+    let mut env = TestEnv::with_config(
+        "lease_seconds = 5\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n",
+    );
+    env.mark_supervised();
+    env.ok(&["worker", "start", "--count", "2"]);
+    let trace = env.path("trace");
+    env.enqueue(&env_reset_job("shed", &env.path("lock"), &trace));
+    wait_until("the first run holds the lock", WAIT, || {
+        read_lines(&trace) == ["start 1"]
+    });
+    let holder = env.job("shed")["worker"].as_str().unwrap().to_owned();
+    let (_, frozen) = registered_workers(&env)
+        .into_iter()
+        .find(|(name, _)| *name == holder)
+        .unwrap();
+    signal(frozen, Signal::SIGSTOP);
+    env.wait_for_state("shed", "completed", WAIT);
+    assert_eq!(
+        read_lines(&trace),
+        ["start 1", "start 2", "end 2"],
+        "no overlap"
+    );
+    let history = env.job("shed")["attempt_history"].clone();
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+    assert_eq!(history[0]["outcome"], "lease_expired", "{history}");
+    assert_eq!(history[1]["outcome"], "succeeded", "{history}");
+    assert!(!alive(frozen), "the keeper killed the frozen worker");
+    let keeper_log = std::fs::read_to_string(env.path(&format!("state/workers/{holder}.log")))
+        .unwrap_or_default();
+    assert!(keeper_log.contains("stopped pinging"), "{keeper_log}");
+}
+
+#[test]
+fn two_concurrent_starts_leave_no_hidden_worker_and_stop_ends_them_all() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    let env_ref = &env;
+    std::thread::scope(|scope| {
+        for count in ["4", "5"] {
+            scope.spawn(move || env_ref.ok(&["worker", "start", "--count", count]));
+        }
+    });
+    let expected: Vec<String> = (1..=5).map(|n| n.to_string()).collect();
+    let registered = registered_workers(&env);
+    let names: Vec<String> = registered.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, expected, "status shows each instance once");
+    let mut shown: Vec<u32> = registered.iter().map(|(_, pid)| *pid).collect();
+    let mut running = queue_processes(&env, "run");
+    shown.sort();
+    running.sort();
+    assert_eq!(
+        shown, running,
+        "status shows every live worker, and only those"
+    );
+    assert_eq!(
+        queue_processes(&env, "supervise").len(),
+        5,
+        "one keeper each"
+    );
+
+    let stopped = env.json(&["worker", "stop"]);
+    assert_eq!(stopped["stopped"], serde_json::json!(expected));
+    assert!(queue_processes(&env, "run").is_empty());
+    assert!(queue_processes(&env, "supervise").is_empty());
+    assert!(registered_workers(&env).is_empty());
 }
