@@ -47,10 +47,12 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Binds the socket at `path` (replacing a stale one).
-    pub fn bind(path: &Path, timeout: Duration) -> std::io::Result<Watchdog> {
+    /// Binds the socket at `path` (replacing a stale one), with `mode`.
+    pub fn bind(path: &Path, mode: u32, timeout: Duration) -> std::io::Result<Watchdog> {
+        use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         socket.set_read_timeout(Some(TICK))?;
         Ok(Watchdog {
             socket,

@@ -13,6 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -113,10 +114,12 @@ impl ProcessSupervisor {
     /// Serializes `worker start/stop` on this queue: two at once would
     /// both start the same instances.
     fn start_stop_lock(&self) -> Result<Flock<std::fs::File>> {
-        crate::files::private_dir(&self.state.workers())
+        let (sharing, _) = crate::files::private_dir(&self.state.workers())
             .context(|| format!("cannot create {}", self.state.workers().display()))?;
-        Ok(lock(&self.state.workers().join("start-stop.lock"), true)?
-            .expect("a waiting lock is always taken"))
+        Ok(
+            lock(&self.state.workers().join("start-stop.lock"), sharing, true)?
+                .expect("a waiting lock is always taken"),
+        )
     }
 
     fn spawn_keeper(&self, instance: u32) -> Result<u32> {
@@ -301,16 +304,24 @@ pub fn keep(
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-    crate::files::private_dir(&state.workers())
+    let (sharing, _) = crate::files::private_dir(&state.workers())
         .context(|| format!("cannot create {}", state.workers().display()))?;
-    let _only_keeper = lock(&state.workers().join(format!("{instance}.lock")), false)?
-        .ok_or_else(|| Error::Supervisor(format!("worker {instance} already has a keeper")))?;
+    let _only_keeper = lock(
+        &state.workers().join(format!("{instance}.lock")),
+        sharing,
+        false,
+    )?
+    .ok_or_else(|| Error::Supervisor(format!("worker {instance} already has a keeper")))?;
     keeper::become_subreaper()
         .map_err(|e| Error::io("cannot become a child subreaper", e.into()))?;
     let pid_file = state.workers().join(format!("{instance}.pid"));
     crate::paths::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
     let notify_path = state.workers().join(format!("{instance}.notify"));
-    let mut watchdog = match keeper::Watchdog::bind(&notify_path, keeper::watchdog_timeout(lease)) {
+    let mut watchdog = match keeper::Watchdog::bind(
+        &notify_path,
+        sharing.file_mode(),
+        keeper::watchdog_timeout(lease),
+    ) {
         Ok(watchdog) => Some(watchdog),
         Err(e) => {
             eprintln!(
@@ -411,16 +422,19 @@ pub fn keep(
     result
 }
 
-/// Takes an exclusive lock on `path` (created private), waiting for it when
-/// `wait`, else returning `None` if someone holds it. Released when the
-/// returned value is dropped or the process exits.
-pub fn lock(path: &Path, wait: bool) -> Result<Option<Flock<std::fs::File>>> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Takes an exclusive lock on `path` (created private to `sharing`),
+/// waiting for it when `wait`, else returning `None` if someone holds it.
+/// Released when the returned value is dropped or the process exits.
+pub fn lock(
+    path: &Path,
+    sharing: crate::files::Sharing,
+    wait: bool,
+) -> Result<Option<Flock<std::fs::File>>> {
+    crate::files::private_file(path, sharing)
+        .context(|| format!("cannot create {}", path.display()))?;
     let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
         .write(true)
-        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .context(|| format!("cannot open {}", path.display()))?;
     let how = if wait {
