@@ -1,4 +1,5 @@
-//! Where a job's output goes: a per-job log file, or the journal with
+//! Where a job's output goes: a per-job log file, or the journal (falling
+//! back to the log file when the journal cannot be reached) with
 //! structured fields (`QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT`, `QUEUECTL_STREAM`;
 //! never `JOB_ID`, which is systemd's own field for its job numbers).
 
@@ -31,6 +32,19 @@ impl Destination {
     }
 }
 
+/// What became of an attempt's output, reported with the job's exit and
+/// recorded with the attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputReport {
+    /// Where the output is. `Journal` when any line reached the journal (if
+    /// it became unreachable later, the rest is in the log file, which `logs`
+    /// always reads); otherwise `File`, also for an attempt that printed
+    /// nothing: the journal then holds none of it.
+    pub destination: Destination,
+    /// Some of the output could not be stored (a full disk, ...).
+    pub truncated: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     Stdout,
@@ -47,10 +61,13 @@ impl Stream {
 }
 
 /// Receives a job's output a line at a time (the final line may lack its
-/// newline). Implementations must not fail the job: output errors are logged.
+/// newline). Implementations must not fail the job: output errors are logged
+/// (once per attempt) and reported.
 pub trait OutputSink: Send {
     fn line(&mut self, stream: Stream, line: &[u8]);
     fn flush(&mut self) {}
+    /// Where the output went and whether all of it was kept.
+    fn report(&self) -> OutputReport;
 }
 
 /// Appends both streams to `logs/<job id>.log`, as a terminal would show them.
@@ -59,7 +76,9 @@ pub trait OutputSink: Send {
 pub struct FileSink {
     path: PathBuf,
     file: Option<File>,
-    failed: bool,
+    /// Why the log could not be opened, once that failed (not retried).
+    open_error: Option<String>,
+    truncated: bool,
 }
 
 impl FileSink {
@@ -75,21 +94,22 @@ impl FileSink {
         FileSink {
             path: path.to_owned(),
             file: None,
-            failed: false,
+            open_error: None,
+            truncated: false,
         }
     }
 
-    fn file(&mut self) -> Option<&mut File> {
-        if self.file.is_none() && !self.failed {
-            match open_log(&self.path) {
-                Ok(file) => self.file = Some(file),
-                Err(e) => {
-                    self.failed = true;
-                    tracing::warn!(error = %e, "job output is lost");
-                }
-            }
+    fn write(&mut self, line: &[u8]) -> std::result::Result<(), String> {
+        if let Some(why) = &self.open_error {
+            return Err(why.clone());
         }
-        self.file.as_mut()
+        if self.file.is_none() {
+            let file = open_log(&self.path).map_err(|e| e.to_string());
+            self.open_error = file.as_ref().err().cloned();
+            self.file = Some(file?);
+        }
+        let file = self.file.as_mut().expect("opened above");
+        file.write_all(line).map_err(|e| e.to_string())
     }
 }
 
@@ -101,27 +121,50 @@ fn open_log(path: &Path) -> Result<File> {
 
 impl OutputSink for FileSink {
     fn line(&mut self, _stream: Stream, line: &[u8]) {
-        // Unbuffered, so `logs -f` sees each line as it happens.
-        if let Some(file) = self.file()
-            && let Err(e) = file.write_all(line)
-        {
-            tracing::warn!(error = %e, "cannot write job output");
+        // Unbuffered, so `logs -f` sees each line as it happens. After a
+        // failure later lines are still tried (space may come back), but the
+        // attempt's output is incomplete either way.
+        if let Err(why) = self.write(line) {
+            if !self.truncated {
+                tracing::warn!(error = %why, path = %self.path.display(), "job output is cut: it cannot all be written");
+            }
+            self.truncated = true;
+        }
+    }
+
+    fn report(&self) -> OutputReport {
+        OutputReport {
+            destination: Destination::File,
+            truncated: self.truncated,
         }
     }
 }
 
-/// Sends each line to journald as its own entry with the job's fields.
+/// Sends each line to journald as its own entry with the job's fields. When
+/// the journal cannot be reached, this and the attempt's later lines go to
+/// the job's log file instead, so nothing is dropped silently.
 pub struct JournalSink {
-    pub job_id: String,
-    pub attempt: u32,
-    pub worker: String,
+    job_id: String,
+    attempt: u32,
+    worker: String,
+    sent: bool,
+    fallback: Option<FileSink>,
+    fallback_path: PathBuf,
 }
 
-/// The `SYSLOG_IDENTIFIER` of job output entries.
-pub const JOB_SYSLOG_IDENTIFIER: &str = "queuectl-job";
+impl JournalSink {
+    pub fn new(job_id: &str, attempt: u32, worker: &str, fallback_path: &Path) -> JournalSink {
+        JournalSink {
+            job_id: job_id.to_owned(),
+            attempt,
+            worker: worker.to_owned(),
+            sent: false,
+            fallback: None,
+            fallback_path: fallback_path.to_owned(),
+        }
+    }
 
-impl OutputSink for JournalSink {
-    fn line(&mut self, stream: Stream, line: &[u8]) {
+    fn send(&self, stream: Stream, line: &[u8]) -> std::result::Result<(), String> {
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\n').unwrap_or(&text);
         let priority = match stream {
@@ -136,8 +179,43 @@ impl OutputSink for JournalSink {
             ("QUEUECTL_WORKER", self.worker.as_str()),
             ("SYSLOG_IDENTIFIER", JOB_SYSLOG_IDENTIFIER),
         ];
-        if let Err(e) = libsystemd::logging::journal_send(priority, text, fields.into_iter()) {
-            tracing::warn!(error = %e, job_id = %self.job_id, "cannot send job output to the journal");
+        libsystemd::logging::journal_send(priority, text, fields.into_iter())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The `SYSLOG_IDENTIFIER` of job output entries.
+pub const JOB_SYSLOG_IDENTIFIER: &str = "queuectl-job";
+
+impl OutputSink for JournalSink {
+    fn line(&mut self, stream: Stream, line: &[u8]) {
+        if self.fallback.is_none() {
+            match self.send(stream, line) {
+                Ok(()) => {
+                    self.sent = true;
+                    return;
+                }
+                Err(why) => {
+                    tracing::warn!(error = %why, job_id = %self.job_id, path = %self.fallback_path.display(),
+                        "the journal is unreachable; this attempt's output goes to the job's log file");
+                    self.fallback = Some(FileSink::lazy(&self.fallback_path));
+                }
+            }
+        }
+        if let Some(file) = &mut self.fallback {
+            file.line(stream, line);
+        }
+    }
+
+    fn report(&self) -> OutputReport {
+        let destination = if self.sent {
+            Destination::Journal
+        } else {
+            Destination::File
+        };
+        OutputReport {
+            destination,
+            truncated: self.fallback.as_ref().is_some_and(|f| f.report().truncated),
         }
     }
 }

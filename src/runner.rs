@@ -8,7 +8,7 @@
 pub mod contain;
 mod spawn;
 
-use crate::output::{OutputSink, Stream};
+use crate::output::{OutputReport, OutputSink, Stream};
 use contain::AttemptCgroup;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
@@ -53,14 +53,17 @@ pub struct JobExit {
     pub signal: Option<i32>,
     /// The last bytes of stderr, lossily decoded and trimmed.
     pub stderr_tail: String,
+    /// Where its output went, and whether all of it was kept.
+    pub output: OutputReport,
 }
 
 impl JobExit {
-    fn from_status(status: ExitStatus, stderr_tail: String) -> JobExit {
+    fn from_status(status: ExitStatus, stderr_tail: String, output: OutputReport) -> JobExit {
         JobExit {
             code: status.code(),
             signal: status.signal(),
             stderr_tail,
+            output,
         }
     }
 
@@ -431,7 +434,8 @@ impl Watched {
         let status = self
             .status
             .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
-        (self.on_exit)(JobExit::from_status(status, self.stderr_tail));
+        let output = self.sink.report();
+        (self.on_exit)(JobExit::from_status(status, self.stderr_tail, output));
     }
 }
 

@@ -1,8 +1,15 @@
+//! `logs`: a job's output, from its log file and from the journal (an
+//! attempt's recorded destination says which holds it), then plain notes on
+//! stderr when there is none or some of it was cut. `--json` prints the
+//! output with each attempt's destination and truncation.
+
 use super::Context;
+use super::format::print_json;
 use queuectl::error::{Error, IoContext, Result};
 use queuectl::output::{Destination, JOB_SYSLOG_IDENTIFIER};
-use queuectl::store::OpenMode;
+use queuectl::store::{Attempt, OpenMode};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,28 +19,98 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
     let store = ctx.store(OpenMode::ReadOnly)?;
     store.get(id)?; // not found → exit 3
-    let attempts = store.attempts(id)?;
-    let in_journal = attempts.iter().any(|a| a.output == Destination::Journal);
     let path = ctx.state.job_log(id);
-    let mut offset = print_file_from(&path, 0)?;
-    if in_journal {
-        return journal(ctx, id, follow);
-    }
-    if !follow {
-        return Ok(());
-    }
+    let mut out = Sink::new(ctx.json);
+    let mut offset = 0;
+    let mut cursor: Option<String> = None;
     loop {
-        let finished = store.get(id)?.state.is_terminal();
-        offset = print_file_from(&path, offset)?;
+        // Read the state first, so output written before the job finished is
+        // always picked up by the reads that follow.
+        let finished = !follow || store.get(id)?.state.is_terminal();
+        let attempts = store.attempts(id)?;
+        // Every attempt whose output went to the file (or fell back to it)
+        // appended to this one file.
+        offset = read_file_from(&path, offset, &mut out)?;
+        if attempts.iter().any(|a| a.output == Destination::Journal) {
+            cursor = read_journal_after(id, cursor.as_deref(), &mut out)?.or(cursor);
+        }
         if finished {
-            return Ok(());
+            return report(id, &attempts, out);
         }
         std::thread::sleep(FOLLOW_POLL);
     }
 }
 
-/// Prints `path` from byte `offset`; returns the new offset.
-fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
+/// Where the output goes: straight to stdout, or kept for `--json`.
+struct Sink {
+    json: Option<Vec<u8>>,
+    printed: u64,
+}
+
+impl Sink {
+    fn new(json: bool) -> Sink {
+        Sink {
+            json: json.then(Vec::new),
+            printed: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.printed += bytes.len() as u64;
+        if let Some(kept) = &mut self.json {
+            kept.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)
+            .and_then(|_| out.flush())
+            .context(|| "cannot write output".into())
+    }
+}
+
+/// Ends with what the output alone does not say: that there is none, or
+/// that an attempt's output is incomplete.
+fn report(id: &str, attempts: &[Attempt], out: Sink) -> Result<()> {
+    let truncated: Vec<u32> = attempts
+        .iter()
+        .filter(|a| a.output_truncated)
+        .map(|a| a.number)
+        .collect();
+    if let Some(kept) = out.json {
+        let attempts: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "number": a.number,
+                    "output": a.output,
+                    "output_truncated": a.output_truncated,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "id": id,
+            "output": String::from_utf8_lossy(&kept),
+            "truncated": !truncated.is_empty(),
+            "attempts": attempts,
+        }));
+    }
+    if out.printed == 0 {
+        match attempts.len() {
+            0 => eprintln!("job '{id}' has no output: it has not run yet"),
+            1 => eprintln!("job '{id}' has no output: its attempt printed nothing"),
+            n => eprintln!("job '{id}' has no output: none of its {n} attempts printed anything"),
+        }
+    }
+    for number in truncated {
+        eprintln!(
+            "note: the output of attempt {number} is incomplete: some of it could not be stored (the worker's log says why)"
+        );
+    }
+    Ok(())
+}
+
+/// Adds `path` from byte `offset` to `out`; returns the new offset.
+fn read_file_from(path: &Path, offset: u64, out: &mut Sink) -> Result<u64> {
     let mut file = match queuectl::files::read_nofollow(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(offset),
@@ -44,34 +121,15 @@ fn print_file_from(path: &std::path::Path, offset: u64) -> Result<u64> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .context(|| format!("cannot read {}", path.display()))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|_| out.flush())
-        .context(|| "cannot write output".into())?;
+    out.write(&bytes)?;
     Ok(offset + bytes.len() as u64)
 }
 
-/// Job output that went to journald: `journalctl QUEUECTL_JOB_ID=<id>
-/// SYSLOG_IDENTIFIER=queuectl-job` (the worker's own lines about the job carry
-/// QUEUECTL_JOB_ID too, under another identifier). Following
-/// reads on from the last cursor until the job has finished.
-fn journal(ctx: &Context, id: &str, follow: bool) -> Result<()> {
-    let store = ctx.store(OpenMode::ReadOnly)?;
-    let mut cursor: Option<String> = None;
-    loop {
-        // Read the state first, so output written before the job finished is
-        // always picked up by the read that follows.
-        let finished = !follow || store.get(id)?.state.is_terminal();
-        cursor = print_journal_after(id, cursor.as_deref())?.or(cursor);
-        if finished {
-            return Ok(());
-        }
-        std::thread::sleep(FOLLOW_POLL);
-    }
-}
-
-/// Prints the job's journal entries after `cursor`; returns the new cursor.
-fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>> {
+/// Adds the job's journal entries after `cursor` to `out`: `journalctl
+/// QUEUECTL_JOB_ID=<id> SYSLOG_IDENTIFIER=queuectl-job` (the worker's own
+/// lines about the job carry QUEUECTL_JOB_ID too, under another
+/// identifier). Returns the new cursor.
+fn read_journal_after(id: &str, cursor: Option<&str>, out: &mut Sink) -> Result<Option<String>> {
     let mut cmd = Command::new("journalctl");
     cmd.args([
         "--no-pager",
@@ -85,13 +143,18 @@ fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>>
     }
     let output = cmd
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
-        .context(|| "cannot run journalctl".into())?;
+        .context(|| "cannot run journalctl to read the job's output".into())?;
     if !output.status.success() {
+        // An attempt recorded its output in the journal, which cannot be read
+        // now (no journal files, no permission to read them, ...).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let why = match stderr.trim() {
+            "" => output.status.to_string(),
+            text => text.to_owned(),
+        };
         return Err(Error::Supervisor(format!(
-            "journalctl failed ({})",
-            output.status
+            "cannot read the output of job '{id}' from the journal (journalctl: {why})"
         )));
     }
     let text = output.stdout;
@@ -107,9 +170,6 @@ fn print_journal_after(id: &str, cursor: Option<&str>) -> Result<Option<String>>
         ),
         None => (&text[..], None),
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(body)
-        .and_then(|_| out.flush())
-        .context(|| "cannot write output".into())?;
+    out.write(body)?;
     Ok(new_cursor)
 }

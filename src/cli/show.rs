@@ -98,5 +98,11 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
             super::format::clip(error, 60)
         );
     }
+    for a in attempts.iter().filter(|a| a.output_truncated) {
+        println!(
+            "  attempt {}: output truncated: some of it could not be stored (the worker's log says why)",
+            a.number
+        );
+    }
     Ok(())
 }

@@ -884,7 +884,7 @@ impl Store {
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>> {
         self.read_all(
             "SELECT a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output,
-                    a.host, a.cgroup
+                    a.host, a.cgroup, a.output_truncated
              FROM attempts a JOIN jobs j ON j.seq = a.job_seq WHERE j.id = ?1 ORDER BY a.number",
             [id],
             |r| {
@@ -906,6 +906,7 @@ impl Store {
                     },
                     host: r.get(9)?,
                     cgroup: r.get(10)?,
+                    output_truncated: r.get(11)?,
                 })
             },
         )
@@ -1129,7 +1130,8 @@ fn finish_in(
         return Ok(false);
     }
     tx.prepare_cached(
-        "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5
+        "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5,
+             output = COALESCE(?8, output), output_truncated = COALESCE(?9, output_truncated)
          WHERE job_seq = ?6 AND number = ?7",
     )?
     .execute(params![
@@ -1140,6 +1142,8 @@ fn finish_in(
         result.error,
         lease.seq,
         lease.attempt,
+        result.output.map(|o| o.destination.as_str()),
+        result.output.map(|o| o.truncated),
     ])?;
     Ok(true)
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::domain::spec::parse_job;
+use crate::output::OutputReport;
 use std::collections::HashSet;
 
 const DEFAULTS: JobDefaults = JobDefaults {
@@ -297,6 +298,47 @@ fn a_job_whose_cancel_was_requested_ends_cancelled_even_if_it_succeeded() {
     assert_eq!(rescued, ["lost"]);
     assert_eq!(store.get("lost").unwrap().state, JobState::Cancelled);
     assert_eq!(store.get("lost").unwrap().failures, 1);
+}
+
+#[test]
+fn finish_records_where_the_output_went_and_whether_it_was_cut() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
+    enqueue(&mut store, r#"{"id":"b","command":"x"}"#, at(0));
+    let journal = ClaimRequest {
+        output: Destination::Journal,
+        ..request("w")
+    };
+    let a = store.claim(&journal, at(1)).unwrap().unwrap();
+    let b = store.claim(&journal, at(1)).unwrap().unwrap();
+    let mut result = AttemptResult::new(AttemptOutcome::Succeeded);
+    result.output = Some(OutputReport {
+        destination: Destination::File,
+        truncated: true,
+    });
+    store
+        .finish(&a.lease, &result, &policy(), at(2), None)
+        .unwrap();
+    let attempt = &store.attempts("a").unwrap()[0];
+    assert_eq!(
+        (attempt.output, attempt.output_truncated),
+        (Destination::File, true)
+    );
+    // No report (a rescue): what the claim recorded stays.
+    store
+        .finish(
+            &b.lease,
+            &AttemptResult::new(AttemptOutcome::LeaseExpired),
+            &policy(),
+            at(2),
+            None,
+        )
+        .unwrap();
+    let attempt = &store.attempts("b").unwrap()[0];
+    assert_eq!(
+        (attempt.output, attempt.output_truncated),
+        (Destination::Journal, false)
+    );
 }
 
 #[test]

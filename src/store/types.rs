@@ -1,7 +1,7 @@
 //! The values that cross the store's boundary.
 
 use crate::domain::{AttemptOutcome, JobState};
-use crate::output::Destination;
+use crate::output::{Destination, OutputReport};
 use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,6 +97,8 @@ pub struct Attempt {
     pub error: Option<String>,
     /// Where this attempt's output went.
     pub output: Destination,
+    /// Some of its output could not be stored (a full disk, ...).
+    pub output_truncated: bool,
     /// The host it ran on, and its own cgroup if it had one.
     pub host: Option<String>,
     pub cgroup: Option<String>,
@@ -227,6 +229,9 @@ pub struct AttemptResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub error: Option<String>,
+    /// What became of its output; `None` keeps what the claim recorded (an
+    /// attempt that never started, or one rescued after its worker died).
+    pub output: Option<OutputReport>,
 }
 
 impl AttemptResult {
@@ -236,6 +241,7 @@ impl AttemptResult {
             exit_code: None,
             signal: None,
             error: None,
+            output: None,
         }
     }
 

@@ -295,11 +295,12 @@ impl Worker {
 
     fn sink_for(&self, job: &Claimed) -> Result<Box<dyn OutputSink>> {
         Ok(match self.output {
-            Destination::Journal => Box::new(JournalSink {
-                job_id: job.id.clone(),
-                attempt: job.lease.attempt,
-                worker: self.name.clone(),
-            }),
+            Destination::Journal => Box::new(JournalSink::new(
+                &job.id,
+                job.lease.attempt,
+                &self.name,
+                &self.state.job_log(&job.id),
+            )),
             _ => Box::new(FileSink::lazy(&self.state.job_log(&job.id))),
         })
     }
@@ -516,5 +517,6 @@ fn attempt_result(
         exit_code: exit.code,
         signal: exit.signal,
         error,
+        output: Some(exit.output),
     }
 }

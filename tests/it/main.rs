@@ -13,6 +13,7 @@ mod files;
 mod input;
 mod lifecycle;
 mod notify;
+mod output;
 mod secrets;
 mod supervisor;
 mod systemd;

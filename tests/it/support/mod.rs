@@ -79,7 +79,12 @@ impl TestEnv {
     /// A queuectl command bound to this environment's queue and config, and
     /// cut off from any systemd of the machine running the tests.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(binary());
+        self.cmd_running(binary().as_os_str())
+    }
+
+    /// `program` (which runs queuectl) with the environment of [`cmd`].
+    fn cmd_running(&self, program: &std::ffi::OsStr) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("QUEUECTL_DB", self.db())
             .env("QUEUECTL_CONFIG", self.config_path())
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
@@ -183,6 +188,48 @@ impl TestEnv {
         pid
     }
 
+    /// Starts `queuectl worker run --name NAME` in a private mount namespace
+    /// that the shell command `setup` prepares first (as root, e.g. mounting
+    /// a tiny tmpfs), so that what it mounts is seen by this worker only.
+    /// Returns `None` (printing why) where that cannot be done; panics
+    /// instead under CI=true. See [`cmd_in_namespace_of`] for commands that
+    /// need to see the same mounts.
+    pub fn spawn_worker_in_namespace(&mut self, name: &str, setup: &str) -> Option<u32> {
+        if !can_unshare_mounts() {
+            return None;
+        }
+        let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
+        let script = format!("{setup} && exec \"$0\" worker run --name \"$1\"");
+        let child = self
+            .cmd_running("unshare".as_ref())
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .arg(binary())
+            .arg(name)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        Some(self.adopt(child))
+    }
+
+    /// A queuectl command inside the mount namespace of process `pid` (a
+    /// worker from [`spawn_worker_in_namespace`]).
+    pub fn cmd_in_namespace_of(&self, pid: u32) -> Command {
+        let mut cmd = self.cmd_running("nsenter".as_ref());
+        cmd.arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .arg("--")
+            .arg(binary());
+        cmd
+    }
+
     /// Makes `child` this environment's to stop on drop; returns its pid.
     pub fn adopt(&mut self, child: Child) -> u32 {
         let pid = child.id();
@@ -220,6 +267,37 @@ impl TestEnv {
     pub fn mark_supervised(&mut self) {
         self.started_supervised = true;
     }
+}
+
+/// Whether this process may create mount namespaces and mount in them
+/// (root with `unshare` and `nsenter` installed). Prints why not and returns
+/// false; panics instead under CI=true, where such tests must run.
+pub fn can_unshare_mounts() -> bool {
+    let why_not = if !nix::unistd::Uid::effective().is_root() {
+        Some("needs root to mount in a private mount namespace".to_owned())
+    } else {
+        match Command::new("unshare")
+            .args(["--mount", "--", "nsenter", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+        {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "unshare --mount failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Some(format!("cannot run unshare: {e}")),
+        }
+    };
+    let Some(why_not) = why_not else {
+        return true;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true, so not skipping: {why_not}");
+    }
+    eprintln!("skipping: {why_not}");
+    false
 }
 
 pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
