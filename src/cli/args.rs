@@ -14,9 +14,10 @@ Examples:
 
 Exit codes:
   0  success
-  1  runtime failure (database, I/O, supervisor)
+  1  runtime failure (database, I/O, supervisor, read-only file or filesystem,
+     a queue made by a newer queuectl)
   2  invalid input or usage (bad JSON, unknown config key, bad flag)
-  3  job not found
+  3  job not found, or no queue at the path (only enqueue and workers create one)
   4  the job's state does not allow the operation";
 
 /// A background job runner: shell commands queued in SQLite, run by
@@ -58,11 +59,21 @@ Examples:
   queuectl enqueue '{\"command\":\"curl -fsS https://example.com\",\"delay\":\"5m\",\"timeout_seconds\":30}'
   queuectl enqueue --file jobs.jsonl
   generate-jobs | queuectl enqueue -
+  queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"/etc/queuectl/deploy.env\"}'
+  queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"deploy-env\"}'   # a systemd credential
 
 Fields: command (required), id, priority, run_at (RFC 3339) or delay (30s, 5m, 2h, 1d),
-max_retries, timeout_seconds, env (object of strings), cwd (absolute path).
+max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute path).
 A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
-are enqueued in one transaction, or none if any line is invalid.")]
+are enqueued in one transaction, or none if any line is invalid.
+
+Secrets: env values are stored in the (private) queue but never printed or logged.
+To keep them out of the queue, name an env_file: an absolute path, or the name of a
+systemd credential of the worker (LoadCredential=NAME:/path in a drop-in for
+queuectl-worker@.service; read from $CREDENTIALS_DIRECTORY/NAME). The worker reads
+it when each attempt starts: KEY=VALUE lines, # comments; it must not be accessible
+to other users (chmod 600). Its values override env. Names starting with QUEUECTL_
+are reserved.")]
     Enqueue(EnqueueArgs),
     /// List jobs in enqueue order
     #[command(
