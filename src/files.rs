@@ -55,7 +55,18 @@ pub fn tighten(path: &Path, meta: &Metadata, allowed: u32) -> io::Result<bool> {
         return Ok(false);
     }
     let tightened = mode & !extra;
-    std::fs::set_permissions(path, Permissions::from_mode(tightened))?;
+    match std::fs::set_permissions(path, Permissions::from_mode(tightened)) {
+        // A group member sharing the queue cannot change its owner's files:
+        // say so, but do not refuse to work.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            tracing::warn!(
+                "{} is accessible to other users (mode {mode:04o}) and only its owner can tighten it",
+                path.display()
+            );
+            return Ok(false);
+        }
+        other => other?,
+    }
     tracing::warn!(
         "{} was accessible to other users (mode {mode:04o}); tightened it to {tightened:04o}",
         path.display()

@@ -12,7 +12,11 @@ pub fn shown(text: &str) -> String {
     let mut out = String::new();
     let mut chars = text.chars();
     for ch in chars.by_ref().take(SHOWN_CHARS) {
-        out.extend(ch.escape_debug());
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
     }
     if chars.next().is_some() {
         out.push_str(&format!("… (cut, {} bytes in all)", text.len()));
@@ -27,7 +31,8 @@ mod tests {
     #[test]
     fn short_values_are_shown_whole_and_escaped() {
         assert_eq!(shown("colour"), "colour");
-        assert_eq!(shown("a\nb\0"), "a\\nb\\0");
+        assert_eq!(shown("\"quoted\" é"), "\"quoted\" é");
+        assert_eq!(shown("a\nb\0"), "a\\nb\\u{0}");
     }
 
     #[test]

@@ -304,3 +304,37 @@ fn on_a_read_only_filesystem_reading_works_and_writing_says_read_only() {
     assert!(stderr.contains("read-only"), "{stderr}");
     assert!(!stderr.contains("unable to open database file"), "{stderr}");
 }
+
+#[test]
+fn on_a_read_only_mount_a_reader_sees_a_live_writers_commits() {
+    let mut env = TestEnv::new();
+    env.enqueue(r#"{"id":"a","command":"true"}"#);
+    env.spawn_worker("live");
+    wait_until("the worker registered", WAIT, || {
+        env.registered_workers() == 1
+    });
+    env.enqueue(r#"{"id":"late","command":"true","delay":"1h"}"#);
+    let state = env.db().parent().unwrap().to_owned();
+    assert!(
+        state.join("queue.db-shm").exists(),
+        "the writer's -shm is in use"
+    );
+    let script = format!(
+        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro '{dir}' || exit 99
+         exec \"$Q\" --json list",
+        dir = state.display()
+    );
+    let Some(out) = in_mount_namespace(&env, &script) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<_> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(ids, ["a", "late"]);
+}
