@@ -173,6 +173,16 @@ impl StateDir {
 /// never half of one. The file is private (its directory's
 /// [`Sharing::file_mode`]) whatever the umask.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, None)
+}
+
+/// [`write_atomically`] for a file everyone may read (a systemd unit: it
+/// holds no secret, and `systemctl cat` works for every user).
+pub fn write_atomically_readable(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, Some(0o644))
+}
+
+fn replace_file(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let mut tmp_name = OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_default());
     tmp_name.push(format!(".tmp{}", std::process::id()));
@@ -182,7 +192,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     let write = || -> std::io::Result<()> {
-        let mode = Sharing::of(&std::fs::metadata(dir)?).file_mode();
+        let mode = match mode {
+            Some(mode) => mode,
+            None => Sharing::of(&std::fs::metadata(dir)?).file_mode(),
+        };
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -196,4 +209,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| Error::writing(path, format!("cannot write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn replaced_files_are_private_unless_meant_for_everyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "old").unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomically(&config, b"new").unwrap();
+        assert_eq!(
+            (
+                std::fs::read_to_string(&config).unwrap().as_str(),
+                mode(&config)
+            ),
+            ("new", 0o600)
+        );
+        let unit = dir.path().join("queuectl-worker@.service");
+        write_atomically_readable(&unit, b"[Unit]\n").unwrap();
+        assert_eq!(mode(&unit), 0o644);
+    }
 }

@@ -85,7 +85,7 @@ pub fn write_if_changed(dir: &Path, files: &[(String, String)]) -> Result<bool> 
             std::fs::create_dir_all(parent)
                 .context(|| format!("cannot create {}", parent.display()))?;
         }
-        crate::paths::write_atomically(&path, text.as_bytes())?;
+        crate::paths::write_atomically_readable(&path, text.as_bytes())?;
         changed = true;
     }
     Ok(changed)
