@@ -49,7 +49,7 @@ impl WakeSocket {
 
 impl Drop for WakeSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = crate::files::remove_nofollow(&self.path);
     }
 }
 

@@ -160,6 +160,17 @@ fn on_read_only_fs(db: &Path) -> bool {
     crate::files::on_read_only_fs(StateDir::for_db(db).root())
 }
 
+/// "No queue" when nothing is at `path` (or it is not a file); a queue we
+/// may not look at is a plain I/O error, not "no queue".
+fn queue_file_exists(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(Error::NoQueue(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoQueue(path.to_owned())),
+        Err(e) => Err(Error::io(format!("cannot open {}", path.display()), e)),
+    }
+}
+
 /// `file:` URI of `path` for SQLite, with the bytes URIs reserve escaped.
 fn file_uri(path: &Path, query: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
@@ -188,8 +199,11 @@ impl Store {
     pub fn open_as(path: &Path, durability: Durability, mode: OpenMode) -> Result<Store> {
         match mode {
             OpenMode::ReadOnly => return Store::open_read_only(path, durability),
-            OpenMode::Existing if !path.is_file() => return Err(Error::NoQueue(path.to_owned())),
-            OpenMode::Existing | OpenMode::Create => {
+            OpenMode::Existing => {
+                queue_file_exists(path)?;
+                StateDir::for_db(path).prepare()?;
+            }
+            OpenMode::Create => {
                 StateDir::for_db(path).prepare()?;
             }
         }
@@ -256,9 +270,7 @@ impl Store {
     /// to it either, so it is opened as `immutable`. An older schema is
     /// upgraded through a writing open (a read must see the current columns).
     fn open_read_only(path: &Path, durability: Durability) -> Result<Store> {
-        if !path.is_file() {
-            return Err(Error::NoQueue(path.to_owned()));
-        }
+        queue_file_exists(path)?;
         let connect = |uri: String| -> Result<Store> {
             let db_err = |source| database_error(path, source);
             let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY

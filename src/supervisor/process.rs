@@ -183,7 +183,7 @@ impl ProcessSupervisor {
             if let Some(pid) = pid {
                 wait_for_exit(*pid, deadline)?;
             }
-            let _ = std::fs::remove_file(self.pid_file(*instance));
+            let _ = crate::files::remove_nofollow(&self.pid_file(*instance));
         }
         let mut names: Vec<String> = targets.iter().map(|(i, _)| i.to_string()).collect();
         names.dedup();
@@ -417,7 +417,7 @@ pub fn keep(
         }
     };
     if read_live_pid(&pid_file).is_none_or(|pid| pid == std::process::id()) {
-        let _ = std::fs::remove_file(&pid_file);
+        let _ = crate::files::remove_nofollow(&pid_file);
     }
     result
 }

@@ -243,12 +243,15 @@ fn reading_a_queue_changes_no_file() {
     assert_eq!(after, before, "nothing else created or changed");
 }
 
-/// Runs `script` in a private mount namespace (root only; nothing outside
-/// it sees the mounts) with $Q the binary. None if this machine cannot.
-fn in_mount_namespace(env: &TestEnv, script: &str) -> Option<Output> {
-    let probe = Command::new("unshare").args(["-m", "true"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        let reason = "cannot make a mount namespace (unshare -m); skipping";
+/// `wrapper` (e.g. `unshare`, `setpriv`) with the environment `env.cmd()`
+/// gives queuectl, and `$Q` naming the binary; None (the test skips) when
+/// this machine cannot run it, unless CI=true.
+fn wrapped(env: &TestEnv, wrapper: &str, needs_root: bool) -> Option<Command> {
+    let usable = Command::new(wrapper).arg("--version").output();
+    if !usable.is_ok_and(|o| o.status.success())
+        || (needs_root && !nix::unistd::geteuid().is_root())
+    {
+        let reason = format!("this test needs {wrapper} and root; skipping");
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true: {reason}"
@@ -256,18 +259,24 @@ fn in_mount_namespace(env: &TestEnv, script: &str) -> Option<Output> {
         eprintln!("{reason}");
         return None;
     }
-    let mut cmd = env.cmd();
-    let program = cmd.get_program().to_owned();
-    cmd.env("Q", program);
-    let mut unshare = Command::new("unshare");
-    unshare.args(["-m", "--propagation", "private", "sh", "-c", script]);
-    for (key, value) in cmd.get_envs() {
+    let queuectl = env.cmd();
+    let mut cmd = Command::new(wrapper);
+    for (key, value) in queuectl.get_envs() {
         match value {
-            Some(value) => unshare.env(key, value),
-            None => unshare.env_remove(key),
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
         };
     }
-    Some(unshare.output().unwrap())
+    cmd.env("Q", queuectl.get_program());
+    Some(cmd)
+}
+
+/// Runs `script` in a private mount namespace (nothing outside it sees its
+/// mounts), with $Q the binary.
+fn in_mount_namespace(env: &TestEnv, script: &str) -> Option<Output> {
+    let mut cmd = wrapped(env, "unshare", true)?;
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script]);
+    Some(cmd.output().unwrap())
 }
 
 #[test]
@@ -337,4 +346,52 @@ fn on_a_read_only_mount_a_reader_sees_a_live_writers_commits() {
         .map(|j| j["id"].clone())
         .collect();
     assert_eq!(ids, ["a", "late"]);
+}
+
+/// Runs queuectl as another user (uid and gid `id`, no other groups).
+fn run_as(env: &TestEnv, id: u32, args: &[&str]) -> Option<Output> {
+    let mut cmd = wrapped(env, "setpriv", true)?;
+    cmd.args([
+        &format!("--reuid={id}"),
+        &format!("--regid={id}"),
+        "--clear-groups",
+    ])
+    .arg(crate::support::binary())
+    .args(args);
+    Some(cmd.output().unwrap())
+}
+
+#[test]
+fn a_group_shares_the_queue_and_nobody_else_reads_it() {
+    const MEMBER: u32 = 65534; // nobody:nogroup
+    const OUTSIDER: u32 = 54321;
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(env.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let state = env.db().parent().unwrap().to_owned();
+    std::fs::create_dir(&state).unwrap();
+    nix::unistd::chown(&state, None, Some(nix::unistd::Gid::from_raw(MEMBER))).ok();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    env.enqueue(r#"{"id":"by-owner","command":"true"}"#);
+    // Left too open by its owner: a member cannot fix that, and must not be refused.
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o664)).unwrap();
+
+    let Some(member) = run_as(
+        &env,
+        MEMBER,
+        &["enqueue", r#"{"id":"by-member","command":"true"}"#],
+    ) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&member.stderr);
+    assert!(member.status.success(), "{stderr}");
+    assert!(stderr.contains("only its owner can tighten it"), "{stderr}");
+    let listed = run_as(&env, MEMBER, &["list"]).unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("by-member"));
+
+    let outsider = run_as(&env, OUTSIDER, &["list"]).unwrap();
+    let stderr = String::from_utf8_lossy(&outsider.stderr);
+    assert_eq!(outsider.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!stderr.contains("no queue"), "{stderr}");
 }
