@@ -8,6 +8,7 @@
 //! It never runs a job and never holds a transaction open while one runs.
 
 mod types;
+mod wal;
 
 pub use types::*;
 
@@ -372,42 +373,9 @@ impl Store {
         }
     }
 
-    /// Flushes the WAL to disk (what synchronous=FULL does inside COMMIT),
-    /// through SQLite's own handle of the file, so it is always the live WAL.
+    /// Flushes the WAL to disk; an error when there is no WAL to sync.
     fn sync_wal(&self) -> Result<()> {
-        use rusqlite::ffi;
-        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-        // SAFETY: the connection handle is valid while `self` lives, and
-        // SQLITE_FCNTL_JOURNAL_POINTER writes one sqlite3_file pointer.
-        let rc = unsafe {
-            ffi::sqlite3_file_control(
-                self.conn.handle(),
-                c"main".as_ptr(),
-                ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-                (&raw mut file).cast(),
-            )
-        };
-        // SAFETY: a non-null pointer from SQLite is an open sqlite3_file of
-        // this connection, used here on the connection's own thread.
-        let rc = match (rc, unsafe { file.as_ref() }) {
-            (ffi::SQLITE_OK, Some(wal)) => match unsafe { wal.pMethods.as_ref() } {
-                Some(methods) => match methods.xSync {
-                    Some(sync) => unsafe { sync(file, ffi::SQLITE_SYNC_NORMAL) },
-                    None => ffi::SQLITE_OK,
-                },
-                // Not open: this connection is not in WAL mode, and its
-                // journal was synced at commit.
-                None => ffi::SQLITE_OK,
-            },
-            _ => ffi::SQLITE_OK,
-        };
-        if rc == ffi::SQLITE_OK {
-            return Ok(());
-        }
-        Err(self.db_error(rusqlite::Error::SqliteFailure(
-            ffi::Error::new(rc),
-            Some("committed, but the WAL could not be synced to disk".into()),
-        )))
+        wal::sync(&self.conn).map_err(|e| self.db_error(e))
     }
 
     /// Refuses a database that holds another application's tables. An empty

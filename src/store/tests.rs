@@ -532,6 +532,43 @@ fn full_durability_syncs_the_wal_itself_after_each_commit() {
 }
 
 #[test]
+fn full_durability_fails_loudly_when_the_database_left_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("q.db"), Durability::Full).unwrap();
+    enqueue(&mut store, r#"{"id":"before","command":"true"}"#, at(0));
+    // The connection leaves WAL mode (nothing in queuectl does this; another
+    // program cannot while a worker has the queue open): its commits now go
+    // through a rollback journal with synchronous=NORMAL, which a power loss
+    // can undo. The WAL sync that durability full relies on must not pass.
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    let job = parse_job(r#"{"id":"after","command":"true"}"#).unwrap();
+    let err = store
+        .enqueue(&[(1, job)], &DEFAULTS, at(1))
+        .expect_err("a commit that full durability cannot sync is an error");
+    assert!(err.to_string().contains("no longer in WAL mode"), "{err}");
+}
+
+#[test]
+fn a_queue_without_wal_relies_on_sqlites_own_full_sync() {
+    // An in-memory database cannot use WAL, like a filesystem without shared
+    // memory: SQLite's synchronous=FULL then syncs inside COMMIT, and there
+    // is no WAL for us to sync.
+    let mut store = Store::open(Path::new(":memory:"), Durability::Full).unwrap();
+    assert!(!store.sync_after_commit);
+    let synchronous: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "FULL");
+    enqueue(&mut store, r#"{"id":"j","command":"true"}"#, at(0));
+    assert_eq!(store.get("j").unwrap().state, JobState::Pending);
+}
+
+#[test]
 fn a_new_queue_is_tagged_and_fully_migrated() {
     let (_dir, store) = open();
     let (id, version): (i32, i64) = store
