@@ -5,6 +5,7 @@ use queuectl::domain::JobState;
 use queuectl::error::Result;
 use queuectl::store::OpenMode;
 use queuectl::supervisor::Instance;
+use queuectl::supervisor::process::process_alive;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -17,6 +18,8 @@ struct WorkerView {
     status: Option<String>,
     job_id: Option<String>,
     heartbeat_at: Option<jiff::Timestamp>,
+    /// Whether its process is alive; `None` when it runs on another host.
+    alive: Option<bool>,
 }
 
 pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
@@ -30,6 +33,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         }
         Err(_) => (None, vec![]),
     };
+    let host = queuectl::worker::hostname();
     let mut workers: Vec<WorkerView> = registered
         .iter()
         .map(|w| {
@@ -43,11 +47,17 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                     .or_else(|| Some(w.status.clone())),
                 job_id: w.job_id.clone(),
                 heartbeat_at: Some(w.heartbeat_at),
+                alive: (w.host == host).then(|| process_alive(w.pid)),
             }
         })
         .collect();
+    // Instances no registered worker stands for (not started yet, failed, or
+    // a second keeper of one name) are shown too: every live one is seen.
+    let mut represented: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
     for instance in &instances {
-        if !workers.iter().any(|w| w.name == instance.name) {
+        if let Some(at) = represented.iter().position(|name| *name == instance.name) {
+            represented.swap_remove(at);
+        } else {
             workers.push(WorkerView {
                 name: instance.name.clone(),
                 pid: instance.pid,
@@ -55,6 +65,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 status: instance.status.clone(),
                 job_id: None,
                 heartbeat_at: None,
+                alive: instance.pid.map(process_alive),
             });
         }
     }
@@ -113,7 +124,10 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             w.unit_state.as_deref().unwrap_or("-"),
             heartbeat,
             w.job_id.as_deref().unwrap_or("-"),
-            w.status.as_deref().unwrap_or("-"),
+            match w.alive {
+                Some(false) => "not running (died without unregistering)",
+                _ => w.status.as_deref().unwrap_or("-"),
+            },
         );
     }
     Ok(())

@@ -63,7 +63,8 @@ pub fn default_name() -> String {
     format!("{}-{}", hostname(), std::process::id())
 }
 
-fn hostname() -> String {
+/// This host's name, as workers record it (and attempts, for containment).
+pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

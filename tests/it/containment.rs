@@ -182,3 +182,51 @@ fn two_concurrent_starts_leave_no_hidden_worker_and_stop_ends_them_all() {
     assert!(queue_processes(&env, "supervise").is_empty());
     assert!(registered_workers(&env).is_empty());
 }
+
+#[test]
+fn a_keeper_without_a_pid_file_is_still_shown_and_stopped() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.enqueue(r#"{"id":"first","command":"true"}"#); // creates the queue
+    let db = env.db();
+    let keeper = env
+        .cmd()
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "worker",
+            "supervise",
+            "--instance",
+            "7",
+        ])
+        .spawn()
+        .unwrap();
+    let keeper = env.adopt(keeper);
+    let pid_file = env.path("state/workers/7.pid");
+    wait_until("keeper 7's worker registered", WAIT, || {
+        pid_file.exists() && registered_workers(&env).iter().any(|(name, _)| name == "7")
+    });
+    // What a second, racing keeper used to leave: a live keeper whose pid
+    // file is gone.
+    std::fs::remove_file(&pid_file).unwrap();
+    let status = env.json(&["status"]);
+    let shown = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["name"] == "7")
+        .count();
+    assert_eq!(shown, 1, "{status}");
+    assert!(
+        status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["alive"] == true),
+        "{status}"
+    );
+    let stopped = env.json(&["worker", "stop"]);
+    assert_eq!(stopped["stopped"], serde_json::json!(["7"]));
+    assert!(!alive(keeper));
+    assert!(queue_processes(&env, "run").is_empty());
+}
