@@ -15,7 +15,7 @@ pub enum Error {
     /// Any other bad value from the user: a config key, a flag, a config file.
     #[error("{0}")]
     Invalid(String),
-    #[error("job '{0}' not found")]
+    #[error("job '{}' not found", crate::domain::echo::shown(.0))]
     NotFound(String),
     /// The operation does not apply to the job in its current state.
     #[error("{0}")]

@@ -69,7 +69,8 @@ impl FromStr for JobState {
             .ok_or_else(|| {
                 let names: Vec<_> = JobState::ALL.iter().map(|s| s.as_str()).collect();
                 format!(
-                    "unknown state '{s}' (expected one of: {})",
+                    "unknown state '{}' (expected one of: {})",
+                    super::echo::shown(s),
                     names.join(", ")
                 )
             })

@@ -74,8 +74,12 @@ pub fn hostname() -> String {
 impl Worker {
     /// Opens the queue, installs signal handling and registers the worker.
     pub fn start(name: String, config: Config, state: StateDir) -> Result<Worker> {
-        crate::domain::JobId::parse(&name)
-            .map_err(|why| Error::Invalid(format!("worker name '{name}' {why}")))?;
+        crate::domain::JobId::parse(&name).map_err(|why| {
+            Error::Invalid(format!(
+                "worker name '{}' {why}",
+                crate::domain::echo::shown(&name)
+            ))
+        })?;
         let store = Store::open(&state.db, config.durability)?;
         let (tx, events) = mpsc::channel();
 

@@ -210,6 +210,34 @@ fn long_values_are_cut_in_messages() {
         "{} bytes of error",
         out.stderr.len()
     );
+
+    // Arguments too (at most 128 KiB each on Linux).
+    env.enqueue(r#"{"command":"true"}"#);
+    let long = "z".repeat(100_000);
+    for args in [
+        &["show", long.as_str()][..],
+        &["cancel", &long],
+        &["list", "--state", &long],
+        &["purge", "--older-than", &long],
+        &["worker", "run", "--name", &long],
+        &["config", "get", &long],
+        &["config", "set", &long, "1"],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{}", args[0]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.len() < 1000,
+            "{}: {} bytes of error",
+            args[0],
+            stderr.len()
+        );
+        assert!(
+            stderr.contains("(cut, 100000 bytes in all)"),
+            "{}: {stderr}",
+            args[0]
+        );
+    }
 }
 
 #[test]
