@@ -41,6 +41,17 @@ pub enum Error {
     /// A command needed to write to a file or filesystem that is read-only.
     #[error("cannot write to {}: it is read-only", .0.display())]
     ReadOnly(PathBuf),
+    /// The queue needs the schema upgrade this queuectl makes on open, but
+    /// it is read-only.
+    #[error(
+        "database {} has schema version {found}, older than this queuectl's ({supported}), and cannot be upgraded: it is read-only",
+        path.display()
+    )]
+    SchemaUpgradeReadOnly {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     /// The queue was made by a newer queuectl.
     #[error(
         "database {} has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl",
@@ -80,6 +91,7 @@ impl Error {
             | Error::Database { .. }
             | Error::Supervisor(_)
             | Error::ReadOnly(_)
+            | Error::SchemaUpgradeReadOnly { .. }
             | Error::SchemaTooNew { .. } => 1,
         }
     }

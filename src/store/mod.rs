@@ -308,7 +308,14 @@ impl Store {
                 return Err(Error::NoQueue(path.to_owned()));
             }
             drop(store);
-            return Store::open_as(path, durability, OpenMode::Existing);
+            return Store::open_as(path, durability, OpenMode::Existing).map_err(|e| match e {
+                Error::ReadOnly(path) => Error::SchemaUpgradeReadOnly {
+                    path,
+                    found,
+                    supported: SCHEMA_VERSION,
+                },
+                other => other,
+            });
         }
         Ok(store)
     }

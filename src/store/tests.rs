@@ -711,3 +711,28 @@ fn env_file_is_stored_and_handed_to_the_worker() {
     let claimed = store.claim(&request("w"), at(1)).unwrap().unwrap();
     assert_eq!(claimed.env_file.as_deref(), Some("backup-env"));
 }
+
+#[test]
+fn a_reading_open_creates_nothing_and_upgrades_an_older_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/q.db");
+    let err = Store::open_as(&path, Durability::Full, OpenMode::ReadOnly)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NoQueue(_)), "{err}");
+    assert!(!dir.path().join("state").exists());
+
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.execute_batch(MIGRATIONS[1]).unwrap();
+    old.execute_batch("PRAGMA user_version = 2").unwrap();
+    drop(old);
+    let store = Store::open_as(&path, Durability::Full, OpenMode::ReadOnly).unwrap();
+    assert!(store.list(None, 10).unwrap().is_empty());
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}

@@ -271,11 +271,16 @@ fn wrapped(env: &TestEnv, wrapper: &str, needs_root: bool) -> Option<Command> {
     Some(cmd)
 }
 
-/// Runs `script` in a private mount namespace (nothing outside it sees its
-/// mounts), with $Q the binary.
-fn in_mount_namespace(env: &TestEnv, script: &str) -> Option<Output> {
+/// Runs the shell `script` ($Q is the binary) with the state directory
+/// bind-mounted read-only over itself, in a private mount namespace that
+/// nothing outside sees.
+fn with_state_read_only(env: &TestEnv, script: &str) -> Option<Output> {
+    let dir = env.db().parent().unwrap().display().to_string();
+    let script = format!(
+        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro '{dir}' || exit 99\n{script}"
+    );
     let mut cmd = wrapped(env, "unshare", true)?;
-    cmd.args(["-m", "--propagation", "private", "sh", "-c", script]);
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);
     Some(cmd.output().unwrap())
 }
 
@@ -289,15 +294,11 @@ fn on_a_read_only_filesystem_reading_works_and_writing_says_read_only() {
         !state.join("queue.db-shm").exists(),
         "a clean close left no -shm, the hard case for a read-only open"
     );
-    let script = format!(
-        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro '{dir}' || exit 99
-         \"$Q\" list || exit 10
+    let script = "\"$Q\" list || exit 10
          \"$Q\" show a >/dev/null || exit 11
-         \"$Q\" enqueue '{{\"command\":\"true\"}}'; echo \"enqueue=$?\" >&2
-         \"$Q\" cancel a; echo \"cancel=$?\" >&2",
-        dir = state.display()
-    );
-    let Some(out) = in_mount_namespace(&env, &script) else {
+         \"$Q\" enqueue '{\"command\":\"true\"}'; echo \"enqueue=$?\" >&2
+         \"$Q\" cancel a; echo \"cancel=$?\" >&2";
+    let Some(out) = with_state_read_only(&env, script) else {
         return;
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -315,6 +316,25 @@ fn on_a_read_only_filesystem_reading_works_and_writing_says_read_only() {
 }
 
 #[test]
+fn on_a_read_only_filesystem_a_queue_needing_an_upgrade_says_so() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"a","command":"true"}"#);
+    let db = rusqlite::Connection::open(env.db()).unwrap();
+    db.execute_batch("PRAGMA user_version = 1").unwrap();
+    drop(db);
+    let script = "exec \"$Q\" list";
+    let Some(out) = with_state_read_only(&env, script) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("schema version 1, older than") && stderr.contains("read-only"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn on_a_read_only_mount_a_reader_sees_a_live_writers_commits() {
     let mut env = TestEnv::new();
     env.enqueue(r#"{"id":"a","command":"true"}"#);
@@ -328,12 +348,8 @@ fn on_a_read_only_mount_a_reader_sees_a_live_writers_commits() {
         state.join("queue.db-shm").exists(),
         "the writer's -shm is in use"
     );
-    let script = format!(
-        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro '{dir}' || exit 99
-         exec \"$Q\" --json list",
-        dir = state.display()
-    );
-    let Some(out) = in_mount_namespace(&env, &script) else {
+    let script = "exec \"$Q\" --json list";
+    let Some(out) = with_state_read_only(&env, script) else {
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
