@@ -319,9 +319,7 @@ fn on_a_read_only_filesystem_reading_works_and_writing_says_read_only() {
 fn on_a_read_only_filesystem_a_queue_needing_an_upgrade_says_so() {
     let env = TestEnv::new();
     env.enqueue(r#"{"id":"a","command":"true"}"#);
-    let db = rusqlite::Connection::open(env.db()).unwrap();
-    db.execute_batch("PRAGMA user_version = 1").unwrap();
-    drop(db);
+    env.sql("PRAGMA user_version = 1");
     let script = "exec \"$Q\" list";
     let Some(out) = with_state_read_only(&env, script) else {
         return;

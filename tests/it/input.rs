@@ -244,9 +244,7 @@ fn long_values_are_cut_in_messages() {
 fn a_queue_from_a_newer_queuectl_is_a_database_error() {
     let env = TestEnv::new();
     env.enqueue(r#"{"id":"a","command":"true"}"#);
-    let db = rusqlite::Connection::open(env.db()).unwrap();
-    db.execute_batch("PRAGMA user_version = 999").unwrap();
-    drop(db);
+    env.sql("PRAGMA user_version = 999");
     for args in [&["list"][..], &["enqueue", r#"{"command":"true"}"#]] {
         let out = env.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -209,10 +209,7 @@ fn an_undecodable_env_column_stops_the_attempt_and_show_reports_it() {
         r#"{{"id":"corrupt","command":"touch {}","env":{{"A":"1"}},"max_retries":0}}"#,
         marker.display()
     ));
-    let db = rusqlite::Connection::open(env.db()).unwrap();
-    db.execute("UPDATE jobs SET env = '{\"A\":' WHERE id = 'corrupt'", [])
-        .unwrap();
-    drop(db);
+    env.sql("UPDATE jobs SET env = '{\"A\":' WHERE id = 'corrupt'");
     env.ok(&["worker", "run", "--drain"]);
     assert!(
         !marker.exists(),

@@ -156,6 +156,13 @@ impl TestEnv {
         self.json(&["status"])["counts"][state].as_u64().unwrap()
     }
 
+    /// Runs `sql` on the queue's database directly, as a damaged or foreign
+    /// queue would look (the queue must exist).
+    pub fn sql(&self, sql: &str) {
+        let db = rusqlite::Connection::open(self.db()).expect("open the queue");
+        db.execute_batch(sql).expect("run SQL on the queue");
+    }
+
     /// Workers registered in the queue; none while there is no queue yet
     /// (a starting worker creates it; `status` says "no queue", exit 3).
     pub fn registered_workers(&self) -> usize {
