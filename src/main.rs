@@ -7,6 +7,17 @@ use clap::Parser;
 use cli::args::{Cli, Command, WorkerCommand};
 use std::process::ExitCode;
 
+/// `queuectl list | head` should end quietly, not panic on a closed pipe:
+/// the default SIGPIPE action (Rust ignores it). Changing a disposition has
+/// no safe wrapper, hence this one allowance outside the unsafe rooms.
+#[allow(unsafe_code)]
+fn die_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler of ours, and no thread exists yet
+    // that could be changing dispositions at the same time.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(
@@ -14,11 +25,7 @@ fn main() -> ExitCode {
         Command::Worker(WorkerCommand::Run { .. } | WorkerCommand::Supervise { .. })
     );
     if !long_running {
-        // `queuectl list | head` should end quietly, not panic on a closed pipe.
-        // SAFETY: setting a signal disposition before any threads exist.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        die_quietly_on_a_closed_pipe();
     }
     queuectl::logging::init(long_running);
     match cli::run(cli) {

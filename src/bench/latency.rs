@@ -17,10 +17,11 @@ use crate::domain::{JobState, NewJob};
 use crate::error::{Error, Result};
 use crate::store::JobDefaults;
 use crate::wakeup::wake_workers;
-use std::ffi::CString;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,47 +121,33 @@ fn gap(i: usize) -> Duration {
 
 /// An inotify watch for files created in one directory.
 struct Watch {
-    fd: OwnedFd,
+    inotify: Inotify,
 }
 
 impl Watch {
     fn new(dir: &Path) -> io::Result<Watch> {
-        // SAFETY: plain syscalls; the returned descriptor is owned below.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let path = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: fd is valid and path is NUL-terminated.
-        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_CREATE) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Watch { fd })
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+        inotify.add_watch(dir, AddWatchFlags::IN_CREATE)?;
+        Ok(Watch { inotify })
     }
 
     /// Waits until a file named `name` is created; returns when it was seen.
     fn wait_for(&self, name: &str, timeout: Duration) -> io::Result<Instant> {
         let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: buf is writable for its length; fd is valid.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                let seen = Instant::now();
-                if created_names(&buf[..n as usize]).any(|created| created == name.as_bytes()) {
-                    return Ok(seen);
+            match self.inotify.read_events() {
+                Ok(events) => {
+                    let seen = Instant::now();
+                    if events
+                        .iter()
+                        .any(|e| e.name.as_deref() == Some(name.as_ref()))
+                    {
+                        return Ok(seen);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let err = io::Error::last_os_error();
-            if n < 0
-                && err.kind() != io::ErrorKind::WouldBlock
-                && err.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(err);
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -169,56 +156,17 @@ impl Watch {
                     format!("{name} was not created within {timeout:?}"),
                 ));
             }
-            let mut pollfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().clamp(1, 60_000) as libc::c_int;
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pollfd, 1, ms) };
+            let ms = left.as_millis().clamp(1, 60_000) as u16;
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            // Readable, interrupted or timed out: the read above tells which.
+            let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
-}
-
-/// The names in a buffer of `struct inotify_event`s.
-fn created_names(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    std::iter::from_fn(move || {
-        if buf.len() < HEADER {
-            return None;
-        }
-        let len = u32::from_ne_bytes(buf[12..16].try_into().ok()?) as usize;
-        let name = buf.get(HEADER..HEADER + len)?;
-        buf = &buf[(HEADER + len).min(buf.len())..];
-        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-        Some(&name[..end])
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(name: &str, padded: usize) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&1i32.to_ne_bytes());
-        bytes.extend_from_slice(&libc::IN_CREATE.to_ne_bytes());
-        bytes.extend_from_slice(&0u32.to_ne_bytes());
-        bytes.extend_from_slice(&(padded as u32).to_ne_bytes());
-        let mut name = name.as_bytes().to_vec();
-        name.resize(padded, 0);
-        bytes.extend_from_slice(&name);
-        bytes
-    }
-
-    #[test]
-    fn parses_event_names() {
-        let mut buf = event("p1", 16);
-        buf.extend(event("probe-22", 16));
-        let names: Vec<&[u8]> = created_names(&buf).collect();
-        assert_eq!(names, [b"p1".as_slice(), b"probe-22".as_slice()]);
-    }
 
     #[test]
     fn sees_a_file_created() {

@@ -1,5 +1,6 @@
 //! What a process costs, read from `/proc`: resident memory and CPU time.
 
+use nix::unistd::{SysconfVar, sysconf};
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,12 +62,9 @@ fn tick_cpu_time(pid: u32) -> Option<Duration> {
     let text =
         std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
     let ticks = parse_stat_ticks(&text)?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = if per_second > 0 {
-        per_second as f64
-    } else {
-        100.0
+    let per_second = match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
     };
     Some(Duration::from_secs_f64(ticks as f64 / per_second))
 }
