@@ -108,7 +108,7 @@ impl StateDir {
     /// queue: one chosen with `--db` may be the user's (a project directory).
     pub fn prepare(&self) -> Result<Sharing> {
         let fail =
-            |what: &Path, e| Error::writing(what, format!("cannot secure {}", what.display()), e);
+            |what: &Path, e| Error::writing(what, format!("cannot set up {}", what.display()), e);
         let sharing = match std::fs::metadata(&self.root) {
             Ok(meta) => {
                 let sharing = Sharing::of(&meta);
