@@ -7,8 +7,13 @@
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
+};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,6 +58,8 @@ impl Watchdog {
         let _ = std::fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        // The kernel attaches each sender's pid: only the worker's count.
+        setsockopt(&socket, sockopt::PassCred, &true)?;
         socket.set_read_timeout(Some(TICK))?;
         Ok(Watchdog {
             socket,
@@ -76,21 +83,32 @@ impl Watchdog {
         self.last_ping = None;
     }
 
-    /// Waits up to one tick for messages; returns false when the worker is
-    /// ready and has been silent for longer than the timeout.
-    pub fn alive(&mut self) -> bool {
+    /// Waits up to one tick for messages; returns false when `worker` is
+    /// ready and has been silent for longer than the timeout. Messages from
+    /// any other process (a job that found the socket) are ignored.
+    pub fn alive(&mut self, worker: Pid) -> bool {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            let message = &buf[..n];
-            if message
-                .split(|b| *b == b'\n')
-                .any(|line| line == b"WATCHDOG=1" || line == b"READY=1")
+        let mut cmsg = nix::cmsg_space!(UnixCredentials);
+        let mut flags = MsgFlags::empty(); // the first wait is bounded by SO_RCVTIMEO
+        loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let Ok(msg) = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
+            else {
+                break;
+            };
+            let from_worker = msg.cmsgs().into_iter().flatten().any(|c| {
+                matches!(c, ControlMessageOwned::ScmCredentials(cred) if cred.pid() == worker.as_raw())
+            });
+            let len = msg.bytes;
+            if from_worker
+                && buf[..len]
+                    .split(|b| *b == b'\n')
+                    .any(|line| line == b"WATCHDOG=1" || line == b"READY=1")
             {
                 self.last_ping = Some(Instant::now());
             }
-            self.socket.set_nonblocking(true).ok();
+            flags = MsgFlags::MSG_DONTWAIT;
         }
-        self.socket.set_nonblocking(false).ok();
         self.last_ping.is_none_or(|at| at.elapsed() <= self.timeout)
     }
 }
@@ -146,6 +164,31 @@ fn children_of(parent: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_workers_own_pings_keep_it_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.notify");
+        let mut watchdog = Watchdog::bind(&path, 0o600, Duration::from_millis(100)).unwrap();
+        let me = Pid::this();
+        let sender = UnixDatagram::unbound().unwrap();
+        let ping = |what: &str| sender.send_to(what.as_bytes(), &path).unwrap();
+        ping("READY=1\nSTATUS=idle");
+        assert!(watchdog.alive(me));
+        assert!(watchdog.last_ping.is_some(), "ready: watched from now on");
+        // Pings from a process that is not the worker (here: the worker is
+        // pid 1) do not count: the watchdog runs out.
+        let started = Instant::now();
+        loop {
+            ping("WATCHDOG=1");
+            if !watchdog.alive(Pid::from_raw(1)) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never ran out");
+        }
+        ping("WATCHDOG=1");
+        assert!(watchdog.alive(me), "the worker's own ping counts");
+    }
 
     #[test]
     fn a_frozen_worker_is_killed_before_its_lease_can_expire() {

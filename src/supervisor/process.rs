@@ -376,7 +376,7 @@ pub fn keep(
                 break status;
             }
             let alive = match &mut watchdog {
-                Some(watchdog) => watchdog.alive(),
+                Some(watchdog) => watchdog.alive(worker),
                 None => {
                     std::thread::sleep(EXIT_POLL);
                     true
