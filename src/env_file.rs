@@ -4,11 +4,11 @@
 //! (`$CREDENTIALS_DIRECTORY/<name>`). The file's values go into the attempt's
 //! environment and nowhere else: errors name the file, never a value.
 
-use crate::domain::environment::{EnvFileRef, MAX_ENV_FILE_BYTES, parse_env_file};
+use crate::domain::environment::{EnvFileRef, MAX_ENV_FILE_BYTES, check_var_name, parse_env_file};
 use crate::store::StoredEnv;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 /// The variables a job's attempt gets on top of the worker's environment;
@@ -19,6 +19,11 @@ pub fn job_environment(
     env_file: Option<&str>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut vars = stored.clone().map_err(|corrupt| corrupt.to_string())?;
+    // Enqueue refuses these names; a queue from before that rule (or an
+    // edited row) must not override what queuectl sets (the attempt token).
+    for name in vars.keys() {
+        check_var_name(name).map_err(|why| format!("stored env: {why}"))?;
+    }
     if let Some(text) = env_file {
         let source = EnvFileRef::parse(text).map_err(|why| format!("env_file: {why}"))?;
         vars.extend(read(&source)?);
@@ -47,7 +52,13 @@ fn read(source: &EnvFileRef) -> Result<BTreeMap<String, String>, String> {
         EnvFileRef::Path(_) => format!("env file {}", path.display()),
         EnvFileRef::Credential(_) => format!("env file {source} ({})", path.display()),
     };
-    let file = std::fs::File::open(&path).map_err(|e| format!("{name}: {e}"))?;
+    // O_NONBLOCK: a FIFO named here must not hang the worker (it is then
+    // refused as not a regular file).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| format!("{name}: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("{name}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{name}: not a regular file"));
@@ -101,6 +112,12 @@ mod tests {
     fn a_corrupt_stored_env_is_an_error_not_an_empty_environment() {
         let err = job_environment(&Err(CorruptEnv), None).unwrap_err();
         assert!(err.contains("cannot be decoded"), "{err}");
+        let reserved = Ok(BTreeMap::from([(
+            "QUEUECTL_ATTEMPT_TOKEN".to_owned(),
+            "forged".to_owned(),
+        )]));
+        let err = job_environment(&reserved, None).unwrap_err();
+        assert!(err.contains("reserved") && !err.contains("forged"), "{err}");
     }
 
     #[test]
@@ -115,7 +132,11 @@ mod tests {
         );
         let missing = dir.path().join("missing.env").display().to_string();
         let subdir = dir.path().display().to_string();
+        let fifo = dir.path().join("fifo.env");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let fifo = fifo.display().to_string();
         for (path, needle) in [
+            (&fifo, "not a regular file"),
             (&open, "other users can access it (mode 0644)"),
             (&bad, "line 2: expected KEY=VALUE"),
             (&missing, "No such file"),

@@ -58,12 +58,12 @@ impl EnvFileRef {
             && !text.starts_with('.')
             && text
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
         if credential_name {
             return Ok(EnvFileRef::Credential(text.to_owned()));
         }
         Err(format!(
-            "expected an absolute path or a credential name (letters, digits, '.', '_', '-', '@', ':'), got \"{}\"",
+            "expected an absolute path or a credential name (letters, digits, '.', '_', '-', '@'), got \"{}\"",
             shown(text)
         ))
     }
@@ -147,7 +147,7 @@ mod tests {
             EnvFileRef::parse("backup-env"),
             Ok(EnvFileRef::Credential("backup-env".into()))
         );
-        for bad in ["", "rel/path", "../x", ".hidden", "a b", "/a\0b"] {
+        for bad in ["", "rel/path", "../x", ".hidden", "a b", "a:b", "/a\0b"] {
             assert!(EnvFileRef::parse(bad).is_err(), "{bad:?}");
         }
     }
