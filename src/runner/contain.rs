@@ -11,10 +11,8 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,27 +30,29 @@ const EMPTY_WAIT: Duration = Duration::from_secs(5);
 /// up after this many rounds.
 const SCAN_ROUNDS: usize = 100;
 
-/// Set by `queuectl-worker@.service` next to `Delegate=yes`: systemd 252's
-/// user manager marks a delegated cgroup with no xattr, so the unit says so.
+/// Set by `queuectl-worker@.service` next to `Delegate=yes`, which is how
+/// the worker knows its cgroup is its own (systemd 252's user manager marks
+/// a delegated cgroup with no xattr). A unit of one's own with `Delegate=yes`
+/// sets it too.
 pub const DELEGATED_VAR: &str = "QUEUECTL_DELEGATED_CGROUP";
 
 /// The worker's own cgroup when it may create attempt cgroups under it:
-/// systemd delegated it (`Delegate=yes`: the unit sets
-/// `QUEUECTL_DELEGATED_CGROUP=1`, and newer managers mark the cgroup with the
-/// `trusted.delegate` or `user.delegate` xattr), it is writable, and no
-/// controller is enabled for its children (cgroup v2 then allows the worker
-/// to stay in it while attempts run in child cgroups). `None` elsewhere: a
-/// bare `worker run`, the process backend, cgroup v1. Never touches a cgroup
-/// that is not delegated.
+/// systemd delegated it (the unit sets `QUEUECTL_DELEGATED_CGROUP=1` beside
+/// `Delegate=yes`, and the worker is in a service's own cgroup), it is
+/// writable, and no controller is enabled for its children (cgroup v2 then
+/// allows the worker to stay in it while attempts run in child cgroups).
+/// `None` elsewhere: a bare `worker run`, the process backend, cgroup v1.
+/// Never touches a cgroup that is not delegated.
 pub fn delegated_cgroup() -> Option<String> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let dir = cgroup_dir(path);
-    let unit_says =
-        std::env::var_os(DELEGATED_VAR).is_some_and(|v| v == "1") && path.ends_with(".service");
-    if !(unit_says || has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate")) {
+    if std::env::var_os(DELEGATED_VAR).is_none_or(|v| v != "1") {
         return None;
     }
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .filter(|path| path.ends_with(".service"))?;
+    let dir = cgroup_dir(path);
     let subtree = std::fs::read_to_string(dir.join("cgroup.subtree_control")).ok()?;
     if !subtree.trim().is_empty() {
         tracing::warn!(
@@ -71,27 +71,6 @@ pub fn delegated_cgroup() -> Option<String> {
 
 fn cgroup_dir(path: &str) -> PathBuf {
     Path::new(CGROUP_ROOT).join(path.trim_start_matches('/'))
-}
-
-fn has_xattr(path: &Path, name: &str) -> bool {
-    let (Ok(path), Ok(name)) = (
-        CString::new(path.as_os_str().as_bytes()),
-        CString::new(name),
-    ) else {
-        return false;
-    };
-    let mut value = [0u8; 8];
-    // SAFETY: both strings are NUL-terminated and value is a valid buffer of
-    // the length passed.
-    let len = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    len > 0 && value[..len as usize].starts_with(b"1")
 }
 
 /// One attempt's cgroup.
