@@ -168,10 +168,13 @@ fn job_env(job: &JobCommand) -> io::Result<(Vec<EnvEntry>, Option<Vec<u8>>)> {
         }
         envp.push(Cow::Borrowed(entry.as_c_str()));
     }
+    // queuectl's own variables win over a job's (an older queue may hold a
+    // job that sets one): a job must never choose its attempt's token.
     for (key, value) in job
         .env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| !own.iter().any(|(o, _)| o == k))
         .chain(own)
     {
         if key == "PATH" {
@@ -607,6 +610,31 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_cannot_choose_its_attempts_token() {
+        let env = BTreeMap::from([
+            (contain::TOKEN_VAR.to_owned(), "chosen".to_owned()),
+            ("OTHER".to_owned(), "kept".to_owned()),
+        ]);
+        let job = JobCommand {
+            job_id: "j",
+            attempt: 1,
+            token: "0123456789abcdef",
+            cgroup: None,
+            command: "true",
+            env: &env,
+            cwd: None,
+        };
+        let (envp, _) = job_env(&job).unwrap();
+        let entries: Vec<&[u8]> = envp.iter().map(|e| e.to_bytes()).collect();
+        let tokens: Vec<_> = entries
+            .iter()
+            .filter(|e| e.starts_with(contain::TOKEN_VAR.as_bytes()))
+            .collect();
+        assert_eq!(tokens, [&&b"QUEUECTL_ATTEMPT_TOKEN=0123456789abcdef"[..]]);
+        assert!(entries.contains(&&b"OTHER=kept"[..]));
+    }
 
     #[test]
     fn plain_commands_skip_the_shell() {

@@ -230,3 +230,24 @@ fn a_keeper_without_a_pid_file_is_still_shown_and_stopped() {
     assert!(!alive(keeper));
     assert!(queue_processes(&env, "run").is_empty());
 }
+
+#[test]
+fn every_attempt_gets_a_token_of_its_own() {
+    let mut env = TestEnv::new();
+    let tokens = env.path("tokens");
+    env.enqueue(&format!(
+        r#"{{"id":"twice","command":"echo $QUEUECTL_ATTEMPT_TOKEN >> {}; [ $QUEUECTL_JOB_ATTEMPT = 2 ]","max_retries":1}}"#,
+        tokens.display()
+    ));
+    env.spawn_worker("w1");
+    env.wait_for_state("twice", "completed", WAIT);
+    let seen = read_lines(&tokens);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for token in &seen {
+        assert!(
+            token.len() == 16 && token.chars().all(|c| c.is_ascii_hexdigit()),
+            "64 random bits in hex: {token:?}"
+        );
+    }
+    assert_ne!(seen[0], seen[1], "a new token for each attempt");
+}
