@@ -86,8 +86,10 @@ are reserved.")]
         /// Job id
         id: String,
     },
-    /// Print a job's output (stdout and stderr)
-    #[command(after_help = "Examples:\n  queuectl logs job1\n  queuectl logs -f job1")]
+    /// Print a job's output (stdout and stderr); a note on stderr says when there is none or some was lost
+    #[command(
+        after_help = "Examples:\n  queuectl logs job1\n  queuectl logs -f job1\n  queuectl logs --json job1"
+    )]
     Logs {
         /// Job id
         id: String,
@@ -95,7 +97,7 @@ are reserved.")]
         #[arg(short, long)]
         follow: bool,
     },
-    /// Cancel a job: a waiting job at once, a running one is stopped like a timeout
+    /// Cancel a job: a waiting job at once, a running one is stopped like a timeout; either ends cancelled
     #[command(after_help = "Examples:\n  queuectl cancel job1")]
     Cancel {
         /// Job id
