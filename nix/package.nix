@@ -42,6 +42,9 @@ rustPlatform.buildRustPackage {
         ../benches
         ../examples
         ../tests
+        # tests/it/fuzz_regressions.rs compiles the fuzz properties and replays these.
+        ../fuzz/src
+        ../fuzz/inputs
         ../README.md
       ]
     );

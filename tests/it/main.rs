@@ -10,6 +10,7 @@ mod concurrency;
 mod containment;
 mod crash;
 mod files;
+mod fuzz_regressions;
 mod input;
 mod lifecycle;
 mod notify;
