@@ -171,6 +171,21 @@ let
       && standIn.mergeDefinitions [ worker.serviceConfig.ProtectSystem "strict" ] == "strict";
     "the user and group are not defaults (a conflict is an error, not a silent choice)" =
       !(builtins.tryEval (standIn.mergeDefinitions [ worker.serviceConfig.User "root" ])).success;
+    # Attempt containment (Delegate=, the attempts' sub-cgroups), the stop
+    # protocol and journald's rate limit are the unit's; the drop-in keeps them.
+    "drop-in keeps the unit's containment, stop and journal settings" = builtins.all (
+      o: !(worker.serviceConfig ? ${o})
+    ) [
+      "Delegate"
+      "ProtectControlGroups"
+      "KillMode"
+      "KillSignal"
+      "TimeoutStopSec"
+      "NotifyAccess"
+      "WatchdogSec"
+      "LogRateLimitIntervalSec"
+      "LogRateLimitBurst"
+    ];
     "workers restart when the config changes" = worker.restartTriggers == [ configFile ];
     "extraServiceConfig overrides hardening" =
       let
