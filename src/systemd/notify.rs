@@ -5,6 +5,20 @@
 use sd_notify::NotifyState;
 use std::time::Duration;
 
+/// The watchdog timeout asked for by `WATCHDOG_USEC`, as libsystemd's
+/// `sd_watchdog_enabled(3)` reads it: it applies to this process unless
+/// `WATCHDOG_PID` names another one. (The sd-notify crate also refuses a
+/// missing `WATCHDOG_PID`, which the process supervisor's keeper cannot set:
+/// it learns its worker's pid only after the exec.) Jobs never see either
+/// variable: the runner removes them.
+fn watchdog_timeout(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    let usec: u64 = usec?.parse().ok().filter(|&usec| usec > 0)?;
+    match pid {
+        Some(pid) if pid.parse::<u32>().ok() != Some(own_pid) => None,
+        _ => Some(Duration::from_micros(usec)),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Notifier {
     enabled: bool,
@@ -13,13 +27,14 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn from_env() -> Notifier {
-        let mut usec = 0;
-        // Checks WATCHDOG_PID too, so a job's process never claims the worker's watchdog.
-        let watchdog =
-            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        let var = |name| std::env::var(name).ok();
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
-            watchdog,
+            watchdog: watchdog_timeout(
+                var("WATCHDOG_USEC").as_deref(),
+                var("WATCHDOG_PID").as_deref(),
+                std::process::id(),
+            ),
         }
     }
 
@@ -59,5 +74,32 @@ impl Notifier {
     pub fn extend_timeout(&self, extra: Duration) {
         let usec = u32::try_from(extra.as_micros()).unwrap_or(u32::MAX);
         self.send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watchdog_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn watchdog_usec_applies_unless_watchdog_pid_names_another_process() {
+        let two_seconds = Some(Duration::from_secs(2));
+        for (usec, pid, expected) in [
+            // The keeper sets no WATCHDOG_PID: the worker must ping all the same.
+            (Some("2000000"), None, two_seconds),
+            (Some("2000000"), Some("42"), two_seconds),
+            (Some("2000000"), Some("43"), None),
+            (Some("2000000"), Some("not a pid"), None),
+            (None, Some("42"), None),
+            (Some("0"), None, None),
+            (Some("soon"), None, None),
+        ] {
+            assert_eq!(
+                watchdog_timeout(usec, pid, 42),
+                expected,
+                "{usec:?} {pid:?}"
+            );
+        }
     }
 }

@@ -102,3 +102,22 @@ fn start_scale_restart_and_stop() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_kept_worker_feeds_its_keepers_watchdog_through_a_job_longer_than_its_timeout() {
+    // Lease 2 s: the keeper's watchdog kills a worker silent for 1 s. The
+    // keeper cannot set WATCHDOG_PID (it learns the pid after the exec), so
+    // the worker must ping on WATCHDOG_USEC alone, as with libsystemd.
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.enqueue(r#"{"id":"long","command":"sleep 4","max_retries":0}"#);
+    env.ok(&["worker", "start", "--count", "1"]);
+    env.wait_for_state("long", "completed", WAIT);
+    let job = env.job("long");
+    assert_eq!(job["attempts"], 1, "one run, never cut short: {job}");
+    let keeper_log = std::fs::read_to_string(env.path("state/workers/1.log")).unwrap_or_default();
+    assert!(
+        !keeper_log.contains("stopped pinging"),
+        "a healthy worker was taken for frozen:\n{keeper_log}"
+    );
+}
