@@ -8,36 +8,37 @@
 //! Not part of the quick suite (`#[ignore]`): `.ci/run` runs it with
 //!   cargo nextest run --run-ignored only --no-capture -E 'test(/^chaos::/)'
 //! and it prints its figures. `CHAOS_SEED` replays a run's kill schedule;
-//! `CHAOS_JOBS` / `CHAOS_KILLS` change the minimums.
+//! `CHAOS_JOBS` / `CHAOS_KILLS` change the minimums of the first scenario.
 //!
-//! Killed workers come back the way a keeper brings them back: the driver
-//! restarts them under the same name, which makes the new worker rescue its
-//! predecessor's job at once. One restart in twenty is held back past the
-//! lease (2 s) instead, so another worker's lease-expiry rescue is exercised
-//! too.
-//! (The process supervisor's own keepers back off for 10 s after 5 failures
-//! in 30 s, which would leave the workers down most of the time at this kill
-//! rate.)
+//! Two scenarios:
+//! - Bare workers, killed every 50–400 ms. The driver brings them back the
+//!   way a keeper does: it restarts them under the same name, which makes the
+//!   new worker rescue its predecessor's job at once. One restart in twenty is
+//!   held back past the lease (2 s) instead, so another worker's lease-expiry
+//!   rescue is exercised too. Jobs keep their environment: a bare worker
+//!   finds a dead run's leftovers by the attempt token in it.
+//! - Kept workers (`worker start`, process backend), half of whose jobs shed
+//!   their environment (`env -i`), killed or frozen (SIGSTOP): the keeper, a
+//!   child subreaper with a watchdog, must end the worker and whatever its
+//!   job left before a re-run starts. The keeper backs off for 10 s after 5
+//!   failures in 30 s, so each worker is hit at most once every 8 s.
 
-use crate::support::{TestEnv, signal, wait_until};
+use crate::support::{TestEnv, alive, signal, wait_until};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 4;
-const LEASE_SECONDS: u64 = 2;
-/// Pause between two kills, drawn uniformly from this range.
-const KILL_EVERY_MS: std::ops::RangeInclusive<u64> = 50..=400;
-/// Share of restarts held back past the lease (the rest are immediate); at
-/// most one worker is held back at a time, so three keep working.
-const DELAYED_RESTART_PERCENT: u32 = 5;
+/// Pause between two hits, drawn uniformly from this range.
+const KILL_EVERY_MS: RangeInclusive<u64> = 50..=400;
 /// Jobs added when the queue runs dry before the kills are done.
 const TOP_UP: usize = 200;
-/// The whole run, kills and drain, must end within this.
+/// The whole run of a scenario, kills and drain, must end within this.
 const RUN_LIMIT: Duration = Duration::from_secs(420);
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -51,15 +52,24 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One worker slot: the process running under its name now, or when it
-/// comes back.
-enum Slot {
-    Running(u32),
-    Down { restart_at: Instant },
+/// The random source of a scenario, printed so a run can be replayed.
+fn seeded_rng(scenario: &str) -> (u64, StdRng) {
+    let seed = env_number("CHAOS_SEED", rand::random::<u32>() as u64);
+    println!("chaos {scenario}: seed {seed} (CHAOS_SEED={seed} replays the kill schedule)");
+    (seed, StdRng::seed_from_u64(seed))
+}
+
+/// What the jobs of a scenario do.
+struct JobMix {
+    /// How long each sleeps, in milliseconds.
+    millis: RangeInclusive<u32>,
+    /// Share of jobs that drop their whole environment first (`env -i`).
+    shed_env_percent: u32,
 }
 
 struct Chaos {
     env: TestEnv,
+    mix: JobMix,
     locks: PathBuf,
     overlap: PathBuf,
     done: PathBuf,
@@ -67,9 +77,9 @@ struct Chaos {
 }
 
 impl Chaos {
-    fn new() -> Chaos {
+    fn new(lease_seconds: u64, mix: JobMix) -> Chaos {
         let env = TestEnv::with_config(&format!(
-            "lease_seconds = {LEASE_SECONDS}\nkill_grace_seconds = 1\nbackoff_base = 1\n\
+            "lease_seconds = {lease_seconds}\nkill_grace_seconds = 1\nbackoff_base = 1\n\
              backoff_max_seconds = 0\nmax_retries = 10000\nsupervisor = \"process\"\n\
              output = \"file\"\nretention_seconds = 0\n"
         ));
@@ -80,6 +90,7 @@ impl Chaos {
             done: env.path("done"),
             locks,
             env,
+            mix,
             jobs: 0,
         }
     }
@@ -92,14 +103,21 @@ impl Chaos {
         let batch: String = (self.jobs..self.jobs + count)
             .map(|n| {
                 let id = format!("c{n:05}");
-                let millis = rng.random_range(20..=150);
-                let command = format!(
-                    "exec 9>>{lock}; flock -n 9 || echo OVERLAP {id} attempt $QUEUECTL_JOB_ATTEMPT >> {overlap}; \
-                     sleep 0.{millis:03}; echo {id} >> {done}",
+                let millis = rng.random_range(self.mix.millis.clone());
+                let script = format!(
+                    "exec 9>>{lock}; flock -n 9 || echo OVERLAP {id} >> {overlap}; \
+                     sleep {seconds}.{fraction:03}; echo {id} >> {done}",
                     lock = self.locks.join(&id).display(),
                     overlap = self.overlap.display(),
                     done = self.done.display(),
+                    seconds = millis / 1000,
+                    fraction = millis % 1000,
                 );
+                let command = if rng.random_ratio(self.mix.shed_env_percent, 100) {
+                    format!("exec env -i /bin/sh -c '{script}'")
+                } else {
+                    script
+                };
                 serde_json::json!({ "id": id, "command": command }).to_string() + "\n"
             })
             .collect();
@@ -137,32 +155,85 @@ impl Chaos {
             .map(|s| counts[s].as_u64().unwrap())
             .sum()
     }
+
+    /// The storm: every 50–400 ms `strike` may hit a worker (it says whether
+    /// it did), until at least `min_hits` hits were made and no job waits;
+    /// when the jobs run out first, more are enqueued. Returns the hits.
+    fn storm(
+        &mut self,
+        rng: &mut StdRng,
+        min_hits: u64,
+        started: Instant,
+        mut strike: impl FnMut(&mut Chaos, &mut StdRng) -> bool,
+    ) -> u64 {
+        let mut hits = 0;
+        let mut next_check = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < RUN_LIMIT,
+                "the storm did not end within {RUN_LIMIT:?} ({hits} hits)"
+            );
+            std::thread::sleep(Duration::from_millis(rng.random_range(KILL_EVERY_MS)));
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + Duration::from_secs(1);
+                if self.waiting_jobs() == 0 {
+                    if hits >= min_hits {
+                        return hits;
+                    }
+                    // Every job is done but the hits are not: more work to hit.
+                    self.enqueue(TOP_UP, rng);
+                }
+            }
+            if strike(self, rng) {
+                hits += 1;
+            }
+        }
+    }
+
+    /// After the storm: every job leaves pending, failed and processing.
+    fn drain(&self, started: Instant) -> Duration {
+        wait_until(
+            "no job is pending, failed or processing",
+            RUN_LIMIT.saturating_sub(started.elapsed()).max(WAIT),
+            || self.waiting_jobs() == 0,
+        );
+        started.elapsed()
+    }
+}
+
+/// One bare worker's name: the process running under it now, or when it
+/// comes back.
+enum Slot {
+    Running(u32),
+    Down { restart_at: Instant },
 }
 
 #[test]
 #[ignore = "the chaos suite, minutes long: run by .ci/run"]
 fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
+    const LEASE_SECONDS: u64 = 2;
+    /// Share of restarts held back past the lease (the rest are immediate);
+    /// at most one worker is held back at a time, so three keep working.
+    const DELAYED_RESTART_PERCENT: u32 = 5;
     let min_jobs = env_number("CHAOS_JOBS", 2000) as usize;
     let min_kills = env_number("CHAOS_KILLS", 300);
-    let seed = env_number("CHAOS_SEED", rand::random::<u32>() as u64);
-    println!("chaos: seed {seed} (CHAOS_SEED={seed} replays the kill schedule)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded_rng("bare workers");
 
-    let mut chaos = Chaos::new();
+    let mut chaos = Chaos::new(
+        LEASE_SECONDS,
+        JobMix {
+            millis: 20..=150,
+            shed_env_percent: 0,
+        },
+    );
     chaos.enqueue(min_jobs, &mut rng);
     let started = Instant::now();
     let mut slots: Vec<Slot> = (1..=WORKERS)
         .map(|name| Slot::Running(chaos.start_worker(name)))
         .collect();
 
-    let (mut kills, mut delayed_restarts) = (0u64, 0u64);
-    let mut next_check = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < RUN_LIMIT,
-            "the kill phase did not end within {RUN_LIMIT:?} ({kills} kills)"
-        );
-        std::thread::sleep(Duration::from_millis(rng.random_range(KILL_EVERY_MS)));
+    let mut delayed_restarts = 0u64;
+    let kills = chaos.storm(&mut rng, min_kills, started, |chaos, rng| {
         let now = Instant::now();
         for (index, slot) in slots.iter_mut().enumerate() {
             if let Slot::Down { restart_at } = slot
@@ -171,21 +242,11 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
                 *slot = Slot::Running(chaos.start_worker(index + 1));
             }
         }
-        if now >= next_check {
-            next_check = now + Duration::from_secs(1);
-            if chaos.waiting_jobs() == 0 {
-                if kills >= min_kills {
-                    break;
-                }
-                // Every job is done but the kills are not: more work to kill.
-                chaos.enqueue(TOP_UP, &mut rng);
-            }
-        }
         let running: Vec<usize> = (0..WORKERS)
             .filter(|&i| matches!(slots[i], Slot::Running(_)))
             .collect();
         if running.is_empty() {
-            continue;
+            return false;
         }
         let index = running[rng.random_range(0..running.len())];
         let Slot::Running(pid) = slots[index] else {
@@ -193,7 +254,6 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
         };
         signal(pid, Signal::SIGKILL);
         chaos.env.wait_worker(pid, WAIT);
-        kills += 1;
         let one_held = slots.iter().any(|s| matches!(s, Slot::Down { .. }));
         slots[index] = if !one_held && rng.random_ratio(DELAYED_RESTART_PERCENT, 100) {
             delayed_restarts += 1;
@@ -206,8 +266,9 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
         } else {
             Slot::Running(chaos.start_worker(index + 1))
         };
-    }
-    let kill_phase = started.elapsed();
+        true
+    });
+    let storm = started.elapsed();
 
     // Drain: every worker up, no more kills.
     for (index, slot) in slots.iter_mut().enumerate() {
@@ -215,30 +276,104 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
             *slot = Slot::Running(chaos.start_worker(index + 1));
         }
     }
-    wait_until(
-        "no job is pending, failed or processing",
-        RUN_LIMIT.saturating_sub(started.elapsed()).max(WAIT),
-        || chaos.waiting_jobs() == 0,
-    );
-    let duration = started.elapsed();
-
-    let report = verify(&chaos);
-    println!(
-        "chaos: {jobs} jobs, {kills} kills of {WORKERS} workers ({delayed_restarts} restarts held past \
-         the {LEASE_SECONDS} s lease), {attempts} attempts, {rescues} rescued (lease_expired), \
-         {overlaps} overlaps, kill phase {kill_phase:.1?}, total {duration:.1?}",
-        jobs = chaos.jobs,
-        attempts = report.attempts,
-        rescues = report.rescues,
-        overlaps = report.overlaps,
-    );
-    assert!(
-        report.problems.is_empty(),
-        "chaos (CHAOS_SEED={seed}):\n{}",
-        report.problems.join("\n")
+    let total = chaos.drain(started);
+    verify(
+        &chaos,
+        seed,
+        &format!(
+            "bare workers: {kills} kills of {WORKERS} workers ({delayed_restarts} restarts held past \
+             the {LEASE_SECONDS} s lease), kill phase {storm:.1?}, total {total:.1?}"
+        ),
     );
     assert!(kills >= min_kills, "only {kills} kills");
     assert!(chaos.jobs >= min_jobs);
+}
+
+#[test]
+#[ignore = "the chaos suite, minutes long: run by .ci/run"]
+fn kept_workers_killed_or_frozen_never_let_a_job_that_shed_its_environment_overlap() {
+    const LEASE_SECONDS: u64 = 3;
+    /// The keeper's start limit allows 4 failures in 30 s.
+    const HIT_SPACING: Duration = Duration::from_secs(8);
+    const FREEZE_PERCENT: u32 = 25;
+    const MIN_HITS: u64 = 25;
+    let (seed, mut rng) = seeded_rng("kept workers");
+
+    let mut chaos = Chaos::new(
+        LEASE_SECONDS,
+        JobMix {
+            millis: 100..=500,
+            shed_env_percent: 50,
+        },
+    );
+    chaos.enqueue(500, &mut rng);
+    chaos.env.mark_supervised();
+    let started = Instant::now();
+    chaos
+        .env
+        .ok(&["worker", "start", "--count", &WORKERS.to_string()]);
+    let workers_dir = chaos.env.db().parent().unwrap().join("workers");
+
+    let mut last_hit: Vec<Option<Instant>> = vec![None; WORKERS];
+    let (mut kills, mut freezes) = (0u64, 0u64);
+    let hits = chaos.storm(&mut rng, MIN_HITS, started, |_, rng| {
+        let ready: Vec<usize> = (0..WORKERS)
+            .filter(|&i| last_hit[i].is_none_or(|t| t.elapsed() >= HIT_SPACING))
+            .collect();
+        if ready.is_empty() {
+            return false;
+        }
+        let index = ready[rng.random_range(0..ready.len())];
+        // Between a kill and the restart (the keeper pauses 500 ms) there is
+        // no worker to hit.
+        let Some(worker) = kept_worker(&workers_dir.join(format!("{}.pid", index + 1))) else {
+            return false;
+        };
+        if rng.random_ratio(FREEZE_PERCENT, 100) {
+            signal(worker, Signal::SIGSTOP);
+            freezes += 1;
+        } else {
+            signal(worker, Signal::SIGKILL);
+            kills += 1;
+        }
+        last_hit[index] = Some(Instant::now());
+        true
+    });
+    let storm = started.elapsed();
+    let total = chaos.drain(started);
+    verify(
+        &chaos,
+        seed,
+        &format!(
+            "kept workers: {hits} hits of {WORKERS} kept workers ({kills} kill -9, {freezes} SIGSTOP), \
+             half the jobs under env -i, kill phase {storm:.1?}, total {total:.1?}"
+        ),
+    );
+}
+
+/// The worker a keeper (pid in `pid_file`) runs now: its child running
+/// `worker run`. (Its other children are leftovers it is about to kill.)
+fn kept_worker(pid_file: &Path) -> Option<u32> {
+    let keeper: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::fs::read_dir(format!("/proc/{keeper}/task"))
+        .ok()?
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|&pid| {
+            alive(pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.windows(11).any(|w| w == b"worker\0run\0"))
+        })
 }
 
 struct Report {
@@ -249,8 +384,26 @@ struct Report {
     problems: Vec<String>,
 }
 
+/// Prints a scenario's figures, then fails on every broken promise.
+fn verify(chaos: &Chaos, seed: u64, summary: &str) {
+    let report = inspect(chaos);
+    println!(
+        "chaos {summary}; {jobs} jobs, {attempts} attempts, {rescues} rescued (lease_expired), \
+         {overlaps} overlaps",
+        jobs = chaos.jobs,
+        attempts = report.attempts,
+        rescues = report.rescues,
+        overlaps = report.overlaps,
+    );
+    assert!(
+        report.problems.is_empty(),
+        "chaos (CHAOS_SEED={seed}):\n{}",
+        report.problems.join("\n")
+    );
+}
+
 /// Reads the outcome of the storm: figures, and every broken promise.
-fn verify(chaos: &Chaos) -> Report {
+fn inspect(chaos: &Chaos) -> Report {
     let mut problems = vec![];
     let mut check = |ok: bool, what: String| {
         if !ok {
