@@ -238,7 +238,9 @@ in
         `LoadCredential=name:path` on the workers. systemd copies the file
         (readable by root only is enough) into the worker's private
         `$CREDENTIALS_DIRECTORY`, which jobs inherit: a job reads
-        `"$CREDENTIALS_DIRECTORY/api-token"`. See {manpage}`systemd.exec(5)`.
+        `"$CREDENTIALS_DIRECTORY/api-token"`, or, for a file of `KEY=VALUE`
+        lines, is enqueued with `"env_file": "<name>"` to get them as its
+        environment. See {manpage}`systemd.exec(5)`.
       '';
     };
 
