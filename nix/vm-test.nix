@@ -22,10 +22,15 @@
         };
         # A secret that never enters the queue or the Nix store's config.
         credentials.token = "/etc/queuectl-test/token";
+        credentials.job-env = "/etc/queuectl-test/job.env";
       };
 
       environment.etc."queuectl-test/token" = {
         text = "s3cr3t-from-credential";
+        mode = "0400";
+      };
+      environment.etc."queuectl-test/job.env" = {
+        text = "GREETING=hello-from-env-file\n";
         mode = "0400";
       };
 
@@ -67,8 +72,8 @@
         return as_user("alice", command)
 
 
-    def enqueue(job_id: str, command: str, max_retries: int = 3) -> None:
-        spec = json.dumps({"id": job_id, "command": command, "max_retries": max_retries})
+    def enqueue(job_id: str, command: str, max_retries: int = 3, **fields: str) -> None:
+        spec = json.dumps({"id": job_id, "command": command, "max_retries": max_retries, **fields})
         out = alice(f"queuectl enqueue {shlex.quote(spec)}")
         assert job_id in out, f"enqueue printed {out!r}, not the id {job_id}"
 
@@ -142,8 +147,11 @@
     with subtest("jobs use sudo, the host's /tmp and credentials, as README promises"):
         enqueue("privileged", "/run/wrappers/bin/sudo -n id -u > /tmp/queuectl-sudo-uid")
         enqueue("credential", 'cat "$CREDENTIALS_DIRECTORY/token" > /tmp/queuectl-token')
+        enqueue("env-file", 'echo "$GREETING" > /tmp/queuectl-greeting', env_file="job-env")
         wait_for_state("privileged", "completed")
         wait_for_state("credential", "completed")
+        wait_for_state("env-file", "completed")
+        machine.succeed("grep -qx hello-from-env-file /tmp/queuectl-greeting")
         machine.succeed("grep -qx 0 /tmp/queuectl-sudo-uid")
         machine.succeed("grep -qx s3cr3t-from-credential /tmp/queuectl-token")
 
