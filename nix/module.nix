@@ -245,14 +245,16 @@ in
     };
 
     environmentFile = mkOption {
-      type = types.nullOr types.path;
+      # A string, not a path: a Nix path would copy the secret into the
+      # world-readable store.
+      type = types.nullOr (types.strMatching "/.+");
       default = null;
       example = "/run/secrets/queuectl.env";
       description = ''
         A file of `NAME=value` lines (`EnvironmentFile=`) read by systemd as
         root when a worker starts; the workers and so every job get these
         variables. For secrets that every job needs, kept out of the Nix store
-        and out of the queue.
+        and out of the queue: give the path as a string.
       '';
     };
 

@@ -280,6 +280,14 @@ let
       enable = true;
       environmentFile = "queuectl.env";
     };
+    "rejects a Nix path as environmentFile (it would copy the secret into the store)" = rejects {
+      enable = true;
+      environmentFile = ./eval-module.nix;
+    };
+    "rejects a Nix path as a credential" = rejects {
+      enable = true;
+      credentials.token = ./eval-module.nix;
+    };
     "custom user and group are used, not created" =
       let
         cu = customUser.config;

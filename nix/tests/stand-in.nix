@@ -85,10 +85,6 @@ let
         x: (isInt x || isFloat x) && x >= lo && x <= hi
       );
     package = mkType "package" "package" (x: isAttrs x && (x.type or null) == "derivation");
-    # An absolute path, as a string or a path value.
-    path = mkType "path" "path" (
-      x: builtins.isPath x || (isString x && builtins.substring 0 1 x == "/")
-    );
     nullOr = t: mkType "nullOr" "null or ${t.description}" (x: x == null || t.check x);
     enum = values: mkType "enum" "one of ${concatMapStringsSep ", " toJSON values}" (x: elem x values);
     listOf = t: mkType "listOf" "list of ${t.description}" (x: isList x && all t.check x);
