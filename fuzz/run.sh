@@ -22,12 +22,14 @@ cargo fuzz build -O
 for target in $(cargo fuzz list); do
   mkdir -p "corpus/$target"
   log="corpus/$target.log"
+  dict=()
+  [ -f "dicts/$target.dict" ] && dict=(-dict="dicts/$target.dict")
   if cargo fuzz run -O "$target" "corpus/$target" "inputs/$target" -- \
-    -max_total_time="$seconds" >"$log" 2>&1; then
+    -max_total_time="$seconds" "${dict[@]}" >"$log" 2>&1; then
     echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$log" || echo '(no summary)')"
   else
     tail -n 40 "$log"
-    echo "fuzz $target: FAILED; the input is in fuzz/artifacts/$target/ (see above)" >&2
+    echo "fuzz $target: FAILED (see above; an input that broke a property is in fuzz/artifacts/$target/)" >&2
     exit 1
   fi
 done
