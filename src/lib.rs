@@ -1,5 +1,13 @@
 //! queuectl: a background job runner with a SQLite queue and systemd-native
 //! workers. See ARCHITECTURE.md for the module map.
+//!
+//! `unsafe` is denied here and allowed only in two rooms: `runner::spawn`
+//! (starting processes: clone, exec, pre-exec hooks, pidfds) and `store::wal`
+//! (the WAL sync through SQLite's own file handle). Every other system call
+//! goes through `nix` (or std). Each unsafe block says why it is sound.
+
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
 pub mod config;

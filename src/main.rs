@@ -1,6 +1,9 @@
 //! The `queuectl` binary: parse, set up logging, dispatch, and map errors to
 //! documented exit codes.
 
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod cli;
 
 use clap::Parser;

@@ -8,10 +8,15 @@
 pub mod contain;
 mod spawn;
 
+pub use spawn::{in_new_session, killed_with_parent};
+
 use crate::output::{OutputReport, OutputSink, Stream};
 use contain::AttemptCgroup;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 use spawn::{EnvEntry, ProcessSpec, env_entry};
 use std::borrow::Cow;
@@ -19,7 +24,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -241,7 +246,9 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     let pid = child.pid;
     let job = Watched {
         pid,
-        pidfd: pidfd_open(pid),
+        // Without a pidfd (kernels before 5.3) the watcher checks for the
+        // exit every 10 ms.
+        pidfd: spawn::pidfd_open(pid),
         streams: [
             Some(LineReader::new(child.stdout, Stream::Stdout)),
             Some(LineReader::new(child.stderr, Stream::Stderr)),
@@ -273,17 +280,6 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     })
 }
 
-/// A pidfd lets the watcher wait for an exit and for output in one poll;
-/// kernels before 5.3 have none, and the watcher then checks every 10 ms.
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
-        -1 => None,
-        // SAFETY: a fresh descriptor that nothing else owns.
-        fd => Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
-    }
-}
-
 /// How often exits are checked without a pidfd.
 const EXIT_POLL_MS: libc::c_int = 10;
 
@@ -308,13 +304,9 @@ fn watcher() -> io::Result<&'static Watcher> {
 
 impl Watcher {
     fn start() -> io::Result<Watcher> {
-        // SAFETY: eventfd takes an initial value and flags.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor that nothing else owns.
-        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake: OwnedFd =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?
+                .into();
         let thread_wake = wake.try_clone()?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -332,9 +324,8 @@ impl Watcher {
             .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .map_err(|_| io::Error::other("the job watcher has stopped"))?;
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a valid buffer to our eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        // A full counter (never, at one per job) would only mean it is awake.
+        let _ = nix::unistd::write(&self.wake, &1u64.to_ne_bytes());
         Ok(())
     }
 }
@@ -357,12 +348,12 @@ struct Watched {
 
 impl Watched {
     /// Adds this job's descriptors to `fds`.
-    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+    fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {
         for reader in self.streams.iter().flatten() {
-            fds.push(pollfd(reader.file.as_raw_fd()));
+            fds.push(PollFd::new(reader.file.as_fd(), PollFlags::POLLIN));
         }
         if let (None, Some(fd)) = (self.status, &self.pidfd) {
-            fds.push(pollfd(fd.as_raw_fd()));
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
     }
 
@@ -377,15 +368,16 @@ impl Watched {
         }
     }
 
-    /// Handles this job's share of a poll result (its entries of `fds`,
-    /// in the order [`poll_fds`] added them). Returns whether it is done.
-    fn on_poll(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> bool {
+    /// Handles this job's share of a poll result (whether each of its
+    /// descriptors is ready, in the order [`poll_fds`] added them). Returns
+    /// whether it is done.
+    fn on_poll(&mut self, ready: &[bool], buf: &mut [u8]) -> bool {
         let mut next = 0;
         for slot in self.streams.iter_mut() {
             let Some(reader) = slot else { continue };
-            let revents = fds.get(next).map_or(0, |p| p.revents);
+            let readable = ready.get(next).copied().unwrap_or(false);
             next += 1;
-            if revents != 0 && !reader.read(buf, self.sink.as_mut()) {
+            if readable && !reader.read(buf, self.sink.as_mut()) {
                 if reader.stream == Stream::Stderr {
                     self.stderr_tail = reader.tail();
                 }
@@ -394,7 +386,7 @@ impl Watched {
         }
         let exited = match (&self.pidfd, self.status) {
             (_, Some(_)) => false,
-            (Some(_), None) => fds.get(next).is_some_and(|p| p.revents != 0),
+            (Some(_), None) => ready.get(next).copied().unwrap_or(false),
             (None, None) => has_exited(self.pid),
         };
         if exited {
@@ -447,12 +439,10 @@ impl Watched {
 fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
     let mut jobs: Vec<Watched> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut spans: Vec<usize> = Vec::new();
     loop {
-        fds.clear();
         spans.clear();
-        fds.push(pollfd(wake.as_raw_fd()));
+        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
         let now = Instant::now();
         let mut timeout: libc::c_int = -1;
         for job in &jobs {
@@ -464,17 +454,20 @@ fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
                 timeout = t;
             }
         }
-        // SAFETY: fds is a valid array of pollfds.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
             // Cannot happen with valid descriptors; do not spin if it does.
-            std::thread::sleep(Duration::from_millis(EXIT_POLL_MS as u64));
+            Err(_) => std::thread::sleep(Duration::from_millis(EXIT_POLL_MS as u64)),
         }
+        // What poll found, so the jobs that lent their descriptors can act.
+        let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(false)).collect();
+        drop(fds);
         let mut offset = 1;
         let mut done = Vec::new();
         for (i, job) in jobs.iter_mut().enumerate() {
             let span = spans[i];
-            if job.on_poll(&fds[offset..offset + span], &mut buf) {
+            if job.on_poll(&ready[offset..offset + span], &mut buf) {
                 done.push(i);
             }
             offset += span;
@@ -482,10 +475,9 @@ fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
         for i in done.into_iter().rev() {
             jobs.swap_remove(i).finish();
         }
-        if fds[0].revents != 0 {
+        if ready[0] {
             let mut counter = [0u8; 8];
-            // SAFETY: reads 8 bytes into a valid buffer from our eventfd.
-            unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+            let _ = nix::unistd::read(wake, &mut counter);
         }
         loop {
             match added.try_recv() {
@@ -496,14 +488,6 @@ fn watch_jobs(wake: &OwnedFd, added: &Receiver<Watched>) {
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-    }
-}
-
-fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }
 
@@ -520,14 +504,17 @@ fn has_exited(pid: i32) -> bool {
 
 /// Reaps `pid`; a process someone else reaped is reported as killed.
 fn reap(pid: i32) -> ExitStatus {
-    let mut raw = 0;
     loop {
-        // SAFETY: pid is our child; raw is valid storage for its status.
-        match unsafe { libc::waitpid(pid, &mut raw, 0) } {
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
-            -1 => return ExitStatus::from_raw(Signal::SIGKILL as i32),
-            _ => return ExitStatus::from_raw(raw),
-        }
+        // The raw wait status, as std's ExitStatus holds it.
+        return match waitpid(Pid::from_raw(pid), None) {
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(_, code)) => ExitStatus::from_raw((code & 0xff) << 8),
+            Ok(WaitStatus::Signaled(_, signal, core)) => {
+                ExitStatus::from_raw(signal as i32 | if core { 0x80 } else { 0 })
+            }
+            // Stopped and the like are not reported without WUNTRACED.
+            Ok(_) | Err(_) => ExitStatus::from_raw(Signal::SIGKILL as i32),
+        };
     }
 }
 

@@ -9,7 +9,6 @@ use crate::config::{Config, Durability};
 use crate::error::{Error, IoContext, Result};
 use crate::paths::StateDir;
 use crate::store::Store;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,15 +135,7 @@ impl Queue {
         let mut cmd = self.command(&["worker", "run", "--name", name]);
         cmd.stderr(log);
         // If the benchmark dies, its workers die with it.
-        // SAFETY: prctl is async-signal-safe and touches no parent memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::runner::killed_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("cannot start a benchmark worker", e))?;

@@ -18,7 +18,14 @@
 //! Everything the child needs (argv, envp, the PATH candidates) is built
 //! beforehand in the parent: between clone and exec the child only makes
 //! async-signal-safe system calls and never allocates, locks or panics.
+//!
+//! This is one of the crate's two rooms where `unsafe` is allowed (the other
+//! is the store's WAL sync): the clone above, the pre-exec hooks other
+//! modules put on a `std::process::Command` ([`in_new_session`],
+//! [`killed_with_parent`]) and `pidfd_open`, which `nix` lacks.
+#![allow(unsafe_code)]
 
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use std::borrow::Cow;
 #[cfg(test)]
 use std::ffi::OsString;
@@ -27,6 +34,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
@@ -52,6 +61,45 @@ pub struct ProcessSpec {
     candidates: Vec<CString>,
     /// An open `cgroup.procs` of the cgroup the child joins before it execs.
     cgroup_procs: Option<RawFd>,
+}
+
+/// Starts `cmd`'s process in a new session (`setsid`), detached from our
+/// terminal, so a Ctrl-C or hangup there does not reach it.
+pub fn in_new_session(cmd: &mut Command) {
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // setsid, which is async-signal-safe and touches no parent memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd`'s process get SIGKILL when the thread that started it exits
+/// (`PR_SET_PDEATHSIG`), so it does not outlive us.
+pub fn killed_with_parent(cmd: &mut Command) {
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // prctl, which is async-signal-safe and touches no parent memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+}
+
+/// A descriptor that becomes readable when `pid` exits, so a watcher can wait
+/// for an exit and for output in one poll; `None` on kernels before 5.3
+/// (and wherever it fails), and the caller then polls for the exit instead.
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+        -1 => None,
+        // SAFETY: a fresh descriptor that nothing else owns.
+        fd => Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+    }
 }
 
 fn nul_error(what: &str) -> io::Error {
@@ -226,11 +274,7 @@ fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 /// Moves `fd` to a number >= 3, so the child's dup2 onto 0, 1 and 2 can
@@ -273,8 +317,7 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
         cgroup_procs: spec.cgroup_procs.unwrap_or(-1),
-        // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
+        parent: nix::unistd::getpid().as_raw(),
         errno: AtomicI32::new(0),
         noexec_index: AtomicUsize::new(usize::MAX),
     };
@@ -289,13 +332,13 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
 
     // Block every signal so no handler of ours runs in the child while it
     // shares our memory; the child restores defaults and unblocks.
-    // SAFETY: plain sigset manipulation on local storage.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-    }
+    let mut previous = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut previous),
+    )
+    .map_err(|e| Failure::Io(e.into()))?;
     // SAFETY: CLONE_VFORK suspends this thread until the child has exec'd
     // or exited, so `stack`, `args` and every string it points to outlive
     // the child's use of them; `child_main` only makes async-signal-safe
@@ -309,8 +352,8 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         )
     };
     let clone_error = io::Error::last_os_error();
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    // Restores the mask saved above (cannot fail with a valid set).
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     drop(stack);
     if pid == -1 {
         return Err(Failure::Io(clone_error));
@@ -318,10 +361,8 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
     let errno = args.errno.load(Ordering::SeqCst);
     if errno != 0 {
         // The child exited without exec'ing: reap it.
-        let mut status = 0;
-        // SAFETY: pid is our child.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        while let Err(nix::errno::Errno::EINTR) =
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
         {}
         let index = args.noexec_index.load(Ordering::SeqCst);
         if errno == libc::ENOEXEC && index < spec.candidates.len() {

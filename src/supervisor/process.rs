@@ -14,7 +14,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -131,14 +130,8 @@ impl ProcessSupervisor {
             .stdin(Stdio::null())
             .stdout(log.try_clone().context(|| "dup log".into())?)
             .stderr(log);
-        // SAFETY: setsid is async-signal-safe. A new session detaches the
-        // keeper from our terminal, so a Ctrl-C here does not reach it.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
+        // Detached from our terminal: a Ctrl-C here does not reach it.
+        crate::runner::in_new_session(&mut cmd);
         let mut child = cmd
             .spawn()
             .context(|| "cannot start a worker keeper".into())?;
