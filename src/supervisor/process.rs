@@ -136,7 +136,23 @@ impl ProcessSupervisor {
             .spawn()
             .context(|| "cannot start a worker keeper".into())?;
         let pid = child.id();
-        // Ready once the keeper wrote its pid file and its worker registered.
+        self.await_ready(instance, &mut child).inspect_err(|_| {
+            // A keeper whose start failed would go on restarting its worker
+            // unseen: stop it (and so its worker) before reporting.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            if wait_for_exit(pid, Some(Instant::now() + READY_TIMEOUT)).is_err() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+            let _ = crate::files::remove_nofollow(&self.pid_file(instance));
+        })?;
+        Ok(pid)
+    }
+
+    /// Waits until the keeper wrote its pid file and its worker registered.
+    fn await_ready(&self, instance: u32, child: &mut std::process::Child) -> Result<()> {
+        let log_path = self.log_file(instance);
+        let pid = child.id();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -148,7 +164,7 @@ impl ProcessSupervisor {
             if read_live_pid(&self.pid_file(instance)) == Some(pid)
                 && worker_registered(&self.state, instance, pid)?
             {
-                return Ok(pid);
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(Error::Supervisor(format!(

@@ -121,3 +121,29 @@ fn a_kept_worker_feeds_its_keepers_watchdog_through_a_job_longer_than_its_timeou
         "a healthy worker was taken for frozen:\n{keeper_log}"
     );
 }
+
+#[test]
+fn a_worker_start_that_fails_leaves_no_keeper_behind() {
+    // Its worker refuses the database at every start: before the fix the
+    // keeper went on restarting it after `worker start` had reported failure.
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    env.sql("CREATE TABLE notes (body TEXT);");
+    let out = env.run(&["worker", "start", "--count", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a queuectl queue"), "{stderr}");
+    let db = env.db().into_os_string().into_encoded_bytes();
+    let keepers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.windows(db.len()).any(|w| w == db.as_slice()))
+                && alive(*pid)
+        })
+        .collect();
+    assert!(keepers.is_empty(), "still running: {keepers:?}");
+}
