@@ -202,9 +202,13 @@ impl Store {
             OpenMode::ReadOnly => return Store::open_read_only(path, durability),
             OpenMode::Existing => {
                 queue_file_exists(path)?;
+                Store::refuse_foreign(path)?;
                 StateDir::for_db(path).prepare()?;
             }
+            // SQLite's name for a database in memory: no files to prepare.
+            OpenMode::Create if path == Path::new(":memory:") => {}
             OpenMode::Create => {
+                Store::refuse_foreign(path)?;
                 StateDir::for_db(path).prepare()?;
             }
         }
@@ -272,19 +276,7 @@ impl Store {
     /// upgraded through a writing open (a read must see the current columns).
     fn open_read_only(path: &Path, durability: Durability) -> Result<Store> {
         queue_file_exists(path)?;
-        let connect = |uri: String| -> Result<Store> {
-            let db_err = |source| database_error(path, source);
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                | rusqlite::OpenFlags::SQLITE_OPEN_URI
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let conn = Connection::open_with_flags(uri, flags).map_err(db_err)?;
-            conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
-            Ok(Store {
-                conn,
-                path: path.to_owned(),
-                sync_after_commit: false,
-            })
-        };
+        let connect = |uri: String| Store::connect_read_only(path, uri);
         let version = |store: &mut Store| {
             store.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
         };
@@ -318,6 +310,37 @@ impl Store {
             });
         }
         Ok(store)
+    }
+
+    /// A `SQLITE_OPEN_READ_ONLY` connection to `uri`, the queue at `path`.
+    fn connect_read_only(path: &Path, uri: String) -> Result<Store> {
+        let db_err = |source| database_error(path, source);
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(uri, flags).map_err(db_err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            sync_after_commit: false,
+        })
+    }
+
+    /// Before a writing open changes anything (the files' modes come first):
+    /// a file already at `path` must be a queue, or empty. Other failures of
+    /// this look are left for the writing open to report.
+    fn refuse_foreign(path: &Path) -> Result<()> {
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return Ok(());
+        }
+        let Ok(mut store) = Store::connect_read_only(path, file_uri(path, "mode=ro")) else {
+            return Ok(());
+        };
+        match store.check_application_id() {
+            Err(foreign @ Error::Invalid(_)) => Err(foreign),
+            _ => Ok(()),
+        }
     }
 
     fn schema_too_new(&self, found: i64) -> Error {

@@ -558,6 +558,10 @@ fn a_queue_without_wal_relies_on_sqlites_own_full_sync() {
     // memory: SQLite's synchronous=FULL then syncs inside COMMIT, and there
     // is no WAL for us to sync.
     let mut store = Store::open(Path::new(":memory:"), Durability::Full).unwrap();
+    assert!(
+        !Path::new(":memory:").exists(),
+        "no file named :memory: in the working directory"
+    );
     assert!(!store.sync_after_commit);
     let synchronous: i64 = store
         .conn
@@ -591,8 +595,15 @@ fn another_applications_database_is_refused_and_left_untouched() {
         .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
         .unwrap();
     drop(other);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = Store::open(&path, Durability::Full).err().unwrap();
     assert!(err.to_string().contains("not a queuectl queue"), "{err}");
+    let file_mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        file_mode, 0o644,
+        "its mode is the other application's business"
+    );
     let other = Connection::open(&path).unwrap();
     let mode: String = other
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
