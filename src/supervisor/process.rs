@@ -224,6 +224,11 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn stop_all(&self, stop_timeout: Option<Duration>) -> Result<Vec<String>> {
+        // No keeper ever ran without making workers/ (a mistyped path, say):
+        // there is nothing to stop, and nothing to create.
+        if !self.state.workers().exists() {
+            return Ok(vec![]);
+        }
         let _serialized = self.start_stop_lock()?;
         let known = self.known()?;
         self.stop_instances(&known, stop_timeout)

@@ -147,3 +147,12 @@ fn a_worker_start_that_fails_leaves_no_keeper_behind() {
         .collect();
     assert!(keepers.is_empty(), "still running: {keepers:?}");
 }
+
+#[test]
+fn worker_stop_at_a_mistyped_path_creates_nothing() {
+    let env = TestEnv::new();
+    let missing = env.path("typo/queue.db");
+    let out = env.ok(&["--db", missing.to_str().unwrap(), "worker", "stop"]);
+    assert_eq!(out.trim(), "no workers were running");
+    assert!(!env.path("typo").exists(), "worker stop made a directory");
+}
