@@ -331,8 +331,24 @@ impl Store {
     /// a file already at `path` must be a queue, or empty. Other failures of
     /// this look are left for the writing open to report.
     fn refuse_foreign(path: &Path) -> Result<()> {
-        if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
-            return Ok(());
+        let refuse = |what: &str| {
+            Err(Error::Invalid(format!(
+                "{} is not a queuectl queue ({what}); refusing to change it",
+                path.display()
+            )))
+        };
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => return refuse("it is not a regular file"),
+            Ok(meta) if meta.len() > 0 => {}
+            _ => return Ok(()),
+        }
+        let mut header = Vec::with_capacity(16);
+        let read = std::fs::File::open(path).and_then(|f| {
+            use std::io::Read;
+            f.take(16).read_to_end(&mut header)
+        });
+        if read.is_ok() && header != b"SQLite format 3\0" {
+            return refuse("it is not an SQLite database");
         }
         let Ok(mut store) = Store::connect_read_only(path, file_uri(path, "mode=ro")) else {
             return Ok(());

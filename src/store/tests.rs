@@ -615,6 +615,31 @@ fn another_applications_database_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_file_or_directory_that_is_no_database_is_refused_and_left_untouched() {
+    // A mistyped `--db /etc/passwd` (or a symlink to it) must not become 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("passwd");
+    std::fs::write(&text, "root:x:0:0\n").unwrap();
+    let linked = dir.path().join("linked.db");
+    std::os::unix::fs::symlink(&text, &linked).unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    for path in [&text, &folder] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [&text, &linked, &folder] {
+        let err = Store::open(path, Durability::Full).err().unwrap();
+        assert!(err.to_string().contains("refusing"), "{err}");
+    }
+    for path in [&text, &folder] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{} was changed", path.display());
+    }
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "root:x:0:0\n");
+}
+
+#[test]
 fn an_untagged_queue_from_migration_one_is_upgraded_and_keeps_its_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.db");
