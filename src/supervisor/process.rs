@@ -206,6 +206,10 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn scale(&self, count: u32, stop_timeout: Option<Duration>) -> Result<ScaleReport> {
+        // The keepers' workers run as we do: open (or create) the queue now,
+        // so a path that is no queue is refused at once, with nothing made
+        // beside it, rather than by a worker failing in the background.
+        Store::open_as(&self.state.db, Durability::Normal, OpenMode::Create)?;
         let _serialized = self.start_stop_lock()?;
         let known = self.known()?;
         let mut report = ScaleReport::default();

@@ -1,7 +1,7 @@
 //! `worker start/stop` with the process supervisor (no systemd): start N,
 //! scale down gracefully, restart a crashed worker, stop and wait.
 
-use crate::support::{TestEnv, alive, signal, wait_until};
+use crate::support::{TestEnv, alive, binary, can_unshare_mounts, signal, wait_until};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
@@ -124,16 +124,34 @@ fn a_kept_worker_feeds_its_keepers_watchdog_through_a_job_longer_than_its_timeou
 
 #[test]
 fn a_worker_start_that_fails_leaves_no_keeper_behind() {
-    // Its worker refuses the database at every start: before the fix the
-    // keeper went on restarting it after `worker start` had reported failure.
+    // The queue file is on a read-only mount: it opens, but the worker
+    // cannot register, and fails at every start. Before the fix its keeper
+    // went on restarting it after `worker start` had reported failure.
+    if !can_unshare_mounts() {
+        return;
+    }
     let mut env = TestEnv::new();
     env.mark_supervised();
-    std::fs::create_dir_all(env.path("state")).unwrap();
-    env.sql("CREATE TABLE notes (body TEXT);");
-    let out = env.run(&["worker", "start", "--count", "1"]);
+    env.enqueue(r#"{"command":"true"}"#);
+    let script = r#"mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && exec "$0" worker start --count 1"#;
+    let out = env
+        .cmd_running("unshare".as_ref())
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(binary())
+        .arg(env.db())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not a queuectl queue"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not become ready"), "{stderr}");
     let db = env.db().into_os_string().into_encoded_bytes();
     let keepers: Vec<u32> = std::fs::read_dir("/proc")
         .unwrap()
@@ -146,6 +164,21 @@ fn a_worker_start_that_fails_leaves_no_keeper_behind() {
         })
         .collect();
     assert!(keepers.is_empty(), "still running: {keepers:?}");
+}
+
+#[test]
+fn worker_start_refuses_another_applications_database_and_makes_nothing_beside_it() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    env.sql("CREATE TABLE notes (body TEXT);");
+    let out = env.run(&["worker", "start", "--count", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a queuectl queue"), "{stderr}");
+    assert!(
+        !env.path("state/workers").exists(),
+        "workers/ made beside it"
+    );
 }
 
 #[test]

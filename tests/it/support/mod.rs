@@ -83,7 +83,7 @@ impl TestEnv {
     }
 
     /// `program` (which runs queuectl) with the environment of [`cmd`].
-    fn cmd_running(&self, program: &std::ffi::OsStr) -> Command {
+    pub fn cmd_running(&self, program: &std::ffi::OsStr) -> Command {
         let mut cmd = Command::new(program);
         cmd.env("QUEUECTL_DB", self.db())
             .env("QUEUECTL_CONFIG", self.config_path())
