@@ -1,7 +1,7 @@
 //! `worker start/stop` with the process supervisor (no systemd): start N,
 //! scale down gracefully, restart a crashed worker, stop and wait.
 
-use crate::support::{TestEnv, alive, binary, can_unshare_mounts, signal, wait_until};
+use crate::support::{TestEnv, alive, can_unshare_mounts, signal, wait_until};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
@@ -135,17 +135,7 @@ fn a_worker_start_that_fails_leaves_no_keeper_behind() {
     env.enqueue(r#"{"command":"true"}"#);
     let script = r#"mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && exec "$0" worker start --count 1"#;
     let out = env
-        .cmd_running("unshare".as_ref())
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .arg(binary())
+        .cmd_in_private_mounts(script)
         .arg(env.db())
         .output()
         .unwrap();

@@ -208,23 +208,31 @@ impl TestEnv {
         let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
         let script = format!("{setup} && exec \"$0\" worker run --name \"$1\"");
         let child = self
-            .cmd_running("unshare".as_ref())
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .arg(binary())
+            .cmd_in_private_mounts(&script)
             .arg(name)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start worker");
         Some(self.adopt(child))
+    }
+
+    /// `sh -c SCRIPT` in a new private mount namespace, with `$0` the
+    /// queuectl binary; further args become `$1`, `$2`, ... Callers check
+    /// [`can_unshare_mounts`] first.
+    pub fn cmd_in_private_mounts(&self, script: &str) -> Command {
+        let mut cmd = self.cmd_running("unshare".as_ref());
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(binary());
+        cmd
     }
 
     /// A queuectl command inside the mount namespace of process `pid` (a
