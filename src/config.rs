@@ -235,12 +235,17 @@ impl Config {
         Ok(())
     }
 
-    /// The effective value of a key, as TOML. `db_path` shows the resolved path.
+    /// The effective value of a key, as TOML. `db_path` shows the resolved
+    /// path (or PostgreSQL address, without its password).
     pub fn get(&self, key: &str) -> Result<toml::Value, String> {
         use toml::Value;
         let secs = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
         Ok(match key {
-            "db_path" => Value::String(paths::db_path(self).display().to_string()),
+            "db_path" => Value::String(
+                paths::database(self)
+                    .map_err(|e| e.to_string())?
+                    .to_string(),
+            ),
             "max_retries" => Value::Integer(self.max_retries.into()),
             "backoff_base" => Value::Float(self.backoff_base),
             "backoff_max_seconds" => secs(self.backoff_max_seconds),

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::{self, Sharing};
+use crate::store::Database;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -43,38 +44,55 @@ pub fn config_path(explicit: Option<&Path>) -> PathBuf {
 
 /// `$QUEUECTL_DB`, else the config's `db_path`, else
 /// `/var/lib/queuectl/queue.db` for root or `$XDG_STATE_HOME/queuectl/queue.db`.
-pub fn db_path(config: &Config) -> PathBuf {
-    if let Some(path) = env_path("QUEUECTL_DB") {
-        return path;
+/// A PostgreSQL URL or conninfo in either names a PostgreSQL queue.
+pub fn database(config: &Config) -> Result<Database> {
+    if let Some(text) = std::env::var_os("QUEUECTL_DB").filter(|v| !v.is_empty()) {
+        return Database::from_os(&text);
     }
     if let Some(path) = &config.db_path {
-        return path.clone();
+        return Database::from_os(path.as_os_str());
     }
+    Ok(Database::Sqlite(default_state_root().join("queue.db")))
+}
+
+/// `/var/lib/queuectl` for root, else `$XDG_STATE_HOME/queuectl`: the
+/// default queue's directory, and the local state of a PostgreSQL queue's
+/// workers (logs, wake sockets, pid files).
+pub fn default_state_root() -> PathBuf {
     if is_root() {
-        return PathBuf::from("/var/lib/queuectl/queue.db");
+        return PathBuf::from("/var/lib/queuectl");
     }
     env_path("XDG_STATE_HOME")
         .unwrap_or_else(|| home().join(".local/state"))
-        .join("queuectl/queue.db")
+        .join("queuectl")
 }
 
-/// The files that live beside one database.
+/// A queue and this host's files for it: beside an SQLite database, or in
+/// [`default_state_root`] for a PostgreSQL one.
 #[derive(Clone, Debug)]
 pub struct StateDir {
-    pub db: PathBuf,
+    pub db: Database,
     root: PathBuf,
 }
 
 impl StateDir {
-    pub fn for_db(db: &Path) -> StateDir {
-        let root = match db.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
+    pub fn for_db(db: &Database) -> StateDir {
+        let root = match db {
+            Database::Sqlite(path) => match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                _ => PathBuf::from("."),
+            },
+            Database::Postgres(_) => default_state_root(),
         };
         StateDir {
-            db: db.to_owned(),
+            db: db.clone(),
             root,
         }
+    }
+
+    /// The SQLite database file, for the queue at `path`.
+    pub fn for_path(path: &Path) -> StateDir {
+        StateDir::for_db(&Database::Sqlite(path.to_owned()))
     }
 
     pub fn root(&self) -> &Path {
@@ -129,12 +147,14 @@ impl StateDir {
             }
             Err(e) => return Err(fail(&self.root, e)),
         };
-        files::private_file(&self.db, sharing).map_err(|e| fail(&self.db, e))?;
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut name = self.db.clone().into_os_string();
-            name.push(suffix);
-            let path = PathBuf::from(name);
-            files::tighten_if_present(&path, sharing).map_err(|e| fail(&path, e))?;
+        if let Database::Sqlite(db) = &self.db {
+            files::private_file(db, sharing).map_err(|e| fail(db, e))?;
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let mut name = db.clone().into_os_string();
+                name.push(suffix);
+                let path = PathBuf::from(name);
+                files::tighten_if_present(&path, sharing).map_err(|e| fail(&path, e))?;
+            }
         }
         for dir in [self.logs(), self.wake(), self.workers()] {
             if !dir.exists() {
@@ -150,7 +170,7 @@ impl StateDir {
 
     /// Whether every entry of the directory is one of the queue's own.
     fn holds_only_the_queue(&self) -> bool {
-        let Some(db) = self.db.file_name() else {
+        let Some(db) = self.db.sqlite_path().and_then(Path::file_name) else {
             return false;
         };
         let ours = |name: &std::ffi::OsStr| {

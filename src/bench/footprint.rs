@@ -40,11 +40,11 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
         max_retries: 0,
         timeout_seconds: 0,
     };
-    store.enqueue(&batch, &defaults, jiff::Timestamp::now())?;
+    store.enqueue(&batch, &defaults)?;
     wake_workers(&queue.state.wake());
     let mut busy_rss_sampled: f64 = 0.0;
     wait_for(
-        &store,
+        &mut store,
         &workers,
         Duration::from_secs(300),
         "the footprint jobs",

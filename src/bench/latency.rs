@@ -62,7 +62,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     for i in 0..samples {
         // The previous job is recorded, so the worker is (about to be) idle.
         wait_for(
-            &store,
+            &mut store,
             &workers,
             PICKUP_TIMEOUT,
             "the probe job to complete",
@@ -71,11 +71,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
         std::thread::sleep(gap(i));
         let name = format!("p{i}");
         let command = format!("touch {}", probes.join(&name).display());
-        store.enqueue(
-            &[(1, NewJob::new(command))],
-            &defaults,
-            jiff::Timestamp::now(),
-        )?;
+        store.enqueue(&[(1, NewJob::new(command))], &defaults)?;
         let committed = Instant::now();
         wake_workers(&queue.state.wake());
         let seen = watch

@@ -79,7 +79,7 @@ impl Sandbox {
             .context(|| format!("cannot write {}", config_path.display()))?;
         let config = Config::parse(&config_text).map_err(Error::Invalid)?;
         Ok(Queue {
-            state: StateDir::for_db(&dir.join("state/queue.db")),
+            state: StateDir::for_path(&dir.join("state/queue.db")),
             config_path,
             config,
             dir,
@@ -108,7 +108,7 @@ impl Queue {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args)
-            .env("QUEUECTL_DB", &self.state.db)
+            .env("QUEUECTL_DB", self.state.db.public_address())
             .env("QUEUECTL_CONFIG", &self.config_path)
             .env("XDG_CONFIG_HOME", self.dir.join("xdg-config"))
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
@@ -119,6 +119,15 @@ impl Queue {
             cmd.env_remove(var);
         }
         cmd
+    }
+
+    /// The benchmark queue's SQLite file (its fixtures write it directly).
+    pub fn db_path(&self) -> PathBuf {
+        self.state
+            .db
+            .sqlite_path()
+            .expect("benchmark queues are SQLite files")
+            .to_owned()
     }
 
     /// The store, opened in this process as a worker would open it.
@@ -152,7 +161,7 @@ impl Queue {
         let workers: Vec<WorkerProcess> = (1..=count)
             .map(|i| self.spawn_worker(&format!("{prefix}{i}")))
             .collect::<Result<_>>()?;
-        let store = self.store()?;
+        let mut store = self.store()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let registered = store.workers()?;
@@ -248,11 +257,11 @@ pub fn time_process(cmd: &mut Command) -> Result<Duration> {
 /// Polls the queue until `done` says so, failing after `timeout` or if a
 /// worker died.
 pub fn wait_for(
-    store: &Store,
+    store: &mut Store,
     workers: &[WorkerProcess],
     timeout: Duration,
     what: &str,
-    mut done: impl FnMut(&Store) -> Result<bool>,
+    mut done: impl FnMut(&mut Store) -> Result<bool>,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut checks = 0u32;

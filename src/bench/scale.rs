@@ -101,10 +101,10 @@ fn build(queue: &Queue, total: usize) -> Result<()> {
         let end = (start + 50_000).min(total);
         let batch: Vec<(usize, NewJob)> =
             (start..end).map(|i| (i + 1, NewJob::new("true"))).collect();
-        store.enqueue(&batch, &defaults, jiff::Timestamp::now())?;
+        store.enqueue(&batch, &defaults)?;
     }
     drop(store);
-    let db = &queue.state.db;
+    let db = &queue.db_path();
     let db_err = |source| Error::Database {
         path: db.clone(),
         source,
@@ -135,7 +135,7 @@ fn time_claim(store: &mut Store) -> Result<Duration> {
         cgroups: None,
     };
     let started = Instant::now();
-    let claimed = store.claim(&request, jiff::Timestamp::now())?;
+    let claimed = store.claim_one(&request)?;
     let took = started.elapsed();
     if claimed.is_none() {
         return Err(Error::Supervisor(

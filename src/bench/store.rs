@@ -15,7 +15,7 @@ use super::stats::{Target, median};
 use crate::config::Durability;
 use crate::domain::{AttemptOutcome, NewJob};
 use crate::error::{Error, Result};
-use crate::store::{AttemptResult, ClaimRequest, JobDefaults, Store};
+use crate::store::{AttemptResult, ClaimRequest, Database, JobDefaults, Store};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ fn contention(bench: &Bench) -> Result<Row> {
     let contended_jobs = bench.size(2000, 400);
     enqueue_noops(&mut queue.store()?, contended_jobs)?;
     let started = Instant::now();
-    let errors = contended_drain(&queue.state.db, durability)?;
+    let errors = contended_drain(&queue.db_path(), durability)?;
     let contended_rate = contended_jobs as f64 / started.elapsed().as_secs_f64();
     let raw_busy = raw_busy_errors(
         &bench.sandbox.path("raw-contended.db"),
@@ -118,7 +118,7 @@ fn enqueue_noops(store: &mut Store, count: usize) -> Result<()> {
         let batch: Vec<(usize, NewJob)> = (chunk_start..end)
             .map(|i| (i + 1, NewJob::new("true")))
             .collect();
-        store.enqueue(&batch, &defaults, jiff::Timestamp::now())?;
+        store.enqueue(&batch, &defaults)?;
     }
     Ok(())
 }
@@ -138,15 +138,9 @@ fn drain(store: &mut Store, worker: &str) -> Result<usize> {
         ..AttemptResult::new(AttemptOutcome::Succeeded)
     };
     let mut done = 0;
-    let mut next = store.claim(&request, jiff::Timestamp::now())?;
+    let mut next = store.claim_one(&request)?;
     while let Some(job) = next {
-        let (held, claimed) = store.finish(
-            &job.lease,
-            &success,
-            &policy,
-            jiff::Timestamp::now(),
-            Some(&request),
-        )?;
+        let (held, claimed) = store.finish_one(&job.lease, &success, &policy, Some(&request))?;
         if !held {
             return Err(Error::Supervisor(format!("lost the lease of {}", job.id)));
         }
@@ -163,7 +157,8 @@ fn contended_drain(db: &Path, durability: Durability) -> Result<usize> {
         let handles: Vec<_> = (0..CONTENDERS)
             .map(|i| {
                 scope.spawn(move || -> usize {
-                    let mut store = match Store::open(db, durability) {
+                    let mut store = match Store::open(&Database::Sqlite(db.to_owned()), durability)
+                    {
                         Ok(store) => store,
                         Err(_) => return 1,
                     };

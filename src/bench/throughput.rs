@@ -69,12 +69,12 @@ fn queue_rate(queue: &Queue, workers: &[WorkerProcess], jobs: usize) -> Result<f
         max_retries: 0,
         timeout_seconds: 0,
     };
-    store.enqueue(&batch, &defaults, jiff::Timestamp::now())?;
+    store.enqueue(&batch, &defaults)?;
     let started = Instant::now();
     wake_workers(&queue.state.wake());
     let target = completed_before + jobs as u64;
     wait_for(
-        &store,
+        &mut store,
         workers,
         Duration::from_secs(600),
         "the jobs to complete",

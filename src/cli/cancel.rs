@@ -6,9 +6,7 @@ use queuectl::store::OpenMode;
 use queuectl::wakeup::wake_workers;
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
-    let result = ctx
-        .store(OpenMode::Existing)?
-        .cancel(id, jiff::Timestamp::now())?;
+    let result = ctx.store(OpenMode::Existing)?.cancel(id)?;
     // A running job's worker checks for cancellation when woken.
     wake_workers(&ctx.state.wake());
     match (&result, ctx.json) {

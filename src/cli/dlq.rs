@@ -15,9 +15,7 @@ pub fn run(ctx: &Context, command: DlqCommand) -> Result<()> {
             super::list::print_jobs(ctx, &jobs)
         }
         DlqCommand::Retry { id, all: _ } => {
-            let ids = ctx
-                .store(OpenMode::Existing)?
-                .retry_dead(id.as_deref(), jiff::Timestamp::now())?;
+            let ids = ctx.store(OpenMode::Existing)?.retry_dead(id.as_deref())?;
             wake_workers(&ctx.state.wake());
             if ctx.json {
                 return print_json(&serde_json::json!({ "retried": ids }));

@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: EnqueueArgs) -> Result<()> {
         }
     };
     let mut store = ctx.store(OpenMode::Create)?;
-    let ids = store.enqueue(&jobs, &ctx.job_defaults(), jiff::Timestamp::now())?;
+    let ids = store.enqueue(&jobs, &ctx.job_defaults())?;
     wake_workers(&ctx.state.wake());
     if ctx.json {
         return print_json(

@@ -17,7 +17,7 @@ use std::time::Duration;
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
-    let store = ctx.store(OpenMode::ReadOnly)?;
+    let mut store = ctx.store(OpenMode::ReadOnly)?;
     store.get(id)?; // not found → exit 3
     let path = ctx.state.job_log(id);
     let mut out = Sink::new(ctx.json);

@@ -4,9 +4,7 @@ use queuectl::error::Result;
 use queuectl::store::OpenMode;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let metrics = ctx
-        .store(OpenMode::ReadOnly)?
-        .metrics(jiff::Timestamp::now())?;
+    let metrics = ctx.store(OpenMode::ReadOnly)?.metrics()?;
     if ctx.json {
         return print_json(&metrics);
     }

@@ -23,7 +23,7 @@ use format::Painter;
 use queuectl::config::Config;
 use queuectl::error::Result;
 use queuectl::paths::{self, StateDir};
-use queuectl::store::{JobDefaults, OpenMode, Store};
+use queuectl::store::{Database, JobDefaults, OpenMode, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -40,7 +40,10 @@ impl Context {
     pub fn load(cli: &Cli) -> Result<Context> {
         let config_path = paths::config_path(cli.config.as_deref());
         let config = Config::load(&config_path)?;
-        let db = cli.db.clone().unwrap_or_else(|| paths::db_path(&config));
+        let db = match &cli.db {
+            Some(db) => Database::from_os(db.as_os_str())?,
+            None => paths::database(&config)?,
+        };
         let colour = match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,

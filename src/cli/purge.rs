@@ -13,11 +13,7 @@ pub fn run(ctx: &Context, older_than: Option<&str>) -> Result<()> {
         }
         None => Duration::from_secs(ctx.config.retention_seconds),
     };
-    let age = jiff::SignedDuration::try_from(age).unwrap_or(jiff::SignedDuration::MAX);
-    let cutoff = jiff::Timestamp::now()
-        .checked_sub(age)
-        .unwrap_or(jiff::Timestamp::MIN);
-    let purged = maintenance::purge(&mut ctx.store(OpenMode::Existing)?, &ctx.state, cutoff)?;
+    let purged = maintenance::purge(&mut ctx.store(OpenMode::Existing)?, &ctx.state, age)?;
     if ctx.json {
         return print_json(&serde_json::json!({ "purged": purged }));
     }

@@ -4,7 +4,7 @@ use queuectl::error::Result;
 use queuectl::store::OpenMode;
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
-    let store = ctx.store(OpenMode::ReadOnly)?;
+    let mut store = ctx.store(OpenMode::ReadOnly)?;
     let job = store.get(id)?;
     let attempts = store.attempts(id)?;
     if ctx.json {

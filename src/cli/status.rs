@@ -23,7 +23,7 @@ struct WorkerView {
 }
 
 pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
-    let store = ctx.store(OpenMode::ReadOnly)?;
+    let mut store = ctx.store(OpenMode::ReadOnly)?;
     let counts = store.counts()?;
     let registered = store.workers()?;
     let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         }));
     }
     let p = &ctx.paint;
-    println!("{} {}", p.bold("queue:"), ctx.state.db.display());
+    println!("{} {}", p.bold("queue:"), ctx.state.db);
     let line: Vec<String> = JobState::ALL
         .iter()
         .map(|state| {

@@ -31,8 +31,8 @@ pub fn run(ctx: &Context, command: UnitsCommand) -> Result<()> {
             }
             let scope = scope.scope();
             let dir = scope.unit_dir();
-            let files =
-                units::install_set(&invocation.exe, Some((&invocation.config, &invocation.db)));
+            let db = std::path::PathBuf::from(invocation.db.for_unit_file()?);
+            let files = units::install_set(&invocation.exe, Some((&invocation.config, &db)));
             let changed = units::write_if_changed(&dir, &files)?;
             let reloaded = changed && scope.manager_running();
             if reloaded {

@@ -3,6 +3,7 @@ use super::args::{ScopeArgs, WorkerCommand};
 use super::format::print_json;
 use queuectl::config::SupervisorKind;
 use queuectl::error::{Error, Result};
+use queuectl::store::Database;
 use queuectl::supervisor::Supervisor;
 use queuectl::supervisor::process::{self, Invocation, ProcessSupervisor};
 use queuectl::supervisor::systemd::{self, SystemdSupervisor};
@@ -73,7 +74,10 @@ pub fn invocation(ctx: &Context) -> Result<Invocation> {
         exe: std::env::current_exe()
             .map_err(|e| Error::io("cannot find the queuectl binary", e))?,
         config: absolute(&ctx.config_path)?,
-        db: absolute(&ctx.state.db)?,
+        db: match &ctx.state.db {
+            Database::Sqlite(path) => Database::Sqlite(absolute(path)?),
+            shared => shared.clone(),
+        },
     })
 }
 

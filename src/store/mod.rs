@@ -1,120 +1,270 @@
-//! The queue's storage: every SQL statement queuectl runs lives in this module.
+//! The queue's storage: one interface ([`Backend`]), two engines.
 //!
-//! The store owns the invariants that concurrency puts at risk: a claim hands
-//! one job to one worker (a single `UPDATE … RETURNING` inside an immediate
-//! transaction), and every change to a processing job checks that the caller
-//! still holds its lease, so a worker that lost its lease changes nothing.
-//! Busy and locked conditions are retried here and never reach the user.
-//! It never runs a job and never holds a transaction open while one runs.
+//! - `sqlite/`: the embedded default, one file per queue, one host.
+//! - `postgres/`: one queue shared by workers on many hosts.
+//!
+//! Every SQL statement lives in its backend's directory. Both backends keep
+//! the same invariants, proven by one conformance suite (`tests.rs`, run
+//! against each): a claim hands one job to one worker; every change to a
+//! processing job names the lease it was claimed with, so a worker that lost
+//! its lease changes nothing; times (`run_at`, backoff, lease expiry,
+//! heartbeats) come from the database's clock, never a host's, because the
+//! hosts sharing a queue may disagree about the time. The store never runs a
+//! job and never holds a transaction open while one runs.
+//!
+//! The interface is batch-shaped: a worker claims up to N jobs and finishes
+//! several attempts in one transaction.
 
+mod common;
+mod location;
+pub mod postgres;
+pub mod sqlite;
 mod types;
-mod wal;
 
+pub(crate) use common::*;
+pub use location::Database;
 pub use types::*;
 
 use crate::config::Durability;
-use crate::domain::policy::next_state;
-use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
-use crate::error::{Error, Result};
-use crate::output::Destination;
-use crate::paths::StateDir;
+use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
+use crate::error::Result;
 use jiff::Timestamp;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The schema as numbered migrations; `PRAGMA user_version` counts those
-/// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 3] = [
-    include_str!("migrations/001_initial.sql"),
-    include_str!("migrations/002_attempt_containment.sql"),
-    include_str!("migrations/003_env_file.sql"),
-];
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// How a command opens the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Creates the queue if there is none (enqueue, workers).
+    Create,
+    /// Changes an existing queue; "no queue at …" when there is none.
+    Existing,
+    /// Never creates or changes anything (and, for SQLite, works on a
+    /// read-only filesystem); "no queue at …" when there is none.
+    ReadOnly,
+}
 
-/// `PRAGMA application_id` of a queuectl database ("QCTL"), so that a
-/// mistyped `--db` never takes over another application's SQLite file.
-pub const APPLICATION_ID: i32 = 0x5143_544C;
+/// An attempt to record: whose lease, and how it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Finish<'a> {
+    pub lease: &'a Lease,
+    pub result: &'a AttemptResult,
+}
 
-/// How long a write waits for other writers before it gives up. The busy
-/// handler ([`wait_for_lock`]) waits inside each attempt; the loop in
-/// [`Store::write`] retries what it still reports as busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const BUSY_DEADLINE: Duration = Duration::from_secs(120);
+/// What [`Backend::finish`] did: for each attempt given, whether its lease
+/// was still the caller's (so it was recorded), and the jobs claimed next.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub held: Vec<bool>,
+    pub claimed: Vec<Claimed>,
+}
 
-/// The first and the longest pause of the busy handler.
-const LOCK_PAUSE_FIRST: Duration = Duration::from_micros(20);
-const LOCK_PAUSE_MAX: Duration = Duration::from_millis(1);
+/// Called by a backend's listener when work may have arrived; returns
+/// false once nobody listens any more.
+pub type WakeFn = Box<dyn FnMut() -> bool + Send>;
 
-/// SQLite's busy handler: called with the number of earlier calls while
-/// another connection holds the lock; returns false to give up.
+/// Every operation on a queue. Implemented by each engine; callers hold a
+/// [`Store`] and never know which.
 ///
-/// SQLite's built-in handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20,
-/// 25 ... ms between attempts. Our transactions hold the lock for about
-/// 0.1-0.3 ms, so a worker that collided slept ten times longer than the
-/// wait it needed, and two workers ran barely faster than one. These pauses
-/// start at 20 us and double up to 1 ms.
-fn wait_for_lock(calls: i32) -> bool {
-    let pause = pause_before_retry(calls);
-    if pause.is_zero() {
-        return false;
+/// Times are the database's: methods take durations ("older than 7 days",
+/// "a lease of 30 s"), never a host's timestamps.
+pub trait Backend: Send {
+    /// The database's current time (for showing ages: "heartbeat 3 s ago").
+    fn now(&mut self) -> Result<Timestamp>;
+
+    // ----- enqueue -----
+
+    /// Inserts all `jobs` in one transaction: all are enqueued or none.
+    /// Returns their ids in order. The `usize` is each job's input line, for
+    /// error messages. A job's `delay` counts from the database's clock.
+    /// Idle workers learn of the new work (on PostgreSQL, a NOTIFY in the
+    /// same transaction).
+    fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>>;
+
+    // ----- the worker's side -----
+
+    /// Claims up to `limit` due jobs for `request.worker`, in priority, due
+    /// time, enqueue order; empty when nothing is due.
+    fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>>;
+
+    /// Records how attempts ended and moves their jobs on, in one
+    /// transaction; when `next` is given, claims up to that many following
+    /// jobs in the same transaction (one commit per batch).
+    fn finish(
+        &mut self,
+        done: &[Finish],
+        policy: &RetryPolicy,
+        next: Option<(&ClaimRequest, usize)>,
+    ) -> Result<Finished>;
+
+    /// Extends each lease to `duration` from now and refreshes `worker`'s
+    /// heartbeat. Tells, per lease, whether it is still the caller's and
+    /// whether a user asked to cancel its job.
+    fn renew_leases(
+        &mut self,
+        worker: &str,
+        leases: &[&Lease],
+        duration: Duration,
+    ) -> Result<Vec<LeaseStatus>>;
+
+    /// The current attempts of processing jobs whose lease ran out, or held
+    /// by a worker: what a rescuer must kill first.
+    fn held_attempts(&mut self, holder: Holder) -> Result<Vec<HeldAttempt>>;
+
+    /// Finishes, as `lease_expired` attempts, those of `ended` (from
+    /// [`held_attempts`](Self::held_attempts), their processes killed)
+    /// still held as `holder` says, under the same lease. Returns the ids.
+    fn rescue(
+        &mut self,
+        holder: Holder,
+        ended: &[HeldAttempt],
+        policy: &RetryPolicy,
+    ) -> Result<Vec<String>>;
+
+    /// How long until the next waiting job falls due or the next lease runs
+    /// out (zero when already past), if any: an idle worker's longest sleep.
+    fn next_event_in(&mut self) -> Result<Option<Duration>>;
+
+    /// Forwards wake-ups for new or retried work to `wake` from a thread of
+    /// the backend's own (PostgreSQL `LISTEN`). Returns false when this
+    /// backend has no such channel (SQLite: workers use wake sockets).
+    fn listen_for_work(&mut self, wake: WakeFn) -> Result<bool>;
+
+    // ----- workers -----
+
+    /// Registers a worker under `info.name`, replacing a dead one's row.
+    fn register_worker(&mut self, info: &WorkerInfo) -> Result<()>;
+    /// Records what a worker is doing now (and that it is alive).
+    fn worker_heartbeat(&mut self, name: &str, status: &str) -> Result<()>;
+    fn unregister_worker(&mut self, name: &str) -> Result<()>;
+    /// Forgets workers not heard from for longer than `silent_for`.
+    fn forget_silent_workers(&mut self, silent_for: Duration) -> Result<usize>;
+    /// Registered workers of every host, each with the job it holds.
+    fn workers(&mut self) -> Result<Vec<WorkerRow>>;
+
+    // ----- user actions -----
+
+    /// Cancels a job: a waiting job at once; a running one is flagged, and
+    /// its worker stops it when it next renews its lease.
+    fn cancel(&mut self, id: &str) -> Result<CancelResult>;
+    /// Moves dead jobs back to pending with a fresh retry budget: one by id,
+    /// or every dead job. Returns the ids moved.
+    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>>;
+    /// Deletes finished jobs that finished more than `older_than` ago, with
+    /// their history, in small transactions. Returns the ids deleted.
+    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>>;
+
+    // ----- reads -----
+
+    fn get(&mut self, id: &str) -> Result<Job>;
+    fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>>;
+    /// Jobs in enqueue order, optionally only those in `state`.
+    fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>>;
+    /// Jobs per state.
+    fn counts(&mut self) -> Result<BTreeMap<JobState, u64>>;
+    fn metrics(&mut self) -> Result<Metrics>;
+
+    // ----- moving a queue -----
+
+    /// Every job with its attempts, in enqueue order (for `queuectl copy`).
+    fn export(&mut self) -> Result<Vec<JobRecord>>;
+    /// Inserts exported jobs as they were, in one transaction; refuses a
+    /// queue that already holds jobs.
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()>;
+
+    // ----- one at a time -----
+
+    /// Claims the next due job, if any.
+    fn claim_one(&mut self, request: &ClaimRequest) -> Result<Option<Claimed>> {
+        Ok(self.claim(request, 1)?.into_iter().next())
     }
-    std::thread::sleep(pause);
-    true
+
+    /// Records one attempt; claims the next job in the same transaction
+    /// when `next` is given. Returns whether the lease was still ours.
+    fn finish_one(
+        &mut self,
+        lease: &Lease,
+        result: &AttemptResult,
+        policy: &RetryPolicy,
+        next: Option<&ClaimRequest>,
+    ) -> Result<(bool, Option<Claimed>)> {
+        let finished = self.finish(
+            &[Finish { lease, result }],
+            policy,
+            next.map(|request| (request, 1)),
+        )?;
+        let held = finished.held.first().copied().unwrap_or(false);
+        Ok((held, finished.claimed.into_iter().next()))
+    }
+
+    /// Renews one lease (and its worker's heartbeat).
+    fn renew_lease(&mut self, lease: &Lease, duration: Duration) -> Result<LeaseStatus> {
+        let status = self.renew_leases(&lease.worker, &[lease], duration)?;
+        Ok(status.first().copied().unwrap_or(LeaseStatus::Lost))
+    }
+
+    /// Tests only: pins the store's clock to `at` (`None`: the database's
+    /// clock again), so backoff and lease expiry can be checked exactly.
+    #[doc(hidden)]
+    fn pin_clock(&mut self, at: Option<Timestamp>) -> Result<()>;
 }
 
-/// The pause before retry number `calls` (0-based), or zero once the pauses
-/// so far add up to [`BUSY_TIMEOUT`].
-fn pause_before_retry(calls: i32) -> Duration {
-    const RAMP: u32 = 16;
-    let pause = |i: u32| (LOCK_PAUSE_FIRST * (1 << i.min(RAMP))).min(LOCK_PAUSE_MAX);
-    let calls = u32::try_from(calls).unwrap_or(0);
-    let waited = (0..calls.min(RAMP)).map(pause).sum::<Duration>()
-        + LOCK_PAUSE_MAX * calls.saturating_sub(RAMP);
-    if waited >= BUSY_TIMEOUT {
-        Duration::ZERO
-    } else {
-        pause(calls)
-    }
-}
-
-/// Columns of a full job row, in the order [`job_from_row`] reads them.
-const JOB_COLUMNS: &str = "id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, \
-     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error, env_file";
-
+/// An open queue on either backend.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-    /// Durability full: [`Store::write`] fsyncs the WAL itself after each
-    /// commit (see [`Store::open`]).
-    sync_after_commit: bool,
+    database: Database,
+    backend: Box<dyn Backend>,
 }
 
-/// An error inside a write transaction: SQL errors may be retried when busy,
-/// domain errors roll back and are returned as they are.
-enum TxError {
-    Sql(rusqlite::Error),
-    App(Error),
-}
+impl Store {
+    /// Opens (creating if needed) the queue at `database`, bringing its
+    /// schema up to date.
+    pub fn open(database: &Database, durability: Durability) -> Result<Store> {
+        Store::open_as(database, durability, OpenMode::Create)
+    }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> TxError {
-        TxError::Sql(e)
+    /// Opens the queue at `database` as `mode` allows.
+    pub fn open_as(database: &Database, durability: Durability, mode: OpenMode) -> Result<Store> {
+        let backend: Box<dyn Backend> = match database {
+            Database::Sqlite(path) => {
+                Box::new(sqlite::SqliteStore::open_as(path, durability, mode)?)
+            }
+            Database::Postgres(target) => Box::new(postgres::PgStore::open_as(target, mode)?),
+        };
+        Ok(Store {
+            database: database.clone(),
+            backend,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 }
 
-impl From<Error> for TxError {
-    fn from(e: Error) -> TxError {
-        TxError::App(e)
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
     }
 }
 
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.backend.as_mut()
+    }
+}
+
+/// Which processing jobs a rescue is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Holder<'a> {
+    /// Jobs whose lease has run out by the database's clock.
+    Expired,
+    /// Jobs held under this worker name.
+    Worker(&'a str),
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub fn to_millis(t: Timestamp) -> i64 {
@@ -125,1090 +275,7 @@ pub fn from_millis(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// How a command opens the queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenMode {
-    /// Creates the queue if there is none (enqueue, workers).
-    Create,
-    /// Changes an existing queue; "no queue at PATH" when there is none.
-    Existing,
-    /// Never creates or changes anything, and works on a read-only
-    /// filesystem; "no queue at PATH" when there is none.
-    ReadOnly,
-}
-
-/// A database error about `path`; "read-only" when that is the reason.
-fn database_error(path: &Path, source: rusqlite::Error) -> Error {
-    let read_only = match source.sqlite_error_code() {
-        Some(ErrorCode::ReadOnly) => true,
-        Some(ErrorCode::CannotOpen) => on_read_only_fs(path),
-        _ => false,
-    };
-    if read_only {
-        return Error::ReadOnly(path.to_owned());
-    }
-    Error::Database {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-fn on_read_only_fs(db: &Path) -> bool {
-    crate::files::on_read_only_fs(StateDir::for_db(db).root())
-}
-
-/// "No queue" when nothing is at `path` (or it is not a file); a queue we
-/// may not look at is a plain I/O error, not "no queue".
-fn queue_file_exists(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Ok(()),
-        Ok(_) => Err(Error::NoQueue(path.to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoQueue(path.to_owned())),
-        Err(e) => Err(Error::io(format!("cannot open {}", path.display()), e)),
-    }
-}
-
-/// `file:` URI of `path` for SQLite, with the bytes URIs reserve escaped.
-fn file_uri(path: &Path, query: &str) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte) {
-            uri.push(byte as char);
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri.push('?');
-    uri.push_str(query);
-    uri
-}
-
-impl Store {
-    /// Opens (creating if needed) the database at `path`, in WAL mode, and
-    /// brings its schema up to date.
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
-        Store::open_as(path, durability, OpenMode::Create)
-    }
-
-    /// Opens the queue at `path` as `mode` allows. Writing modes make its
-    /// files private first ([`StateDir::prepare`]).
-    pub fn open_as(path: &Path, durability: Durability, mode: OpenMode) -> Result<Store> {
-        match mode {
-            OpenMode::ReadOnly => return Store::open_read_only(path, durability),
-            OpenMode::Existing => {
-                queue_file_exists(path)?;
-                Store::refuse_foreign(path)?;
-                StateDir::for_db(path).prepare()?;
-            }
-            // SQLite's name for a database in memory: no files to prepare.
-            OpenMode::Create if path == Path::new(":memory:") => {}
-            OpenMode::Create => {
-                Store::refuse_foreign(path)?;
-                StateDir::for_db(path).prepare()?;
-            }
-        }
-        let db_err = |source| database_error(path, source);
-        let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
-        // Durability full means every write transaction is on disk before
-        // `write` returns (and so before a worker starts a job it claimed,
-        // or `enqueue` reports its ids). SQLite's synchronous=FULL does that by fsyncing
-        // while it still holds the write lock, so with several workers each
-        // commit queued behind the previous one's fsync. Instead the
-        // connection commits with synchronous=NORMAL and `write` fsyncs the
-        // WAL right after, outside the lock: concurrent commits overlap and
-        // one fsync covers all frames written before it. In that window
-        // (about 0.2 ms) other connections can already read the transaction;
-        // anything they act on goes through a write of their own, whose fsync
-        // also covers this one (the WAL is sequential), so no job starts on a
-        // claim or enqueue that a power loss could undo. Measured with four
-        // workers on two cores: 1410 -> 1700 jobs/s.
-        let mut store = Store {
-            conn,
-            path: path.to_owned(),
-            sync_after_commit: false,
-        };
-        // Before anything is changed (WAL mode is persistent): is it ours?
-        store.check_application_id()?;
-        let wal = store.retry_busy(|conn| {
-            // journal_mode is persistent; only switch when needed, since the
-            // switch itself needs an exclusive lock.
-            let mut mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                mode = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-            }
-            let wal = mode.eq_ignore_ascii_case("wal");
-            // Without WAL (a filesystem that cannot share memory), NORMAL
-            // would not be crash-safe: keep SQLite's own FULL there.
-            let synchronous = match durability {
-                Durability::Full if !wal => "FULL",
-                _ => "NORMAL",
-            };
-            // temp_store: statement journals (every INSERT/UPDATE that fires
-            // a trigger has one) stay in memory instead of spilling to a temp file.
-            conn.execute_batch(&format!(
-                "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
-            ))?;
-            Ok(wal)
-        })?;
-        store.sync_after_commit = durability == Durability::Full && wal;
-        store.migrate()?;
-        Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn db_error(&self, source: rusqlite::Error) -> Error {
-        database_error(&self.path, source)
-    }
-
-    /// A reading command's connection: `SQLITE_OPEN_READ_ONLY`, so nothing
-    /// is created or changed. On a read-only filesystem a WAL database whose
-    /// -shm file is gone cannot be opened that way; there nothing can write
-    /// to it either, so it is opened as `immutable`. An older schema is
-    /// upgraded through a writing open (a read must see the current columns).
-    fn open_read_only(path: &Path, durability: Durability) -> Result<Store> {
-        queue_file_exists(path)?;
-        let connect = |uri: String| Store::connect_read_only(path, uri);
-        let version = |store: &mut Store| {
-            store.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
-        };
-        let mut store = connect(file_uri(path, "mode=ro"))?;
-        let found = match version(&mut store) {
-            Err(_) if on_read_only_fs(path) => {
-                store = connect(file_uri(path, "mode=ro&immutable=1"))?;
-                version(&mut store)?
-            }
-            other => other?,
-        };
-        store.check_application_id()?;
-        if found > SCHEMA_VERSION {
-            return Err(store.schema_too_new(found));
-        }
-        if found < SCHEMA_VERSION {
-            let tables: i64 = store.retry_busy(|c| {
-                c.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
-            })?;
-            if tables == 0 {
-                return Err(Error::NoQueue(path.to_owned()));
-            }
-            drop(store);
-            return Store::open_as(path, durability, OpenMode::Existing).map_err(|e| match e {
-                Error::ReadOnly(path) => Error::SchemaUpgradeReadOnly {
-                    path,
-                    found,
-                    supported: SCHEMA_VERSION,
-                },
-                other => other,
-            });
-        }
-        Ok(store)
-    }
-
-    /// A `SQLITE_OPEN_READ_ONLY` connection to `uri`, the queue at `path`.
-    fn connect_read_only(path: &Path, uri: String) -> Result<Store> {
-        let db_err = |source| database_error(path, source);
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-            | rusqlite::OpenFlags::SQLITE_OPEN_URI
-            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(uri, flags).map_err(db_err)?;
-        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
-        Ok(Store {
-            conn,
-            path: path.to_owned(),
-            sync_after_commit: false,
-        })
-    }
-
-    /// Before a writing open changes anything (the files' modes come first):
-    /// a file already at `path` must be a queue, or empty. Other failures of
-    /// this look are left for the writing open to report.
-    fn refuse_foreign(path: &Path) -> Result<()> {
-        let refuse = |what: &str| {
-            Err(Error::Invalid(format!(
-                "{} is not a queuectl queue ({what}); refusing to change it",
-                path.display()
-            )))
-        };
-        match std::fs::metadata(path) {
-            Ok(meta) if !meta.is_file() => return refuse("it is not a regular file"),
-            Ok(meta) if meta.len() > 0 => {}
-            _ => return Ok(()),
-        }
-        let mut header = Vec::with_capacity(16);
-        let read = std::fs::File::open(path).and_then(|f| {
-            use std::io::Read;
-            f.take(16).read_to_end(&mut header)
-        });
-        if read.is_ok() && header != b"SQLite format 3\0" {
-            return refuse("it is not an SQLite database");
-        }
-        let Ok(mut store) = Store::connect_read_only(path, file_uri(path, "mode=ro")) else {
-            return Ok(());
-        };
-        match store.check_application_id() {
-            Err(foreign @ Error::Invalid(_)) => Err(foreign),
-            _ => Ok(()),
-        }
-    }
-
-    fn schema_too_new(&self, found: i64) -> Error {
-        Error::SchemaTooNew {
-            path: self.path.clone(),
-            found,
-            supported: SCHEMA_VERSION,
-        }
-    }
-
-    /// Runs `op` until it stops reporting busy or the deadline passes.
-    fn retry_busy<T>(
-        &mut self,
-        mut op: impl FnMut(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        let deadline = Instant::now() + BUSY_DEADLINE;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match op(&self.conn) {
-                Err(e) if is_busy(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                other => return other.map_err(|e| self.db_error(e)),
-            }
-        }
-    }
-
-    /// Runs `body` in an immediate (write-locking) transaction, retrying the
-    /// whole transaction while the database is busy.
-    fn write<T>(
-        &mut self,
-        mut body: impl FnMut(&rusqlite::Transaction) -> Result<T, TxError>,
-    ) -> Result<T> {
-        let deadline = Instant::now() + BUSY_DEADLINE;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let attempt = (|| {
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let value = body(&tx)?;
-                tx.commit()?;
-                Ok(value)
-            })();
-            match attempt {
-                Ok(value) => {
-                    if self.sync_after_commit {
-                        self.sync_wal()?;
-                    }
-                    return Ok(value);
-                }
-                Err(TxError::App(e)) => return Err(e),
-                Err(TxError::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(TxError::Sql(e)) => return Err(self.db_error(e)),
-            }
-        }
-    }
-
-    /// Flushes the WAL to disk; an error when there is no WAL to sync.
-    fn sync_wal(&self) -> Result<()> {
-        wal::sync(&self.conn).map_err(|e| self.db_error(e))
-    }
-
-    /// Refuses a database that holds another application's tables. An empty
-    /// file is a new queue; an untagged queuectl database from before the tag
-    /// (migration 1 only) is recognised by its tables and tagged on upgrade.
-    fn check_application_id(&mut self) -> Result<()> {
-        let (id, tables, legacy): (i32, i64, i64) = self.retry_busy(|c| {
-            let id = c.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-            let (tables, legacy) = c.query_row(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE name IN ('jobs', 'attempts', 'state_counts', 'workers'))
-                 FROM sqlite_schema WHERE type = 'table'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok((id, tables, legacy))
-        })?;
-        let untagged_queuectl = id == 0 && tables == 4 && legacy == 4;
-        if id == APPLICATION_ID || tables == 0 || untagged_queuectl {
-            return Ok(());
-        }
-        Err(Error::Invalid(format!(
-            "{} is not a queuectl queue (it is another application's SQLite database); refusing to change it",
-            self.path.display()
-        )))
-    }
-
-    /// Applies the migrations this database lacks, each in its own write
-    /// transaction; safe when several processes open a new queue at once.
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 =
-            self.retry_busy(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
-        if version == SCHEMA_VERSION {
-            return Ok(());
-        }
-        if version > SCHEMA_VERSION {
-            return Err(self.schema_too_new(version));
-        }
-        self.write(|tx| {
-            // Another process may have migrated while we waited for the lock.
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            for (applied, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize)
-            {
-                tx.execute_batch(migration)?;
-                tx.execute_batch(&format!("PRAGMA user_version = {}", applied + 1))?;
-            }
-            tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
-            Ok(())
-        })
-    }
-
-    // ----- enqueue -----
-
-    /// Inserts all `jobs` in one transaction: all are enqueued or none.
-    /// Returns their ids in order. `lines` gives each job's input line for
-    /// error messages.
-    pub fn enqueue(
-        &mut self,
-        jobs: &[(usize, NewJob)],
-        defaults: &JobDefaults,
-        now: Timestamp,
-    ) -> Result<Vec<JobId>> {
-        let ids: Vec<JobId> = jobs
-            .iter()
-            .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
-            .collect();
-        let batch = jobs.len() > 1;
-        self.write(|tx| {
-            // OR ROLLBACK: any failure ends the whole transaction anyway, and
-            // it spares SQLite a statement journal per row (the insert fires
-            // a trigger, which otherwise needs one): ~20% of a large batch.
-            let mut insert = tx.prepare_cached(
-                "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
-            )?;
-            for ((line, job), id) in jobs.iter().zip(&ids) {
-                let env = (!job.env.is_empty())
-                    .then(|| serde_json::to_string(&job.env).expect("a map of strings serializes"));
-                let result = insert.execute(params![
-                    id.as_str(),
-                    job.command,
-                    job.priority,
-                    to_millis(job.schedule.due_at(now)),
-                    job.max_retries.unwrap_or(defaults.max_retries),
-                    job.timeout_seconds.unwrap_or(defaults.timeout_seconds),
-                    env,
-                    job.cwd,
-                    to_millis(now),
-                    job.env_file,
-                ]);
-                match result {
-                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-                        let mut err = crate::domain::InputError {
-                            line: None,
-                            field: Some("id".into()),
-                            message: format!("job '{id}' already exists"),
-                        };
-                        if batch {
-                            err = err.at_line(*line);
-                        }
-                        return Err(TxError::App(err.into()));
-                    }
-                    other => {
-                        other?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok(ids)
-    }
-
-    // ----- the worker's side: claim, renew, finish -----
-
-    /// Claims the next due job for `worker`, or `None` when nothing is due.
-    pub fn claim(&mut self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
-        self.write(|tx| Ok(claim_in(tx, request, now)?))
-    }
-
-    /// Records how an attempt ended and moves the job on. When `next` is
-    /// given, claims the following job in the same transaction (one commit per
-    /// job instead of two). Returns whether the lease was still ours, and the
-    /// next claimed job.
-    pub fn finish(
-        &mut self,
-        lease: &Lease,
-        result: &AttemptResult,
-        policy: &RetryPolicy,
-        now: Timestamp,
-        next: Option<&ClaimRequest>,
-    ) -> Result<(bool, Option<Claimed>)> {
-        self.write(|tx| {
-            let held = finish_in(tx, lease, result, policy, now)?;
-            let claimed = match next {
-                Some(request) => claim_in(tx, request, now)?,
-                None => None,
-            };
-            Ok((held, claimed))
-        })
-    }
-
-    /// Extends the lease and refreshes the worker's heartbeat. Tells the
-    /// worker whether the lease is still its own and whether a user asked to
-    /// cancel the job.
-    pub fn renew_lease(
-        &mut self,
-        lease: &Lease,
-        duration: Duration,
-        now: Timestamp,
-    ) -> Result<LeaseStatus> {
-        self.write(|tx| {
-            let cancel: Option<bool> = tx
-                .prepare_cached(
-                    "UPDATE jobs SET lease_expires_at = ?1, updated_at = ?2
-                     WHERE seq = ?3 AND state = 'processing' AND lease_token = ?4
-                     RETURNING cancel_requested",
-                )?
-                .query_row(
-                    params![
-                        to_millis(now) + millis(duration),
-                        to_millis(now),
-                        lease.seq,
-                        lease.token
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1 WHERE name = ?2")?
-                .execute(params![to_millis(now), lease.worker])?;
-            Ok(match cancel {
-                None => LeaseStatus::Lost,
-                Some(true) => LeaseStatus::CancelRequested,
-                Some(false) => LeaseStatus::Held,
-            })
-        })
-    }
-
-    /// Finishes, as failed attempts, the `ended` attempts (from
-    /// [`held_attempts`](Self::held_attempts), their processes killed) whose
-    /// lease ran out (their worker died or froze) and is still the same.
-    /// Returns the ids rescued.
-    pub fn rescue_expired(
-        &mut self,
-        ended: &[HeldAttempt],
-        policy: &RetryPolicy,
-        now: Timestamp,
-    ) -> Result<Vec<String>> {
-        self.rescue(Holder::ExpiredBy(now), ended, policy, now)
-    }
-
-    /// Finishes, as failed attempts, the `ended` attempts still held under
-    /// `worker`'s name: called by a worker starting under a name whose
-    /// previous process died, so its jobs need not wait for their leases to
-    /// run out.
-    pub fn rescue_held_by(
-        &mut self,
-        worker: &str,
-        ended: &[HeldAttempt],
-        policy: &RetryPolicy,
-        now: Timestamp,
-    ) -> Result<Vec<String>> {
-        self.rescue(Holder::Worker(worker), ended, policy, now)
-    }
-
-    /// The current attempts of processing jobs whose lease ran out before
-    /// `now`, or held by a worker: what a rescuer must kill first.
-    pub fn held_attempts(&self, holder: Holder) -> Result<Vec<HeldAttempt>> {
-        let (sql, key) = holder.filter();
-        self.read_all(
-            &format!(
-                "SELECT jobs.id, jobs.lease_token, a.host, a.cgroup FROM jobs
-                 LEFT JOIN attempts a ON a.job_seq = jobs.seq AND a.number = jobs.attempts
-                 WHERE jobs.state = 'processing' AND {sql}"
-            ),
-            [key],
-            |r| Ok(HeldAttempt::new(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-    }
-
-    fn rescue(
-        &mut self,
-        holder: Holder,
-        ended: &[HeldAttempt],
-        policy: &RetryPolicy,
-        now: Timestamp,
-    ) -> Result<Vec<String>> {
-        let (filter, key) = holder.filter();
-        self.write(|tx| {
-            let held: Vec<(String, Lease, i64)> = tx
-                .prepare_cached(&format!(
-                    "SELECT id, seq, lease_token, attempts, failures, max_retries, worker, lease_expires_at FROM jobs
-                     WHERE state = 'processing' AND {filter}"
-                ))?
-                .query_map([&key], |r| {
-                    Ok((
-                        r.get(0)?,
-                        Lease {
-                            seq: r.get(1)?,
-                            token: r.get(2)?,
-                            attempt: r.get(3)?,
-                            failures: r.get(4)?,
-                            max_retries: r.get(5)?,
-                            worker: r.get(6)?,
-                        },
-                        r.get(7)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            // Only attempts whose processes the caller ended: a job claimed
-            // again since has a new lease and is left alone.
-            let held: Vec<_> = held
-                .into_iter()
-                .filter(|(_, lease, _)| ended.iter().any(|a| a.lease_token == lease.token))
-                .collect();
-            for (_, lease, expires_at) in &held {
-                let error = match holder {
-                    Holder::ExpiredBy(_) => format!(
-                        "lease expired at {}: worker '{}' stopped renewing it (killed, frozen or lost)",
-                        from_millis(*expires_at),
-                        lease.worker
-                    ),
-                    Holder::Worker(_) => format!("worker '{}' restarted while running this job", lease.worker),
-                };
-                let result = AttemptResult::new(AttemptOutcome::LeaseExpired).with_error(error);
-                finish_in(tx, lease, &result, policy, now)?;
-            }
-            Ok(held.into_iter().map(|(id, ..)| id).collect())
-        })
-    }
-
-    /// When the next pending or failed job falls due, if any.
-    pub fn next_due(&self) -> Result<Option<Timestamp>> {
-        self.read_one(
-            "SELECT MIN(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
-            [],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .map(|ms| ms.map(from_millis))
-    }
-
-    /// When the earliest lease runs out, if any job is processing.
-    pub fn next_lease_expiry(&self) -> Result<Option<Timestamp>> {
-        self.read_one(
-            "SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'processing'",
-            [],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .map(|ms| ms.map(from_millis))
-    }
-
-    // ----- workers -----
-
-    pub fn register_worker(&mut self, worker: &WorkerInfo) -> Result<()> {
-        self.write(|tx| {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-            )?
-            .execute(params![
-                worker.name,
-                worker.pid,
-                worker.host,
-                to_millis(worker.started_at),
-                worker.status
-            ])?;
-            Ok(())
-        })
-    }
-
-    /// Records what a worker is doing now (and that it is alive).
-    pub fn worker_heartbeat(&mut self, name: &str, status: &str, now: Timestamp) -> Result<()> {
-        self.write(|tx| {
-            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1, status = ?2 WHERE name = ?3")?
-                .execute(params![to_millis(now), status, name])?;
-            Ok(())
-        })
-    }
-
-    pub fn unregister_worker(&mut self, name: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM workers WHERE name = ?1", [name])?;
-            Ok(())
-        })
-    }
-
-    /// Forgets workers that have not been heard from since `before`.
-    pub fn forget_silent_workers(&mut self, before: Timestamp) -> Result<usize> {
-        self.write(|tx| {
-            Ok(tx.execute(
-                "DELETE FROM workers WHERE heartbeat_at < ?1",
-                [to_millis(before)],
-            )?)
-        })
-    }
-
-    /// Registered workers, each with the job it holds (read from the jobs
-    /// table, so a claim costs no extra write).
-    pub fn workers(&self) -> Result<Vec<WorkerRow>> {
-        self.read_all(
-            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status
-             FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
-             ORDER BY w.name",
-            [],
-            |r| {
-                Ok(WorkerRow {
-                    name: r.get(0)?,
-                    pid: r.get(1)?,
-                    host: r.get(2)?,
-                    started_at: from_millis(r.get(3)?),
-                    heartbeat_at: from_millis(r.get(4)?),
-                    job_id: r.get(5)?,
-                    status: r.get(6)?,
-                })
-            },
-        )
-    }
-
-    // ----- user actions -----
-
-    /// Cancels a job: a waiting job at once; a running one is flagged, and its
-    /// worker stops it like a timeout when it next renews its lease.
-    pub fn cancel(&mut self, id: &str, now: Timestamp) -> Result<CancelResult> {
-        self.write(|tx| {
-            let row: Option<(i64, String, Option<String>)> = tx
-                .query_row(
-                    "SELECT seq, state, worker FROM jobs WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let Some((seq, state, worker)) = row else {
-                return Err(Error::NotFound(id.to_owned()).into());
-            };
-            match parse_state(&state)? {
-                JobState::Pending | JobState::Failed => {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'cancelled', finished_at = ?1, updated_at = ?1,
-                             last_error = COALESCE(last_error, 'cancelled by user') WHERE seq = ?2",
-                        params![to_millis(now), seq],
-                    )?;
-                    Ok(CancelResult::Cancelled)
-                }
-                JobState::Processing => {
-                    tx.execute(
-                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE seq = ?2",
-                        params![to_millis(now), seq],
-                    )?;
-                    Ok(CancelResult::Requested {
-                        worker: worker.unwrap_or_default(),
-                    })
-                }
-                done => Err(Error::Conflict(format!(
-                    "job '{id}' is already {done}; nothing to cancel"
-                ))
-                .into()),
-            }
-        })
-    }
-
-    /// Moves dead jobs back to pending with a fresh retry budget: one job by
-    /// id, or every dead job when `id` is `None`. Returns the ids moved.
-    pub fn retry_dead(&mut self, id: Option<&str>, now: Timestamp) -> Result<Vec<String>> {
-        self.write(|tx| {
-            if let Some(id) = id {
-                let state: Option<String> = tx
-                    .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-                    .optional()?;
-                match state.as_deref().map(parse_state).transpose()? {
-                    None => return Err(Error::NotFound(id.to_owned()).into()),
-                    Some(JobState::Dead) => {}
-                    Some(other) => {
-                        return Err(Error::Conflict(format!("job '{id}' is {other}, not in the dead letter queue")).into());
-                    }
-                }
-            }
-            let ids = tx
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1, finished_at = NULL
-                     WHERE state = 'dead' AND (?2 IS NULL OR id = ?2) RETURNING id",
-                )?
-                .query_map(params![to_millis(now), id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(ids)
-        })
-    }
-
-    /// Deletes finished jobs (completed, dead, cancelled) that finished before
-    /// `before`, with their attempt history, in small transactions so workers
-    /// are never kept waiting. Returns the ids deleted.
-    pub fn purge(&mut self, before: Timestamp) -> Result<Vec<String>> {
-        const CHUNK: i64 = 1000;
-        let mut purged = Vec::new();
-        loop {
-            let chunk: Vec<String> = self.write(|tx| {
-                Ok(tx
-                    .prepare_cached(
-                        "DELETE FROM jobs WHERE seq IN (
-                             SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2
-                         ) RETURNING id",
-                    )?
-                    .query_map(params![to_millis(before), CHUNK], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })?;
-            let done = (chunk.len() as i64) < CHUNK;
-            purged.extend(chunk);
-            if done {
-                return Ok(purged);
-            }
-        }
-    }
-
-    // ----- reads -----
-
-    fn read_one<T, P: rusqlite::Params>(
-        &self,
-        sql: &str,
-        params: P,
-        map: impl FnOnce(&Row) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.query_row(params, map))
-            .map_err(|e| self.db_error(e))
-    }
-
-    fn read_all<T, P: rusqlite::Params>(
-        &self,
-        sql: &str,
-        params: P,
-        map: impl FnMut(&Row) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.query_map(params, map)?.collect())
-            .map_err(|e| self.db_error(e))
-    }
-
-    pub fn get(&self, id: &str) -> Result<Job> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
-        self.conn
-            .prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.query_row([id], job_from_row).optional())
-            .map_err(|e| self.db_error(e))?
-            .ok_or_else(|| Error::NotFound(id.to_owned()))
-    }
-
-    pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>> {
-        self.read_all(
-            "SELECT a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output,
-                    a.host, a.cgroup, a.output_truncated
-             FROM attempts a JOIN jobs j ON j.seq = a.job_seq WHERE j.id = ?1 ORDER BY a.number",
-            [id],
-            |r| {
-                let outcome: Option<String> = r.get(4)?;
-                Ok(Attempt {
-                    number: r.get(0)?,
-                    worker: r.get(1)?,
-                    started_at: from_millis(r.get(2)?),
-                    finished_at: r.get::<_, Option<i64>>(3)?.map(from_millis),
-                    outcome: outcome.as_deref().and_then(AttemptOutcome::parse),
-                    exit_code: r.get(5)?,
-                    signal: r.get(6)?,
-                    error: r.get(7)?,
-                    output: {
-                        let text: String = r.get(8)?;
-                        Destination::parse(&text).ok_or_else(|| {
-                            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, text.into())
-                        })?
-                    },
-                    host: r.get(9)?,
-                    cgroup: r.get(10)?,
-                    output_truncated: r.get(11)?,
-                })
-            },
-        )
-    }
-
-    /// Jobs in enqueue order, optionally only those in `state`.
-    pub fn list(&self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY seq LIMIT ?2"
-        );
-        let sql_by_state =
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
-        match state {
-            // Separate statements so the planner uses the (state, seq) index.
-            Some(state) => {
-                self.read_all(&sql_by_state, params![state.as_str(), limit], job_from_row)
-            }
-            None => self.read_all(&sql, params![Option::<String>::None, limit], job_from_row),
-        }
-    }
-
-    /// Jobs per state, from the trigger-maintained counters.
-    pub fn counts(&self) -> Result<BTreeMap<JobState, u64>> {
-        let rows = self.read_all("SELECT state, n FROM state_counts", [], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        rows.into_iter()
-            .map(|(state, n)| Ok((parse_state(&state)?, n.max(0) as u64)))
-            .collect()
-    }
-
-    pub fn metrics(&self, now: Timestamp) -> Result<Metrics> {
-        let counts = self.counts()?;
-        let total = counts.values().sum();
-        let (avg_attempts, finished): (Option<f64>, i64) = self.read_one(
-            "SELECT AVG(attempts), COUNT(*) FROM jobs WHERE state IN ('completed', 'dead')",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let durations = "SELECT finished_at - started_at AS d FROM attempts WHERE outcome IN ('succeeded', 'failed', 'timed_out')";
-        let (avg_duration_ms, timed): (Option<f64>, i64) = self.read_one(
-            &format!("SELECT AVG(d), COUNT(*) FROM ({durations})"),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let p95_duration_ms: Option<i64> = if timed == 0 {
-            None
-        } else {
-            let offset = ((timed as f64) * 0.95).ceil() as i64 - 1;
-            self.read_one(
-                &format!("{durations} ORDER BY d LIMIT 1 OFFSET ?1"),
-                [offset.max(0)],
-                |r| r.get(0),
-            )
-            .map(Some)?
-        };
-        let finished_since = |ago: Duration| {
-            self.read_one(
-                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL AND finished_at >= ?1",
-                [to_millis(now) - millis(ago)],
-                |r| r.get::<_, i64>(0),
-            )
-        };
-        let completed = counts.get(&JobState::Completed).copied().unwrap_or(0);
-        Ok(Metrics {
-            total,
-            success_rate: (finished > 0).then(|| completed as f64 / finished as f64),
-            avg_attempts,
-            avg_duration_ms,
-            p95_duration_ms,
-            finished_last_minute: finished_since(Duration::from_secs(60))? as u64,
-            finished_last_hour: finished_since(Duration::from_secs(3600))? as u64,
-            counts,
-        })
-    }
-}
-
-/// Which processing jobs a rescue is about.
-#[derive(Clone, Copy, Debug)]
-pub enum Holder<'a> {
-    /// Jobs whose lease ran out before this time.
-    ExpiredBy(Timestamp),
-    /// Jobs held under this worker name.
-    Worker(&'a str),
-}
-
-impl Holder<'_> {
-    fn filter(&self) -> (&'static str, rusqlite::types::Value) {
-        match self {
-            Holder::ExpiredBy(now) => ("jobs.lease_expires_at < ?1", to_millis(*now).into()),
-            Holder::Worker(name) => ("jobs.worker = ?1", name.to_string().into()),
-        }
-    }
-}
-
-fn parse_state(text: &str) -> Result<JobState, Error> {
-    text.parse()
-        .map_err(|e: String| Error::Invalid(format!("corrupt job row: {e}")))
-}
-
-/// The next job to claim at time `?4`. INDEXED BY pins the plan: without
-/// statistics the planner would pick the state index and sort.
-const NEXT_DUE_JOB: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
-     WHERE state IN ('pending', 'failed') AND run_at <= ?4
-     ORDER BY priority DESC, run_at, seq LIMIT 1";
-
-fn claim_in(
-    tx: &rusqlite::Transaction,
-    request: &ClaimRequest,
-    now: Timestamp,
-) -> rusqlite::Result<Option<Claimed>> {
-    let token: i64 = rand::random();
-    let mut claimed = tx
-        .prepare_cached(&format!(
-            "UPDATE jobs SET state = 'processing', worker = ?1, lease_token = ?2, lease_expires_at = ?3,
-                 attempts = attempts + 1, cancel_requested = 0, updated_at = ?4
-             WHERE seq = ({NEXT_DUE_JOB})
-             RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries, env_file"
-        ))?
-        .query_row(
-            params![request.worker, token, to_millis(now) + millis(request.lease), to_millis(now)],
-            |r| {
-                Ok(Claimed {
-                    id: r.get(1)?,
-                    command: r.get(2)?,
-                    env: decode_env(r.get(3)?),
-                    env_file: r.get(9)?,
-                    cwd: r.get(4)?,
-                    timeout_seconds: r.get(5)?,
-                    lease: Lease {
-                        seq: r.get(0)?,
-                        token,
-                        attempt: r.get(6)?,
-                        failures: r.get(7)?,
-                        max_retries: r.get(8)?,
-                        worker: request.worker.clone(),
-                    },
-                    cgroup: None,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(job) = &mut claimed {
-        job.cgroup = request
-            .cgroups
-            .as_deref()
-            .map(|under| attempt_cgroup(under, &job.lease.attempt_token()));
-        tx.prepare_cached(
-            "INSERT INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            job.lease.seq,
-            job.lease.attempt,
-            request.worker,
-            to_millis(now),
-            request.output.as_str(),
-            request.host,
-            job.cgroup
-        ])?;
-    }
-    Ok(claimed)
-}
-
-/// The one way a job leaves `processing`. Changes nothing (and returns false)
-/// when the lease is no longer the caller's. A job whose cancel was requested
-/// ends `cancelled` (see [`next_state`]); its attempt keeps its own outcome.
-fn finish_in(
-    tx: &rusqlite::Transaction,
-    lease: &Lease,
-    result: &AttemptResult,
-    policy: &RetryPolicy,
-    now: Timestamp,
-) -> rusqlite::Result<bool> {
-    let cancel_requested: Option<bool> = tx
-        .prepare_cached(
-            "SELECT cancel_requested FROM jobs WHERE seq = ?1 AND state = 'processing' AND lease_token = ?2",
-        )?
-        .query_row(params![lease.seq, lease.token], |r| r.get(0))
-        .optional()?;
-    let Some(cancel_requested) = cancel_requested else {
-        return Ok(false);
-    };
-    let next = next_state(
-        result.outcome,
-        cancel_requested,
-        lease.failures,
-        lease.max_retries,
-        policy,
-        now,
-    );
-    // The attempt ended on its own before the worker could stop it: say so
-    // on the job (the attempt keeps its real outcome and error).
-    let job_error = match (cancel_requested, result.outcome) {
-        (true, outcome) if outcome != AttemptOutcome::Cancelled => Some(format!(
-            "cancelled by user; the running attempt ended first ({})",
-            outcome.as_str()
-        )),
-        _ => result.error.clone(),
-    };
-    let finished_at = next.state.is_terminal().then(|| to_millis(now));
-    let changed = tx
-        .prepare_cached(
-            "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), failures = ?3, finished_at = ?4,
-                 last_error = COALESCE(?5, last_error), worker = NULL, lease_token = NULL, lease_expires_at = NULL,
-                 cancel_requested = 0, updated_at = ?6
-             WHERE seq = ?7 AND state = 'processing' AND lease_token = ?8",
-        )?
-        .execute(params![
-            next.state.as_str(),
-            // A finished job keeps the due time it ran at.
-            (!next.state.is_terminal()).then(|| to_millis(next.run_at)),
-            next.failures,
-            finished_at,
-            job_error,
-            to_millis(now),
-            lease.seq,
-            lease.token,
-        ])?;
-    if changed == 0 {
-        return Ok(false);
-    }
-    tx.prepare_cached(
-        "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5,
-             output = COALESCE(?8, output), output_truncated = COALESCE(?9, output_truncated)
-         WHERE job_seq = ?6 AND number = ?7",
-    )?
-    .execute(params![
-        to_millis(now),
-        result.outcome.as_str(),
-        result.exit_code,
-        result.signal,
-        result.error,
-        lease.seq,
-        lease.attempt,
-        result.output.map(|o| o.destination.as_str()),
-        result.output.map(|o| o.truncated),
-    ])?;
-    Ok(true)
-}
-
-/// A job's `env` column: absent means no variables; text that is not a JSON
-/// object of strings is corruption, reported, never read as "no variables".
-fn decode_env(column: Option<String>) -> StoredEnv {
-    match column {
-        None => Ok(BTreeMap::new()),
-        Some(text) => serde_json::from_str(&text).map_err(|_| CorruptEnv),
-    }
-}
-
-fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
-    let state: String = r.get(2)?;
-    Ok(Job {
-        id: r.get(0)?,
-        command: r.get(1)?,
-        state: state.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
-        })?,
-        priority: r.get(3)?,
-        run_at: from_millis(r.get(4)?),
-        max_retries: r.get(5)?,
-        timeout_seconds: r.get(6)?,
-        env: decode_env(r.get(7)?),
-        env_file: r.get(18)?,
-        cwd: r.get(8)?,
-        attempts: r.get(9)?,
-        failures: r.get(10)?,
-        created_at: from_millis(r.get(11)?),
-        updated_at: from_millis(r.get(12)?),
-        finished_at: r.get::<_, Option<i64>>(13)?.map(from_millis),
-        worker: r.get(14)?,
-        lease_expires_at: r.get::<_, Option<i64>>(15)?.map(from_millis),
-        cancel_requested: r.get(16)?,
-        last_error: r.get(17)?,
-    })
-}
-
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -172,7 +172,7 @@ fn attempt_token(lease_token: i64) -> String {
 pub struct HeldAttempt {
     pub job_id: String,
     /// The lease it holds, so a rescue finishes only this very attempt.
-    pub(super) lease_token: i64,
+    pub(crate) lease_token: i64,
     pub token: String,
     /// `None` for attempts recorded before hosts were (nothing is killed).
     pub host: Option<String>,
@@ -180,7 +180,7 @@ pub struct HeldAttempt {
 }
 
 impl HeldAttempt {
-    pub(super) fn new(
+    pub(crate) fn new(
         job_id: String,
         lease_token: i64,
         host: Option<String>,
@@ -259,6 +259,18 @@ pub enum LeaseStatus {
     Lost,
 }
 
+impl LeaseStatus {
+    /// A renewal's answer: the job's `cancel_requested`, or nothing when the
+    /// lease is no longer the caller's.
+    pub fn from_renewal(cancel_requested: Option<bool>) -> LeaseStatus {
+        match cancel_requested {
+            None => LeaseStatus::Lost,
+            Some(true) => LeaseStatus::CancelRequested,
+            Some(false) => LeaseStatus::Held,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelResult {
     Cancelled,
@@ -270,7 +282,6 @@ pub struct WorkerInfo {
     pub name: String,
     pub pid: u32,
     pub host: String,
-    pub started_at: Timestamp,
     pub status: String,
 }
 
@@ -297,4 +308,49 @@ pub struct Metrics {
     pub p95_duration_ms: Option<i64>,
     pub finished_last_minute: u64,
     pub finished_last_hour: u64,
+}
+
+impl Metrics {
+    /// From what a backend read: `finished` counts completed and dead jobs.
+    pub fn new(
+        counts: BTreeMap<JobState, u64>,
+        finished: i64,
+        avg_attempts: Option<f64>,
+        avg_duration_ms: Option<f64>,
+        p95_duration_ms: Option<i64>,
+        finished_last_minute: i64,
+        finished_last_hour: i64,
+    ) -> Metrics {
+        let completed = counts.get(&JobState::Completed).copied().unwrap_or(0);
+        Metrics {
+            total: counts.values().sum(),
+            success_rate: (finished > 0).then(|| completed as f64 / finished as f64),
+            avg_attempts,
+            avg_duration_ms,
+            p95_duration_ms,
+            finished_last_minute: finished_last_minute.max(0) as u64,
+            finished_last_hour: finished_last_hour.max(0) as u64,
+            counts,
+        }
+    }
+}
+
+/// One job as `queuectl copy` moves it between queues: every column, the
+/// stored `env` as its raw text (copied, never decoded or shown), and its
+/// attempt history.
+#[derive(Clone)]
+pub struct JobRecord {
+    pub job: Job,
+    pub env_text: Option<String>,
+    pub lease_token: Option<i64>,
+    pub attempts: Vec<Attempt>,
+}
+
+impl std::fmt::Debug for JobRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRecord")
+            .field("job", &self.job)
+            .field("attempts", &self.attempts.len())
+            .finish_non_exhaustive()
+    }
 }

@@ -7,7 +7,7 @@ use super::{Instance, ScaleReport, Supervisor, keeper};
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
 use crate::paths::StateDir;
-use crate::store::{OpenMode, Store};
+use crate::store::{Database, OpenMode, Store};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub struct Invocation {
     pub exe: PathBuf,
     pub config: PathBuf,
-    pub db: PathBuf,
+    pub db: Database,
 }
 
 impl Invocation {
@@ -32,7 +32,10 @@ impl Invocation {
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--db")
-            .arg(&self.db);
+            .arg(self.db.public_address());
+        if let Some(password) = self.db.inline_password() {
+            cmd.env("PGPASSWORD", password);
+        }
         cmd
     }
 }
@@ -90,7 +93,8 @@ impl ProcessSupervisor {
         let Ok(proc) = std::fs::read_dir("/proc") else {
             return vec![];
         };
-        let db = self.invocation.db.as_os_str().as_encoded_bytes();
+        let db = self.invocation.db.public_address();
+        let db = db.as_encoded_bytes();
         proc.flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter_map(|pid| {
@@ -278,7 +282,7 @@ pub fn process_alive(pid: u32) -> bool {
 /// Whether instance's worker, a child of `keeper`, has registered in the queue.
 fn worker_registered(state: &StateDir, instance: u32, keeper: u32) -> Result<bool> {
     // The worker creates the queue: until it has, nothing is registered.
-    let store = match Store::open_as(&state.db, Durability::Normal, OpenMode::ReadOnly) {
+    let mut store = match Store::open_as(&state.db, Durability::Normal, OpenMode::ReadOnly) {
         Err(Error::NoQueue(_)) => return Ok(false),
         other => other?,
     };

@@ -17,7 +17,7 @@ pub struct SystemdSupervisor {
     pub managed: bool,
     pub binary: PathBuf,
     pub config: PathBuf,
-    pub db: PathBuf,
+    pub db: crate::store::Database,
 }
 
 const INSTANCE_PATTERN: &str = "queuectl-worker@*.service";
@@ -32,7 +32,8 @@ impl SystemdSupervisor {
         }
         let provided = self.systemctl.unit_file_exists(units::WORKER_TEMPLATE);
         let dir = self.systemctl.scope.unit_dir();
-        let mut files = units::install_set(&self.binary, Some((&self.config, &self.db)));
+        let db = PathBuf::from(self.db.for_unit_file()?);
+        let mut files = units::install_set(&self.binary, Some((&self.config, &db)));
         if provided && !dir.join(units::WORKER_TEMPLATE).exists() {
             // A package's units: add only our drop-in next to them.
             files.retain(|(name, _)| name.contains(".d/"));

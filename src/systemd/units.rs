@@ -61,7 +61,7 @@ fn escape_unit_value(text: &str) -> String {
 /// A drop-in setting the workers' `QUEUECTL_CONFIG` and `QUEUECTL_DB`.
 pub fn paths_drop_in(config: &Path, db: &Path) -> String {
     let quoted = |name: &str, path: &Path| {
-        let value = escape_unit_value(&path.display().to_string())
+        let value = escape_unit_value(&path.to_string_lossy())
             .replace('\\', "\\\\")
             .replace('"', "\\\"");
         format!("Environment=\"{name}={value}\"\n")

@@ -9,7 +9,6 @@ use crate::error::Result;
 use crate::paths::StateDir;
 use crate::runner::contain::{self, AttemptCgroup};
 use crate::store::{HeldAttempt, Holder, Store};
-use jiff::{SignedDuration, Timestamp};
 use std::time::{Duration, Instant};
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -53,7 +52,7 @@ impl Maintenance {
     }
 
     /// How long until the next duty is due.
-    pub fn until_due(&self, _now: Timestamp) -> Duration {
+    pub fn until_due(&self) -> Duration {
         self.next_tick
             .min(self.next_retention)
             .saturating_duration_since(Instant::now())
@@ -61,13 +60,13 @@ impl Maintenance {
 
     /// Runs the duties that are due; errors are logged, not fatal, since the
     /// next tick tries again.
-    pub fn run_if_due(&mut self, store: &mut Store, now: Timestamp) {
+    pub fn run_if_due(&mut self, store: &mut Store) {
         let instant = Instant::now();
         if instant < self.next_tick && instant < self.next_retention {
             return;
         }
         let with_retention = instant >= self.next_retention;
-        match self.run(store, now, with_retention) {
+        match self.run(store, with_retention) {
             Ok(report) if report != Report::default() => tracing::info!(?report, "maintenance"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
@@ -79,30 +78,27 @@ impl Maintenance {
     }
 
     /// Every duty, once.
-    pub fn run_once(&mut self, store: &mut Store, now: Timestamp) -> Result<Report> {
-        self.run(store, now, true)
+    pub fn run_once(&mut self, store: &mut Store) -> Result<Report> {
+        self.run(store, true)
     }
 
-    fn run(&mut self, store: &mut Store, now: Timestamp, with_retention: bool) -> Result<Report> {
+    fn run(&mut self, store: &mut Store, with_retention: bool) -> Result<Report> {
         // A dead or frozen worker's job may still be running: end it
         // before the job can be claimed again.
-        let ended = end_attempts(&store.held_attempts(Holder::ExpiredBy(now))?, &self.host);
+        let ended = end_attempts(&store.held_attempts(Holder::Expired)?, &self.host);
         let mut report = Report {
-            rescued: store.rescue_expired(&ended, &self.policy, now)?,
+            rescued: store.rescue(Holder::Expired, &ended, &self.policy)?,
             ..Report::default()
         };
         for id in &report.rescued {
             tracing::warn!(job_id = %id, "lease expired; job returned to the queue as a failed attempt");
         }
-        store.worker_heartbeat(&self.worker, "alive", now)?;
+        store.worker_heartbeat(&self.worker, "alive")?;
         if with_retention {
             if let Some(retention) = self.retention {
-                let cutoff =
-                    now - SignedDuration::try_from(retention).unwrap_or(SignedDuration::MAX);
-                report.purged = purge(store, &self.state, cutoff)?;
+                report.purged = purge(store, &self.state, retention)?;
             }
-            let silent = SignedDuration::try_from(self.forget_after).unwrap_or(SignedDuration::MAX);
-            report.forgotten_workers = store.forget_silent_workers(now - silent)?;
+            report.forgotten_workers = store.forget_silent_workers(self.forget_after)?;
         }
         Ok(report)
     }
@@ -135,10 +131,10 @@ pub fn end_attempts(attempts: &[HeldAttempt], host: &str) -> Vec<HeldAttempt> {
     ended
 }
 
-/// Deletes finished jobs older than `before` and their log files; returns
-/// how many. Shared by retention and `queuectl purge`.
-pub fn purge(store: &mut Store, state: &StateDir, before: Timestamp) -> Result<usize> {
-    let ids = store.purge(before)?;
+/// Deletes jobs that finished more than `older_than` ago and their log
+/// files; returns how many. Shared by retention and `queuectl purge`.
+pub fn purge(store: &mut Store, state: &StateDir, older_than: Duration) -> Result<usize> {
+    let ids = store.purge(older_than)?;
     for id in &ids {
         match crate::files::remove_nofollow(&state.job_log(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

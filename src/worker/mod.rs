@@ -16,10 +16,9 @@ use crate::error::{Error, Result};
 use crate::output::{Destination, FileSink, JournalSink, OutputSink};
 use crate::paths::StateDir;
 use crate::runner::{self, JobCommand, JobExit, RunningJob};
-use crate::store::{AttemptResult, ClaimRequest, Claimed, LeaseStatus, Store, WorkerInfo};
+use crate::store::{AttemptResult, ClaimRequest, Claimed, Holder, LeaseStatus, Store, WorkerInfo};
 use crate::systemd::notify::Notifier;
 use crate::wakeup::WakeSocket;
-use jiff::Timestamp;
 use nix::sys::signal::Signal;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -139,7 +138,6 @@ impl Worker {
             name: worker.name.clone(),
             pid: std::process::id(),
             host: worker.host.clone(),
-            started_at: Timestamp::now(),
             status: "idle".into(),
         })?;
         worker.next_watchdog = worker
@@ -151,7 +149,7 @@ impl Worker {
             Some(cgroup) => format!("a cgroup per attempt under {cgroup}"),
             None => "process group and attempt token".to_owned(),
         };
-        tracing::info!(worker = %worker.name, db = %worker.state.db.display(), output = output.as_str(), containment, "worker ready");
+        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, "worker ready");
         Ok(worker)
     }
 
@@ -159,7 +157,7 @@ impl Worker {
     /// previous process under this name held when it died (after a restart
     /// they need not wait for their leases to expire).
     fn take_over_name(&mut self) -> Result<()> {
-        let now = Timestamp::now();
+        let now = self.store.now()?;
         let fresh = jiff::SignedDuration::try_from(self.config.lease() * 2)
             .unwrap_or(jiff::SignedDuration::MAX);
         let previous = self
@@ -178,15 +176,13 @@ impl Worker {
                 self.name, previous.pid
             )));
         }
-        let held = self
-            .store
-            .held_attempts(crate::store::Holder::Worker(&self.name))?;
+        let held = self.store.held_attempts(Holder::Worker(&self.name))?;
         if !held.is_empty() {
             let ended = maintenance::end_attempts(&held, &self.host);
             let policy = self.config.retry_policy();
             for id in self
                 .store
-                .rescue_held_by(&self.name, &ended, &policy, now)?
+                .rescue(Holder::Worker(&self.name), &ended, &policy)?
             {
                 tracing::warn!(job_id = %id, "recovered a job this worker's previous process was running");
             }
@@ -223,11 +219,10 @@ impl Worker {
             if self.stopping {
                 return Ok(());
             }
-            self.maintenance
-                .run_if_due(&mut self.store, Timestamp::now());
+            self.maintenance.run_if_due(&mut self.store);
             let job = match next.take() {
                 Some(job) => Some(job),
-                None => self.store.claim(&request, Timestamp::now())?,
+                None => self.store.claim_one(&request)?,
             };
             let Some(job) = job else {
                 if drain {
@@ -241,9 +236,9 @@ impl Worker {
             };
             let claim_next = (!self.stopping).then_some(&request);
             let policy = self.config.retry_policy();
-            let (held, claimed) =
-                self.store
-                    .finish(&job.lease, &result, &policy, Timestamp::now(), claim_next)?;
+            let (held, claimed) = self
+                .store
+                .finish_one(&job.lease, &result, &policy, claim_next)?;
             if !held {
                 tracing::warn!(job_id = %job.id, "lease was lost before the attempt was recorded");
             }
@@ -274,15 +269,9 @@ impl Worker {
 
     /// Sleeps until work may be due, a wake-up, a signal, or a timer.
     fn wait_idle(&mut self) -> Result<()> {
-        let now = Timestamp::now();
-        let mut wait = IDLE_RECHECK.min(self.maintenance.until_due(now));
-        for at in [self.store.next_due()?, self.store.next_lease_expiry()?]
-            .into_iter()
-            .flatten()
-        {
-            let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
-            // Lease expiry is strict (<), so look just after it.
-            wait = wait.min(until + Duration::from_millis(1));
+        let mut wait = IDLE_RECHECK.min(self.maintenance.until_due());
+        if let Some(until) = self.store.next_event_in()? {
+            wait = wait.min(until);
         }
         if let Some(due) = self.next_watchdog {
             wait = wait.min(due.saturating_duration_since(Instant::now()));
@@ -432,7 +421,7 @@ impl Worker {
             }
             let now = Instant::now();
             if now >= next_renew && !lost {
-                match self.store.renew_lease(&job.lease, lease, Timestamp::now()) {
+                match self.store.renew_lease(&job.lease, lease) {
                     Ok(status) => {
                         lease_valid_until = now + lease;
                         if status == LeaseStatus::Lost {

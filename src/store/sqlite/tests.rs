@@ -1,0 +1,278 @@
+//! SQLite-only behaviour: files, WAL and durability, schema tags and
+//! upgrades, query plans. What both backends share is in the conformance
+//! suite (`store/tests.rs`).
+
+use super::*;
+use crate::domain::spec::parse_job;
+use crate::store::test_support::*;
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("q.db"), Durability::Full).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn claim_uses_the_claim_index() {
+    let (_dir, store) = open();
+    let plan: Vec<String> = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_DUE_JOB}"))
+        .unwrap()
+        .query_map([0, 0, 0, 0], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("jobs_claim"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let (dir, store) = open();
+    store
+        .conn
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    drop(store);
+    let err = SqliteStore::open(&dir.path().join("q.db"), Durability::Full)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("upgrade queuectl"), "{err}");
+}
+
+#[test]
+fn lock_waits_start_short_and_give_up_after_the_busy_timeout() {
+    assert_eq!(pause_before_retry(0), Duration::from_micros(20));
+    assert_eq!(pause_before_retry(1), Duration::from_micros(40));
+    assert_eq!(pause_before_retry(5), Duration::from_micros(640));
+    assert_eq!(pause_before_retry(6), Duration::from_millis(1));
+    assert_eq!(pause_before_retry(1000), Duration::from_millis(1));
+    let total: Duration = (0..)
+        .map(pause_before_retry)
+        .take_while(|p| !p.is_zero())
+        .sum();
+    assert!(
+        total >= BUSY_TIMEOUT && total < BUSY_TIMEOUT + Duration::from_millis(2),
+        "{total:?}"
+    );
+}
+
+#[test]
+fn check_constraints_still_reject_unknown_states_and_outcomes() {
+    let (_dir, mut store) = open();
+    enqueue(&mut store, r#"{"id":"a","command":"true"}"#, at(0));
+    let bad_state = store
+        .conn
+        .execute("UPDATE jobs SET state = 'paused' WHERE id = 'a'", []);
+    assert!(bad_state.is_err(), "unknown state accepted");
+    let finished_but_pending = store
+        .conn
+        .execute("UPDATE jobs SET finished_at = 1 WHERE id = 'a'", []);
+    assert!(
+        finished_but_pending.is_err(),
+        "finish time on a pending job accepted"
+    );
+    let claimed = store.claim_at(&request("w"), at(1)).unwrap().unwrap();
+    let bad_outcome = store.conn.execute(
+        "UPDATE attempts SET finished_at = 2, outcome = 'exploded' WHERE job_seq = ?1",
+        [claimed.lease.seq],
+    );
+    assert!(bad_outcome.is_err(), "unknown outcome accepted");
+}
+
+#[test]
+fn full_durability_syncs_the_wal_itself_after_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = SqliteStore::open(&dir.path().join("full.db"), Durability::Full).unwrap();
+    let synchronous: i64 = full
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 1, "NORMAL inside COMMIT, then our own fsync");
+    assert!(full.sync_after_commit);
+    enqueue(&mut full, r#"{"command":"true"}"#, at(0));
+    full.sync_wal().unwrap();
+
+    let normal = SqliteStore::open(&dir.path().join("normal.db"), Durability::Normal).unwrap();
+    assert!(!normal.sync_after_commit);
+}
+
+#[test]
+fn full_durability_fails_loudly_when_the_database_left_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("q.db"), Durability::Full).unwrap();
+    enqueue(&mut store, r#"{"id":"before","command":"true"}"#, at(0));
+    // The connection leaves WAL mode (nothing in queuectl does this; another
+    // program cannot while a worker has the queue open): its commits now go
+    // through a rollback journal with synchronous=NORMAL, which a power loss
+    // can undo. The WAL sync that durability full relies on must not pass.
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    let job = parse_job(r#"{"id":"after","command":"true"}"#).unwrap();
+    let err = store
+        .enqueue_at(&[(1, job)], &DEFAULTS, at(1))
+        .expect_err("a commit that full durability cannot sync is an error");
+    assert!(err.to_string().contains("no longer in WAL mode"), "{err}");
+}
+
+#[test]
+fn a_queue_without_wal_relies_on_sqlites_own_full_sync() {
+    // An in-memory database cannot use WAL, like a filesystem without shared
+    // memory: SQLite's synchronous=FULL then syncs inside COMMIT, and there
+    // is no WAL for us to sync.
+    let mut store = SqliteStore::open(Path::new(":memory:"), Durability::Full).unwrap();
+    assert!(
+        !Path::new(":memory:").exists(),
+        "no file named :memory: in the working directory"
+    );
+    assert!(!store.sync_after_commit);
+    let synchronous: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "FULL");
+    enqueue(&mut store, r#"{"id":"j","command":"true"}"#, at(0));
+    assert_eq!(store.get("j").unwrap().state, JobState::Pending);
+}
+
+#[test]
+fn a_new_queue_is_tagged_and_fully_migrated() {
+    let (_dir, store) = open();
+    let (id, version): (i32, i64) = store
+        .conn
+        .query_row(
+            "SELECT * FROM pragma_application_id, pragma_user_version",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((id, version), (APPLICATION_ID, SCHEMA_VERSION));
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
+        .unwrap();
+    drop(other);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
+    assert!(err.to_string().contains("not a queuectl queue"), "{err}");
+    let file_mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        file_mode, 0o644,
+        "its mode is the other application's business"
+    );
+    let other = Connection::open(&path).unwrap();
+    let mode: String = other
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let tables: i64 = other
+        .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), tables), ("delete", 1));
+}
+
+#[test]
+fn a_file_or_directory_that_is_no_database_is_refused_and_left_untouched() {
+    // A mistyped `--db /etc/passwd` (or a symlink to it) must not become 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("passwd");
+    std::fs::write(&text, "root:x:0:0\n").unwrap();
+    let linked = dir.path().join("linked.db");
+    std::os::unix::fs::symlink(&text, &linked).unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    for path in [&text, &folder] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [&text, &linked, &folder] {
+        let err = SqliteStore::open(path, Durability::Full).err().unwrap();
+        assert!(err.to_string().contains("refusing"), "{err}");
+    }
+    for path in [&text, &folder] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{} was changed", path.display());
+    }
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "root:x:0:0\n");
+}
+
+#[test]
+fn an_untagged_queue_from_migration_one_is_upgraded_and_keeps_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.execute_batch("PRAGMA user_version = 1").unwrap();
+    old.execute(
+        "INSERT INTO jobs (id, command, state, run_at, max_retries, timeout_seconds, created_at, updated_at)
+         VALUES ('old', 'true', 'pending', 0, 3, 0, 0, 0)",
+        [],
+    )
+    .unwrap();
+    drop(old);
+    let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+    assert_eq!(store.get("old").unwrap().state, JobState::Pending);
+    let id: i32 = store
+        .conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, APPLICATION_ID);
+}
+
+#[test]
+fn a_corrupt_env_column_is_reported_not_read_as_empty() {
+    let (_dir, mut store) = open();
+    enqueue(
+        &mut store,
+        r#"{"id":"j","command":"x","env":{"A":"1"}}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"plain","command":"x"}"#, at(1));
+    store
+        .conn
+        .execute("UPDATE jobs SET env = '{\"A\": 1' WHERE id = 'j'", [])
+        .unwrap();
+    assert_eq!(store.get("j").unwrap().env, Err(CorruptEnv));
+    assert_eq!(store.get("plain").unwrap().env, Ok(BTreeMap::new()));
+    let shown = serde_json::to_value(store.get("j").unwrap()).unwrap();
+    assert_eq!(shown["env_keys"], serde_json::Value::Null);
+    assert!(shown["env_error"].as_str().unwrap().contains("corrupt"));
+    let claimed = store.claim_at(&request("w"), at(2)).unwrap().unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.env), ("j", Err(CorruptEnv)));
+}
+
+#[test]
+fn a_reading_open_creates_nothing_and_upgrades_an_older_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/q.db");
+    let err = SqliteStore::open_as(&path, Durability::Full, OpenMode::ReadOnly)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NoQueue(_)), "{err}");
+    assert!(!dir.path().join("state").exists());
+
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.execute_batch(MIGRATIONS[1]).unwrap();
+    old.execute_batch("PRAGMA user_version = 2").unwrap();
+    drop(old);
+    let mut store = SqliteStore::open_as(&path, Durability::Full, OpenMode::ReadOnly).unwrap();
+    assert!(store.list(None, 10).unwrap().is_empty());
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}

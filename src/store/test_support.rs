@@ -1,0 +1,161 @@
+//! Tests only: a fresh queue on each backend, and the store's operations at
+//! a pinned time (`claim_at(request, at(5))`), so tests read like a timeline.
+
+use super::*;
+use crate::domain::{JobId, NewJob, RetryPolicy};
+use crate::output::Destination;
+use crate::store::{Database, Store};
+use jiff::Timestamp;
+
+pub const DEFAULTS: JobDefaults = JobDefaults {
+    max_retries: 2,
+    timeout_seconds: 0,
+};
+
+pub fn policy() -> RetryPolicy {
+    RetryPolicy {
+        backoff_base: 2.0,
+        backoff_max: Duration::from_secs(3600),
+    }
+}
+
+pub fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+pub fn request(worker: &str) -> ClaimRequest {
+    ClaimRequest {
+        worker: worker.into(),
+        lease: Duration::from_secs(30),
+        output: Destination::File,
+        host: "localhost".into(),
+        cgroups: None,
+    }
+}
+
+pub fn enqueue(store: &mut impl AtClock, json: &str, now: Timestamp) -> String {
+    let job = crate::domain::spec::parse_job(json).unwrap();
+    store.enqueue_at(&[(1, job)], &DEFAULTS, now).unwrap()[0].to_string()
+}
+
+/// A new, empty queue on one backend; removed when dropped.
+pub struct TestQueue {
+    pub database: Database,
+    _dir: Option<tempfile::TempDir>,
+    _postgres: Option<super::postgres::testing::TestDatabase>,
+}
+
+impl TestQueue {
+    pub fn sqlite() -> TestQueue {
+        let dir = tempfile::tempdir().unwrap();
+        TestQueue {
+            database: Database::Sqlite(dir.path().join("q.db")),
+            _dir: Some(dir),
+            _postgres: None,
+        }
+    }
+
+    /// A fresh database on the test server (`$QUEUECTL_TEST_PG`), or `None`
+    /// (printing why) when there is none; with `CI=true` there must be one.
+    pub fn postgres() -> Option<TestQueue> {
+        let db = super::postgres::testing::TestDatabase::create()?;
+        Some(TestQueue {
+            database: db.database(),
+            _dir: None,
+            _postgres: Some(db),
+        })
+    }
+
+    /// Opens (creating on first use) the queue.
+    pub fn open(&self) -> Store {
+        Store::open(&self.database, crate::config::Durability::Full).unwrap()
+    }
+}
+
+/// The store's operations at a pinned time.
+pub trait AtClock {
+    fn at(&mut self, now: Timestamp) -> &mut dyn Backend;
+
+    fn enqueue_at(
+        &mut self,
+        jobs: &[(usize, NewJob)],
+        defaults: &JobDefaults,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>> {
+        self.at(now).enqueue(jobs, defaults)
+    }
+
+    fn claim_at(&mut self, request: &ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
+        self.at(now).claim_one(request)
+    }
+
+    fn finish_at(
+        &mut self,
+        lease: &Lease,
+        result: &AttemptResult,
+        policy: &RetryPolicy,
+        now: Timestamp,
+        next: Option<&ClaimRequest>,
+    ) -> Result<(bool, Option<Claimed>)> {
+        self.at(now).finish_one(lease, result, policy, next)
+    }
+
+    fn renew_at(
+        &mut self,
+        lease: &Lease,
+        duration: Duration,
+        now: Timestamp,
+    ) -> Result<LeaseStatus> {
+        self.at(now).renew_lease(lease, duration)
+    }
+
+    fn cancel_at(&mut self, id: &str, now: Timestamp) -> Result<CancelResult> {
+        self.at(now).cancel(id)
+    }
+
+    fn retry_dead_at(&mut self, id: Option<&str>, now: Timestamp) -> Result<Vec<String>> {
+        self.at(now).retry_dead(id)
+    }
+
+    fn held_expired_at(&mut self, now: Timestamp) -> Result<Vec<HeldAttempt>> {
+        self.at(now).held_attempts(Holder::Expired)
+    }
+
+    fn rescue_expired_at(
+        &mut self,
+        ended: &[HeldAttempt],
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        self.at(now).rescue(Holder::Expired, ended, policy)
+    }
+
+    fn rescue_held_by_at(
+        &mut self,
+        worker: &str,
+        ended: &[HeldAttempt],
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        self.at(now).rescue(Holder::Worker(worker), ended, policy)
+    }
+
+    /// Purges what finished before `before`.
+    fn purge_before(&mut self, before: Timestamp) -> Result<Vec<String>> {
+        self.at(before).purge(Duration::ZERO)
+    }
+}
+
+impl AtClock for Store {
+    fn at(&mut self, now: Timestamp) -> &mut dyn Backend {
+        self.pin_clock(Some(now)).unwrap();
+        &mut **self
+    }
+}
+
+impl AtClock for super::sqlite::SqliteStore {
+    fn at(&mut self, now: Timestamp) -> &mut dyn Backend {
+        self.pin_clock(Some(now)).unwrap();
+        self
+    }
+}
