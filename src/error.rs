@@ -32,6 +32,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// A PostgreSQL statement failed (the server's own message; never the
+    /// address's password: `target` is shown without it).
+    #[error("database {target}: {message}")]
+    Postgres { target: String, message: String },
+    /// The database cannot be reached now (refused, timed out, network cut,
+    /// server restarting). Workers wait and reconnect; commands fail.
+    #[error("database {target} is unreachable: {reason}")]
+    Unreachable { target: String, reason: String },
     /// A supervisor (systemctl or the process supervisor) failed.
     #[error("{0}")]
     Supervisor(String),
@@ -81,6 +89,11 @@ impl Error {
         }
     }
 
+    /// Whether waiting and retrying may help (the database is unreachable).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+    }
+
     /// The process exit code documented in README ("Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -89,6 +102,8 @@ impl Error {
             Error::Conflict(_) => 4,
             Error::Io { .. }
             | Error::Database { .. }
+            | Error::Postgres { .. }
+            | Error::Unreachable { .. }
             | Error::Supervisor(_)
             | Error::ReadOnly(_)
             | Error::SchemaUpgradeReadOnly { .. }
