@@ -1,5 +1,5 @@
 {
-  description = "queuectl: a systemd-native background job runner with a SQLite queue";
+  description = "queuectl: a systemd-native background job runner with a SQLite or PostgreSQL queue";
 
   # A release branch, not unstable: updates bring fixes, not breaking changes.
   # flake.lock is not committed yet; `nix flake lock` (or the first
@@ -70,6 +70,12 @@
 
         vm-test = pkgs.testers.runNixOSTest (
           import ./nix/vm-test.nix { queuectlModule = self.nixosModules.default; }
+        );
+
+        # Two hosts, one queue in PostgreSQL: createLocally on one, url and
+        # passwordFile on the other.
+        vm-test-postgresql = pkgs.testers.runNixOSTest (
+          import ./nix/vm-test-postgresql.nix { queuectlModule = self.nixosModules.default; }
         );
 
         # The offline checks that ci/nix-check.sh runs, here against real Nix.

@@ -4,7 +4,7 @@
 #   - every .nix file parses;
 #   - nix/tests/eval-{module,package,flake}.nix evaluate against the stand-in
 #     lib in nix/tests/stand-in.nix and assert on what they produce;
-#   - the VM test's Python script compiles;
+#   - the VM tests' Python scripts compile;
 #   - with QUEUECTL_BIN set (the binary under test, as for the integration
 #     tests): the CLI accepts the config.toml the module writes.
 # The package build and the VM test need a real Nix: `nix flake check`.
@@ -62,10 +62,12 @@ for t in nix/tests/eval-module.nix nix/tests/eval-package.nix nix/tests/eval-fla
 done
 
 vm_script() {
-  nix_instantiate --eval --strict --json -E '(import ./nix/vm-test.nix { queuectlModule = { }; }).testScript' |
-    python3 -c 'import json, sys; compile(json.load(sys.stdin), "nix/vm-test.nix:testScript", "exec")'
+  nix_instantiate --eval --strict --json -E "(import ./$1 { queuectlModule = { }; }).testScript" |
+    python3 -c 'import json, sys; compile(json.load(sys.stdin), sys.argv[1] + ":testScript", "exec")' "$1"
 }
-run_check "compile nix/vm-test.nix testScript (Python)" vm_script
+for t in nix/vm-test.nix nix/vm-test-postgresql.nix; do
+  run_check "compile $t testScript (Python)" vm_script "$t"
+done
 
 # The TOML the module writes for `settings` (through the stand-in's
 # formats.toml), given as a Nix expression for services.queuectl.
@@ -82,13 +84,24 @@ module_toml() {
     r.config.environment.etc."queuectl/config.toml".source.text' |
     python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
 }
+# cli_accepts DEFINED [DATABASE]: `config get` accepts the TOML the module
+# writes for DEFINED; with DATABASE, `config get db_path` names it.
 cli_accepts() {
-  local dir rc
+  local dir rc db
   dir=$(mktemp -d)
   module_toml "$1" >"$dir/config.toml" || { rm -rf "$dir"; return 1; }
-  env -u QUEUECTL_DB HOME="$dir" XDG_CONFIG_HOME="$dir" XDG_STATE_HOME="$dir" \
-    "$QUEUECTL_BIN" --config "$dir/config.toml" config get
+  cli() {
+    env -u QUEUECTL_DB -u QUEUECTL_DB_PASSWORD_FILE HOME="$dir" XDG_CONFIG_HOME="$dir" XDG_STATE_HOME="$dir" \
+      "$QUEUECTL_BIN" --config "$dir/config.toml" "$@"
+  }
+  cli config get
   rc=$?
+  if [ "$rc" -eq 0 ] && [ -n "${2:-}" ]; then
+    db=$(cli config get db_path) && grep -qF -- "$2" <<<"$db" || {
+      echo "config get db_path printed '$db', not the database '$2'"
+      rc=1
+    }
+  fi
   rm -rf "$dir"
   return $rc
 }
@@ -96,6 +109,10 @@ if [ -n "${QUEUECTL_BIN:-}" ]; then
   run_check "queuectl accepts the module's default config.toml" cli_accepts '{ }'
   run_check "queuectl accepts the module's config.toml with settings" cli_accepts \
     '{ settings = { max_retries = 0; backoff_base = 1.5; durability = "normal"; output = "journal"; supervisor = "systemd"; timeout_seconds = 600; }; }'
+  run_check "queuectl accepts the module's config.toml with database.createLocally" cli_accepts \
+    '{ database.createLocally = true; }' 'host=/run/postgresql'
+  run_check "queuectl accepts the module's config.toml with database.url" cli_accepts \
+    '{ database.url = "postgresql://queuectl@db.example.org/queuectl?sslmode=verify-full"; database.passwordFile = "/run/secrets/db"; }' 'db.example.org'
 else
   echo "skip  queuectl accepts the module's config.toml (set QUEUECTL_BIN to the built binary)"
 fi

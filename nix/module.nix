@@ -2,7 +2,10 @@
 #
 # The workers run from the unit files the package installs (systemd.packages);
 # this module only adds drop-ins, so what NixOS runs is what the systemd tests
-# exercise. nix/tests/eval-module.nix evaluates this file offline.
+# exercise. The queue is SQLite in the state directory, or PostgreSQL
+# (`database.*`: a local server set up as nixpkgs modules do with
+# `createLocally`, or a shared one by URL). nix/tests/eval-module.nix
+# evaluates this file offline.
 {
   config,
   lib,
@@ -23,15 +26,46 @@ let
   cfg = config.services.queuectl;
 
   settingsFormat = pkgs.formats.toml { };
-  configFile = settingsFormat.generate "queuectl-config.toml" cfg.settings;
+  configFile = settingsFormat.generate "queuectl-config.toml" writtenSettings;
 
   configPath = "/etc/queuectl/config.toml";
 
-  # The directory of the database (and of logs/, wake/, workers/ beside it).
-  # The unit's StateDirectory=queuectl gives /var/lib/queuectl; a db_path
-  # elsewhere under /var/lib becomes the state directory instead, and one
-  # outside /var/lib is created by tmpfiles alone.
-  dbDir = dirOf cfg.settings.db_path;
+  db = cfg.database;
+
+  # The PostgreSQL database, as the config's db_path names it (null: SQLite).
+  # createLocally: peer authentication over the local server's socket, as
+  # the workers' own user, which ensureUsers creates.
+  databaseUrl =
+    if db.createLocally then "host=/run/postgresql dbname=${db.name} user=${cfg.user}" else db.url;
+  usesPostgres = databaseUrl != null;
+  remoteDatabase = db.url != null;
+
+  sqliteDefault = settingsOptions.db_path.default;
+
+  # What the user wrote as settings, with the PostgreSQL database in place of
+  # the SQLite path.
+  writtenSettings = cfg.settings // lib.optionalAttrs usesPostgres { db_path = databaseUrl; };
+
+  # A password in the URL would be world-readable (the Nix store and
+  # /etc/queuectl/config.toml): refused, pointing at passwordFile. Userinfo
+  # with a ':' before the host, a `password` URL parameter, or a `password`
+  # key of key=value conninfo.
+  urlHasPassword =
+    url:
+    builtins.match "postgres(ql)?://[^/?#@]*:[^/?#@]*@.*" url != null
+    || builtins.match "postgres(ql)?://.*[?&]password=.*" url != null
+    || builtins.match "(.*[[:space:]])?password[[:space:]]*=.*" url != null;
+
+  # LoadCredential= name of the database password; the backend looks a bare
+  # name up in $CREDENTIALS_DIRECTORY.
+  passwordCredential = "db-password";
+
+  # The directory of the SQLite database (and of logs/, wake/, workers/
+  # beside it). The unit's StateDirectory=queuectl gives /var/lib/queuectl; a
+  # db_path elsewhere under /var/lib becomes the state directory instead,
+  # and one outside /var/lib is created by tmpfiles alone. With PostgreSQL
+  # the host's own files (logs/, wake/, workers/) stay in /var/lib/queuectl.
+  dbDir = if usesPostgres then dirOf sqliteDefault else dirOf cfg.settings.db_path;
   stateRoot = "/var/lib/";
   stateDirectory =
     if lib.hasPrefix stateRoot dbDir then lib.removePrefix stateRoot dbDir else null;
@@ -45,7 +79,43 @@ let
     # The units come from the package and /etc is read-only: `queuectl worker
     # start/stop` must only start and stop instances, never install unit files.
     QUEUECTL_UNITS_MANAGED = "1";
+  }
+  # The CLI of whoever may read the password file (root) reaches the
+  # database too; the workers get their private copy (a credential) instead.
+  // lib.optionalAttrs (db.passwordFile != null) {
+    QUEUECTL_DB_PASSWORD_FILE = db.passwordFile;
   };
+
+  workerEnvironment =
+    queuectlEnvironment
+    // lib.optionalAttrs (db.passwordFile != null) {
+      QUEUECTL_DB_PASSWORD_FILE = passwordCredential;
+    };
+
+  # Units the workers need before they can open the queue. The local
+  # server's role and database exist once postgresql.target is reached
+  # (ensureUsers/ensureDatabases run in postgresql-setup.service, which the
+  # target requires), not when postgresql.service is up.
+  databaseUnits =
+    lib.optionals db.createLocally [ "postgresql.target" ]
+    ++ lib.optionals remoteDatabase [ "network-online.target" ];
+
+  # Who may use a local queue from a shell: root, the workers' user and the
+  # members of the queue's group, as with SQLite (the group can write the
+  # file). Peer authentication maps them to the workers' database role.
+  queueUsers = lib.unique (
+    [
+      "root"
+      cfg.user
+    ]
+    ++ lib.attrNames (
+      lib.filterAttrs (
+        _: user: user.group == cfg.group || builtins.elem cfg.group user.extraGroups
+      ) config.users.users
+    )
+    ++ (config.users.groups.${cfg.group}.members or [ ])
+  );
+  identMapName = "queuectl";
 
   # What README promises jobs ("What the unit sandboxes"): `sudo` and other
   # setuid helpers work (no NoNewPrivileges, and none of the options that
@@ -65,6 +135,10 @@ let
     lib.attrNames cfg.credentials
   );
 
+  loadCredentials =
+    lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials
+    ++ lib.optional (db.passwordFile != null) "${passwordCredential}:${db.passwordFile}";
+
   workerInstance = n: "queuectl-worker@${toString n}.service";
 
   # The keys the CLI knows, with its defaults and the ranges it accepts.
@@ -77,7 +151,10 @@ let
         Path of the SQLite database. Job log files go in `logs/` beside it.
         Its directory is created at boot (tmpfiles) owned by `user` and
         `group`, mode 2770, and, when it lies under `/var/lib`, is the
-        workers' `StateDirectory=`.
+        workers' `StateDirectory=`. For PostgreSQL, set
+        {option}`services.queuectl.database.url` or
+        {option}`services.queuectl.database.createLocally` instead: the
+        module writes that database here.
       '';
     };
 
@@ -175,7 +252,7 @@ let
 in
 {
   options.services.queuectl = {
-    enable = mkEnableOption "queuectl, a background job runner with a SQLite queue";
+    enable = mkEnableOption "queuectl, a background job runner with a SQLite or PostgreSQL queue";
 
     package = mkPackageOption pkgs "queuectl" { };
 
@@ -286,6 +363,71 @@ in
       '';
     };
 
+    database = {
+      url = mkOption {
+        type = types.nullOr (
+          types.strMatching "postgres(ql)?://.+|[[:space:]]*[a-z_]+[[:space:]]*=.*"
+        );
+        default = null;
+        example = "postgresql://queuectl@db.example.org/queuectl?sslmode=verify-full";
+        description = ''
+          The PostgreSQL database of a queue shared by many hosts: a
+          `postgres://`/`postgresql://` URL or `key=value` conninfo, written
+          as `db_path` to the config. `null` (the default) keeps the SQLite
+          queue of `settings.db_path`. Never put a password in it (it would
+          be world-readable): use
+          {option}`services.queuectl.database.passwordFile`, or a
+          `.pgpass` file in the workers' home, `/var/lib/queuectl`.
+          Workers then start after `network-online.target`.
+        '';
+      };
+
+      createLocally = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether to run the queue in a PostgreSQL server on this host:
+          enables {option}`services.postgresql` with a database
+          {option}`services.queuectl.database.name` owned by a role named
+          after {option}`services.queuectl.user`, which the workers reach
+          over the unix socket with peer authentication (no password).
+          root and the members of {option}`services.queuectl.group` reach
+          it the same way, through an ident map. Workers on other hosts can
+          share the queue through {option}`services.queuectl.database.url`
+          once the server accepts them (`services.postgresql.enableTCPIP`,
+          `authentication`, a password for the role).
+        '';
+      };
+
+      name = mkOption {
+        type = types.str;
+        default = "queuectl";
+        description = ''
+          Name of the database {option}`services.queuectl.database.createLocally`
+          creates. `ensureDBOwnership` gives the role the database of its own
+          name, so this must equal {option}`services.queuectl.user`.
+        '';
+      };
+
+      passwordFile = mkOption {
+        # A string, not a path: a Nix path would copy the secret into the
+        # world-readable store.
+        type = types.nullOr (types.strMatching "/.+");
+        default = null;
+        example = "/run/secrets/queuectl-db-password";
+        description = ''
+          A file holding only the database password, for
+          {option}`services.queuectl.database.url`. The workers get a private
+          copy as the systemd credential `db-password`
+          (`LoadCredential=`, so the file may be readable by root only) and
+          `QUEUECTL_DB_PASSWORD_FILE=db-password`; the CLI reads the file
+          itself (`QUEUECTL_DB_PASSWORD_FILE` is set for every shell), which
+          works for whoever may read it. Give the path as a string: it is
+          never copied into the Nix store.
+        '';
+      };
+    };
+
     settings = mkOption {
       type = types.submodule {
         freeformType = settingsFormat.type;
@@ -314,6 +456,31 @@ in
         assertion = badCredentialNames == [ ];
         message = "services.queuectl.credentials: names may hold only letters, digits and _.@- (not ${lib.concatStringsSep ", " badCredentialNames})";
       }
+      {
+        assertion = !(db.createLocally && db.url != null);
+        message = "services.queuectl.database: set either createLocally (a PostgreSQL server on this host) or url (a database elsewhere), not both.";
+      }
+      {
+        assertion = db.passwordFile != null -> db.url != null;
+        message = "services.queuectl.database.passwordFile needs services.queuectl.database.url (createLocally uses peer authentication over the unix socket, without a password).";
+      }
+      {
+        # Never the URL itself in the message: it holds the password.
+        assertion = db.url == null || !(urlHasPassword db.url);
+        message = "services.queuectl.database.url must not contain a password: it would be world-readable in the Nix store and /etc/queuectl/config.toml. Put the password alone in a file and set services.queuectl.database.passwordFile to its path.";
+      }
+      {
+        assertion = db.createLocally -> db.name == cfg.user;
+        message = "services.queuectl.database.name (${db.name}) must equal services.queuectl.user (${cfg.user}) with createLocally: services.postgresql.ensureDBOwnership gives a role the database of its own name.";
+      }
+      {
+        assertion = usesPostgres -> cfg.settings.db_path == sqliteDefault;
+        message = "services.queuectl.settings.db_path is the SQLite file; with services.queuectl.database.url or createLocally the queue is in PostgreSQL: leave db_path unset.";
+      }
+      {
+        assertion = !(db.passwordFile != null && cfg.credentials ? ${passwordCredential});
+        message = "services.queuectl.credentials: the name ${passwordCredential} is taken by services.queuectl.database.passwordFile.";
+      }
     ];
 
     warnings = lib.optional (unknownSettings != [ ]) (
@@ -336,9 +503,12 @@ in
 
     systemd.services."queuectl-worker@" = {
       overrideStrategy = "asDropin";
-      environment = queuectlEnvironment;
+      environment = workerEnvironment;
       path = cfg.extraPackages;
       restartTriggers = [ configFile ];
+      after = databaseUnits;
+      wants = lib.optionals remoteDatabase [ "network-online.target" ];
+      requires = lib.optionals db.createLocally [ "postgresql.target" ];
       serviceConfig = {
         User = cfg.user;
         Group = cfg.group;
@@ -355,8 +525,8 @@ in
           stateDirectory
         ];
       }
-      // lib.optionalAttrs (cfg.credentials != { }) {
-        LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
+      // lib.optionalAttrs (loadCredentials != [ ]) {
+        LoadCredential = loadCredentials;
       }
       // lib.optionalAttrs (cfg.environmentFile != null) {
         EnvironmentFile = cfg.environmentFile;
@@ -386,5 +556,22 @@ in
     };
 
     users.groups = mkIf (cfg.group == "queuectl") { queuectl = { }; };
+
+    # As nixpkgs modules create their database (miniflux, nextcloud, ...).
+    services.postgresql = mkIf db.createLocally {
+      enable = true;
+      ensureDatabases = [ db.name ];
+      ensureUsers = [
+        {
+          name = cfg.user;
+          ensureDBOwnership = true;
+        }
+      ];
+      # Above the default rules: root and the group's members may connect
+      # to the queue's database as the workers' role; anyone else only as
+      # themselves (the default `local all all peer`).
+      authentication = "local ${db.name} ${cfg.user} peer map=${identMapName}\n";
+      identMap = lib.concatMapStrings (user: "${identMapName} ${user} ${cfg.user}\n") queueUsers;
+    };
   };
 }

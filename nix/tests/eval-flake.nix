@@ -67,12 +67,13 @@ let
     "apps.default is an app" = builtins.all (s: outputs.apps.${s}.default.type == "app") systems;
     "devShells.default per system" = builtins.all (s: names outputs.devShells.${s} == [ "default" ]) systems;
     "formatter per system" = names outputs.formatter == systems;
-    "checks: package, VM test, offline eval" = builtins.all (
+    "checks: package, VM tests (SQLite, PostgreSQL), offline eval" = builtins.all (
       s:
       names outputs.checks.${s} == [
         "eval"
         "package"
         "vm-test"
+        "vm-test-postgresql"
       ]
     ) systems;
     "nixosModules.default imports nix/module.nix, package defaults to this flake's" =

@@ -6,12 +6,13 @@ let
   standIn = import ./stand-in.nix;
   module = import ../module.nix;
 
-  eval =
-    defined:
+  evalWith =
+    others: defined:
     standIn.evalModule {
-      inherit module;
+      inherit module others;
       defined.services.queuectl = defined;
     };
+  eval = evalWith { };
 
   # Defaults of the CLI (the `Config` defaults documented for queuectl). The
   # module must write exactly these when the user sets nothing.
@@ -95,6 +96,50 @@ let
     credentials."a:b" = "/run/secrets/x";
   };
   failedAssertions = r: builtins.filter (a: !a.assertion) r.config.assertions;
+  # The messages of the failed assertions of a configuration.
+  refusals = defined: map (a: a.message) (failedAssertions (eval defined));
+  refusedWith =
+    needle: defined:
+    let
+      messages = refusals defined;
+    in
+    builtins.length messages == 1 && contains needle (builtins.head messages);
+
+  # ---- PostgreSQL ----------------------------------------------------------
+  # A server on this host. alice is in the group (extraGroups), dave is a
+  # member through users.groups, bob is not.
+  localDb = evalWith {
+    users.users = {
+      alice = {
+        group = "users";
+        extraGroups = [ "queuectl" ];
+      };
+      bob = {
+        group = "users";
+        extraGroups = [ "wheel" ];
+      };
+    };
+    users.groups.queuectl.members = [ "dave" ];
+  } {
+    enable = true;
+    workers = 2;
+    database.createLocally = true;
+  };
+  localWorker = serviceConfigOf localDb;
+  localUnit = localDb.config.systemd.services."queuectl-worker@";
+  localWritten = builtins.fromTOML localDb.config.environment.etc."queuectl/config.toml".source.text;
+  localPg = localDb.config.services.postgresql;
+
+  # A shared server elsewhere, with a password from a file.
+  remoteUrl = "postgresql://queuectl@db.example.org:5432/queuectl?sslmode=verify-full";
+  remoteDb = eval {
+    enable = true;
+    database.url = remoteUrl;
+    database.passwordFile = "/run/secrets/queuectl-db";
+    credentials.api-token = "/run/secrets/api-token";
+  };
+  remoteUnit = remoteDb.config.systemd.services."queuectl-worker@";
+  remoteConfigText = remoteDb.config.environment.etc."queuectl/config.toml".source.text;
 
   # What the hardening defaults are, and how NixOS would merge them with a
   # user's definition.
@@ -305,6 +350,145 @@ let
       builtins.length c.warnings == 1
       && contains "future_key, limits" (builtins.head c.warnings);
     "no warnings for known keys" = defaultsOnly.config.warnings == [ ];
+
+    # -- PostgreSQL on this host (createLocally) --
+    "createLocally: config names the local database, peer authentication over the socket" =
+      localWritten.db_path == "host=/run/postgresql dbname=queuectl user=queuectl"
+      && localWritten == cliDefaults // { db_path = localWritten.db_path; };
+    "createLocally: services.postgresql with the database and its owner" =
+      localPg.enable
+      && localPg.ensureDatabases == [ "queuectl" ]
+      && localPg.ensureUsers == [
+        {
+          name = "queuectl";
+          ensureDBOwnership = true;
+        }
+      ];
+    "createLocally: workers require and follow postgresql.target (ensureUsers done)" =
+      localUnit.requires == [ "postgresql.target" ]
+      && localUnit.after == [ "postgresql.target" ]
+      && localUnit.wants == [ ];
+    "createLocally: only root, the workers' user and the group's members map to the role" =
+      localPg.authentication == "local queuectl queuectl peer map=queuectl\n"
+      && lines localPg.identMap == [
+        "queuectl root queuectl"
+        "queuectl queuectl queuectl"
+        "queuectl alice queuectl"
+        "queuectl dave queuectl"
+        ""
+      ];
+    "createLocally: no password, no credential, local files stay in /var/lib/queuectl" =
+      !(localWorker ? LoadCredential)
+      && !(localUnit.environment ? QUEUECTL_DB_PASSWORD_FILE)
+      && !(localDb.config.environment.variables ? QUEUECTL_DB_PASSWORD_FILE)
+      && !(localWorker ? StateDirectory)
+      && localDb.config.systemd.tmpfiles.rules == [ "d /var/lib/queuectl 2770 queuectl queuectl - -" ]
+      && failedAssertions localDb == [ ];
+
+    # -- a PostgreSQL server elsewhere (url, passwordFile) --
+    "url: written as db_path, the password file's path nowhere in the config" =
+      (builtins.fromTOML remoteConfigText).db_path == remoteUrl
+      && !(contains "queuectl-db" remoteConfigText)
+      && failedAssertions remoteDb == [ ];
+    "url: no local server, workers wait for the network" =
+      (remoteDb.config.services.postgresql or { }) == { }
+      && remoteUnit.after == [ "network-online.target" ]
+      && remoteUnit.wants == [ "network-online.target" ]
+      && remoteUnit.requires == [ ];
+    "passwordFile: a credential for the workers, beside the user's" =
+      (serviceConfigOf remoteDb).LoadCredential == [
+        "api-token:/run/secrets/api-token"
+        "db-password:/run/secrets/queuectl-db"
+      ]
+      && remoteUnit.environment.QUEUECTL_DB_PASSWORD_FILE == "db-password";
+    "passwordFile: the CLI in shells reads the file itself" =
+      remoteDb.config.environment.variables.QUEUECTL_DB_PASSWORD_FILE == "/run/secrets/queuectl-db"
+      && remoteDb.config.environment.sessionVariables.QUEUECTL_DB_PASSWORD_FILE
+        == "/run/secrets/queuectl-db";
+    "url as key=value conninfo, and host:port or [::1] are no password" =
+      refusals {
+        enable = true;
+        database.url = "host=db.example.org port=5432 dbname=queuectl user=queuectl sslmode=require";
+      } == [ ]
+      && refusals {
+        enable = true;
+        database.url = "postgres://db.example.org:5432/queuectl";
+      } == [ ]
+      && refusals {
+        enable = true;
+        database.url = "postgresql://queuectl@[::1]:5432/queuectl";
+      } == [ ];
+    "SQLite by default: no database ordering" =
+      worker.after == [ ] && worker.requires == [ ] && worker.wants == [ ] && (c.services.postgresql or { }) == { };
+
+    # -- refused database settings --
+    "refuses createLocally together with url" = refusedWith "either createLocally" {
+      enable = true;
+      database.createLocally = true;
+      database.url = remoteUrl;
+    };
+    "refuses passwordFile without url" = refusedWith "passwordFile needs" {
+      enable = true;
+      database.passwordFile = "/run/secrets/queuectl-db";
+    };
+    "refuses passwordFile with createLocally (peer authentication)" = refusedWith "passwordFile needs" {
+      enable = true;
+      database.createLocally = true;
+      database.passwordFile = "/run/secrets/queuectl-db";
+    };
+    "refuses a password in the URL, pointing at passwordFile, never echoing it" =
+      let
+        messages = refusals {
+          enable = true;
+          database.url = "postgresql://queuectl:hunter2@db.example.org/queuectl";
+        };
+      in
+      builtins.length messages == 1
+      && contains "database.passwordFile" (builtins.head messages)
+      && !(contains "hunter2" (builtins.head messages));
+    "refuses a password URL parameter or conninfo key" =
+      refusedWith "must not contain a password" {
+        enable = true;
+        database.url = "postgres://queuectl@db.example.org/queuectl?sslmode=require&password=hunter2";
+      }
+      && refusedWith "must not contain a password" {
+        enable = true;
+        database.url = "host=db.example.org user=queuectl password=hunter2";
+      }
+      && refusedWith "must not contain a password" {
+        enable = true;
+        database.url = "postgresql://queuectl:@db.example.org/queuectl";
+      };
+    "refuses createLocally with a database not named after the user" = refusedWith "must equal" {
+      enable = true;
+      database.createLocally = true;
+      database.name = "jobs";
+    };
+    "refuses settings.db_path together with a PostgreSQL database" = refusedWith "leave db_path unset" {
+      enable = true;
+      database.createLocally = true;
+      settings.db_path = "/srv/queue.db";
+    };
+    "refuses a credential named db-password beside passwordFile" = refusedWith "is taken" {
+      enable = true;
+      database.url = remoteUrl;
+      database.passwordFile = "/run/secrets/queuectl-db";
+      credentials.db-password = "/run/secrets/other";
+    };
+    "rejects a file path as database.url (that is settings.db_path)" = rejects {
+      enable = true;
+      database.url = "/var/lib/queuectl/queue.db";
+    };
+    "rejects a Nix path as passwordFile (it would copy the secret into the store)" = rejects {
+      enable = true;
+      database.url = remoteUrl;
+      database.passwordFile = ./eval-module.nix;
+    };
+    "rejects a relative passwordFile" = rejects {
+      enable = true;
+      database.url = remoteUrl;
+      database.passwordFile = "secrets/db";
+    };
 
     # -- disabled means nothing --
     "disabled module configures nothing" = (eval { }).config == { };

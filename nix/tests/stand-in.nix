@@ -160,6 +160,9 @@ let
 
     range = first: last: if first > last then [ ] else genList (i: first + i) (last - first + 1);
 
+    unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+    inherit filterAttrs concatMapStrings;
+
     removePrefix =
       prefix: s:
       let
@@ -329,13 +332,26 @@ let
 
   # Evaluates `module` (a NixOS-style module function) with the user's option
   # definitions `defined`. Returns the option values it sees as `config` and
-  # the configuration it produces, with mkIf resolved.
+  # the configuration it produces, with mkIf resolved. `others` stands for
+  # what the rest of a NixOS configuration would hold: only `users.users`
+  # and `users.groups` (given as NixOS would see them, defaults filled in).
   evalModule =
-    { module, defined }:
+    {
+      module,
+      defined,
+      others ? { },
+    }:
     let
       args = {
         inherit lib pkgs;
-        config = options;
+        config = {
+          users = {
+            users = { };
+            groups = { };
+          }
+          // (others.users or { });
+        }
+        // options;
       };
       produced = module args;
       options = optionTree "" produced.options defined;
