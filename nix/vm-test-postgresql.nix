@@ -57,6 +57,13 @@ in
         '';
       };
 
+      # alice may use the queue (the group, through the ident map); bob may not.
+      users.users.alice = {
+        isNormalUser = true;
+        extraGroups = [ "queuectl" ];
+      };
+      users.users.bob.isNormalUser = true;
+
       environment.systemPackages = [ pkgs.jq ];
     };
 
@@ -101,7 +108,7 @@ in
         return machine.succeed(f"systemctl show -P {prop} {unit}").strip()
 
 
-    def attempt_hosts(machine, job_id: str) -> set:
+    def attempt_hosts(machine, job_id: str) -> set[str]:
         shown = json.loads(cli(machine, f"queuectl --json show {job_id}"))
         return {attempt["host"] for attempt in shown["attempt_history"]}
 
@@ -156,7 +163,7 @@ in
         worker.wait_until_succeeds(
             f"su - root -c 'queuectl --json list' | jq -e {shlex.quote(all_completed)}", timeout=180
         )
-        hosts = set()
+        hosts: set[str] = set()
         for job_id in jobs:
             # Read from the other host than the one that enqueued.
             hosts |= attempt_hosts(db, job_id)
@@ -170,6 +177,10 @@ in
         assert listed == ["db", "db", "worker", "worker"], status["workers"]
         text = cli(worker, "queuectl status")
         assert "db/" in text and "worker/" in text, text
+
+    with subtest("db: root and the group's members use the local queue, others do not"):
+        db.succeed("su - alice -c 'queuectl list'")
+        db.fail("su - bob -c 'queuectl list'")
 
     with subtest("no password in the workers' logs"):
         worker.fail(f"journalctl --no-pager | grep -qF {password}")
