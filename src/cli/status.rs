@@ -6,11 +6,14 @@ use queuectl::error::Result;
 use queuectl::store::OpenMode;
 use queuectl::supervisor::Instance;
 use queuectl::supervisor::process::process_alive;
+use queuectl::worker::registered_name;
 use serde::Serialize;
 
 #[derive(Serialize)]
 struct WorkerView {
     name: String,
+    /// The host it runs on (a PostgreSQL queue's workers run on many).
+    host: String,
     pid: Option<u32>,
     /// Supervisor's view: active, inactive, failed, ... (absent for a worker started by hand).
     unit_state: Option<String>,
@@ -26,6 +29,8 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     let counts = store.counts()?;
     let registered = store.workers()?;
+    // Heartbeats are written with the database's clock: age them by it.
+    let now = store.now()?;
     let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
         Ok(s) => {
             let instances = s.instances().unwrap_or_default();
@@ -34,12 +39,23 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         Err(_) => (None, vec![]),
     };
     let host = queuectl::worker::hostname();
+    // This host's supervised instances, under the names their workers register.
+    let instances: Vec<Instance> = instances
+        .into_iter()
+        .map(|i| Instance {
+            name: registered_name(&ctx.state.db, &host, &i.name),
+            ..i
+        })
+        .collect();
     let mut workers: Vec<WorkerView> = registered
         .iter()
         .map(|w| {
-            let instance: Option<&Instance> = instances.iter().find(|i| i.name == w.name);
+            let instance: Option<&Instance> = instances
+                .iter()
+                .find(|i| i.name == w.name && w.host == host);
             WorkerView {
                 name: w.name.clone(),
+                host: w.host.clone(),
                 pid: Some(w.pid),
                 unit_state: instance.map(|i| i.state.clone()),
                 status: instance
@@ -60,6 +76,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         } else {
             workers.push(WorkerView {
                 name: instance.name.clone(),
+                host: host.clone(),
                 pid: instance.pid,
                 unit_state: Some(instance.state.clone()),
                 status: instance.status.clone(),
@@ -103,11 +120,22 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         println!("  none running (start some with: queuectl worker start --count 2)");
         return Ok(());
     }
-    let now = jiff::Timestamp::now();
     let silent_after = jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds));
+    let name_width = workers
+        .iter()
+        .map(|w| w.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    let host_width = workers
+        .iter()
+        .map(|w| w.host.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
-        "  {:<16} {:>8}  {:<12} {:<14} {:<24} STATUS",
-        "NAME", "PID", "UNIT", "HEARTBEAT", "JOB"
+        "  {:<name_width$} {:<host_width$} {:>8}  {:<12} {:<14} {:<26} STATUS",
+        "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "JOB"
     );
     for w in &workers {
         let heartbeat = match w.heartbeat_at {
@@ -118,8 +146,9 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             None => "-".into(),
         };
         println!(
-            "  {:<16} {:>8}  {:<12} {:<14} {:<24} {}",
+            "  {:<name_width$} {:<host_width$} {:>8}  {:<12} {:<14} {:<26} {}",
             w.name,
+            w.host,
             w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             w.unit_state.as_deref().unwrap_or("-"),
             heartbeat,

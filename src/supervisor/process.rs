@@ -286,10 +286,12 @@ fn worker_registered(state: &StateDir, instance: u32, keeper: u32) -> Result<boo
         Err(Error::NoQueue(_)) => return Ok(false),
         other => other?,
     };
+    let host = crate::worker::hostname();
+    let name = crate::worker::registered_name(&state.db, &host, &instance.to_string());
     Ok(store
         .workers()?
         .iter()
-        .any(|w| w.name == instance.to_string() && parent_of(w.pid) == Some(keeper)))
+        .any(|w| w.name == name && w.host == host && parent_of(w.pid) == Some(keeper)))
 }
 
 pub(super) fn parent_of(pid: u32) -> Option<u32> {

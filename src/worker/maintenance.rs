@@ -60,13 +60,15 @@ impl Maintenance {
 
     /// Runs the duties that are due; errors are logged, not fatal, since the
     /// next tick tries again.
-    pub fn run_if_due(&mut self, store: &mut Store) {
+    /// `status` is the worker's current status text, which its heartbeat
+    /// records for `queuectl status` on every host.
+    pub fn run_if_due(&mut self, store: &mut Store, status: &str) {
         let instant = Instant::now();
         if instant < self.next_tick && instant < self.next_retention {
             return;
         }
         let with_retention = instant >= self.next_retention;
-        match self.run(store, with_retention) {
+        match self.run(store, status, with_retention) {
             Ok(report) if report != Report::default() => tracing::info!(?report, "maintenance"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
@@ -79,10 +81,10 @@ impl Maintenance {
 
     /// Every duty, once.
     pub fn run_once(&mut self, store: &mut Store) -> Result<Report> {
-        self.run(store, true)
+        self.run(store, "idle", true)
     }
 
-    fn run(&mut self, store: &mut Store, with_retention: bool) -> Result<Report> {
+    fn run(&mut self, store: &mut Store, status: &str, with_retention: bool) -> Result<Report> {
         // A dead or frozen worker's job may still be running: end it
         // before the job can be claimed again.
         let ended = end_attempts(&store.held_attempts(Holder::Expired)?, &self.host);
@@ -93,7 +95,7 @@ impl Maintenance {
         for id in &report.rescued {
             tracing::warn!(job_id = %id, "lease expired; job returned to the queue as a failed attempt");
         }
-        store.worker_heartbeat(&self.worker, "alive")?;
+        store.worker_heartbeat(&self.worker, status)?;
         if with_retention {
             if let Some(retention) = self.retention {
                 report.purged = purge(store, &self.state, retention)?;

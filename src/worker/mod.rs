@@ -16,9 +16,12 @@ use crate::error::{Error, Result};
 use crate::output::{Destination, FileSink, JournalSink, OutputSink};
 use crate::paths::StateDir;
 use crate::runner::{self, JobCommand, JobExit, RunningJob};
-use crate::store::{AttemptResult, ClaimRequest, Claimed, Holder, LeaseStatus, Store, WorkerInfo};
+use crate::store::{
+    AttemptResult, ClaimRequest, Claimed, Database, Holder, LeaseStatus, Store, WorkerInfo,
+};
 use crate::systemd::notify::Notifier;
 use crate::wakeup::WakeSocket;
+use jiff::Timestamp;
 use nix::sys::signal::Signal;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -53,6 +56,8 @@ pub struct Worker {
     output: Destination,
     maintenance: Maintenance,
     stopping: bool,
+    /// What the worker is doing, as its STATUS text says.
+    status: String,
     next_watchdog: Option<Instant>,
     _wake: Option<WakeSocket>,
 }
@@ -61,6 +66,39 @@ pub struct Worker {
 pub fn default_name() -> String {
     format!("{}-{}", hostname(), std::process::id())
 }
+
+/// The name a worker registers under. On a queue shared by many hosts
+/// (PostgreSQL) names must be unique across hosts, so an instance name like
+/// `3` becomes `web1/3`; a name that already names its host is kept.
+pub fn registered_name(db: &Database, host: &str, name: &str) -> String {
+    if db.is_shared() && !name.contains('/') {
+        format!("{host}/{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A worker name: letters, digits, '.', '_' and '-', optionally after a
+/// host name and a '/' (`web1/3`).
+fn check_worker_name(name: &str) -> Result<()> {
+    let parts: Vec<&str> = match name.split_once('/') {
+        Some((host, local)) => vec![host, local],
+        None => vec![name],
+    };
+    for part in parts {
+        crate::domain::JobId::parse(part).map_err(|why| {
+            Error::Invalid(format!(
+                "worker name '{}' {why}",
+                crate::domain::echo::shown(name)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// How long a worker waits before trying an unreachable database again.
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// This host's name, as workers record it (and attempts, for containment).
 pub fn hostname() -> String {
@@ -73,13 +111,9 @@ pub fn hostname() -> String {
 impl Worker {
     /// Opens the queue, installs signal handling and registers the worker.
     pub fn start(name: String, config: Config, state: StateDir) -> Result<Worker> {
-        crate::domain::JobId::parse(&name).map_err(|why| {
-            Error::Invalid(format!(
-                "worker name '{}' {why}",
-                crate::domain::echo::shown(&name)
-            ))
-        })?;
-        let store = Store::open(&state.db, config.durability)?;
+        let host = hostname();
+        let name = registered_name(&state.db, &host, &name);
+        check_worker_name(&name)?;
         let (tx, events) = mpsc::channel();
 
         let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
@@ -93,7 +127,14 @@ impl Worker {
             }
         });
 
-        let wake = match WakeSocket::bind(&state.wake(), &name) {
+        let notifier = Notifier::from_env();
+        let Some(store) = open_when_reachable(&state, &config, &notifier, &events)? else {
+            return Err(Error::Supervisor(
+                "stopped before the database could be reached".into(),
+            ));
+        };
+        // A socket's file name cannot hold the '/' of a host-qualified name.
+        let wake = match WakeSocket::bind(&state.wake(), &name.replace('/', "_")) {
             Ok(socket) => {
                 let wake_tx = tx.clone();
                 socket
@@ -115,7 +156,6 @@ impl Worker {
             }
             OutputSetting::Auto => Destination::File,
         };
-        let host = hostname();
         let cgroups = runner::contain::delegated_cgroup();
         let mut worker = Worker {
             maintenance: Maintenance::new(&name, &host, &config, state.clone()),
@@ -127,11 +167,18 @@ impl Worker {
             store,
             events,
             sender: tx,
-            notifier: Notifier::from_env(),
+            notifier,
             output,
             stopping: false,
+            status: "idle".into(),
             next_watchdog: None,
             _wake: wake,
+        };
+        let listening = {
+            let wake_tx = worker.sender.clone();
+            worker
+                .store
+                .listen_for_work(Box::new(move || wake_tx.send(Event::Wake).is_ok()))?
         };
         worker.take_over_name()?;
         worker.store.register_worker(&WorkerInfo {
@@ -149,7 +196,7 @@ impl Worker {
             Some(cgroup) => format!("a cgroup per attempt under {cgroup}"),
             None => "process group and attempt token".to_owned(),
         };
-        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, "worker ready");
+        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, listening, "worker ready");
         Ok(worker)
     }
 
@@ -165,16 +212,27 @@ impl Worker {
             .workers()?
             .into_iter()
             .find(|w| w.name == self.name);
+        // A fresh heartbeat from another host cannot be checked here: the
+        // name is that worker's until it goes silent (its leases then have
+        // run out too, so rescuing its jobs cannot overlap a run).
         if let Some(previous) = previous
-            && previous.pid != std::process::id()
-            && previous.host == self.host
             && now.duration_since(previous.heartbeat_at) < fresh
-            && crate::supervisor::process::process_alive(previous.pid)
         {
-            return Err(Error::Invalid(format!(
-                "worker name '{}' is in use by a running worker (pid {})",
-                self.name, previous.pid
-            )));
+            let elsewhere = previous.host != self.host;
+            if elsewhere
+                || (previous.pid != std::process::id()
+                    && crate::supervisor::process::process_alive(previous.pid))
+            {
+                let place = if elsewhere {
+                    format!("on host {}", crate::domain::echo::shown(&previous.host))
+                } else {
+                    "here".to_owned()
+                };
+                return Err(Error::Invalid(format!(
+                    "worker name '{}' is in use by a running worker {place} (pid {})",
+                    self.name, previous.pid
+                )));
+            }
         }
         let held = self.store.held_attempts(Holder::Worker(&self.name))?;
         if !held.is_empty() {
@@ -219,10 +277,13 @@ impl Worker {
             if self.stopping {
                 return Ok(());
             }
-            self.maintenance.run_if_due(&mut self.store);
+            self.maintenance.run_if_due(&mut self.store, &self.status);
             let job = match next.take() {
                 Some(job) => Some(job),
-                None => self.store.claim_one(&request)?,
+                None => match self.reachable("claiming", |store| store.claim_one(&request))? {
+                    Some(job) => job,
+                    None => return Ok(()),
+                },
             };
             let Some(job) = job else {
                 if drain {
@@ -236,18 +297,90 @@ impl Worker {
             };
             let claim_next = (!self.stopping).then_some(&request);
             let policy = self.config.retry_policy();
-            let (held, claimed) = self
-                .store
-                .finish_one(&job.lease, &result, &policy, claim_next)?;
+            let recording = format!("recording job {}", job.id);
+            let finished = self.reachable(&recording, |store| {
+                store.finish_one(&job.lease, &result, &policy, claim_next)
+            })?;
+            let Some((held, claimed)) = finished else {
+                tracing::warn!(job_id = %job.id, "stopped before the attempt could be recorded; the job runs again once its lease runs out");
+                return Ok(());
+            };
             if !held {
                 tracing::warn!(job_id = %job.id, "lease was lost before the attempt was recorded");
             }
             tracing::info!(job_id = %job.id, attempt = job.lease.attempt, outcome = result.outcome.as_str(), "attempt finished");
             next = claimed;
             if next.is_none() {
-                self.notifier.status("idle");
+                self.set_status("idle");
             }
         }
+    }
+
+    /// Runs `op`, waiting out an unreachable database: the worker claims
+    /// nothing meanwhile, says so in its STATUS text, and tries again with
+    /// backoff (the backend reconnects). `None` when a stop was requested
+    /// while waiting.
+    fn reachable<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Store) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut since: Option<Timestamp> = None;
+        let mut pause = RECONNECT_FIRST;
+        loop {
+            let error = match op(&mut self.store) {
+                Ok(value) => {
+                    if since.is_some() {
+                        tracing::info!(worker = %self.name, "database reachable again");
+                        self.set_status("idle");
+                    }
+                    return Ok(Some(value));
+                }
+                Err(e) if e.is_unreachable() => e,
+                Err(e) => return Err(e),
+            };
+            if since.is_none() {
+                tracing::warn!(worker = %self.name, error = %error, "database unreachable; not claiming until it is back");
+            }
+            let since = *since.get_or_insert_with(Timestamp::now);
+            self.set_status(&unreachable_status(since, what, &error.to_string()));
+            if !self.wait_for_retry(pause)? {
+                return Ok(None);
+            }
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    /// Sleeps `pause` (waking for the watchdog); false when a stop signal came.
+    fn wait_for_retry(&mut self, pause: Duration) -> Result<bool> {
+        let until = Instant::now() + pause;
+        loop {
+            self.feed_watchdog();
+            if self.stopping {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(true);
+            }
+            let mut wait = until - now;
+            if let Some(due) = self.next_watchdog {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            match self.events.recv_timeout(wait) {
+                Ok(Event::Signal(_)) => self.handle_stop_signal("database unreachable, exiting"),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Supervisor("worker event channel closed".into()));
+                }
+            }
+        }
+    }
+
+    /// The STATUS text systemd shows, also recorded by the next heartbeat.
+    fn set_status(&mut self, text: &str) {
+        self.notifier.status(text);
+        text.clone_into(&mut self.status);
     }
 
     fn feed_watchdog(&mut self) {
@@ -270,8 +403,12 @@ impl Worker {
     /// Sleeps until work may be due, a wake-up, a signal, or a timer.
     fn wait_idle(&mut self) -> Result<()> {
         let mut wait = IDLE_RECHECK.min(self.maintenance.until_due());
-        if let Some(until) = self.store.next_event_in()? {
-            wait = wait.min(until);
+        match self.store.next_event_in() {
+            Ok(Some(until)) => wait = wait.min(until),
+            Ok(None) => {}
+            // The next claim waits for the database (see `reachable`).
+            Err(e) if e.is_unreachable() => {}
+            Err(e) => return Err(e),
         }
         if let Some(due) = self.next_watchdog {
             wait = wait.min(due.saturating_duration_since(Instant::now()));
@@ -308,7 +445,7 @@ impl Worker {
             job.id,
             job.lease.failures + 1
         );
-        self.notifier.status(&status);
+        self.set_status(&status);
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
         let token = job.lease.attempt_token();
         let env = match crate::env_file::job_environment(&job.env, job.env_file.as_deref()) {
@@ -462,6 +599,49 @@ impl Worker {
                 next_extend = Some(now + EXTEND_EVERY);
             }
         }
+    }
+}
+
+/// The STATUS text while the database cannot be reached.
+fn unreachable_status(since: Timestamp, what: &str, why: &str) -> String {
+    let since = since.round(jiff::Unit::Second).unwrap_or(since);
+    format!("database unreachable since {since} ({what} waits): {why}")
+}
+
+/// Opens the queue, waiting (not READY) while the database cannot be
+/// reached: STATUS says so, the watchdog is fed, a stop signal ends the
+/// wait (`None`). Any other error is final.
+fn open_when_reachable(
+    state: &StateDir,
+    config: &Config,
+    notifier: &Notifier,
+    events: &Receiver<Event>,
+) -> Result<Option<Store>> {
+    let mut since: Option<Timestamp> = None;
+    let mut pause = RECONNECT_FIRST;
+    loop {
+        let error = match Store::open(&state.db, config.durability) {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_unreachable() => e,
+            Err(e) => return Err(e),
+        };
+        if since.is_none() {
+            tracing::warn!(error = %error, "database unreachable; waiting for it before starting");
+        }
+        let since = *since.get_or_insert_with(Timestamp::now);
+        notifier.status(&unreachable_status(since, "starting", &error.to_string()));
+        notifier.watchdog();
+        let wait = notifier
+            .watchdog_interval()
+            .map_or(pause, |interval| pause.min(interval));
+        match events.recv_timeout(wait) {
+            Ok(Event::Signal(_)) => return Ok(None),
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Supervisor("worker event channel closed".into()));
+            }
+        }
+        pause = (pause * 2).min(RECONNECT_MAX);
     }
 }
 
