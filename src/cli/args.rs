@@ -29,8 +29,11 @@ pub struct Cli {
     /// else $XDG_CONFIG_HOME/queuectl/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Queue database; overrides $QUEUECTL_DB and the config's db_path
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Queue: an SQLite file, or a PostgreSQL URL (postgres://user@host/db) or
+    /// conninfo ("host=/run/postgresql dbname=queuectl"); overrides $QUEUECTL_DB
+    /// and the config's db_path. Keep passwords in ~/.pgpass or a file named by
+    /// $QUEUECTL_DB_PASSWORD_FILE, not here
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
@@ -111,6 +114,25 @@ are reserved.")]
         /// Age of the jobs to delete (30s, 5m, 2h, 7d) [default: the retention_seconds setting]
         #[arg(long, value_name = "AGE")]
         older_than: Option<String>,
+    },
+    /// Move a queue's jobs (with their attempt history) to another queue,
+    /// between SQLite and PostgreSQL either way
+    #[command(after_help = "\
+Examples:
+  queuectl copy --from /var/lib/queuectl/queue.db --to postgresql://queuectl@db1/queuectl
+  queuectl copy --from 'host=/run/postgresql dbname=queuectl' --to ./backup.db
+
+The target must hold no jobs (it is created if missing); the source is only read.
+Stop the source's workers first: a queue with running jobs is refused.
+Worker registrations and output files stay where they are; each attempt's
+output tail travels with it.")]
+    Copy {
+        /// The queue to read: an SQLite file or a PostgreSQL address
+        #[arg(long, value_name = "PATH|URL")]
+        from: PathBuf,
+        /// The queue to fill: an SQLite file or a PostgreSQL address
+        #[arg(long, value_name = "PATH|URL")]
+        to: PathBuf,
     },
     /// Job counts by state, and the workers
     #[command(after_help = "Examples:\n  queuectl status\n  queuectl status --json")]

@@ -5,6 +5,7 @@ pub mod args;
 mod bench;
 mod cancel;
 mod config;
+mod copy;
 mod dlq;
 mod docs;
 mod enqueue;
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cancel { id } => cancel::run(&ctx, &id),
         Command::Purge { older_than } => purge::run(&ctx, older_than.as_deref()),
         Command::Status { scope } => status::run(&ctx, scope),
+        Command::Copy { from, to } => copy::run(&ctx, &from, &to),
         Command::Metrics => metrics::run(&ctx),
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),

@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod concurrency;
 mod containment;
+mod copy;
 mod crash;
 mod files;
 mod fuzz_regressions;

@@ -1,0 +1,86 @@
+//! `queuectl copy`: a queue's jobs and history moved to another queue, never
+//! into one that holds jobs, never from one with running jobs. (The
+//! PostgreSQL round trip is in the conformance suite's
+//! export/import tests.)
+
+use crate::support::{TestEnv, wait_until};
+use std::time::Duration;
+
+#[test]
+fn a_queue_is_copied_with_its_history_and_a_filled_target_is_refused() {
+    let mut env = TestEnv::new();
+    env.enqueue(r#"{"id":"ok","command":"echo done","env":{"TOKEN":"s3cr3t"}}"#);
+    env.enqueue(r#"{"id":"bad","command":"exit 3","max_retries":0}"#);
+    env.enqueue(r#"{"id":"later","command":"true","delay":"1h","priority":7}"#);
+    env.spawn_worker("w1");
+    env.wait_for_state("ok", "completed", Duration::from_secs(20));
+    env.wait_for_state("bad", "dead", Duration::from_secs(20));
+
+    let target = env.path("copy/target.db");
+    let from = env.db();
+    let args = [
+        "--json",
+        "copy",
+        "--from",
+        from.to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ];
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&args)).unwrap();
+    assert_eq!(
+        (report["jobs"].as_u64(), report["attempts"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    let copied = |id: &str| -> serde_json::Value {
+        let out = env.ok(&["--db", target.to_str().unwrap(), "--json", "show", id]);
+        serde_json::from_str(&out).unwrap()
+    };
+    for id in ["ok", "bad", "later"] {
+        let (a, b) = (env.job(id), copied(id));
+        for field in [
+            "state",
+            "command",
+            "priority",
+            "run_at",
+            "attempts",
+            "failures",
+            "created_at",
+            "finished_at",
+            "last_error",
+            "env_keys",
+        ] {
+            assert_eq!(a[field], b[field], "{id}.{field}");
+        }
+        assert_eq!(a["attempt_history"], b["attempt_history"], "{id}");
+    }
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(4), "a target with jobs is refused");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("already holds 3 job(s)"), "{said}");
+    assert!(!said.contains("s3cr3t") && !String::from_utf8_lossy(&out.stdout).contains("s3cr3t"));
+}
+
+#[test]
+fn a_queue_with_running_jobs_is_not_copied() {
+    let mut env = TestEnv::new();
+    env.enqueue(r#"{"id":"slow","command":"sleep 30"}"#);
+    env.spawn_worker("w1");
+    wait_until("the job to run", Duration::from_secs(20), || {
+        env.state("slow") == "processing"
+    });
+    let target = env.path("t.db");
+    let out = env.run(&[
+        "copy",
+        "--from",
+        env.db().to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop its workers first"));
+    assert!(
+        !target.exists(),
+        "nothing is created when the copy is refused"
+    );
+}
