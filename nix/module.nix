@@ -34,9 +34,14 @@ let
 
   # The PostgreSQL database, as the config's db_path names it (null: SQLite).
   # createLocally: peer authentication over the local server's socket, as
-  # the workers' own user, which ensureUsers creates.
+  # the workers' own user, which ensureUsers creates. A URL (the socket's
+  # directory as `host`) rather than key=value conninfo: nothing can take it
+  # for an SQLite file's path.
   databaseUrl =
-    if db.createLocally then "host=/run/postgresql dbname=${db.name} user=${cfg.user}" else db.url;
+    if db.createLocally then
+      "postgresql:///${db.name}?host=/run/postgresql&user=${cfg.user}"
+    else
+      db.url;
   usesPostgres = databaseUrl != null;
   remoteDatabase = db.url != null;
 

@@ -128,7 +128,7 @@ in
             "\"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'queuectl'\""
         ).strip()
         assert owner == "queuectl", owner
-        db.succeed("grep -qxF 'db_path = \"host=/run/postgresql dbname=queuectl user=queuectl\"' /etc/queuectl/config.toml")
+        db.succeed("grep -qxF 'db_path = \"postgresql:///queuectl?host=/run/postgresql&user=queuectl\"' /etc/queuectl/config.toml")
 
     with subtest("db: workers are READY over the unix socket, after postgresql.target"):
         for unit in worker_units:

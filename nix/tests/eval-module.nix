@@ -353,7 +353,7 @@ let
 
     # -- PostgreSQL on this host (createLocally) --
     "createLocally: config names the local database, peer authentication over the socket" =
-      localWritten.db_path == "host=/run/postgresql dbname=queuectl user=queuectl"
+      localWritten.db_path == "postgresql:///queuectl?host=/run/postgresql&user=queuectl"
       && localWritten == cliDefaults // { db_path = localWritten.db_path; };
     "createLocally: services.postgresql with the database and its owner" =
       localPg.enable
