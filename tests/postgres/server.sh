@@ -2,6 +2,7 @@
 # server.sh: a private, throwaway PostgreSQL 15 for queuectl's tests
 # (tests/postgres/with-server.sh and tests/it/support/postgres.rs use it).
 #
+#   server.sh check           can this machine run one? (exit 0, or 1 saying why)
 #   server.sh start [--listen ADDRS] [--durable] [--owner PID]
 #                             start one; prints `export QUEUECTL_TEST_PG...=`
 #                             lines for `eval` (listed below)
@@ -53,7 +54,7 @@ MARKER=.queuectl-test-pg
 
 say() { echo "server.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { sed -n '4,10p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # as_pg CMD...: run CMD as the postgres user when we are root (PostgreSQL
 # refuses root), as ourselves otherwise; from / so any cwd is fine.
@@ -346,6 +347,7 @@ cmd_env() {
 }
 
 case ${1:-} in
+    check) check_tools ;;
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop "${2:-}" ;;
     restart) cmd_restart "${2:-}" ;;

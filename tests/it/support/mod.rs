@@ -308,11 +308,17 @@ pub fn can_unshare_mounts() -> bool {
     let Some(why_not) = why_not else {
         return true;
     };
+    skip_unless_ci(&why_not);
+    false
+}
+
+/// Says why a test cannot run on this machine, so the caller can return
+/// early; under CI=true, where every test must run, panics instead.
+pub fn skip_unless_ci(why_not: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true, so not skipping: {why_not}");
     }
     eprintln!("skipping: {why_not}");
-    false
 }
 
 pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
@@ -365,4 +371,6 @@ impl Drop for TestEnv {
         }
     }
 }
+pub mod hosts;
+pub mod postgres;
 pub mod systemd;
