@@ -20,7 +20,12 @@ in
   name = "queuectl-postgresql";
 
   nodes.db =
-    { config, pkgs, ... }:
+    {
+      config,
+      nodes,
+      pkgs,
+      ...
+    }:
     {
       imports = [ queuectlModule ];
 
@@ -32,11 +37,13 @@ in
       };
 
       # The workers of other hosts: the same role, with a password, over TCP
-      # from the test network only.
+      # from node `worker` only, by either address family (/etc/hosts names
+      # both, so either may be used).
       services.postgresql = {
         enableTCPIP = true;
         authentication = ''
-          host queuectl queuectl 192.168.1.0/24 scram-sha-256
+          host queuectl queuectl ${nodes.worker.networking.primaryIPAddress}/32 scram-sha-256
+          host queuectl queuectl ${nodes.worker.networking.primaryIPv6Address}/128 scram-sha-256
         '';
       };
       networking.firewall.allowedTCPPorts = [ config.services.postgresql.settings.port ];
