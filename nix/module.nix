@@ -97,13 +97,12 @@ let
       QUEUECTL_DB_PASSWORD_FILE = passwordCredential;
     };
 
-  # Units the workers need before they can open the queue. The local
-  # server's role and database exist once postgresql.target is reached
+  # Units the workers start after, to find their queue. The local server's
+  # role and database exist once postgresql.target is reached
   # (ensureUsers/ensureDatabases run in postgresql-setup.service, which the
-  # target requires), not when postgresql.service is up.
-  databaseUnits =
-    lib.optionals db.createLocally [ "postgresql.target" ]
-    ++ lib.optionals remoteDatabase [ "network-online.target" ];
+  # target requires), not as soon as postgresql.service is up.
+  requiredUnits = lib.optional db.createLocally "postgresql.target";
+  wantedUnits = lib.optional remoteDatabase "network-online.target";
 
   # Who may use a local queue from a shell: root, the workers' user and the
   # members of the queue's group, as with SQLite (the group can write the
@@ -511,9 +510,9 @@ in
       environment = workerEnvironment;
       path = cfg.extraPackages;
       restartTriggers = [ configFile ];
-      after = databaseUnits;
-      wants = lib.optionals remoteDatabase [ "network-online.target" ];
-      requires = lib.optionals db.createLocally [ "postgresql.target" ];
+      after = requiredUnits ++ wantedUnits;
+      requires = requiredUnits;
+      wants = wantedUnits;
       serviceConfig = {
         User = cfg.user;
         Group = cfg.group;
