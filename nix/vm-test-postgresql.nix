@@ -155,8 +155,10 @@ in
             assert "db-password" in load and "${passwordFile}" in load, load
             assert "QUEUECTL_DB_PASSWORD_FILE=db-password" in unit_property(worker, unit, "Environment")
 
-    with subtest("worker: the password is in no config, unit or store path the module wrote"):
-        worker.fail(f"grep -rqF {password} /etc/queuectl /etc/systemd/system/queuectl-worker@.service.d")
+    with subtest("worker: the password is in neither the config nor the unit"):
+        # -R: /etc/queuectl/config.toml is a symlink into the store.
+        worker.fail(f"grep -RqF {password} /etc/queuectl")
+        worker.fail(f"systemctl cat {worker_units[0]} | grep -qF {password}")
         worker.succeed("grep -qxF 'db_path = \"postgresql://queuectl@db/queuectl?sslmode=disable\"' /etc/queuectl/config.toml")
 
     with subtest("jobs enqueued on worker run on the workers of both hosts"):
