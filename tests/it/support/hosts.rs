@@ -370,6 +370,25 @@ impl TestHost {
         cmd
     }
 
+    /// `cmd` run on this host instead: its program, args, environment
+    /// changes and working directory (not its stdio, nor an `env_clear`), so
+    /// `host.inside(&env.cmd().args(["worker", "run"]))` runs a TestEnv's
+    /// queuectl there.
+    pub fn inside(&self, cmd: &Command) -> Command {
+        let mut there = self.command(cmd.get_program());
+        there.args(cmd.get_args());
+        for (name, value) in cmd.get_envs() {
+            match value {
+                Some(value) => there.env(name, value),
+                None => there.env_remove(name),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            there.current_dir(dir);
+        }
+        there
+    }
+
     /// Takes the host's link down on the bridge side: its packets go
     /// nowhere, so open TCP connections stall and new ones time out.
     pub fn cut_link(&self) {
