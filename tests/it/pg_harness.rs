@@ -219,7 +219,7 @@ fn hosts_reach_postgres_on_the_bridge_only_and_a_cut_link_stalls() {
 }
 
 #[test]
-fn restart_keeps_committed_rows() {
+fn restart_and_down_up_keep_committed_rows() {
     let Some(pg) = PrivatePg::start("127.0.0.1") else {
         return;
     };
@@ -230,6 +230,12 @@ fn restart_keeps_committed_rows() {
         pg.restart();
         assert_eq!(db.sql("SELECT count(*) FROM jobs"), round.to_string());
     }
+    // Down for a while: connections are refused until it is up again.
+    pg.down();
+    let out = db.try_sql("SELECT 1");
+    assert!(!out.status.success(), "{}", text(&out));
+    pg.up();
+    assert_eq!(db.sql("SELECT count(*) FROM jobs"), "3");
 }
 
 #[test]

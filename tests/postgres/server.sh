@@ -8,6 +8,8 @@
 #                             lines for `eval` (listed below)
 #   server.sh env DIR         print those lines again
 #   server.sh restart DIR     immediate stop, then start on the same port (data kept)
+#   server.sh down DIR        immediate stop only (a crashed server; data kept)
+#   server.sh up DIR          start a stopped one again on the same port
 #   server.sh stop DIR        immediate stop, remove DIR (idempotent)
 #
 # --listen ADDRS   listen_addresses, comma-separated (default 127.0.0.1); tests
@@ -41,7 +43,8 @@
 #   QUEUECTL_TEST_PG_PASSFILE      a pgpass file (for PGPASSFILE), 0600
 #   QUEUECTL_TEST_PG_SOCKET_DIR    unix socket directory (host=... in conninfo)
 #   QUEUECTL_TEST_PG_CA_FILE       the CA certificate (sslrootcert=...)
-#   QUEUECTL_TEST_PG_DIR           DIR, for `stop`/`restart`
+#   QUEUECTL_TEST_PG_DIR           DIR, for `stop`/`restart`/`down`/`up`
+#   QUEUECTL_TEST_PG_DATA          its data directory (PGDATA)
 #   QUEUECTL_TEST_PG_BINDIR        PostgreSQL's programs (psql, pg_ctl, ...)
 #
 # Knobs: QUEUECTL_PG_BINDIR (default /usr/lib/postgresql/15/bin).
@@ -54,7 +57,7 @@ MARKER=.queuectl-test-pg
 
 say() { echo "server.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { sed -n '5,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,13p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # as_pg CMD...: run CMD as the postgres user when we are root (PostgreSQL
 # refuses root), as ourselves otherwise; from / so any cwd is fine.
@@ -192,6 +195,7 @@ print_env() {
         [QUEUECTL_TEST_PG_SOCKET_DIR]=$DIR/run
         [QUEUECTL_TEST_PG_CA_FILE]=$DIR/ca.crt
         [QUEUECTL_TEST_PG_DIR]=$DIR
+        [QUEUECTL_TEST_PG_DATA]=$DIR/data
         [QUEUECTL_TEST_PG_BINDIR]=$BINDIR
     )
     local k
@@ -334,10 +338,15 @@ cmd_stop() {
     remove_dir
 }
 
-cmd_restart() {
+cmd_down() {
     set_dir "$1"
     check_tools
     pg_stop_now
+}
+
+cmd_up() {
+    set_dir "$1"
+    check_tools
     pg_start || { log_tail; die "PostgreSQL did not start again on port $(cat "$DIR/port")"; }
 }
 
@@ -350,7 +359,9 @@ case ${1:-} in
     check) check_tools ;;
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop "${2:-}" ;;
-    restart) cmd_restart "${2:-}" ;;
+    restart) cmd_down "${2:-}" && cmd_up "${2:-}" ;;
+    down) cmd_down "${2:-}" ;;
+    up) cmd_up "${2:-}" ;;
     env) cmd_env "${2:-}" ;;
     watch) cmd_watch "${2:-}" ;;
     *) usage ;;

@@ -322,7 +322,23 @@ impl PrivatePg {
     /// connections cut) and starts it again on the same port and data;
     /// returns once it accepts connections.
     pub fn restart(&self) {
-        server_sh_ok(&["restart".as_ref(), self.server.dir().as_os_str()]);
+        self.server_sh("restart");
+    }
+
+    /// Stops the server at once, keeping its data and port, for tests of a
+    /// database that is gone for a while; [`up`](Self::up) brings it back.
+    pub fn down(&self) {
+        self.server_sh("down");
+    }
+
+    /// Starts a server that is [`down`](Self::down) again on the same port;
+    /// returns once it accepts connections.
+    pub fn up(&self) {
+        self.server_sh("up");
+    }
+
+    fn server_sh(&self, command: &str) {
+        server_sh_ok(&[command.as_ref(), self.server.dir().as_os_str()]);
     }
 }
 
