@@ -101,8 +101,11 @@ impl RunningJob {
 
 /// Variables of the worker's systemd service that a job must not inherit:
 /// a job speaking on the worker's notify socket would confuse systemd.
-const WORKER_ONLY_VARS: [&str; 7] = [
+const WORKER_ONLY_VARS: [&str; 9] = [
     contain::DELEGATED_VAR,
+    // How the worker reaches a PostgreSQL queue: not the job's business.
+    "PGPASSWORD",
+    "QUEUECTL_DB_PASSWORD_FILE",
     "NOTIFY_SOCKET",
     "WATCHDOG_PID",
     "WATCHDOG_USEC",

@@ -221,3 +221,27 @@ fn an_undecodable_env_column_stops_the_attempt_and_show_reports_it() {
     assert!(shown.contains("CORRUPT"), "{shown}");
     assert!(env.job("corrupt")["env_error"].as_str().is_some());
 }
+
+#[test]
+fn the_workers_database_password_never_reaches_a_job() {
+    let env = TestEnv::new();
+    let password_file = private_file(&env, "db-password", "hunter2\n", 0o600);
+    env.enqueue(r#"{"id":"peek","command":"env"}"#);
+    let out = env
+        .cmd()
+        .env("PGPASSWORD", "hunter2")
+        .env("QUEUECTL_DB_PASSWORD_FILE", &password_file)
+        .args(["worker", "run", "--drain"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.state("peek"), "completed");
+    let seen = env.ok(&["logs", "peek"]);
+    assert!(
+        seen.contains("QUEUECTL_JOB_ID=peek"),
+        "the job's env is there: {seen}"
+    );
+    for secret in ["hunter2", "PGPASSWORD", "QUEUECTL_DB_PASSWORD_FILE"] {
+        assert!(!seen.contains(secret), "{secret} reached the job: {seen}");
+    }
+}
