@@ -67,8 +67,28 @@ pub fn default_state_root() -> PathBuf {
         .join("queuectl")
 }
 
+/// `postgresql-<address>`: this host's directory for a shared queue, named
+/// after its address without password (so it is recognisable in `ls`).
+fn shared_queue_dir(db: &Database) -> String {
+    let name: String = db
+        .to_string()
+        .trim_start_matches("postgresql://")
+        .trim_start_matches("postgres://")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    format!("postgresql-{name}")
+}
+
 /// A queue and this host's files for it: beside an SQLite database, or in
-/// [`default_state_root`] for a PostgreSQL one.
+/// `postgresql-<address>/` under [`default_state_root`] for a PostgreSQL one.
 #[derive(Clone, Debug)]
 pub struct StateDir {
     pub db: Database,
@@ -82,7 +102,9 @@ impl StateDir {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                 _ => PathBuf::from("."),
             },
-            Database::Postgres(_) => default_state_root(),
+            // One directory per shared queue: two queues' workers on one
+            // host must not share pid files or instance numbers.
+            Database::Postgres(_) => default_state_root().join(shared_queue_dir(db)),
         };
         StateDir {
             db: db.clone(),
