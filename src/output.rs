@@ -2,8 +2,12 @@
 //! back to the log file when the journal cannot be reached) with
 //! structured fields (`QUEUECTL_JOB_ID`, `QUEUECTL_ATTEMPT`, `QUEUECTL_STREAM`;
 //! never `JOB_ID`, which is systemd's own field for its job numbers).
+//! Beside the sink, the last [`OUTPUT_TAIL_BYTES`] of each attempt's output
+//! are kept ([`OutputTail`]) and stored with the attempt, so the queue can
+//! show them on any host.
 
 use crate::error::{IoContext, Result};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -217,5 +221,122 @@ impl OutputSink for JournalSink {
             destination,
             truncated: self.fallback.as_ref().is_some_and(|f| f.report().truncated),
         }
+    }
+}
+
+/// How much of the end of an attempt's output the queue keeps with the
+/// attempt (`attempts.output_tail`), for `show` and `logs` on hosts other
+/// than the one that ran it. 8 KiB holds the last screenful or two (where a
+/// failure usually explains itself) while a queue of a million attempts
+/// stays within ~8 GB even if every one of them fills it; the full output
+/// stays in the journal or the log file on the attempt's host.
+pub const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
+
+/// The last [`OUTPUT_TAIL_BYTES`] of an attempt's output, both streams
+/// interleaved as written (as the log file holds them), in a ring buffer
+/// allocated with the first byte: a silent job costs nothing, a noisy one a
+/// copy of each line into memory. Streams are not marked per line: the
+/// tail reads the way `logs` shows the full output on the attempt's host.
+#[derive(Debug, Default)]
+pub struct OutputTail {
+    ring: VecDeque<u8>,
+    /// Bytes of output seen, kept or not.
+    seen: u64,
+}
+
+impl OutputTail {
+    pub fn new() -> OutputTail {
+        OutputTail::default()
+    }
+
+    /// Adds `bytes` at the end, forgetting the oldest beyond the limit.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.seen += bytes.len() as u64;
+        let bytes = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL_BYTES)..];
+        if self.ring.capacity() == 0 {
+            self.ring.reserve_exact(OUTPUT_TAIL_BYTES);
+        }
+        let over = (self.ring.len() + bytes.len()).saturating_sub(OUTPUT_TAIL_BYTES);
+        self.ring.drain(..over);
+        self.ring.extend(bytes);
+    }
+
+    /// The kept bytes as text: starting on a character boundary and after a
+    /// marker line when earlier output was cut; invalid UTF-8 and NUL (which
+    /// a PostgreSQL text column refuses) become U+FFFD.
+    pub fn into_text(self) -> String {
+        let mut bytes = Vec::from(self.ring);
+        let kept_all = self.seen == bytes.len() as u64;
+        let mut start = 0;
+        // At most three continuation bytes of a character whose start was cut.
+        while !kept_all && start < 3 && bytes.get(start).is_some_and(|b| b & 0xC0 == 0x80) {
+            start += 1;
+        }
+        bytes.drain(..start);
+        let text = String::from_utf8_lossy(&bytes).replace('\0', "\u{FFFD}");
+        if kept_all {
+            return text;
+        }
+        let cut = self.seen - bytes.len() as u64;
+        format!("{}{text}", tail_cut_marker(cut))
+    }
+}
+
+/// The line that starts a tail whose first `cut` bytes are not kept.
+pub fn tail_cut_marker(cut: u64) -> String {
+    format!("[... {cut} earlier bytes of output not kept ...]\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail_of(pieces: &[&[u8]]) -> String {
+        let mut tail = OutputTail::new();
+        for piece in pieces {
+            tail.push(piece);
+        }
+        tail.into_text()
+    }
+
+    #[test]
+    fn short_output_is_kept_whole_without_a_marker() {
+        assert_eq!(tail_of(&[]), "");
+        assert_eq!(tail_of(&[b"out\n", b"err\n", b"last"]), "out\nerr\nlast");
+    }
+
+    #[test]
+    fn long_output_keeps_exactly_the_last_bytes_after_a_marker() {
+        let lines: Vec<String> = (0..20_000).map(|i| format!("{i}\n")).collect();
+        let all = lines.concat();
+        let pieces: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let kept = &all[all.len() - OUTPUT_TAIL_BYTES..];
+        let cut = (all.len() - OUTPUT_TAIL_BYTES) as u64;
+        assert_eq!(tail_of(&pieces), format!("{}{kept}", tail_cut_marker(cut)));
+        // One line longer than the whole tail.
+        let huge = "x".repeat(3 * OUTPUT_TAIL_BYTES) + "end";
+        let text = tail_of(&[b"first\n", huge.as_bytes()]);
+        let cut = ("first\n".len() + huge.len() - OUTPUT_TAIL_BYTES) as u64;
+        let kept = &huge[huge.len() - OUTPUT_TAIL_BYTES..];
+        assert_eq!(text, format!("{}{kept}", tail_cut_marker(cut)));
+    }
+
+    #[test]
+    fn a_cut_starts_on_a_character_boundary() {
+        // "é" is two bytes, "€" three: whichever way the limit falls, the
+        // text starts with a whole character.
+        for pad in 0..3 {
+            let body = "x".repeat(pad) + &"é€".repeat(OUTPUT_TAIL_BYTES);
+            let text = tail_of(&[body.as_bytes()]);
+            let after = text.split_once("...]\n").unwrap().1;
+            assert!(after.starts_with('é') || after.starts_with('€'), "{pad}");
+            assert!(!after.contains('\u{FFFD}'));
+            assert!(body.ends_with(after));
+        }
+    }
+
+    #[test]
+    fn nul_and_invalid_bytes_become_replacement_characters() {
+        assert_eq!(tail_of(&[b"a\0b\xffc"]), "a\u{FFFD}b\u{FFFD}c");
     }
 }

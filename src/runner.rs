@@ -1,7 +1,8 @@
 //! The process runner: starts one job attempt as a child process in its own
 //! process group (with a vfork-style spawn, see `runner/spawn.rs`), streams
-//! its output to a sink line by line, and reports its exit (after its output
-//! is drained) as one event on the worker's channel. One job-watcher thread
+//! its output to a sink line by line (keeping its tail for the queue), and
+//! reports its exit (after its output is drained) as one event on the
+//! worker's channel. One job-watcher thread
 //! per process follows every running job. It decides nothing about retries
 //! and never touches the database.
 
@@ -10,7 +11,7 @@ mod spawn;
 
 pub use spawn::{in_new_session, killed_with_parent};
 
-use crate::output::{OutputReport, OutputSink, Stream};
+use crate::output::{OutputReport, OutputSink, OutputTail, Stream};
 use contain::AttemptCgroup;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -60,15 +61,18 @@ pub struct JobExit {
     pub stderr_tail: String,
     /// Where its output went, and whether all of it was kept.
     pub output: OutputReport,
+    /// The end of its output, both streams ([`OutputTail`]).
+    pub output_tail: String,
 }
 
 impl JobExit {
-    fn from_status(status: ExitStatus, stderr_tail: String, output: OutputReport) -> JobExit {
+    fn from_status(status: ExitStatus, stderr_tail: String, output: JobOutput) -> JobExit {
         JobExit {
             code: status.code(),
             signal: status.signal(),
             stderr_tail,
-            output,
+            output: output.sink.report(),
+            output_tail: output.tail.into_text(),
         }
     }
 
@@ -260,7 +264,10 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
         drain_until: None,
         stderr_tail: String::new(),
         cgroup: cgroup.clone(),
-        sink,
+        output: JobOutput {
+            sink,
+            tail: OutputTail::new(),
+        },
         on_exit: Box::new(move |exit| {
             let _ = events.send(E::from(exit));
         }),
@@ -345,8 +352,22 @@ struct Watched {
     /// The attempt's cgroup: whatever is left in it dies with the job's
     /// main process, and the cgroup is removed.
     cgroup: Option<AttemptCgroup>,
-    sink: Box<dyn OutputSink>,
+    output: JobOutput,
     on_exit: Box<dyn FnOnce(JobExit) + Send>,
+}
+
+/// Where each line of a job's output goes: its sink, and the tail the queue
+/// keeps.
+struct JobOutput {
+    sink: Box<dyn OutputSink>,
+    tail: OutputTail,
+}
+
+impl JobOutput {
+    fn line(&mut self, stream: Stream, line: &[u8]) {
+        self.tail.push(line);
+        self.sink.line(stream, line);
+    }
 }
 
 impl Watched {
@@ -380,7 +401,7 @@ impl Watched {
             let Some(reader) = slot else { continue };
             let readable = ready.get(next).copied().unwrap_or(false);
             next += 1;
-            if readable && !reader.read(buf, self.sink.as_mut()) {
+            if readable && !reader.read(buf, &mut self.output) {
                 if reader.stream == Stream::Stderr {
                     self.stderr_tail = reader.tail();
                 }
@@ -423,17 +444,16 @@ impl Watched {
     /// partial last line that did arrive is kept.
     fn finish(mut self) {
         for reader in self.streams.iter_mut().flatten() {
-            reader.finish(self.sink.as_mut());
+            reader.finish(&mut self.output);
             if reader.stream == Stream::Stderr {
                 self.stderr_tail = reader.tail();
             }
         }
-        self.sink.flush();
+        self.output.sink.flush();
         let status = self
             .status
             .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
-        let output = self.sink.report();
-        (self.on_exit)(JobExit::from_status(status, self.stderr_tail, output));
+        (self.on_exit)(JobExit::from_status(status, self.stderr_tail, self.output));
     }
 }
 
@@ -543,7 +563,7 @@ impl LineReader {
 
     /// Reads what is available and passes on every complete line. Returns
     /// false at end of file (after passing on a final partial line).
-    fn read(&mut self, buf: &mut [u8], sink: &mut dyn OutputSink) -> bool {
+    fn read(&mut self, buf: &mut [u8], out: &mut JobOutput) -> bool {
         let n = loop {
             match self.file.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -552,18 +572,18 @@ impl LineReader {
             }
         };
         if n == 0 {
-            self.finish(sink);
+            self.finish(out);
             return false;
         }
         let mut rest = &buf[..n];
         while let Some(end) = rest.iter().position(|b| *b == b'\n') {
             let (head, tail) = rest.split_at(end + 1);
             if self.line.is_empty() {
-                self.emit(head, sink);
+                self.emit(head, out);
             } else {
                 self.line.extend_from_slice(head);
                 let line = std::mem::take(&mut self.line);
-                self.emit(&line, sink);
+                self.emit(&line, out);
             }
             rest = tail;
         }
@@ -572,15 +592,15 @@ impl LineReader {
     }
 
     /// Passes on a final line that has no newline.
-    fn finish(&mut self, sink: &mut dyn OutputSink) {
+    fn finish(&mut self, out: &mut JobOutput) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.emit(&line, sink);
+            self.emit(&line, out);
         }
     }
 
-    fn emit(&mut self, line: &[u8], sink: &mut dyn OutputSink) {
-        sink.line(self.stream, line);
+    fn emit(&mut self, line: &[u8], out: &mut JobOutput) {
+        out.line(self.stream, line);
         if self.stream == Stream::Stderr {
             self.tail.extend_from_slice(line);
             if self.tail.len() > 2 * STDERR_TAIL_BYTES {

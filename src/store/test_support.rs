@@ -66,6 +66,16 @@ impl TestQueue {
         })
     }
 
+    /// Another new, empty queue on the same backend (a copy's target).
+    pub fn another(&self) -> TestQueue {
+        match &self.database {
+            Database::Sqlite(_) => TestQueue::sqlite(),
+            Database::Postgres(_) => {
+                TestQueue::postgres().expect("the test server serves one queue, so another")
+            }
+        }
+    }
+
     /// Opens (creating on first use) the queue.
     pub fn open(&self) -> Store {
         Store::open(&self.database, crate::config::Durability::Full).unwrap()

@@ -45,6 +45,7 @@ conformance! {
     concurrent_claimers_never_share_a_job,
     a_rescue_names_the_attempt_and_finishes_only_the_attempts_it_was_given,
     env_file_is_stored_and_handed_to_the_worker,
+    the_output_tail_is_recorded_read_and_copied_with_its_attempt,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -507,4 +508,79 @@ fn env_file_is_stored_and_handed_to_the_worker(q: &TestQueue) {
     );
     let claimed = store.claim_at(&request("w"), at(1)).unwrap().unwrap();
     assert_eq!(claimed.env_file.as_deref(), Some("backup-env"));
+}
+
+fn the_output_tail_is_recorded_read_and_copied_with_its_attempt(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue(&mut store, r#"{"id":"ran","command":"x"}"#, at(0));
+    enqueue(&mut store, r#"{"id":"lost","command":"x"}"#, at(0));
+    let ran = store.claim_at(&request("w"), at(1)).unwrap().unwrap();
+    let lost = store.claim_at(&request("w"), at(1)).unwrap().unwrap();
+    assert_eq!(
+        store.attempts("ran").unwrap()[0].output_tail,
+        None,
+        "running"
+    );
+    // Everything a tail may hold: lines of both streams, a cut marker,
+    // characters beyond ASCII, the replacement character.
+    let tail = format!(
+        "{}out é €\nerr \u{FFFD}\nlast",
+        crate::output::tail_cut_marker(12_345)
+    );
+    let result = AttemptResult {
+        output_tail: Some(tail.clone()),
+        ..AttemptResult::new(AttemptOutcome::Failed)
+    };
+    store
+        .finish_at(&ran.lease, &result, &policy(), at(2), None)
+        .unwrap();
+    // A rescue (its worker died) records no tail.
+    store
+        .finish_at(
+            &lost.lease,
+            &AttemptResult::new(AttemptOutcome::LeaseExpired),
+            &policy(),
+            at(2),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        store.attempts("ran").unwrap()[0].output_tail.as_deref(),
+        Some(tail.as_str())
+    );
+    assert_eq!(store.attempts("lost").unwrap()[0].output_tail, None);
+
+    // The second attempt's tail is its own; the first keeps its.
+    let again = store.claim_at(&request("w"), at(10)).unwrap().unwrap();
+    assert_eq!(again.id, "ran");
+    let second = AttemptResult {
+        output_tail: Some(String::new()),
+        ..AttemptResult::new(AttemptOutcome::Succeeded)
+    };
+    store
+        .finish_at(&again.lease, &second, &policy(), at(11), None)
+        .unwrap();
+    let tails: Vec<_> = store
+        .attempts("ran")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.output_tail)
+        .collect();
+    assert_eq!(tails, [Some(tail.clone()), Some(String::new())]);
+
+    // A copied queue carries the tails.
+    let exported = store.export().unwrap();
+    let target = q.another();
+    let mut copy = target.open();
+    copy.import(&exported).unwrap();
+    for id in ["ran", "lost"] {
+        let tails = |s: &mut Store| -> Vec<_> {
+            s.attempts(id)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.output_tail)
+                .collect()
+        };
+        assert_eq!(tails(&mut copy), tails(&mut store), "{id}");
+    }
 }

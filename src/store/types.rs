@@ -102,6 +102,10 @@ pub struct Attempt {
     /// The host it ran on, and its own cgroup if it had one.
     pub host: Option<String>,
     pub cgroup: Option<String>,
+    /// The last few KiB of its output (`output::OUTPUT_TAIL_BYTES`), kept in
+    /// the queue so any host can show them; `None` when none was recorded
+    /// (it never started, its worker died, or it ran before tails were kept).
+    pub output_tail: Option<String>,
 }
 
 impl Attempt {
@@ -232,6 +236,9 @@ pub struct AttemptResult {
     /// What became of its output; `None` keeps what the claim recorded (an
     /// attempt that never started, or one rescued after its worker died).
     pub output: Option<OutputReport>,
+    /// The end of its output (`output::OutputTail`); `None` when it never ran
+    /// here to the end (never started, rescued).
+    pub output_tail: Option<String>,
 }
 
 impl AttemptResult {
@@ -242,6 +249,7 @@ impl AttemptResult {
             signal: None,
             error: None,
             output: None,
+            output_tail: None,
         }
     }
 

@@ -692,5 +692,6 @@ fn attempt_result(
         signal: exit.signal,
         error,
         output: Some(exit.output),
+        output_tail: Some(exit.output_tail),
     }
 }

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
+    include_str!("migrations/004_output_tail.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -519,8 +520,8 @@ impl SqliteStore {
             )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome, exit_code, signal,
-                 error, output, host, cgroup, output_truncated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 error, output, host, cgroup, output_truncated, output_tail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for a in &record.attempts {
             insert.execute(params![
@@ -537,6 +538,7 @@ impl SqliteStore {
                 a.host,
                 a.cgroup,
                 a.output_truncated,
+                a.output_tail,
             ])?;
         }
         Ok(())
@@ -545,7 +547,7 @@ impl SqliteStore {
 
 /// Columns of an attempt row, in the order [`attempt_from_row`] reads them.
 const ATTEMPT_COLUMNS: &str = "a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, a.output,
-     a.host, a.cgroup, a.output_truncated";
+     a.host, a.cgroup, a.output_truncated, a.output_tail";
 
 fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
     let outcome: Option<String> = r.get(4)?;
@@ -571,6 +573,7 @@ fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         host: r.get(9)?,
         cgroup: r.get(10)?,
         output_truncated: r.get(11)?,
+        output_tail: r.get(12)?,
     })
 }
 
@@ -1177,7 +1180,8 @@ fn finish_in(
     }
     tx.prepare_cached(
         "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5,
-             output = COALESCE(?8, output), output_truncated = COALESCE(?9, output_truncated)
+             output = COALESCE(?8, output), output_truncated = COALESCE(?9, output_truncated),
+             output_tail = ?10
          WHERE job_seq = ?6 AND number = ?7",
     )?
     .execute(params![
@@ -1190,6 +1194,7 @@ fn finish_in(
         lease.attempt,
         result.output.map(|o| o.destination.as_str()),
         result.output.map(|o| o.truncated),
+        result.output_tail,
     ])?;
     Ok(true)
 }
