@@ -1,13 +1,18 @@
 //! `logs`: a job's output, from its log file and from the journal (an
 //! attempt's recorded destination says which holds it), then plain notes on
-//! stderr when there is none or some of it was cut. `--json` prints the
-//! output with each attempt's destination and truncation.
+//! stderr when there is none or some of it was cut. An attempt whose output
+//! is not on this host (it ran on another, or its log file is gone) is shown
+//! by the tail the queue kept, after notes saying so and where the full
+//! output is. `--json` prints this host's output with each attempt's
+//! destination, truncation, host, tail and where its full output is.
 
 use super::Context;
 use super::format::print_json;
+use super::output_place::{Here, notes};
 use queuectl::error::{Error, IoContext, Result};
 use queuectl::output::{Destination, JOB_SYSLOG_IDENTIFIER};
 use queuectl::store::{Attempt, OpenMode};
+use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,7 +24,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     store.get(id)?; // not found → exit 3
-    let path = ctx.state.job_log(id);
+    let here = Here::new(ctx.state.job_log(id));
     let mut out = Sink::new(ctx.json);
     let mut offset = 0;
     let mut cursor: Option<String> = None;
@@ -28,14 +33,25 @@ pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
         // always picked up by the reads that follow.
         let finished = !follow || store.get(id)?.state.is_terminal();
         let attempts = store.attempts(id)?;
-        // Every attempt whose output went to the file (or fell back to it)
-        // appended to this one file.
-        offset = read_file_from(&path, offset, &mut out)?;
-        if attempts.iter().any(|a| a.output == Destination::Journal) {
+        let (local, elsewhere): (Vec<&Attempt>, Vec<&Attempt>) =
+            attempts.iter().partition(|a| here.place(a).is_here());
+        // Output kept elsewhere, in attempt order around this host's (which
+        // is one file and one journal query, however many attempts wrote it).
+        let first_local = local.first().map(|a| a.number).unwrap_or(u32::MAX);
+        let (before, after): (Vec<&Attempt>, Vec<&Attempt>) =
+            elsewhere.iter().partition(|a| a.number < first_local);
+        out.tails(&here, id, &before)?;
+        if !local.is_empty() {
+            // Every attempt whose output went to the file (or fell back to
+            // it) appended to this one file.
+            offset = read_file_from(&here.log, offset, &mut out)?;
+        }
+        if local.iter().any(|a| a.output == Destination::Journal) {
             cursor = read_journal_after(id, cursor.as_deref(), &mut out)?.or(cursor);
         }
+        out.tails(&here, id, &after)?;
         if finished {
-            return report(id, &attempts, out);
+            return report(id, &attempts, &here, out);
         }
         std::thread::sleep(FOLLOW_POLL);
     }
@@ -45,6 +61,10 @@ pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
 struct Sink {
     json: Option<Vec<u8>>,
     printed: u64,
+    /// Attempts elsewhere whose notes were shown while they ran, and those
+    /// whose tail was shown (with its notes) after they ended.
+    running_noted: BTreeSet<u32>,
+    tails_shown: BTreeSet<u32>,
 }
 
 impl Sink {
@@ -52,7 +72,33 @@ impl Sink {
         Sink {
             json: json.then(Vec::new),
             printed: 0,
+            running_noted: BTreeSet::new(),
+            tails_shown: BTreeSet::new(),
         }
+    }
+
+    /// Shows, once each, the kept tails of `attempts` whose output is not on
+    /// this host, after notes saying so, once they ended (an attempt's tail
+    /// is stored when it ends; until then, only the notes). `--json` lists
+    /// the tails per attempt instead.
+    fn tails(&mut self, here: &Here, id: &str, attempts: &[&Attempt]) -> Result<()> {
+        for attempt in attempts {
+            let shown = match attempt.finished_at {
+                _ if self.json.is_some() => continue,
+                Some(_) => &mut self.tails_shown,
+                None => &mut self.running_noted,
+            };
+            if !shown.insert(attempt.number) {
+                continue;
+            }
+            for note in notes(here, id, attempt) {
+                eprintln!("note: {note}");
+            }
+            if let Some(tail) = &attempt.output_tail {
+                self.write(tail.as_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -70,7 +116,7 @@ impl Sink {
 
 /// Ends with what the output alone does not say: that there is none, or
 /// that an attempt's output is incomplete.
-fn report(id: &str, attempts: &[Attempt], out: Sink) -> Result<()> {
+fn report(id: &str, attempts: &[Attempt], here: &Here, out: Sink) -> Result<()> {
     let truncated: Vec<u32> = attempts
         .iter()
         .filter(|a| a.output_truncated)
@@ -82,8 +128,13 @@ fn report(id: &str, attempts: &[Attempt], out: Sink) -> Result<()> {
             .map(|a| {
                 serde_json::json!({
                     "number": a.number,
+                    "host": a.host,
                     "output": a.output,
                     "output_truncated": a.output_truncated,
+                    // Whether "output" above holds this attempt's output.
+                    "output_here": here.place(a).is_here(),
+                    "output_location": here.location(id, a),
+                    "output_tail": a.output_tail,
                 })
             })
             .collect();
@@ -94,7 +145,7 @@ fn report(id: &str, attempts: &[Attempt], out: Sink) -> Result<()> {
             "attempts": attempts,
         }));
     }
-    if out.printed == 0 {
+    if out.printed == 0 && out.tails_shown.is_empty() && out.running_noted.is_empty() {
         match attempts.len() {
             0 => eprintln!("job '{id}' has no output: it has not run yet"),
             1 => eprintln!("job '{id}' has no output: its attempt printed nothing"),

@@ -13,6 +13,7 @@ mod format;
 mod list;
 mod logs;
 mod metrics;
+mod output_place;
 mod purge;
 mod show;
 mod status;

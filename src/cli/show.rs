@@ -1,7 +1,8 @@
 use super::Context;
 use super::format::{print_json, short_duration, time};
+use super::output_place::{Here, notes};
 use queuectl::error::Result;
-use queuectl::store::OpenMode;
+use queuectl::store::{Attempt, OpenMode};
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
@@ -104,5 +105,30 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
             a.number
         );
     }
+    show_output_elsewhere(&Here::new(ctx.state.job_log(id)), id, &attempts);
     Ok(())
+}
+
+/// For attempts whose output is not on this host: where it is; and the tail
+/// the queue kept of the latest one (`logs` shows every attempt's).
+fn show_output_elsewhere(here: &Here, id: &str, attempts: &[Attempt]) {
+    for a in attempts {
+        for note in notes(here, id, a) {
+            println!("  {note}");
+        }
+    }
+    let Some(latest) = attempts.last() else {
+        return;
+    };
+    let tail = latest.output_tail.as_deref().unwrap_or("");
+    if here.place(latest).is_here() || tail.is_empty() {
+        return;
+    }
+    println!(
+        "\n  output of attempt {}, as kept in the queue:",
+        latest.number
+    );
+    for line in tail.lines() {
+        println!("    {line}");
+    }
 }

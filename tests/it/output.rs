@@ -1,6 +1,8 @@
 //! Job output kept honestly: an attempt whose output could not all be
 //! stored says so, and output meant for an unreachable journal lands in the
-//! job's log file instead of nowhere.
+//! job's log file instead of nowhere. The queue keeps each attempt's last
+//! 8 KiB, which `show` and `logs` print where the full output is not (on
+//! another host, or its log file gone), saying where it is.
 
 use crate::support::TestEnv;
 use serde_json::Value;
@@ -99,4 +101,121 @@ fn output_meant_for_an_unreachable_journal_goes_to_the_log_file() {
         "job 'quiet' has no output: its attempt printed nothing"
     );
     assert!(env.worker_log("w1").contains("the journal is unreachable"));
+}
+
+/// The queue's copy of the end of an attempt's output: the last 8 KiB of
+/// `full` after a marker line.
+fn kept_tail(full: &str) -> String {
+    const KEPT: usize = 8 * 1024;
+    assert!(full.len() > KEPT && full.is_ascii());
+    format!(
+        "[... {} earlier bytes of output not kept ...]\n{}",
+        full.len() - KEPT,
+        &full[full.len() - KEPT..]
+    )
+}
+
+#[test]
+fn a_100_kib_output_keeps_exactly_its_last_8_kib_in_the_queue_and_logs_here_prints_all() {
+    let mut env = TestEnv::new();
+    env.spawn_worker("w1");
+    // 100 KiB on stdout, then a line on stderr.
+    env.enqueue(
+        r#"{"id":"big","command":"seq 100000 | head -c 102400; echo; echo from-stderr >&2"}"#,
+    );
+    env.wait_for_state("big", "completed", WAIT);
+
+    let log = env.path("state/logs/big.log");
+    let full = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(full.len(), 102_400 + "\nfrom-stderr\n".len());
+    let job = env.job("big");
+    let attempt = &job["attempt_history"][0];
+    assert_eq!(attempt["output_tail"], kept_tail(&full).as_str());
+    assert!(
+        attempt["output_tail"]
+            .as_str()
+            .unwrap()
+            .ends_with("\nfrom-stderr\n")
+    );
+
+    // On the host that ran it, `logs` prints the full output, as always.
+    let out = env.run(&["logs", "big"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), full);
+    assert_eq!(text(&out.stderr), "");
+    let show = env.ok(&["show", "big"]);
+    assert!(!show.contains("kept in the queue"), "{show}");
+
+    // Its log file gone, the tail is what is left, and `logs` says so.
+    std::fs::remove_file(&log).unwrap();
+    let out = env.run(&["logs", "big"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), kept_tail(&full));
+    let notes = text(&out.stderr);
+    assert!(
+        notes.contains(&format!("attempt 1's log file {} is gone", log.display())),
+        "{notes}"
+    );
+}
+
+#[test]
+fn logs_and_show_of_an_attempt_run_on_another_host_print_its_tail_and_where_the_rest_is() {
+    const HOST: &str = "qtest-web1";
+    let mut env = TestEnv::new();
+    assert_ne!(queuectl::worker::hostname(), HOST);
+    let Some(_worker) = env.spawn_worker_on_host("w1", HOST) else {
+        return;
+    };
+    env.enqueue(r#"{"id":"far","command":"seq 3000; echo oops >&2; exit 3","max_retries":0}"#);
+    env.wait_for_state("far", "dead", WAIT);
+    let job = env.job("far");
+    let attempt = &job["attempt_history"][0];
+    assert_eq!(attempt["host"], HOST);
+    // The worker's host wrote the log file (this test's hosts share files).
+    let log = env.path("state/logs/far.log");
+    let full = std::fs::read_to_string(&log).unwrap();
+    let tail = kept_tail(&full);
+    assert_eq!(attempt["output_tail"], tail.as_str());
+    let location = format!("host {HOST}: {}", log.display());
+
+    // Here, another host: the tail, and where the full output is.
+    let out = env.run(&["logs", "far"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), tail);
+    let notes = text(&out.stderr);
+    assert!(
+        notes.contains(&format!("note: attempt 1 ran on host {HOST}; the queue keeps the end of its output (up to 8 KiB)")),
+        "{notes}"
+    );
+    assert!(
+        notes.contains(&format!("note: full output: {location}\n")),
+        "{notes}"
+    );
+
+    let logs = env.json(&["logs", "far"]);
+    let kept = &logs["attempts"][0];
+    assert_eq!(logs["output"], "", "nothing of it is on this host");
+    assert_eq!(kept["host"], HOST);
+    assert_eq!(kept["output_here"], false);
+    assert_eq!(kept["output_location"], location.as_str());
+    assert_eq!(kept["output_tail"], tail.as_str());
+
+    let show = env.ok(&["show", "far"]);
+    assert!(show.contains(&format!("full output: {location}")), "{show}");
+    assert!(
+        show.contains("output of attempt 1, as kept in the queue:\n    [... ")
+            && show.ends_with("    3000\n    oops\n"),
+        "{show}"
+    );
+
+    // On the host that ran it: the full output, as always.
+    let out = env
+        .cmd_on_host(HOST)
+        .unwrap()
+        .args(["logs", "far"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), full);
+    assert_eq!(text(&out.stderr), "");
 }

@@ -5,7 +5,9 @@
 
 use crate::containment::env_reset_job;
 use crate::support::systemd::PrivateSystemd;
-use crate::support::{binary, read_lines, signal, wait_until, wait_until_or};
+use crate::support::{
+    binary, can_unshare_uts, on_host_args, read_lines, signal, wait_until, wait_until_or,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -49,6 +51,19 @@ impl SystemdQueue {
         cmd.env("QUEUECTL_DB", self.path("state/queue.db"))
             .env("QUEUECTL_CONFIG", self.path("config.toml"));
         cmd
+    }
+
+    /// The CLI inside the namespace as if on host `host` (its own UTS
+    /// namespace); `None` (printing why) where that cannot be done.
+    fn cli_on_host(&self, host: &str) -> Option<std::process::Command> {
+        if !can_unshare_uts() {
+            return None;
+        }
+        let mut cmd = self.sd.command("unshare");
+        cmd.args(on_host_args(binary().as_os_str(), host))
+            .env("QUEUECTL_DB", self.path("state/queue.db"))
+            .env("QUEUECTL_CONFIG", self.path("config.toml"));
+        Some(cmd)
     }
 
     fn q(&self, args: &[&str]) -> Output {
@@ -202,6 +217,33 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         !logs.contains("starting job"),
         "only the job's output: {logs}"
     );
+
+    // From another host, `logs` prints the tail the queue kept and the
+    // command that shows the full output on this one, which works here.
+    if let Some(mut elsewhere) = q.cli_on_host("qtest-other") {
+        let out = elsewhere.args(["logs", "job1"]).output().unwrap();
+        let (tail, notes) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{notes}");
+        assert!(
+            tail.contains("out-1\n") && tail.contains("err-1\n"),
+            "{tail}"
+        );
+        let command = "journalctl QUEUECTL_JOB_ID=job1 QUEUECTL_ATTEMPT=1";
+        let host = queuectl::worker::hostname();
+        assert!(
+            notes.contains(&format!("note: full output: host {host}: {command}\n")),
+            "{notes}"
+        );
+        let args: Vec<&str> = command.split(' ').skip(1).collect();
+        let full = q.journal(&[&["-o", "cat"], &args[..]].concat());
+        assert!(
+            full.contains("out-1\n") && full.contains("err-1\n"),
+            "{full}"
+        );
+    }
 }
 
 /// journald allows a unit 10,000 messages per 30 s by default and drops the

@@ -235,6 +235,32 @@ impl TestEnv {
         cmd
     }
 
+    /// A queuectl command run as if on host `host`: in a new UTS namespace
+    /// with that hostname (same files, same network). Returns `None`
+    /// (printing why) where that cannot be done; panics instead under CI=true.
+    pub fn cmd_on_host(&self, host: &str) -> Option<Command> {
+        if !can_unshare_uts() {
+            return None;
+        }
+        let mut cmd = self.cmd_running("unshare".as_ref());
+        cmd.args(on_host_args(binary().as_os_str(), host));
+        Some(cmd)
+    }
+
+    /// Starts `queuectl worker run --name NAME` as if on host `host` (see
+    /// [`cmd_on_host`]).
+    pub fn spawn_worker_on_host(&mut self, name: &str, host: &str) -> Option<u32> {
+        let log = std::fs::File::create(self.path(&format!("worker-{name}.log"))).unwrap();
+        let child = self
+            .cmd_on_host(host)?
+            .args(["worker", "run", "--name", name])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        Some(self.adopt(child))
+    }
+
     /// A queuectl command inside the mount namespace of process `pid` (a
     /// worker from [`spawn_worker_in_namespace`]).
     pub fn cmd_in_namespace_of(&self, pid: u32) -> Command {
@@ -284,22 +310,43 @@ impl TestEnv {
     }
 }
 
+/// `unshare` arguments that run `program` (then the caller's args) in a new
+/// UTS namespace whose hostname is `host`: to a queue, a process on
+/// another host.
+pub fn on_host_args(program: &std::ffi::OsStr, host: &str) -> Vec<std::ffi::OsString> {
+    let script = r#"echo "$1" > /proc/sys/kernel/hostname && shift && exec "$0" "$@""#;
+    let mut args: Vec<std::ffi::OsString> =
+        ["--uts", "--", "sh", "-c", script].map(Into::into).into();
+    args.extend([program.to_owned(), host.into()]);
+    args
+}
+
 /// Whether this process may create mount namespaces and mount in them
 /// (root with `unshare` and `nsenter` installed). Prints why not and returns
 /// false; panics instead under CI=true, where such tests must run.
 pub fn can_unshare_mounts() -> bool {
+    can_unshare("--mount", "mount in a private mount namespace")
+}
+
+/// Whether this process may give a command its own hostname (a UTS
+/// namespace), as [`can_unshare_mounts`] answers.
+pub fn can_unshare_uts() -> bool {
+    can_unshare("--uts", "set a hostname in a private UTS namespace")
+}
+
+fn can_unshare(namespace: &str, needs: &str) -> bool {
     let why_not = if !nix::unistd::Uid::effective().is_root() {
-        Some("needs root to mount in a private mount namespace".to_owned())
+        Some(format!("needs root to {needs}"))
     } else {
         match Command::new("unshare")
-            .args(["--mount", "--", "nsenter", "--version"])
+            .args([namespace, "--", "nsenter", "--version"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
         {
             Ok(out) if out.status.success() => None,
             Ok(out) => Some(format!(
-                "unshare --mount failed: {}",
+                "unshare {namespace} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )),
             Err(e) => Some(format!("cannot run unshare: {e}")),
