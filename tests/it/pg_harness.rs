@@ -74,6 +74,26 @@ fn tls_modes_and_password_sources_work() {
             text(&out)
         );
     }
+    // A client whose clock is hours behind (libfaketime, as in clock-skew
+    // tests) still accepts the certificates.
+    let url = format!("{}?{}", db.url(), server.tls_query("verify-full"));
+    let mut behind = Command::new("faketime");
+    behind.args(["-f", "-3h"]).arg(server.psql_path());
+    match server
+        .psql_in(behind, &url)
+        .args(["-c", "SELECT 1"])
+        .output()
+    {
+        Ok(out) => assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "1",
+            "{}",
+            text(&out)
+        ),
+        Err(e) => {
+            crate::support::skip_unless_ci(&format!("faketime: {e} (Debian's faketime package)"))
+        }
+    }
     // Without the password in the URL: refused, unless PGPASSFILE supplies it
     // (over TCP and over the unix socket).
     let bare = server.url_without_password_to(db.name());
@@ -149,6 +169,34 @@ fn three_hosts_have_their_own_hostnames() {
         ours,
         "ours is untouched"
     );
+
+    // The child is the program itself (every wrapper execs), so its pid is
+    // the one to kill -9, and it lives in the host's network namespace.
+    let mut child = network.hosts()[0]
+        .command("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until("the wrappers exec sleep", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let netns_of = |pid: String| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(netns_of(pid.to_string()), netns_of("self".into()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A TestEnv's queuectl runs on a host with that env's queue and config.
+    let env = crate::support::TestEnv::new();
+    let out = network.hosts()[2]
+        .inside(
+            env.cmd()
+                .args(["enqueue", r#"{"id":"from-c","command":"true"}"#]),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.state("from-c"), "pending");
 }
 
 #[test]
