@@ -4,9 +4,10 @@
 //! server restart, and nothing left behind.
 
 use crate::support::hosts::TestNetwork;
-use crate::support::postgres::{PgServer, PrivatePg};
+use crate::support::postgres::{PgServer, PrivatePg, servers_can_run};
 use crate::support::wait_until;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -292,13 +293,7 @@ fn a_dropped_private_server_leaves_nothing() {
         return;
     };
     let dir = pg.dir().to_owned();
-    let pid: u32 = std::fs::read_to_string(dir.join("data/postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = postmaster_of(&dir);
     drop(pg);
     assert!(!dir.exists());
     assert!(!crate::support::alive(pid), "postmaster {pid} still runs");
@@ -407,4 +402,71 @@ fn a_killed_owners_network_is_swept() {
         .filter(|n| names.contains(n) && *n != next.bridge())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+const WITH_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres/with-server.sh");
+
+/// The postmaster's pid of the server in `dir` (server.sh's directory).
+fn postmaster_of(dir: &Path) -> u32 {
+    std::fs::read_to_string(dir.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn with_server_returns_the_commands_status_and_removes_the_server() {
+    if !servers_can_run() {
+        return;
+    }
+    let script = r#"echo "$QUEUECTL_TEST_PG_DIR"
+        "$QUEUECTL_TEST_PG_BINDIR/psql" -X -At "$QUEUECTL_TEST_PG" -c 'SELECT 6 + 1' || exit 1
+        exit 7"#;
+    let out = Command::new("bash")
+        .args([WITH_SERVER, "sh", "-c", script])
+        .env_remove("QUEUECTL_TEST_PG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[1], "7", "{}", text(&out));
+    assert!(!Path::new(lines[0]).exists(), "{} is left", lines[0]);
+}
+
+#[test]
+fn a_killed_with_server_still_removes_its_server() {
+    if !servers_can_run() {
+        return;
+    }
+    // CMD prints the server's directory, then waits for its stdin to close.
+    let mut run = Command::new("bash")
+        .args([
+            WITH_SERVER,
+            "sh",
+            "-c",
+            r#"echo "$QUEUECTL_TEST_PG_DIR"; read -r _"#,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let dir = PathBuf::from(line.trim());
+    let postmaster = postmaster_of(&dir);
+    run.kill().unwrap(); // SIGKILL: its EXIT trap never runs
+    run.wait().unwrap();
+    drop(run.stdin.take()); // and CMD ends
+    wait_until(
+        "the watcher removes the server of the killed with-server.sh",
+        Duration::from_secs(20),
+        || !dir.exists() && !crate::support::alive(postmaster),
+    );
 }

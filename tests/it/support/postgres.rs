@@ -295,15 +295,24 @@ fn server_sh_ok(args: &[&OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether server.sh can start servers here (PostgreSQL 15 and openssl
+/// installed, a `postgres` user when root). Prints why not and returns
+/// false; panics instead under CI=true.
+pub fn servers_can_run() -> bool {
+    let check = server_sh().arg("check").output().expect("run server.sh");
+    if !check.status.success() {
+        super::skip_unless_ci(String::from_utf8_lossy(&check.stderr).trim());
+    }
+    check.status.success()
+}
+
 impl PrivatePg {
     /// Starts a server listening on `listen` only (comma-separated
     /// addresses, e.g. a [`TestNetwork`](super::hosts::TestNetwork)'s
     /// bridge address), or returns `None` after printing why this machine
     /// cannot (panics instead under CI=true). About a second.
     pub fn start(listen: &str) -> Option<PrivatePg> {
-        let check = server_sh().arg("check").output().expect("run server.sh");
-        if !check.status.success() {
-            super::skip_unless_ci(String::from_utf8_lossy(&check.stderr).trim());
+        if !servers_can_run() {
             return None;
         }
         let owner = std::process::id().to_string();
