@@ -2,7 +2,7 @@
 
 mod connect;
 
-pub use connect::PgTarget;
+pub use connect::{PgTarget, connect, map_error};
 
 use super::OpenMode;
 use crate::error::{Error, Result};
