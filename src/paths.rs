@@ -42,8 +42,8 @@ pub fn config_path(explicit: Option<&Path>) -> PathBuf {
         .join("queuectl/config.toml")
 }
 
-/// `$QUEUECTL_DB`, else the config's `db_path`, else
-/// `/var/lib/queuectl/queue.db` for root or `$XDG_STATE_HOME/queuectl/queue.db`.
+/// `$QUEUECTL_DB`, else the config's `db_path`, else `queue.db` in
+/// [`default_state_root`].
 /// A PostgreSQL URL or conninfo in either names a PostgreSQL queue.
 pub fn database(config: &Config) -> Result<Database> {
     if let Some(text) = std::env::var_os("QUEUECTL_DB").filter(|v| !v.is_empty()) {
@@ -55,10 +55,15 @@ pub fn database(config: &Config) -> Result<Database> {
     Ok(Database::Sqlite(default_state_root().join("queue.db")))
 }
 
-/// `/var/lib/queuectl` for root, else `$XDG_STATE_HOME/queuectl`: the
-/// default queue's directory, and the local state of a PostgreSQL queue's
-/// workers (logs, wake sockets, pid files).
+/// `$QUEUECTL_STATE_DIR`, else `/var/lib/queuectl` for root, else
+/// `$XDG_STATE_HOME/queuectl`: the default queue's directory, and the local
+/// state of a PostgreSQL queue's workers (logs, wake sockets, pid files).
+/// The variable lets a benchmark or a test give a PostgreSQL queue files of
+/// its own instead of the machine's.
 pub fn default_state_root() -> PathBuf {
+    if let Some(dir) = env_path("QUEUECTL_STATE_DIR") {
+        return dir;
+    }
     if is_root() {
         return PathBuf::from("/var/lib/queuectl");
     }

@@ -32,7 +32,7 @@ fn config_get_and_set_validate_and_keep_comments() {
     let all = env.json(&["config", "get"]);
     assert_eq!(
         all["db_path"],
-        env.db().to_str().unwrap(),
+        env.db_shown(),
         "QUEUECTL_DB wins over the config"
     );
     assert_eq!(all["backoff_base"], 2.0);

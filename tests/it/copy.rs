@@ -1,8 +1,8 @@
 //! `queuectl copy`: a queue's jobs and history moved to another queue, never
-//! into one that holds jobs, never from one with running jobs. (The
-//! PostgreSQL round trip is in the conformance suite's
-//! export/import tests.)
+//! into one that holds jobs, never from one with running jobs; and a queue
+//! taken from SQLite to PostgreSQL and back through the CLI, job for job.
 
+use crate::support::postgres::PgServer;
 use crate::support::{TestEnv, wait_until};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ fn a_queue_is_copied_with_its_history_and_a_filled_target_is_refused() {
     env.wait_for_state("bad", "dead", Duration::from_secs(20));
 
     let target = env.path("copy/target.db");
-    let from = env.db();
+    let from = env.db_address();
     let args = [
         "--json",
         "copy",
@@ -73,7 +73,7 @@ fn a_queue_with_running_jobs_is_not_copied() {
     let out = env.run(&[
         "copy",
         "--from",
-        env.db().to_str().unwrap(),
+        env.db_address().to_str().unwrap(),
         "--to",
         target.to_str().unwrap(),
     ]);
@@ -83,4 +83,59 @@ fn a_queue_with_running_jobs_is_not_copied() {
         !target.exists(),
         "nothing is created when the copy is refused"
     );
+}
+
+/// Every job of the queue at `db`, as `show --json` prints it, in list order.
+fn every_job_shown(env: &TestEnv, db: &str) -> Vec<serde_json::Value> {
+    let list = env.ok(&["--db", db, "--json", "list", "--limit", "1000"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|job| {
+            let id = job["id"].as_str().unwrap();
+            serde_json::from_str(&env.ok(&["--db", db, "--json", "show", id])).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_queue_copied_to_postgresql_and_back_shows_every_job_as_it_was() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let env = TestEnv::sqlite();
+    env.enqueue(r#"{"id":"ok","command":"echo done; echo oops >&2","env":{"TOKEN":"s3cr3t"}}"#);
+    env.enqueue(r#"{"id":"bad","command":"exit 3","max_retries":0}"#);
+    env.enqueue(r#"{"id":"again","command":"exit 4","max_retries":5}"#);
+    env.enqueue(r#"{"id":"later","command":"true","delay":"1h","priority":7,"timeout_seconds":9}"#);
+    env.enqueue(r#"{"id":"dropped","command":"true","delay":"1h"}"#);
+    env.enqueue(r#"{"id":"ünï","command":"printf 'x\\ty'","cwd":"/tmp","env_file":"/etc/q.env"}"#);
+    env.ok(&["cancel", "dropped"]);
+    std::fs::write(
+        env.config_path(),
+        "lease_seconds = 2\nbackoff_base = 600\nsupervisor = \"process\"\n",
+    )
+    .unwrap();
+    env.ok(&["worker", "run", "--drain"]);
+    assert_eq!(env.state("again"), "failed", "waits for its retry");
+
+    let original = env.db_address().into_string().unwrap();
+    let shown = every_job_shown(&env, &original);
+    assert_eq!(shown.len(), 6);
+
+    let database = server.fresh_database();
+    let back = env.path("back/queue.db").display().to_string();
+    for (from, to) in [
+        (original.clone(), database.url()),
+        (database.url(), back.clone()),
+    ] {
+        env.ok(&["copy", "--from", &from, "--to", &to]);
+    }
+    assert_eq!(
+        every_job_shown(&env, &database.url()),
+        shown,
+        "in PostgreSQL"
+    );
+    assert_eq!(every_job_shown(&env, &back), shown, "back in SQLite");
 }

@@ -39,37 +39,165 @@ pub fn wait_until_or(timeout: Duration, mut condition: impl FnMut() -> bool) -> 
     true
 }
 
+/// Names the backend the CLI tests' queues use: `postgres` runs them on a
+/// fresh database of the shared test server (tests/postgres/with-server.sh).
+pub const BACKEND_ENV: &str = "QUEUECTL_TEST_BACKEND";
+
+const TEST_CONFIG: &str = "lease_seconds = 2\nkill_grace_seconds = 1\nbackoff_base = 2\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n";
+
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     children: Vec<Child>,
     started_supervised: bool,
+    /// The queue's database when it lives in PostgreSQL (dropped with the
+    /// environment, after its processes are stopped).
+    postgres: Option<postgres::TestDatabase>,
 }
 
 impl TestEnv {
     /// A fresh queue with test-friendly settings: short leases and no
-    /// backoff wait unless a test sets one.
+    /// backoff wait unless a test sets one. On the backend
+    /// `$QUEUECTL_TEST_BACKEND` names (SQLite unless `postgres`).
     pub fn new() -> TestEnv {
-        Self::with_config(
-            "lease_seconds = 2\nkill_grace_seconds = 1\nbackoff_base = 2\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n",
-        )
+        Self::with_config(TEST_CONFIG)
     }
 
+    /// A fresh queue with `config`, on the backend `$QUEUECTL_TEST_BACKEND`
+    /// names. Asking for PostgreSQL without a test server fails the test:
+    /// the run asked for it explicitly.
     pub fn with_config(config: &str) -> TestEnv {
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Ok("postgres") => Self::postgres_with_config(config).unwrap_or_else(|| {
+                panic!("{BACKEND_ENV}=postgres, but there is no PostgreSQL test server")
+            }),
+            Ok("sqlite") | Err(_) => Self::sqlite_with_config(config),
+            Ok(other) => panic!("{BACKEND_ENV}={other}: expected sqlite or postgres"),
+        }
+    }
+
+    /// A fresh SQLite queue, whatever `$QUEUECTL_TEST_BACKEND` says.
+    pub fn sqlite() -> TestEnv {
+        Self::sqlite_with_config(TEST_CONFIG)
+    }
+
+    /// A fresh queue in a new database of the shared PostgreSQL test server,
+    /// whatever `$QUEUECTL_TEST_BACKEND` says; `None` (printing why) where
+    /// there is no server, a panic instead under CI=true.
+    pub fn postgres() -> Option<TestEnv> {
+        Self::postgres_with_config(TEST_CONFIG)
+    }
+
+    fn sqlite_with_config(config: &str) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         TestEnv {
             dir,
             children: vec![],
             started_supervised: false,
+            postgres: None,
         }
+    }
+
+    fn postgres_with_config(config: &str) -> Option<TestEnv> {
+        let database = postgres::PgServer::shared()?.fresh_database();
+        let mut env = Self::sqlite_with_config(config);
+        env.postgres = Some(database);
+        Some(env)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
+    /// The queue's SQLite file. Tests that need it (read the file, run SQL
+    /// on it, check its modes) call [`skips_on_postgres`] first.
     pub fn db(&self) -> PathBuf {
+        assert!(
+            self.postgres.is_none(),
+            "this test reads the queue's SQLite file: call env.skips_on_postgres(why) first"
+        );
+        self.sqlite_db()
+    }
+
+    fn sqlite_db(&self) -> PathBuf {
         self.path("state/queue.db")
+    }
+
+    /// The queue's address as `QUEUECTL_DB` and `--db` take it: the SQLite
+    /// file, or the test database's URL (password included).
+    pub fn db_address(&self) -> std::ffi::OsString {
+        match &self.postgres {
+            Some(database) => database.url().into(),
+            None => self.sqlite_db().into(),
+        }
+    }
+
+    /// The address as queuectl shows it (`config get db_path`): without
+    /// the password.
+    pub fn db_shown(&self) -> String {
+        match &self.postgres {
+            Some(database) => database.server().url_without_password_to(database.name()),
+            None => self.sqlite_db().display().to_string(),
+        }
+    }
+
+    /// The PostgreSQL database holding the queue, if it is there.
+    pub fn postgres_db(&self) -> Option<&postgres::TestDatabase> {
+        self.postgres.as_ref()
+    }
+
+    /// Whether a queue exists yet: the SQLite file, or any table in the
+    /// test database (which starts empty).
+    pub fn queue_exists(&self) -> bool {
+        match &self.postgres {
+            Some(database) => {
+                database.sql(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+                ) != "0"
+            }
+            None => self.sqlite_db().exists(),
+        }
+    }
+
+    /// Everything the queue stores, as bytes to search: the SQLite file
+    /// with its `-wal` and `-shm`, or a `pg_dump` of the test database.
+    pub fn queue_contents(&self) -> Vec<u8> {
+        match &self.postgres {
+            Some(database) => {
+                let pg_dump = database.server().psql_path().with_file_name("pg_dump");
+                let out = Command::new(pg_dump)
+                    .args(["--data-only", "-d", &database.url()])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run pg_dump");
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+            None => ["", "-wal", "-shm"]
+                .iter()
+                .flat_map(|suffix| {
+                    let mut path = self.sqlite_db().into_os_string();
+                    path.push(suffix);
+                    std::fs::read(path).unwrap_or_default()
+                })
+                .collect(),
+        }
+    }
+
+    /// For a test of something only an SQLite queue has (its file, its
+    /// modes, SQL on it): on a PostgreSQL queue, prints why the test does
+    /// not apply and returns true, so the test returns early.
+    pub fn skips_on_postgres(&self, why: &str) -> bool {
+        if self.postgres.is_some() {
+            eprintln!("skipping on PostgreSQL: {why}");
+            return true;
+        }
+        false
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -85,8 +213,11 @@ impl TestEnv {
     /// `program` (which runs queuectl) with the environment of [`cmd`].
     pub fn cmd_running(&self, program: &std::ffi::OsStr) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env("QUEUECTL_DB", self.db())
+        cmd.env("QUEUECTL_DB", self.db_address())
             .env("QUEUECTL_CONFIG", self.config_path())
+            // A PostgreSQL queue's local files (logs, wake sockets, pid
+            // files): here, not in the machine's /var/lib/queuectl.
+            .env("QUEUECTL_STATE_DIR", self.path("state"))
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
             .env("XDG_STATE_HOME", self.path("xdg-state"))
             .env_remove("NOTIFY_SOCKET")
@@ -156,8 +287,8 @@ impl TestEnv {
         self.json(&["status"])["counts"][state].as_u64().unwrap()
     }
 
-    /// Runs `sql` on the queue's database directly, as a damaged or foreign
-    /// queue would look (the queue must exist).
+    /// Runs `sql` on the queue's SQLite file directly, as a damaged or
+    /// foreign queue would look (the queue must exist).
     pub fn sql(&self, sql: &str) {
         let db = rusqlite::Connection::open(self.db()).expect("open the queue");
         db.execute_batch(sql).expect("run SQL on the queue");
