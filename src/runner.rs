@@ -82,6 +82,7 @@ impl JobExit {
 }
 
 /// A started job. Dropping it does not stop the process: call [`signal`].
+#[derive(Clone, Debug)]
 pub struct RunningJob {
     pgid: Pid,
     cgroup: Option<AttemptCgroup>,

@@ -6,8 +6,10 @@
 //! bound each wait, so the watchdog is fed from the loop whose progress it
 //! proves. No database transaction is open while a job runs.
 
+mod lease_guard;
 pub mod maintenance;
 
+use lease_guard::LeaseGuard;
 pub use maintenance::Maintenance;
 
 use crate::config::{Config, OutputSetting};
@@ -56,6 +58,9 @@ pub struct Worker {
     output: Destination,
     maintenance: Maintenance,
     stopping: bool,
+    /// Kills the running job if its lease is about to run out while the
+    /// loop is stuck (see `lease_guard`).
+    guard: LeaseGuard,
     /// What the worker is doing, as its STATUS text says.
     status: String,
     next_watchdog: Option<Instant>,
@@ -170,6 +175,7 @@ impl Worker {
             notifier,
             output,
             stopping: false,
+            guard: LeaseGuard::start(),
             status: "idle".into(),
             next_watchdog: None,
             _wake: wake,
@@ -482,7 +488,9 @@ impl Worker {
                 ));
             }
         };
-        self.supervise(job, &running)
+        let result = self.supervise(job, &running);
+        self.guard.disarm();
+        result
     }
 
     fn channel_sender(&self) -> mpsc::Sender<Event> {
@@ -498,6 +506,10 @@ impl Worker {
         let mut last_renew = started;
         let mut next_renew = started + renew_every;
         let mut lease_valid_until = started + lease;
+        // The guard fires only if the loop cannot kill the job itself in
+        // time (it does at a third of a lease before the end).
+        let guard_margin = lease / 6;
+        self.guard.arm(lease_valid_until - guard_margin, running);
         let timeout_at = (job.timeout_seconds > 0)
             .then(|| started + Duration::from_secs(job.timeout_seconds.into()));
         let mut ending: Option<AttemptOutcome> = None;
@@ -532,6 +544,13 @@ impl Worker {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(Event::Exited(exit)) => {
+                    if self.guard.disarm() {
+                        return Ok((!lost).then(|| {
+                            AttemptResult::new(AttemptOutcome::Failed).with_error(
+                                "killed: its lease could not be renewed in time (database unreachable)",
+                            )
+                        }));
+                    }
                     return Ok(
                         (!lost).then(|| attempt_result(exit, ending, job, started.elapsed()))
                     );
@@ -561,6 +580,7 @@ impl Worker {
                 match self.store.renew_lease(&job.lease, lease) {
                     Ok(status) => {
                         lease_valid_until = now + lease;
+                        self.guard.arm(lease_valid_until - guard_margin, running);
                         if status == LeaseStatus::Lost {
                             tracing::error!(job_id = %job.id, "lease lost (this worker was presumed dead); killing the job so it never runs twice");
                             lost = true;
