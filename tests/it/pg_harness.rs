@@ -213,15 +213,17 @@ fn hosts_reach_postgres_on_the_bridge_only_and_a_cut_link_stalls() {
     }
     let db = pg.fresh_database();
     let url = format!("{}?{}", db.url(), pg.tls_query("verify-full"));
-    let client_address = |host: &crate::support::hosts::TestHost| {
+    // A generous timeout where the connection must work (a loaded machine),
+    // a short one where it must fail (the cut link).
+    let client_address = |host: &crate::support::hosts::TestHost, timeout: &str| {
         pg.psql_in(host.command(pg.psql_path()), &url)
-            .env("PGCONNECT_TIMEOUT", "2")
+            .env("PGCONNECT_TIMEOUT", timeout)
             .args(["-c", "SELECT host(inet_client_addr())"])
             .output()
             .unwrap()
     };
     for host in network.hosts() {
-        let out = client_address(host);
+        let out = client_address(host, "20");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             host.address().to_string(),
@@ -251,9 +253,9 @@ fn hosts_reach_postgres_on_the_bridge_only_and_a_cut_link_stalls() {
 
     let host = &network.hosts()[1];
     host.cut_link();
-    let out = client_address(host);
+    let out = client_address(host, "2");
     assert!(!out.status.success(), "{}", text(&out));
-    let other = client_address(&network.hosts()[0]);
+    let other = client_address(&network.hosts()[0], "20");
     assert!(
         other.status.success(),
         "other hosts keep their link: {}",
@@ -263,7 +265,7 @@ fn hosts_reach_postgres_on_the_bridge_only_and_a_cut_link_stalls() {
     wait_until(
         &format!("{} reaches PostgreSQL again", host.name()),
         Duration::from_secs(30),
-        || client_address(host).status.success(),
+        || client_address(host, "5").status.success(),
     );
 }
 
