@@ -16,6 +16,7 @@ mod input;
 mod lifecycle;
 mod notify;
 mod output;
+mod pg_connect;
 mod pg_harness;
 mod secrets;
 mod supervisor;

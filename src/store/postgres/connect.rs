@@ -191,9 +191,9 @@ impl Plan {
         let mut config = postgres::Config::from_str(&passed.join(" "))
             .map_err(|_| Error::Invalid("invalid PostgreSQL address".into()))?;
         config.user(&self.user).dbname(&self.dbname).port(host.port);
-        if let Some(name) = &host.host {
-            config.host(name);
-        }
+        // With only `hostaddr`, it is also the name TLS checks (and
+        // pgpass matches), as in libpq.
+        config.host(host.name());
         if let Some(addr) = &host.hostaddr {
             let addr = addr
                 .parse()
