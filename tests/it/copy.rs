@@ -110,7 +110,7 @@ fn a_queue_copied_to_postgresql_and_back_shows_every_job_as_it_was() {
     env.enqueue(r#"{"id":"again","command":"exit 4","max_retries":5}"#);
     env.enqueue(r#"{"id":"later","command":"true","delay":"1h","priority":7,"timeout_seconds":9}"#);
     env.enqueue(r#"{"id":"dropped","command":"true","delay":"1h"}"#);
-    env.enqueue(r#"{"id":"ünï","command":"printf 'x\\ty'","cwd":"/tmp","env_file":"/etc/q.env"}"#);
+    env.enqueue(r#"{"id":"odd.id_1-x","command":"printf 'ünï x\\ty'","cwd":"/tmp","env_file":"/etc/q.env"}"#);
     env.ok(&["cancel", "dropped"]);
     std::fs::write(
         env.config_path(),
