@@ -89,7 +89,7 @@ impl Default for Config {
 pub const KEYS: [(&str, &str); 11] = [
     (
         "db_path",
-        "SQLite database file (overridden by $QUEUECTL_DB)",
+        "the queue: an SQLite file or a PostgreSQL address (overridden by $QUEUECTL_DB and --db)",
     ),
     (
         "max_retries",
