@@ -273,12 +273,17 @@ impl OutputTail {
             start += 1;
         }
         bytes.drain(..start);
-        let text = String::from_utf8_lossy(&bytes).replace('\0', "\u{FFFD}");
-        if kept_all {
-            return text;
+        let kept = bytes.len() as u64;
+        // Valid UTF-8 without NUL (nearly always) is kept without a copy.
+        let mut text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        if text.contains('\0') {
+            text = text.replace('\0', "\u{FFFD}");
         }
-        let cut = self.seen - bytes.len() as u64;
-        format!("{}{text}", tail_cut_marker(cut))
+        if !kept_all {
+            text.insert_str(0, &tail_cut_marker(self.seen - kept));
+        }
+        text
     }
 }
 
