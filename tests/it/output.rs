@@ -252,3 +252,24 @@ fn another_host_shows_the_kept_tail(mut env: TestEnv) {
     assert_eq!(text(&out.stdout), full);
     assert_eq!(text(&out.stderr), "");
 }
+
+#[test]
+fn nul_and_invalid_utf8_in_output_become_replacement_characters_in_the_tail() {
+    binary_output_is_kept_as_text(TestEnv::new());
+}
+
+/// PostgreSQL's `text` refuses NUL: such output must not fail the finish.
+#[test]
+fn on_postgres_nul_and_invalid_utf8_in_output_become_replacement_characters() {
+    if let Some(env) = TestEnv::postgres() {
+        binary_output_is_kept_as_text(env);
+    }
+}
+
+fn binary_output_is_kept_as_text(mut env: TestEnv) {
+    env.spawn_worker("w1");
+    env.enqueue(r#"{"id":"bin","command":"printf 'nul:\\000: bad:\\377: ok\\n'"}"#);
+    env.wait_for_state("bin", "completed", WAIT);
+    let attempt = &env.job("bin")["attempt_history"][0];
+    assert_eq!(attempt["output_tail"], "nul:\u{FFFD}: bad:\u{FFFD}: ok\n");
+}
