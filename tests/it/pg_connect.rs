@@ -9,6 +9,7 @@
 //! read.
 
 use crate::support::postgres::PgServer;
+use queuectl::store::postgres::{PgTarget, connect, map_error};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -29,8 +30,8 @@ fn connect_child() {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let target = queuectl::store::postgres::PgTarget::parse(&address).unwrap_or_else(|e| fail(e));
-    let mut client = queuectl::store::postgres::connect(&target).unwrap_or_else(|e| fail(e));
+    let target = PgTarget::parse(&address).unwrap_or_else(|e| fail(e));
+    let mut client = connect(&target).unwrap_or_else(|e| fail(e));
     let row = client
         .query_one(
             "SELECT current_user::text, current_database()::text, \
@@ -363,6 +364,48 @@ fn a_refused_port_is_unreachable_and_a_missing_database_is_not() {
     let address = server.url_without_password_to("no_such_database");
     let out = connect_in_child(&address, home.path(), &pw);
     out.assert_failed(false, "database \"no_such_database\" does not exist");
+}
+
+#[test]
+fn statement_failures_read_as_the_server_says_and_a_killed_session_as_unreachable() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let db = server.fresh_database();
+    // The password is in the URL, so nothing of this process's environment
+    // is consulted for it.
+    let target = PgTarget::parse(&db.url()).unwrap();
+    let mut client = connect(&target).unwrap();
+    let shown = format!(
+        "postgresql://{}@{}:{}/{}",
+        server.user(),
+        server.host(),
+        server.port(),
+        db.name()
+    );
+
+    let e = map_error(&target, client.simple_query("SELEC 1").unwrap_err());
+    assert!(!e.is_unreachable(), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("database {shown}: syntax error at or near \"SELEC\"")
+    );
+
+    // Ended by an administrator (as at a server shutdown); with a timeout
+    // the call returns once the session is gone.
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(db.sql(&format!("SELECT pg_terminate_backend({pid}, 20000)")), "t");
+    let e = map_error(&target, client.simple_query("SELECT 1").unwrap_err());
+    assert!(e.is_unreachable(), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("database {shown} is unreachable: ")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains(&password(&server)), "{e}");
 }
 
 /// A loopback port nothing listens on (it was free a moment ago).

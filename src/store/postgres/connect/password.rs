@@ -133,13 +133,15 @@ fn read_pgpass(path: &Path) -> Option<String> {
         Ok(read) => read,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) => return None,
         Err(e) => {
-            tracing::warn!(path = %path.display(), "password file cannot be read, ignored: {e}");
+            tracing::warn!(
+                "password file {} cannot be read, ignored: {e}",
+                path.display()
+            );
             return None;
         }
     };
     if mode & 0o077 != 0 {
         tracing::warn!(
-            path = %path.display(),
             "password file {} has group or world access (mode {mode:04o}), ignored; \
              permissions should be u=rw (0600) or less",
             path.display()
