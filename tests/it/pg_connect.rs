@@ -397,7 +397,10 @@ fn statement_failures_read_as_the_server_says_and_a_killed_session_as_unreachabl
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    assert_eq!(db.sql(&format!("SELECT pg_terminate_backend({pid}, 20000)")), "t");
+    assert_eq!(
+        db.sql(&format!("SELECT pg_terminate_backend({pid}, 20000)")),
+        "t"
+    );
     let e = map_error(&target, client.simple_query("SELECT 1").unwrap_err());
     assert!(e.is_unreachable(), "{e}");
     assert!(
