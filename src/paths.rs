@@ -117,6 +117,15 @@ impl StateDir {
         }
     }
 
+    /// `db` with its host-local files in `root` (a benchmark's scratch
+    /// PostgreSQL queue keeps them in its throwaway directory).
+    pub fn in_dir(db: &Database, root: &Path) -> StateDir {
+        StateDir {
+            db: db.clone(),
+            root: root.to_owned(),
+        }
+    }
+
     /// The SQLite database file, for the queue at `path`.
     pub fn for_path(path: &Path) -> StateDir {
         StateDir::for_db(&Database::Sqlite(path.to_owned()))

@@ -30,7 +30,7 @@ const PICKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     let samples = bench.size(200, 40);
-    let queue = bench.sandbox.queue("latency")?;
+    let queue = bench.queue("latency")?;
     let probes = queue.dir.join("probe");
     std::fs::create_dir_all(&probes).map_err(|e| Error::io("cannot create probe dir", e))?;
     let watch = Watch::new(&probes).map_err(|e| Error::io("inotify", e))?;

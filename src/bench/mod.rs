@@ -7,13 +7,17 @@
 //!
 //! Everything runs in a throwaway directory ([`sandbox`]) with real
 //! `queuectl` processes (the running binary), so the user's queue is never
-//! touched. The scale scenario alone builds its large database in-process
+//! touched. With a PostgreSQL server (`--db`), the throughput, latency and
+//! store scenarios run there instead, each in a scratch database of its own
+//! (created beside the one the address names, dropped afterwards), the
+//! store's beside raw `SKIP LOCKED` transactions on the same server. The scale scenario alone builds its large database in-process
 //! through the store API plus fixture SQL, because a million jobs through
 //! the CLI would take minutes; it then times the real commands.
 
 mod enqueue;
 mod footprint;
 mod latency;
+mod pg_store;
 pub mod procfs;
 pub mod report;
 pub mod sandbox;
@@ -24,6 +28,7 @@ mod throughput;
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
+use crate::store::postgres::{PgTarget, ScratchDatabase, server_settings};
 use report::{Failure, Machine, Report, Row};
 use sandbox::Sandbox;
 use std::path::PathBuf;
@@ -58,6 +63,10 @@ impl Scenario {
         Scenario::Scale,
         Scenario::Footprint,
     ];
+
+    /// What runs against a PostgreSQL server; the rest measure SQLite.
+    pub const ON_POSTGRES: [Scenario; 3] =
+        [Scenario::Throughput, Scenario::Store, Scenario::Latency];
 
     pub const NAMES: [&'static str; 7] = [
         "throughput",
@@ -95,6 +104,9 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// The queuectl binary to benchmark (normally the running one).
     pub exe: PathBuf,
+    /// A PostgreSQL server to measure instead of SQLite (scratch databases
+    /// are made beside the database this names, which is left alone).
+    pub postgres: Option<PgTarget>,
 }
 
 /// What every scenario gets: the sandbox, the sizes, a progress line.
@@ -102,6 +114,7 @@ pub struct Bench<'a> {
     pub sandbox: &'a Sandbox,
     pub quick: bool,
     pub jobs: Option<usize>,
+    pub server: Option<&'a PgTarget>,
     progress: &'a dyn Fn(&str),
 }
 
@@ -114,6 +127,17 @@ impl Bench<'_> {
     pub fn progress(&self, text: &str) {
         (self.progress)(text);
     }
+
+    /// A fresh queue named `name`: in the sandbox, or in a scratch database
+    /// on the PostgreSQL server being measured.
+    pub fn queue(&self, name: &str) -> Result<sandbox::Queue> {
+        match self.server {
+            None => self.sandbox.queue(name),
+            Some(server) => self
+                .sandbox
+                .queue_in(name, ScratchDatabase::create(server, name)?),
+        }
+    }
 }
 
 /// Runs the chosen scenarios and collects their rows. A scenario that breaks
@@ -123,6 +147,27 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     let date = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .unwrap_or(jiff::Timestamp::now());
+    let mut chosen = match (&options.postgres, options.scenarios.is_empty()) {
+        (None, true) => Scenario::ALL.to_vec(),
+        (Some(_), true) => Scenario::ON_POSTGRES.to_vec(),
+        (_, false) => options.scenarios.clone(),
+    };
+    chosen.sort();
+    chosen.dedup();
+    let server = match &options.postgres {
+        Some(server) => {
+            if let Some(other) = chosen.iter().find(|s| !Scenario::ON_POSTGRES.contains(s)) {
+                return Err(Error::Invalid(format!(
+                    "scenario '{}' measures SQLite only; with a PostgreSQL --db: throughput, store, latency",
+                    other.name()
+                )));
+            }
+            // Fails early, and clearly, where no scratch database can be made.
+            drop(ScratchDatabase::create(server, "check")?);
+            Some(server_settings(server)?)
+        }
+        None => None,
+    };
     let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
     let sandbox = Sandbox::create(&parent, options.exe.clone(), options.durability)?;
     let machine = Machine::detect(sandbox.root());
@@ -130,15 +175,9 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         sandbox: &sandbox,
         quick: options.quick,
         jobs: options.jobs,
+        server: options.postgres.as_ref(),
         progress,
     };
-    let mut chosen = if options.scenarios.is_empty() {
-        Scenario::ALL.to_vec()
-    } else {
-        options.scenarios.clone()
-    };
-    chosen.sort();
-    chosen.dedup();
 
     let mut results: Vec<Row> = Vec::new();
     let mut failures = Vec::new();
@@ -146,7 +185,10 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         bench.progress(&format!("{}...", scenario.name()));
         let outcome = match scenario {
             Scenario::Throughput => throughput::run(&bench),
-            Scenario::Store => store::run(&bench),
+            Scenario::Store => match bench.server {
+                Some(server) => pg_store::run(&bench, server),
+                None => store::run(&bench),
+            },
             Scenario::Enqueue => enqueue::single(&bench),
             Scenario::Batch => enqueue::batch(&bench),
             Scenario::Latency => latency::run(&bench),
@@ -169,6 +211,12 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         date: date.to_string(),
         machine,
         mode: if options.quick { "quick" } else { "full" },
+        backend: if server.is_some() {
+            "postgresql"
+        } else {
+            "sqlite"
+        },
+        server,
         durability: options.durability.as_str(),
         results,
         failures,

@@ -3,6 +3,7 @@
 //! as a table or serialized as one JSON document.
 
 use super::stats::{Target, ratio, trim_number};
+use crate::store::postgres::ServerSettings;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -178,6 +179,10 @@ pub struct Report {
     pub machine: Machine,
     /// "full" or "quick".
     pub mode: &'static str,
+    /// Where the queues were: "sqlite" or "postgresql".
+    pub backend: &'static str,
+    /// The PostgreSQL server measured, if any.
+    pub server: Option<ServerSettings>,
     /// The durability setting every queue and raw-SQLite baseline used.
     pub durability: &'static str,
     pub results: Vec<Row>,
@@ -201,6 +206,13 @@ impl Report {
             self.queuectl_version, self.mode, self.durability, self.date
         );
         let _ = writeln!(out, "machine: {}", self.machine.describe());
+        if let Some(server) = &self.server {
+            let _ = writeln!(
+                out,
+                "server: PostgreSQL {} at {} (synchronous_commit={}, fsync={}); scratch databases, dropped afterwards",
+                server.version, server.address, server.synchronous_commit, server.fsync
+            );
+        }
         let _ = writeln!(out);
         let header = [
             "SCENARIO", "METRIC", "FIGURE", "BASELINE", "RATIO", "TARGET", "MET",
@@ -332,6 +344,8 @@ mod tests {
                 bench_fs: "ext4".into(),
             },
             mode: "quick",
+            backend: "sqlite",
+            server: None,
             durability: "full",
             results: vec![
                 Row::new("latency", "p50", 1.5, "ms").target(Target::at_most(5.0)),

@@ -1,14 +1,17 @@
 //! The throwaway place a benchmark runs in: a fresh directory (removed at the
 //! end) holding one queue per scenario, each with its own config, and the
-//! `queuectl` processes started against it. Nothing here can reach the
-//! user's queue: every process gets `QUEUECTL_DB`/`QUEUECTL_CONFIG` pointing
-//! inside the sandbox, and none inherits a systemd notify socket or journal
-//! stream.
+//! `queuectl` processes started against it. A PostgreSQL queue is a scratch
+//! database on the server (dropped with the queue), its host-local files in
+//! the directory. Nothing here can reach the user's queue: every process gets
+//! `QUEUECTL_DB`/`QUEUECTL_CONFIG`/`QUEUECTL_STATE_DIR` pointing inside the
+//! sandbox or at the scratch database, and none inherits a systemd notify
+//! socket or journal stream.
 
 use crate::config::{Config, Durability};
 use crate::error::{Error, IoContext, Result};
 use crate::paths::StateDir;
-use crate::store::Store;
+use crate::store::postgres::ScratchDatabase;
+use crate::store::{Database, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,8 +69,18 @@ impl Sandbox {
         self.root.join(name)
     }
 
-    /// A fresh, empty queue named `name` with the benchmark's config.
+    /// A fresh, empty SQLite queue named `name` with the benchmark's config.
     pub fn queue(&self, name: &str) -> Result<Queue> {
+        self.queue_at(name, None)
+    }
+
+    /// A fresh queue named `name` in the scratch database `scratch`, which
+    /// the queue drops when it goes.
+    pub fn queue_in(&self, name: &str, scratch: ScratchDatabase) -> Result<Queue> {
+        self.queue_at(name, Some(scratch))
+    }
+
+    fn queue_at(&self, name: &str, scratch: Option<ScratchDatabase>) -> Result<Queue> {
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
         let durability = self.durability.as_str();
@@ -78,12 +91,20 @@ impl Sandbox {
         std::fs::write(&config_path, &config_text)
             .context(|| format!("cannot write {}", config_path.display()))?;
         let config = Config::parse(&config_text).map_err(Error::Invalid)?;
+        let state = match &scratch {
+            Some(scratch) => StateDir::in_dir(
+                &Database::Postgres(scratch.target().clone()),
+                &dir.join("state"),
+            ),
+            None => StateDir::for_path(&dir.join("state/queue.db")),
+        };
         Ok(Queue {
-            state: StateDir::for_path(&dir.join("state/queue.db")),
+            state,
             config_path,
             config,
             dir,
             exe: self.exe.clone(),
+            _scratch: scratch,
         })
     }
 }
@@ -101,6 +122,8 @@ pub struct Queue {
     pub config_path: PathBuf,
     pub config: Config,
     exe: PathBuf,
+    /// Dropped after the fields above, with the queue.
+    _scratch: Option<ScratchDatabase>,
 }
 
 impl Queue {
@@ -110,6 +133,7 @@ impl Queue {
         cmd.args(args)
             .env("QUEUECTL_DB", self.state.db.public_address())
             .env("QUEUECTL_CONFIG", &self.config_path)
+            .env("QUEUECTL_STATE_DIR", self.state.root())
             .env("XDG_CONFIG_HOME", self.dir.join("xdg-config"))
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
             .stdin(Stdio::null())
@@ -117,6 +141,10 @@ impl Queue {
             .stderr(Stdio::null());
         for var in SCRUBBED_VARS {
             cmd.env_remove(var);
+        }
+        // Never in argv: the scratch database's password (the user's).
+        if let Some(password) = self.state.db.inline_password() {
+            cmd.env("PGPASSWORD", password);
         }
         cmd
     }

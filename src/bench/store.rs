@@ -15,7 +15,7 @@ use super::stats::{Target, median};
 use crate::config::Durability;
 use crate::domain::{AttemptOutcome, NewJob};
 use crate::error::{Error, Result};
-use crate::store::{AttemptResult, ClaimRequest, Database, JobDefaults, Store};
+use crate::store::{AttemptResult, ClaimRequest, Database, Finish, JobDefaults, Store};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ fn ceiling(bench: &Bench, durability: Durability, cycles: usize, repeats: usize)
         let mut store = Store::open(&queue.state.db, durability)?;
         enqueue_noops(&mut store, cycles)?;
         let started = Instant::now();
-        let done = drain(&mut store, "bench")?;
+        let done = drain(&mut store, "bench", 1)?;
         if done != cycles {
             return Err(Error::Supervisor(format!(
                 "drained {done} of {cycles} jobs"
@@ -108,7 +108,7 @@ fn contention(bench: &Bench) -> Result<Row> {
     )
 }
 
-fn enqueue_noops(store: &mut Store, count: usize) -> Result<()> {
+pub(super) fn enqueue_noops(store: &mut Store, count: usize) -> Result<()> {
     let defaults = JobDefaults {
         max_retries: 0,
         timeout_seconds: 0,
@@ -123,8 +123,9 @@ fn enqueue_noops(store: &mut Store, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// Claims and completes jobs until none is due; returns how many.
-fn drain(store: &mut Store, worker: &str) -> Result<usize> {
+/// Claims and completes jobs, `batch` per transaction, until none is due;
+/// returns how many.
+pub(super) fn drain(store: &mut Store, worker: &str, batch: usize) -> Result<usize> {
     let request = ClaimRequest {
         worker: worker.to_owned(),
         lease: Duration::from_secs(30),
@@ -138,14 +139,24 @@ fn drain(store: &mut Store, worker: &str) -> Result<usize> {
         ..AttemptResult::new(AttemptOutcome::Succeeded)
     };
     let mut done = 0;
-    let mut next = store.claim_one(&request)?;
-    while let Some(job) = next {
-        let (held, claimed) = store.finish_one(&job.lease, &success, &policy, Some(&request))?;
-        if !held {
-            return Err(Error::Supervisor(format!("lost the lease of {}", job.id)));
+    let mut jobs = store.claim(&request, batch)?;
+    while !jobs.is_empty() {
+        let finishes: Vec<Finish> = jobs
+            .iter()
+            .map(|job| Finish {
+                lease: &job.lease,
+                result: &success,
+            })
+            .collect();
+        let finished = store.finish(&finishes, &policy, Some((&request, batch)))?;
+        if let Some(lost) = finished.held.iter().position(|held| !held) {
+            return Err(Error::Supervisor(format!(
+                "lost the lease of {}",
+                jobs[lost].id
+            )));
         }
-        done += 1;
-        next = claimed;
+        done += jobs.len();
+        jobs = finished.claimed;
     }
     Ok(done)
 }
@@ -164,7 +175,7 @@ fn contended_drain(db: &Path, durability: Durability) -> Result<usize> {
                     };
                     let mut errors = 0;
                     loop {
-                        match drain(&mut store, &format!("bench-{i}")) {
+                        match drain(&mut store, &format!("bench-{i}"), 1) {
                             Ok(_) => return errors,
                             Err(_) if errors < 1000 => errors += 1,
                             Err(_) => return errors,

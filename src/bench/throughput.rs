@@ -24,7 +24,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     let repeats = bench.size(3, 1);
     let mut rows = Vec::new();
     for workers in WORKER_COUNTS {
-        let queue = bench.sandbox.queue(&format!("throughput-w{workers}"))?;
+        let queue = bench.queue(&format!("throughput-w{workers}"))?;
         let processes = queue.spawn_workers("w", workers)?;
         let (mut queued, mut raw) = (Vec::new(), Vec::new());
         let cpu_before = workers_cpu(&processes);

@@ -191,12 +191,21 @@ Examples:
   queuectl bench --json > bench.json
   queuectl bench --json-file bench.json   # table on stdout, JSON in the file
   queuectl bench --dir /var/lib/queuectl  # measure on the disk the real queue uses
+  queuectl bench --db postgres://bench@db1/postgres   # a PostgreSQL server instead
 
 Scenarios: throughput, store, enqueue, batch, latency, scale, footprint. Each figure is
 shown beside a baseline measured in the same run (e.g. spawning `sh -c true`, raw SQLite
 transactions, `/bin/true`), as a ratio, with the target it should meet. The benchmark
-never touches your queue (--config and --db are ignored): it creates its own under --dir
-and removes it at the end. Exits 0 when every scenario ran, whether or not targets were met.";
+never touches your queue (--config is ignored): it creates its own under --dir and
+removes it at the end. Exits 0 when every scenario ran, whether or not targets were met.
+
+With --db postgres://… (or conninfo) the throughput, store and latency scenarios run on
+that PostgreSQL server, beside raw `SELECT … FOR UPDATE SKIP LOCKED` claim-and-finish
+transactions on the same server (1 and 4 connections, single jobs and batches of 10).
+Each scenario gets a scratch database (queuectl_bench_<pid>_…) created beside the one
+the address names, which is never changed, and drops it afterwards: the role needs
+CREATEDB. Figures depend on the server's synchronous_commit and fsync, which the report
+shows.";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

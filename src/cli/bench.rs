@@ -1,13 +1,27 @@
 //! `queuectl bench`: runs the benchmark suite in a throwaway queue and prints
-//! its table (or JSON). Bench needs no config or database of the user's.
+//! its table (or JSON). Bench needs no config or database of the user's; a
+//! PostgreSQL `--db` names the server to measure (in scratch databases).
 
 use super::args::BenchArgs;
 use super::format::print_json;
 use queuectl::bench::{self, Options, Scenario};
 use queuectl::config::Durability;
 use queuectl::error::{Error, Result};
+use queuectl::store::Database;
+use std::path::Path;
 
-pub fn run(args: &BenchArgs, json: bool) -> Result<()> {
+pub fn run(args: &BenchArgs, db: Option<&Path>, json: bool) -> Result<()> {
+    let postgres = match db.map(|db| Database::from_os(db.as_os_str())).transpose()? {
+        None => None,
+        Some(Database::Postgres(target)) => Some(target),
+        Some(Database::Sqlite(_)) => {
+            return Err(Error::Invalid(
+                "bench --db takes a PostgreSQL server's address; the SQLite scenarios run in \
+                 a throwaway queue under --dir"
+                    .into(),
+            ));
+        }
+    };
     let options = Options {
         quick: args.quick,
         scenarios: args
@@ -26,6 +40,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<()> {
         dir: args.dir.clone(),
         exe: std::env::current_exe()
             .map_err(|e| Error::io("cannot find the queuectl binary", e))?,
+        postgres,
     };
     let report = bench::run(&options, &|line| eprintln!("bench: {line}"))?;
     if let Some(path) = &args.json_file {

@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Completions { shell } => return docs::completions(shell),
         Command::Man => return docs::man(),
-        Command::Bench(ref args) => return bench::run(args, cli.json),
+        Command::Bench(ref args) => return bench::run(args, cli.db.as_deref(), cli.json),
         _ => {}
     }
     let ctx = Context::load(&cli)?;

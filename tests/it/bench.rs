@@ -3,6 +3,7 @@
 //! asserted (they depend on the machine); only the report's structure is.
 
 use crate::support::TestEnv;
+use crate::support::postgres::PgServer;
 
 #[test]
 fn bench_reports_json_in_a_throwaway_dir_and_leaves_the_queue_alone() {
@@ -48,4 +49,126 @@ fn bench_rejects_unknown_scenarios() {
     let env = TestEnv::new();
     let out = env.run(&["bench", "--scenario", "warp-speed"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Scratch databases the benchmark left on the server.
+fn scratch_databases(server: &PgServer) -> String {
+    server.sql(
+        "postgres",
+        "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'queuectl\\_bench\\_%'",
+    )
+}
+
+#[test]
+fn bench_on_postgresql_reports_json_and_leaves_the_server_as_it_was() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let env = TestEnv::sqlite();
+    let named = server.fresh_database();
+    let before = scratch_databases(&server);
+    let report = env.json(&[
+        "bench",
+        "--quick",
+        "--jobs",
+        "40",
+        "--db",
+        &named.url(),
+        "--dir",
+        env.path("").to_str().unwrap(),
+    ]);
+    assert_eq!(report["backend"], "postgresql");
+    assert_eq!(report["mode"], "quick");
+    for key in ["version", "synchronous_commit", "fsync", "address"] {
+        assert!(
+            report["server"][key].is_string(),
+            "server.{key} in {}",
+            report["server"]
+        );
+    }
+    assert!(
+        !report["server"]["address"]
+            .as_str()
+            .unwrap()
+            .contains(server.password()),
+        "no password in the report"
+    );
+    assert_eq!(
+        report["failures"].as_array().unwrap().len(),
+        0,
+        "{}",
+        report["failures"]
+    );
+    let rows = report["results"].as_array().unwrap();
+    let scenarios: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        scenarios.into_iter().collect::<Vec<_>>(),
+        ["latency", "store", "throughput"]
+    );
+    for row in rows {
+        for key in ["metric", "unit", "baseline_what", "target_text"] {
+            assert!(row[key].is_string(), "{key} in {row}");
+        }
+        assert!(row["figure"].is_number(), "{row}");
+        assert!(row["baseline"].is_number(), "{row}");
+    }
+    assert_eq!(
+        rows.iter().filter(|r| r["scenario"] == "store").count(),
+        4,
+        "1 and 4 connections, single jobs and batches of 10"
+    );
+    assert_eq!(
+        scratch_databases(&server),
+        before,
+        "scratch databases dropped"
+    );
+    assert_eq!(
+        named.sql("SELECT count(*) FROM pg_class WHERE relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema', 'pg_toast'))"),
+        "0",
+        "the database in --db was never changed"
+    );
+}
+
+#[test]
+fn bench_on_postgresql_needs_a_role_that_may_create_databases() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let env = TestEnv::sqlite();
+    let named = server.fresh_database();
+    let role = format!("{}_nocreatedb", named.name());
+    server.sql(
+        "postgres",
+        &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'bench-pw'"),
+    );
+    let url = named.url().replacen(
+        &format!("{}:{}@", server.user(), server.password()),
+        &format!("{role}:bench-pw@"),
+        1,
+    );
+    let out = env.run(&["bench", "--quick", "--scenario", "store", "--db", &url]);
+    server.sql("postgres", &format!("DROP ROLE \"{role}\""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("may not create databases"), "{stderr}");
+    assert!(!stderr.contains("bench-pw"), "{stderr}");
+}
+
+#[test]
+fn bench_refuses_an_sqlite_db_and_sqlite_only_scenarios_on_postgresql() {
+    let env = TestEnv::sqlite();
+    let out = env.run(&["bench", "--db", "/tmp/some.db"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&[
+        "bench",
+        "--scenario",
+        "batch",
+        "--db",
+        "postgresql://u@127.0.0.1:1/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SQLite only"));
 }

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend: one queue shared by workers on many hosts.
 
 mod connect;
+mod scratch;
 
 pub use connect::{PgTarget, connect, map_error};
+pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settings};
 
 use super::OpenMode;
 use crate::error::{Error, Result};

@@ -101,6 +101,11 @@ impl PgServer {
         &self.user
     }
 
+    /// The superuser's password (a throwaway one), to check it is shown nowhere.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     /// A file holding the superuser's password on one line (mode 0600).
     pub fn password_file(&self) -> &Path {
         &self.password_file

@@ -174,6 +174,19 @@ impl PgTarget {
         self.get("password").filter(|p| !p.is_empty())
     }
 
+    /// The same server, user and settings, naming database `name` instead
+    /// (as conninfo): a benchmark's scratch database beside the user's.
+    pub fn with_dbname(&self, name: &str) -> PgTarget {
+        let mut conninfo: Vec<String> = self
+            .params
+            .iter()
+            .filter(|(key, _)| key != "dbname")
+            .map(|(key, value)| format!("{key}={}", quote_conninfo(value)))
+            .collect();
+        conninfo.push(format!("dbname={}", quote_conninfo(name)));
+        PgTarget::parse(&conninfo.join(" ")).expect("parameters that parsed before parse again")
+    }
+
     /// A parameter's value as the address gives it.
     pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.params
@@ -534,6 +547,21 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "s3cr:t@pw";
+
+    #[test]
+    fn with_dbname_keeps_everything_but_the_database() {
+        let url = PgTarget::parse("postgresql://u:p%20w@h1:5433/queue?sslmode=require").unwrap();
+        let other = url.with_dbname("scratch");
+        assert_eq!(other.get("dbname"), Some("scratch"));
+        for key in ["user", "password", "host", "port", "sslmode"] {
+            assert_eq!(other.get(key), url.get(key), "{key}");
+        }
+        let conninfo = PgTarget::parse("host=/run/postgresql user='a b'").unwrap();
+        let other = conninfo.with_dbname("x y");
+        assert_eq!(other.get("dbname"), Some("x y"));
+        assert_eq!(other.get("user"), Some("a b"));
+        assert!(!format!("{other}").contains("p w"));
+    }
 
     #[test]
     fn urls_and_conninfo_are_postgres_anything_else_a_path() {
