@@ -6,7 +6,9 @@
 //! LOCKED` claim-and-finish transactions, as pgbench would run them.
 //!
 //! The raw baseline is the only SQL here; the queue's fixtures go through
-//! the store. Both run in a scratch database of the scenario's own.
+//! the store. Both run in a scratch database of the scenario's own, the raw
+//! table in a schema of its own (`raw`), so the queue's schema holds nothing
+//! but the queue.
 
 use super::Bench;
 use super::report::Row;
@@ -130,18 +132,19 @@ fn raw_drain_rate(
     let mut setup = scratch.raw_client()?;
     setup
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS raw_jobs;
-             CREATE TABLE raw_jobs (
+            "DROP SCHEMA IF EXISTS raw CASCADE;
+             CREATE SCHEMA raw;
+             CREATE TABLE raw.jobs (
                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                state text NOT NULL DEFAULT 'pending',
                worker text,
                finished_at timestamptz);
-             CREATE INDEX raw_jobs_pending ON raw_jobs (id) WHERE state = 'pending';
-             INSERT INTO raw_jobs (state) SELECT 'pending' FROM generate_series(1, {jobs});"
+             CREATE INDEX jobs_pending ON raw.jobs (id) WHERE state = 'pending';
+             INSERT INTO raw.jobs (state) SELECT 'pending' FROM generate_series(1, {jobs});"
         ))
         .map_err(sql_err)?;
     setup
-        .batch_execute("VACUUM ANALYZE raw_jobs")
+        .batch_execute("VACUUM ANALYZE raw.jobs")
         .map_err(sql_err)?;
     let limit = batch as i64;
     let (done, took) = in_parallel(
@@ -149,10 +152,10 @@ fn raw_drain_rate(
         |_| {
             let mut client = scratch.raw_client()?;
             let claim = client
-                .prepare("SELECT id FROM raw_jobs WHERE state = 'pending' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
+                .prepare("SELECT id FROM raw.jobs WHERE state = 'pending' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
                 .map_err(sql_err)?;
             let finish = client
-                .prepare("UPDATE raw_jobs SET state = 'done', worker = $2, finished_at = now() WHERE id = ANY($1)")
+                .prepare("UPDATE raw.jobs SET state = 'done', worker = $2, finished_at = now() WHERE id = ANY($1)")
                 .map_err(sql_err)?;
             Ok((client, claim, finish))
         },

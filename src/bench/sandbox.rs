@@ -190,12 +190,18 @@ impl Queue {
             .map(|i| self.spawn_worker(&format!("{prefix}{i}")))
             .collect::<Result<_>>()?;
         let mut store = self.store()?;
+        // On PostgreSQL a worker registers as `<host>/<name>`.
+        let host = crate::worker::hostname();
+        let names: Vec<String> = workers
+            .iter()
+            .map(|w| crate::worker::registered_name(&self.state.db, &host, &w.name))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let registered = store.workers()?;
-            if workers
+            if names
                 .iter()
-                .all(|w| registered.iter().any(|r| r.name == w.name))
+                .all(|name| registered.iter().any(|r| r.name == *name))
             {
                 break;
             }
