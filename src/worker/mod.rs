@@ -117,6 +117,8 @@ impl Worker {
     /// Opens the queue, installs signal handling and registers the worker.
     pub fn start(name: String, config: Config, state: StateDir) -> Result<Worker> {
         let host = hostname();
+        // The name as given first, so a message echoes what the user typed.
+        check_worker_name(&name)?;
         let name = registered_name(&state.db, &host, &name);
         check_worker_name(&name)?;
         let (tx, events) = mpsc::channel();

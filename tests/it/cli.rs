@@ -82,7 +82,7 @@ fn purge_removes_finished_jobs_and_their_logs() {
     env.enqueue(r#"{"id":"waiting","command":"true","delay":"1h"}"#);
     env.spawn_worker("w1");
     env.wait_for_state("done", "completed", std::time::Duration::from_secs(20));
-    let log = env.path("state/logs/done.log");
+    let log = env.job_log("done");
     assert!(log.exists());
     assert_eq!(env.json(&["purge", "--older-than", "1h"])["purged"], 0);
     assert_eq!(env.json(&["purge", "--older-than", "0s"])["purged"], 1);

@@ -46,10 +46,10 @@ fn a_killed_workers_job_runs_again_after_its_lease_expires() {
     let first = &job["attempt_history"][0];
     assert_eq!(first["outcome"], "lease_expired");
     assert!(
-        first["error"]
-            .as_str()
-            .unwrap()
-            .contains("worker 'doomed' stopped renewing"),
+        first["error"].as_str().unwrap().contains(&format!(
+            "worker '{}' stopped renewing",
+            env.worker_name("doomed")
+        )),
         "{first}"
     );
     assert_eq!(job["attempt_history"][1]["outcome"], "succeeded");

@@ -23,7 +23,7 @@ fn a_job_runs_to_completion_and_its_output_is_kept() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["outcome"], "succeeded");
     assert_eq!(history[0]["exit_code"], 0);
-    assert_eq!(history[0]["worker"], "w1");
+    assert_eq!(history[0]["worker"], env.worker_name("w1"));
     let logs = env.ok(&["logs", "hello"]);
     assert!(
         logs.contains("hello\n") && logs.contains("to-stderr\n"),

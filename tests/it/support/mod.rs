@@ -160,6 +160,39 @@ impl TestEnv {
         }
     }
 
+    /// The name a worker started as `--name NAME` registers under: on a
+    /// PostgreSQL queue (shared by hosts) qualified by this host's name.
+    pub fn worker_name(&self, name: &str) -> String {
+        match &self.postgres {
+            Some(_) => format!(
+                "{}/{name}",
+                nix::unistd::gethostname().unwrap().to_str().unwrap()
+            ),
+            None => name.to_owned(),
+        }
+    }
+
+    /// Where a job's output file is: `logs/` beside the SQLite file, or in
+    /// this host's directory for the PostgreSQL queue (named after its
+    /// address) in `$QUEUECTL_STATE_DIR`.
+    pub fn job_log(&self, id: &str) -> PathBuf {
+        let state = self.path("state");
+        let dir = match &self.postgres {
+            None => state,
+            Some(_) => std::fs::read_dir(&state)
+                .expect("the queue's state directory")
+                .map(|entry| entry.unwrap().path())
+                .find(|path| {
+                    path.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("postgresql-")
+                })
+                .expect("a directory for the PostgreSQL queue"),
+        };
+        dir.join("logs").join(format!("{id}.log"))
+    }
+
     /// Everything the queue stores, as bytes to search: the SQLite file
     /// with its `-wal` and `-shm`, or a `pg_dump` of the test database.
     pub fn queue_contents(&self) -> Vec<u8> {
