@@ -3,9 +3,11 @@
 
 use super::Holder;
 use super::types::*;
-use crate::domain::{AttemptOutcome, InputError, JobId, JobState};
+use crate::domain::policy::next_state;
+use crate::domain::{AttemptOutcome, InputError, JobId, JobState, RetryPolicy};
 use crate::error::Error;
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 
 /// Finished jobs are purged in transactions of this many rows, so workers
 /// are never kept waiting behind a large purge.
@@ -72,4 +74,86 @@ pub(crate) fn rescue_result(holder: Holder, lease: &Lease, expired_at: Timestamp
 /// The row offset of the 95th percentile among `n` sorted values.
 pub(crate) fn p95_offset(n: i64) -> i64 {
     (((n as f64) * 0.95).ceil() as i64 - 1).max(0)
+}
+
+/// Where a finished attempt takes its job, as both engines record it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub state: JobState,
+    /// The next due time; `None` keeps the one it ran at (a finished job).
+    pub run_at: Option<Timestamp>,
+    pub failures: u32,
+    /// Whether the job is now finished (it gets a `finished_at`).
+    pub finished: bool,
+    /// The job's `last_error` (`None` keeps the one it has).
+    pub job_error: Option<String>,
+}
+
+/// The job's side of [`next_state`] for an attempt that ended with
+/// `result` under `lease`. A job whose cancel was requested ends
+/// `cancelled`; when its attempt ended on its own before the worker could
+/// stop it, the job says so (the attempt keeps its real outcome and error).
+pub(crate) fn transition(
+    lease: &Lease,
+    result: &AttemptResult,
+    cancel_requested: bool,
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> Transition {
+    let next = next_state(
+        result.outcome,
+        cancel_requested,
+        lease.failures,
+        lease.max_retries,
+        policy,
+        now,
+    );
+    let job_error = match (cancel_requested, result.outcome) {
+        (true, outcome) if outcome != AttemptOutcome::Cancelled => Some(format!(
+            "cancelled by user; the running attempt ended first ({})",
+            outcome.as_str()
+        )),
+        _ => result.error.clone(),
+    };
+    let finished = next.state.is_terminal();
+    Transition {
+        state: next.state,
+        run_at: (!finished).then_some(next.run_at),
+        failures: next.failures,
+        finished,
+        job_error,
+    }
+}
+
+/// A job's `env` column: absent means no variables; text that is not a JSON
+/// object of strings is corruption, reported, never read as "no variables".
+pub(crate) fn decode_env(column: Option<String>) -> StoredEnv {
+    match column {
+        None => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|_| CorruptEnv),
+    }
+}
+
+/// A new job's `env` column: `NULL` for no variables.
+pub(crate) fn encode_env(env: &BTreeMap<String, String>) -> Option<String> {
+    (!env.is_empty()).then(|| serde_json::to_string(env).expect("a map of strings serializes"))
+}
+
+pub(crate) fn parse_state(text: &str) -> Result<JobState, Error> {
+    text.parse()
+        .map_err(|e: String| Error::Invalid(format!("corrupt job row: {e}")))
+}
+
+/// An error inside a write transaction: the engine's errors (which may be
+/// retried: busy, a serialization failure, a deadlock) or the store's own,
+/// which roll back and are returned as they are.
+pub(crate) enum TxError<E> {
+    Sql(E),
+    App(Error),
+}
+
+impl<E> From<Error> for TxError<E> {
+    fn from(e: Error) -> TxError<E> {
+        TxError::App(e)
+    }
 }

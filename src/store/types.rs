@@ -166,7 +166,7 @@ impl Lease {
     }
 }
 
-fn attempt_token(lease_token: i64) -> String {
+pub(crate) fn attempt_token(lease_token: i64) -> String {
     format!("{:016x}", lease_token as u64)
 }
 

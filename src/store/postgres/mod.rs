@@ -1,139 +1,219 @@
 //! The PostgreSQL backend: one queue shared by workers on many hosts.
+//!
+//! Every statement reads the time through `queuectl_now_ms()` (the
+//! server's `now()`, or a test's pinned value), never a host's clock.
+//! Claims use `FOR UPDATE SKIP LOCKED` on a partial index; every change to
+//! a processing job matches its lease token; transactions that add work
+//! `NOTIFY queuectl_jobs` and [`listen_for_work`](Backend::listen_for_work)
+//! forwards those to an idle worker. A lost connection is reported as
+//! [`Error::Unreachable`](crate::error::Error::Unreachable) and the next call
+//! reconnects ([`session`]).
+//!
+//! Submodules: `schema` (migrations), `session` (the connection),
+//! `claims` (the worker's side), `actions` (enqueue, user actions, workers),
+//! `reads`, `copy` (export/import), `listen` (LISTEN/NOTIFY).
 
+mod actions;
+mod claims;
 mod connect;
+mod copy;
+mod listen;
+mod reads;
+mod rows;
+mod schema;
 mod scratch;
+mod session;
 
 pub use connect::{PgTarget, connect, map_error};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settings};
 
-use super::OpenMode;
-use crate::error::{Error, Result};
+use super::types::*;
+use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
+use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
+use crate::error::Result;
+use jiff::Timestamp;
+use session::Session;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-pub struct PgStore {}
+/// Set to `1` for a worker that reaches PostgreSQL through PgBouncer in
+/// transaction mode (where `LISTEN` cannot work): it polls instead.
+pub const POLL_ONLY_ENV: &str = "QUEUECTL_PG_POLL_ONLY";
+
+pub struct PgStore {
+    session: Session,
+    poll_only: bool,
+}
 
 impl PgStore {
-    pub fn open_as(target: &PgTarget, _mode: OpenMode) -> Result<PgStore> {
-        Err(Error::Invalid(format!(
-            "{target}: the PostgreSQL backend is not built yet"
-        )))
+    /// Connects to `target` and finds the queue's schema there: creating or
+    /// upgrading it as `mode` allows. `ReadOnly` connections run every
+    /// transaction read-only.
+    pub fn open_as(target: &PgTarget, mode: OpenMode) -> Result<PgStore> {
+        let mut session = Session::open(target, mode == OpenMode::ReadOnly)?;
+        schema::prepare(&mut session, mode)?;
+        Ok(PgStore {
+            session,
+            poll_only: std::env::var_os(POLL_ONLY_ENV).is_some_and(|v| v == "1"),
+        })
     }
 }
 
-// Placeholder until the backend lands: `open_as` never succeeds, so none of
-// these can be reached.
-impl super::Backend for PgStore {
-    fn now(&mut self) -> Result<jiff::Timestamp> {
-        unreachable!()
+impl Backend for PgStore {
+    fn now(&mut self) -> Result<Timestamp> {
+        let ms: i64 = self
+            .session
+            .run(|sql| Ok(sql.query_one("SELECT queuectl_now_ms()", &[])?.try_get(0)?))?;
+        Ok(from_millis(ms))
     }
-    fn enqueue(
-        &mut self,
-        _: &[(usize, crate::domain::NewJob)],
-        _: &super::JobDefaults,
-    ) -> Result<Vec<crate::domain::JobId>> {
-        unreachable!()
+
+    fn pin_clock(&mut self, at: Option<Timestamp>) -> Result<()> {
+        self.session.pin_clock(at.map(to_millis))
     }
-    fn claim(&mut self, _: &super::ClaimRequest, _: usize) -> Result<Vec<super::Claimed>> {
-        unreachable!()
+
+    fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>> {
+        self.session
+            .run(|sql| actions::enqueue(sql, jobs, defaults))
     }
+
+    fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>> {
+        self.session.run(|sql| claims::claim(sql, request, limit))
+    }
+
     fn finish(
         &mut self,
-        _: &[super::Finish],
-        _: &crate::domain::RetryPolicy,
-        _: Option<(&super::ClaimRequest, usize)>,
-    ) -> Result<super::Finished> {
-        unreachable!()
+        done: &[Finish],
+        policy: &RetryPolicy,
+        next: Option<(&ClaimRequest, usize)>,
+    ) -> Result<Finished> {
+        match next {
+            // One statement commits by itself.
+            None => self.session.run(|sql| {
+                Ok(Finished {
+                    held: claims::finish(sql, done, policy)?,
+                    claimed: Vec::new(),
+                })
+            }),
+            Some((request, limit)) => self.session.transaction(|sql| {
+                Ok(Finished {
+                    held: claims::finish(sql, done, policy)?,
+                    claimed: claims::claim(sql, request, limit)?,
+                })
+            }),
+        }
     }
+
     fn renew_leases(
         &mut self,
-        _: &str,
-        _: &[&super::Lease],
-        _: std::time::Duration,
-    ) -> Result<Vec<super::LeaseStatus>> {
-        unreachable!()
+        worker: &str,
+        leases: &[&Lease],
+        duration: Duration,
+    ) -> Result<Vec<LeaseStatus>> {
+        self.session
+            .run(|sql| claims::renew(sql, worker, leases, duration))
     }
-    fn held_attempts(&mut self, _: super::Holder) -> Result<Vec<super::HeldAttempt>> {
-        unreachable!()
+
+    fn held_attempts(&mut self, holder: Holder) -> Result<Vec<HeldAttempt>> {
+        self.session.run(|sql| claims::held_attempts(sql, holder))
     }
+
     fn rescue(
         &mut self,
-        _: super::Holder,
-        _: &[super::HeldAttempt],
-        _: &crate::domain::RetryPolicy,
+        holder: Holder,
+        ended: &[HeldAttempt],
+        policy: &RetryPolicy,
     ) -> Result<Vec<String>> {
-        unreachable!()
+        self.session
+            .transaction(|sql| claims::rescue(sql, holder, ended, policy))
     }
-    fn next_event_in(&mut self) -> Result<Option<std::time::Duration>> {
-        unreachable!()
+
+    fn next_event_in(&mut self) -> Result<Option<Duration>> {
+        self.session.run(claims::next_event_in)
     }
-    fn listen_for_work(&mut self, _: super::WakeFn) -> Result<bool> {
-        unreachable!()
+
+    fn listen_for_work(&mut self, wake: WakeFn) -> Result<bool> {
+        if self.poll_only {
+            return Ok(false);
+        }
+        listen::listen(self.session.target(), wake)?;
+        Ok(true)
     }
-    fn register_worker(&mut self, _: &super::WorkerInfo) -> Result<()> {
-        unreachable!()
+
+    fn register_worker(&mut self, info: &WorkerInfo) -> Result<()> {
+        self.session.run(|sql| actions::register_worker(sql, info))
     }
-    fn worker_heartbeat(&mut self, _: &str, _: &str) -> Result<()> {
-        unreachable!()
+
+    fn worker_heartbeat(&mut self, name: &str, status: &str) -> Result<()> {
+        self.session
+            .run(|sql| actions::worker_heartbeat(sql, name, status))
     }
-    fn unregister_worker(&mut self, _: &str) -> Result<()> {
-        unreachable!()
+
+    fn unregister_worker(&mut self, name: &str) -> Result<()> {
+        self.session
+            .run(|sql| actions::unregister_worker(sql, name))
     }
-    fn forget_silent_workers(&mut self, _: std::time::Duration) -> Result<usize> {
-        unreachable!()
+
+    fn forget_silent_workers(&mut self, silent_for: Duration) -> Result<usize> {
+        self.session
+            .run(|sql| actions::forget_silent_workers(sql, silent_for))
     }
-    fn workers(&mut self) -> Result<Vec<super::WorkerRow>> {
-        unreachable!()
+
+    fn workers(&mut self) -> Result<Vec<WorkerRow>> {
+        self.session.run(reads::workers)
     }
-    fn cancel(&mut self, _: &str) -> Result<super::CancelResult> {
-        unreachable!()
+
+    fn cancel(&mut self, id: &str) -> Result<CancelResult> {
+        self.session.transaction(|sql| actions::cancel(sql, id))
     }
-    fn retry_dead(&mut self, _: Option<&str>) -> Result<Vec<String>> {
-        unreachable!()
+
+    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>> {
+        self.session.transaction(|sql| actions::retry_dead(sql, id))
     }
-    fn purge(&mut self, _: std::time::Duration) -> Result<Vec<String>> {
-        unreachable!()
+
+    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>> {
+        let mut purged = Vec::new();
+        loop {
+            let chunk = self
+                .session
+                .run(|sql| actions::purge_chunk(sql, older_than))?;
+            let done = (chunk.len() as i64) < super::PURGE_CHUNK;
+            purged.extend(chunk);
+            if done {
+                return Ok(purged);
+            }
+        }
     }
-    fn get(&mut self, _: &str) -> Result<super::Job> {
-        unreachable!()
+
+    fn get(&mut self, id: &str) -> Result<Job> {
+        self.session.run(|sql| reads::get(sql, id))
     }
-    fn attempts(&mut self, _: &str) -> Result<Vec<super::Attempt>> {
-        unreachable!()
+
+    fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>> {
+        self.session.run(|sql| reads::attempts(sql, id))
     }
-    fn list(&mut self, _: Option<crate::domain::JobState>, _: u32) -> Result<Vec<super::Job>> {
-        unreachable!()
+
+    fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>> {
+        self.session.run(|sql| reads::list(sql, state, limit))
     }
-    fn counts(&mut self) -> Result<std::collections::BTreeMap<crate::domain::JobState, u64>> {
-        unreachable!()
+
+    fn counts(&mut self) -> Result<BTreeMap<JobState, u64>> {
+        self.session.run(reads::counts)
     }
-    fn metrics(&mut self) -> Result<super::Metrics> {
-        unreachable!()
+
+    fn metrics(&mut self) -> Result<Metrics> {
+        self.session.run(reads::metrics)
     }
-    fn export(&mut self) -> Result<Vec<super::JobRecord>> {
-        unreachable!()
+
+    fn export(&mut self) -> Result<Vec<JobRecord>> {
+        self.session.transaction(copy::export)
     }
-    fn import(&mut self, _: &[super::JobRecord]) -> Result<()> {
-        unreachable!()
-    }
-    fn pin_clock(&mut self, _: Option<jiff::Timestamp>) -> Result<()> {
-        unreachable!()
+
+    fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
+        self.session.transaction(|sql| copy::import(sql, jobs))
     }
 }
 
-/// Tests only: a fresh database on the test server.
 #[cfg(test)]
-pub mod testing {
-    use crate::store::Database;
-
-    pub struct TestDatabase {}
-
-    impl TestDatabase {
-        /// `None` until the backend exists.
-        pub fn create() -> Option<TestDatabase> {
-            eprintln!("skipped: the PostgreSQL backend is not built yet");
-            None
-        }
-
-        pub fn database(&self) -> Database {
-            unreachable!()
-        }
-    }
-}
+pub mod testing;
+#[cfg(test)]
+mod tests;

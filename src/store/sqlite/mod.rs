@@ -8,9 +8,11 @@
 mod wal;
 
 use super::types::*;
-use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, millis, to_millis};
+use super::{
+    Backend, Finish, Finished, Holder, OpenMode, WakeFn, decode_env, from_millis, millis,
+    parse_state, to_millis,
+};
 use crate::config::Durability;
-use crate::domain::policy::next_state;
 use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::output::Destination;
@@ -91,22 +93,11 @@ pub struct SqliteStore {
     sync_after_commit: bool,
 }
 
-/// An error inside a write transaction: SQL errors may be retried when busy,
-/// domain errors roll back and are returned as they are.
-enum TxError {
-    Sql(rusqlite::Error),
-    App(Error),
-}
+type TxError = super::TxError<rusqlite::Error>;
 
 impl From<rusqlite::Error> for TxError {
     fn from(e: rusqlite::Error) -> TxError {
         TxError::Sql(e)
-    }
-}
-
-impl From<Error> for TxError {
-    fn from(e: Error) -> TxError {
-        TxError::App(e)
     }
 }
 
@@ -603,8 +594,7 @@ impl Backend for SqliteStore {
                  VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
             )?;
             for ((line, job), id) in jobs.iter().zip(&ids) {
-                let env = (!job.env.is_empty())
-                    .then(|| serde_json::to_string(&job.env).expect("a map of strings serializes"));
+                let env = super::encode_env(&job.env);
                 let result = insert.execute(params![
                     id.as_str(),
                     job.command,
@@ -1034,11 +1024,6 @@ fn holder_filter(holder: Holder, now: Timestamp) -> (&'static str, rusqlite::typ
         Holder::Worker(name) => ("jobs.worker = ?1", name.to_string().into()),
     }
 }
-fn parse_state(text: &str) -> Result<JobState, Error> {
-    text.parse()
-        .map_err(|e: String| Error::Invalid(format!("corrupt job row: {e}")))
-}
-
 /// The next job to claim at time `?4`. INDEXED BY pins the plan: without
 /// statistics the planner would pick the state index and sort.
 const NEXT_DUE_JOB: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
@@ -1122,7 +1107,7 @@ fn claim_next_in(
 
 /// The one way a job leaves `processing`. Changes nothing (and returns false)
 /// when the lease is no longer the caller's. A job whose cancel was requested
-/// ends `cancelled` (see [`next_state`]); its attempt keeps its own outcome.
+/// ends `cancelled` (see [`transition`](super::transition)); its attempt keeps its own outcome.
 fn finish_in(
     tx: &rusqlite::Transaction,
     lease: &Lease,
@@ -1139,24 +1124,7 @@ fn finish_in(
     let Some(cancel_requested) = cancel_requested else {
         return Ok(false);
     };
-    let next = next_state(
-        result.outcome,
-        cancel_requested,
-        lease.failures,
-        lease.max_retries,
-        policy,
-        now,
-    );
-    // The attempt ended on its own before the worker could stop it: say so
-    // on the job (the attempt keeps its real outcome and error).
-    let job_error = match (cancel_requested, result.outcome) {
-        (true, outcome) if outcome != AttemptOutcome::Cancelled => Some(format!(
-            "cancelled by user; the running attempt ended first ({})",
-            outcome.as_str()
-        )),
-        _ => result.error.clone(),
-    };
-    let finished_at = next.state.is_terminal().then(|| to_millis(now));
+    let next = super::transition(lease, result, cancel_requested, policy, now);
     let changed = tx
         .prepare_cached(
             "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), failures = ?3, finished_at = ?4,
@@ -1166,11 +1134,10 @@ fn finish_in(
         )?
         .execute(params![
             next.state.as_str(),
-            // A finished job keeps the due time it ran at.
-            (!next.state.is_terminal()).then(|| to_millis(next.run_at)),
+            next.run_at.map(to_millis),
             next.failures,
-            finished_at,
-            job_error,
+            next.finished.then(|| to_millis(now)),
+            next.job_error,
             to_millis(now),
             lease.seq,
             lease.token,
@@ -1197,15 +1164,6 @@ fn finish_in(
         result.output_tail,
     ])?;
     Ok(true)
-}
-
-/// A job's `env` column: absent means no variables; text that is not a JSON
-/// object of strings is corruption, reported, never read as "no variables".
-fn decode_env(column: Option<String>) -> StoredEnv {
-    match column {
-        None => Ok(BTreeMap::new()),
-        Some(text) => serde_json::from_str(&text).map_err(|_| CorruptEnv),
-    }
 }
 
 fn job_from_row(r: &Row) -> rusqlite::Result<Job> {

@@ -1,0 +1,372 @@
+//! The worker's side: claims, finishes, lease renewals and rescues, each a
+//! fixed number of statements per batch (arrays in, `unnest` in SQL), never
+//! one round trip per job.
+//!
+//! A claim is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)` on the
+//! partial claim index: concurrent claimers skip each other's rows instead
+//! of queueing behind them, and each claimed job gets its own random lease
+//! token (drawn here, assigned by claim order). Every later change to a
+//! processing job matches `lease_token`, so a worker that lost its lease
+//! changes nothing, as on SQLite.
+
+use super::listen::notify_work;
+use super::rows::count;
+use super::session::{Sql, TxResult};
+use crate::domain::{JobState, RetryPolicy};
+use crate::store::{
+    AttemptResult, ClaimRequest, Claimed, Finish, HeldAttempt, Holder, Lease, LeaseStatus,
+    attempt_cgroup, attempt_token, decode_env, from_millis, millis, rescuable, rescue_result,
+    transition,
+};
+use jiff::Timestamp;
+use postgres::GenericClient;
+use std::time::Duration;
+
+/// The most jobs one claim takes (a larger `limit` claims this many).
+const MAX_CLAIM: usize = 10_000;
+
+/// Claims up to `limit` due jobs for `request.worker`, in claim order, and
+/// records an attempt for each, in one statement.
+pub(super) fn claim<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+    limit: usize,
+) -> TxResult<Vec<Claimed>> {
+    let limit = limit.min(MAX_CLAIM);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let tokens: Vec<i64> = (0..limit).map(|_| rand::random()).collect();
+    let cgroups: Vec<Option<String>> = tokens
+        .iter()
+        .map(|&token| {
+            let under = request.cgroups.as_deref()?;
+            Some(attempt_cgroup(under, &attempt_token(token)))
+        })
+        .collect();
+    let rows = sql.query(
+        "WITH picked AS (
+             SELECT seq, priority, run_at FROM jobs
+             WHERE state IN ('pending', 'failed') AND run_at <= queuectl_now_ms()
+             ORDER BY priority DESC, run_at, seq
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         ), numbered AS (
+             SELECT seq, row_number() OVER (ORDER BY priority DESC, run_at, seq) AS n FROM picked
+         ), claimed AS (
+             UPDATE jobs j SET state = 'processing', worker = $1, lease_token = ($4::bigint[])[p.n],
+                 lease_expires_at = queuectl_now_ms() + $3, attempts = j.attempts + 1,
+                 cancel_requested = false, updated_at = queuectl_now_ms()
+             FROM numbered p WHERE j.seq = p.seq
+             RETURNING p.n, j.seq, j.id, j.command, j.env, j.cwd, j.timeout_seconds, j.attempts,
+                 j.failures, j.max_retries, j.env_file, j.lease_token
+         ), recorded AS (
+             INSERT INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
+             SELECT seq, attempts, $1, queuectl_now_ms(), $6, $7, ($5::text[])[n] FROM claimed
+         )
+         SELECT n, seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries,
+             env_file, lease_token
+         FROM claimed ORDER BY n",
+        &[
+            &request.worker,
+            &(limit as i64),
+            &millis(request.lease),
+            &tokens,
+            &cgroups,
+            &request.output.as_str(),
+            &request.host,
+        ],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let n: i64 = r.try_get(0)?;
+            Ok(Claimed {
+                id: r.try_get(2)?,
+                command: r.try_get(3)?,
+                env: decode_env(r.try_get(4)?),
+                cwd: r.try_get(5)?,
+                timeout_seconds: count(r, 6)?,
+                env_file: r.try_get(10)?,
+                lease: Lease {
+                    seq: r.try_get(1)?,
+                    token: r.try_get(11)?,
+                    attempt: count(r, 7)?,
+                    failures: count(r, 8)?,
+                    max_retries: count(r, 9)?,
+                    worker: request.worker.clone(),
+                },
+                cgroup: cgroups[(n - 1) as usize].clone(),
+            })
+        })
+        .collect()
+}
+
+/// The arrays one finish statement takes: per attempt, its lease, its
+/// result, and where its job goes (computed by [`transition`] both for a
+/// job whose cancel was requested and one whose was not; the row decides).
+#[derive(Default)]
+struct FinishBatch {
+    seq: Vec<i64>,
+    token: Vec<i64>,
+    attempt: Vec<i64>,
+    state: Vec<&'static str>,
+    /// From the database's now; `None` keeps the due time it ran at.
+    delay_ms: Vec<Option<i64>>,
+    failures: Vec<i64>,
+    finished: Vec<bool>,
+    job_error: Vec<Option<String>>,
+    cancelled_failures: Vec<i64>,
+    cancelled_error: Vec<Option<String>>,
+    outcome: Vec<&'static str>,
+    exit_code: Vec<Option<i32>>,
+    signal: Vec<Option<i32>>,
+    error: Vec<Option<String>>,
+    output: Vec<Option<&'static str>>,
+    truncated: Vec<Option<bool>>,
+}
+
+impl FinishBatch {
+    fn push(&mut self, lease: &Lease, result: &AttemptResult, policy: &RetryPolicy) {
+        // Computed at the epoch, a due time is the delay from the
+        // database's now, which the statement adds.
+        let at = |cancel| transition(lease, result, cancel, policy, Timestamp::UNIX_EPOCH);
+        let (next, cancelled) = (at(false), at(true));
+        debug_assert_eq!(cancelled.state, JobState::Cancelled);
+        self.seq.push(lease.seq);
+        self.token.push(lease.token);
+        self.attempt.push(i64::from(lease.attempt));
+        self.state.push(next.state.as_str());
+        self.delay_ms.push(next.run_at.map(|t| t.as_millisecond()));
+        self.failures.push(i64::from(next.failures));
+        self.finished.push(next.finished);
+        self.job_error.push(next.job_error);
+        self.cancelled_failures.push(i64::from(cancelled.failures));
+        self.cancelled_error.push(cancelled.job_error);
+        self.outcome.push(result.outcome.as_str());
+        self.exit_code.push(result.exit_code);
+        self.signal.push(result.signal);
+        self.error.push(result.error.clone());
+        self.output
+            .push(result.output.map(|o| o.destination.as_str()));
+        self.truncated.push(result.output.map(|o| o.truncated));
+    }
+}
+
+/// Records how attempts ended and moves their jobs on, in one statement:
+/// only rows still `processing` under the given lease change. Returns, per
+/// attempt, whether its lease was still held. Idle workers are woken when
+/// a job went back to waiting (a retry, an interrupted attempt).
+pub(super) fn finish<C: GenericClient>(
+    sql: &mut Sql<C>,
+    done: &[Finish],
+    policy: &RetryPolicy,
+) -> TxResult<Vec<bool>> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = FinishBatch::default();
+    for attempt in done {
+        b.push(attempt.lease, attempt.result, policy);
+    }
+    let rows = sql.query(
+        concat!(
+            "WITH done AS (
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[], $11::text[],
+                     $12::integer[], $13::integer[], $14::text[], $15::text[], $16::boolean[])
+                 AS d(seq, token, attempt, state, delay_ms, failures, finished, job_error,
+                     cancelled_failures, cancelled_error, outcome, exit_code, signal, error, output, truncated)
+             ), moved AS (
+                 UPDATE jobs j SET
+                     state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE d.state END,
+                     run_at = CASE WHEN j.cancel_requested OR d.delay_ms IS NULL THEN j.run_at
+                                   ELSE queuectl_now_ms() + d.delay_ms END,
+                     failures = CASE WHEN j.cancel_requested THEN d.cancelled_failures ELSE d.failures END,
+                     finished_at = CASE WHEN j.cancel_requested OR d.finished THEN queuectl_now_ms() END,
+                     last_error = COALESCE(CASE WHEN j.cancel_requested THEN d.cancelled_error
+                                                ELSE d.job_error END, j.last_error),
+                     worker = NULL, lease_token = NULL, lease_expires_at = NULL,
+                     cancel_requested = false, updated_at = queuectl_now_ms()
+                 FROM done d
+                 WHERE j.seq = d.seq AND j.state = 'processing' AND j.lease_token = d.token
+                 RETURNING j.seq, d.token, j.state IN ('pending', 'failed') AS waiting
+             ), recorded AS (
+                 UPDATE attempts a SET finished_at = queuectl_now_ms(), outcome = d.outcome,
+                     exit_code = d.exit_code, signal = d.signal, error = d.error,
+                     output = COALESCE(d.output, a.output),
+                     output_truncated = COALESCE(d.truncated, a.output_truncated)
+                 FROM done d JOIN moved m ON m.seq = d.seq AND m.token = d.token
+                 WHERE a.job_seq = d.seq AND a.number = d.attempt
+             ), woken AS (",
+            notify_work!(),
+            " WHERE EXISTS (SELECT 1 FROM moved WHERE waiting)
+             )
+             SELECT seq, token, (SELECT count(*) FROM woken) FROM moved"
+        ),
+        &[
+            &b.seq,
+            &b.token,
+            &b.attempt,
+            &b.state,
+            &b.delay_ms,
+            &b.failures,
+            &b.finished,
+            &b.job_error,
+            &b.cancelled_failures,
+            &b.cancelled_error,
+            &b.outcome,
+            &b.exit_code,
+            &b.signal,
+            &b.error,
+            &b.output,
+            &b.truncated,
+        ],
+    )?;
+    let held: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<TxResult<_>>()?;
+    Ok(done
+        .iter()
+        .map(|f| held.contains(&(f.lease.seq, f.lease.token)))
+        .collect())
+}
+
+/// Extends the leases still held and refreshes the worker's heartbeat, in
+/// one statement.
+pub(super) fn renew<C: GenericClient>(
+    sql: &mut Sql<C>,
+    worker: &str,
+    leases: &[&Lease],
+    duration: Duration,
+) -> TxResult<Vec<LeaseStatus>> {
+    let seqs: Vec<i64> = leases.iter().map(|l| l.seq).collect();
+    let tokens: Vec<i64> = leases.iter().map(|l| l.token).collect();
+    let rows = sql.query(
+        "WITH beat AS (UPDATE workers SET heartbeat_at = queuectl_now_ms() WHERE name = $1)
+         UPDATE jobs j SET lease_expires_at = queuectl_now_ms() + $2, updated_at = queuectl_now_ms()
+         FROM unnest($3::bigint[], $4::bigint[]) AS d(seq, token)
+         WHERE j.seq = d.seq AND j.state = 'processing' AND j.lease_token = d.token
+         RETURNING j.seq, j.lease_token, j.cancel_requested",
+        &[&worker, &millis(duration), &seqs, &tokens],
+    )?;
+    let renewed: Vec<(i64, i64, bool)> = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<TxResult<_>>()?;
+    Ok(leases
+        .iter()
+        .map(|lease| {
+            let cancel = renewed
+                .iter()
+                .find(|(seq, token, _)| (*seq, *token) == (lease.seq, lease.token))
+                .map(|&(_, _, cancel)| cancel);
+            LeaseStatus::from_renewal(cancel)
+        })
+        .collect())
+}
+
+/// The attempts a rescuer must end first.
+pub(super) fn held_attempts<C: GenericClient>(
+    sql: &mut Sql<C>,
+    holder: Holder,
+) -> TxResult<Vec<HeldAttempt>> {
+    macro_rules! held {
+        ($filter:literal) => {
+            concat!(
+                "SELECT j.id, j.lease_token, a.host, a.cgroup FROM jobs j
+                 LEFT JOIN attempts a ON a.job_seq = j.seq AND a.number = j.attempts
+                 WHERE j.state = 'processing' AND ",
+                $filter,
+                " ORDER BY j.seq"
+            )
+        };
+    }
+    let rows = match holder {
+        Holder::Expired => sql.query(held!("j.lease_expires_at < queuectl_now_ms()"), &[])?,
+        Holder::Worker(name) => sql.query(held!("j.worker = $1"), &[&name])?,
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(HeldAttempt::new(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+            ))
+        })
+        .collect()
+}
+
+/// Finishes, as `lease_expired`, those of `ended` still held as `holder`
+/// says under the same lease. Rows another rescuer (or their worker) is
+/// changing right now are skipped, not waited for: many hosts may run
+/// this at once, and the lease-token match makes each attempt end once.
+pub(super) fn rescue(
+    sql: &mut Sql<postgres::Transaction>,
+    holder: Holder,
+    ended: &[HeldAttempt],
+    policy: &RetryPolicy,
+) -> TxResult<Vec<String>> {
+    if ended.is_empty() {
+        return Ok(Vec::new());
+    }
+    macro_rules! processing {
+        ($filter:literal) => {
+            concat!(
+                "SELECT id, seq, lease_token, attempts, failures, max_retries, worker, lease_expires_at
+                 FROM jobs WHERE state = 'processing' AND ",
+                $filter,
+                " ORDER BY seq FOR UPDATE SKIP LOCKED"
+            )
+        };
+    }
+    let rows = match holder {
+        Holder::Expired => sql.query(processing!("lease_expires_at < queuectl_now_ms()"), &[])?,
+        Holder::Worker(name) => sql.query(processing!("worker = $1"), &[&name])?,
+    };
+    let held = rows
+        .iter()
+        .map(|r| {
+            let lease = Lease {
+                seq: r.try_get(1)?,
+                token: r.try_get(2)?,
+                attempt: count(r, 3)?,
+                failures: count(r, 4)?,
+                max_retries: count(r, 5)?,
+                worker: r.try_get(6)?,
+            };
+            Ok((r.try_get(0)?, lease, r.try_get::<_, i64>(7)?))
+        })
+        .collect::<TxResult<Vec<(String, Lease, i64)>>>()?;
+    let chosen: Vec<(String, Lease, AttemptResult)> = rescuable(held, ended)
+        .map(|(id, lease, expires_at)| {
+            let result = rescue_result(holder, &lease, from_millis(expires_at));
+            (id, lease, result)
+        })
+        .collect();
+    let done: Vec<Finish> = chosen
+        .iter()
+        .map(|(_, lease, result)| Finish { lease, result })
+        .collect();
+    let held = finish(sql, &done, policy)?;
+    Ok(chosen
+        .into_iter()
+        .zip(held)
+        .filter_map(|((id, _, _), held)| held.then_some(id))
+        .collect())
+}
+
+/// How long until the next waiting job falls due or the next lease runs out.
+pub(super) fn next_event_in<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Option<Duration>> {
+    let row = sql.query_one(
+        "SELECT GREATEST(LEAST(
+             (SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')),
+             -- Lease expiry is strict (<): look just after it.
+             (SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')
+         ) - queuectl_now_ms(), 0)",
+        &[],
+    )?;
+    let wait: Option<i64> = row.try_get(0)?;
+    Ok(wait.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+}

@@ -1,0 +1,186 @@
+//! `queuectl copy`: every job with every column (the raw `env` text, the
+//! lease of a processing job) and its attempts, out and in.
+
+use super::rows::{self, attempt_columns, job_columns};
+use super::session::{Sql, TxResult};
+use crate::store::{JobRecord, target_not_empty, to_millis};
+use std::collections::HashMap;
+
+/// Jobs per import statement, so the arrays stay a few MB.
+const IMPORT_CHUNK: usize = 1000;
+
+/// Reads everything in one snapshot (a repeatable-read transaction).
+pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRecord>> {
+    sql.batch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+    let jobs = sql.query(
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            ", j.env, j.lease_token FROM jobs j ORDER BY j.seq"
+        ),
+        &[],
+    )?;
+    let mut records = jobs
+        .iter()
+        .map(|r| {
+            Ok(JobRecord {
+                job: rows::job(r)?,
+                env_text: r.try_get(19)?,
+                lease_token: r.try_get(20)?,
+                attempts: Vec::new(),
+            })
+        })
+        .collect::<TxResult<Vec<_>>>()?;
+    // All attempts in one read, in the jobs' order.
+    let attempts = sql.query(
+        concat!(
+            "SELECT ",
+            attempt_columns!(),
+            ", j.id FROM attempts a JOIN jobs j ON j.seq = a.job_seq ORDER BY j.seq, a.number"
+        ),
+        &[],
+    )?;
+    let position: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.job.id.clone(), i))
+        .collect();
+    for row in &attempts {
+        let job_id: &str = row.try_get(12)?;
+        if let Some(&i) = position.get(job_id) {
+            records[i].attempts.push(rows::attempt(row)?);
+        }
+    }
+    Ok(records)
+}
+
+/// Inserts exported jobs as they were, in enqueue order (so `seq` keeps
+/// their order; the identity goes on after the last one).
+pub(super) fn import(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
+    let jobs: i64 = sql
+        .query_one("SELECT count(*) FROM jobs", &[])?
+        .try_get(0)?;
+    if jobs > 0 {
+        return Err(target_not_empty(jobs).into());
+    }
+    for chunk in records.chunks(IMPORT_CHUNK) {
+        import_jobs(sql, chunk)?;
+        import_attempts(sql, chunk)?;
+    }
+    Ok(())
+}
+
+fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
+    let column = |f: &dyn Fn(&JobRecord) -> i64| records.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: &dyn Fn(&JobRecord) -> Option<String>| {
+        records.iter().map(f).collect::<Vec<Option<String>>>()
+    };
+    let jobs = records.iter().map(|r| &r.job);
+    let ids: Vec<&str> = jobs.clone().map(|j| j.id.as_str()).collect();
+    let commands: Vec<&str> = jobs.clone().map(|j| j.command.as_str()).collect();
+    let states: Vec<&str> = jobs.clone().map(|j| j.state.as_str()).collect();
+    let finished_at: Vec<Option<i64>> =
+        jobs.clone().map(|j| j.finished_at.map(to_millis)).collect();
+    let lease_expires_at: Vec<Option<i64>> = jobs
+        .clone()
+        .map(|j| j.lease_expires_at.map(to_millis))
+        .collect();
+    let cancel_requested: Vec<bool> = jobs.clone().map(|j| j.cancel_requested).collect();
+    let lease_tokens: Vec<Option<i64>> = records.iter().map(|r| r.lease_token).collect();
+    sql.execute(
+        "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
+             attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
+             cancel_requested, last_error, env_file)
+         SELECT id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
+             attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
+             cancel_requested, last_error, env_file
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+             $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
+             $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::boolean[],
+             $19::text[], $20::text[])
+             WITH ORDINALITY AS d(id, command, state, priority, run_at, max_retries, timeout_seconds,
+                 env, cwd, attempts, failures, created_at, updated_at, finished_at, worker, lease_token,
+                 lease_expires_at, cancel_requested, last_error, env_file, line)
+         ORDER BY line",
+        &[
+            &ids,
+            &commands,
+            &states,
+            &column(&|r| r.job.priority),
+            &column(&|r| to_millis(r.job.run_at)),
+            &column(&|r| i64::from(r.job.max_retries)),
+            &column(&|r| i64::from(r.job.timeout_seconds)),
+            &text(&|r| r.env_text.clone()),
+            &text(&|r| r.job.cwd.clone()),
+            &column(&|r| i64::from(r.job.attempts)),
+            &column(&|r| i64::from(r.job.failures)),
+            &column(&|r| to_millis(r.job.created_at)),
+            &column(&|r| to_millis(r.job.updated_at)),
+            &finished_at,
+            &text(&|r| r.job.worker.clone()),
+            &lease_tokens,
+            &lease_expires_at,
+            &cancel_requested,
+            &text(&|r| r.job.last_error.clone()),
+            &text(&|r| r.job.env_file.clone()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn import_attempts(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
+    let all: Vec<(&str, &crate::store::Attempt)> = records
+        .iter()
+        .flat_map(|r| r.attempts.iter().map(move |a| (r.job.id.as_str(), a)))
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let job_ids: Vec<&str> = all.iter().map(|(id, _)| *id).collect();
+    let number: Vec<i64> = all.iter().map(|(_, a)| i64::from(a.number)).collect();
+    let worker: Vec<&str> = all.iter().map(|(_, a)| a.worker.as_str()).collect();
+    let started_at: Vec<i64> = all.iter().map(|(_, a)| to_millis(a.started_at)).collect();
+    let finished_at: Vec<Option<i64>> = all
+        .iter()
+        .map(|(_, a)| a.finished_at.map(to_millis))
+        .collect();
+    let outcome: Vec<Option<&str>> = all
+        .iter()
+        .map(|(_, a)| a.outcome.map(|o| o.as_str()))
+        .collect();
+    let exit_code: Vec<Option<i32>> = all.iter().map(|(_, a)| a.exit_code).collect();
+    let signal: Vec<Option<i32>> = all.iter().map(|(_, a)| a.signal).collect();
+    let error: Vec<Option<&str>> = all.iter().map(|(_, a)| a.error.as_deref()).collect();
+    let output: Vec<&str> = all.iter().map(|(_, a)| a.output.as_str()).collect();
+    let host: Vec<Option<&str>> = all.iter().map(|(_, a)| a.host.as_deref()).collect();
+    let cgroup: Vec<Option<&str>> = all.iter().map(|(_, a)| a.cgroup.as_deref()).collect();
+    let truncated: Vec<bool> = all.iter().map(|(_, a)| a.output_truncated).collect();
+    sql.execute(
+        "INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome, exit_code,
+             signal, error, output, host, cgroup, output_truncated)
+         SELECT j.seq, d.number, d.worker, d.started_at, d.finished_at, d.outcome, d.exit_code,
+             d.signal, d.error, d.output, d.host, d.cgroup, d.output_truncated
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+             $7::integer[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[],
+             $13::boolean[])
+             AS d(job_id, number, worker, started_at, finished_at, outcome, exit_code, signal, error,
+                 output, host, cgroup, output_truncated)
+         JOIN jobs j ON j.id = d.job_id",
+        &[
+            &job_ids,
+            &number,
+            &worker,
+            &started_at,
+            &finished_at,
+            &outcome,
+            &exit_code,
+            &signal,
+            &error,
+            &output,
+            &host,
+            &cgroup,
+            &truncated,
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Reads for the CLI: jobs, history, counts and metrics. Each is one
+//! statement outside any transaction (no locks taken).
+
+use super::rows::{self, attempt_columns, job_columns};
+use super::session::{Sql, TxResult};
+use crate::domain::JobState;
+use crate::error::Error;
+use crate::store::{Attempt, Job, Metrics, WorkerRow, from_millis, p95_offset, parse_state};
+use postgres::GenericClient;
+use std::collections::BTreeMap;
+
+pub(super) fn get<C: GenericClient>(sql: &mut Sql<C>, id: &str) -> TxResult<Job> {
+    let row = sql.query_opt(
+        concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1"),
+        &[&id],
+    )?;
+    match row {
+        Some(row) => rows::job(&row),
+        None => Err(Error::NotFound(id.to_owned()).into()),
+    }
+}
+
+pub(super) fn attempts<C: GenericClient>(sql: &mut Sql<C>, id: &str) -> TxResult<Vec<Attempt>> {
+    sql.query(
+        concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a JOIN jobs j ON j.seq = a.job_seq WHERE j.id = $1 ORDER BY a.number"
+        ),
+        &[&id],
+    )?
+    .iter()
+    .map(rows::attempt)
+    .collect()
+}
+
+pub(super) fn list<C: GenericClient>(
+    sql: &mut Sql<C>,
+    state: Option<JobState>,
+    limit: u32,
+) -> TxResult<Vec<Job>> {
+    let limit = i64::from(limit);
+    // Separate statements so that each has its own plan (state, seq index).
+    let rows = match state {
+        Some(state) => sql.query(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs j WHERE j.state = $1 ORDER BY j.seq LIMIT $2"
+            ),
+            &[&state.as_str(), &limit],
+        )?,
+        None => sql.query(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs j ORDER BY j.seq LIMIT $1"
+            ),
+            &[&limit],
+        )?,
+    };
+    rows.iter().map(rows::job).collect()
+}
+
+/// Jobs per state, every state present. Counted from the state index
+/// (an index-only scan once vacuum has run), not kept in a counter row:
+/// a counter every claim and finish updates is one row all workers on all
+/// hosts would queue behind.
+pub(super) fn counts<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<BTreeMap<JobState, u64>> {
+    let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
+    for row in sql.query("SELECT state, count(*) FROM jobs GROUP BY state", &[])? {
+        let n: i64 = row.try_get(1)?;
+        counts.insert(parse_state(row.try_get(0)?)?, n.max(0) as u64);
+    }
+    Ok(counts)
+}
+
+pub(super) fn metrics<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Metrics> {
+    let counts = counts(sql)?;
+    let row = sql.query_one(
+        "SELECT avg(attempts)::float8, count(*) FROM jobs WHERE state IN ('completed', 'dead')",
+        &[],
+    )?;
+    let (avg_attempts, finished): (Option<f64>, i64) = (row.try_get(0)?, row.try_get(1)?);
+    macro_rules! durations {
+        () => {
+            "SELECT finished_at - started_at AS d FROM attempts
+             WHERE outcome IN ('succeeded', 'failed', 'timed_out')"
+        };
+    }
+    let row = sql.query_one(
+        concat!(
+            "SELECT avg(d)::float8, count(*) FROM (",
+            durations!(),
+            ") t"
+        ),
+        &[],
+    )?;
+    let (avg_duration_ms, timed): (Option<f64>, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let p95_duration_ms: Option<i64> = if timed == 0 {
+        None
+    } else {
+        sql.query_opt(
+            concat!(durations!(), " ORDER BY d LIMIT 1 OFFSET $1"),
+            &[&p95_offset(timed)],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()?
+    };
+    let row = sql.query_one(
+        "SELECT count(*) FILTER (WHERE finished_at >= queuectl_now_ms() - 60000),
+                count(*) FILTER (WHERE finished_at >= queuectl_now_ms() - 3600000)
+         FROM jobs WHERE finished_at IS NOT NULL AND finished_at >= queuectl_now_ms() - 3600000",
+        &[],
+    )?;
+    Ok(Metrics::new(
+        counts,
+        finished,
+        avg_attempts,
+        avg_duration_ms,
+        p95_duration_ms,
+        row.try_get(0)?,
+        row.try_get(1)?,
+    ))
+}
+
+/// Registered workers of every host, each with the job it holds.
+pub(super) fn workers<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Vec<WorkerRow>> {
+    sql.query(
+        "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status
+         FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
+         ORDER BY w.name",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(WorkerRow {
+            name: r.try_get(0)?,
+            pid: rows::count(r, 1)?,
+            host: r.try_get(2)?,
+            started_at: from_millis(r.try_get(3)?),
+            heartbeat_at: from_millis(r.try_get(4)?),
+            job_id: r.try_get(5)?,
+            status: r.try_get(6)?,
+        })
+    })
+    .collect()
+}
