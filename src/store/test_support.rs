@@ -169,3 +169,60 @@ impl AtClock for super::sqlite::SqliteStore {
         self
     }
 }
+
+/// Five jobs, one in each kind of state with every optional field used
+/// somewhere: completed, failed (waiting out its backoff), processing (a
+/// lease and a cgroup), pending (env, env_file, cwd, priority, a delay),
+/// cancelled.
+pub fn fill_with_every_kind_of_job(store: &mut Store) {
+    use crate::domain::AttemptOutcome;
+    for id in ["done", "retry", "running"] {
+        enqueue(store, &format!(r#"{{"id":"{id}","command":"x"}}"#), at(0));
+    }
+    enqueue(
+        store,
+        r#"{"id":"waiting","command":"env","priority":4,"delay":"1h","cwd":"/tmp",
+            "env":{"TOKEN":"s3cret"},"env_file":"creds"}"#,
+        at(0),
+    );
+    enqueue(store, r#"{"id":"gone","command":"x"}"#, at(0));
+    store.cancel_at("gone", at(1)).unwrap();
+    let mut contained = request("w");
+    contained.cgroups = Some("/w.service".into());
+    let claimed = store.at(at(1)).claim(&contained, 3).unwrap();
+    let mut ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    ok.exit_code = Some(0);
+    ok.output = Some(crate::output::OutputReport {
+        destination: Destination::Journal,
+        truncated: true,
+    });
+    let mut failed = AttemptResult::new(AttemptOutcome::Failed).with_error("killed");
+    failed.signal = Some(9);
+    let done = [
+        Finish {
+            lease: &claimed[0].lease,
+            result: &ok,
+        },
+        Finish {
+            lease: &claimed[1].lease,
+            result: &failed,
+        },
+    ];
+    store.at(at(2)).finish(&done, &policy(), None).unwrap();
+}
+
+/// Exported jobs as comparable values: every column, the raw env text,
+/// the lease, the attempts.
+pub fn snapshot(records: &[JobRecord]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "job": r.job,
+                "env": r.env_text,
+                "lease": r.lease_token,
+                "attempts": r.attempts,
+            })
+        })
+        .collect()
+}

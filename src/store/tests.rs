@@ -46,6 +46,11 @@ conformance! {
     a_rescue_names_the_attempt_and_finishes_only_the_attempts_it_was_given,
     env_file_is_stored_and_handed_to_the_worker,
     the_output_tail_is_recorded_read_and_copied_with_its_attempt,
+    a_batch_claim_takes_up_to_n_in_order_each_with_its_own_lease_and_attempt,
+    a_batch_finish_records_the_held_leases_and_ignores_the_stale,
+    next_event_in_is_the_next_due_job_or_lease_expiry,
+    concurrent_rescuers_end_each_attempt_once,
+    export_then_import_gives_the_same_queue,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -583,4 +588,198 @@ fn the_output_tail_is_recorded_read_and_copied_with_its_attempt(q: &TestQueue) {
         };
         assert_eq!(tails(&mut copy), tails(&mut store), "{id}");
     }
+}
+
+fn a_batch_claim_takes_up_to_n_in_order_each_with_its_own_lease_and_attempt(q: &TestQueue) {
+    let mut store = q.open();
+    for (id, priority) in [("a", 0), ("b", 3), ("c", 0), ("d", 7), ("e", 0)] {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"{id}","command":"x","priority":{priority}}}"#),
+            at(0),
+        );
+    }
+    let mut contained = request("w");
+    contained.cgroups = Some("/w.service".into());
+    let first = store.at(at(1)).claim(&contained, 3).unwrap();
+    let ids: Vec<&str> = first.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["d", "b", "a"]);
+    let tokens: HashSet<i64> = first.iter().map(|c| c.lease.token).collect();
+    assert_eq!(tokens.len(), 3, "each job its own lease token");
+    for claimed in &first {
+        let cgroup = format!("/w.service/attempt-{}", claimed.lease.attempt_token());
+        assert_eq!(claimed.cgroup.as_deref(), Some(cgroup.as_str()));
+        let attempts = store.attempts(&claimed.id).unwrap();
+        assert_eq!(attempts.len(), 1);
+        let attempt = &attempts[0];
+        assert_eq!(
+            (attempt.number, attempt.worker.as_str(), attempt.started_at),
+            (1, "w", at(1))
+        );
+        assert_eq!(attempt.cgroup.as_deref(), Some(cgroup.as_str()));
+        assert_eq!((attempt.finished_at, attempt.outcome), (None, None));
+        let job = store.get(&claimed.id).unwrap();
+        assert_eq!(
+            (job.state, job.lease_expires_at),
+            (JobState::Processing, Some(at(31)))
+        );
+    }
+    let rest = store.at(at(1)).claim(&request("w"), 10).unwrap();
+    let ids: Vec<&str> = rest.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c", "e"]);
+    assert!(store.at(at(1)).claim(&request("w"), 10).unwrap().is_empty());
+    assert!(store.at(at(1)).claim(&request("w"), 0).unwrap().is_empty());
+}
+
+fn a_batch_finish_records_the_held_leases_and_ignores_the_stale(q: &TestQueue) {
+    let mut store = q.open();
+    for id in ["a", "b", "c"] {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"{id}","command":"x"}}"#),
+            at(0),
+        );
+    }
+    let claimed = store.at(at(1)).claim(&request("w"), 3).unwrap();
+    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(1));
+    enqueue(
+        &mut store,
+        r#"{"id":"e","command":"x","delay":"1m"}"#,
+        at(1),
+    );
+    let mut stale = claimed[1].lease.clone();
+    stale.token = stale.token.wrapping_add(1);
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let failed = AttemptResult::new(AttemptOutcome::Failed).with_error("exit 3");
+    let done = [
+        Finish {
+            lease: &claimed[0].lease,
+            result: &ok,
+        },
+        Finish {
+            lease: &stale,
+            result: &ok,
+        },
+        Finish {
+            lease: &claimed[2].lease,
+            result: &failed,
+        },
+    ];
+    let finished = store
+        .at(at(2))
+        .finish(&done, &policy(), Some((&request("w"), 5)))
+        .unwrap();
+    assert_eq!(finished.held, [true, false, true]);
+    let next: Vec<&str> = finished.claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(next, ["d"], "c waits out its backoff, e its delay");
+    let a = store.get("a").unwrap();
+    assert_eq!((a.state, a.finished_at), (JobState::Completed, Some(at(2))));
+    let b = store.get("b").unwrap();
+    assert_eq!(
+        (b.state, b.worker.as_deref()),
+        (JobState::Processing, Some("w"))
+    );
+    assert_eq!(store.attempts("b").unwrap()[0].outcome, None);
+    let c = store.get("c").unwrap();
+    assert_eq!(
+        (c.state, c.failures, c.run_at, c.last_error.as_deref()),
+        (JobState::Failed, 1, at(4), Some("exit 3"))
+    );
+    let attempt = &store.attempts("c").unwrap()[0];
+    assert_eq!(
+        (
+            attempt.outcome,
+            attempt.finished_at,
+            attempt.error.as_deref()
+        ),
+        (Some(AttemptOutcome::Failed), Some(at(2)), Some("exit 3"))
+    );
+    assert!(
+        store
+            .at(at(2))
+            .finish(&[], &policy(), None)
+            .unwrap()
+            .held
+            .is_empty(),
+        "an empty batch does nothing"
+    );
+}
+
+fn next_event_in_is_the_next_due_job_or_lease_expiry(q: &TestQueue) {
+    let mut store = q.open();
+    store.pin_clock(Some(at(0))).unwrap();
+    assert_eq!(store.next_event_in().unwrap(), None, "an empty queue");
+    enqueue(
+        &mut store,
+        r#"{"id":"later","command":"x","delay":"1h"}"#,
+        at(0),
+    );
+    assert_eq!(
+        store.next_event_in().unwrap(),
+        Some(Duration::from_secs(3600))
+    );
+    enqueue(&mut store, r#"{"id":"now","command":"x"}"#, at(10));
+    store.pin_clock(Some(at(20))).unwrap();
+    assert_eq!(
+        store.next_event_in().unwrap(),
+        Some(Duration::ZERO),
+        "already due"
+    );
+    store.claim_at(&request("w"), at(20)).unwrap().unwrap();
+    store.pin_clock(Some(at(25))).unwrap();
+    assert_eq!(
+        store.next_event_in().unwrap(),
+        Some(Duration::from_millis(25_001)),
+        "just after the lease of the job claimed at 20 runs out at 50"
+    );
+}
+
+fn concurrent_rescuers_end_each_attempt_once(q: &TestQueue) {
+    let mut store = q.open();
+    let jobs: Vec<_> = (0..40)
+        .map(|i| (i + 1, NewJob::new(format!("job {i}"))))
+        .collect();
+    store.enqueue_at(&jobs, &DEFAULTS, at(0)).unwrap();
+    assert_eq!(
+        store.at(at(0)).claim(&request("gone"), 40).unwrap().len(),
+        40
+    );
+    let rescuers: Vec<_> = (0..4)
+        .map(|_| {
+            let db = q.database.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&db, Durability::Normal).unwrap();
+                let held = store.held_expired_at(at(31)).unwrap();
+                store.rescue_expired_at(&held, &policy(), at(31)).unwrap()
+            })
+        })
+        .collect();
+    let rescued: Vec<String> = rescuers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let unique: HashSet<_> = rescued.iter().collect();
+    assert_eq!((rescued.len(), unique.len()), (40, 40), "each rescued once");
+    for job in store.list(None, 100).unwrap() {
+        assert_eq!((job.state, job.failures), (JobState::Failed, 1));
+        let attempts = store.attempts(&job.id).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, Some(AttemptOutcome::LeaseExpired));
+    }
+}
+
+fn export_then_import_gives_the_same_queue(q: &TestQueue) {
+    let mut source = q.open();
+    fill_with_every_kind_of_job(&mut source);
+    let exported = source.export().unwrap();
+    assert_eq!(exported.len(), 5);
+    let target = q.another();
+    let mut copy = target.open();
+    copy.import(&exported).unwrap();
+    assert_eq!(snapshot(&copy.export().unwrap()), snapshot(&exported));
+    let err = copy.import(&exported).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("already holds 5 job(s)")),
+        "{err}"
+    );
 }

@@ -25,6 +25,20 @@ use std::time::Duration;
 /// The most jobs one claim takes (a larger `limit` claims this many).
 const MAX_CLAIM: usize = 10_000;
 
+/// Up to `$2` due jobs in claim order, locked, skipping those another
+/// claimer holds: an ordered scan of the partial index `jobs_claim`.
+macro_rules! due_jobs {
+    () => {
+        "SELECT seq, priority, run_at FROM jobs
+         WHERE state IN ('pending', 'failed') AND run_at <= queuectl_now_ms()
+         ORDER BY priority DESC, run_at, seq
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    };
+}
+#[cfg(test)]
+pub(super) use due_jobs;
+
 /// Claims up to `limit` due jobs for `request.worker`, in claim order, and
 /// records an attempt for each, in one statement.
 pub(super) fn claim<C: GenericClient>(
@@ -45,13 +59,10 @@ pub(super) fn claim<C: GenericClient>(
         })
         .collect();
     let rows = sql.query(
-        "WITH picked AS (
-             SELECT seq, priority, run_at FROM jobs
-             WHERE state IN ('pending', 'failed') AND run_at <= queuectl_now_ms()
-             ORDER BY priority DESC, run_at, seq
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED
-         ), numbered AS (
+        concat!(
+            "WITH picked AS (",
+            due_jobs!(),
+            "), numbered AS (
              SELECT seq, row_number() OVER (ORDER BY priority DESC, run_at, seq) AS n FROM picked
          ), claimed AS (
              UPDATE jobs j SET state = 'processing', worker = $1, lease_token = ($4::bigint[])[p.n],
@@ -66,7 +77,8 @@ pub(super) fn claim<C: GenericClient>(
          )
          SELECT n, seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries,
              env_file, lease_token
-         FROM claimed ORDER BY n",
+         FROM claimed ORDER BY n"
+        ),
         &[
             &request.worker,
             &(limit as i64),
@@ -123,6 +135,7 @@ struct FinishBatch {
     error: Vec<Option<String>>,
     output: Vec<Option<&'static str>>,
     truncated: Vec<Option<bool>>,
+    tail: Vec<Option<String>>,
 }
 
 impl FinishBatch {
@@ -149,6 +162,7 @@ impl FinishBatch {
         self.output
             .push(result.output.map(|o| o.destination.as_str()));
         self.truncated.push(result.output.map(|o| o.truncated));
+        self.tail.push(result.output_tail.clone());
     }
 }
 
@@ -173,9 +187,10 @@ pub(super) fn finish<C: GenericClient>(
             "WITH done AS (
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
                      $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[], $11::text[],
-                     $12::integer[], $13::integer[], $14::text[], $15::text[], $16::boolean[])
+                     $12::integer[], $13::integer[], $14::text[], $15::text[], $16::boolean[], $17::text[])
                  AS d(seq, token, attempt, state, delay_ms, failures, finished, job_error,
-                     cancelled_failures, cancelled_error, outcome, exit_code, signal, error, output, truncated)
+                     cancelled_failures, cancelled_error, outcome, exit_code, signal, error, output, truncated,
+                     tail)
              ), moved AS (
                  UPDATE jobs j SET
                      state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE d.state END,
@@ -194,7 +209,8 @@ pub(super) fn finish<C: GenericClient>(
                  UPDATE attempts a SET finished_at = queuectl_now_ms(), outcome = d.outcome,
                      exit_code = d.exit_code, signal = d.signal, error = d.error,
                      output = COALESCE(d.output, a.output),
-                     output_truncated = COALESCE(d.truncated, a.output_truncated)
+                     output_truncated = COALESCE(d.truncated, a.output_truncated),
+                     output_tail = d.tail
                  FROM done d JOIN moved m ON m.seq = d.seq AND m.token = d.token
                  WHERE a.job_seq = d.seq AND a.number = d.attempt
              ), woken AS (",
@@ -220,6 +236,7 @@ pub(super) fn finish<C: GenericClient>(
             &b.error,
             &b.output,
             &b.truncated,
+            &b.tail,
         ],
     )?;
     let held: Vec<(i64, i64)> = rows
@@ -360,13 +377,14 @@ pub(super) fn rescue(
 /// How long until the next waiting job falls due or the next lease runs out.
 pub(super) fn next_event_in<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Option<Duration>> {
     let row = sql.query_one(
-        "SELECT GREATEST(LEAST(
+        "SELECT LEAST(
              (SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')),
              -- Lease expiry is strict (<): look just after it.
              (SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')
-         ) - queuectl_now_ms(), 0)",
+         ) - queuectl_now_ms()",
         &[],
     )?;
     let wait: Option<i64> = row.try_get(0)?;
+    // Already past: zero.
     Ok(wait.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
 }

@@ -46,7 +46,7 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
         .map(|(i, r)| (r.job.id.clone(), i))
         .collect();
     for row in &attempts {
-        let job_id: &str = row.try_get(12)?;
+        let job_id: &str = row.try_get(13)?;
         if let Some(&i) = position.get(job_id) {
             records[i].attempts.push(rows::attempt(row)?);
         }
@@ -155,16 +155,17 @@ fn import_attempts(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) 
     let host: Vec<Option<&str>> = all.iter().map(|(_, a)| a.host.as_deref()).collect();
     let cgroup: Vec<Option<&str>> = all.iter().map(|(_, a)| a.cgroup.as_deref()).collect();
     let truncated: Vec<bool> = all.iter().map(|(_, a)| a.output_truncated).collect();
+    let tail: Vec<Option<&str>> = all.iter().map(|(_, a)| a.output_tail.as_deref()).collect();
     sql.execute(
         "INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome, exit_code,
-             signal, error, output, host, cgroup, output_truncated)
+             signal, error, output, host, cgroup, output_truncated, output_tail)
          SELECT j.seq, d.number, d.worker, d.started_at, d.finished_at, d.outcome, d.exit_code,
-             d.signal, d.error, d.output, d.host, d.cgroup, d.output_truncated
+             d.signal, d.error, d.output, d.host, d.cgroup, d.output_truncated, d.output_tail
          FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
              $7::integer[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[],
-             $13::boolean[])
+             $13::boolean[], $14::text[])
              AS d(job_id, number, worker, started_at, finished_at, outcome, exit_code, signal, error,
-                 output, host, cgroup, output_truncated)
+                 output, host, cgroup, output_truncated, output_tail)
          JOIN jobs j ON j.id = d.job_id",
         &[
             &job_ids,
@@ -180,6 +181,7 @@ fn import_attempts(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) 
             &host,
             &cgroup,
             &truncated,
+            &tail,
         ],
     )?;
     Ok(())

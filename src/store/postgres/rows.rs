@@ -19,11 +19,10 @@ macro_rules! job_columns {
 pub(super) use job_columns;
 
 /// Columns of an attempt row, in the order [`attempt`] reads them.
-/// (`output_tail` is stored; `Attempt` gains it with the output change.)
 macro_rules! attempt_columns {
     () => {
         "a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.exit_code, a.signal, a.error, \
-         a.output, a.host, a.cgroup, a.output_truncated"
+         a.output, a.host, a.cgroup, a.output_truncated, a.output_tail"
     };
 }
 pub(super) use attempt_columns;
@@ -95,5 +94,6 @@ pub(super) fn attempt(row: &Row) -> TxResult<Attempt> {
         host: row.try_get(9)?,
         cgroup: row.try_get(10)?,
         output_truncated: row.try_get(11)?,
+        output_tail: row.try_get(12)?,
     })
 }
