@@ -250,7 +250,7 @@ impl Session {
             settings.push_str("SET default_transaction_read_only = on;");
         }
         if let Some(ms) = self.pinned_now_ms {
-            settings.push_str(&format!("SET queuectl.pinned_now_ms = {ms};"));
+            settings.push_str(&format!("SET queuectl.pinned_now_ms = '{ms}';"));
         }
         if !settings.is_empty() {
             client
@@ -267,7 +267,7 @@ impl Session {
     pub fn pin_clock(&mut self, ms: Option<i64>) -> Result<()> {
         self.pinned_now_ms = ms;
         let sql = match ms {
-            Some(ms) => format!("SET queuectl.pinned_now_ms = {ms}"),
+            Some(ms) => format!("SET queuectl.pinned_now_ms = '{ms}'"),
             None => "RESET queuectl.pinned_now_ms".to_owned(),
         };
         self.run(|sql_client| Ok(sql_client.batch(&sql)?))
