@@ -8,8 +8,7 @@
 //! failed attempt to, while the server is away) the listener wakes its
 //! worker once to look for itself.
 
-use super::PgTarget;
-use super::session::connect;
+use super::{PgTarget, connect, map_error};
 use crate::error::Result;
 use crate::store::WakeFn;
 use postgres::Client;
@@ -51,7 +50,7 @@ fn subscribe(target: &PgTarget) -> Result<Client> {
     let mut client = connect(target)?;
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(|e| super::session::map_error(target, e))?;
+        .map_err(|e| map_error(target, e))?;
     Ok(client)
 }
 

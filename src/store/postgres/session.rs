@@ -8,11 +8,11 @@
 //! Nothing here retries a write whose connection broke: it may have
 //! committed. The caller sees `Unreachable` and decides.
 
-use super::PgTarget;
+use super::{PgTarget, connect, map_error};
 use crate::error::{Error, Result};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, Row, Statement};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,83 +21,6 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// How often a transaction the server rolled back (40001, 40P01) is retried.
 const CONFLICT_RETRIES: u32 = 50;
-/// A connect that hears nothing back gives up after this long (a cut network
-/// otherwise hangs a worker for the kernel's TCP timeout, minutes).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connects to `target`. The one place a connection is made: the TLS and
-/// password-file aware connect of `connect.rs` replaces this body.
-pub(super) fn connect(target: &PgTarget) -> Result<Client> {
-    let mut config: postgres::Config = target
-        .conninfo()
-        .parse()
-        .map_err(|e| map_error(target, e))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    config.keepalives_idle(Duration::from_secs(30));
-    config.connect(NoTls).map_err(|e| map_error(target, e))
-}
-
-/// A driver error as the user sees it: `Unreachable` when the connection is
-/// gone or cannot be made, otherwise the server's message. Only the primary
-/// message is shown: a constraint's DETAIL may quote a row (and its env).
-pub(super) fn map_error(target: &PgTarget, e: postgres::Error) -> Error {
-    let lost = connection_lost(&e);
-    describe(target, e, lost)
-}
-
-/// `e` as an error about `target`; `lost` when the connection is gone.
-fn describe(target: &PgTarget, e: postgres::Error, lost: bool) -> Error {
-    if lost {
-        let reason = match e.as_db_error() {
-            Some(db) => db.message().to_owned(),
-            None => std::error::Error::source(&e)
-                .map(|cause| cause.to_string())
-                .unwrap_or_else(|| e.to_string()),
-        };
-        return Error::Unreachable {
-            target: target.to_string(),
-            reason,
-        };
-    }
-    let message = match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    };
-    Error::Postgres {
-        target: target.to_string(),
-        message,
-    }
-}
-
-/// Whether `e` means the connection is gone (or never came up): closed,
-/// an I/O error, or the server shutting the session down.
-pub(super) fn connection_lost(e: &postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        Some(code) => {
-            code.code().starts_with("08")
-                || [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                ]
-                .contains(code)
-        }
-        // No SQLSTATE: the driver's own (I/O, timeouts, protocol) errors,
-        // except those about values, which carry a source of their own.
-        None => {
-            let text = e.to_string();
-            text.contains("error communicating")
-                || text.contains("error connecting")
-                || text.contains("timeout")
-                || text.contains("closed")
-        }
-    }
-}
 
 /// A transaction the server rolled back so that another could go on: safe
 /// to run again from the start.
@@ -316,13 +239,20 @@ impl Session {
                     std::thread::sleep(Duration::from_millis(jitter));
                 }
                 Err(TxError::Sql(e)) => {
-                    let lost = connection_lost(&e) || connection.client.is_closed();
-                    if lost {
+                    let closed = connection.client.is_closed();
+                    let error = match map_error(&self.target, e) {
+                        Error::Postgres { target, message } if closed => Error::Unreachable {
+                            target,
+                            reason: message,
+                        },
+                        other => other,
+                    };
+                    if error.is_unreachable() {
                         // The next call connects anew (not before the backoff).
                         self.connection = None;
                         self.retry_connect_at = Some(Instant::now() + RECONNECT_FIRST);
                     }
-                    return Err(describe(&self.target, e, lost));
+                    return Err(error);
                 }
             }
         }

@@ -85,7 +85,7 @@ fn admin_client(address: &str) -> postgres::Client {
 
 /// `address` (a URL or key=value conninfo) naming database `name` instead.
 fn with_dbname(address: &str, name: &str) -> String {
-    if PgTarget::looks_like(address) {
+    if address.starts_with("postgres://") || address.starts_with("postgresql://") {
         let (base, query) = match address.split_once('?') {
             Some((base, query)) => (base, Some(query)),
             None => (address, None),
