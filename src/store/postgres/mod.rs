@@ -11,7 +11,8 @@
 //!
 //! Submodules: `schema` (migrations), `session` (the connection),
 //! `claims` (the worker's side), `actions` (enqueue, user actions, workers),
-//! `reads`, `copy` (export/import), `listen` (LISTEN/NOTIFY).
+//! `reads`, `copy` (export/import), `listen` (LISTEN/NOTIFY); `connect`
+//! (addresses, passwords, TLS) and `scratch` (bench databases) stand apart.
 
 mod actions;
 mod claims;
