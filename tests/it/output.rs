@@ -6,7 +6,6 @@
 
 use crate::support::TestEnv;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -126,7 +125,7 @@ fn a_100_kib_output_keeps_exactly_its_last_8_kib_in_the_queue_and_logs_here_prin
     );
     env.wait_for_state("big", "completed", WAIT);
 
-    let log = job_log(&env, "big");
+    let log = env.job_log("big");
     let full = std::fs::read_to_string(&log).unwrap();
     assert_eq!(full.len(), 102_400 + "\nfrom-stderr\n".len());
     let job = env.job("big");
@@ -159,27 +158,6 @@ fn a_100_kib_output_keeps_exactly_its_last_8_kib_in_the_queue_and_logs_here_prin
     );
 }
 
-/// Where this host keeps job `id`'s log file (beside an SQLite queue, or
-/// in a PostgreSQL queue's directory under the state root): the one
-/// `logs/<id>.log` under the environment's `state/`.
-fn job_log(env: &TestEnv, id: &str) -> PathBuf {
-    let name = format!("{id}.log");
-    let mut found = vec![];
-    let mut dirs = vec![env.path("state")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(path);
-            } else if path.ends_with(Path::new("logs").join(&name)) {
-                found.push(path);
-            }
-        }
-    }
-    assert_eq!(found.len(), 1, "{found:?}");
-    found.remove(0)
-}
-
 #[test]
 fn logs_and_show_of_an_attempt_run_on_another_host_print_its_tail_and_where_the_rest_is() {
     another_host_shows_the_kept_tail(TestEnv::new());
@@ -205,7 +183,7 @@ fn another_host_shows_the_kept_tail(mut env: TestEnv) {
     let attempt = &job["attempt_history"][0];
     assert_eq!(attempt["host"], HOST);
     // The worker's host wrote the log file (this test's hosts share files).
-    let log = job_log(&env, "far");
+    let log = env.job_log("far");
     let full = std::fs::read_to_string(&log).unwrap();
     let tail = kept_tail(&full);
     assert_eq!(attempt["output_tail"], tail.as_str());
