@@ -18,6 +18,7 @@ mod notify;
 mod output;
 mod pg_connect;
 mod pg_harness;
+mod pg_hosts;
 mod secrets;
 mod supervisor;
 mod systemd;

@@ -2,52 +2,18 @@
 //! READY with status, WATCHDOG from the loop, STATUS for the running job,
 //! STOPPING and EXTEND_TIMEOUT_USEC on a graceful stop, in that order.
 
+use crate::support::notify::NotifyListener;
 use crate::support::{TestEnv, signal, wait_until};
 use nix::sys::signal::Signal;
-use std::os::unix::net::UnixDatagram;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Collects every datagram sent to a socket at `path`.
-fn listen(path: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
-    let socket = UnixDatagram::bind(path).unwrap();
-    let messages = Arc::new(Mutex::new(vec![]));
-    let sink = Arc::clone(&messages);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = socket.recv(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    messages
-}
-
-fn seen(messages: &Arc<Mutex<Vec<String>>>, needle: &str) -> Option<usize> {
-    messages
-        .lock()
-        .unwrap()
-        .iter()
-        .position(|m| m.contains(needle))
-}
-
-fn pings(messages: &Arc<Mutex<Vec<String>>>) -> usize {
-    messages
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m.trim() == "WATCHDOG=1")
-        .count()
-}
 
 #[test]
 fn a_worker_speaks_sd_notify_in_order() {
     let mut env = TestEnv::new();
     let socket = env.path("notify.sock");
-    let messages = listen(&socket);
+    let messages = NotifyListener::bind(&socket);
     let gate = env.path("gate");
     let worker = env
         .cmd()
@@ -56,41 +22,39 @@ fn a_worker_speaks_sd_notify_in_order() {
         // WATCHDOG_PID must name the worker itself: set it in the shell it replaces.
         .spawn_with_watchdog_pid(&["worker", "run", "--name", "n1"]);
     let worker = env.adopt(worker);
-    wait_until("READY=1", WAIT, || seen(&messages, "READY=1").is_some());
-    let index = seen(&messages, "READY=1").unwrap();
-    let ready = messages.lock().unwrap()[index].clone();
+    wait_until("READY=1", WAIT, || messages.seen("READY=1").is_some());
+    let index = messages.seen("READY=1").unwrap();
+    let ready = messages.messages()[index].clone();
     assert!(ready.contains("STATUS=idle"), "{ready}");
-    wait_until("watchdog pings while idle", WAIT, || pings(&messages) >= 3);
+    wait_until("watchdog pings while idle", WAIT, || messages.pings() >= 3);
 
     env.enqueue(&format!(
         r#"{{"id":"nj","command":"while [ ! -e {} ]; do sleep 0.02; done"}}"#,
         gate.display()
     ));
     wait_until("status names the running job", WAIT, || {
-        seen(&messages, "STATUS=running nj (attempt 1/4)").is_some()
+        messages.seen("STATUS=running nj (attempt 1/4)").is_some()
     });
-    let pings_before = pings(&messages);
+    let pings_before = messages.pings();
     wait_until("watchdog pings while a job runs", WAIT, || {
-        pings(&messages) >= pings_before + 3
+        messages.pings() >= pings_before + 3
     });
 
     signal(worker, Signal::SIGTERM);
-    wait_until("STOPPING=1", WAIT, || {
-        seen(&messages, "STOPPING=1").is_some()
-    });
+    wait_until("STOPPING=1", WAIT, || messages.seen("STOPPING=1").is_some());
     wait_until("EXTEND_TIMEOUT_USEC", WAIT, || {
-        seen(&messages, "EXTEND_TIMEOUT_USEC=").is_some()
+        messages.seen("EXTEND_TIMEOUT_USEC=").is_some()
     });
     std::fs::write(&gate, "").unwrap();
     assert!(env.wait_worker(worker, WAIT).success());
     let order: Vec<usize> = ["READY=1", "STATUS=running nj", "STOPPING=1"]
         .iter()
-        .map(|needle| seen(&messages, needle).unwrap())
+        .map(|needle| messages.seen(needle).unwrap())
         .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order: {:?}",
-        messages.lock().unwrap()
+        messages.messages()
     );
     assert_eq!(env.state("nj"), "completed");
 }

@@ -583,5 +583,6 @@ impl Drop for TestEnv {
     }
 }
 pub mod hosts;
+pub mod notify;
 pub mod postgres;
 pub mod systemd;
