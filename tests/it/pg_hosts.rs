@@ -50,6 +50,18 @@ impl Worker {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the worker sent a notify message containing `needle`,
+    /// failing with what it sent and logged.
+    fn wait_said(&self, needle: &str) {
+        if !wait_until_or(WAIT, || self.notify.seen(needle).is_some()) {
+            panic!(
+                "the worker never said {needle:?}: {:?}\n{}",
+                self.notify.messages(),
+                self.log()
+            );
+        }
+    }
 }
 
 /// One line a guarded job wrote.
@@ -209,9 +221,7 @@ impl Cluster {
 
     /// Waits until `worker` said READY (it is registered and claims).
     fn wait_ready(&self, worker: &Worker) {
-        wait_until_or(WAIT, || worker.notify.seen("READY=1").is_some())
-            .then_some(())
-            .unwrap_or_else(|| panic!("worker never became ready:\n{}", worker.log()));
+        worker.wait_said("READY=1");
     }
 
     /// A job whose runs prove they never overlap (see the module doc),
@@ -670,15 +680,7 @@ fn a_postgres_restart_and_outage_lose_no_job() {
     );
     let unreachable = "STATUS=database unreachable since";
     for w in &workers {
-        wait_until_or(WAIT, || w.notify.seen(unreachable).is_some())
-            .then_some(())
-            .unwrap_or_else(|| {
-                panic!(
-                    "a worker never said so: {:?}\n{}",
-                    w.notify.messages(),
-                    w.log()
-                )
-            });
+        w.wait_said(unreachable);
     }
     let down_for = down_at.elapsed();
     cluster.pg.up();
