@@ -31,11 +31,17 @@ impl NotifyListener {
 
     /// The index of the first message containing `needle`.
     pub fn seen(&self, needle: &str) -> Option<usize> {
-        self.messages
-            .lock()
-            .unwrap()
+        self.seen_since(0, needle)
+    }
+
+    /// The index of the first message from index `from` on containing `needle`.
+    pub fn seen_since(&self, from: usize, needle: &str) -> Option<usize> {
+        let messages = self.messages.lock().unwrap();
+        let later = messages.get(from..).unwrap_or_default();
+        later
             .iter()
             .position(|m| m.contains(needle))
+            .map(|i| from + i)
     }
 
     /// How many watchdog pings arrived.
