@@ -145,7 +145,12 @@ impl Cluster {
             .env("FAKETIME", offset)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        cmd.arg(binary()).arg("--db").arg(&self.url);
+        // Root's own place for a PostgreSQL queue's local files, which
+        // TestEnv moves to its directory (shared by all hosts otherwise).
+        cmd.env("QUEUECTL_STATE_DIR", "/var/lib/queuectl")
+            .arg(binary())
+            .arg("--db")
+            .arg(&self.url);
         self.host(host).inside(&cmd)
     }
 
