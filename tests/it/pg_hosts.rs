@@ -1090,4 +1090,32 @@ fn an_unreachable_database_fails_worker_start_and_holds_worker_run_until_it_is_u
     cluster.enqueue_on("hostA", &[cluster.guarded_job("first", 1)]);
     cluster.wait_completed(1, WAIT);
     cluster.assert_each_succeeded_once(&["first".to_owned()]);
+
+    // Dropped, the cluster leaves no worker, server, namespace or link.
+    let database = cluster.db.name().to_owned();
+    let server_dir = cluster.pg.dir().to_owned();
+    let prefix = cluster.network.bridge().trim_end_matches("br").to_owned();
+    drop(cluster);
+    let ours = |text: &str| {
+        text.split(|c: char| c.is_whitespace() || c == ':' || c == '@')
+            .any(|word| {
+                word.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest == "br" || rest.starts_with(['v', '-']))
+            })
+    };
+    let names = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!ours(&names(&["netns", "list"])), "a namespace is left");
+    assert!(!ours(&names(&["-o", "link", "show"])), "a link is left");
+    assert!(!server_dir.exists(), "the server's directory is left");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&database) || c.contains(&server_dir.display().to_string()))
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
 }
