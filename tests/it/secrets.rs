@@ -244,3 +244,46 @@ fn the_workers_database_password_never_reaches_a_job() {
         assert!(!seen.contains(secret), "{secret} reached the job: {seen}");
     }
 }
+
+#[test]
+fn a_database_password_is_never_shown() {
+    let env = TestEnv::new();
+    let url = "postgresql://queue:pw-s3cret@127.0.0.1:1/jobs";
+    let shown = "postgresql://queue@127.0.0.1:1/jobs";
+    // (output, whether it names the database)
+    let outputs = [
+        (env.run(&["config", "set", "db_path", url]), true),
+        // $QUEUECTL_DB (the test's SQLite queue) wins over the config file here.
+        (env.run(&["config", "get"]), false),
+        (env.run(&["--db", url, "config", "get", "db_path"]), true),
+        // Nothing listens on port 1: the error names the database, not the password.
+        (env.run(&["--db", url, "list"]), true),
+        (env.run(&["--db", url, "--json", "status"]), true),
+        (
+            env.run(&["--db", url, "worker", "start", "--count", "1"]),
+            true,
+        ),
+    ];
+    for (out, names_it) in &outputs {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains("pw-s3cret"), "the password is shown: {said}");
+        assert!(
+            !names_it || said.contains(shown),
+            "the address is shown without its password: {said}"
+        );
+    }
+    assert_eq!(
+        outputs[3].0.status.code(),
+        Some(1),
+        "unreachable: a runtime failure"
+    );
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(
+        config.contains(url),
+        "the config file (private) keeps what was set"
+    );
+}
