@@ -17,6 +17,8 @@ struct WorkerView {
     pid: Option<u32>,
     /// Supervisor's view: active, inactive, failed, ... (absent for a worker started by hand).
     unit_state: Option<String>,
+    /// The systemd unit it runs as, on whichever host (none for processes).
+    unit: Option<String>,
     /// The worker's own status text.
     status: Option<String>,
     job_id: Option<String>,
@@ -58,6 +60,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 host: w.host.clone(),
                 pid: Some(w.pid),
                 unit_state: instance.map(|i| i.state.clone()),
+                unit: w.unit.clone(),
                 status: instance
                     .and_then(|i| i.status.clone())
                     .or_else(|| Some(w.status.clone())),
@@ -79,6 +82,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 host: host.clone(),
                 pid: instance.pid,
                 unit_state: Some(instance.state.clone()),
+                unit: None,
                 status: instance.status.clone(),
                 job_id: None,
                 heartbeat_at: None,
@@ -133,8 +137,23 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         .max()
         .unwrap_or(0)
         .max(8);
+    let unit_text = |w: &WorkerView| {
+        let name = w.unit.as_deref().map(|u| u.trim_end_matches(".service"));
+        match (name, w.unit_state.as_deref()) {
+            (Some(name), Some(state)) => format!("{name} ({state})"),
+            (Some(name), None) => name.to_owned(),
+            (None, Some(state)) => state.to_owned(),
+            (None, None) => "-".to_owned(),
+        }
+    };
+    let unit_width = workers
+        .iter()
+        .map(|w| unit_text(w).len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     println!(
-        "  {:<name_width$} {:<host_width$} {:>8}  {:<12} {:<14} {:<26} STATUS",
+        "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:<26} STATUS",
         "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "JOB"
     );
     for w in &workers {
@@ -146,11 +165,11 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             None => "-".into(),
         };
         println!(
-            "  {:<name_width$} {:<host_width$} {:>8}  {:<12} {:<14} {:<26} {}",
+            "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:<26} {}",
             w.name,
             w.host,
             w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            w.unit_state.as_deref().unwrap_or("-"),
+            unit_text(w),
             heartbeat,
             w.job_id.as_deref().unwrap_or("-"),
             match w.alive {

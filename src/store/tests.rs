@@ -51,6 +51,7 @@ conformance! {
     next_event_in_is_the_next_due_job_or_lease_expiry,
     concurrent_rescuers_end_each_attempt_once,
     export_then_import_gives_the_same_queue,
+    workers_are_registered_with_host_unit_and_status,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -782,4 +783,65 @@ fn export_then_import_gives_the_same_queue(q: &TestQueue) {
         matches!(&err, Error::Conflict(m) if m.contains("already holds 5 job(s)")),
         "{err}"
     );
+}
+
+fn workers_are_registered_with_host_unit_and_status(q: &TestQueue) {
+    let mut store = q.open();
+    store.pin_clock(Some(at(0))).unwrap();
+    for (name, unit) in [
+        ("web1/1", Some("queuectl-worker@1.service")),
+        ("web2/1", None),
+    ] {
+        store
+            .register_worker(&WorkerInfo {
+                name: name.into(),
+                pid: 42,
+                host: name[..4].into(),
+                status: "idle".into(),
+                unit: unit.map(str::to_owned),
+            })
+            .unwrap();
+    }
+    enqueue(&mut store, r#"{"id":"j","command":"x"}"#, at(0));
+    store.claim_at(&request("web2/1"), at(1)).unwrap().unwrap();
+    store.pin_clock(Some(at(5))).unwrap();
+    store.worker_heartbeat("web2/1", "running j").unwrap();
+    let workers = store.workers().unwrap();
+    let seen: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            (
+                w.name.as_str(),
+                w.host.as_str(),
+                w.unit.as_deref(),
+                w.job_id.as_deref(),
+                w.status.as_str(),
+                w.heartbeat_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "web1/1",
+                "web1",
+                Some("queuectl-worker@1.service"),
+                None,
+                "idle",
+                at(0)
+            ),
+            ("web2/1", "web2", None, Some("j"), "running j", at(5)),
+        ]
+    );
+    store.pin_clock(Some(at(100))).unwrap();
+    assert_eq!(
+        store
+            .forget_silent_workers(Duration::from_secs(96))
+            .unwrap(),
+        1,
+        "web1/1 was silent for 100 s"
+    );
+    store.unregister_worker("web2/1").unwrap();
+    assert!(store.workers().unwrap().is_empty());
 }

@@ -291,6 +291,8 @@ pub struct WorkerInfo {
     pub pid: u32,
     pub host: String,
     pub status: String,
+    /// The systemd unit it runs as (`queuectl-worker@3.service`), if any.
+    pub unit: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -302,6 +304,7 @@ pub struct WorkerRow {
     pub heartbeat_at: Timestamp,
     pub job_id: Option<String>,
     pub status: String,
+    pub unit: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

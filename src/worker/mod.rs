@@ -194,6 +194,7 @@ impl Worker {
             pid: std::process::id(),
             host: worker.host.clone(),
             status: "idle".into(),
+            unit: crate::systemd::own_unit(),
         })?;
         worker.next_watchdog = worker
             .notifier

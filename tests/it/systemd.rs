@@ -307,6 +307,10 @@ fn status_shows_the_running_job_and_worker_stop_waits_for_it() {
     let worker = &status["workers"][0];
     assert_eq!(worker["job_id"], "gated");
     assert_eq!(worker["unit_state"], "active/running");
+    assert_eq!(
+        worker["unit"], "queuectl-worker@1.service",
+        "the worker records its unit, for status on other hosts"
+    );
     assert_eq!(worker["status"], "running gated (attempt 1/4)");
     assert_eq!(status["supervisor"], "systemd, user scope");
 

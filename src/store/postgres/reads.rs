@@ -127,7 +127,7 @@ pub(super) fn metrics<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Metrics> {
 /// Registered workers of every host, each with the job it holds.
 pub(super) fn workers<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Vec<WorkerRow>> {
     sql.query(
-        "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status
+        "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status, w.unit
          FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
          ORDER BY w.name",
         &[],
@@ -142,6 +142,7 @@ pub(super) fn workers<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Vec<Worker
             heartbeat_at: from_millis(r.try_get(4)?),
             job_id: r.try_get(5)?,
             status: r.try_get(6)?,
+            unit: r.try_get(7)?,
         })
     })
     .collect()

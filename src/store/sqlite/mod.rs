@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
     include_str!("migrations/004_output_tail.sql"),
+    include_str!("migrations/005_worker_unit.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -755,15 +756,16 @@ impl Backend for SqliteStore {
         let now = self.clock();
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status, unit)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
             )?
             .execute(params![
                 worker.name,
                 worker.pid,
                 worker.host,
                 to_millis(now),
-                worker.status
+                worker.status,
+                worker.unit
             ])?;
             Ok(())
         })
@@ -792,7 +794,7 @@ impl Backend for SqliteStore {
 
     fn workers(&mut self) -> Result<Vec<WorkerRow>> {
         self.read_all(
-            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status
+            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status, w.unit
              FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
              ORDER BY w.name",
             [],
@@ -805,6 +807,7 @@ impl Backend for SqliteStore {
                     heartbeat_at: from_millis(r.get(4)?),
                     job_id: r.get(5)?,
                     status: r.get(6)?,
+                    unit: r.get(7)?,
                 })
             },
         )
