@@ -8,6 +8,7 @@
 //! real environment, as a worker has it, and the real `~/.pgpass` is never
 //! read.
 
+use crate::support::TestEnv;
 use crate::support::postgres::PgServer;
 use queuectl::store::postgres::{PgTarget, connect, map_error};
 use std::ffi::OsString;
@@ -409,6 +410,104 @@ fn statement_failures_read_as_the_server_says_and_a_killed_session_as_unreachabl
         "{e}"
     );
     assert!(!e.to_string().contains(&password(&server)), "{e}");
+}
+
+/// `queuectl --db ADDRESS ARGS` with `vars` and HOME in the test's dir.
+fn cli(env: &TestEnv, address: &str, vars: &[(&str, OsString)], args: &[&str]) -> Outcome {
+    let out = env
+        .cmd()
+        .env("HOME", env.path("home"))
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env_remove("QUEUECTL_DB_PASSWORD_FILE")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .args(["--db", address])
+        .args(args)
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_cli_reports_connection_failures_plainly_without_the_password() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let db = server.fresh_database();
+    let env = TestEnv::sqlite();
+    let secret = password(&server);
+    let shown = format!(
+        "postgresql://{}@{}:{}/{}",
+        server.user(),
+        server.host(),
+        server.port(),
+        db.name()
+    );
+    let said = |out: &Outcome, what: &str| {
+        assert_eq!(out.code, 1, "{what}: {out}");
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("queuectl: database "), "{what}: {out}");
+        out.assert_never_shows(&secret);
+    };
+
+    // The right password from PGPASSWORD: it works.
+    let pw = [("PGPASSWORD", OsString::from(&secret))];
+    let bare = server.url_without_password_to(db.name());
+    let enqueue = |id: &str| format!(r#"{{"id":"{id}","command":"true"}}"#);
+    let out = cli(&env, &bare, &pw, &["enqueue", &enqueue("a")]);
+    assert_eq!(out.code, 0, "{out}");
+
+    let wrong = format!("wrong-{:08x}", rand::random::<u32>());
+    let out = cli(&env, &db.url().replacen(&secret, &wrong, 1), &[], &["list"]);
+    said(&out, "a wrong password");
+    out.assert_never_shows(&wrong);
+    assert!(
+        out.stderr
+            .contains(&format!("database {shown}: password authentication failed")),
+        "{out}"
+    );
+
+    let port = refused_port();
+    let refused = format!("postgresql://{}@127.0.0.1:{port}/q", server.user());
+    let out = cli(&env, &refused, &pw, &["list"]);
+    said(&out, "a refused port");
+    assert!(
+        out.stderr.contains(&format!(
+            "database postgresql://{}@127.0.0.1:{port}/q is unreachable: ",
+            server.user()
+        )),
+        "{out}"
+    );
+
+    let wrong_name = format!(
+        "{}?sslmode=verify-full&sslrootcert={}&host=db.wrong.example&hostaddr={}",
+        bare,
+        server.ca_file().display(),
+        server.host()
+    );
+    let out = cli(&env, &wrong_name, &pw, &["list"]);
+    said(&out, "a certificate for another name");
+    assert!(out.stderr.contains("not valid for name"), "{out}");
+
+    // A pgpass file others can read: ignored, saying so; then no password.
+    std::fs::create_dir(env.path("home")).unwrap();
+    let pgpass = env.path("home/.pgpass");
+    write_private(&pgpass, &format!("*:*:*:*:{secret}\n"), 0o644);
+    let out = cli(&env, &bare, &[], &["list"]);
+    said(&out, "a pgpass open to others");
+    assert!(out.stderr.contains("group or world access"), "{out}");
+    assert!(
+        out.stderr
+            .contains("the server asks for a password and none was found"),
+        "{out}"
+    );
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = cli(&env, &bare, &[], &["enqueue", &enqueue("b")]);
+    assert_eq!(out.code, 0, "{out}");
 }
 
 /// A loopback port nothing listens on (it was free a moment ago).
