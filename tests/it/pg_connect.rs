@@ -60,6 +60,14 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn of(out: std::process::Output) -> Outcome {
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     fn connected(&self) -> Option<&str> {
         self.stdout
             .lines()
@@ -121,11 +129,7 @@ fn connect_in_child(address: &str, home: &Path, vars: &[(&str, OsString)]) -> Ou
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::of(out)
 }
 
 fn password(server: &PgServer) -> String {
@@ -425,11 +429,7 @@ fn cli(env: &TestEnv, address: &str, vars: &[(&str, OsString)], args: &[&str]) -
         .args(args)
         .output()
         .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::of(out)
 }
 
 #[test]
