@@ -381,13 +381,8 @@ fn statement_failures_read_as_the_server_says_and_a_killed_session_as_unreachabl
     // is consulted for it.
     let target = PgTarget::parse(&db.url()).unwrap();
     let mut client = connect(&target).unwrap();
-    let shown = format!(
-        "postgresql://{}@{}:{}/{}",
-        server.user(),
-        server.host(),
-        server.port(),
-        db.name()
-    );
+    // As the harness writes it: postgresql://USER@HOST:PORT/DATABASE.
+    let shown = server.url_without_password_to(db.name());
 
     let e = map_error(&target, client.simple_query("SELEC 1").unwrap_err());
     assert!(!e.is_unreachable(), "{e}");
@@ -440,13 +435,8 @@ fn the_cli_reports_connection_failures_plainly_without_the_password() {
     let db = server.fresh_database();
     let env = TestEnv::sqlite();
     let secret = password(&server);
-    let shown = format!(
-        "postgresql://{}@{}:{}/{}",
-        server.user(),
-        server.host(),
-        server.port(),
-        db.name()
-    );
+    // As the harness writes it: postgresql://USER@HOST:PORT/DATABASE.
+    let shown = server.url_without_password_to(db.name());
     let said = |out: &Outcome, what: &str| {
         assert_eq!(out.code, 1, "{what}: {out}");
         let last = out.stderr.lines().last().unwrap_or_default();
