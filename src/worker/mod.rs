@@ -547,12 +547,10 @@ impl Worker {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(Event::Exited(exit)) => {
+                    // Killed by the guard: the lease is in doubt, as when
+                    // renewals failed; the rescue records the attempt.
                     if self.guard.disarm() {
-                        return Ok((!lost).then(|| {
-                            AttemptResult::new(AttemptOutcome::Failed).with_error(
-                                "killed: its lease could not be renewed in time (database unreachable)",
-                            )
-                        }));
+                        return Ok(None);
                     }
                     return Ok(
                         (!lost).then(|| attempt_result(exit, ending, job, started.elapsed()))
