@@ -42,6 +42,10 @@ const APPLICATION_NAME: &str = "queuectl";
 /// `localhost` when neither the address nor `$PGHOST` names a host.
 const DEFAULT_SOCKET_DIRS: &[&str] = &["/run/postgresql", "/var/run/postgresql"];
 
+/// libpq's trusted roots when `sslrootcert` is not given, under the home
+/// directory.
+const DEFAULT_ROOT_CERT: &str = ".postgresql/root.crt";
+
 /// libpq's environment variables: each fills its keyword when the address
 /// leaves it out.
 const LIBPQ_ENV: &[(&str, &str)] = &[
@@ -165,11 +169,19 @@ impl Plan {
         let hosts = host_attempts(&target, socket_exists)?;
         let mut sslmode = SslMode::parse(target.get("sslmode").unwrap_or("prefer"))
             .ok_or_else(|| Error::Invalid("invalid value for `sslmode`".into()))?;
-        // libpq: `require` with a root certificate given verifies the chain.
-        if sslmode == SslMode::Require && target.get("sslrootcert").is_some() {
+        let roots = match target.get("sslrootcert") {
+            Some(value) => Roots::from_param(Some(value)),
+            // libpq's default file when it exists, else the system's roots.
+            None => env
+                .home()
+                .map(|home| home.join(DEFAULT_ROOT_CERT))
+                .filter(|path| path.is_file())
+                .map_or(Roots::System, Roots::File),
+        };
+        // libpq: `require` with a root certificate file verifies the chain.
+        if sslmode == SslMode::Require && matches!(roots, Roots::File(_)) {
             sslmode = SslMode::VerifyCa;
         }
-        let roots = Roots::from_param(target.get("sslrootcert"));
         Ok(Plan {
             target,
             user,
@@ -460,11 +472,16 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The plan for `text` in an environment of `vars` only (HOME a
+    /// directory that does not exist unless given) where the sockets
+    /// `sockets` exist.
     fn plan(text: &str, vars: &[(&str, &str)], sockets: &[&str]) -> Result<Plan> {
-        let vars: HashMap<String, String> = vars
+        let mut vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        vars.entry("HOME".into())
+            .or_insert_with(|| "/nonexistent/queuectl-test-home".into());
         let var = move |name: &str| vars.get(name).cloned();
         let exists = |path: &Path| sockets.iter().any(|s| Path::new(s) == path);
         Plan::new(
@@ -567,6 +584,21 @@ mod tests {
         assert_eq!(p.sslmode, SslMode::VerifyCa);
         let p = plan("host=h user=u sslmode=require", &[], &[]).unwrap();
         assert_eq!(p.sslmode, SslMode::Require);
+    }
+
+    #[test]
+    fn the_home_directorys_root_certificate_is_used_when_there_as_in_libpq() {
+        let home = tempfile::tempdir().unwrap();
+        let at = home.path().to_str().unwrap();
+        let p = plan("host=h user=u sslmode=require", &[("HOME", at)], &[]).unwrap();
+        assert_eq!((p.sslmode, p.roots), (SslMode::Require, Roots::System));
+        std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+        let root = home.path().join(DEFAULT_ROOT_CERT);
+        std::fs::write(&root, "").unwrap();
+        let p = plan("host=h user=u sslmode=require", &[("HOME", at)], &[]).unwrap();
+        assert_eq!((p.sslmode, p.roots), (SslMode::VerifyCa, Roots::File(root)));
+        let p = plan("host=h user=u sslrootcert=system", &[("HOME", at)], &[]).unwrap();
+        assert_eq!(p.roots, Roots::System);
     }
 
     #[test]
