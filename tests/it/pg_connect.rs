@@ -322,6 +322,27 @@ fn libpq_environment_and_defaults_fill_what_the_address_leaves_out() {
         db.name()
     );
     connect_in_child(&address, home.path(), &vars).assert_connected("ssl=false");
+    // One that answers "no" ends the attempt (as in libpq), and when none
+    // can be reached, each says why.
+    let address = format!(
+        "host={},127.0.0.1 port={},{port} user={} dbname=no_such_database",
+        server.socket_dir().display(),
+        server.port(),
+        server.user(),
+    );
+    let out = connect_in_child(&address, home.path(), &vars);
+    out.assert_failed(false, "database \"no_such_database\" does not exist");
+    let other = refused_port();
+    let address = format!("host=127.0.0.1,localhost port={port},{other} user=u");
+    let out = connect_in_child(&address, home.path(), &vars);
+    out.assert_failed(
+        true,
+        &format!("127.0.0.1:{port}: error connecting to server"),
+    );
+    assert!(
+        out.stderr.contains(&format!("; localhost:{other}: ")),
+        "{out}"
+    );
 }
 
 #[test]

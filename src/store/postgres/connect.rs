@@ -323,7 +323,7 @@ fn connect_with(target: &PgTarget, env: &Env<'_>) -> Result<postgres::Client> {
         message,
     })?;
     let several = plan.hosts.len() > 1;
-    let mut failures = Vec::new();
+    let mut unreachable = Vec::new();
     for host in &plan.hosts {
         let lookup = password::Lookup {
             host: host.name(),
@@ -336,45 +336,21 @@ fn connect_with(target: &PgTarget, env: &Env<'_>) -> Result<postgres::Client> {
         let config = plan.config(host, password.as_deref())?;
         match config.connect(tls.clone()) {
             Ok(client) => return Ok(client),
-            Err(e) => {
-                let error = map_error(target, e);
-                if !several {
-                    return Err(error);
+            // As in libpq, only a host that cannot be reached passes the
+            // turn to the next; one that answers "no" (authentication, no
+            // such database) ends the attempt.
+            Err(e) => match map_error(target, e) {
+                Error::Unreachable { reason, .. } if several => {
+                    unreachable.push(format!("{}:{}: {reason}", host.name(), host.port));
                 }
-                failures.push((host, error));
-            }
+                error => return Err(error),
+            },
         }
     }
-    Err(several_failed(target, failures))
-}
-
-/// All of several hosts failed: unreachable if any was (retrying may
-/// help), each host's reason listed.
-fn several_failed(target: &PgTarget, failures: Vec<(&HostAttempt, Error)>) -> Error {
-    let unreachable = failures.iter().any(|(_, e)| e.is_unreachable());
-    let reasons: Vec<String> = failures
-        .into_iter()
-        .map(|(host, e)| {
-            let why = match e {
-                Error::Unreachable { reason, .. } => reason,
-                Error::Postgres { message, .. } => message,
-                other => other.to_string(),
-            };
-            format!("{}:{}: {why}", host.name(), host.port)
-        })
-        .collect();
-    let why = reasons.join("; ");
-    if unreachable {
-        Error::Unreachable {
-            target: target.to_string(),
-            reason: why,
-        }
-    } else {
-        Error::Postgres {
-            target: target.to_string(),
-            message: why,
-        }
-    }
+    Err(Error::Unreachable {
+        target: target.to_string(),
+        reason: unreachable.join("; "),
+    })
 }
 
 /// Server error classes that mean "not now" rather than "no": connection
