@@ -1,13 +1,16 @@
 use super::Context;
 use super::args::ScopeArgs;
 use super::format::{print_json, relative};
+use jiff::Timestamp;
 use queuectl::domain::JobState;
 use queuectl::error::Result;
 use queuectl::store::OpenMode;
+use queuectl::store::WorkerRow;
 use queuectl::supervisor::Instance;
 use queuectl::supervisor::process::process_alive;
 use queuectl::worker::registered_name;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Serialize)]
 struct WorkerView {
@@ -27,12 +30,22 @@ struct WorkerView {
     alive: Option<bool>,
 }
 
-pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
+/// What the queue says, or why it cannot be asked.
+fn read_queue(ctx: &Context) -> Result<(BTreeMap<JobState, u64>, Vec<WorkerRow>, Timestamp)> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
-    let counts = store.counts()?;
-    let registered = store.workers()?;
     // Heartbeats are written with the database's clock: age them by it.
-    let now = store.now()?;
+    Ok((store.counts()?, store.workers()?, store.now()?))
+}
+
+/// Prints the queue's job counts and workers. When the database cannot be
+/// reached, still shows this host's workers (their status text says what
+/// they do about it), then fails.
+pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
+    let (counts, registered, now, unreachable) = match read_queue(ctx) {
+        Ok((counts, registered, now)) => (counts, registered, now, None),
+        Err(e) if e.is_unreachable() => (BTreeMap::new(), vec![], Timestamp::now(), Some(e)),
+        Err(e) => return Err(e),
+    };
     let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
         Ok(s) => {
             let instances = s.instances().unwrap_or_default();
@@ -95,15 +108,25 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             .iter()
             .map(|(state, n)| (state.to_string(), (*n).into()))
             .collect();
-        return print_json(&serde_json::json!({
+        print_json(&serde_json::json!({
             "db": ctx.state.db,
+            "reachable": unreachable.is_none(),
             "supervisor": supervisor,
             "counts": counts,
             "workers": workers,
-        }));
+        }))?;
+        return unreachable.map_or(Ok(()), Err);
     }
     let p = &ctx.paint;
     println!("{} {}", p.bold("queue:"), ctx.state.db);
+    if unreachable.is_some() {
+        println!(
+            "{} unreachable (this host's workers below; see the error)",
+            p.bold("jobs: ")
+        );
+        print_workers(ctx, &workers, supervisor.as_deref(), now);
+        return unreachable.map_or(Ok(()), Err);
+    }
     let line: Vec<String> = JobState::ALL
         .iter()
         .map(|state| {
@@ -115,14 +138,20 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         })
         .collect();
     println!("{} {}", p.bold("jobs: "), line.join("  "));
-    let header = match &supervisor {
+    print_workers(ctx, &workers, supervisor.as_deref(), now);
+    Ok(())
+}
+
+fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>, now: Timestamp) {
+    let p = &ctx.paint;
+    let header = match supervisor {
         Some(name) => format!("workers ({name}):"),
         None => "workers:".into(),
     };
     println!("{}", p.bold(&header));
     if workers.is_empty() {
         println!("  none running (start some with: queuectl worker start --count 2)");
-        return Ok(());
+        return;
     }
     let silent_after = jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds));
     let name_width = workers
@@ -156,7 +185,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:<26} STATUS",
         "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "JOB"
     );
-    for w in &workers {
+    for w in workers {
         let heartbeat = match w.heartbeat_at {
             Some(at) if now.duration_since(at) > silent_after => {
                 format!("{} (silent)", relative(at, now))
@@ -178,5 +207,4 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             },
         );
     }
-    Ok(())
 }

@@ -139,3 +139,20 @@ fn a_closed_pipe_ends_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn status_of_an_unreachable_database_says_so_and_still_lists_this_hosts_workers() {
+    let env = TestEnv::new();
+    let db = "postgresql://queuectl@127.0.0.1:1/queue";
+    let out = env.run(&["--db", db, "status"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("queue: postgresql://queuectl@127.0.0.1:1/queue"), "{stdout}");
+    assert!(stdout.contains("unreachable") && stdout.contains("workers"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is unreachable"));
+    let out = env.run(&["--db", db, "--json", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["reachable"], false);
+    assert!(json["workers"].is_array());
+}
