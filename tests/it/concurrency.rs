@@ -86,22 +86,27 @@ fn every_running_job_whose_cancel_was_answered_ends_cancelled() {
         if ids.is_empty() && env.count("pending") == 0 {
             break;
         }
-        for id in ids.into_iter().take(CANCELS - answers.len()) {
-            let out = env.run(&["--json", "cancel", &id]);
-            let answer = match out.status.code() {
-                Some(0) => {
-                    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                    v["result"].as_str().unwrap().to_owned()
-                }
-                // It finished before the cancel arrived: nothing was promised.
-                Some(4) => "too late".to_owned(),
-                other => panic!(
-                    "cancel {id}: {other:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            };
-            answers.insert(id, answer);
-        }
+        // The cancels of one listing go out at once: one after another,
+        // the jobs (50-200 ms each) often end first where each command
+        // costs more (a PostgreSQL login, a loaded machine).
+        let wanted: Vec<String> = ids.into_iter().take(CANCELS - answers.len()).collect();
+        let env = &env;
+        let answered: Vec<(String, String)> = std::thread::scope(|scope| {
+            let cancels: Vec<_> = wanted
+                .into_iter()
+                .map(|id| {
+                    scope.spawn(move || {
+                        let answer = cancel_answer(env, &id);
+                        (id, answer)
+                    })
+                })
+                .collect();
+            cancels
+                .into_iter()
+                .map(|cancel| cancel.join().unwrap())
+                .collect()
+        });
+        answers.extend(answered);
     }
     assert_eq!(answers.len(), CANCELS, "ran out of running jobs to cancel");
     wait_until("every job finished", Duration::from_secs(120), || {
@@ -140,5 +145,22 @@ fn every_running_job_whose_cancel_was_answered_ends_cancelled() {
             _ => "completed",
         };
         assert_eq!(job["state"], expected, "{job}");
+    }
+}
+
+/// `cancel ID`'s answer: "cancelled", "requested", or "too late" (exit 4:
+/// it finished before the cancel arrived, so nothing was promised).
+fn cancel_answer(env: &TestEnv, id: &str) -> String {
+    let out = env.run(&["--json", "cancel", id]);
+    match out.status.code() {
+        Some(0) => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["result"].as_str().unwrap().to_owned()
+        }
+        Some(4) => "too late".to_owned(),
+        other => panic!(
+            "cancel {id}: {other:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
