@@ -147,8 +147,14 @@ fn status_of_an_unreachable_database_says_so_and_still_lists_this_hosts_workers(
     let out = env.run(&["--db", db, "status"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("queue: postgresql://queuectl@127.0.0.1:1/queue"), "{stdout}");
-    assert!(stdout.contains("unreachable") && stdout.contains("workers"), "{stdout}");
+    assert!(
+        stdout.contains("queue: postgresql://queuectl@127.0.0.1:1/queue"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unreachable") && stdout.contains("workers"),
+        "{stdout}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("is unreachable"));
     let out = env.run(&["--db", db, "--json", "status"]);
     assert_eq!(out.status.code(), Some(1));
