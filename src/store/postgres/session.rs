@@ -168,18 +168,20 @@ impl Session {
     /// A new connection with this session's settings.
     fn connect(&self) -> Result<Connection> {
         let mut client = connect(&self.target)?;
-        let mut settings = String::new();
+        // Every statement is prepared once per connection and its plan does
+        // not depend on the values: without this the server re-planned the
+        // claim and finish statements on about half their runs (0.3 ms each,
+        // as long as running them).
+        let mut settings = String::from("SET plan_cache_mode = force_generic_plan;");
         if self.read_only {
             settings.push_str("SET default_transaction_read_only = on;");
         }
         if let Some(ms) = self.pinned_now_ms {
             settings.push_str(&format!("SET queuectl.pinned_now_ms = '{ms}';"));
         }
-        if !settings.is_empty() {
-            client
-                .batch_execute(&settings)
-                .map_err(|e| map_error(&self.target, e))?;
-        }
+        client
+            .batch_execute(&settings)
+            .map_err(|e| map_error(&self.target, e))?;
         Ok(Connection {
             client,
             statements: HashMap::new(),
