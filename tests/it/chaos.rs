@@ -2,8 +2,9 @@
 //! run thousands of jobs. Each job detects an overlapping run of itself (a
 //! per-job `flock -n` that a live earlier run still holds); afterwards every
 //! job must have completed with exactly one succeeded attempt, none may be
-//! left in `processing`, no process of any run may be left alive, and the
-//! database must pass `PRAGMA integrity_check`.
+//! left in `processing`, no process of any run may be left alive, and an
+//! SQLite database must pass `PRAGMA integrity_check`. Both scenarios run on
+//! either backend (`QUEUECTL_TEST_BACKEND=postgres`; `.ci/run` does both).
 //!
 //! Not part of the quick suite (`#[ignore]`): `.ci/run` runs it with
 //!   cargo nextest run --run-ignored only --no-capture -E 'test(/^chaos::/)'
@@ -312,7 +313,12 @@ fn kept_workers_killed_or_frozen_never_let_a_job_that_shed_its_environment_overl
     chaos
         .env
         .ok(&["worker", "start", "--count", &WORKERS.to_string()]);
-    let workers_dir = chaos.env.db().parent().unwrap().join("workers");
+    let workers_dir = chaos
+        .env
+        .job_log("x")
+        .parent()
+        .unwrap()
+        .with_file_name("workers");
 
     let mut last_hit: Vec<Option<Instant>> = vec![None; WORKERS];
     let (mut kills, mut freezes) = (0u64, 0u64);
@@ -420,48 +426,8 @@ fn inspect(chaos: &Chaos) -> Report {
         ),
     );
 
-    let db = Connection::open_with_flags(chaos.env.db(), OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open the queue read-only");
-    let integrity: Vec<String> = db
-        .prepare("PRAGMA integrity_check")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    check(
-        integrity == ["ok"],
-        format!("PRAGMA integrity_check: {integrity:?}"),
-    );
-
-    // Per job: its state, its attempt counter, and its attempt rows.
-    let mut jobs: BTreeMap<String, (String, i64, i64, i64, i64)> = BTreeMap::new();
-    let mut query = db
-        .prepare(
-            "SELECT j.id, j.state, j.attempts, count(a.number),
-                    count(a.number) FILTER (WHERE a.outcome = 'succeeded'),
-                    count(a.number) FILTER (WHERE a.outcome IS NULL)
-             FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq GROUP BY j.seq",
-        )
-        .unwrap();
-    let rows = query
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                (
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ),
-            ))
-        })
-        .unwrap();
-    for row in rows {
-        let (id, job) = row.unwrap();
-        jobs.insert(id, job);
-    }
+    let (integrity, jobs, rescues) = read_queue(&chaos.env);
+    check(integrity.is_empty(), integrity);
     check(
         jobs.len() == chaos.jobs,
         format!("{} jobs enqueued, {} in the queue", chaos.jobs, jobs.len()),
@@ -484,13 +450,6 @@ fn inspect(chaos: &Chaos) -> Report {
         ),
     );
     let attempts: u64 = jobs.values().map(|j| j.2 as u64).sum();
-    let rescues: u64 = db
-        .query_row(
-            "SELECT count(*) FROM attempts WHERE outcome = 'lease_expired'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
 
     // Every job's command ran to its end at least once.
     let mut finished: BTreeMap<String, usize> = BTreeMap::new();
@@ -531,4 +490,67 @@ fn lock_is_held(path: &Path) -> bool {
         .is_ok_and(|file| {
             nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
         })
+}
+
+/// Per job: its state, its attempt counter, its attempt rows, how many
+/// succeeded, how many are unfinished.
+type JobOutcome = (String, i64, i64, i64, i64);
+
+const PER_JOB: &str = "SELECT j.id, j.state, j.attempts, count(a.number),
+        count(a.number) FILTER (WHERE a.outcome = 'succeeded'),
+        count(a.number) FILTER (WHERE a.outcome IS NULL)
+     FROM jobs j LEFT JOIN attempts a ON a.job_seq = j.seq GROUP BY j.seq";
+const RESCUES: &str = "SELECT count(*) FROM attempts WHERE outcome = 'lease_expired'";
+
+/// What the queue's own database says, read around queuectl: a failed
+/// integrity check (empty when fine), every job's outcome, the rescues.
+fn read_queue(env: &TestEnv) -> (String, BTreeMap<String, JobOutcome>, u64) {
+    if let Some(database) = env.postgres_db() {
+        let jobs = database
+            .sql(PER_JOB)
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('|').collect();
+                let n = |i: usize| f[i].parse::<i64>().unwrap();
+                (f[0].to_owned(), (f[1].to_owned(), n(2), n(3), n(4), n(5)))
+            })
+            .collect();
+        // PostgreSQL checks its own pages; nothing like SQLite's integrity_check to run.
+        return (String::new(), jobs, database.sql(RESCUES).parse().unwrap());
+    }
+    let db = Connection::open_with_flags(env.db(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the queue read-only");
+    let integrity: Vec<String> = db
+        .prepare("PRAGMA integrity_check")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let integrity = match integrity.as_slice() {
+        [ok] if ok == "ok" => String::new(),
+        _ => format!("PRAGMA integrity_check: {integrity:?}"),
+    };
+    let mut jobs = BTreeMap::new();
+    let mut query = db.prepare(PER_JOB).unwrap();
+    let rows = query
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                (
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ),
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (id, job) = row.unwrap();
+        jobs.insert(id, job);
+    }
+    let rescues = db.query_row(RESCUES, [], |row| row.get(0)).unwrap();
+    (integrity, jobs, rescues)
 }
