@@ -102,7 +102,11 @@ impl ProcessSupervisor {
                 let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
                 let after = |flag: &[u8]| args.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
                 let keeper = args.windows(2).any(|w| w == [&b"worker"[..], b"supervise"]);
-                if !keeper || after(b"--db") != Some(db) || !process_alive(pid) {
+                if !keeper
+                    || after(b"--db") != Some(db)
+                    || !process_alive(pid)
+                    || on_another_host(pid)
+                {
                     return None;
                 }
                 let instance = std::str::from_utf8(after(b"--instance")?)
@@ -277,6 +281,18 @@ pub fn process_alive(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("queuectl"))
         .unwrap_or(false)
+}
+
+/// Whether `pid` runs under another host name (another UTS namespace: a
+/// container sharing this pid namespace): its keepers of a shared queue are
+/// that host's, never ours to count or stop. Unknown (another user's
+/// process) counts as ours.
+fn on_another_host(pid: u32) -> bool {
+    let uts = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/uts")).ok();
+    match (uts(&pid.to_string()), uts("self")) {
+        (Some(theirs), Some(ours)) => theirs != ours,
+        _ => false,
+    }
 }
 
 /// Whether instance's worker, a child of `keeper`, has registered in the queue.

@@ -179,3 +179,55 @@ fn worker_stop_at_a_mistyped_path_creates_nothing() {
     assert_eq!(out.trim(), "no workers were running");
     assert!(!env.path("typo").exists(), "worker stop made a directory");
 }
+
+/// Two hosts sharing a PostgreSQL queue and (as containers may) one pid
+/// namespace: `worker start/stop` on one never counts or stops the other's
+/// keepers, though they name the same database.
+#[test]
+fn worker_start_and_stop_leave_another_hosts_keepers_alone() {
+    let Some(mut env) = TestEnv::postgres() else {
+        return;
+    };
+    env.mark_supervised();
+    let on_web2 = |args: &[&str]| {
+        let mut cmd = env
+            .cmd_on_host("web2")
+            .expect("root can make a UTS namespace");
+        cmd.env("QUEUECTL_STATE_DIR", env.path("web2-state"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = on_web2(&["--json", "worker", "start", "--count", "1"]);
+    assert!(started.status.success(), "{started:?}");
+    let web2_keeper = std::fs::read_dir(env.path("web2-state"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("workers/1.pid"))
+        .find(|p| p.exists())
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap()
+        })
+        .expect("web2's keeper has a pid file");
+
+    let here: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "worker", "start", "--count", "2"])).unwrap();
+    assert_eq!(here["started"], serde_json::json!(["1", "2"]), "{here}");
+    let stopped: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "worker", "stop"])).unwrap();
+    assert_eq!(
+        stopped["stopped"],
+        serde_json::json!(["1", "2"]),
+        "{stopped}"
+    );
+    assert!(alive(web2_keeper), "web2's keeper was left alone");
+
+    let stopped = on_web2(&["--json", "worker", "stop"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    wait_until("web2's keeper stops", Duration::from_secs(20), || {
+        !alive(web2_keeper)
+    });
+}
