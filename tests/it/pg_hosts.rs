@@ -250,6 +250,18 @@ impl Cluster {
         }
     }
 
+    /// Two workers (`1`, `2`) on each of `hosts`, ready; keyed `host/N`.
+    fn start_two_on_each(&mut self, hosts: &[&str]) -> BTreeMap<String, Worker> {
+        let mut workers = BTreeMap::new();
+        for host in hosts {
+            for name in ["1", "2"] {
+                workers.insert(format!("{host}/{name}"), self.start_worker(host, name));
+            }
+        }
+        workers.values().for_each(|w| self.wait_ready(w));
+        workers
+    }
+
     /// Waits until `worker` said READY (it is registered and claims).
     fn wait_ready(&self, worker: &Worker) {
         worker.wait_said("READY=1");
@@ -512,13 +524,7 @@ fn five_thousand_jobs_on_three_hosts_each_succeed_exactly_once() {
     let Some(mut cluster) = Cluster::new(&["hostA", "hostB", "hostC"], CONFIG) else {
         return;
     };
-    let mut workers = vec![];
-    for host in ["hostA", "hostB", "hostC"] {
-        for name in ["1", "2"] {
-            workers.push(cluster.start_worker(host, name));
-        }
-    }
-    workers.iter().for_each(|w| cluster.wait_ready(w));
+    let _workers = cluster.start_two_on_each(&["hostA", "hostB", "hostC"]);
 
     let ids = ids("q", 5000);
     let started = Instant::now();
@@ -570,13 +576,7 @@ fn killing_every_worker_of_one_host_moves_its_jobs_elsewhere_without_overlap() {
     let Some(mut cluster) = Cluster::new(&["hostA", "hostB", "hostC"], CONFIG) else {
         return;
     };
-    let mut workers = BTreeMap::new();
-    for host in ["hostA", "hostB", "hostC"] {
-        for name in ["1", "2"] {
-            workers.insert(format!("{host}/{name}"), cluster.start_worker(host, name));
-        }
-    }
-    workers.values().for_each(|w| cluster.wait_ready(w));
+    let workers = cluster.start_two_on_each(&["hostA", "hostB", "hostC"]);
     let ids = ids("k", 24);
     let jobs: Vec<Value> = ids.iter().map(|id| cluster.guarded_job(id, 15)).collect();
     cluster.enqueue_on("hostB", &jobs);
@@ -728,13 +728,7 @@ fn a_postgres_restart_and_outage_lose_no_job() {
     let Some(mut cluster) = Cluster::new(&["hostA", "hostB", "hostC"], CONFIG) else {
         return;
     };
-    let mut workers = vec![];
-    for host in ["hostA", "hostB", "hostC"] {
-        for name in ["1", "2"] {
-            workers.push(cluster.start_worker(host, name));
-        }
-    }
-    workers.iter().for_each(|w| cluster.wait_ready(w));
+    let workers = cluster.start_two_on_each(&["hostA", "hostB", "hostC"]);
     let mut enqueued = vec![];
     let mut enqueue = |cluster: &Cluster, prefix: &str, n: usize, ticks: u32| {
         let batch = ids(prefix, n);
@@ -766,7 +760,10 @@ fn a_postgres_restart_and_outage_lose_no_job() {
     });
 
     // What each worker said before the outage (the restart's loss, too).
-    let said_before: Vec<usize> = workers.iter().map(|w| w.notify.messages().len()).collect();
+    let said_before: Vec<usize> = workers
+        .values()
+        .map(|w| w.notify.messages().len())
+        .collect();
     cluster.pg.down();
     let down_at = Instant::now();
     let refused = cluster.try_enqueue_on("hostB", &[cluster.guarded_job("never", 1)]);
@@ -777,15 +774,17 @@ fn a_postgres_restart_and_outage_lose_no_job() {
         text(&refused)
     );
     let unreachable = "STATUS=database unreachable since";
-    for (w, &before) in workers.iter().zip(&said_before) {
+    for (w, &before) in workers.values().zip(&said_before) {
         w.wait_said_since(before, unreachable);
     }
     // Down for longer than the workers' leases: the jobs running when it
     // went are killed by their workers (renewals fail), to be rescued later.
     let killed = wait_until_or(WAIT, || {
-        workers.iter().all(|w| w.log().contains("killing the job"))
+        workers
+            .values()
+            .all(|w| w.log().contains("killing the job"))
     });
-    let refs: Vec<&Worker> = workers.iter().collect();
+    let refs: Vec<&Worker> = workers.values().collect();
     assert!(
         killed,
         "a running job was not killed: {}",
@@ -820,7 +819,7 @@ fn a_postgres_restart_and_outage_lose_no_job() {
     }
     // Every worker came back: after saying the database was unreachable,
     // it went idle or ran a job again.
-    for (w, &before) in workers.iter().zip(&said_before) {
+    for (w, &before) in workers.values().zip(&said_before) {
         let said = w.notify.seen_since(before, unreachable).unwrap();
         wait_until("the worker is back", WAIT, || {
             w.notify.messages()[said..]
@@ -892,13 +891,7 @@ fn status_lists_every_hosts_workers_and_a_live_name_is_refused_elsewhere() {
     let Some(mut cluster) = Cluster::new(&["hostA", "hostB", "hostC"], CONFIG) else {
         return;
     };
-    let mut workers = vec![];
-    for host in ["hostA", "hostB", "hostC"] {
-        for name in ["1", "2"] {
-            workers.push(cluster.start_worker(host, name));
-        }
-    }
-    workers.iter().for_each(|w| cluster.wait_ready(w));
+    let _workers = cluster.start_two_on_each(&["hostA", "hostB", "hostC"]);
 
     let status = cluster.json_on("hostB", &["status"]);
     let mut seen: Vec<(String, String)> = status["workers"]
