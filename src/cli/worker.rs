@@ -3,7 +3,7 @@ use super::args::{ScopeArgs, WorkerCommand};
 use super::format::print_json;
 use queuectl::config::SupervisorKind;
 use queuectl::error::{Error, Result};
-use queuectl::store::{Database, OpenMode};
+use queuectl::store::Database;
 use queuectl::supervisor::Supervisor;
 use queuectl::supervisor::process::{self, Invocation, ProcessSupervisor};
 use queuectl::supervisor::systemd::{self, SystemdSupervisor};
@@ -24,10 +24,6 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             timeout,
         } => {
             let supervisor = supervisor(ctx, scope)?;
-            if count > 0 {
-                // Workers would wait for an unreachable database: say so now.
-                ctx.store(OpenMode::Create)?;
-            }
             let report = supervisor.scale(count, timeout.map(Duration::from_secs))?;
             if ctx.json {
                 return print_json(&report);

@@ -39,3 +39,12 @@ pub struct ScaleReport {
     pub already_running: Vec<String>,
     pub stopped: Vec<String>,
 }
+
+/// Before starting workers: open (or create) the queue as they will, so a
+/// path that is no queue, or a database that cannot be reached, is reported
+/// at once, with nothing made beside it, rather than by workers failing or
+/// waiting in the background.
+fn check_queue(db: &crate::store::Database) -> Result<()> {
+    let durability = crate::config::Durability::Normal;
+    crate::store::Store::open_as(db, durability, crate::store::OpenMode::Create).map(drop)
+}

@@ -214,10 +214,9 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn scale(&self, count: u32, stop_timeout: Option<Duration>) -> Result<ScaleReport> {
-        // The keepers' workers run as we do: open (or create) the queue now,
-        // so a path that is no queue is refused at once, with nothing made
-        // beside it, rather than by a worker failing in the background.
-        Store::open_as(&self.state.db, Durability::Normal, OpenMode::Create)?;
+        if count > 0 {
+            super::check_queue(&self.state.db)?;
+        }
         let _serialized = self.start_stop_lock()?;
         let known = self.known()?;
         let mut report = ScaleReport::default();

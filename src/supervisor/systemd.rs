@@ -108,6 +108,9 @@ impl Supervisor for SystemdSupervisor {
     }
 
     fn scale(&self, count: u32, stop_timeout: Option<Duration>) -> Result<ScaleReport> {
+        if count > 0 {
+            super::check_queue(&self.db)?;
+        }
         self.ensure_units()?;
         let loaded = self.loaded()?;
         let running = |n: u32| {

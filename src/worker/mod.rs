@@ -289,10 +289,12 @@ impl Worker {
             self.maintenance.run_if_due(&mut self.store, &self.status);
             let job = match next.take() {
                 Some(job) => Some(job),
-                None => match self.reachable("claiming", |store| store.claim_one(&request))? {
-                    Some(job) => job,
-                    None => return Ok(()),
-                },
+                None => {
+                    match self.reachable(|| "claiming".into(), |store| store.claim_one(&request))? {
+                        Some(job) => job,
+                        None => return Ok(()),
+                    }
+                }
             };
             let Some(job) = job else {
                 if drain {
@@ -306,8 +308,8 @@ impl Worker {
             };
             let claim_next = (!self.stopping).then_some(&request);
             let policy = self.config.retry_policy();
-            let recording = format!("recording job {}", job.id);
-            let finished = self.reachable(&recording, |store| {
+            let recording = || format!("recording job {}", job.id);
+            let finished = self.reachable(recording, |store| {
                 store.finish_one(&job.lease, &result, &policy, claim_next)
             })?;
             let Some((held, claimed)) = finished else {
@@ -326,12 +328,13 @@ impl Worker {
     }
 
     /// Runs `op`, waiting out an unreachable database: the worker claims
-    /// nothing meanwhile, says so in its STATUS text, and tries again with
-    /// backoff (the backend reconnects). `None` when a stop was requested
-    /// while waiting.
+    /// nothing meanwhile, says so in its STATUS text (`what` names the wait,
+    /// built only then: not on every job), and tries again with backoff
+    /// (the backend reconnects). `None` when a stop was requested while
+    /// waiting.
     fn reachable<T>(
         &mut self,
-        what: &str,
+        what: impl Fn() -> String,
         mut op: impl FnMut(&mut Store) -> Result<T>,
     ) -> Result<Option<T>> {
         let mut since: Option<Timestamp> = None;
@@ -352,7 +355,7 @@ impl Worker {
                 tracing::warn!(worker = %self.name, error = %error, "database unreachable; not claiming until it is back");
             }
             let since = *since.get_or_insert_with(Timestamp::now);
-            self.set_status(&unreachable_status(since, what, &error.to_string()));
+            self.set_status(&unreachable_status(since, &what(), &error.to_string()));
             if !self.wait_for_retry(pause)? {
                 return Ok(None);
             }
