@@ -5,20 +5,11 @@
 
 use crate::support::hosts::TestNetwork;
 use crate::support::postgres::{PgServer, PrivatePg, servers_can_run};
-use crate::support::wait_until;
+use crate::support::{output_text as text, wait_until};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
-}
 
 #[test]
 fn fresh_databases_are_isolated_and_dropped() {

@@ -12,7 +12,9 @@
 use crate::support::hosts::{TestHost, TestNetwork};
 use crate::support::notify::NotifyListener;
 use crate::support::postgres::{PrivatePg, TestDatabase};
-use crate::support::{TestEnv, binary, signal, skip_unless_ci, wait_until, wait_until_or};
+use crate::support::{
+    TestEnv, binary, output_text as text, signal, skip_unless_ci, wait_until, wait_until_or,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -479,15 +481,6 @@ note end"#,
         }
         attempts
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
 }
 
 /// Debian's multi-threaded libfaketime, if installed.

@@ -586,3 +586,13 @@ pub mod hosts;
 pub mod notify;
 pub mod postgres;
 pub mod systemd;
+
+/// A finished command's status and both streams, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
