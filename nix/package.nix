@@ -35,6 +35,10 @@ rustPlatform.buildRustPackage {
         ../LICENSE
         ../src
         ../units
+        # The benchmark, a workspace member: queuectl-bench, installed beside
+        # queuectl (which `queuectl bench` runs).
+        ../bench/Cargo.toml
+        ../bench/src
       ]
       ++ map lib.fileset.maybeMissing [
         ../.cargo
@@ -42,6 +46,7 @@ rustPlatform.buildRustPackage {
         ../benches
         ../examples
         ../tests
+        ../bench/tests
         # tests/it/fuzz_regressions.rs compiles the fuzz properties and replays these.
         ../fuzz/src
         ../fuzz/inputs

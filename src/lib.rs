@@ -9,7 +9,6 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod env_file;
@@ -24,3 +23,7 @@ pub mod supervisor;
 pub mod systemd;
 pub mod wakeup;
 pub mod worker;
+
+/// This library's version, which is the queuectl binary's (the benchmark
+/// reports it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

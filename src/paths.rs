@@ -55,6 +55,27 @@ pub fn database(config: &Config) -> Result<Database> {
     Ok(Database::Sqlite(default_state_root().join("queue.db")))
 }
 
+/// A program that ships with queuectl (`queuectl-bench` for `queuectl bench`,
+/// `queuectl` for the benchmark): the one beside the running executable, so
+/// a build or a package finds its own twin, else the first on `$PATH`.
+pub fn companion_program(name: &str) -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)));
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name));
+    beside.into_iter().chain(on_path).find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// `$QUEUECTL_STATE_DIR`, else `/var/lib/queuectl` for root, else
 /// `$XDG_STATE_HOME/queuectl`: the default queue's directory, and the local
 /// state of a PostgreSQL queue's workers (logs, wake sockets, pid files).

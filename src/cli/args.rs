@@ -178,55 +178,31 @@ output tail travels with it.")]
     /// Print the man page (roff)
     #[command(after_help = "Examples:\n  queuectl man > /usr/local/share/man/man1/queuectl.1")]
     Man,
-    /// Measure queuectl on this machine against raw baselines (in a throwaway queue)
-    #[command(after_help = BENCH_HELP)]
+    /// Measure queuectl on this machine against raw baselines (runs queuectl-bench)
+    #[command(after_help = BENCH_HELP, disable_help_flag = true)]
     Bench(BenchArgs),
 }
 
 const BENCH_HELP: &str = "\
 Examples:
-  queuectl bench                          # every scenario, full size (1-2 minutes)
   queuectl bench --quick                  # small sizes, well under a minute
-  queuectl bench --scenario latency --scenario footprint
-  queuectl bench --json > bench.json
-  queuectl bench --json-file bench.json   # table on stdout, JSON in the file
-  queuectl bench --dir /var/lib/queuectl  # measure on the disk the real queue uses
+  queuectl bench --scenario latency --json
   queuectl bench --db postgres://bench@db1/postgres   # a PostgreSQL server instead
+  queuectl bench --help                   # every option (queuectl-bench's own help)
 
-Scenarios: throughput, store, enqueue, batch, latency, scale, footprint. Each figure is
-shown beside a baseline measured in the same run (e.g. spawning `sh -c true`, raw SQLite
-transactions, `/bin/true`), as a ratio, with the target it should meet. The benchmark
-never touches your queue (--config is ignored): it creates its own under --dir and
-removes it at the end. Exits 0 when every scenario ran, whether or not targets were met.
-
-With --db postgres://… (or conninfo) the throughput, store and latency scenarios run on
-that PostgreSQL server, beside raw `SELECT … FOR UPDATE SKIP LOCKED` claim-and-finish
-transactions on the same server (1 and 4 connections, single jobs and batches of 10).
-Each scenario gets a scratch database (queuectl_bench_<pid>_…) created beside the one
-the address names, which is never changed, and drops it afterwards: the role needs
-CREATEDB. Figures depend on the server's synchronous_commit and fsync, which the report
-shows.";
+The benchmark is its own program, queuectl-bench, installed beside queuectl; `queuectl
+bench ARGS` runs `queuectl-bench --queuectl <this binary> ARGS`, so it measures this
+queuectl. It never touches your queue (--config is ignored).";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Small sizes so the whole suite runs in well under a minute (what CI runs)
-    #[arg(long)]
-    pub quick: bool,
-    /// Run only this scenario; repeat for several [default: all]
-    #[arg(long = "scenario", value_name = "NAME", value_parser = queuectl::bench::Scenario::NAMES)]
-    pub scenarios: Vec<String>,
-    /// Jobs per throughput and store run [default: 2000 and 3000, quick: 300 and 500]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub jobs: Option<u32>,
-    /// Durability of the benchmark's queues and baselines (the store scenario measures both)
-    #[arg(long, value_name = "LEVEL", default_value = "full", value_parser = ["full", "normal"])]
-    pub durability: String,
-    /// Where to create the throwaway directory [default: $TMPDIR or /tmp]
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Also write the JSON report to this file (the table still goes to stdout)
-    #[arg(long, value_name = "PATH")]
-    pub json_file: Option<PathBuf>,
+    /// queuectl-bench's options (see `queuectl bench --help`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

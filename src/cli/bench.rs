@@ -1,63 +1,41 @@
-//! `queuectl bench`: runs the benchmark suite in a throwaway queue and prints
-//! its table (or JSON). Bench needs no config or database of the user's; a
-//! PostgreSQL `--db` names the server to measure (in scratch databases).
+//! `queuectl bench`: hands over to `queuectl-bench`, the benchmark suite,
+//! which is a program of its own so that this binary (the one every worker
+//! runs) does not carry it. It measures this queuectl binary.
 
 use super::args::BenchArgs;
-use super::format::print_json;
-use queuectl::bench::{self, Options, Scenario};
-use queuectl::config::Durability;
 use queuectl::error::{Error, Result};
-use queuectl::store::Database;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 
+pub const PROGRAM: &str = "queuectl-bench";
+
+/// Replaces this process with `queuectl-bench ARGS…` (its exit code is
+/// the command's); returns only when it cannot be started.
 pub fn run(args: &BenchArgs, db: Option<&Path>, json: bool) -> Result<()> {
-    let postgres = match db.map(|db| Database::from_os(db.as_os_str())).transpose()? {
-        None => None,
-        Some(Database::Postgres(target)) => Some(target),
-        Some(Database::Sqlite(_)) => {
-            return Err(Error::Invalid(
-                "bench --db takes a PostgreSQL server's address; the SQLite scenarios run in \
-                 a throwaway queue under --dir"
-                    .into(),
-            ));
-        }
+    let Some(program) = queuectl::paths::companion_program(PROGRAM) else {
+        return Err(Error::io(
+            format!(
+                "{PROGRAM} is not installed beside this queuectl or on $PATH (it ships with \
+                 queuectl; from a source tree: cargo build --release -p {PROGRAM})"
+            ),
+            std::io::ErrorKind::NotFound.into(),
+        ));
     };
-    let options = Options {
-        quick: args.quick,
-        scenarios: args
-            .scenarios
-            .iter()
-            .map(|name| {
-                Scenario::parse(name)
-                    .ok_or_else(|| Error::Invalid(format!("unknown scenario '{name}'")))
-            })
-            .collect::<Result<_>>()?,
-        jobs: args.jobs.map(|n| n as usize),
-        durability: match args.durability.as_str() {
-            "normal" => Durability::Normal,
-            _ => Durability::Full,
-        },
-        dir: args.dir.clone(),
-        exe: std::env::current_exe()
-            .map_err(|e| Error::io("cannot find the queuectl binary", e))?,
-        postgres,
-    };
-    let report = bench::run(&options, &|line| eprintln!("bench: {line}"))?;
-    if let Some(path) = &args.json_file {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::io("cannot encode the report", e.into()))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io("cannot find the running queuectl binary", e))?;
+    let mut command = Command::new(&program);
+    command.arg("--queuectl").arg(exe);
+    // queuectl's global flags, given before `bench`, mean the same there.
+    if let Some(db) = db {
+        command.arg("--db").arg(db);
     }
     if json {
-        print_json(&report)?;
-    } else {
-        print!("{}", report.table());
+        command.arg("--json");
     }
-    match report.failures.len() {
-        0 => Ok(()),
-        n => Err(Error::Supervisor(format!(
-            "{n} benchmark scenario(s) could not run (see above)"
-        ))),
-    }
+    let error = command.args(&args.args).exec();
+    Err(Error::io(
+        format!("cannot run {}", program.display()),
+        error,
+    ))
 }

@@ -1,12 +1,58 @@
-//! `queuectl bench`: runs in its own throwaway directory, leaves the user's
-//! queue alone, and reports in the documented JSON shape. Figures are never
-//! asserted (they depend on the machine); only the report's structure is.
+//! `queuectl bench` (which runs queuectl-bench beside the binary): runs in
+//! its own throwaway directory, leaves the user's queue alone, and reports in
+//! the documented JSON shape. Figures are never asserted (they depend on the
+//! machine); only the report's structure is.
 
-use crate::support::TestEnv;
 use crate::support::postgres::PgServer;
+use crate::support::{TestEnv, binary, skip_unless_ci};
+
+/// Whether queuectl-bench was built beside the binary under test (a plain
+/// `cargo build` or `cargo nextest run` in the workspace builds both).
+fn bench_installed() -> bool {
+    let beside = binary().with_file_name("queuectl-bench");
+    if beside.exists() {
+        return true;
+    }
+    skip_unless_ci(&format!(
+        "{} is not built (cargo build -p queuectl-bench)",
+        beside.display()
+    ));
+    false
+}
+
+#[test]
+fn bench_without_queuectl_bench_installed_says_where_it_looked_and_how_to_get_it() {
+    let env = TestEnv::new();
+    // A queuectl alone in a directory, with nothing on $PATH.
+    let lone = env.path("lone/queuectl");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    if std::fs::hard_link(binary(), &lone).is_err() {
+        std::fs::copy(binary(), &lone).unwrap();
+    }
+    let empty = env.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = std::process::Command::new(&lone)
+        .args(["bench", "--quick"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("queuectl-bench is not installed beside this queuectl or on $PATH"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cargo build --release -p queuectl-bench"),
+        "{stderr}"
+    );
+}
 
 #[test]
 fn bench_reports_json_in_a_throwaway_dir_and_leaves_the_queue_alone() {
+    if !bench_installed() {
+        return;
+    }
     let env = TestEnv::new();
     let scratch = env.path("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
@@ -46,6 +92,9 @@ fn bench_reports_json_in_a_throwaway_dir_and_leaves_the_queue_alone() {
 
 #[test]
 fn bench_rejects_unknown_scenarios() {
+    if !bench_installed() {
+        return;
+    }
     let env = TestEnv::new();
     let out = env.run(&["bench", "--scenario", "warp-speed"]);
     assert_eq!(out.status.code(), Some(2));
@@ -61,6 +110,9 @@ fn scratch_databases(server: &PgServer) -> String {
 
 #[test]
 fn bench_on_postgresql_reports_json_and_leaves_the_server_as_it_was() {
+    if !bench_installed() {
+        return;
+    }
     let Some(server) = PgServer::shared() else {
         return;
     };
@@ -134,6 +186,9 @@ fn bench_on_postgresql_reports_json_and_leaves_the_server_as_it_was() {
 
 #[test]
 fn bench_on_postgresql_needs_a_role_that_may_create_databases() {
+    if !bench_installed() {
+        return;
+    }
     let Some(server) = PgServer::shared() else {
         return;
     };
@@ -159,6 +214,9 @@ fn bench_on_postgresql_needs_a_role_that_may_create_databases() {
 
 #[test]
 fn bench_refuses_an_sqlite_db_and_sqlite_only_scenarios_on_postgresql() {
+    if !bench_installed() {
+        return;
+    }
     let env = TestEnv::sqlite();
     let out = env.run(&["bench", "--db", "/tmp/some.db"]);
     assert_eq!(out.status.code(), Some(2));

@@ -14,9 +14,9 @@ use super::Bench;
 use super::report::Row;
 use super::stats::{Target, median};
 use super::store::{drain, enqueue_noops};
-use crate::error::{Error, Result};
-use crate::store::postgres::{PgTarget, ScratchDatabase};
-use crate::store::{Database, Store};
+use queuectl::error::{Error, Result};
+use queuectl::store::postgres::{PgTarget, ScratchDatabase};
+use queuectl::store::{Database, Store};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 

@@ -12,10 +12,10 @@
 use super::Bench;
 use super::report::Row;
 use super::stats::{Target, median};
-use crate::config::Durability;
-use crate::domain::{AttemptOutcome, NewJob};
-use crate::error::{Error, Result};
-use crate::store::{AttemptResult, ClaimRequest, Database, Finish, JobDefaults, Store};
+use queuectl::config::Durability;
+use queuectl::domain::{AttemptOutcome, NewJob};
+use queuectl::error::{Error, Result};
+use queuectl::store::{AttemptResult, ClaimRequest, Database, Finish, JobDefaults, Store};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -129,11 +129,11 @@ pub(super) fn drain(store: &mut Store, worker: &str, batch: usize) -> Result<usi
     let request = ClaimRequest {
         worker: worker.to_owned(),
         lease: Duration::from_secs(30),
-        output: crate::output::Destination::File,
+        output: queuectl::output::Destination::File,
         host: "localhost".into(),
         cgroups: None,
     };
-    let policy = crate::config::Config::default().retry_policy();
+    let policy = queuectl::config::Config::default().retry_policy();
     let success = AttemptResult {
         exit_code: Some(0),
         ..AttemptResult::new(AttemptOutcome::Succeeded)

@@ -7,9 +7,9 @@ use super::report::Row;
 use super::sandbox::{Queue, time_process};
 use super::stats::{Target, median, millis};
 use super::{Bench, no_samples};
-use crate::domain::NewJob;
-use crate::error::{Error, Result};
-use crate::store::{ClaimRequest, JobDefaults, Store};
+use queuectl::domain::NewJob;
+use queuectl::error::{Error, Result};
+use queuectl::store::{ClaimRequest, JobDefaults, Store};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
@@ -130,7 +130,7 @@ fn time_claim(store: &mut Store) -> Result<Duration> {
     let request = ClaimRequest {
         worker: "bench".into(),
         lease: Duration::from_secs(3600),
-        output: crate::output::Destination::File,
+        output: queuectl::output::Destination::File,
         host: "localhost".into(),
         cgroups: None,
     };

@@ -10,10 +10,10 @@ use super::report::Row;
 use super::sandbox::{Queue, WorkerProcess, wait_for};
 use super::stats::{Target, median};
 use super::{Bench, no_samples};
-use crate::domain::{JobState, NewJob};
-use crate::error::{Error, Result};
-use crate::store::JobDefaults;
-use crate::wakeup::wake_workers;
+use queuectl::domain::{JobState, NewJob};
+use queuectl::error::{Error, Result};
+use queuectl::store::JobDefaults;
+use queuectl::wakeup::wake_workers;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -7,11 +7,11 @@
 //! sandbox or at the scratch database, and none inherits a systemd notify
 //! socket or journal stream.
 
-use crate::config::{Config, Durability};
-use crate::error::{Error, IoContext, Result};
-use crate::paths::StateDir;
-use crate::store::postgres::ScratchDatabase;
-use crate::store::{Database, Store};
+use queuectl::config::{Config, Durability};
+use queuectl::error::{Error, IoContext, Result};
+use queuectl::paths::StateDir;
+use queuectl::store::postgres::ScratchDatabase;
+use queuectl::store::{Database, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -172,7 +172,7 @@ impl Queue {
         let mut cmd = self.command(&["worker", "run", "--name", name]);
         cmd.stderr(log);
         // If the benchmark dies, its workers die with it.
-        crate::runner::killed_with_parent(&mut cmd);
+        queuectl::runner::killed_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("cannot start a benchmark worker", e))?;
@@ -191,10 +191,10 @@ impl Queue {
             .collect::<Result<_>>()?;
         let mut store = self.store()?;
         // On PostgreSQL a worker registers as `<host>/<name>`.
-        let host = crate::worker::hostname();
+        let host = queuectl::worker::hostname();
         let names: Vec<String> = workers
             .iter()
-            .map(|w| crate::worker::registered_name(&self.state.db, &host, &w.name))
+            .map(|w| queuectl::worker::registered_name(&self.state.db, &host, &w.name))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -1,18 +1,24 @@
-//! `queuectl bench`: answers "will the queue keep up?" on the user's own
-//! hardware. Each scenario measures queuectl and, in the same run on the
-//! same machine, a baseline that shows what the hardware can do without the
-//! queue (spawning `sh -c true`, raw SQLite write transactions, `/bin/true`,
-//! ...), and reports the ratio against the target from the performance issue.
-//! Ratios rather than absolute figures, because shared machines are noisy.
+//! The benchmark suite (`queuectl-bench`, also run as `queuectl bench`):
+//! answers "will the queue keep up?" on the user's own hardware. Each
+//! scenario measures queuectl and, in the same run on the same machine, a
+//! baseline that shows what the hardware can do without the queue (spawning
+//! `sh -c true`, raw SQLite write transactions, `/bin/true`, ...), and
+//! reports the ratio against the target from the performance issue. Ratios
+//! rather than absolute figures, because shared machines are noisy.
 //!
-//! Everything runs in a throwaway directory ([`sandbox`]) with real
-//! `queuectl` processes (the running binary), so the user's queue is never
-//! touched. With a PostgreSQL server (`--db`), the throughput, latency and
-//! store scenarios run there instead, each in a scratch database of its own
-//! (created beside the one the address names, dropped afterwards), the
-//! store's beside raw `SKIP LOCKED` transactions on the same server. The scale scenario alone builds its large database in-process
-//! through the store API plus fixture SQL, because a million jobs through
-//! the CLI would take minutes; it then times the real commands.
+//! A crate of its own so that the queuectl binary, which every worker runs,
+//! does not link it; it uses the queuectl library's public API like any
+//! other client. Everything runs in a throwaway directory ([`sandbox`]) with
+//! real `queuectl` processes (the binary in [`Options::exe`]), so the user's
+//! queue is never touched. With a PostgreSQL server (`--db`), the
+//! throughput, latency and store scenarios run there instead, each in a
+//! scratch database of its own (created beside the one the address names,
+//! dropped afterwards), the store's beside raw `SKIP LOCKED` transactions on
+//! the same server. The scale scenario alone builds its large database
+//! in-process through the store API plus fixture SQL, because a million jobs
+//! through the CLI would take minutes; it then times the real commands.
+
+#![deny(unsafe_code)]
 
 mod enqueue;
 mod footprint;
@@ -26,9 +32,9 @@ pub mod stats;
 mod store;
 mod throughput;
 
-use crate::config::Durability;
-use crate::error::{Error, Result};
-use crate::store::postgres::{PgTarget, ScratchDatabase, server_settings};
+use queuectl::config::Durability;
+use queuectl::error::{Error, Result};
+use queuectl::store::postgres::{PgTarget, ScratchDatabase, server_settings};
 use report::{Failure, Machine, Report, Row};
 use sandbox::Sandbox;
 use std::path::PathBuf;
@@ -207,7 +213,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         }
     }
     Ok(Report {
-        queuectl_version: env!("CARGO_PKG_VERSION"),
+        queuectl_version: queuectl::VERSION,
         date: date.to_string(),
         machine,
         mode: if options.quick { "quick" } else { "full" },

@@ -3,7 +3,7 @@
 //! as a table or serialized as one JSON document.
 
 use super::stats::{Target, ratio, trim_number};
-use crate::store::postgres::ServerSettings;
+use queuectl::store::postgres::ServerSettings;
 use serde::Serialize;
 use std::fmt::Write;
 
