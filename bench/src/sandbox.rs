@@ -11,6 +11,7 @@ use queuectl::config::{Config, Durability};
 use queuectl::error::{Error, IoContext, Result};
 use queuectl::paths::StateDir;
 use queuectl::store::postgres::ScratchDatabase;
+use queuectl::store::sqlite::SqliteStore;
 use queuectl::store::{Database, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -149,7 +150,7 @@ impl Queue {
         cmd
     }
 
-    /// The benchmark queue's SQLite file (its fixtures write it directly).
+    /// The benchmark queue's SQLite file (for raw baselines beside it).
     pub fn db_path(&self) -> PathBuf {
         self.state
             .db
@@ -161,6 +162,11 @@ impl Queue {
     /// The store, opened in this process as a worker would open it.
     pub fn store(&self) -> Result<Store> {
         Store::open(&self.state.db, self.config.durability)
+    }
+
+    /// The SQLite store itself, for what only it offers (fixture helpers).
+    pub fn sqlite_store(&self) -> Result<SqliteStore> {
+        SqliteStore::open(&self.db_path(), self.config.durability)
     }
 
     /// Starts `queuectl worker run --name NAME`; its log goes to

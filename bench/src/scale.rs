@@ -2,6 +2,8 @@
 //! --state pending --limit 20` (real processes) and a claim (in-process,
 //! committed) on a database of 1,000,000 jobs, mostly finished, against the
 //! same on a 1,000-job database. Both hold the same number of pending jobs.
+//! SQLite only: the history is built by a store fixture helper that exists
+//! for SQLite alone.
 
 use super::report::Row;
 use super::sandbox::{Queue, time_process};
@@ -9,7 +11,7 @@ use super::stats::{Target, median, millis};
 use super::{Bench, no_samples};
 use queuectl::domain::NewJob;
 use queuectl::error::{Error, Result};
-use queuectl::store::{ClaimRequest, JobDefaults, Store};
+use queuectl::store::{Backend, ClaimRequest, JobDefaults, Store};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
@@ -85,14 +87,11 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
 }
 
 /// Fills `queue` with `total` jobs through the store's batch enqueue, then
-/// marks all but [`PENDING`] of them completed with one attempt each.
-///
-/// Test fixture: the direct SQL below exists only to build a large history
-/// quickly (running a million jobs would take many minutes). It writes rows
-/// exactly as `finish` would leave them, so the schema's checks and the
-/// state-count triggers apply.
+/// has the store complete all but [`PENDING`] of them with one attempt each
+/// (a fixture helper: running a million jobs would take many minutes; the
+/// rows come out as `finish` leaves them). SQLite only, as this scenario.
 fn build(queue: &Queue, total: usize) -> Result<()> {
-    let mut store = queue.store()?;
+    let mut store = queue.sqlite_store()?;
     let defaults = JobDefaults {
         max_retries: 0,
         timeout_seconds: 0,
@@ -103,25 +102,7 @@ fn build(queue: &Queue, total: usize) -> Result<()> {
             (start..end).map(|i| (i + 1, NewJob::new("true"))).collect();
         store.enqueue(&batch, &defaults)?;
     }
-    drop(store);
-    let db = &queue.db_path();
-    let db_err = |source| Error::Database {
-        path: db.clone(),
-        source,
-    };
-    let conn = rusqlite::Connection::open(db).map_err(db_err)?;
-    let finished = total.saturating_sub(PENDING) as i64;
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = OFF;
-         BEGIN;
-         UPDATE jobs SET state = 'completed', attempts = 1, finished_at = created_at + 5, updated_at = created_at + 5
-           WHERE seq <= {finished};
-         INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome, exit_code, output)
-           SELECT seq, 1, 'bench', created_at, created_at + 5, 'succeeded', 0, 'file' FROM jobs WHERE state = 'completed';
-         COMMIT;
-         PRAGMA wal_checkpoint(TRUNCATE);"
-    ))
-    .map_err(db_err)?;
+    store.complete_oldest_pending_as_fixture(total.saturating_sub(PENDING))?;
     Ok(())
 }
 

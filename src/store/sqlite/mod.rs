@@ -5,6 +5,7 @@
 //! and locked conditions are retried here and never reach the user. Times
 //! are this host's clock, the only clock an SQLite queue has.
 
+mod fixture;
 mod wal;
 
 use super::types::*;
