@@ -204,6 +204,18 @@ let
       '';
     };
 
+    concurrency = mkOption {
+      type = types.ints.between 1 256;
+      default = 1;
+      example = 4;
+      description = ''
+        Jobs each worker instance runs at once (its slots). A worker claims
+        as many jobs as it has free slots in one transaction and records
+        finished ones together, so `workers = 2; concurrency = 4` runs up to
+        eight jobs with two processes.
+      '';
+    };
+
     durability = mkOption {
       type = types.enum [
         "full"

@@ -7,6 +7,10 @@ use crate::paths;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The most slots one worker may have: more jobs at once than this belong
+/// in more workers (each has one loop thread deciding for all its slots).
+pub const MAX_CONCURRENCY: u16 = 256;
+
 /// How hard a commit tries to survive a power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -61,6 +65,8 @@ pub struct Config {
     pub timeout_seconds: u32,
     pub lease_seconds: u32,
     pub kill_grace_seconds: u32,
+    /// Jobs one worker process runs at once (its slots).
+    pub concurrency: u32,
     pub durability: Durability,
     pub retention_seconds: u64,
     pub supervisor: SupervisorKind,
@@ -77,6 +83,7 @@ impl Default for Config {
             timeout_seconds: 0,
             lease_seconds: 30,
             kill_grace_seconds: 10,
+            concurrency: 1,
             durability: Durability::Full,
             retention_seconds: 7 * 86_400,
             supervisor: SupervisorKind::Auto,
@@ -86,7 +93,7 @@ impl Default for Config {
 }
 
 /// Every key, in the order `config get` lists them, with a one-line help.
-pub const KEYS: [(&str, &str); 11] = [
+pub const KEYS: [(&str, &str); 12] = [
     (
         "db_path",
         "the queue: an SQLite file or a PostgreSQL address (overridden by $QUEUECTL_DB and --db)",
@@ -108,6 +115,10 @@ pub const KEYS: [(&str, &str); 11] = [
     (
         "kill_grace_seconds",
         "time between SIGTERM and SIGKILL when a job is stopped",
+    ),
+    (
+        "concurrency",
+        "jobs each worker runs at once (its slots; `worker run --concurrency` overrides)",
     ),
     (
         "durability",
@@ -206,6 +217,7 @@ impl Config {
             "timeout_seconds" => self.timeout_seconds = int(0, 365 * 86_400)? as u32,
             "lease_seconds" => self.lease_seconds = int(1, 86_400)? as u32,
             "kill_grace_seconds" => self.kill_grace_seconds = int(0, 3600)? as u32,
+            "concurrency" => self.concurrency = int(1, MAX_CONCURRENCY.into())? as u32,
             "retention_seconds" => self.retention_seconds = int(0, 100 * 365 * 86_400)? as u64,
             "durability" => {
                 self.durability = match value.as_str() {
@@ -252,6 +264,7 @@ impl Config {
             "timeout_seconds" => Value::Integer(self.timeout_seconds.into()),
             "lease_seconds" => Value::Integer(self.lease_seconds.into()),
             "kill_grace_seconds" => Value::Integer(self.kill_grace_seconds.into()),
+            "concurrency" => Value::Integer(self.concurrency.into()),
             "retention_seconds" => secs(self.retention_seconds),
             "durability" => Value::String(self.durability.as_str().into()),
             "supervisor" => Value::String(
@@ -295,6 +308,7 @@ pub fn value_from_cli(key: &str, text: &str) -> toml::Value {
             | "timeout_seconds"
             | "lease_seconds"
             | "kill_grace_seconds"
+            | "concurrency"
             | "retention_seconds"
     );
     if numeric {

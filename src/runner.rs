@@ -55,6 +55,8 @@ pub struct JobCommand<'a> {
 /// How a job's process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobExit {
+    /// The job's main process (and process group): which job this was.
+    pub pid: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     /// The last bytes of stderr, lossily decoded and trimmed.
@@ -66,8 +68,14 @@ pub struct JobExit {
 }
 
 impl JobExit {
-    fn from_status(status: ExitStatus, stderr_tail: String, output: JobOutput) -> JobExit {
+    fn from_status(
+        pid: u32,
+        status: ExitStatus,
+        stderr_tail: String,
+        output: JobOutput,
+    ) -> JobExit {
         JobExit {
+            pid,
             code: status.code(),
             signal: status.signal(),
             stderr_tail,
@@ -454,7 +462,12 @@ impl Watched {
         let status = self
             .status
             .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
-        (self.on_exit)(JobExit::from_status(status, self.stderr_tail, self.output));
+        (self.on_exit)(JobExit::from_status(
+            self.pid as u32,
+            status,
+            self.stderr_tail,
+            self.output,
+        ));
     }
 }
 

@@ -277,9 +277,9 @@ pub enum ConfigCommand {
 pub enum WorkerCommand {
     /// Run a worker in the foreground (what each service instance runs)
     #[command(
-        after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n\n\
-SIGTERM or SIGINT: finish the current job, then exit 0. A second signal kills the job\n\
-and returns it to the queue."
+        after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n  queuectl worker run --concurrency 4\n\n\
+SIGTERM or SIGINT: claim nothing more, finish the running jobs, then exit 0. A second\n\
+signal kills them and returns them to the queue."
     )]
     Run {
         /// Worker name, shown in status and recorded with each attempt [default: <host>-<pid>]
@@ -288,6 +288,9 @@ and returns it to the queue."
         /// Exit once no job is due (for batch runs and scripts)
         #[arg(long)]
         drain: bool,
+        /// Run up to K jobs at once [default: the config's `concurrency`, 1]
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=queuectl::config::MAX_CONCURRENCY as i64))]
+        concurrency: Option<u32>,
     },
     /// Start N workers in the background (scale up or down)
     #[command(after_help = "Examples:

@@ -24,6 +24,11 @@ struct WorkerView {
     unit: Option<String>,
     /// The worker's own status text.
     status: Option<String>,
+    /// How many jobs it runs at once (absent for an instance not yet registered).
+    slots: Option<u32>,
+    /// The jobs it runs now, one per busy slot.
+    jobs: Vec<String>,
+    /// The first of `jobs` (kept for scripts written before slots).
     job_id: Option<String>,
     heartbeat_at: Option<jiff::Timestamp>,
     /// Whether its process is alive; `None` when it runs on another host.
@@ -77,7 +82,9 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 status: instance
                     .and_then(|i| i.status.clone())
                     .or_else(|| Some(w.status.clone())),
-                job_id: w.job_id.clone(),
+                slots: Some(w.slots),
+                jobs: w.jobs.clone(),
+                job_id: w.jobs.first().cloned(),
                 heartbeat_at: Some(w.heartbeat_at),
                 alive: (w.host == host).then(|| process_alive(w.pid)),
             }
@@ -97,6 +104,8 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 unit_state: Some(instance.state.clone()),
                 unit: None,
                 status: instance.status.clone(),
+                slots: None,
+                jobs: vec![],
                 job_id: None,
                 heartbeat_at: None,
                 alive: instance.pid.map(process_alive),
@@ -182,8 +191,8 @@ fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>
         .unwrap_or(0)
         .max(12);
     println!(
-        "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:<26} STATUS",
-        "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "JOB"
+        "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:>5}  {:<26} STATUS",
+        "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "SLOTS", "JOB"
     );
     for w in workers {
         let heartbeat = match w.heartbeat_at {
@@ -193,14 +202,23 @@ fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>
             Some(at) => relative(at, now),
             None => "-".into(),
         };
+        let slots = match w.slots {
+            Some(total) => format!("{}/{total}", w.jobs.len()),
+            None => "-".into(),
+        };
+        // The status text names every running job; this column the first.
+        let job = match w.jobs.as_slice() {
+            [] => "-".to_owned(),
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} +{}", rest.len()),
+        };
         println!(
-            "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:<26} {}",
+            "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {slots:>5}  {job:<26} {}",
             w.name,
             w.host,
             w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             unit_text(w),
             heartbeat,
-            w.job_id.as_deref().unwrap_or("-"),
             match w.alive {
                 Some(false) => "not running (died without unregistering)",
                 _ => w.status.as_deref().unwrap_or("-"),

@@ -14,9 +14,17 @@ use std::time::Duration;
 
 pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
     match command {
-        WorkerCommand::Run { name, drain } => {
+        WorkerCommand::Run {
+            name,
+            drain,
+            concurrency,
+        } => {
             let name = name.unwrap_or_else(default_name);
-            Worker::start(name, ctx.config.clone(), ctx.state.clone())?.run(drain)
+            let mut config = ctx.config.clone();
+            if let Some(k) = concurrency {
+                config.concurrency = k;
+            }
+            Worker::start(name, config, ctx.state.clone())?.run(drain)
         }
         WorkerCommand::Start {
             scope,

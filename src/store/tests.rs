@@ -51,7 +51,7 @@ conformance! {
     next_event_in_is_the_next_due_job_or_lease_expiry,
     concurrent_rescuers_end_each_attempt_once,
     export_then_import_gives_the_same_queue,
-    workers_are_registered_with_host_unit_and_status,
+    workers_are_registered_with_host_unit_slots_and_jobs,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -785,12 +785,12 @@ fn export_then_import_gives_the_same_queue(q: &TestQueue) {
     );
 }
 
-fn workers_are_registered_with_host_unit_and_status(q: &TestQueue) {
+fn workers_are_registered_with_host_unit_slots_and_jobs(q: &TestQueue) {
     let mut store = q.open();
     store.pin_clock(Some(at(0))).unwrap();
-    for (name, unit) in [
-        ("web1/1", Some("queuectl-worker@1.service")),
-        ("web2/1", None),
+    for (name, unit, slots) in [
+        ("web1/1", Some("queuectl-worker@1.service"), 1),
+        ("web2/1", None, 4),
     ] {
         store
             .register_worker(&WorkerInfo {
@@ -799,10 +799,14 @@ fn workers_are_registered_with_host_unit_and_status(q: &TestQueue) {
                 host: name[..4].into(),
                 status: "idle".into(),
                 unit: unit.map(str::to_owned),
+                slots,
             })
             .unwrap();
     }
+    enqueue(&mut store, r#"{"id":"k","command":"x"}"#, at(0));
     enqueue(&mut store, r#"{"id":"j","command":"x"}"#, at(0));
+    // Two of its four slots busy: one row for the worker, both jobs listed.
+    store.claim_at(&request("web2/1"), at(1)).unwrap().unwrap();
     store.claim_at(&request("web2/1"), at(1)).unwrap().unwrap();
     store.pin_clock(Some(at(5))).unwrap();
     store.worker_heartbeat("web2/1", "running j").unwrap();
@@ -814,7 +818,8 @@ fn workers_are_registered_with_host_unit_and_status(q: &TestQueue) {
                 w.name.as_str(),
                 w.host.as_str(),
                 w.unit.as_deref(),
-                w.job_id.as_deref(),
+                w.slots,
+                w.jobs.clone(),
                 w.status.as_str(),
                 w.heartbeat_at,
             )
@@ -827,11 +832,20 @@ fn workers_are_registered_with_host_unit_and_status(q: &TestQueue) {
                 "web1/1",
                 "web1",
                 Some("queuectl-worker@1.service"),
-                None,
+                1,
+                vec![],
                 "idle",
                 at(0)
             ),
-            ("web2/1", "web2", None, Some("j"), "running j", at(5)),
+            (
+                "web2/1",
+                "web2",
+                None,
+                4,
+                vec!["j".to_owned(), "k".to_owned()],
+                "running j",
+                at(5)
+            ),
         ]
     );
     store.pin_clock(Some(at(100))).unwrap();

@@ -293,6 +293,8 @@ pub struct WorkerInfo {
     pub status: String,
     /// The systemd unit it runs as (`queuectl-worker@3.service`), if any.
     pub unit: Option<String>,
+    /// How many jobs it runs at once.
+    pub slots: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -302,9 +304,23 @@ pub struct WorkerRow {
     pub host: String,
     pub started_at: Timestamp,
     pub heartbeat_at: Timestamp,
-    pub job_id: Option<String>,
     pub status: String,
     pub unit: Option<String>,
+    pub slots: u32,
+    /// The jobs it is running, one per busy slot, in id order.
+    pub jobs: Vec<String>,
+}
+
+/// The ids of a worker's running jobs from the comma-joined list the
+/// workers query builds (job ids hold no commas).
+pub(crate) fn job_list(joined: Option<String>) -> Vec<String> {
+    let mut jobs: Vec<String> = joined
+        .iter()
+        .flat_map(|j| j.split(','))
+        .map(str::to_owned)
+        .collect();
+    jobs.sort();
+    jobs
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -10,13 +10,15 @@
 
 use crate::runner::RunningJob;
 use nix::sys::signal::Signal;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+/// The running jobs, by pid: when each must be killed, and which were.
 #[derive(Default)]
 struct State {
-    armed: Option<(Instant, RunningJob)>,
-    fired: bool,
+    armed: HashMap<u32, (Instant, RunningJob)>,
+    fired: HashSet<u32>,
     stop: bool,
 }
 
@@ -49,16 +51,17 @@ impl LeaseGuard {
     /// disarmed first.
     pub fn arm(&self, deadline: Instant, job: &RunningJob) {
         let mut state = lock(&self.shared);
-        state.armed = Some((deadline, job.clone()));
-        state.fired = false;
+        state.armed.insert(job.pid(), (deadline, job.clone()));
+        state.fired.remove(&job.pid());
         self.shared.1.notify_one();
     }
 
-    /// Stops guarding; true when the guard had to kill the job.
-    pub fn disarm(&self) -> bool {
+    /// Stops guarding the job with this pid; true when the guard had to
+    /// kill it.
+    pub fn disarm(&self, pid: u32) -> bool {
         let mut state = lock(&self.shared);
-        state.armed = None;
-        std::mem::take(&mut state.fired)
+        state.armed.remove(&pid);
+        state.fired.remove(&pid)
     }
 }
 
@@ -75,32 +78,33 @@ fn watch(shared: &Shared) {
         if state.stop {
             return;
         }
-        let wait = match &state.armed {
-            None => None,
-            Some((deadline, job)) => {
-                let now = Instant::now();
-                if now >= *deadline {
-                    tracing::error!(
-                        pid = job.pid(),
-                        "lease about to run out without a renewal (the worker is stuck on the database): killing the job so it never runs twice"
-                    );
-                    job.signal(Signal::SIGKILL);
-                    state.armed = None;
-                    state.fired = true;
-                    continue;
-                }
-                Some(*deadline - now)
+        let now = Instant::now();
+        let due: Vec<u32> = state
+            .armed
+            .iter()
+            .filter(|(_, (deadline, _))| now >= *deadline)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            if let Some((_, job)) = state.armed.remove(&pid) {
+                tracing::error!(
+                    pid,
+                    "lease about to run out without a renewal (the worker is stuck on the database): killing the job so it never runs twice"
+                );
+                job.signal(Signal::SIGKILL);
+                state.fired.insert(pid);
             }
-        };
-        state = match wait {
+        }
+        let next = state.armed.values().map(|(deadline, _)| *deadline).min();
+        state = match next {
             None => shared
                 .1
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            Some(wait) => {
+            Some(deadline) => {
                 shared
                     .1
-                    .wait_timeout(state, wait)
+                    .wait_timeout(state, deadline.saturating_duration_since(now))
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .0
             }
@@ -143,8 +147,8 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the guard kills the job");
         assert_eq!(exit.signal, Some(libc::SIGKILL));
-        assert!(guard.disarm(), "the guard says it fired");
-        assert!(!guard.disarm(), "and only once");
+        assert!(guard.disarm(job.pid()), "the guard says it fired");
+        assert!(!guard.disarm(job.pid()), "and only once");
     }
 
     #[test]
@@ -156,7 +160,7 @@ mod tests {
         guard.arm(Instant::now() + Duration::from_secs(60), &job);
         // Past the first deadline, the job still runs.
         assert!(exits.recv_timeout(Duration::from_millis(300)).is_err());
-        assert!(!guard.disarm());
+        assert!(!guard.disarm(job.pid()));
         job.signal(nix::sys::signal::Signal::SIGTERM);
         let exit = exits.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(
@@ -164,5 +168,25 @@ mod tests {
             Some(libc::SIGTERM),
             "the job ended by our hand, not the guard's"
         );
+    }
+
+    #[test]
+    fn each_job_has_its_own_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = LeaseGuard::start();
+        let (late, late_exits) = start_sleeper(dir.path());
+        let (due, due_exits) = start_sleeper(dir.path());
+        guard.arm(Instant::now() + Duration::from_secs(60), &late);
+        guard.arm(Instant::now() + Duration::from_millis(50), &due);
+        let exit = due_exits.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(exit.signal, Some(libc::SIGKILL));
+        assert!(guard.disarm(due.pid()));
+        assert!(
+            late_exits.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the other job runs on"
+        );
+        assert!(!guard.disarm(late.pid()));
+        late.signal(nix::sys::signal::Signal::SIGKILL);
+        late_exits.recv_timeout(Duration::from_secs(20)).unwrap();
     }
 }

@@ -8,9 +8,11 @@
 
 mod lease_guard;
 pub mod maintenance;
+mod slots;
 
 use lease_guard::LeaseGuard;
 pub use maintenance::Maintenance;
+use slots::{Done, Slot, Slots};
 
 use crate::config::{Config, OutputSetting};
 use crate::domain::AttemptOutcome;
@@ -19,7 +21,8 @@ use crate::output::{Destination, FileSink, JournalSink, OutputSink};
 use crate::paths::StateDir;
 use crate::runner::{self, JobCommand, JobExit, RunningJob};
 use crate::store::{
-    AttemptResult, ClaimRequest, Claimed, Database, Holder, LeaseStatus, Store, WorkerInfo,
+    AttemptResult, ClaimRequest, Claimed, Database, Finish, Finished, Holder, Lease, LeaseStatus,
+    Store, WorkerInfo,
 };
 use crate::systemd::notify::Notifier;
 use crate::wakeup::WakeSocket;
@@ -58,9 +61,13 @@ pub struct Worker {
     output: Destination,
     maintenance: Maintenance,
     stopping: bool,
-    /// Kills the running job if its lease is about to run out while the
+    /// Kills a running job if its lease is about to run out while the
     /// loop is stuck (see `lease_guard`).
     guard: LeaseGuard,
+    /// The jobs running now, up to `concurrency`.
+    slots: Slots,
+    /// Finished attempts not yet recorded (written with the next claim).
+    done: Vec<Done>,
     /// What the worker is doing, as its STATUS text says.
     status: String,
     next_watchdog: Option<Instant>,
@@ -164,6 +171,7 @@ impl Worker {
             OutputSetting::Auto => Destination::File,
         };
         let cgroups = runner::contain::delegated_cgroup();
+        let concurrency = config.concurrency.max(1);
         let mut worker = Worker {
             maintenance: Maintenance::new(&name, &host, &config, state.clone()),
             name,
@@ -178,6 +186,8 @@ impl Worker {
             output,
             stopping: false,
             guard: LeaseGuard::start(),
+            slots: Slots::new(concurrency as usize),
+            done: Vec::new(),
             status: "idle".into(),
             next_watchdog: None,
             _wake: wake,
@@ -195,6 +205,7 @@ impl Worker {
             host: worker.host.clone(),
             status: "idle".into(),
             unit: crate::systemd::own_unit(),
+            slots: concurrency,
         })?;
         worker.next_watchdog = worker
             .notifier
@@ -205,7 +216,7 @@ impl Worker {
             Some(cgroup) => format!("a cgroup per attempt under {cgroup}"),
             None => "process group and attempt token".to_owned(),
         };
-        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, listening, "worker ready");
+        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, listening, concurrency, "worker ready");
         Ok(worker)
     }
 
@@ -268,7 +279,7 @@ impl Worker {
     }
 
     /// Runs until asked to stop (or, with `drain`, until no job is due);
-    /// returns once the current job is recorded.
+    /// returns once every running job has ended and been recorded.
     pub fn run(mut self, drain: bool) -> Result<()> {
         let result = self.main_loop(drain);
         if let Err(e) = self.store.unregister_worker(&self.name) {
@@ -278,121 +289,327 @@ impl Worker {
         result
     }
 
+    /// One thread decides for every slot: record finished attempts and
+    /// claim jobs for free slots (one transaction), then wait for the next
+    /// event or timer, then act on everything that arrived meanwhile. The
+    /// attempts that end while a transaction commits are recorded together
+    /// by the next one: batches grow with load, and a lone attempt waits
+    /// for nobody.
     fn main_loop(&mut self, drain: bool) -> Result<()> {
         let request = self.claim_request();
-        let mut next: Option<Claimed> = None;
+        let mut loop_state = LoopState::new();
         loop {
             self.feed_watchdog();
-            if self.stopping {
-                return Ok(());
-            }
             self.maintenance.run_if_due(&mut self.store, &self.status);
-            let job = match next.take() {
-                Some(job) => Some(job),
-                None => {
-                    match self.reachable(|| "claiming".into(), |store| store.claim_one(&request))? {
-                        Some(job) => job,
-                        None => return Ok(()),
+            self.record_and_claim(&request, &mut loop_state)?;
+            if self.slots.busy() == 0 {
+                if self.stopping && (self.done.is_empty() || loop_state.outage.is_some()) {
+                    for done in &self.done {
+                        tracing::warn!(job_id = %done.job_id, "stopped before the attempt could be recorded; the job runs again once its lease runs out");
                     }
-                }
-            };
-            let Some(job) = job else {
-                if drain {
                     return Ok(());
                 }
-                self.wait_idle()?;
-                continue;
-            };
-            let Some(result) = self.run_job(&job)? else {
-                continue; // lease lost: someone else owns the job now
-            };
-            let claim_next = (!self.stopping).then_some(&request);
-            let policy = self.config.retry_policy();
-            let recording = || format!("recording job {}", job.id);
-            let finished = self.reachable(recording, |store| {
-                store.finish_one(&job.lease, &result, &policy, claim_next)
-            })?;
-            let Some((held, claimed)) = finished else {
-                tracing::warn!(job_id = %job.id, "stopped before the attempt could be recorded; the job runs again once its lease runs out");
+                if drain && self.done.is_empty() && !loop_state.claim_wanted {
+                    return Ok(());
+                }
+            }
+            self.show_status(&loop_state);
+            self.wait_for_events(&mut loop_state)?;
+            self.on_timers(&mut loop_state);
+        }
+    }
+
+    /// Writes the finished attempts and claims jobs for the free slots in
+    /// one transaction, then starts them. While the database is unreachable
+    /// the attempts wait (the running jobs go on), and it is tried again
+    /// with backoff.
+    fn record_and_claim(&mut self, request: &ClaimRequest, state: &mut LoopState) -> Result<()> {
+        let now = Instant::now();
+        let free = if self.stopping { 0 } else { self.slots.free() };
+        let claim = if free > 0 && state.claim_wanted {
+            free
+        } else {
+            0
+        };
+        if (self.done.is_empty() && claim == 0)
+            || state.outage.as_ref().is_some_and(|o| now < o.retry_at)
+        {
+            return Ok(());
+        }
+        let policy = self.config.retry_policy();
+        let finishes: Vec<Finish> = self
+            .done
+            .iter()
+            .map(|d| Finish {
+                lease: &d.lease,
+                result: &d.result,
+            })
+            .collect();
+        let outcome = if finishes.is_empty() {
+            self.store.claim(request, claim).map(|claimed| Finished {
+                held: vec![],
+                claimed,
+            })
+        } else {
+            let next = (claim > 0).then_some((request, claim));
+            self.store.finish(&finishes, &policy, next)
+        };
+        let finished = match outcome {
+            Ok(finished) => finished,
+            Err(e) if e.is_unreachable() => {
+                state.unreachable(&self.name, &e);
                 return Ok(());
-            };
+            }
+            Err(e) => return Err(e),
+        };
+        if state.outage.take().is_some() {
+            tracing::info!(worker = %self.name, "database reachable again");
+        }
+        for (done, held) in self.done.drain(..).zip(finished.held) {
             if !held {
-                tracing::warn!(job_id = %job.id, "lease was lost before the attempt was recorded");
+                tracing::warn!(job_id = %done.job_id, "lease was lost before the attempt was recorded");
             }
-            tracing::info!(job_id = %job.id, attempt = job.lease.attempt, outcome = result.outcome.as_str(), "attempt finished");
-            next = claimed;
-            if next.is_none() {
-                self.set_status("idle");
+            tracing::info!(job_id = %done.job_id, attempt = done.lease.attempt, outcome = done.result.outcome.as_str(), "attempt finished");
+        }
+        if claim > 0 {
+            // A short batch means the queue has nothing more due now: wait
+            // for a wake-up or the next due job instead of asking again.
+            state.claim_wanted = finished.claimed.len() == claim;
+            if !state.claim_wanted {
+                state.next_check = Some(self.idle_recheck(now)?);
+            }
+        }
+        if self.slots.busy() == 0 && !finished.claimed.is_empty() {
+            state.next_renew = now + self.config.lease() / 3;
+        }
+        for job in finished.claimed {
+            self.start_job(job, now);
+        }
+        Ok(())
+    }
+
+    /// When an idle slot should look at the queue again without a wake-up:
+    /// when the next waiting job falls due, a lease runs out, or after
+    /// [`IDLE_RECHECK`] in case a wake-up was lost.
+    fn idle_recheck(&mut self, now: Instant) -> Result<Instant> {
+        let mut wait = IDLE_RECHECK;
+        match self.store.next_event_in() {
+            Ok(Some(until)) => wait = wait.min(until),
+            Ok(None) => {}
+            // The next claim waits for the database.
+            Err(e) if e.is_unreachable() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(now + wait)
+    }
+
+    /// The STATUS text systemd shows, also recorded by the next heartbeat;
+    /// sent only when it changed.
+    fn show_status(&mut self, state: &LoopState) {
+        let mut text = match &state.outage {
+            Some(outage) => outage.status.clone(),
+            None => self.slots.status_text(),
+        };
+        if self.stopping {
+            text.insert_str(0, "stopping: ");
+        }
+        if text != self.status {
+            self.notifier.status(&text);
+            self.status = text;
+        }
+    }
+
+    /// Sleeps until the first event or timer, then takes every event that
+    /// is already waiting, so the attempts that ended together are
+    /// recorded together.
+    fn wait_for_events(&mut self, state: &mut LoopState) -> Result<()> {
+        let deadline = self.next_deadline(state);
+        let first = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        let mut event = match first {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Supervisor("worker event channel closed".into()));
+            }
+        };
+        loop {
+            self.on_event(event, state);
+            match self.events.try_recv() {
+                Ok(next) => event = next,
+                Err(_) => return Ok(()),
             }
         }
     }
 
-    /// Runs `op`, waiting out an unreachable database: the worker claims
-    /// nothing meanwhile, says so in its STATUS text (`what` names the wait,
-    /// built only then: not on every job), and tries again with backoff
-    /// (the backend reconnects). `None` when a stop was requested while
-    /// waiting.
-    fn reachable<T>(
-        &mut self,
-        what: impl Fn() -> String,
-        mut op: impl FnMut(&mut Store) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let mut since: Option<Timestamp> = None;
-        let mut pause = RECONNECT_FIRST;
-        loop {
-            let error = match op(&mut self.store) {
-                Ok(value) => {
-                    if since.is_some() {
-                        tracing::info!(worker = %self.name, "database reachable again");
-                        self.set_status("idle");
+    fn next_deadline(&self, state: &LoopState) -> Instant {
+        let now = Instant::now();
+        let mut deadline = now + self.maintenance.until_due();
+        let mut at = |when: Option<Instant>| {
+            if let Some(when) = when {
+                deadline = deadline.min(when);
+            }
+        };
+        at(self.next_watchdog);
+        at(state.next_extend);
+        if self.slots.busy() > 0 {
+            at(Some(state.next_renew));
+        }
+        for slot in self.slots.iter() {
+            at(slot.timeout_at.filter(|_| slot.ending.is_none()));
+            at(slot.kill_at);
+        }
+        let wants_store = !self.done.is_empty()
+            || (!self.stopping && self.slots.free() > 0 && state.claim_wanted);
+        match &state.outage {
+            Some(outage) if wants_store => at(Some(outage.retry_at)),
+            Some(_) => {}
+            None if wants_store => at(Some(now)),
+            None => {}
+        }
+        if !self.stopping && self.slots.free() > 0 && !state.claim_wanted {
+            at(state.next_check);
+        }
+        deadline
+    }
+
+    fn on_event(&mut self, event: Event, state: &mut LoopState) {
+        match event {
+            Event::Exited(exit) => self.on_exit(exit),
+            Event::Signal(_) if !self.stopping => {
+                let busy = self.slots.busy();
+                if busy == 0 {
+                    self.handle_stop_signal("idle, exiting");
+                } else {
+                    self.handle_stop_signal(&format!("waiting for {busy} job(s) to finish"));
+                    self.notifier.extend_timeout(EXTEND_BY);
+                    state.next_extend = Some(Instant::now() + EXTEND_EVERY);
+                }
+            }
+            Event::Signal(_) => {
+                for slot in self.slots.iter_mut() {
+                    if slot.ending != Some(AttemptOutcome::Interrupted) {
+                        tracing::warn!(job_id = %slot.job.id, "second stop signal: killing the job and returning it to the queue");
+                        slot.ending = Some(AttemptOutcome::Interrupted);
+                        slot.running.signal(Signal::SIGKILL);
                     }
-                    return Ok(Some(value));
                 }
-                Err(e) if e.is_unreachable() => e,
-                Err(e) => return Err(e),
-            };
-            if since.is_none() {
-                tracing::warn!(worker = %self.name, error = %error, "database unreachable; not claiming until it is back");
             }
-            let since = *since.get_or_insert_with(Timestamp::now);
-            self.set_status(&unreachable_status(since, &what(), &error.to_string()));
-            if !self.wait_for_retry(pause)? {
-                return Ok(None);
-            }
-            pause = (pause * 2).min(RECONNECT_MAX);
-        }
-    }
-
-    /// Sleeps `pause` (waking for the watchdog); false when a stop signal came.
-    fn wait_for_retry(&mut self, pause: Duration) -> Result<bool> {
-        let until = Instant::now() + pause;
-        loop {
-            self.feed_watchdog();
-            if self.stopping {
-                return Ok(false);
-            }
-            let now = Instant::now();
-            if now >= until {
-                return Ok(true);
-            }
-            let mut wait = until - now;
-            if let Some(due) = self.next_watchdog {
-                wait = wait.min(due.saturating_duration_since(now));
-            }
-            match self.events.recv_timeout(wait) {
-                Ok(Event::Signal(_)) => self.handle_stop_signal("database unreachable, exiting"),
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Supervisor("worker event channel closed".into()));
-                }
+            Event::Wake => {
+                state.claim_wanted = true;
+                // Someone may have asked to cancel a running job: look soon,
+                // but not once per wake-up when enqueues are frequent.
+                state.next_renew = state.next_renew.min(state.last_renew + WAKE_RENEW_MIN_GAP);
             }
         }
     }
 
-    /// The STATUS text systemd shows, also recorded by the next heartbeat.
-    fn set_status(&mut self, text: &str) {
-        self.notifier.status(text);
-        text.clone_into(&mut self.status);
+    /// A job ended: its slot is free and its attempt waits to be recorded,
+    /// unless its lease was lost (the rescue records it then).
+    fn on_exit(&mut self, exit: JobExit) {
+        let Some(slot) = self.slots.remove(exit.pid) else {
+            tracing::warn!(pid = exit.pid, "exit of a process this worker does not run");
+            return;
+        };
+        // Killed by the guard: the lease is in doubt, as when renewals
+        // failed; the rescue records the attempt.
+        if self.guard.disarm(exit.pid) || slot.lost {
+            tracing::warn!(job_id = %slot.job.id, "the job was killed because its lease could not be kept; it runs again once the lease runs out");
+            return;
+        }
+        let result = attempt_result(exit, slot.ending, &slot.job, slot.started.elapsed());
+        self.done.push(Done {
+            job_id: slot.job.id,
+            lease: slot.job.lease,
+            result,
+        });
+    }
+
+    /// Lease renewals (all slots in one statement), timeouts, kills and
+    /// stop-timeout extensions that are due.
+    fn on_timers(&mut self, state: &mut LoopState) {
+        let now = Instant::now();
+        if now >= state.next_check.unwrap_or(now + IDLE_RECHECK) {
+            state.claim_wanted = true;
+            state.next_check = None;
+        }
+        let lease = self.config.lease();
+        let renew_every = lease / 3;
+        if self.slots.busy() > 0 && now >= state.next_renew {
+            self.renew_leases(now, lease);
+            state.last_renew = now;
+            state.next_renew = now + renew_every;
+        }
+        let grace = self.config.kill_grace();
+        for slot in self.slots.iter_mut() {
+            if slot.timeout_at.is_some_and(|at| now >= at) && slot.ending.is_none() {
+                tracing::info!(job_id = %slot.job.id, "job timed out; stopping it");
+                slot.ending = Some(AttemptOutcome::TimedOut);
+                terminate(slot, grace);
+            }
+            if slot.kill_at.is_some_and(|at| now >= at) {
+                slot.running.signal(Signal::SIGKILL);
+                slot.kill_at = None;
+            }
+        }
+        if state.next_extend.is_some_and(|at| now >= at) {
+            self.notifier.extend_timeout(EXTEND_BY);
+            state.next_extend = Some(now + EXTEND_EVERY);
+        }
+    }
+
+    /// Renews every running job's lease at once. A lost lease or a lease
+    /// about to run out without renewal kills its job, so it never runs
+    /// twice; a cancel request stops it.
+    fn renew_leases(&mut self, now: Instant, lease: Duration) {
+        let leases: Vec<&Lease> = self
+            .slots
+            .iter()
+            .filter(|s| !s.lost)
+            .map(|s| &s.job.lease)
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        let renewed = self.store.renew_leases(&self.name, &leases, lease);
+        let grace = self.config.kill_grace();
+        let renew_every = lease / 3;
+        match renewed {
+            Ok(statuses) => {
+                let live = self.slots.iter_mut().filter(|s| !s.lost);
+                for (slot, status) in live.zip(statuses) {
+                    slot.lease_valid_until = now + lease;
+                    self.guard
+                        .arm(slot.lease_valid_until - lease / 6, &slot.running);
+                    match status {
+                        LeaseStatus::Lost => {
+                            tracing::error!(job_id = %slot.job.id, "lease lost (this worker was presumed dead); killing the job so it never runs twice");
+                            slot.lost = true;
+                            slot.running.signal(Signal::SIGKILL);
+                        }
+                        LeaseStatus::CancelRequested if slot.ending.is_none() => {
+                            tracing::info!(job_id = %slot.job.id, "cancel requested; stopping the job");
+                            slot.ending = Some(AttemptOutcome::Cancelled);
+                            terminate(slot, grace);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the leases");
+                // Before a lease can run out and its job be handed to
+                // another worker, stop this run.
+                for slot in self.slots.iter_mut().filter(|s| !s.lost) {
+                    if now + renew_every >= slot.lease_valid_until {
+                        tracing::error!(job_id = %slot.job.id, "lease about to expire; killing the job");
+                        slot.lost = true;
+                        slot.running.signal(Signal::SIGKILL);
+                    }
+                }
+            }
+        }
     }
 
     fn feed_watchdog(&mut self) {
@@ -409,31 +626,8 @@ impl Worker {
             self.stopping = true;
             tracing::info!(worker = %self.name, "stop requested; {what}");
             self.notifier.stopping(&format!("stopping: {what}"));
+            self.status = format!("stopping: {what}");
         }
-    }
-
-    /// Sleeps until work may be due, a wake-up, a signal, or a timer.
-    fn wait_idle(&mut self) -> Result<()> {
-        let mut wait = IDLE_RECHECK.min(self.maintenance.until_due());
-        match self.store.next_event_in() {
-            Ok(Some(until)) => wait = wait.min(until),
-            Ok(None) => {}
-            // The next claim waits for the database (see `reachable`).
-            Err(e) if e.is_unreachable() => {}
-            Err(e) => return Err(e),
-        }
-        if let Some(due) = self.next_watchdog {
-            wait = wait.min(due.saturating_duration_since(Instant::now()));
-        }
-        match self.events.recv_timeout(wait) {
-            Ok(Event::Signal(_)) => self.handle_stop_signal("idle, exiting"),
-            Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
-            Ok(Event::Exited(_)) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::Supervisor("worker event channel closed".into()));
-            }
-        }
-        Ok(())
     }
 
     fn sink_for(&self, job: &Claimed) -> Result<Box<dyn OutputSink>> {
@@ -448,28 +642,47 @@ impl Worker {
         })
     }
 
-    /// Runs one attempt to its end. Returns `None` when the lease was lost
-    /// (the job is someone else's now and was killed here).
-    fn run_job(&mut self, job: &Claimed) -> Result<Option<AttemptResult>> {
-        let budget = job.lease.max_retries + 1;
-        let status = format!(
-            "running {} (attempt {}/{budget})",
-            job.id,
-            job.lease.failures + 1
-        );
-        self.set_status(&status);
+    /// Starts a claimed job in a free slot; a job that cannot start is
+    /// recorded as a failed attempt at once.
+    fn start_job(&mut self, job: Claimed, claimed_at: Instant) {
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
-        let token = job.lease.attempt_token();
-        let env = match crate::env_file::job_environment(&job.env, job.env_file.as_deref()) {
-            Ok(env) => env,
+        match self.spawn(&job) {
+            Ok(running) => {
+                let lease = self.config.lease();
+                let lease_valid_until = claimed_at + lease;
+                // The guard fires only if the loop cannot kill the job
+                // itself in time (it does a third of a lease before the end).
+                self.guard.arm(lease_valid_until - lease / 6, &running);
+                let started = Instant::now();
+                self.slots.insert(Slot {
+                    timeout_at: (job.timeout_seconds > 0)
+                        .then(|| started + Duration::from_secs(job.timeout_seconds.into())),
+                    job,
+                    running,
+                    started,
+                    ending: None,
+                    kill_at: None,
+                    lease_valid_until,
+                    lost: false,
+                });
+            }
             Err(why) => {
                 tracing::warn!(job_id = %job.id, error = %why, "cannot start job");
-                return Ok(Some(
-                    AttemptResult::new(AttemptOutcome::Failed)
+                self.done.push(Done {
+                    job_id: job.id,
+                    lease: job.lease,
+                    result: AttemptResult::new(AttemptOutcome::Failed)
                         .with_error(format!("cannot start job: {why}")),
-                ));
+                });
             }
-        };
+        }
+    }
+
+    /// Spawns the job's process; the error says why it could not start.
+    fn spawn(&self, job: &Claimed) -> std::result::Result<RunningJob, String> {
+        let token = job.lease.attempt_token();
+        let env = crate::env_file::job_environment(&job.env, job.env_file.as_deref())
+            .map_err(|why| why.to_string())?;
         let command = JobCommand {
             job_id: &job.id,
             attempt: job.lease.attempt,
@@ -479,150 +692,72 @@ impl Worker {
             env: &env,
             cwd: job.cwd.as_deref(),
         };
-        let running = match self.sink_for(job).and_then(|sink| {
-            runner::spawn(&command, sink, self.channel_sender()).map_err(|e| Error::io("spawn", e))
-        }) {
-            Ok(running) => running,
-            Err(e) => {
-                let why = match e {
-                    Error::Io { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                return Ok(Some(
-                    AttemptResult::new(AttemptOutcome::Failed)
-                        .with_error(format!("cannot start job: {why}")),
-                ));
-            }
-        };
-        let result = self.supervise(job, &running);
-        self.guard.disarm();
-        result
+        let sink = self.sink_for(job).map_err(|e| e.to_string())?;
+        runner::spawn(&command, sink, self.sender.clone()).map_err(|e| e.to_string())
     }
+}
 
-    fn channel_sender(&self) -> mpsc::Sender<Event> {
-        self.sender.clone()
+/// Stops a job gently: SIGTERM now, SIGKILL after the grace (at once
+/// without one).
+fn terminate(slot: &mut Slot, grace: Duration) {
+    if grace.is_zero() {
+        slot.running.signal(Signal::SIGKILL);
+    } else {
+        slot.running.signal(Signal::SIGTERM);
     }
+    slot.kill_at = Some(Instant::now() + grace);
+}
 
-    /// Waits for the job to exit while keeping its lease, the watchdog and
-    /// systemd's stop timeout fed, and enforcing timeout and cancellation.
-    fn supervise(&mut self, job: &Claimed, running: &RunningJob) -> Result<Option<AttemptResult>> {
-        let started = Instant::now();
-        let lease = self.config.lease();
-        let renew_every = lease / 3;
-        let mut last_renew = started;
-        let mut next_renew = started + renew_every;
-        let mut lease_valid_until = started + lease;
-        // The guard fires only if the loop cannot kill the job itself in
-        // time (it does at a third of a lease before the end).
-        let guard_margin = lease / 6;
-        self.guard.arm(lease_valid_until - guard_margin, running);
-        let timeout_at = (job.timeout_seconds > 0)
-            .then(|| started + Duration::from_secs(job.timeout_seconds.into()));
-        let mut ending: Option<AttemptOutcome> = None;
-        let mut kill_at: Option<Instant> = None;
-        let mut next_extend: Option<Instant> = None;
-        let mut lost = false;
-        let grace = self.config.kill_grace();
-        let terminate = |kill_at: &mut Option<Instant>| {
-            running.signal(if grace.is_zero() {
-                Signal::SIGKILL
-            } else {
-                Signal::SIGTERM
-            });
-            *kill_at = Some(Instant::now() + grace);
-        };
-        loop {
-            self.feed_watchdog();
-            let mut deadline = next_renew;
-            for at in [
-                timeout_at.filter(|_| ending.is_none()),
-                kill_at,
-                self.next_watchdog,
-                next_extend,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                deadline = deadline.min(at);
-            }
-            match self
-                .events
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(Event::Exited(exit)) => {
-                    // Killed by the guard: the lease is in doubt, as when
-                    // renewals failed; the rescue records the attempt.
-                    if self.guard.disarm() {
-                        return Ok(None);
-                    }
-                    return Ok(
-                        (!lost).then(|| attempt_result(exit, ending, job, started.elapsed()))
-                    );
-                }
-                Ok(Event::Signal(_)) if !self.stopping => {
-                    self.handle_stop_signal(&format!("waiting for job {} to finish", job.id));
-                    self.notifier.extend_timeout(EXTEND_BY);
-                    next_extend = Some(Instant::now() + EXTEND_EVERY);
-                }
-                Ok(Event::Signal(_)) => {
-                    if ending != Some(AttemptOutcome::Interrupted) {
-                        tracing::warn!(job_id = %job.id, "second stop signal: killing the job and returning it to the queue");
-                        ending = Some(AttemptOutcome::Interrupted);
-                        running.signal(Signal::SIGKILL);
-                    }
-                }
-                // Someone may have asked to cancel this job: look soon, but
-                // not once per wake-up when enqueues are frequent.
-                Ok(Event::Wake) => next_renew = next_renew.min(last_renew + WAKE_RENEW_MIN_GAP),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Supervisor("worker event channel closed".into()));
-                }
-            }
-            let now = Instant::now();
-            if now >= next_renew && !lost {
-                match self.store.renew_lease(&job.lease, lease) {
-                    Ok(status) => {
-                        lease_valid_until = now + lease;
-                        self.guard.arm(lease_valid_until - guard_margin, running);
-                        if status == LeaseStatus::Lost {
-                            tracing::error!(job_id = %job.id, "lease lost (this worker was presumed dead); killing the job so it never runs twice");
-                            lost = true;
-                            running.signal(Signal::SIGKILL);
-                        } else if status == LeaseStatus::CancelRequested && ending.is_none() {
-                            tracing::info!(job_id = %job.id, "cancel requested; stopping the job");
-                            ending = Some(AttemptOutcome::Cancelled);
-                            terminate(&mut kill_at);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(job_id = %job.id, error = %e, "cannot renew the lease");
-                        // Before the lease can run out and the job be handed
-                        // to another worker, stop this run.
-                        if now + renew_every >= lease_valid_until {
-                            tracing::error!(job_id = %job.id, "lease about to expire; killing the job");
-                            lost = true;
-                            running.signal(Signal::SIGKILL);
-                        }
-                    }
-                }
-                last_renew = now;
-                next_renew = now + renew_every;
-            }
-            if timeout_at.is_some_and(|at| now >= at) && ending.is_none() {
-                tracing::info!(job_id = %job.id, "job timed out; stopping it");
-                ending = Some(AttemptOutcome::TimedOut);
-                terminate(&mut kill_at);
-            }
-            if kill_at.is_some_and(|at| now >= at) {
-                running.signal(Signal::SIGKILL);
-                kill_at = None;
-            }
-            if next_extend.is_some_and(|at| now >= at) {
-                self.notifier.extend_timeout(EXTEND_BY);
-                next_extend = Some(now + EXTEND_EVERY);
-            }
+/// The loop's timers and what it knows about the queue.
+struct LoopState {
+    /// Whether the queue may hold due jobs for free slots: false after a
+    /// claim came back short, until a wake-up or `next_check`.
+    claim_wanted: bool,
+    next_check: Option<Instant>,
+    next_renew: Instant,
+    last_renew: Instant,
+    /// While a stop waits for jobs, when to ask systemd for more time.
+    next_extend: Option<Instant>,
+    outage: Option<Outage>,
+}
+
+/// The database cannot be reached: since when, and when to try again.
+struct Outage {
+    since: Timestamp,
+    pause: Duration,
+    retry_at: Instant,
+    status: String,
+}
+
+impl LoopState {
+    fn new() -> LoopState {
+        let now = Instant::now();
+        LoopState {
+            claim_wanted: true,
+            next_check: None,
+            next_renew: now,
+            last_renew: now,
+            next_extend: None,
+            outage: None,
         }
+    }
+
+    /// Records a failed attempt to reach the database: nothing is claimed
+    /// until it is back, tried again with backoff (the backend reconnects).
+    fn unreachable(&mut self, worker: &str, error: &Error) {
+        let (since, pause) = match &self.outage {
+            Some(outage) => (outage.since, (outage.pause * 2).min(RECONNECT_MAX)),
+            None => {
+                tracing::warn!(worker = %worker, error = %error, "database unreachable; not claiming until it is back");
+                (Timestamp::now(), RECONNECT_FIRST)
+            }
+        };
+        self.outage = Some(Outage {
+            since,
+            pause,
+            retry_at: Instant::now() + pause,
+            status: unreachable_status(since, "claiming", &error.to_string()),
+        });
     }
 }
 

@@ -11,6 +11,11 @@
 //! and it prints its figures. `CHAOS_SEED` replays a run's kill schedule;
 //! `CHAOS_JOBS` / `CHAOS_KILLS` change the minimums of the first scenario.
 //!
+//! Every worker runs several jobs at once (`concurrency`: 4 slots for bare
+//! workers, 2 for kept ones), so a kill -9 hits full slots and attempts
+//! that ended but whose completion was still buffered: those jobs must run
+//! again, never twice at once, and end with one succeeded attempt.
+//!
 //! Two scenarios:
 //! - Bare workers, killed every 50–400 ms. The driver brings them back the
 //!   way a keeper does: it restarts them under the same name, which makes the
@@ -78,9 +83,9 @@ struct Chaos {
 }
 
 impl Chaos {
-    fn new(lease_seconds: u64, mix: JobMix) -> Chaos {
+    fn new(lease_seconds: u64, slots: u32, mix: JobMix) -> Chaos {
         let env = TestEnv::with_config(&format!(
-            "lease_seconds = {lease_seconds}\nkill_grace_seconds = 1\nbackoff_base = 1\n\
+            "lease_seconds = {lease_seconds}\nconcurrency = {slots}\nkill_grace_seconds = 1\nbackoff_base = 1\n\
              backoff_max_seconds = 0\nmax_retries = 10000\nsupervisor = \"process\"\n\
              output = \"file\"\nretention_seconds = 0\n"
         ));
@@ -213,6 +218,7 @@ enum Slot {
 #[ignore = "the chaos suite, minutes long: run by .ci/run"]
 fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
     const LEASE_SECONDS: u64 = 2;
+    const SLOTS: u32 = 4;
     /// Share of restarts held back past the lease (the rest are immediate);
     /// at most one worker is held back at a time, so three keep working.
     const DELAYED_RESTART_PERCENT: u32 = 5;
@@ -222,6 +228,7 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
 
     let mut chaos = Chaos::new(
         LEASE_SECONDS,
+        SLOTS,
         JobMix {
             millis: 20..=150,
             shed_env_percent: 0,
@@ -294,6 +301,7 @@ fn kill_9_of_random_workers_loses_no_job_and_never_runs_one_twice_at_once() {
 #[ignore = "the chaos suite, minutes long: run by .ci/run"]
 fn kept_workers_killed_or_frozen_never_let_a_job_that_shed_its_environment_overlap() {
     const LEASE_SECONDS: u64 = 3;
+    const SLOTS: u32 = 2;
     /// The keeper's start limit allows 4 failures in 30 s.
     const HIT_SPACING: Duration = Duration::from_secs(8);
     const FREEZE_PERCENT: u32 = 25;
@@ -302,6 +310,7 @@ fn kept_workers_killed_or_frozen_never_let_a_job_that_shed_its_environment_overl
 
     let mut chaos = Chaos::new(
         LEASE_SECONDS,
+        SLOTS,
         JobMix {
             millis: 100..=500,
             shed_env_percent: 50,

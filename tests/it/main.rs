@@ -20,5 +20,6 @@ mod pg_connect;
 mod pg_harness;
 mod pg_hosts;
 mod secrets;
+mod slots;
 mod supervisor;
 mod systemd;

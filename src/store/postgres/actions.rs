@@ -204,17 +204,18 @@ pub(super) fn register_worker<C: GenericClient>(
     worker: &WorkerInfo,
 ) -> TxResult<()> {
     sql.execute(
-        "INSERT INTO workers (name, pid, host, started_at, heartbeat_at, status, unit)
-         VALUES ($1, $2, $3, queuectl_now_ms(), queuectl_now_ms(), $4, $5)
+        "INSERT INTO workers (name, pid, host, started_at, heartbeat_at, status, unit, slots)
+         VALUES ($1, $2, $3, queuectl_now_ms(), queuectl_now_ms(), $4, $5, $6)
          ON CONFLICT (name) DO UPDATE SET pid = excluded.pid, host = excluded.host,
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-             status = excluded.status, unit = excluded.unit",
+             status = excluded.status, unit = excluded.unit, slots = excluded.slots",
         &[
             &worker.name,
             &i64::from(worker.pid),
             &worker.host,
             &worker.status,
             &worker.unit,
+            &i64::from(worker.slots),
         ],
     )?;
     Ok(())

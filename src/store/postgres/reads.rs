@@ -5,7 +5,9 @@ use super::rows::{self, attempt_columns, job_columns};
 use super::session::{Sql, TxResult};
 use crate::domain::JobState;
 use crate::error::Error;
-use crate::store::{Attempt, Job, Metrics, WorkerRow, from_millis, p95_offset, parse_state};
+use crate::store::{
+    Attempt, Job, Metrics, WorkerRow, from_millis, job_list, p95_offset, parse_state,
+};
 use postgres::GenericClient;
 use std::collections::BTreeMap;
 
@@ -127,9 +129,10 @@ pub(super) fn metrics<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Metrics> {
 /// Registered workers of every host, each with the job it holds.
 pub(super) fn workers<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Vec<WorkerRow>> {
     sql.query(
-        "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status, w.unit
-         FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
-         ORDER BY w.name",
+        "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, w.status, w.unit, w.slots,
+             (SELECT string_agg(j.id, ',') FROM jobs j
+              WHERE j.state = 'processing' AND j.worker = w.name)
+         FROM workers w ORDER BY w.name",
         &[],
     )?
     .iter()
@@ -140,9 +143,10 @@ pub(super) fn workers<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Vec<Worker
             host: r.try_get(2)?,
             started_at: from_millis(r.try_get(3)?),
             heartbeat_at: from_millis(r.try_get(4)?),
-            job_id: r.try_get(5)?,
-            status: r.try_get(6)?,
-            unit: r.try_get(7)?,
+            status: r.try_get(5)?,
+            unit: r.try_get(6)?,
+            slots: rows::count(r, 7)?,
+            jobs: job_list(r.try_get(8)?),
         })
     })
     .collect()

@@ -26,12 +26,13 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
     include_str!("migrations/004_output_tail.sql"),
     include_str!("migrations/005_worker_unit.sql"),
+    include_str!("migrations/006_worker_slots.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -757,8 +758,8 @@ impl Backend for SqliteStore {
         let now = self.clock();
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status, unit)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO workers (name, pid, host, started_at, heartbeat_at, status, unit, slots)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 worker.name,
@@ -766,7 +767,8 @@ impl Backend for SqliteStore {
                 worker.host,
                 to_millis(now),
                 worker.status,
-                worker.unit
+                worker.unit,
+                worker.slots
             ])?;
             Ok(())
         })
@@ -795,9 +797,10 @@ impl Backend for SqliteStore {
 
     fn workers(&mut self) -> Result<Vec<WorkerRow>> {
         self.read_all(
-            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, j.id, w.status, w.unit
-             FROM workers w LEFT JOIN jobs j ON j.state = 'processing' AND j.worker = w.name
-             ORDER BY w.name",
+            "SELECT w.name, w.pid, w.host, w.started_at, w.heartbeat_at, w.status, w.unit, w.slots,
+                 (SELECT group_concat(j.id, ',') FROM jobs j
+                  WHERE j.state = 'processing' AND j.worker = w.name)
+             FROM workers w ORDER BY w.name",
             [],
             |r| {
                 Ok(WorkerRow {
@@ -806,9 +809,10 @@ impl Backend for SqliteStore {
                     host: r.get(2)?,
                     started_at: from_millis(r.get(3)?),
                     heartbeat_at: from_millis(r.get(4)?),
-                    job_id: r.get(5)?,
-                    status: r.get(6)?,
-                    unit: r.get(7)?,
+                    status: r.get(5)?,
+                    unit: r.get(6)?,
+                    slots: r.get(7)?,
+                    jobs: job_list(r.get(8)?),
                 })
             },
         )

@@ -43,7 +43,7 @@ pub fn wait_until_or(timeout: Duration, mut condition: impl FnMut() -> bool) -> 
 /// fresh database of the shared test server (tests/postgres/with-server.sh).
 pub const BACKEND_ENV: &str = "QUEUECTL_TEST_BACKEND";
 
-const TEST_CONFIG: &str = "lease_seconds = 2\nkill_grace_seconds = 1\nbackoff_base = 2\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n";
+pub const TEST_CONFIG: &str = "lease_seconds = 2\nkill_grace_seconds = 1\nbackoff_base = 2\nbackoff_max_seconds = 0\nsupervisor = \"process\"\n";
 
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
