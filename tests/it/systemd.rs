@@ -293,25 +293,32 @@ fn a_burst_of_100000_lines_reaches_the_journal_whole() {
 }
 
 #[test]
-fn status_shows_the_running_job_and_worker_stop_waits_for_it() {
-    let Some(q) = SystemdQueue::start() else {
+fn status_shows_every_slot_and_worker_stop_waits_for_all_of_them() {
+    let Some(q) = SystemdQueue::with_config(&format!("{DEFAULT_CONFIG}concurrency = 2\n")) else {
         return;
     };
     q.ok(&["worker", "start", "--count", "1", "--user"]);
     q.ok(&["enqueue", &q.gated_job("gated", "gate")]);
     q.wait_for_state("gated", "processing");
-    wait_until("the unit's STATUS names the job", WAIT, || {
-        q.unit(1, "StatusText") == "running gated (attempt 1/4)"
+    wait_until("the unit's STATUS names the job and the slots", WAIT, || {
+        q.unit(1, "StatusText") == "running 1/2: gated (attempt 1/4)"
+    });
+    q.ok(&["enqueue", &q.gated_job("gated2", "gate")]);
+    q.wait_for_state("gated2", "processing");
+    let both = "running 2/2: gated (attempt 1/4), gated2 (attempt 1/4)";
+    wait_until("the unit's STATUS names both jobs", WAIT, || {
+        q.unit(1, "StatusText") == both
     });
     let status = q.json(&["status", "--user"]);
     let worker = &status["workers"][0];
-    assert_eq!(worker["job_id"], "gated");
+    assert_eq!(worker["jobs"], serde_json::json!(["gated", "gated2"]));
+    assert_eq!(worker["slots"], 2);
     assert_eq!(worker["unit_state"], "active/running");
     assert_eq!(
         worker["unit"], "queuectl-worker@1.service",
         "the worker records its unit, for status on other hosts"
     );
-    assert_eq!(worker["status"], "running gated (attempt 1/4)");
+    assert_eq!(worker["status"], both);
     assert_eq!(status["supervisor"], "systemd, user scope");
 
     let mut stop =
@@ -326,12 +333,14 @@ fn status_shows_the_running_job_and_worker_stop_waits_for_it() {
     });
     assert!(
         stop.try_wait().unwrap().is_none(),
-        "worker stop waits while the job runs"
+        "worker stop waits while the jobs run"
     );
     assert_eq!(q.state("gated"), "processing");
+    assert_eq!(q.state("gated2"), "processing");
     std::fs::write(q.path("gate"), "").unwrap();
     assert!(stop.wait().unwrap().success());
     assert_eq!(q.state("gated"), "completed");
+    assert_eq!(q.state("gated2"), "completed");
     assert_eq!(q.unit(1, "ActiveState"), "inactive");
     let job = q.json(&["show", "gated"]);
     assert_eq!(job["attempt_history"].as_array().unwrap().len(), 1);
