@@ -19,6 +19,8 @@
           # Job output to the journal, whatever `auto` would pick.
           output = "journal";
           kill_grace_seconds = 5;
+          # Two slots per worker: four jobs run at once on two units.
+          concurrency = 2;
         };
         # A secret that never enters the queue or the Nix store's config.
         credentials.token = "/etc/queuectl-test/token";
@@ -138,6 +140,19 @@
             wait_for_state(f"job{n}", "completed")
         alice("queuectl list")
         alice("queuectl status")
+
+    with subtest("each worker runs two jobs at once (settings.concurrency = 2)"):
+        for n in range(1, 5):
+            enqueue(f"slot{n}", "while [ ! -e /tmp/queuectl-slots-gate ]; do sleep 0.1; done", max_retries=0)
+        machine.wait_until_succeeds(
+            "su - alice -c 'queuectl status --json' | jq -e '[.workers[] | select(.slots == 2 and (.jobs | length) == 2)] | length == 2'",
+            timeout=60,
+        )
+        status = unit_property(workers[0], "StatusText")
+        assert status.startswith("running 2/2: "), status
+        machine.succeed("touch /tmp/queuectl-slots-gate")
+        for n in range(1, 5):
+            wait_for_state(f"slot{n}", "completed")
 
     with subtest("the database and its WAL files stay group-writable"):
         machine.succeed("test -e /var/lib/queuectl/queue.db")

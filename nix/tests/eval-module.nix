@@ -24,6 +24,7 @@ let
     timeout_seconds = 0;
     lease_seconds = 30;
     kill_grace_seconds = 10;
+    concurrency = 1;
     durability = "full";
     retention_seconds = 604800;
     supervisor = "auto";
