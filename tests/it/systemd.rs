@@ -300,9 +300,11 @@ fn status_shows_every_slot_and_worker_stop_waits_for_all_of_them() {
     q.ok(&["worker", "start", "--count", "1", "--user"]);
     q.ok(&["enqueue", &q.gated_job("gated", "gate")]);
     q.wait_for_state("gated", "processing");
-    wait_until("the unit's STATUS names the job and the slots", WAIT, || {
-        q.unit(1, "StatusText") == "running 1/2: gated (attempt 1/4)"
-    });
+    wait_until(
+        "the unit's STATUS names the job and the slots",
+        WAIT,
+        || q.unit(1, "StatusText") == "running 1/2: gated (attempt 1/4)",
+    );
     q.ok(&["enqueue", &q.gated_job("gated2", "gate")]);
     q.wait_for_state("gated2", "processing");
     let both = "running 2/2: gated (attempt 1/4), gated2 (attempt 1/4)";
