@@ -237,7 +237,7 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     let spec = |direct| {
         let spec = process_spec(job, &env, direct)?;
         Ok::<_, io::Error>(match &cgroup {
-            Some((_, procs)) => spec.in_cgroup(procs),
+            Some((_, dir)) => spec.in_cgroup(dir),
             None => spec,
         })
     };
@@ -249,7 +249,7 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
         }
         other => other,
     };
-    let cgroup = cgroup.map(|(cgroup, _procs)| cgroup);
+    let cgroup = cgroup.map(|(cgroup, _dir)| cgroup);
     let child = match started {
         Ok(child) => child,
         Err(e) => {
@@ -264,7 +264,7 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
         pid,
         // Without a pidfd (kernels before 5.3) the watcher checks for the
         // exit every 10 ms.
-        pidfd: spawn::pidfd_open(pid),
+        pidfd: child.pidfd.or_else(|| spawn::pidfd_open(pid)),
         streams: [
             Some(LineReader::new(child.stdout, Stream::Stdout)),
             Some(LineReader::new(child.stderr, Stream::Stderr)),

@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,7 @@ impl AttemptCgroup {
         }
     }
 
-    /// Creates it and opens its `cgroup.procs`, for the child to join.
+    /// Creates it and opens its directory, for the child to start in.
     pub fn create(path: &str) -> io::Result<(AttemptCgroup, File)> {
         let cgroup = AttemptCgroup::at(path);
         match std::fs::create_dir(&cgroup.dir) {
@@ -99,11 +100,12 @@ impl AttemptCgroup {
             }
             _ => {}
         }
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(cgroup.dir.join("cgroup.procs"))
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&cgroup.dir)
             .inspect_err(|_| cgroup.remove())?;
-        Ok((cgroup, procs))
+        Ok((cgroup, dir))
     }
 
     fn exists(&self) -> bool {

@@ -484,6 +484,10 @@ fn a_frozen_workers_job_that_shed_its_environment_never_overlaps_its_rerun() {
             .is_some_and(|c| c.contains(&format!("queuectl-worker@{holder}.service/attempt-"))),
         "the attempt ran in a cgroup of its own: {cgroup}"
     );
+    // It started there: the kernel put it in at the clone (clone3 with
+    // CLONE_INTO_CGROUP), not a move after the start.
+    let log = q.sd.unit_log(&format!("queuectl-worker@{holder}.service"));
+    assert!(!log.contains("clone3"), "{log}");
     signal(frozen, Signal::SIGSTOP);
     q.wait_for_state("shed", "completed");
     let lines = read_lines(&trace);
