@@ -1,8 +1,8 @@
 //! What both backends decide the same way, outside SQL: messages, which
 //! attempts a rescue may finish, and how results are shaped.
 
-use super::Holder;
 use super::types::*;
+use super::{Finish, Holder};
 use crate::domain::policy::next_state;
 use crate::domain::{AttemptOutcome, InputError, JobId, JobState, RetryPolicy};
 use crate::error::Error;
@@ -57,6 +57,33 @@ pub(crate) fn rescuable<T>(
     let tokens: Vec<i64> = ended.iter().map(|a| a.lease_token).collect();
     held.into_iter()
         .filter(move |(_, lease, _)| tokens.contains(&lease.token))
+}
+
+/// Finishes, through `finish` (a backend's batch finish), the rescuable
+/// attempts of `held` (id, lease, lease expiry in ms) as `holder` says they
+/// ended; returns the ids of those whose lease was still held.
+pub(crate) fn rescue_with<E>(
+    held: Vec<(String, Lease, i64)>,
+    ended: &[HeldAttempt],
+    holder: Holder,
+    finish: impl FnOnce(&[Finish]) -> Result<Vec<bool>, E>,
+) -> Result<Vec<String>, E> {
+    let chosen: Vec<(String, Lease, AttemptResult)> = rescuable(held, ended)
+        .map(|(id, lease, expires_at)| {
+            let result = rescue_result(holder, &lease, super::from_millis(expires_at));
+            (id, lease, result)
+        })
+        .collect();
+    let done: Vec<Finish> = chosen
+        .iter()
+        .map(|(_, lease, result)| Finish { lease, result })
+        .collect();
+    let held = finish(&done)?;
+    Ok(chosen
+        .into_iter()
+        .zip(held)
+        .filter_map(|((id, _, _), held)| held.then_some(id))
+        .collect())
 }
 
 /// How a rescued attempt is recorded.

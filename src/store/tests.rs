@@ -52,6 +52,10 @@ conformance! {
     concurrent_rescuers_end_each_attempt_once,
     export_then_import_gives_the_same_queue,
     workers_are_registered_with_host_unit_slots_and_jobs,
+    concurrent_batch_claimers_never_share_a_job,
+    batches_larger_than_one_statement_keep_claim_order_and_every_outcome,
+    a_batch_finish_ends_a_cancelled_job_cancelled_and_the_others_as_they_ended,
+    a_stale_and_the_current_lease_of_one_job_in_one_batch,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -420,6 +424,18 @@ fn counts_follow_every_transition_and_purge(q: &TestQueue) {
 }
 
 fn concurrent_claimers_never_share_a_job(q: &TestQueue) {
+    drain_from_four_connections(q, 1);
+}
+
+/// Four connections, each a worker with 8 slots: every transaction finishes
+/// the last batch and claims the next.
+fn concurrent_batch_claimers_never_share_a_job(q: &TestQueue) {
+    drain_from_four_connections(q, 8);
+}
+
+/// Four connections drain 400 jobs at once, `slots` per transaction: each
+/// job is claimed once, finished once, with one attempt.
+fn drain_from_four_connections(q: &TestQueue, slots: usize) {
     let mut store = q.open();
     let jobs: Vec<_> = (0..400)
         .map(|i| (i + 1, NewJob::new(format!("job {i}"))))
@@ -431,15 +447,24 @@ fn concurrent_claimers_never_share_a_job(q: &TestQueue) {
             std::thread::spawn(move || {
                 let mut store = Store::open(&db, Durability::Normal).unwrap();
                 let req = request(&format!("w{w}"));
+                let ok = AttemptResult::new(AttemptOutcome::Succeeded);
                 let mut mine = vec![];
-                let mut next = store.claim_at(&req, at(1)).unwrap();
-                while let Some(job) = next {
-                    mine.push(job.id.clone());
-                    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
-                    next = store
-                        .finish_at(&job.lease, &ok, &policy(), at(1), Some(&req))
-                        .unwrap()
-                        .1;
+                let mut batch = store.at(at(1)).claim(&req, slots).unwrap();
+                while !batch.is_empty() {
+                    mine.extend(batch.iter().map(|job| job.id.clone()));
+                    let done: Vec<Finish> = batch
+                        .iter()
+                        .map(|job| Finish {
+                            lease: &job.lease,
+                            result: &ok,
+                        })
+                        .collect();
+                    let finished = store
+                        .at(at(1))
+                        .finish(&done, &policy(), Some((&req, slots)))
+                        .unwrap();
+                    assert!(finished.held.iter().all(|&held| held), "w{w}");
+                    batch = finished.claimed;
                 }
                 mine
             })
@@ -452,6 +477,9 @@ fn concurrent_claimers_never_share_a_job(q: &TestQueue) {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (400, 400));
     assert_eq!(store.counts().unwrap()[&JobState::Completed], 400);
+    for id in all.iter().step_by(20) {
+        assert_eq!(store.attempts(id).unwrap().len(), 1, "{id}");
+    }
 }
 
 fn a_rescue_names_the_attempt_and_finishes_only_the_attempts_it_was_given(q: &TestQueue) {
@@ -632,16 +660,17 @@ fn a_batch_claim_takes_up_to_n_in_order_each_with_its_own_lease_and_attempt(q: &
     assert!(store.at(at(1)).claim(&request("w"), 0).unwrap().is_empty());
 }
 
+/// Jobs a, b and c, enqueued at 0 and claimed together by "w" at 1.
+fn claim_a_b_c(store: &mut Store) -> Vec<Claimed> {
+    for id in ["a", "b", "c"] {
+        enqueue(store, &format!(r#"{{"id":"{id}","command":"x"}}"#), at(0));
+    }
+    store.at(at(1)).claim(&request("w"), 3).unwrap()
+}
+
 fn a_batch_finish_records_the_held_leases_and_ignores_the_stale(q: &TestQueue) {
     let mut store = q.open();
-    for id in ["a", "b", "c"] {
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"{id}","command":"x"}}"#),
-            at(0),
-        );
-    }
-    let claimed = store.at(at(1)).claim(&request("w"), 3).unwrap();
+    let claimed = claim_a_b_c(&mut store);
     enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(1));
     enqueue(
         &mut store,
@@ -858,4 +887,158 @@ fn workers_are_registered_with_host_unit_slots_and_jobs(q: &TestQueue) {
     );
     store.unregister_worker("web2/1").unwrap();
     assert!(store.workers().unwrap().is_empty());
+}
+
+/// More jobs than one statement takes (SQLite writes a batch in chunks):
+/// the claim keeps priority order across them and every outcome lands on
+/// its own job.
+fn batches_larger_than_one_statement_keep_claim_order_and_every_outcome(q: &TestQueue) {
+    let mut store = q.open();
+    let jobs: Vec<_> = (0..150)
+        .map(|i| {
+            let json = format!(r#"{{"id":"j{i:03}","command":"x","priority":{}}}"#, i % 3);
+            (i + 1, parse_job(&json).unwrap())
+        })
+        .collect();
+    store.enqueue_at(&jobs, &DEFAULTS, at(0)).unwrap();
+    let claimed = store.at(at(1)).claim(&request("w"), 200).unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    let mut expected: Vec<String> = (0..150).map(|i| format!("j{i:03}")).collect();
+    expected.sort_by_key(|id| {
+        let i: usize = id[1..].parse().unwrap();
+        (std::cmp::Reverse(i % 3), i)
+    });
+    assert_eq!(ids, expected);
+    let results: Vec<AttemptResult> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            if i % 2 == 0 {
+                AttemptResult::new(AttemptOutcome::Succeeded)
+            } else {
+                AttemptResult::new(AttemptOutcome::Failed).with_error(format!("error {i}"))
+            }
+        })
+        .collect();
+    let done: Vec<Finish> = claimed
+        .iter()
+        .zip(&results)
+        .map(|(job, result)| Finish {
+            lease: &job.lease,
+            result,
+        })
+        .collect();
+    let finished = store.at(at(2)).finish(&done, &policy(), None).unwrap();
+    assert_eq!(finished.held, vec![true; 150]);
+    for (i, job) in claimed.iter().enumerate() {
+        let row = store.get(&job.id).unwrap();
+        let attempt = &store.attempts(&job.id).unwrap()[0];
+        if i % 2 == 0 {
+            assert_eq!(row.state, JobState::Completed, "{}", job.id);
+            assert_eq!(attempt.outcome, Some(AttemptOutcome::Succeeded));
+        } else {
+            let error = format!("error {i}");
+            assert_eq!(
+                (row.state, row.last_error.as_deref()),
+                (JobState::Failed, Some(error.as_str())),
+                "{}",
+                job.id
+            );
+            assert_eq!(attempt.error.as_deref(), Some(error.as_str()));
+        }
+    }
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (counts[&JobState::Completed], counts[&JobState::Failed]),
+        (75, 75)
+    );
+}
+
+fn a_batch_finish_ends_a_cancelled_job_cancelled_and_the_others_as_they_ended(q: &TestQueue) {
+    let mut store = q.open();
+    let claimed = claim_a_b_c(&mut store);
+    assert!(matches!(
+        store.cancel_at("b", at(2)).unwrap(),
+        CancelResult::Requested { .. }
+    ));
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let failed = AttemptResult::new(AttemptOutcome::Failed).with_error("exit 1");
+    let results = [&ok, &ok, &failed];
+    let done: Vec<Finish> = claimed
+        .iter()
+        .zip(results)
+        .map(|(job, result)| Finish {
+            lease: &job.lease,
+            result,
+        })
+        .collect();
+    let finished = store.at(at(3)).finish(&done, &policy(), None).unwrap();
+    assert_eq!(finished.held, [true, true, true]);
+    let states: Vec<(JobState, u32)> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let job = store.get(id).unwrap();
+            (job.state, job.failures)
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (JobState::Completed, 0),
+            (JobState::Cancelled, 0),
+            (JobState::Failed, 1)
+        ]
+    );
+    let b = store.get("b").unwrap();
+    assert_eq!(b.finished_at, Some(at(3)));
+    assert!(b.last_error.unwrap().contains("ended first (succeeded)"));
+    assert_eq!(
+        store.attempts("b").unwrap()[0].outcome,
+        Some(AttemptOutcome::Succeeded)
+    );
+    assert_eq!(store.get("c").unwrap().run_at, at(5), "backoff from at(3)");
+}
+
+/// A worker finishing an attempt it lost (its job was rescued and claimed
+/// again, by the same worker name) beside the new attempt, in one batch:
+/// only the new one is held, and only its attempt is recorded.
+fn a_stale_and_the_current_lease_of_one_job_in_one_batch(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue(&mut store, r#"{"id":"j","command":"x"}"#, at(0));
+    let first = store.claim_at(&request("w"), at(0)).unwrap().unwrap();
+    let held = store.held_expired_at(at(31)).unwrap();
+    assert_eq!(
+        store.rescue_expired_at(&held, &policy(), at(31)).unwrap(),
+        ["j"]
+    );
+    let second = store.claim_at(&request("w"), at(40)).unwrap().unwrap();
+    assert_eq!((first.lease.attempt, second.lease.attempt), (1, 2));
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let failed = AttemptResult::new(AttemptOutcome::Failed);
+    let done = [
+        Finish {
+            lease: &first.lease,
+            result: &failed,
+        },
+        Finish {
+            lease: &second.lease,
+            result: &ok,
+        },
+    ];
+    let finished = store.at(at(41)).finish(&done, &policy(), None).unwrap();
+    assert_eq!(finished.held, [false, true]);
+    assert_eq!(store.get("j").unwrap().state, JobState::Completed);
+    let outcomes: Vec<Option<AttemptOutcome>> = store
+        .attempts("j")
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Some(AttemptOutcome::LeaseExpired),
+            Some(AttemptOutcome::Succeeded)
+        ]
+    );
 }

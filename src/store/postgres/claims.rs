@@ -15,8 +15,7 @@ use super::session::{Sql, TxResult};
 use crate::domain::{JobState, RetryPolicy};
 use crate::store::{
     AttemptResult, ClaimRequest, Claimed, Finish, HeldAttempt, Holder, Lease, LeaseStatus,
-    attempt_cgroup, attempt_token, decode_env, from_millis, millis, rescuable, rescue_result,
-    transition,
+    attempt_cgroup, attempt_token, decode_env, millis, rescue_with, transition,
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
@@ -356,22 +355,7 @@ pub(super) fn rescue(
             Ok((r.try_get(0)?, lease, r.try_get::<_, i64>(7)?))
         })
         .collect::<TxResult<Vec<(String, Lease, i64)>>>()?;
-    let chosen: Vec<(String, Lease, AttemptResult)> = rescuable(held, ended)
-        .map(|(id, lease, expires_at)| {
-            let result = rescue_result(holder, &lease, from_millis(expires_at));
-            (id, lease, result)
-        })
-        .collect();
-    let done: Vec<Finish> = chosen
-        .iter()
-        .map(|(_, lease, result)| Finish { lease, result })
-        .collect();
-    let held = finish(sql, &done, policy)?;
-    Ok(chosen
-        .into_iter()
-        .zip(held)
-        .filter_map(|((id, _, _), held)| held.then_some(id))
-        .collect())
+    rescue_with(held, ended, holder, |done| finish(sql, done, policy))
 }
 
 /// How long until the next waiting job falls due or the next lease runs out.

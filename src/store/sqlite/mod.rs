@@ -5,8 +5,11 @@
 //! and locked conditions are retried here and never reach the user. Times
 //! are this host's clock, the only clock an SQLite queue has.
 
+mod claims;
 mod fixture;
 mod wal;
+
+use claims::{claim_in, finish_in};
 
 use super::types::*;
 use super::{
@@ -26,13 +29,14 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
     include_str!("migrations/004_output_tail.sql"),
     include_str!("migrations/005_worker_unit.sql"),
     include_str!("migrations/006_worker_slots.sql"),
+    include_str!("migrations/007_drop_attempts_finished.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -142,6 +146,19 @@ fn queue_file_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Plans that never depend on the values bound to a statement (SQLite's
+/// query planner stability guarantee). Without it, a statement with a bound
+/// `LIMIT ?` (the batch claim) is compiled again on every run, because
+/// SQLite may plan differently for another limit: 0.4 ms per claim, more
+/// than the claim itself. Our plans are pinned by the SQL (INDEXED BY) anyway.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 /// `file:` URI of `path` for SQLite, with the bytes URIs reserve escaped.
 fn file_uri(path: &Path, query: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
@@ -185,6 +202,7 @@ impl SqliteStore {
         let db_err = |source| database_error(path, source);
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
+        stable_plans(&conn).map_err(db_err)?;
         // Durability full means every write transaction is on disk before
         // `write` returns (and so before a worker starts a job it claimed,
         // or `enqueue` reports its ids). SQLite's synchronous=FULL does that by fsyncing
@@ -293,6 +311,7 @@ impl SqliteStore {
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(uri, flags).map_err(db_err)?;
         conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
+        stable_plans(&conn).map_err(db_err)?;
         Ok(SqliteStore {
             conn,
             path: path.to_owned(),
@@ -637,12 +656,10 @@ impl Backend for SqliteStore {
     ) -> Result<Finished> {
         let now = self.clock();
         self.write(|tx| {
-            let mut finished = Finished::default();
-            for attempt in done {
-                finished
-                    .held
-                    .push(finish_in(tx, attempt.lease, attempt.result, policy, now)?);
-            }
+            let mut finished = Finished {
+                held: finish_in(tx, done, policy, now)?,
+                claimed: Vec::new(),
+            };
             if let Some((request, limit)) = next {
                 finished.claimed = claim_in(tx, request, limit, now)?;
             }
@@ -726,13 +743,9 @@ impl Backend for SqliteStore {
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut rescued = Vec::new();
-            for (id, lease, expires_at) in super::rescuable(held, ended) {
-                let result = super::rescue_result(holder, &lease, from_millis(expires_at));
-                finish_in(tx, &lease, &result, policy, now)?;
-                rescued.push(id);
-            }
-            Ok(rescued)
+            Ok(super::rescue_with(held, ended, holder, |done| {
+                finish_in(tx, done, policy, now)
+            })?)
         })
     }
 
@@ -1032,148 +1045,6 @@ fn holder_filter(holder: Holder, now: Timestamp) -> (&'static str, rusqlite::typ
         Holder::Worker(name) => ("jobs.worker = ?1", name.to_string().into()),
     }
 }
-/// The next job to claim at time `?4`. INDEXED BY pins the plan: without
-/// statistics the planner would pick the state index and sort.
-const NEXT_DUE_JOB: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
-     WHERE state IN ('pending', 'failed') AND run_at <= ?4
-     ORDER BY priority DESC, run_at, seq LIMIT 1";
-
-/// Claims up to `limit` due jobs, each under its own lease token.
-fn claim_in(
-    tx: &rusqlite::Transaction,
-    request: &ClaimRequest,
-    limit: usize,
-    now: Timestamp,
-) -> rusqlite::Result<Vec<Claimed>> {
-    let mut claimed = Vec::new();
-    while claimed.len() < limit {
-        match claim_next_in(tx, request, now)? {
-            Some(job) => claimed.push(job),
-            None => break,
-        }
-    }
-    Ok(claimed)
-}
-
-fn claim_next_in(
-    tx: &rusqlite::Transaction,
-    request: &ClaimRequest,
-    now: Timestamp,
-) -> rusqlite::Result<Option<Claimed>> {
-    let token: i64 = rand::random();
-    let mut claimed = tx
-        .prepare_cached(&format!(
-            "UPDATE jobs SET state = 'processing', worker = ?1, lease_token = ?2, lease_expires_at = ?3,
-                 attempts = attempts + 1, cancel_requested = 0, updated_at = ?4
-             WHERE seq = ({NEXT_DUE_JOB})
-             RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries, env_file"
-        ))?
-        .query_row(
-            params![request.worker, token, to_millis(now) + millis(request.lease), to_millis(now)],
-            |r| {
-                Ok(Claimed {
-                    id: r.get(1)?,
-                    command: r.get(2)?,
-                    env: decode_env(r.get(3)?),
-                    env_file: r.get(9)?,
-                    cwd: r.get(4)?,
-                    timeout_seconds: r.get(5)?,
-                    lease: Lease {
-                        seq: r.get(0)?,
-                        token,
-                        attempt: r.get(6)?,
-                        failures: r.get(7)?,
-                        max_retries: r.get(8)?,
-                        worker: request.worker.clone(),
-                    },
-                    cgroup: None,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(job) = &mut claimed {
-        job.cgroup = request
-            .cgroups
-            .as_deref()
-            .map(|under| attempt_cgroup(under, &job.lease.attempt_token()));
-        tx.prepare_cached(
-            "INSERT INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            job.lease.seq,
-            job.lease.attempt,
-            request.worker,
-            to_millis(now),
-            request.output.as_str(),
-            request.host,
-            job.cgroup
-        ])?;
-    }
-    Ok(claimed)
-}
-
-/// The one way a job leaves `processing`. Changes nothing (and returns false)
-/// when the lease is no longer the caller's. A job whose cancel was requested
-/// ends `cancelled` (see [`transition`](super::transition)); its attempt keeps its own outcome.
-fn finish_in(
-    tx: &rusqlite::Transaction,
-    lease: &Lease,
-    result: &AttemptResult,
-    policy: &RetryPolicy,
-    now: Timestamp,
-) -> rusqlite::Result<bool> {
-    let cancel_requested: Option<bool> = tx
-        .prepare_cached(
-            "SELECT cancel_requested FROM jobs WHERE seq = ?1 AND state = 'processing' AND lease_token = ?2",
-        )?
-        .query_row(params![lease.seq, lease.token], |r| r.get(0))
-        .optional()?;
-    let Some(cancel_requested) = cancel_requested else {
-        return Ok(false);
-    };
-    let next = super::transition(lease, result, cancel_requested, policy, now);
-    let changed = tx
-        .prepare_cached(
-            "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), failures = ?3, finished_at = ?4,
-                 last_error = COALESCE(?5, last_error), worker = NULL, lease_token = NULL, lease_expires_at = NULL,
-                 cancel_requested = 0, updated_at = ?6
-             WHERE seq = ?7 AND state = 'processing' AND lease_token = ?8",
-        )?
-        .execute(params![
-            next.state.as_str(),
-            next.run_at.map(to_millis),
-            next.failures,
-            next.finished.then(|| to_millis(now)),
-            next.job_error,
-            to_millis(now),
-            lease.seq,
-            lease.token,
-        ])?;
-    if changed == 0 {
-        return Ok(false);
-    }
-    tx.prepare_cached(
-        "UPDATE attempts SET finished_at = ?1, outcome = ?2, exit_code = ?3, signal = ?4, error = ?5,
-             output = COALESCE(?8, output), output_truncated = COALESCE(?9, output_truncated),
-             output_tail = ?10
-         WHERE job_seq = ?6 AND number = ?7",
-    )?
-    .execute(params![
-        to_millis(now),
-        result.outcome.as_str(),
-        result.exit_code,
-        result.signal,
-        result.error,
-        lease.seq,
-        lease.attempt,
-        result.output.map(|o| o.destination.as_str()),
-        result.output.map(|o| o.truncated),
-        result.output_tail,
-    ])?;
-    Ok(true)
-}
-
 fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
     let state: String = r.get(2)?;
     Ok(Job {

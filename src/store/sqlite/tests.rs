@@ -17,7 +17,7 @@ fn claim_uses_the_claim_index() {
     let (_dir, store) = open();
     let plan: Vec<String> = store
         .conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_DUE_JOB}"))
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", claims::DUE_JOBS))
         .unwrap()
         .query_map([0, 0, 0, 0], |r| r.get::<_, String>(3))
         .unwrap()
@@ -26,6 +26,35 @@ fn claim_uses_the_claim_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("jobs_claim"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+}
+
+/// A bound `LIMIT` made SQLite compile the batch claim again on every run
+/// (it may plan differently for another value) until plans were pinned.
+#[test]
+fn a_batch_claim_is_compiled_once_whatever_its_limit() {
+    let (_dir, mut store) = open();
+    for i in 0..12 {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"j{i}","command":"x"}}"#),
+            at(0),
+        );
+    }
+    for limit in [2, 3, 4] {
+        assert_eq!(
+            store.at(at(1)).claim(&request("w"), limit).unwrap().len(),
+            limit
+        );
+    }
+    let claim = store
+        .conn
+        .prepare_cached(&claims::claim_sql(false))
+        .unwrap();
+    assert_eq!(
+        claim.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "recompiled"
+    );
 }
 
 #[test]

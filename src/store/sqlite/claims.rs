@@ -1,0 +1,471 @@
+//! The worker's side on SQLite: claims and finishes, a fixed number of
+//! statements per batch whatever its size (multi-row `VALUES` lists), never
+//! a statement per job.
+//!
+//! Per statement SQLite pays a fixed cost (a statement journal, cursors,
+//! bindings, a reset) on top of the rows' own work; with one statement per
+//! job that fixed part was most of a claim + finish. Rows of a batch are
+//! padded up to a power of two (at most [`CHUNK`], larger batches go in
+//! chunks), so each statement has a handful of shapes, each prepared once
+//! and then taken from the connection's statement cache.
+//!
+//! Writes say `OR ROLLBACK`: a failed constraint ends the whole transaction
+//! anyway (the caller's [`write`](super::SqliteStore::write) returns the
+//! error), and it spares SQLite the statement journal a multi-row write or
+//! one that fires a trigger otherwise keeps.
+
+use crate::domain::RetryPolicy;
+use crate::store::{
+    AttemptResult, ClaimRequest, Claimed, Finish, Lease, attempt_cgroup, decode_env, millis,
+    to_millis, transition,
+};
+use jiff::Timestamp;
+use rusqlite::types::{Null, ToSql};
+use rusqlite::{Transaction, params, params_from_iter};
+use std::sync::OnceLock;
+
+/// The most rows one statement takes.
+pub(super) const CHUNK: usize = 64;
+/// Padded row counts: 1, 2, 4, ... [`CHUNK`].
+const SHAPES: usize = CHUNK.trailing_zeros() as usize + 1;
+
+/// The due jobs a claim takes, in claim order, at time `?3`, at most `?4`.
+/// INDEXED BY pins the plan: without statistics the planner would pick the
+/// state index and sort.
+pub(super) const DUE_JOBS: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
+     WHERE state IN ('pending', 'failed') AND run_at <= ?3
+     ORDER BY priority DESC, run_at, seq LIMIT ?4";
+
+/// The claim of one job (`one`) or several: `seq IN (…)` collects the seqs
+/// in a temporary table first; for one job `seq = (…)` needs none.
+pub(super) fn claim_sql(one: bool) -> String {
+    format!(
+        "UPDATE OR ROLLBACK jobs SET state = 'processing', worker = ?1, lease_token = random(),
+             lease_expires_at = ?2, attempts = attempts + 1, cancel_requested = 0, updated_at = ?3
+         WHERE seq {} ({DUE_JOBS})
+         RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries,
+             env_file, lease_token, priority, run_at",
+        if one { "=" } else { "IN" }
+    )
+}
+
+/// Claims up to `limit` due jobs for `request.worker`, in claim order (two
+/// statements: the jobs, then their attempts), each under a lease token of
+/// its own.
+pub(super) fn claim_in(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    limit: usize,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<Claimed>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now_ms = to_millis(now);
+    let mut claimed = tx
+        .prepare_cached(&claim_sql(limit == 1))?
+        .query_map(
+            params![
+                request.worker,
+                now_ms + millis(request.lease),
+                now_ms,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                let order: (i64, i64, i64) = (-r.get::<_, i64>(11)?, r.get(12)?, r.get(0)?);
+                let lease = Lease {
+                    seq: r.get(0)?,
+                    token: r.get(10)?,
+                    attempt: r.get(6)?,
+                    failures: r.get(7)?,
+                    max_retries: r.get(8)?,
+                    worker: request.worker.clone(),
+                };
+                let cgroup = request
+                    .cgroups
+                    .as_deref()
+                    .map(|under| attempt_cgroup(under, &lease.attempt_token()));
+                let job = Claimed {
+                    id: r.get(1)?,
+                    command: r.get(2)?,
+                    env: decode_env(r.get(3)?),
+                    env_file: r.get(9)?,
+                    cwd: r.get(4)?,
+                    timeout_seconds: r.get(5)?,
+                    lease,
+                    cgroup,
+                };
+                Ok((order, job))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING gives rows in no promised order.
+    claimed.sort_unstable_by_key(|(order, _)| *order);
+    let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, job)| job).collect();
+    for chunk in claimed.chunks(CHUNK) {
+        // One row as `VALUES`: SQLite checks an insert of one row's foreign
+        // key before it writes anything, so it needs no statement journal.
+        static RECORD: BatchSql = BatchSql::with_one_row(
+            4,
+            &["seq", "number", "cgroup"],
+            "INSERT OR ROLLBACK INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
+             SELECT d.seq, d.number, ?1, ?2, ?3, ?4, d.cgroup {from} WHERE d.seq IS NOT NULL",
+            "INSERT OR ROLLBACK INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
+             VALUES (d.seq, d.number, ?1, ?2, ?3, ?4, d.cgroup)",
+        );
+        let output = request.output.as_str();
+        let mut args: Vec<&dyn ToSql> = vec![&request.worker, &now_ms, &output, &request.host];
+        for job in chunk {
+            args.extend([
+                &job.lease.seq as &dyn ToSql,
+                &job.lease.attempt,
+                &job.cgroup,
+            ]);
+        }
+        RECORD.execute(tx, args, chunk.len())?;
+    }
+    Ok(claimed)
+}
+
+/// The one way a job leaves `processing`: records how the attempts in
+/// `done` ended and moves their jobs on (two statements per [`CHUNK`]).
+/// Only a job still `processing` under the lease given changes; the rest
+/// change nothing. Returns, per attempt, whether its lease was still held.
+/// A job whose cancel was requested ends `cancelled` (see
+/// [`transition`]); its attempt keeps its own outcome.
+pub(super) fn finish_in(
+    tx: &Transaction,
+    done: &[Finish],
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<bool>> {
+    let mut held = Vec::with_capacity(done.len());
+    for chunk in done.chunks(CHUNK) {
+        let moved = move_jobs(tx, chunk, policy, now)?;
+        let chunk_held: Vec<bool> = chunk
+            .iter()
+            .map(|f| moved.contains(&(f.lease.seq, i64::from(f.lease.attempt))))
+            .collect();
+        let recorded: Vec<&Finish> = chunk
+            .iter()
+            .zip(&chunk_held)
+            .filter_map(|(f, &held)| held.then_some(f))
+            .collect();
+        record_outcomes(tx, &recorded, now)?;
+        held.extend(chunk_held);
+    }
+    Ok(held)
+}
+
+/// Moves the jobs of `chunk` still held under the lease given on; returns
+/// (seq, attempt) of those moved. (RETURNING sees the row after the change,
+/// its lease gone; the attempt number tells two leases of one job apart.)
+fn move_jobs(
+    tx: &Transaction,
+    chunk: &[Finish],
+    policy: &RetryPolicy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(i64, i64)>> {
+    static MOVE: BatchSql = BatchSql::new(
+        1,
+        &[
+            "seq",
+            "token",
+            "state",
+            "run_at",
+            "failures",
+            "finished_at",
+            "job_error",
+            "cancelled_failures",
+            "cancelled_error",
+        ],
+        "UPDATE OR ROLLBACK jobs SET
+             state = CASE WHEN jobs.cancel_requested THEN 'cancelled' ELSE d.state END,
+             run_at = CASE WHEN jobs.cancel_requested THEN jobs.run_at
+                           ELSE COALESCE(d.run_at, jobs.run_at) END,
+             failures = CASE WHEN jobs.cancel_requested THEN d.cancelled_failures ELSE d.failures END,
+             finished_at = CASE WHEN jobs.cancel_requested THEN ?1 ELSE d.finished_at END,
+             last_error = COALESCE(CASE WHEN jobs.cancel_requested THEN d.cancelled_error
+                                        ELSE d.job_error END, jobs.last_error),
+             worker = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+             updated_at = ?1
+         {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
+         RETURNING seq, attempts",
+    );
+    let now_ms = to_millis(now);
+    let rows: Vec<JobMove> = chunk
+        .iter()
+        .map(|f| JobMove::new(f.lease, f.result, policy, now))
+        .collect();
+    let mut args: Vec<&dyn ToSql> = vec![&now_ms];
+    for (f, row) in chunk.iter().zip(&rows) {
+        args.extend([
+            &f.lease.seq as &dyn ToSql,
+            &f.lease.token,
+            &row.state,
+            &row.run_at,
+            &row.failures,
+            &row.finished_at,
+            &row.job_error,
+            &row.cancelled_failures,
+            &row.cancelled_error,
+        ]);
+    }
+    MOVE.query(tx, args, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
+/// Where one finished attempt takes its job: computed for a job whose
+/// cancel was requested and one whose was not; the row decides.
+struct JobMove {
+    state: &'static str,
+    run_at: Option<i64>,
+    failures: u32,
+    finished_at: Option<i64>,
+    job_error: Option<String>,
+    cancelled_failures: u32,
+    cancelled_error: Option<String>,
+}
+
+impl JobMove {
+    fn new(lease: &Lease, result: &AttemptResult, policy: &RetryPolicy, now: Timestamp) -> JobMove {
+        let next = transition(lease, result, false, policy, now);
+        let cancelled = transition(lease, result, true, policy, now);
+        JobMove {
+            state: next.state.as_str(),
+            run_at: next.run_at.map(to_millis),
+            failures: next.failures,
+            finished_at: next.finished.then(|| to_millis(now)),
+            job_error: next.job_error,
+            cancelled_failures: cancelled.failures,
+            cancelled_error: cancelled.job_error,
+        }
+    }
+}
+
+/// Records the outcome of each attempt in `done` (their leases were held).
+fn record_outcomes(tx: &Transaction, done: &[&Finish], now: Timestamp) -> rusqlite::Result<()> {
+    static RECORD: BatchSql = BatchSql::new(
+        1,
+        &[
+            "seq",
+            "number",
+            "outcome",
+            "exit_code",
+            "signal",
+            "error",
+            "output",
+            "truncated",
+            "tail",
+        ],
+        "UPDATE OR ROLLBACK attempts SET finished_at = ?1, outcome = d.outcome,
+             exit_code = d.exit_code, signal = d.signal, error = d.error,
+             output = COALESCE(d.output, attempts.output),
+             output_truncated = COALESCE(d.truncated, attempts.output_truncated),
+             output_tail = d.tail
+         {from} WHERE attempts.job_seq = d.seq AND attempts.number = d.number",
+    );
+    if done.is_empty() {
+        return Ok(());
+    }
+    let now_ms = to_millis(now);
+    let texts: Vec<(&str, Option<&str>, Option<bool>)> = done
+        .iter()
+        .map(|f| {
+            let output = f.result.output;
+            (
+                f.result.outcome.as_str(),
+                output.map(|o| o.destination.as_str()),
+                output.map(|o| o.truncated),
+            )
+        })
+        .collect();
+    let mut args: Vec<&dyn ToSql> = vec![&now_ms];
+    for (f, (outcome, output, truncated)) in done.iter().zip(&texts) {
+        let result = f.result;
+        args.extend([
+            &f.lease.seq as &dyn ToSql,
+            &f.lease.attempt,
+            outcome,
+            &result.exit_code,
+            &result.signal,
+            &result.error,
+            output,
+            truncated,
+            &result.output_tail,
+        ]);
+    }
+    RECORD.execute(tx, args, done.len())
+}
+
+/// A statement over rows given as parameters: `shared` parameters of its
+/// own (`?1` ...), then each row's `columns`. The `template` names a row's
+/// values `d.<column>` and has `{from}` where the rows are joined in.
+///
+/// Several rows become a `VALUES` list (`WITH d(…) AS (VALUES …)` and
+/// `FROM d`), padded with NULL rows up to a power of two so that there are
+/// few shapes, each prepared once per connection; the template's conditions
+/// must match no NULL row. One row (a worker with one slot) is bound
+/// directly (`d.<column>` becomes its parameter, no `FROM`): SQLite
+/// materializes a joined `VALUES` list in temporary tables, which cost more
+/// than the row's own work.
+struct BatchSql {
+    shared: usize,
+    columns: &'static [&'static str],
+    template: &'static str,
+    /// The template for one row, where it differs.
+    one_row: Option<&'static str>,
+    /// The text of each padded size, built once per process.
+    texts: OnceLock<Vec<String>>,
+}
+
+impl BatchSql {
+    const fn new(
+        shared: usize,
+        columns: &'static [&'static str],
+        template: &'static str,
+    ) -> BatchSql {
+        BatchSql {
+            shared,
+            columns,
+            template,
+            one_row: None,
+            texts: OnceLock::new(),
+        }
+    }
+
+    /// A statement whose one-row form is `template` instead.
+    const fn with_one_row(
+        shared: usize,
+        columns: &'static [&'static str],
+        template: &'static str,
+        one_row: &'static str,
+    ) -> BatchSql {
+        BatchSql {
+            shared,
+            columns,
+            template,
+            one_row: Some(one_row),
+            texts: OnceLock::new(),
+        }
+    }
+
+    /// The text for `rows` rows (1 to [`CHUNK`]) and how many rows it
+    /// takes: the next power of two.
+    fn text(&self, rows: usize) -> (&str, usize) {
+        debug_assert!((1..=CHUNK).contains(&rows));
+        let shape = rows.next_power_of_two().trailing_zeros() as usize;
+        let texts = self
+            .texts
+            .get_or_init(|| (0..SHAPES).map(|s| self.build(1 << s)).collect());
+        (&texts[shape], 1 << shape)
+    }
+
+    fn build(&self, rows: usize) -> String {
+        let param = |row: usize, column: usize| {
+            format!("?{}", self.shared + 1 + row * self.columns.len() + column)
+        };
+        if rows == 1 {
+            let template = self.one_row.unwrap_or(self.template);
+            let sql = replace_row_refs(template, |name| {
+                let column = self.columns.iter().position(|c| *c == name);
+                param(0, column.expect("a template names only its columns"))
+            });
+            return sql.replace("{from}", "");
+        }
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let row: Vec<String> = (0..self.columns.len()).map(|c| param(row, c)).collect();
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        format!(
+            "WITH d({}) AS (VALUES {}) {}",
+            self.columns.join(", "),
+            values.join(", "),
+            self.template.replace("{from}", "FROM d")
+        )
+    }
+
+    /// Binds `args` (the shared parameters, then `rows` rows), NULL rows
+    /// padding the rest, and runs the statement.
+    fn execute(
+        &self,
+        tx: &Transaction,
+        args: Vec<&dyn ToSql>,
+        rows: usize,
+    ) -> rusqlite::Result<()> {
+        let (sql, args) = self.padded(args, rows);
+        tx.prepare_cached(sql)?.execute(params_from_iter(args))?;
+        Ok(())
+    }
+
+    /// As [`execute`](Self::execute), returning the rows `map` makes.
+    fn query<T>(
+        &self,
+        tx: &Transaction,
+        args: Vec<&dyn ToSql>,
+        rows: usize,
+        map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Vec<T>> {
+        let (sql, args) = self.padded(args, rows);
+        tx.prepare_cached(sql)?
+            .query_map(params_from_iter(args), map)?
+            .collect()
+    }
+
+    fn padded<'a>(&self, mut args: Vec<&'a dyn ToSql>, rows: usize) -> (&str, Vec<&'a dyn ToSql>) {
+        debug_assert_eq!(args.len(), self.shared + rows * self.columns.len());
+        let (sql, padded) = self.text(rows);
+        let padding = (padded - rows) * self.columns.len();
+        args.extend(std::iter::repeat_n(&Null as &dyn ToSql, padding));
+        (sql, args)
+    }
+}
+
+/// `sql` with each `d.<name>` (not part of a longer name) replaced by
+/// `to(name)`.
+fn replace_row_refs(sql: &str, to: impl Fn(&str) -> String) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("d.") {
+        let starts_name = !rest[..at].ends_with(is_name);
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 2..];
+        if !starts_name {
+            out.push_str("d.");
+            continue;
+        }
+        let end = rest.find(|c: char| !is_name(c)).unwrap_or(rest.len());
+        out.push_str(&to(&rest[..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_is_bound_directly_and_several_are_a_padded_values_list() {
+        let sql = BatchSql::new(
+            1,
+            &["seq", "cancelled"],
+            "SELECT d.seq, d.cancelled, ?1, jobs.seq {from} WHERE d.seq = 1",
+        );
+        assert_eq!(
+            sql.text(1),
+            ("SELECT ?2, ?3, ?1, jobs.seq  WHERE ?2 = 1", 1)
+        );
+        let (three, rows) = sql.text(3);
+        assert_eq!(rows, 4);
+        assert_eq!(
+            three,
+            "WITH d(seq, cancelled) AS (VALUES (?2, ?3), (?4, ?5), (?6, ?7), (?8, ?9)) \
+             SELECT d.seq, d.cancelled, ?1, jobs.seq FROM d WHERE d.seq = 1"
+        );
+        assert_eq!(sql.text(CHUNK).1, CHUNK);
+    }
+}
