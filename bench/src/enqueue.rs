@@ -28,7 +28,7 @@ pub fn single(bench: &Bench) -> Result<Vec<Row>> {
         // each job, as it would). Without one, every enqueue also creates
         // the WAL and checkpoints it away on exit.
         let workers = if with_worker {
-            queue.spawn_workers("e", 1)?
+            queue.spawn_workers("e", 1, 1)?
         } else {
             Vec::new()
         };

@@ -43,7 +43,8 @@ use std::time::Instant;
 /// The scenarios, in the order they run and are reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
-    /// N jobs of `true` through W workers vs spawning `sh -c true` W-wide.
+    /// N jobs of `true` through W workers of K slots vs spawning `sh -c true`
+    /// W·K-wide, at total concurrency 1, 2, 4 and 8.
     Throughput,
     /// Claim + complete cycles with no executor vs raw SQLite transactions.
     Store,
@@ -55,7 +56,7 @@ pub enum Scenario {
     Latency,
     /// `status`, `list` and a claim on a 1,000,000-job database vs 1,000.
     Scale,
-    /// CPU and memory of idle and busy workers.
+    /// CPU and memory of idle workers (1 and 8 slots) and a busy one.
     Footprint,
 }
 

@@ -169,13 +169,19 @@ impl Queue {
         SqliteStore::open(&self.db_path(), self.config.durability)
     }
 
-    /// Starts `queuectl worker run --name NAME`; its log goes to
+    /// Starts `queuectl worker run --name NAME`, with `--concurrency SLOTS`
+    /// when more than the default one slot; its log goes to
     /// `worker-NAME.log` in the queue's directory.
-    pub fn spawn_worker(&self, name: &str) -> Result<WorkerProcess> {
+    pub fn spawn_worker(&self, name: &str, slots: usize) -> Result<WorkerProcess> {
         let log_path = self.dir.join(format!("worker-{name}.log"));
         let log = std::fs::File::create(&log_path)
             .context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = self.command(&["worker", "run", "--name", name]);
+        let slots = slots.to_string();
+        let mut args = vec!["worker", "run", "--name", name];
+        if slots != "1" {
+            args.extend(["--concurrency", &slots]);
+        }
+        let mut cmd = self.command(&args);
         cmd.stderr(log);
         // If the benchmark dies, its workers die with it.
         queuectl::runner::killed_with_parent(&mut cmd);
@@ -189,11 +195,16 @@ impl Queue {
         })
     }
 
-    /// Starts `count` workers and waits until every one has registered (it is
-    /// then idle, waiting for a wake-up).
-    pub fn spawn_workers(&self, prefix: &str, count: usize) -> Result<Vec<WorkerProcess>> {
+    /// Starts `count` workers of `slots` slots each and waits until every
+    /// one has registered (it is then idle, waiting for a wake-up).
+    pub fn spawn_workers(
+        &self,
+        prefix: &str,
+        count: usize,
+        slots: usize,
+    ) -> Result<Vec<WorkerProcess>> {
         let workers: Vec<WorkerProcess> = (1..=count)
-            .map(|i| self.spawn_worker(&format!("{prefix}{i}")))
+            .map(|i| self.spawn_worker(&format!("{prefix}{i}"), slots))
             .collect::<Result<_>>()?;
         let mut store = self.store()?;
         // On PostgreSQL a worker registers as `<host>/<name>`.
