@@ -313,7 +313,7 @@ impl Worker {
                     return Ok(());
                 }
             }
-            self.show_status(&loop_state);
+            self.show_status(&mut loop_state);
             self.wait_for_events(&mut loop_state)?;
             self.on_timers(&mut loop_state);
         }
@@ -405,7 +405,7 @@ impl Worker {
 
     /// The STATUS text systemd shows, also recorded by the next heartbeat;
     /// sent only when it changed.
-    fn show_status(&mut self, state: &LoopState) {
+    fn show_status(&mut self, state: &mut LoopState) {
         let mut text = match &state.outage {
             Some(outage) => outage.status.clone(),
             None => self.slots.status_text(),
@@ -416,6 +416,20 @@ impl Worker {
         if text != self.status {
             self.notifier.status(&text);
             self.status = text;
+        }
+        // `queuectl status` on any host reads the text from the worker's
+        // row: record a change within a second (at most one write a
+        // second, however fast jobs come and go).
+        let now = Instant::now();
+        if self.status != state.status_recorded
+            && state.outage.is_none()
+            && now >= state.status_recorded_at + STATUS_RECORD_EVERY
+        {
+            if let Err(e) = self.store.worker_heartbeat(&self.name, &self.status) {
+                tracing::debug!(error = %e, "cannot record the status text");
+            }
+            state.status_recorded.clone_from(&self.status);
+            state.status_recorded_at = now;
         }
     }
 
@@ -453,6 +467,9 @@ impl Worker {
         };
         at(self.next_watchdog);
         at(state.next_extend);
+        if self.status != state.status_recorded && state.outage.is_none() {
+            at(Some(state.status_recorded_at + STATUS_RECORD_EVERY));
+        }
         if self.slots.busy() > 0 {
             at(Some(state.next_renew));
         }
@@ -719,6 +736,9 @@ struct LoopState {
     /// While a stop waits for jobs, when to ask systemd for more time.
     next_extend: Option<Instant>,
     outage: Option<Outage>,
+    /// The status text last written to the worker's row, and when.
+    status_recorded: String,
+    status_recorded_at: Instant,
 }
 
 /// The database cannot be reached: since when, and when to try again.
@@ -739,6 +759,8 @@ impl LoopState {
             last_renew: now,
             next_extend: None,
             outage: None,
+            status_recorded: "idle".to_owned(),
+            status_recorded_at: now,
         }
     }
 
@@ -808,6 +830,8 @@ fn open_when_reachable(
 const EXTEND_BY: Duration = Duration::from_secs(30);
 const EXTEND_EVERY: Duration = Duration::from_secs(10);
 const WAKE_RENEW_MIN_GAP: Duration = Duration::from_millis(250);
+/// How often a changed status text is written to the worker's row, at most.
+const STATUS_RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// Turns a job's exit (and why it was stopped, if it was) into its record.
 fn attempt_result(

@@ -88,7 +88,10 @@ fn spawn_worker_with_notify(env: &mut TestEnv, name: &str, socket: &Path) -> u32
 
 #[test]
 fn a_worker_runs_up_to_its_slots_at_once_and_shows_each() {
-    let mut env = env_with_slots(3);
+    // A long lease: its maintenance heartbeat comes every 20 s, so the
+    // status text seen below was recorded because it changed.
+    let config = TEST_CONFIG.replace("lease_seconds = 2", "lease_seconds = 60");
+    let mut env = TestEnv::with_config(&format!("{config}concurrency = 3\n"));
     let jobs = GatedJobs::new(&env);
     for id in ["a", "b", "c", "d", "e"] {
         jobs.enqueue(&env, id);
@@ -117,6 +120,18 @@ fn a_worker_runs_up_to_its_slots_at_once_and_shows_each() {
         .collect();
     running.sort();
     assert_eq!(running, ["a", "b", "c"], "{status}");
+    let recorded = |env: &TestEnv| {
+        env.json(&["status"])["workers"][0]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Within a second; the maintenance heartbeat would take 20 s.
+    wait_until(
+        "the worker's row has the new status text",
+        Duration::from_secs(10),
+        || recorded(&env).starts_with("running 3/3: "),
+    );
     let text = env.ok(&["status"]);
     assert!(text.contains("SLOTS"), "{text}");
     assert!(text.contains(" 3/3 "), "{text}");
