@@ -55,8 +55,12 @@ impl LeaseGuard {
     /// disarmed first.
     pub fn arm(&self, deadline: Instant, job: &RunningJob) {
         let mut state = lock(&self.shared);
+        // A job the guard killed stays marked until disarmed, however
+        // often it is armed again: its attempt is not the worker's to record.
+        if state.fired.contains(&job.pid()) {
+            return;
+        }
         state.armed.insert(job.pid(), (deadline, job.clone()));
-        state.fired.remove(&job.pid());
         if state.wakes_at.is_none_or(|at| deadline < at) {
             self.shared.1.notify_one();
         }
@@ -154,6 +158,9 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the guard kills the job");
         assert_eq!(exit.signal, Some(libc::SIGKILL));
+        // A renewal that comes through afterwards re-arms it: the guard
+        // still says it killed the job.
+        guard.arm(Instant::now() + Duration::from_secs(60), &job);
         assert!(guard.disarm(job.pid()), "the guard says it fired");
         assert!(!guard.disarm(job.pid()), "and only once");
     }

@@ -379,13 +379,51 @@ impl Worker {
                 state.next_check = Some(self.idle_recheck(now)?);
             }
         }
-        if self.slots.busy() == 0 && !finished.claimed.is_empty() {
-            state.next_renew = now + self.config.lease() / 3;
+        let (claimed, lease_from) = self.confirm_slow_claim(finished.claimed, now);
+        if self.slots.busy() == 0 && !claimed.is_empty() {
+            state.next_renew = lease_from + self.config.lease() / 3;
         }
-        for job in finished.claimed {
-            self.start_job(job, now);
+        for job in claimed {
+            self.start_job(job, lease_from);
         }
         Ok(())
+    }
+
+    /// The leases of jobs claimed by a call that began at `asked` are
+    /// surely ours only until `asked` + lease. When the call took long (a
+    /// reconnect after an outage), renew them before starting the jobs, or
+    /// the lease guard would have to kill them at once. Returns the jobs
+    /// still ours and when their leases began.
+    fn confirm_slow_claim(
+        &mut self,
+        claimed: Vec<Claimed>,
+        asked: Instant,
+    ) -> (Vec<Claimed>, Instant) {
+        let lease = self.config.lease();
+        let renewing = Instant::now();
+        if claimed.is_empty() || renewing < asked + lease / 3 {
+            return (claimed, asked);
+        }
+        let leases: Vec<&Lease> = claimed.iter().map(|c| &c.lease).collect();
+        match self.store.renew_leases(&self.name, &leases, lease) {
+            Ok(statuses) => {
+                let mut ours = Vec::with_capacity(claimed.len());
+                for (job, status) in claimed.into_iter().zip(statuses) {
+                    if status == LeaseStatus::Lost {
+                        tracing::warn!(job_id = %job.id, "the claim took so long that its lease was lost; not starting the job");
+                    } else {
+                        ours.push(job);
+                    }
+                }
+                (ours, renewing)
+            }
+            Err(e) => {
+                for job in &claimed {
+                    tracing::warn!(job_id = %job.id, error = %e, "the claim took long and its lease cannot be renewed; not starting the job (it runs again once the lease runs out)");
+                }
+                (vec![], asked)
+            }
+        }
     }
 
     /// When an idle slot should look at the queue again without a wake-up:
