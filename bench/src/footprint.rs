@@ -91,6 +91,17 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
         }
         CpuClock::Ticks => "CPU from utime+stime in clock ticks (10 ms resolution)",
     };
+    // A worker's periodic duties (lease renewal, heartbeat) run every third
+    // of the lease; a shorter window may see none of them.
+    let duties_every = queue.config.lease() / 3;
+    let window_note = if window < duties_every {
+        format!(
+            "; quick mode: shorter than the {} s between a worker's periodic duties, which it may miss",
+            duties_every.as_secs()
+        )
+    } else {
+        String::new()
+    };
     let mut rows = Vec::new();
     for idle in &idle {
         let percent = idle.cpu_ms / window_ms * 100.0;
@@ -107,7 +118,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
                 .baseline_in(window_ms, "ms window", "the idle window's length: ratio = CPU time / window")
                 .target(Target::below(0.5))
                 .note(format!(
-                    "{:.1} ms of CPU in {:.0} s idle (`worker run --concurrency {slots}`); {clock_note}",
+                    "{:.1} ms of CPU in {:.0} s idle (`worker run --concurrency {slots}`); {clock_note}{window_note}",
                     idle.cpu_ms,
                     window_ms / 1000.0
                 )),
