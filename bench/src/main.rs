@@ -33,7 +33,7 @@ run; 2 on bad usage.
 
 With --db postgres://… (or conninfo) the throughput, store and latency scenarios run on
 that PostgreSQL server, beside raw `SELECT … FOR UPDATE SKIP LOCKED` claim-and-finish
-transactions on the same server (1 and 4 connections, single jobs and batches of 10).
+transactions on the same server (1 and 4 connections; store batches of 8 against single jobs).
 Each scenario gets a scratch database (queuectl_bench_<pid>_…) created beside the one
 the address names, which is never changed, and drops it afterwards: the role needs
 CREATEDB. Figures depend on the server's synchronous_commit and fsync, which the report

@@ -254,7 +254,7 @@ fn bench_on_postgresql_reports_json_and_leaves_the_server_as_it_was() {
     assert_eq!(
         rows.iter().filter(|r| r["scenario"] == "store").count(),
         4,
-        "1 and 4 connections, single jobs and batches of 10"
+        "1 and 4 connections, single jobs and batches of 8"
     );
     assert_eq!(
         scratch_databases(&server),
