@@ -302,8 +302,17 @@ fn bench_refuses_an_sqlite_db_and_sqlite_only_scenarios_on_postgresql() {
         return;
     }
     let env = TestEnv::sqlite();
-    let out = env.run(&["bench", "--db", "/tmp/some.db"]);
-    assert_eq!(out.status.code(), Some(2));
+    // After `bench` (passed through) and before it (queuectl's global flag,
+    // which `queuectl bench` hands on).
+    for args in [
+        ["bench", "--db", "/tmp/some.db"],
+        ["--db", "/tmp/some.db", "bench"],
+    ] {
+        let out = env.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("PostgreSQL server's address"), "{stderr}");
+    }
     let out = env.run(&[
         "bench",
         "--scenario",
