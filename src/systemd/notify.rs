@@ -3,6 +3,11 @@
 //! failed notification never fails the worker.
 
 use sd_notify::NotifyState;
+use std::fmt::Write;
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The watchdog timeout asked for by `WATCHDOG_USEC`, as libsystemd's
@@ -21,7 +26,10 @@ fn watchdog_timeout(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Opti
 
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    enabled: bool,
+    /// `$NOTIFY_SOCKET`, and the socket connected to it once (sd-notify's
+    /// `notify` makes, connects and closes a socket for every message: three
+    /// system calls more per job, as STATUS changes with every job).
+    socket: Option<(PathBuf, Arc<Mutex<Option<UnixDatagram>>>)>,
     watchdog: Option<Duration>,
 }
 
@@ -29,7 +37,7 @@ impl Notifier {
     pub fn from_env() -> Notifier {
         let var = |name| std::env::var(name).ok();
         Notifier {
-            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            socket: std::env::var_os("NOTIFY_SOCKET").map(|path| (path.into(), Arc::default())),
             watchdog: watchdog_timeout(
                 var("WATCHDOG_USEC").as_deref(),
                 var("WATCHDOG_PID").as_deref(),
@@ -44,10 +52,15 @@ impl Notifier {
     }
 
     fn send(&self, states: &[NotifyState]) {
-        if !self.enabled {
+        let Some((path, socket)) = &self.socket else {
             return;
+        };
+        let mut message = String::new();
+        for state in states {
+            let _ = writeln!(message, "{state}");
         }
-        if let Err(e) = sd_notify::notify(false, states) {
+        let mut socket = socket.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = send_on(&mut socket, path, message.as_bytes()) {
             tracing::debug!(error = %e, "sd_notify failed");
         }
     }
@@ -77,10 +90,67 @@ impl Notifier {
     }
 }
 
+/// Sends `message` on `socket`, connecting it to `path` first if need be. A
+/// socket whose peer went away (the manager re-created its socket, as on
+/// `daemon-reexec`) is connected again once.
+fn send_on(socket: &mut Option<UnixDatagram>, path: &Path, message: &[u8]) -> io::Result<()> {
+    let mut retried = false;
+    loop {
+        let connected = match socket {
+            Some(connected) => connected,
+            None => {
+                let fresh = UnixDatagram::unbound()?;
+                fresh.connect(path)?;
+                socket.insert(fresh)
+            }
+        };
+        match connected.send(message) {
+            Ok(sent) if sent == message.len() => return Ok(()),
+            Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "incomplete write")),
+            Err(_) if !retried => {
+                *socket = None;
+                retried = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::watchdog_timeout;
-    use std::time::Duration;
+    use super::*;
+
+    #[test]
+    fn one_socket_carries_every_message_and_a_new_one_follows_a_replaced_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let bind = || {
+            let peer = UnixDatagram::bind(&path).unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            peer
+        };
+        let receive = |peer: &UnixDatagram| {
+            let mut buf = [0u8; 256];
+            let n = peer.recv(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let notifier = Notifier {
+            socket: Some((path.clone(), Arc::default())),
+            watchdog: None,
+        };
+        let peer = bind();
+        notifier.ready("idle");
+        notifier.status("running job1");
+        assert_eq!(receive(&peer), "READY=1\nSTATUS=idle\n");
+        assert_eq!(receive(&peer), "STATUS=running job1\n");
+        // The manager re-creates its socket: the next message still arrives.
+        drop(peer);
+        std::fs::remove_file(&path).unwrap();
+        let peer = bind();
+        notifier.status("idle");
+        assert_eq!(receive(&peer), "STATUS=idle\n");
+    }
 
     #[test]
     fn watchdog_usec_applies_unless_watchdog_pid_names_another_process() {
