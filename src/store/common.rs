@@ -86,6 +86,21 @@ pub(crate) fn rescue_with<E>(
         .collect())
 }
 
+/// Each lease's status after a renewal that returned `renewed` (seq, lease
+/// token, cancel requested) for the leases still held.
+pub(crate) fn lease_statuses<'a>(
+    leases: &'a [&Lease],
+    renewed: &'a [(i64, i64, bool)],
+) -> impl Iterator<Item = LeaseStatus> + 'a {
+    leases.iter().map(move |lease| {
+        let cancel = renewed
+            .iter()
+            .find(|&&(seq, token, _)| (seq, token) == (lease.seq, lease.token))
+            .map(|&(_, _, cancel)| cancel);
+        LeaseStatus::from_renewal(cancel)
+    })
+}
+
 /// How a rescued attempt is recorded.
 pub(crate) fn rescue_result(holder: Holder, lease: &Lease, expired_at: Timestamp) -> AttemptResult {
     let error = match holder {

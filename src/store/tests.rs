@@ -56,6 +56,7 @@ conformance! {
     batches_larger_than_one_statement_keep_claim_order_and_every_outcome,
     a_batch_finish_ends_a_cancelled_job_cancelled_and_the_others_as_they_ended,
     a_stale_and_the_current_lease_of_one_job_in_one_batch,
+    renewing_several_leases_tells_each_whether_it_is_held_or_cancelled,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1041,4 +1042,33 @@ fn a_stale_and_the_current_lease_of_one_job_in_one_batch(q: &TestQueue) {
             Some(AttemptOutcome::Succeeded)
         ]
     );
+}
+
+fn renewing_several_leases_tells_each_whether_it_is_held_or_cancelled(q: &TestQueue) {
+    let mut store = q.open();
+    let claimed = claim_a_b_c(&mut store);
+    assert!(matches!(
+        store.cancel_at("b", at(2)).unwrap(),
+        CancelResult::Requested { .. }
+    ));
+    let mut stale = claimed[2].lease.clone();
+    stale.token = stale.token.wrapping_add(1);
+    let leases = [&claimed[0].lease, &claimed[1].lease, &stale];
+    let statuses = store
+        .at(at(10))
+        .renew_leases("w", &leases, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            LeaseStatus::Held,
+            LeaseStatus::CancelRequested,
+            LeaseStatus::Lost
+        ]
+    );
+    let expiry: Vec<Option<Timestamp>> = ["a", "b", "c"]
+        .iter()
+        .map(|id| store.get(id).unwrap().lease_expires_at)
+        .collect();
+    assert_eq!(expiry, [Some(at(70)), Some(at(70)), Some(at(31))]);
 }

@@ -15,7 +15,7 @@ use super::session::{Sql, TxResult};
 use crate::domain::{JobState, RetryPolicy};
 use crate::store::{
     AttemptResult, ClaimRequest, Claimed, Finish, HeldAttempt, Holder, Lease, LeaseStatus,
-    attempt_cgroup, attempt_token, decode_env, millis, rescue_with, transition,
+    attempt_cgroup, attempt_token, decode_env, lease_statuses, millis, rescue_with, transition,
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
@@ -270,16 +270,7 @@ pub(super) fn renew<C: GenericClient>(
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect::<TxResult<_>>()?;
-    Ok(leases
-        .iter()
-        .map(|lease| {
-            let cancel = renewed
-                .iter()
-                .find(|(seq, token, _)| (*seq, *token) == (lease.seq, lease.token))
-                .map(|&(_, _, cancel)| cancel);
-            LeaseStatus::from_renewal(cancel)
-        })
-        .collect())
+    Ok(lease_statuses(leases, &renewed).collect())
 }
 
 /// The attempts a rescuer must end first.

@@ -1,4 +1,4 @@
-//! The worker's side on SQLite: claims and finishes, a fixed number of
+//! The worker's side on SQLite: claims, finishes and lease renewals, a fixed number of
 //! statements per batch whatever its size (multi-row `VALUES` lists), never
 //! a statement per job.
 //!
@@ -16,13 +16,14 @@
 
 use crate::domain::RetryPolicy;
 use crate::store::{
-    AttemptResult, ClaimRequest, Claimed, Finish, Lease, attempt_cgroup, decode_env, millis,
-    to_millis, transition,
+    AttemptResult, ClaimRequest, Claimed, Finish, Lease, LeaseStatus, attempt_cgroup, decode_env,
+    lease_statuses, millis, to_millis, transition,
 };
 use jiff::Timestamp;
 use rusqlite::types::{Null, ToSql};
 use rusqlite::{Transaction, params, params_from_iter};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The most rows one statement takes.
 pub(super) const CHUNK: usize = 64;
@@ -295,6 +296,44 @@ fn record_outcomes(tx: &Transaction, done: &[&Finish], now: Timestamp) -> rusqli
         ]);
     }
     RECORD.execute(tx, args, done.len())
+}
+
+/// Extends each lease still held to `duration` from now and refreshes the
+/// worker's heartbeat (two statements per [`CHUNK`] of leases). Returns, per
+/// lease, whether it is still the caller's and whether a user asked to
+/// cancel its job.
+pub(super) fn renew_in(
+    tx: &Transaction,
+    worker: &str,
+    leases: &[&Lease],
+    duration: Duration,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<LeaseStatus>> {
+    // RETURNING sees the row after the change: its lease token is the one
+    // renewed (unchanged), which tells two leases of one job apart.
+    static RENEW: BatchSql = BatchSql::new(
+        2,
+        &["seq", "token"],
+        "UPDATE OR ROLLBACK jobs SET lease_expires_at = ?1, updated_at = ?2
+         {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
+         RETURNING seq, lease_token, cancel_requested",
+    );
+    let now_ms = to_millis(now);
+    let expires_at = now_ms + millis(duration);
+    let mut statuses = Vec::with_capacity(leases.len());
+    for chunk in leases.chunks(CHUNK) {
+        let mut args: Vec<&dyn ToSql> = vec![&expires_at, &now_ms];
+        for lease in chunk {
+            args.extend([&lease.seq as &dyn ToSql, &lease.token]);
+        }
+        let renewed: Vec<(i64, i64, bool)> = RENEW.query(tx, args, chunk.len(), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        statuses.extend(lease_statuses(chunk, &renewed));
+    }
+    tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1 WHERE name = ?2")?
+        .execute(params![now_ms, worker])?;
+    Ok(statuses)
 }
 
 /// A statement over rows given as parameters: `shared` parameters of its

@@ -9,7 +9,7 @@ mod claims;
 mod fixture;
 mod wal;
 
-use claims::{claim_in, finish_in};
+use claims::{claim_in, finish_in, renew_in};
 
 use super::types::*;
 use super::{
@@ -674,31 +674,7 @@ impl Backend for SqliteStore {
         duration: Duration,
     ) -> Result<Vec<LeaseStatus>> {
         let now = self.clock();
-        self.write(|tx| {
-            let mut renew = tx.prepare_cached(
-                "UPDATE jobs SET lease_expires_at = ?1, updated_at = ?2
-                 WHERE seq = ?3 AND state = 'processing' AND lease_token = ?4
-                 RETURNING cancel_requested",
-            )?;
-            let mut statuses = Vec::with_capacity(leases.len());
-            for lease in leases {
-                let cancel: Option<bool> = renew
-                    .query_row(
-                        params![
-                            to_millis(now) + millis(duration),
-                            to_millis(now),
-                            lease.seq,
-                            lease.token
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                statuses.push(LeaseStatus::from_renewal(cancel));
-            }
-            tx.prepare_cached("UPDATE workers SET heartbeat_at = ?1 WHERE name = ?2")?
-                .execute(params![to_millis(now), worker])?;
-            Ok(statuses)
-        })
+        self.write(|tx| Ok(renew_in(tx, worker, leases, duration, now)?))
     }
 
     fn held_attempts(&mut self, holder: Holder) -> Result<Vec<HeldAttempt>> {
