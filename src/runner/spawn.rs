@@ -439,8 +439,13 @@ unsafe fn clone_child(
                 if refused {
                     CLONE3_WORKS.store(false, Ordering::Relaxed);
                 }
+                // Said once; a warning only where it costs: attempt cgroups.
                 if !CLONE3_FAILED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "cannot start a job through clone3; using clone, with which a job moves into its cgroup after it starts (milliseconds more per job)");
+                    if cgroup.is_some() {
+                        tracing::warn!(error = %e, "cannot start a job through clone3; using clone, with which a job moves into its cgroup after it starts (milliseconds more per job)");
+                    } else {
+                        tracing::debug!(error = %e, "cannot start a job through clone3; using clone");
+                    }
                 }
             }
         }
