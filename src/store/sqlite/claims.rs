@@ -158,6 +158,34 @@ pub(super) fn finish_in(
     Ok(held)
 }
 
+/// The finish's move of each job (see [`move_jobs`]).
+pub(super) static MOVE_JOBS: BatchSql = BatchSql::new(
+    1,
+    &[
+        "seq",
+        "token",
+        "state",
+        "run_at",
+        "failures",
+        "finished_at",
+        "job_error",
+        "cancelled_failures",
+        "cancelled_error",
+    ],
+    "UPDATE OR ROLLBACK jobs SET
+         state = CASE WHEN jobs.cancel_requested THEN 'cancelled' ELSE d.state END,
+         run_at = CASE WHEN jobs.cancel_requested THEN jobs.run_at
+                       ELSE COALESCE(d.run_at, jobs.run_at) END,
+         failures = CASE WHEN jobs.cancel_requested THEN d.cancelled_failures ELSE d.failures END,
+         finished_at = CASE WHEN jobs.cancel_requested THEN ?1 ELSE d.finished_at END,
+         last_error = COALESCE(CASE WHEN jobs.cancel_requested THEN d.cancelled_error
+                                    ELSE d.job_error END, jobs.last_error),
+         worker = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+         updated_at = ?1
+     {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
+     RETURNING seq, attempts",
+);
+
 /// Moves the jobs of `chunk` still held under the lease given on; returns
 /// (seq, attempt) of those moved. (RETURNING sees the row after the change,
 /// its lease gone; the attempt number tells two leases of one job apart.)
@@ -167,32 +195,6 @@ fn move_jobs(
     policy: &RetryPolicy,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<(i64, i64)>> {
-    static MOVE: BatchSql = BatchSql::new(
-        1,
-        &[
-            "seq",
-            "token",
-            "state",
-            "run_at",
-            "failures",
-            "finished_at",
-            "job_error",
-            "cancelled_failures",
-            "cancelled_error",
-        ],
-        "UPDATE OR ROLLBACK jobs SET
-             state = CASE WHEN jobs.cancel_requested THEN 'cancelled' ELSE d.state END,
-             run_at = CASE WHEN jobs.cancel_requested THEN jobs.run_at
-                           ELSE COALESCE(d.run_at, jobs.run_at) END,
-             failures = CASE WHEN jobs.cancel_requested THEN d.cancelled_failures ELSE d.failures END,
-             finished_at = CASE WHEN jobs.cancel_requested THEN ?1 ELSE d.finished_at END,
-             last_error = COALESCE(CASE WHEN jobs.cancel_requested THEN d.cancelled_error
-                                        ELSE d.job_error END, jobs.last_error),
-             worker = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
-             updated_at = ?1
-         {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
-         RETURNING seq, attempts",
-    );
     let now_ms = to_millis(now);
     let rows: Vec<JobMove> = chunk
         .iter()
@@ -212,7 +214,7 @@ fn move_jobs(
             &row.cancelled_error,
         ]);
     }
-    MOVE.query(tx, args, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?)))
+    MOVE_JOBS.query(tx, args, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
 /// Where one finished attempt takes its job: computed for a job whose
@@ -347,7 +349,7 @@ pub(super) fn renew_in(
 /// directly (`d.<column>` becomes its parameter, no `FROM`): SQLite
 /// materializes a joined `VALUES` list in temporary tables, which cost more
 /// than the row's own work.
-struct BatchSql {
+pub(super) struct BatchSql {
     shared: usize,
     columns: &'static [&'static str],
     template: &'static str,
@@ -390,7 +392,7 @@ impl BatchSql {
 
     /// The text for `rows` rows (1 to [`CHUNK`]) and how many rows it
     /// takes: the next power of two.
-    fn text(&self, rows: usize) -> (&str, usize) {
+    pub(super) fn text(&self, rows: usize) -> (&str, usize) {
         debug_assert!((1..=CHUNK).contains(&rows));
         let shape = rows.next_power_of_two().trailing_zeros() as usize;
         let texts = self

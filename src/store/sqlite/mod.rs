@@ -40,6 +40,13 @@ const MIGRATIONS: [&str; 7] = [
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Prepared statements kept per connection. A worker's batches come in up
+/// to seven sizes, each a statement of its own for the claim's attempts,
+/// the finish's two writes and the renewal (`claims.rs`): with rusqlite's
+/// default of 16, batches of varying size pushed each other out and were
+/// compiled again and again.
+const STATEMENT_CACHE: usize = 64;
+
 /// `PRAGMA application_id` of a queuectl database ("QCTL"), so that a
 /// mistyped `--db` never takes over another application's SQLite file.
 pub const APPLICATION_ID: i32 = 0x5143_544C;
@@ -203,6 +210,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
         stable_plans(&conn).map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Durability full means every write transaction is on disk before
         // `write` returns (and so before a worker starts a job it claimed,
         // or `enqueue` reports its ids). SQLite's synchronous=FULL does that by fsyncing

@@ -57,6 +57,53 @@ fn a_batch_claim_is_compiled_once_whatever_its_limit() {
     );
 }
 
+/// A worker's batches vary in size, each size a statement of its own: they
+/// must all stay prepared, not push each other out of the cache.
+#[test]
+fn batches_of_every_size_stay_prepared() {
+    let (_dir, mut store) = open();
+    let jobs: Vec<_> = (0..3 * 136 + 1)
+        .map(|i| (i + 1, NewJob::new(format!("job {i}"))))
+        .collect();
+    store.enqueue_at(&jobs, &DEFAULTS, at(0)).unwrap();
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let drain = |store: &mut SqliteStore, n: usize| {
+        let claimed = store.at(at(1)).claim(&request("w"), n).unwrap();
+        assert_eq!(claimed.len(), n);
+        let done: Vec<Finish> = claimed
+            .iter()
+            .map(|job| Finish {
+                lease: &job.lease,
+                result: &ok,
+            })
+            .collect();
+        store.at(at(2)).finish(&done, &policy(), None).unwrap();
+    };
+    let runs_of_one_row_finish = |store: &SqliteStore| {
+        let one_row = store
+            .conn
+            .prepare_cached(claims::MOVE_JOBS.text(1).0)
+            .unwrap();
+        one_row.get_status(rusqlite::StatementStatus::Run)
+    };
+    // How many runs SQLite counts for one use, on another connection.
+    let (_other_dir, mut other) = open();
+    enqueue(&mut other, r#"{"id":"x","command":"x"}"#, at(0));
+    drain(&mut other, 1);
+    let per_use = runs_of_one_row_finish(&other);
+    assert!(per_use > 0);
+    for _round in 0..3 {
+        for n in 1..=16 {
+            drain(&mut store, n);
+        }
+    }
+    assert_eq!(
+        runs_of_one_row_finish(&store),
+        3 * per_use,
+        "the one-row finish was prepared again"
+    );
+}
+
 #[test]
 fn refuses_a_newer_schema() {
     let (dir, store) = open();
