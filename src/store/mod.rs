@@ -207,6 +207,21 @@ pub trait Backend: Send {
     /// clock again), so backoff and lease expiry can be checked exactly.
     #[doc(hidden)]
     fn pin_clock(&mut self, at: Option<Timestamp>) -> Result<()>;
+
+    /// Hands the durability of this store's writes to the caller: from now
+    /// on a write returns once committed, and is durable once the returned
+    /// [`WalSync`] has run after it (from any thread). `None` when commits
+    /// are durable by themselves (PostgreSQL, or SQLite without a WAL) or
+    /// durability is "normal"; writes then stay as they were. A worker uses
+    /// this so that one batch's fsync overlaps its loop's other work.
+    fn detach_sync(&mut self) -> Result<Option<Box<dyn WalSync>>> {
+        Ok(None)
+    }
+}
+
+/// Makes every write committed before the call durable.
+pub trait WalSync: Send {
+    fn sync(&mut self) -> Result<()>;
 }
 
 /// An open queue on either backend.

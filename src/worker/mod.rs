@@ -9,10 +9,12 @@
 mod lease_guard;
 pub mod maintenance;
 mod slots;
+mod sync_thread;
 
 use lease_guard::LeaseGuard;
 pub use maintenance::Maintenance;
 use slots::{Done, Slot, Slots};
+use sync_thread::SyncThread;
 
 use crate::config::{Config, OutputSetting};
 use crate::domain::AttemptOutcome;
@@ -39,6 +41,8 @@ pub enum Event {
     Signal(i32),
     Wake,
     Exited(JobExit),
+    /// The WAL sync thread made every batch up to this one durable.
+    Synced(Result<u64>),
 }
 
 impl From<JobExit> for Event {
@@ -68,6 +72,12 @@ pub struct Worker {
     slots: Slots,
     /// Finished attempts not yet recorded (written with the next claim).
     done: Vec<Done>,
+    /// Syncs committed batches off the loop (SQLite, durability "full").
+    sync: Option<SyncThread>,
+    /// Batches committed so far, and jobs claimed by one that is not yet
+    /// durable (they start when it is).
+    batches: u64,
+    reserved: Vec<Reserved>,
     /// What the worker is doing, as its STATUS text says.
     status: String,
     next_watchdog: Option<Instant>,
@@ -188,6 +198,9 @@ impl Worker {
             guard: LeaseGuard::start(),
             slots: Slots::new(concurrency as usize),
             done: Vec::new(),
+            sync: None,
+            batches: 0,
+            reserved: Vec::new(),
             status: "idle".into(),
             next_watchdog: None,
             _wake: wake,
@@ -207,6 +220,9 @@ impl Worker {
             unit: crate::systemd::own_unit(),
             slots: concurrency,
         })?;
+        if let Some(wal) = worker.store.detach_sync()? {
+            worker.sync = Some(SyncThread::start(wal, worker.sender.clone())?);
+        }
         worker.next_watchdog = worker
             .notifier
             .watchdog_interval()
@@ -281,7 +297,17 @@ impl Worker {
     /// Runs until asked to stop (or, with `drain`, until no job is due);
     /// returns once every running job has ended and been recorded.
     pub fn run(mut self, drain: bool) -> Result<()> {
-        let result = self.main_loop(drain);
+        let mut result = self.main_loop(drain);
+        // The last batch's completions are on disk before the worker says
+        // it stopped.
+        if let Some(sync) = &self.sync
+            && !sync.wait_durable(self.batches)
+            && result.is_ok()
+        {
+            result = Err(Error::Supervisor(
+                "the last attempts could not be synced to disk".into(),
+            ));
+        }
         if let Err(e) = self.store.unregister_worker(&self.name) {
             tracing::warn!(error = %e, "cannot unregister worker");
         }
@@ -302,7 +328,7 @@ impl Worker {
             self.feed_watchdog();
             self.maintenance.run_if_due(&mut self.store, &self.status);
             self.record_and_claim(&request, &mut loop_state)?;
-            if self.slots.busy() == 0 {
+            if self.slots.busy() == 0 && self.reserved.is_empty() {
                 if self.stopping && (self.done.is_empty() || loop_state.outage.is_some()) {
                     for done in &self.done {
                         tracing::warn!(job_id = %done.job_id, "stopped before the attempt could be recorded; the job runs again once its lease runs out");
@@ -315,6 +341,9 @@ impl Worker {
             }
             self.show_status(&mut loop_state);
             self.wait_for_events(&mut loop_state)?;
+            if let Some(error) = loop_state.fatal.take() {
+                return Err(error);
+            }
             self.on_timers(&mut loop_state);
         }
     }
@@ -325,7 +354,7 @@ impl Worker {
     /// with backoff.
     fn record_and_claim(&mut self, request: &ClaimRequest, state: &mut LoopState) -> Result<()> {
         let now = Instant::now();
-        let free = if self.stopping { 0 } else { self.slots.free() };
+        let free = if self.stopping { 0 } else { self.free_slots() };
         let claim = if free > 0 && state.claim_wanted {
             free
         } else {
@@ -380,13 +409,46 @@ impl Worker {
             }
         }
         let (claimed, lease_from) = self.confirm_slow_claim(finished.claimed, now);
-        if self.slots.busy() == 0 && !claimed.is_empty() {
+        if self.slots.busy() == 0 && self.reserved.is_empty() && !claimed.is_empty() {
             state.next_renew = lease_from + self.config.lease() / 3;
         }
-        for job in claimed {
-            self.start_job(job, lease_from);
+        self.batches += 1;
+        match &self.sync {
+            // Started once this batch is durable (`Event::Synced`).
+            Some(sync) => {
+                sync.request(self.batches);
+                let batch = self.batches;
+                self.reserved
+                    .extend(claimed.into_iter().map(|job| Reserved {
+                        batch,
+                        job,
+                        lease_from,
+                    }));
+            }
+            None => {
+                for job in claimed {
+                    self.start_job(job, lease_from);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Slots neither running a job nor promised to one waiting for its
+    /// batch to be durable.
+    fn free_slots(&self) -> usize {
+        self.slots.free().saturating_sub(self.reserved.len())
+    }
+
+    /// Starts the reserved jobs of every batch up to `batch`, now durable.
+    fn start_durable(&mut self, batch: u64) {
+        let (ready, waiting): (Vec<Reserved>, Vec<Reserved>) = std::mem::take(&mut self.reserved)
+            .into_iter()
+            .partition(|r| r.batch <= batch);
+        self.reserved = waiting;
+        for reserved in ready {
+            self.start_job(reserved.job, reserved.lease_from);
+        }
     }
 
     /// The leases of jobs claimed by a call that began at `asked` are
@@ -516,14 +578,14 @@ impl Worker {
             at(slot.kill_at);
         }
         let wants_store = !self.done.is_empty()
-            || (!self.stopping && self.slots.free() > 0 && state.claim_wanted);
+            || (!self.stopping && self.free_slots() > 0 && state.claim_wanted);
         match &state.outage {
             Some(outage) if wants_store => at(Some(outage.retry_at)),
             Some(_) => {}
             None if wants_store => at(Some(now)),
             None => {}
         }
-        if !self.stopping && self.slots.free() > 0 && !state.claim_wanted {
+        if !self.stopping && self.free_slots() > 0 && !state.claim_wanted {
             at(state.next_check);
         }
         deadline
@@ -551,6 +613,8 @@ impl Worker {
                     }
                 }
             }
+            Event::Synced(Ok(batch)) => self.start_durable(batch),
+            Event::Synced(Err(error)) => state.fatal = Some(error),
             Event::Wake => {
                 state.claim_wanted = true;
                 // Someone may have asked to cancel a running job: look soon,
@@ -777,6 +841,15 @@ struct LoopState {
     /// The status text last written to the worker's row, and when.
     status_recorded: String,
     status_recorded_at: Instant,
+    /// An error that ends the loop (a failed WAL sync).
+    fatal: Option<Error>,
+}
+
+/// A claimed job waiting for its batch to be durable before it starts.
+struct Reserved {
+    batch: u64,
+    job: Claimed,
+    lease_from: Instant,
 }
 
 /// The database cannot be reached: since when, and when to try again.
@@ -799,6 +872,7 @@ impl LoopState {
             outage: None,
             status_recorded: "idle".to_owned(),
             status_recorded_at: now,
+            fatal: None,
         }
     }
 

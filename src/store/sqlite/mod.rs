@@ -598,6 +598,18 @@ fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
     })
 }
 
+/// Syncs a queue's WAL from another thread than the one writing it.
+struct WalSyncer {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl super::WalSync for WalSyncer {
+    fn sync(&mut self) -> Result<()> {
+        wal::sync(&self.conn).map_err(|e| database_error(&self.path, e))
+    }
+}
+
 impl Backend for SqliteStore {
     fn now(&mut self) -> Result<Timestamp> {
         Ok(self.clock())
@@ -606,6 +618,30 @@ impl Backend for SqliteStore {
     fn pin_clock(&mut self, at: Option<Timestamp>) -> Result<()> {
         self.pinned_now = at;
         Ok(())
+    }
+
+    /// A second connection to the same database syncs the WAL: fsync
+    /// flushes the file, whichever descriptor names it, and that
+    /// connection's own WAL handle is the live WAL (see `wal.rs`).
+    fn detach_sync(&mut self) -> Result<Option<Box<dyn super::WalSync>>> {
+        if !self.sync_after_commit {
+            return Ok(None);
+        }
+        let db_err = |source| database_error(&self.path, source);
+        let conn = Connection::open(&self.path).map_err(db_err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
+        // A first read opens its WAL handle, kept while it lives.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(db_err)?;
+        let mut syncer = WalSyncer {
+            conn,
+            path: self.path.clone(),
+        };
+        super::WalSync::sync(&mut syncer)?;
+        self.sync_after_commit = false;
+        Ok(Some(Box::new(syncer)))
     }
 
     fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>> {
