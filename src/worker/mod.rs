@@ -65,6 +65,8 @@ pub struct Worker {
     output: Destination,
     maintenance: Maintenance,
     stopping: bool,
+    /// A second stop signal came: nothing more may start.
+    interrupted: bool,
     /// Kills a running job if its lease is about to run out while the
     /// loop is stuck (see `lease_guard`).
     guard: LeaseGuard,
@@ -195,6 +197,7 @@ impl Worker {
             notifier,
             output,
             stopping: false,
+            interrupted: false,
             guard: LeaseGuard::start(),
             slots: Slots::new(concurrency as usize),
             done: Vec::new(),
@@ -605,6 +608,7 @@ impl Worker {
                 }
             }
             Event::Signal(_) => {
+                self.interrupted = true;
                 for slot in self.slots.iter_mut() {
                     if slot.ending != Some(AttemptOutcome::Interrupted) {
                         tracing::warn!(job_id = %slot.job.id, "second stop signal: killing the job and returning it to the queue");
@@ -764,6 +768,16 @@ impl Worker {
     /// Starts a claimed job in a free slot; a job that cannot start is
     /// recorded as a failed attempt at once.
     fn start_job(&mut self, job: Claimed, claimed_at: Instant) {
+        // Claimed in the batch whose sync the second signal overtook.
+        if self.interrupted {
+            self.done.push(Done {
+                job_id: job.id,
+                lease: job.lease,
+                result: AttemptResult::new(AttemptOutcome::Interrupted)
+                    .with_error(INTERRUPTED_ERROR.to_owned()),
+            });
+            return;
+        }
         tracing::info!(job_id = %job.id, attempt = job.lease.attempt, "starting job");
         match self.spawn(&job) {
             Ok(running) => {
@@ -942,6 +956,8 @@ fn open_when_reachable(
 const EXTEND_BY: Duration = Duration::from_secs(30);
 const EXTEND_EVERY: Duration = Duration::from_secs(10);
 const WAKE_RENEW_MIN_GAP: Duration = Duration::from_millis(250);
+const INTERRUPTED_ERROR: &str =
+    "worker stopped at once by a second signal; job returned to the queue";
 /// How often a changed status text is written to the worker's row, at most.
 const STATUS_RECORD_EVERY: Duration = Duration::from_secs(1);
 
@@ -971,7 +987,7 @@ fn attempt_result(
         ),
         Some(AttemptOutcome::Interrupted) => (
             AttemptOutcome::Interrupted,
-            Some("worker stopped at once by a second signal; job returned to the queue".to_owned()),
+            Some(INTERRUPTED_ERROR.to_owned()),
         ),
         _ if exit.success() => (AttemptOutcome::Succeeded, None),
         _ if exit.stderr_tail.is_empty() => (AttemptOutcome::Failed, Some(how)),
