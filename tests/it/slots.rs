@@ -286,3 +286,35 @@ fn slots_must_be_between_1_and_256() {
     env.ok(&["config", "set", "concurrency", "8"]);
     assert_eq!(env.ok(&["config", "get", "concurrency"]).trim(), "8");
 }
+
+#[test]
+fn systemd_hears_of_status_changes_at_most_ten_times_a_second_and_of_the_last_one() {
+    let mut env = env_with_slots(2);
+    let socket = env.path("notify.sock");
+    let messages = NotifyListener::bind(&socket);
+    let batch: String = (0..300).map(|_| "{\"command\":\"true\"}\n").collect();
+    let started = std::time::Instant::now();
+    spawn_worker_with_notify(&mut env, "w", &socket);
+    wait_until("READY=1", WAIT, || messages.seen("READY=1").is_some());
+    env.run_with_stdin(&["enqueue", "-"], &batch);
+    wait_until("all 300 completed", WAIT, || env.count("completed") == 300);
+    wait_until("the last status says idle", WAIT, || {
+        messages
+            .messages()
+            .iter()
+            .rev()
+            .find(|m| m.contains("STATUS="))
+            .is_some_and(|m| m.contains("STATUS=idle"))
+    });
+    let elapsed_ms = started.elapsed().as_millis() as usize;
+    let statuses = messages
+        .messages()
+        .iter()
+        .filter(|m| m.contains("STATUS=running"))
+        .count();
+    assert!(statuses >= 1, "the running jobs were shown");
+    assert!(
+        statuses <= elapsed_ms / 100 + 2,
+        "{statuses} status messages in {elapsed_ms} ms for 300 jobs"
+    );
+}

@@ -201,7 +201,7 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         "QUEUECTL_JOB_ID=job1",
         "SYSLOG_IDENTIFIER=queuectl-worker",
     ]);
-    assert!(worker_lines.contains("starting job"), "{worker_lines}");
+    assert!(worker_lines.contains("attempt finished"), "{worker_lines}");
     // And `journalctl -u` shows the job output with the worker's.
     let unit_log = q.journal(&[
         "-o",
@@ -214,7 +214,7 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
     let logs = q.ok(&["logs", "job1"]);
     assert!(logs.contains("out-1") && logs.contains("err-1"), "{logs}");
     assert!(
-        !logs.contains("starting job"),
+        !logs.contains("attempt finished"),
         "only the job's output: {logs}"
     );
 
