@@ -8,10 +8,11 @@
 //! thread per worker, armed per job with a deadline that each successful
 //! renewal pushes back.
 
+use super::lock;
 use crate::runner::RunningJob;
 use nix::sys::signal::Signal;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The running jobs, by pid: when each must be killed, and which were.
@@ -26,18 +27,10 @@ struct State {
     stop: bool,
 }
 
-type Shared = Arc<(Mutex<State>, Condvar)>;
+type Shared = super::Shared<State>;
 
 pub struct LeaseGuard {
     shared: Shared,
-}
-
-fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    // A panic while holding this lock leaves plain data behind: go on.
-    shared
-        .0
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl LeaseGuard {

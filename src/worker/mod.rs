@@ -33,6 +33,19 @@ use nix::sys::signal::Signal;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+/// State shared with a helper thread of the worker: plain data behind a
+/// mutex, and a condvar that wakes the thread.
+type Shared<S> = std::sync::Arc<(std::sync::Mutex<S>, std::sync::Condvar)>;
+
+/// Locks `shared`. A panic elsewhere while it was held leaves plain data
+/// behind (flags, counters, deadlines): go on.
+fn lock<S>(shared: &Shared<S>) -> std::sync::MutexGuard<'_, S> {
+    shared
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Longest an idle worker sleeps without looking at the queue, in case a
 /// wake-up datagram was lost.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);

@@ -7,10 +7,11 @@
 //! that ran.
 
 use super::Event;
+use super::lock;
 use crate::error::{Error, Result};
 use crate::store::WalSync;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 #[derive(Default)]
 struct State {
@@ -22,17 +23,10 @@ struct State {
     stop: bool,
 }
 
-type Shared = Arc<(Mutex<State>, Condvar)>;
+type Shared = super::Shared<State>;
 
 pub struct SyncThread {
     shared: Shared,
-}
-
-fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared
-        .0
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SyncThread {
