@@ -196,11 +196,19 @@ impl ProcessSupervisor {
             }
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        // Every instance is waited for (and killed at the deadline), even
+        // after one was late: stopping at the first would leave the rest.
+        let mut late = vec![];
         for (instance, pid) in targets {
-            if let Some(pid) = pid {
-                wait_for_exit(*pid, deadline)?;
+            if let Some(pid) = pid
+                && let Err(e) = wait_for_exit(*pid, deadline)
+            {
+                late.push(e.to_string());
             }
             let _ = crate::files::remove_nofollow(&self.pid_file(*instance));
+        }
+        if !late.is_empty() {
+            return Err(Error::Supervisor(late.join("; ")));
         }
         let mut names: Vec<String> = targets.iter().map(|(i, _)| i.to_string()).collect();
         names.dedup();
@@ -315,12 +323,17 @@ pub(super) fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Waits for a keeper to exit; at the deadline kills it with its worker
+/// (the keeper leads its own session and process group, which its worker
+/// shares; the worker's jobs die with the worker, by their parent-death
+/// signal).
 fn wait_for_exit(pid: u32, deadline: Option<Instant>) -> Result<()> {
     while process_alive(pid) {
         if deadline.is_some_and(|d| Instant::now() > d) {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             return Err(Error::Supervisor(format!(
-                "worker keeper {pid} did not stop in time; killed it"
+                "worker keeper {pid} did not stop in time; killed it with its worker and jobs"
             )));
         }
         std::thread::sleep(EXIT_POLL);

@@ -371,7 +371,10 @@ impl Worker {
     fn record_and_claim(&mut self, request: &ClaimRequest, state: &mut LoopState) -> Result<()> {
         let now = Instant::now();
         let free = if self.stopping { 0 } else { self.free_slots() };
-        let claim = if free > 0 && state.claim_wanted {
+        // Attempts are always recorded with a claim for the free slots: a
+        // failure may have put a job back that is due now, and a short
+        // claim sets the next look at the queue by the new due times.
+        let claim = if free > 0 && (state.claim_wanted || !self.done.is_empty()) {
             free
         } else {
             0

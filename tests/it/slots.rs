@@ -318,3 +318,24 @@ fn systemd_hears_of_status_changes_at_most_ten_times_a_second_and_of_the_last_on
         "{statuses} status messages in {elapsed_ms} ms for 300 jobs"
     );
 }
+
+#[test]
+fn a_retry_that_falls_due_while_another_slot_runs_is_not_missed_by_drain() {
+    // The first retry waits 1 s (backoff capped at 1 s).
+    // Leases long enough that their expiry is no reason to look again.
+    let config = TEST_CONFIG
+        .replace("backoff_max_seconds = 0", "backoff_max_seconds = 1")
+        .replace("lease_seconds = 2", "lease_seconds = 60");
+    let env = TestEnv::with_config(&format!("{config}concurrency = 3\n"));
+    env.enqueue(r#"{"id":"flaky","command":"exit 1","max_retries":1}"#);
+    env.enqueue(r#"{"id":"slow","command":"sleep 2"}"#);
+    let out = env.run(&["worker", "run", "--drain", "--name", "w"]);
+    assert!(out.status.success(), "{out:?}");
+    let flaky = env.job("flaky");
+    assert_eq!(
+        flaky["state"], "dead",
+        "the retry ran before drain ended: {flaky}"
+    );
+    assert_eq!(flaky["attempt_history"].as_array().unwrap().len(), 2);
+    assert_eq!(env.state("slow"), "completed");
+}

@@ -231,3 +231,38 @@ fn worker_start_and_stop_leave_another_hosts_keepers_alone() {
         !alive(web2_keeper)
     });
 }
+
+#[test]
+fn a_stop_past_its_timeout_kills_every_worker_and_their_jobs() {
+    let mut env =
+        TestEnv::with_config(&format!("{}concurrency = 2\n", crate::support::TEST_CONFIG));
+    env.mark_supervised();
+    env.ok(&["worker", "start", "--count", "2"]);
+    let pids = env.path("pids");
+    for n in 0..4 {
+        env.enqueue(&format!(
+            r#"{{"id":"long{n}","command":"echo $$ >> {}; exec sleep 60"}}"#,
+            pids.display()
+        ));
+    }
+    wait_until("four jobs run in two workers", WAIT, || {
+        env.count("processing") == 4 && crate::support::read_lines(&pids).len() == 4
+    });
+    let workers = worker_pids(&env);
+    assert_eq!(workers.len(), 2);
+    let out = env.run(&["worker", "stop", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("did not stop in time").count(),
+        2,
+        "both keepers are reported: {stderr}"
+    );
+    for (name, pid) in workers {
+        wait_until(&format!("worker {name} is gone"), WAIT, || !alive(pid));
+    }
+    for pid in crate::support::read_lines(&pids) {
+        let pid: u32 = pid.trim().parse().unwrap();
+        wait_until("its jobs are gone", WAIT, || !alive(pid));
+    }
+}
