@@ -536,23 +536,16 @@ impl Worker {
         // systemd hears of a change at once, unless jobs come and go faster
         // than it needs to know (each message is work for the manager).
         let now = Instant::now();
-        if self.status != state.status_sent && now >= state.status_sent_at + STATUS_NOTIFY_EVERY {
+        if state.notified.take(&self.status, now) {
             self.notifier.status(&self.status);
-            state.status_sent.clone_from(&self.status);
-            state.status_sent_at = now;
         }
         // `queuectl status` on any host reads the text from the worker's
         // row: record a change within a second (at most one write a
         // second, however fast jobs come and go).
-        if self.status != state.status_recorded
-            && state.outage.is_none()
-            && now >= state.status_recorded_at + STATUS_RECORD_EVERY
-        {
+        if state.outage.is_none() && state.recorded.take(&self.status, now) {
             if let Err(e) = self.store.worker_heartbeat(&self.name, &self.status) {
                 tracing::debug!(error = %e, "cannot record the status text");
             }
-            state.status_recorded.clone_from(&self.status);
-            state.status_recorded_at = now;
         }
     }
 
@@ -590,12 +583,10 @@ impl Worker {
         };
         at(self.next_watchdog);
         at(state.next_extend);
-        if self.status != state.status_recorded && state.outage.is_none() {
-            at(Some(state.status_recorded_at + STATUS_RECORD_EVERY));
+        if state.outage.is_none() {
+            at(state.recorded.next_due(&self.status));
         }
-        if self.status != state.status_sent {
-            at(Some(state.status_sent_at + STATUS_NOTIFY_EVERY));
-        }
+        at(state.notified.next_due(&self.status));
         if self.slots.busy() > 0 {
             at(Some(state.next_renew));
         }
@@ -877,14 +868,45 @@ struct LoopState {
     /// While a stop waits for jobs, when to ask systemd for more time.
     next_extend: Option<Instant>,
     outage: Option<Outage>,
-    /// The status text last written to the worker's row, and when.
-    status_recorded: String,
-    status_recorded_at: Instant,
-    /// The status text systemd last heard, and when.
-    status_sent: String,
-    status_sent_at: Instant,
+    /// The status text as the worker's row has it, and as systemd has it.
+    recorded: Throttled,
+    notified: Throttled,
     /// An error that ends the loop (a failed WAL sync).
     fatal: Option<Error>,
+}
+
+/// A text passed on when it changes, at most once per `every`; a change
+/// held back goes out once `every` has passed.
+struct Throttled {
+    last: String,
+    at: Instant,
+    every: Duration,
+}
+
+impl Throttled {
+    /// Starts with "idle" (what READY and registration said), passed on at `at`.
+    fn new(every: Duration, at: Instant) -> Throttled {
+        Throttled {
+            last: "idle".to_owned(),
+            at,
+            every,
+        }
+    }
+
+    /// Whether `text` is to be passed on now; if so, remembers it as passed.
+    fn take(&mut self, text: &str, now: Instant) -> bool {
+        if text == self.last || now < self.at + self.every {
+            return false;
+        }
+        text.clone_into(&mut self.last);
+        self.at = now;
+        true
+    }
+
+    /// When a change held back may go out (`None`: nothing held back).
+    fn next_due(&self, text: &str) -> Option<Instant> {
+        (text != self.last).then(|| self.at + self.every)
+    }
 }
 
 /// A claimed job waiting for its batch to be durable before it starts.
@@ -912,10 +934,11 @@ impl LoopState {
             last_renew: now,
             next_extend: None,
             outage: None,
-            status_recorded: "idle".to_owned(),
-            status_recorded_at: now,
-            status_sent: "idle".to_owned(),
-            status_sent_at: now.checked_sub(STATUS_NOTIFY_EVERY).unwrap_or(now),
+            recorded: Throttled::new(STATUS_RECORD_EVERY, now),
+            notified: Throttled::new(
+                STATUS_NOTIFY_EVERY,
+                now.checked_sub(STATUS_NOTIFY_EVERY).unwrap_or(now),
+            ),
             fatal: None,
         }
     }
