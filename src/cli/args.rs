@@ -41,6 +41,10 @@ pub struct Cli {
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// Print times in UTC instead of the local time zone ($TZ, else the
+    /// system's); --json times are always UTC
+    #[arg(long, global = true)]
+    pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
 }

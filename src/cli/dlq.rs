@@ -9,10 +9,9 @@ use queuectl::wakeup::wake_workers;
 pub fn run(ctx: &Context, command: DlqCommand) -> Result<()> {
     match command {
         DlqCommand::List { limit } => {
-            let jobs = ctx
-                .store(OpenMode::ReadOnly)?
-                .list(Some(JobState::Dead), limit)?;
-            super::list::print_jobs(ctx, &jobs)
+            let mut store = ctx.store(OpenMode::ReadOnly)?;
+            let jobs = store.list(Some(JobState::Dead), limit)?;
+            super::list::print_jobs(ctx, &mut store, &jobs)
         }
         DlqCommand::Retry { id, all: _ } => {
             let ids = ctx.store(OpenMode::Existing)?.retry_dead(id.as_deref())?;

@@ -1,5 +1,6 @@
 //! Shared printing helpers: JSON, colour (only on a terminal), times, tables.
 
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Unit};
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
@@ -45,14 +46,37 @@ impl Painter {
     }
 }
 
-/// A time to the second, as RFC 3339.
-pub fn time(t: Timestamp) -> String {
-    t.round(Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
+/// How times read: in the display zone (`$TZ` or the system's, or UTC with
+/// `--utc`), to the second. JSON is not printed through this: it stays
+/// RFC 3339 UTC for scripts.
+#[derive(Clone, Debug)]
+pub struct Times {
+    zone: TimeZone,
 }
 
-/// "3s ago", "in 5m", for times near now.
+impl Times {
+    /// The zone people see: UTC when asked, else `$TZ`, else the system's.
+    pub fn new(utc: bool) -> Times {
+        let zone = if utc {
+            TimeZone::UTC
+        } else {
+            // An unusable $TZ shows as "Etc/Unknown" (read as UTC) rather than
+            // passing silently as UTC.
+            TimeZone::system()
+        };
+        Times { zone }
+    }
+
+    /// "2026-03-01 14:05:09 CET": a time to the second, with its zone.
+    pub fn at(&self, t: Timestamp) -> String {
+        let t = t.round(Unit::Second).unwrap_or(t);
+        t.to_zoned(self.zone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    }
+}
+
+/// "3s ago", "in 5m", for times near now (the same in every zone).
 pub fn relative(t: Timestamp, now: Timestamp) -> String {
     let delta = t.duration_since(now);
     let text = short_duration(delta.abs());
@@ -76,6 +100,32 @@ pub fn short_duration(d: SignedDuration) -> String {
     }
 }
 
+/// "running 1m12s": how long a running attempt has run so far.
+pub fn running_for(started: Timestamp, now: Timestamp) -> String {
+    format!("running {}", elapsed(now.duration_since(started)))
+}
+
+/// How long something took: milliseconds under a second, else `elapsed`.
+pub fn took(d: SignedDuration) -> String {
+    if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis().max(0))
+    } else {
+        elapsed(d)
+    }
+}
+
+/// A duration in its two largest units ("45s", "1m12s", "2h03m", "3d04h"),
+/// for clocks that tick while a person looks.
+pub fn elapsed(d: SignedDuration) -> String {
+    let secs = d.as_secs().max(0);
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
 /// Cuts `text` to `width` characters on one line.
 pub fn clip(text: &str, width: usize) -> String {
     let line = text.replace(['\n', '\r', '\t'], " ");
@@ -85,5 +135,60 @@ pub fn clip(text: &str, width: usize) -> String {
         let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
         cut.push('…');
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn times_read_in_the_display_zone_to_the_second() {
+        let t = at("2026-01-15T13:05:09.600Z");
+        let utc = Times {
+            zone: TimeZone::UTC,
+        };
+        assert_eq!(utc.at(t), "2026-01-15 13:05:10 UTC");
+        let paris = Times {
+            zone: TimeZone::get("Europe/Paris").unwrap(),
+        };
+        assert_eq!(paris.at(t), "2026-01-15 14:05:10 CET");
+        // Summer time is the zone's, not a fixed offset.
+        assert_eq!(
+            paris.at(at("2026-07-15T13:05:09Z")),
+            "2026-07-15 15:05:09 CEST"
+        );
+    }
+
+    #[test]
+    fn elapsed_shows_two_units() {
+        let cases = [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m00s"),
+            (72, "1m12s"),
+            (3599, "59m59s"),
+            (3600, "1h00m"),
+            (7380, "2h03m"),
+            (86_400, "1d00h"),
+            (3 * 86_400 + 4 * 3600 + 59, "3d04h"),
+            (-5, "0s"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(elapsed(SignedDuration::from_secs(secs)), text, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn running_for_counts_from_the_start() {
+        let start = at("2026-01-15T13:00:00Z");
+        assert_eq!(
+            running_for(start, at("2026-01-15T13:01:12.9Z")),
+            "running 1m12s"
+        );
     }
 }

@@ -21,7 +21,7 @@ mod units;
 mod worker;
 
 use args::{Cli, ColorChoice, Command};
-use format::Painter;
+use format::{Painter, Times};
 use queuectl::config::Config;
 use queuectl::error::Result;
 use queuectl::paths::{self, StateDir};
@@ -36,6 +36,8 @@ pub struct Context {
     pub state: StateDir,
     pub json: bool,
     pub paint: Painter,
+    /// The zone times are printed in.
+    pub times: Times,
 }
 
 impl Context {
@@ -59,6 +61,7 @@ impl Context {
             state: StateDir::for_db(&db),
             json: cli.json,
             paint: Painter { enabled: colour },
+            times: Times::new(cli.utc),
         })
     }
 

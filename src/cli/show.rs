@@ -1,5 +1,5 @@
 use super::Context;
-use super::format::{print_json, short_duration, time};
+use super::format::{clip, elapsed, print_json, took};
 use super::output_place::{Here, notes};
 use queuectl::error::Result;
 use queuectl::store::{Attempt, OpenMode};
@@ -8,6 +8,8 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     let job = store.get(id)?;
     let attempts = store.attempts(id)?;
+    // Attempts are stamped with the database's clock: time them by it.
+    let now = store.now()?;
     if ctx.json {
         let mut value = serde_json::to_value(&job).expect("jobs serialize");
         value["attempt_history"] = serde_json::to_value(&attempts).expect("attempts serialize");
@@ -27,13 +29,13 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
         format!("{}s", job.timeout_seconds)
     };
     println!("  timeout:     {timeout}");
-    println!("  created:     {}", time(job.created_at));
+    println!("  created:     {}", ctx.times.at(job.created_at));
     if job.state.is_terminal() {
         if let Some(at) = job.finished_at {
-            println!("  finished:    {}", time(at));
+            println!("  finished:    {}", ctx.times.at(at));
         }
     } else {
-        println!("  due:         {}", time(job.run_at));
+        println!("  due:         {}", ctx.times.at(job.run_at));
     }
     if let Some(worker) = &job.worker {
         println!("  worker:      {worker}");
@@ -65,40 +67,7 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     if attempts.is_empty() {
         return Ok(());
     }
-    println!(
-        "\n  {}",
-        p.bold("#   WORKER        STARTED               DURATION  OUTCOME        EXIT  ERROR")
-    );
-    for a in &attempts {
-        let exit = match (a.exit_code, a.signal) {
-            (Some(code), _) => code.to_string(),
-            (None, Some(sig)) => format!("sig{sig}"),
-            _ => "-".into(),
-        };
-        let duration = a
-            .duration()
-            .and_then(|d| jiff::SignedDuration::try_from(d).ok())
-            .map(short_duration)
-            .unwrap_or_else(|| "running".into());
-        let outcome = a.outcome.map(|o| o.as_str()).unwrap_or("running");
-        let error = a
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("");
-        println!(
-            "  {:<3} {:<13} {:<21} {:<9} {:<14} {:<5} {}",
-            a.number,
-            a.worker,
-            time(a.started_at),
-            duration,
-            outcome,
-            exit,
-            super::format::clip(error, 60)
-        );
-    }
+    print_attempts(ctx, &attempts, now);
     for a in attempts.iter().filter(|a| a.output_truncated) {
         println!(
             "  attempt {}: output truncated: some of it could not be stored (the worker's log says why)",
@@ -107,6 +76,68 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     }
     show_output_elsewhere(&Here::new(ctx.state.job_log(id)), id, &attempts);
     Ok(())
+}
+
+/// The attempt table, its columns as wide as their widest cell.
+fn print_attempts(ctx: &Context, attempts: &[Attempt], now: jiff::Timestamp) {
+    let rows: Vec<[String; 7]> = attempts
+        .iter()
+        .map(|a| {
+            let exit = match (a.exit_code, a.signal) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(sig)) => format!("sig{sig}"),
+                _ => "-".into(),
+            };
+            // A running attempt's clock ticks: how long it has run so far.
+            let duration = match a.duration() {
+                Some(d) => jiff::SignedDuration::try_from(d)
+                    .map(took)
+                    .unwrap_or_else(|_| "-".into()),
+                None => elapsed(now.duration_since(a.started_at)),
+            };
+            let outcome = a.outcome.map(|o| o.as_str()).unwrap_or("running");
+            let error = a
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("");
+            [
+                a.number.to_string(),
+                a.worker.clone(),
+                ctx.times.at(a.started_at),
+                duration,
+                outcome.to_owned(),
+                exit,
+                clip(error, 60),
+            ]
+        })
+        .collect();
+    let header = [
+        "#", "WORKER", "STARTED", "DURATION", "OUTCOME", "EXIT", "ERROR",
+    ];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|col| {
+            rows.iter()
+                .map(|row| row[col].chars().count())
+                .chain([header[col].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 7]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    println!("\n  {}", ctx.paint.bold(&line(header)));
+    for row in &rows {
+        println!("  {}", line(row.each_ref().map(String::as_str)));
+    }
 }
 
 /// For attempts whose output is not on this host: where it is; and the tail

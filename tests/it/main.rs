@@ -10,6 +10,7 @@ mod concurrency;
 mod containment;
 mod copy;
 mod crash;
+mod display;
 mod files;
 mod fuzz_regressions;
 mod input;
