@@ -22,6 +22,7 @@ fn die_quietly_on_a_closed_pipe() {
 }
 
 fn main() -> ExitCode {
+    cli::complete::answer_if_asked();
     let cli = Cli::parse();
     let long_running = matches!(
         cli.command,

@@ -1,6 +1,7 @@
 //! Every command, flag and help text of the CLI, in one place. Doc comments
 //! here become `--help`, the man page and the shell completions.
 
+use super::complete;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -91,6 +92,7 @@ are reserved.")]
     #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
     Show {
         /// Job id
+        #[arg(add = complete::job_id())]
         id: String,
     },
     /// Print a job's output (stdout and stderr); a note on stderr says when there is none or some was lost
@@ -99,6 +101,7 @@ are reserved.")]
     )]
     Logs {
         /// Job id
+        #[arg(add = complete::job_id())]
         id: String,
         /// Keep printing output until the job finishes
         #[arg(short, long)]
@@ -108,6 +111,7 @@ are reserved.")]
     #[command(after_help = "Examples:\n  queuectl cancel job1")]
     Cancel {
         /// Job id
+        #[arg(add = complete::job_id())]
         id: String,
     },
     /// Delete finished jobs (completed, dead, cancelled) and their logs
@@ -171,10 +175,18 @@ output tail travels with it.")]
         after_help = "Examples:\n  queuectl units print\n  queuectl units install --user"
     )]
     Units(UnitsCommand),
-    /// Print a shell completion script
-    #[command(
-        after_help = "Examples:\n  queuectl completions bash > /etc/bash_completion.d/queuectl\n  queuectl completions zsh > ~/.zfunc/_queuectl"
-    )]
+    /// Print a shell completion script; as you type it asks queuectl for
+    /// job ids (from the queue), states and config keys
+    #[command(after_help = "\
+Examples:
+  queuectl completions bash > ~/.local/share/bash-completion/completions/queuectl
+  queuectl completions zsh > ~/.zfunc/_queuectl   # fpath+=(~/.zfunc) before compinit
+  queuectl completions fish > ~/.config/fish/completions/queuectl.fish
+  source <(queuectl completions bash)             # this shell only
+
+The script calls this binary by its full path: write it again after moving it.
+Job ids come from the queue --db or --config on the line name (else the default),
+read only; a queue that is missing or unreadable offers none.")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -226,7 +238,7 @@ pub struct EnqueueArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only jobs in this state (pending, processing, completed, failed, dead, cancelled)
-    #[arg(long, short)]
+    #[arg(long, short, add = complete::state())]
     pub state: Option<String>,
     /// At most this many jobs
     #[arg(long, short = 'n', default_value_t = 100)]
@@ -245,7 +257,7 @@ pub enum DlqCommand {
     #[command(after_help = "Examples:\n  queuectl dlq retry job1\n  queuectl dlq retry --all")]
     Retry {
         /// Job id
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", add = complete::dead_job_id())]
         id: Option<String>,
         /// Every job in the dead letter queue
         #[arg(long)]
@@ -259,6 +271,7 @@ pub enum ConfigCommand {
     #[command(after_help = "Examples:\n  queuectl config get\n  queuectl config get max_retries")]
     Get {
         /// One key (max_retries, backoff_base, backoff_max_seconds, timeout_seconds, db_path, ...)
+        #[arg(add = complete::config_key())]
         key: Option<String>,
     },
     /// Change a setting in the config file (comments are kept)
@@ -266,6 +279,7 @@ pub enum ConfigCommand {
         after_help = "Examples:\n  queuectl config set max_retries 5\n  queuectl config set backoff_base 3\n  queuectl config set durability normal"
     )]
     Set {
+        #[arg(add = complete::config_key())]
         key: String,
         #[arg(allow_hyphen_values = true)]
         value: String,

@@ -4,6 +4,7 @@
 pub mod args;
 mod bench;
 mod cancel;
+pub mod complete;
 mod config;
 mod copy;
 mod dlq;
@@ -82,7 +83,7 @@ impl Context {
 pub fn run(cli: Cli) -> Result<()> {
     // These need no config or database (they run inside package builds).
     match cli.command {
-        Command::Completions { shell } => return docs::completions(shell),
+        Command::Completions { shell } => return complete::print_script(shell),
         Command::Man => return docs::man(),
         Command::Bench(ref args) => return bench::run(args, cli.db.as_deref(), cli.json),
         _ => {}

@@ -160,6 +160,10 @@ pub trait Backend: Send {
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>>;
     /// Jobs in enqueue order, optionally only those in `state`.
     fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>>;
+    /// Up to `limit` ids of jobs whose id starts with `prefix`, newest
+    /// first, only those in `state` if given: what shell completion offers.
+    fn job_ids(&mut self, prefix: &str, state: Option<JobState>, limit: u32)
+    -> Result<Vec<String>>;
     /// Jobs per state.
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>>;
     fn metrics(&mut self) -> Result<Metrics>;

@@ -57,6 +57,7 @@ conformance! {
     a_batch_finish_ends_a_cancelled_job_cancelled_and_the_others_as_they_ended,
     a_stale_and_the_current_lease_of_one_job_in_one_batch,
     renewing_several_leases_tells_each_whether_it_is_held_or_cancelled,
+    job_ids_match_a_prefix_newest_first_in_a_state_if_asked,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1071,4 +1072,32 @@ fn renewing_several_leases_tells_each_whether_it_is_held_or_cancelled(q: &TestQu
         .map(|id| store.get(id).unwrap().lease_expires_at)
         .collect();
     assert_eq!(expiry, [Some(at(70)), Some(at(70)), Some(at(31))]);
+}
+
+fn job_ids_match_a_prefix_newest_first_in_a_state_if_asked(q: &TestQueue) {
+    let mut store = q.open();
+    for id in ["build-1", "build-2", "backup", "build-3", "b_x"] {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"{id}","command":"x"}}"#),
+            at(0),
+        );
+    }
+    store.cancel("build-2").unwrap();
+    assert_eq!(
+        store.job_ids("build-", None, 10).unwrap(),
+        ["build-3", "build-2", "build-1"]
+    );
+    assert_eq!(
+        store.job_ids("build-", None, 2).unwrap(),
+        ["build-3", "build-2"]
+    );
+    assert_eq!(
+        store.job_ids("", Some(JobState::Cancelled), 10).unwrap(),
+        ["build-2"]
+    );
+    // LIKE's wildcard `_` is a plain character here.
+    assert_eq!(store.job_ids("b_", None, 10).unwrap(), ["b_x"]);
+    assert_eq!(store.job_ids("", None, 10).unwrap().len(), 5);
+    assert!(store.job_ids("nothing", None, 10).unwrap().is_empty());
 }

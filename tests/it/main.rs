@@ -6,6 +6,7 @@ mod support;
 mod bench;
 mod chaos;
 mod cli;
+mod completion;
 mod concurrency;
 mod containment;
 mod copy;

@@ -197,6 +197,16 @@ impl Backend for PgStore {
         self.session.run(|sql| reads::list(sql, state, limit))
     }
 
+    fn job_ids(
+        &mut self,
+        prefix: &str,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        self.session
+            .run(|sql| reads::job_ids(sql, prefix, state, limit))
+    }
+
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>> {
         self.session.run(reads::counts)
     }

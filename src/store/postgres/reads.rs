@@ -64,6 +64,20 @@ pub(super) fn list<C: GenericClient>(
     rows.iter().map(rows::job).collect()
 }
 
+pub(super) fn job_ids<C: GenericClient>(
+    sql: &mut Sql<C>,
+    prefix: &str,
+    state: Option<JobState>,
+    limit: u32,
+) -> TxResult<Vec<String>> {
+    let rows = sql.query(
+        "SELECT id FROM jobs WHERE starts_with(id, $1) AND ($2::text IS NULL OR state = $2)
+         ORDER BY seq DESC LIMIT $3",
+        &[&prefix, &state.map(JobState::as_str), &i64::from(limit)],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// Jobs per state, every state present. Counted from the state index
 /// (an index-only scan once vacuum has run), not kept in a counter row:
 /// a counter every claim and finish updates is one row all workers on all

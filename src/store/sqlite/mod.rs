@@ -965,6 +965,21 @@ impl Backend for SqliteStore {
         }
     }
 
+    fn job_ids(
+        &mut self,
+        prefix: &str,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        self.read_all(
+            "SELECT id FROM jobs
+             WHERE substr(id, 1, length(?1)) = ?1 AND (?2 IS NULL OR state = ?2)
+             ORDER BY seq DESC LIMIT ?3",
+            params![prefix, state.map(JobState::as_str), limit],
+            |row| row.get(0),
+        )
+    }
+
     /// From the trigger-maintained counters.
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>> {
         let rows = self.read_all("SELECT state, n FROM state_counts", [], |r| {
