@@ -155,10 +155,21 @@ impl Config {
     }
 
     /// Loads the file at `path`; a missing file means all defaults.
-    pub fn load(path: &Path) -> Result<Config> {
+    /// Reads the config at `path`. A missing file means the defaults when
+    /// `missing_ok` (the default path, `$QUEUECTL_CONFIG`), else it is a
+    /// mistake (a `--config PATH` that names no file).
+    pub fn load(path: &Path, missing_ok: bool) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_ok => {
+                return Ok(Config::default());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Invalid(format!(
+                    "config file {} does not exist (`queuectl --config PATH config set KEY VALUE` creates it)",
+                    path.display()
+                )));
+            }
             Err(e) => {
                 return Err(Error::io(
                     format!("cannot read config {}", path.display()),

@@ -17,7 +17,8 @@ Exit codes:
   0  success
   1  runtime failure (database, I/O, supervisor, read-only file or filesystem,
      a queue made by a newer queuectl)
-  2  invalid input or usage (bad JSON, unknown config key, bad flag)
+  2  invalid input or usage (bad JSON, unknown config key, bad flag, a --config
+     file that does not exist)
   3  job not found, or no queue at the path (only enqueue and workers create one)
   4  the job's state does not allow the operation";
 
@@ -26,8 +27,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "queuectl", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
-    /// Config file [default: $QUEUECTL_CONFIG, /etc/queuectl/config.toml as root,
-    /// else $XDG_CONFIG_HOME/queuectl/config.toml]
+    /// Config file; it must exist, except for `config set` (which creates it)
+    /// and `config path` [default: $QUEUECTL_CONFIG, /etc/queuectl/config.toml as
+    /// root, else $XDG_CONFIG_HOME/queuectl/config.toml; the default may be absent]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Queue: an SQLite file, or a PostgreSQL URL (postgres://user@host/db) or
@@ -348,18 +350,25 @@ The config's `supervisor` key forces one (auto, systemd, process).")]
     },
 }
 
-/// Which systemd manager to use [default: system scope as root, else user].
+/// Which systemd manager to use [default: system scope as root, else user;
+/// supervised processes when that manager is not running]. Naming one asks
+/// for systemd: it is an error when that manager is not running.
 #[derive(Clone, Copy, Debug, Default, Args)]
 pub struct ScopeArgs {
-    /// Use the calling user's systemd manager
+    /// Use the calling user's systemd manager (an error when none is reachable)
     #[arg(long, conflicts_with = "system")]
     pub user: bool,
-    /// Use the system's systemd manager
+    /// Use the system's systemd manager (an error when systemd is not running)
     #[arg(long)]
     pub system: bool,
 }
 
 impl ScopeArgs {
+    /// Whether a systemd manager was named (`--user` or `--system`).
+    pub fn explicit(&self) -> bool {
+        self.user || self.system
+    }
+
     /// The scope asked for, or the default for the current user.
     pub fn scope(&self) -> queuectl::systemd::systemctl::Scope {
         use queuectl::systemd::systemctl::Scope;

@@ -21,7 +21,7 @@ mod status;
 mod units;
 mod worker;
 
-use args::{Cli, ColorChoice, Command};
+use args::{Cli, ColorChoice, Command, ConfigCommand};
 use format::{Painter, Times};
 use queuectl::config::Config;
 use queuectl::error::Result;
@@ -44,7 +44,15 @@ pub struct Context {
 impl Context {
     pub fn load(cli: &Cli) -> Result<Context> {
         let config_path = paths::config_path(cli.config.as_deref());
-        let config = Config::load(&config_path)?;
+        // A --config file must exist, except for the commands that make it
+        // or only say where it is. The default path and $QUEUECTL_CONFIG may
+        // be absent (the defaults apply): workers are handed the path that
+        // way, and a config written later applies when they restart.
+        let creates_config = matches!(
+            cli.command,
+            Command::Config(ConfigCommand::Set { .. } | ConfigCommand::Path)
+        );
+        let config = Config::load(&config_path, cli.config.is_none() || creates_config)?;
         let db = match &cli.db {
             Some(db) => Database::from_os(db.as_os_str())?,
             None => paths::database(&config)?,

@@ -7,7 +7,7 @@ use queuectl::store::Database;
 use queuectl::supervisor::Supervisor;
 use queuectl::supervisor::process::{self, Invocation, ProcessSupervisor};
 use queuectl::supervisor::systemd::{self, SystemdSupervisor};
-use queuectl::systemd::systemctl::Systemctl;
+use queuectl::systemd::systemctl::{Scope, Systemctl};
 use queuectl::worker::{Worker, default_name};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -90,10 +90,13 @@ pub fn invocation(ctx: &Context) -> Result<Invocation> {
 }
 
 /// The supervisor backend for `worker start/stop` and `status`: systemd
-/// where its manager runs (or when forced by config or flag), else processes.
-pub fn supervisor(ctx: &Context, scope: ScopeArgs) -> Result<Box<dyn Supervisor>> {
-    let scope = scope.scope();
+/// where its manager runs, else processes. `--user`/`--system` or the
+/// config's `supervisor = "systemd"` ask for systemd: then a missing manager
+/// is an error, never a quiet fall back to processes.
+pub fn supervisor(ctx: &Context, scope_args: ScopeArgs) -> Result<Box<dyn Supervisor>> {
+    let scope = scope_args.scope();
     let use_systemd = match ctx.config.supervisor {
+        _ if scope_args.explicit() => true,
         SupervisorKind::Process => false,
         SupervisorKind::Systemd => true,
         SupervisorKind::Auto => scope.manager_running(),
@@ -101,10 +104,7 @@ pub fn supervisor(ctx: &Context, scope: ScopeArgs) -> Result<Box<dyn Supervisor>
     let invocation = invocation(ctx)?;
     if use_systemd {
         if !scope.manager_running() {
-            return Err(Error::Supervisor(format!(
-                "no systemd {} manager is running here; set `supervisor = \"process\"` or \"auto\"",
-                scope.as_str()
-            )));
+            return Err(no_manager(scope, scope_args.explicit()));
         }
         return Ok(Box::new(SystemdSupervisor {
             systemctl: Systemctl { scope },
@@ -118,4 +118,28 @@ pub fn supervisor(ctx: &Context, scope: ScopeArgs) -> Result<Box<dyn Supervisor>
         state: queuectl::paths::StateDir::for_db(&invocation.db),
         invocation,
     }))
+}
+
+/// Why systemd cannot be used here, and what to do instead.
+fn no_manager(scope: Scope, asked_by_flag: bool) -> Error {
+    let missing = match scope {
+        Scope::User if std::env::var_os("XDG_RUNTIME_DIR").is_none() => {
+            "no systemd user manager is reachable ($XDG_RUNTIME_DIR is not set: \
+             log in, or run `loginctl enable-linger`)"
+        }
+        Scope::User => {
+            "no systemd user manager is reachable ($XDG_RUNTIME_DIR/systemd/private is missing: \
+             log in, or run `loginctl enable-linger`)"
+        }
+        Scope::System => "no systemd system manager is running here (PID 1 is not systemd)",
+    };
+    let instead = if asked_by_flag {
+        format!(
+            "leave out --{} to run workers as supervised processes",
+            scope.as_str()
+        )
+    } else {
+        "set `supervisor = \"process\"` or \"auto\" in the config".to_owned()
+    };
+    Error::Supervisor(format!("{missing}; {instead}"))
 }

@@ -29,8 +29,9 @@ pub struct Invocation {
 impl Invocation {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("--config")
-            .arg(&self.config)
+        // The config by environment, not --config: it may not exist yet
+        // (the defaults apply), which --config would refuse.
+        cmd.env("QUEUECTL_CONFIG", &self.config)
             .arg("--db")
             .arg(self.db.public_address());
         if let Some(password) = self.db.inline_password() {

@@ -125,3 +125,161 @@ fn running_seconds(row: &str) -> Option<u64> {
     };
     Some(minutes * 60 + seconds.strip_suffix('s')?.parse::<u64>().ok()?)
 }
+
+// ----- mistakes -----
+
+#[test]
+fn a_config_flag_naming_no_file_is_an_error() {
+    let env = TestEnv::new();
+    let missing = env.path("nowhere/config.toml");
+    let with_missing = |args: &[&str]| {
+        env.cmd()
+            .arg("--config")
+            .arg(&missing)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let commands: &[&[&str]] = &[
+        &["enqueue", r#"{"command":"true"}"#],
+        &["list"],
+        &["show", "job1"],
+        &["status"],
+        &["metrics"],
+        &["dlq", "list"],
+        &["purge"],
+        &["config", "get"],
+        &["worker", "start"],
+        &["worker", "run", "--drain"],
+    ];
+    for args in commands {
+        let out = with_missing(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("config file {} does not exist", missing.display())),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!env.queue_exists(), "nothing ran: no queue was made");
+    // Naming where it goes, and what creates it, work.
+    let path = with_missing(&["config", "path"]);
+    assert!(path.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&path.stdout).trim(),
+        missing.display().to_string()
+    );
+    std::fs::create_dir(env.path("nowhere")).unwrap();
+    assert!(
+        with_missing(&["config", "set", "max_retries", "7"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&with_missing(&["config", "get", "max_retries"]).stdout),
+        "7\n",
+        "config set created the file the flag named"
+    );
+    // Commands that read no config do not look.
+    let elsewhere = env.path("also-missing.toml");
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let out = env
+            .cmd()
+            .arg("--config")
+            .arg(&elsewhere)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_missing_default_config_means_the_defaults() {
+    // $QUEUECTL_CONFIG is how queuectl hands the path to its own workers
+    // (unit drop-in, process keeper): it may name a file not written yet.
+    let env = TestEnv::new();
+    let out = env
+        .cmd()
+        .env("QUEUECTL_CONFIG", env.path("not-yet.toml"))
+        .args(["config", "get", "max_retries"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+}
+
+#[test]
+fn a_kept_worker_restarts_when_its_config_file_is_gone() {
+    // The process keeper hands the config on by $QUEUECTL_CONFIG: a
+    // restarted worker whose config file was removed runs with the
+    // defaults (a --config naming it would refuse to start).
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.ok(&["worker", "start", "--count", "1"]);
+    // Status from here on reads a copy, so it stays on the process supervisor.
+    let copy = env.path("copy.toml");
+    std::fs::copy(env.config_path(), &copy).unwrap();
+    let worker_pid = || {
+        let out = env
+            .cmd()
+            .arg("--config")
+            .arg(&copy)
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["workers"][0]["heartbeat_at"]
+            .is_string()
+            .then(|| status["workers"][0]["pid"].as_u64().unwrap() as u32)
+    };
+    let first = worker_pid().expect("the worker registered before start returned");
+    std::fs::remove_file(env.config_path()).unwrap();
+    crate::support::signal(first, nix::sys::signal::Signal::SIGKILL);
+    wait_until("the keeper restarted the worker", WAIT, || {
+        worker_pid().is_some_and(|pid| pid != first && crate::support::alive(pid))
+    });
+    // Put it back for the environment's own `worker stop`.
+    std::fs::copy(&copy, env.config_path()).unwrap();
+}
+
+#[test]
+fn worker_start_or_stop_with_user_and_no_user_manager_fails() {
+    let env = TestEnv::new();
+    let runtime = env.path("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    for (runtime_dir, why) in [
+        (
+            Some(&runtime),
+            "$XDG_RUNTIME_DIR/systemd/private is missing",
+        ),
+        (None, "$XDG_RUNTIME_DIR is not set"),
+    ] {
+        for args in [
+            &["worker", "start", "--user"][..],
+            &["worker", "stop", "--user"],
+        ] {
+            let mut cmd = env.cmd();
+            match runtime_dir {
+                Some(dir) => cmd.env("XDG_RUNTIME_DIR", dir),
+                None => cmd.env_remove("XDG_RUNTIME_DIR"),
+            };
+            let out = cmd.args(args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("no systemd user manager is reachable")
+                    && stderr.contains(why)
+                    && stderr.contains("leave out --user"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    // Nothing fell back to processes.
+    assert_eq!(env.registered_workers(), 0);
+    assert!(!env.path("state/workers").exists());
+}
