@@ -116,12 +116,10 @@ fn job_ids(prefix: &str, state: Option<JobState>) -> Result<Vec<String>> {
     let database = match option_value(&words, "--db") {
         Some(db) => Database::from_os(&db)?,
         None => {
-            let config_path = paths::config_path(
-                option_value(&words, "--config")
-                    .map(PathBuf::from)
-                    .as_deref(),
-            );
-            paths::database(&Config::load(&config_path)?)?
+            let explicit = option_value(&words, "--config").map(PathBuf::from);
+            let config_path = paths::config_path(explicit.as_deref());
+            // As the command would: a --config file must exist.
+            paths::database(&Config::load(&config_path, explicit.is_none())?)?
         }
     };
     // Read-only opens never create a queue; durability only matters to writes.
