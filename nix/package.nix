@@ -17,7 +17,7 @@ let
     "queuectl-workers.target"
   ];
 
-  # Completions and the man page come from running the binary.
+  # Completions and the man pages come from running the binary.
   canRunBinary = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
 in
 rustPlatform.buildRustPackage {
@@ -76,12 +76,15 @@ rustPlatform.buildRustPackage {
     done
   ''
   + lib.optionalString canRunBinary ''
+    # The scripts call $out/bin/queuectl back for job ids, states and keys.
     installShellCompletion --cmd queuectl \
       --bash <($out/bin/queuectl completions bash) \
       --fish <($out/bin/queuectl completions fish) \
       --zsh <($out/bin/queuectl completions zsh)
-    $out/bin/queuectl man > queuectl.1
-    installManPage queuectl.1
+    # queuectl.1 and one page per subcommand (queuectl-worker-start.1, ...).
+    mkdir man-pages
+    $out/bin/queuectl man --dir man-pages
+    installManPage man-pages/*.1
   '';
 
   passthru = {

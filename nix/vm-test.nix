@@ -126,6 +126,11 @@
         assert "queuectl-worker@.service.d/overrides.conf" in dropins, dropins
         machine.succeed("test -e /etc/systemd/user/queuectl-worker@.service")
 
+    with subtest("every man page and the completions are installed"):
+        for page in ["queuectl", "queuectl-worker-start", "queuectl-config-set"]:
+            machine.succeed(f"ls /run/current-system/sw/share/man/man1/{page}.1*")
+        machine.succeed("grep -q QUEUECTL_COMPLETE /run/current-system/sw/share/bash-completion/completions/queuectl*")
+
     with subtest("config and state directory are shared with the group"):
         machine.succeed("grep -qx 'output = \"journal\"' /etc/queuectl/config.toml")
         out = alice("queuectl config get db_path")

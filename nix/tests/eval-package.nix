@@ -57,13 +57,13 @@ let
       && contains "install -Dm644 -t $out/lib/systemd/$dir units/queuectl-worker@.service units/queuectl-workers.target" native.postInstall;
     "ExecStart rewritten to the store path" =
       contains "--replace-fail /usr/bin/queuectl $out/bin/queuectl" native.postInstall;
-    "completions and man page installed" =
+    "completions and every man page installed" =
       contains "installShellCompletion --cmd queuectl" native.postInstall
       && contains "--bash <($out/bin/queuectl completions bash)" native.postInstall
       && contains "--zsh <($out/bin/queuectl completions zsh)" native.postInstall
       && contains "--fish <($out/bin/queuectl completions fish)" native.postInstall
-      && contains "$out/bin/queuectl man > queuectl.1" native.postInstall
-      && contains "installManPage queuectl.1" native.postInstall;
+      && contains "$out/bin/queuectl man --dir man-pages" native.postInstall
+      && contains "installManPage man-pages/*.1" native.postInstall;
     "cross builds skip running the binary" =
       !(contains "queuectl completions" cross.postInstall) && contains "--replace-fail" cross.postInstall;
     "installShellFiles is a build input" = native.nativeBuildInputs == [ "installShellFiles (stand-in)" ];

@@ -193,9 +193,16 @@ read only; a queue that is missing or unreadable offers none.")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    #[command(after_help = "Examples:\n  queuectl man > /usr/local/share/man/man1/queuectl.1")]
-    Man,
+    /// Print the man page (roff), or write every page into a directory
+    #[command(after_help = "\
+Examples:
+  queuectl man | man -l -
+  queuectl man --dir /usr/local/share/man/man1   # queuectl.1, queuectl-add.1, ...")]
+    Man {
+        /// Write queuectl.1 and one page per subcommand (queuectl-worker-start.1, ...) here
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
     /// Measure queuectl on this machine against raw baselines (runs queuectl-bench)
     #[command(after_help = BENCH_HELP, disable_help_flag = true)]
     Bench(BenchArgs),

@@ -8,11 +8,11 @@ pub mod complete;
 mod config;
 mod copy;
 mod dlq;
-mod docs;
 mod enqueue;
 mod format;
 mod list;
 mod logs;
+mod man;
 mod metrics;
 mod output_place;
 mod purge;
@@ -92,7 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
     // These need no config or database (they run inside package builds).
     match cli.command {
         Command::Completions { shell } => return complete::print_script(shell),
-        Command::Man => return docs::man(),
+        Command::Man { ref dir } => return man::run(dir.as_deref()),
         Command::Bench(ref args) => return bench::run(args, cli.db.as_deref(), cli.json),
         _ => {}
     }
@@ -111,7 +111,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
         Command::Units(command) => units::run(&ctx, command),
-        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Bench(_) => unreachable!("handled above"),
     }
 }

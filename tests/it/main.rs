@@ -16,6 +16,7 @@ mod files;
 mod fuzz_regressions;
 mod input;
 mod lifecycle;
+mod manual;
 mod notify;
 mod output;
 mod pg_connect;
