@@ -20,6 +20,10 @@ pub enum Error {
     /// The operation does not apply to the job in its current state.
     #[error("{0}")]
     Conflict(String),
+    /// Some of several named jobs were not acted on (each reported before
+    /// this summary); `missing` when any of them does not exist.
+    #[error("{summary}")]
+    NotAllActed { summary: String, missing: bool },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -100,6 +104,13 @@ impl Error {
             Error::Input(_) | Error::Invalid(_) => 2,
             Error::NotFound(_) | Error::NoQueue(_) => 3,
             Error::Conflict(_) => 4,
+            Error::NotAllActed { missing, .. } => {
+                if *missing {
+                    3
+                } else {
+                    4
+                }
+            }
             Error::Io { .. }
             | Error::Database { .. }
             | Error::Postgres { .. }

@@ -12,6 +12,7 @@ Examples:
   queuectl status
   queuectl logs job1
   queuectl dlq list
+  queuectl restart job1
 
 Exit codes:
   0  success
@@ -20,7 +21,10 @@ Exit codes:
   2  invalid input or usage (bad JSON, unknown config key, bad flag, a --config
      file that does not exist)
   3  job not found, or no queue at the path (only enqueue and workers create one)
-  4  the job's state does not allow the operation";
+  4  the job's state does not allow the operation
+
+cancel, restart, dlq retry and purge act on each named job they can and report
+the others: then 3 if any of them was not found, else 4.";
 
 /// A background job runner: shell commands queued in SQLite, run by
 /// systemd-managed workers with retries, backoff and a dead letter queue.
@@ -109,21 +113,53 @@ are reserved.")]
         #[arg(short, long)]
         follow: bool,
     },
-    /// Cancel a job: a waiting job at once, a running one is stopped like a timeout; either ends cancelled
-    #[command(after_help = "Examples:\n  queuectl cancel job1")]
+    /// Cancel jobs: a waiting job at once, a running one is stopped like a timeout; either ends cancelled
+    #[command(after_help = "\
+Examples:
+  queuectl cancel job1
+  queuectl cancel job1 job2 job3
+  queuectl cancel --state pending --older-than 1h
+  queuectl cancel --all                 # every waiting and running job
+
+Applies to pending, failed (waiting for a retry) and processing jobs.
+Named jobs are handled one by one: each one that can be cancelled is; each
+other one is reported on stderr, and the exit code is 3 if any was not found,
+else 4. A filter (--all, --state, --older-than) acts on the jobs it matches
+when the command starts, in transactions of 1000 jobs.")]
     Cancel {
-        /// Job id
-        #[arg(add = complete::job_id())]
-        id: String,
+        #[command(flatten)]
+        select: SelectArgs,
     },
-    /// Delete finished jobs (completed, dead, cancelled) and their logs
-    #[command(
-        after_help = "Examples:\n  queuectl purge --older-than 7d\n  queuectl purge --older-than 0s   # every finished job"
-    )]
+    /// Run finished jobs again: completed, dead or cancelled jobs become pending, due now, with a fresh retry budget
+    #[command(after_help = "\
+Examples:
+  queuectl restart job1
+  queuectl restart job1 job2
+  queuectl restart --state dead,cancelled --older-than 1d
+  queuectl restart --all                # every finished job
+
+A restarted job keeps its attempt history: the next run is attempt N+1 and
+`show` and `logs` keep the earlier ones. A pending, failed (waiting for a
+retry) or processing job is refused with exit 4 naming its state; an unknown
+id exits 3. Named jobs are handled one by one (the others are still restarted).")]
+    Restart {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Delete finished jobs (completed, dead, cancelled) with their history and logs
+    #[command(after_help = "\
+Examples:
+  queuectl purge                        # finished longer ago than retention_seconds
+  queuectl purge --older-than 7d
+  queuectl purge --all                  # every finished job
+  queuectl purge --state dead --older-than 1d
+  queuectl purge job1 job2
+
+Named jobs are handled one by one: a job that is not finished is reported on
+stderr (exit 4), an unknown one too (exit 3); the others are deleted.")]
     Purge {
-        /// Age of the jobs to delete (30s, 5m, 2h, 7d) [default: the retention_seconds setting]
-        #[arg(long, value_name = "AGE")]
-        older_than: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Move a queue's jobs (with their attempt history) to another queue,
     /// between SQLite and PostgreSQL either way
@@ -263,15 +299,41 @@ pub enum DlqCommand {
         limit: u32,
     },
     /// Move dead jobs back to pending with a fresh retry budget
-    #[command(after_help = "Examples:\n  queuectl dlq retry job1\n  queuectl dlq retry --all")]
+    #[command(after_help = "\
+Examples:
+  queuectl dlq retry job1
+  queuectl dlq retry job1 job2
+  queuectl dlq retry --all
+  queuectl dlq retry --older-than 1h
+
+Named jobs are handled one by one: a job that is not dead is reported on
+stderr (exit 4), an unknown one too (exit 3); the others are retried.
+To run completed or cancelled jobs again, use restart.",
+        mut_arg("ids", |ids| ids.add(complete::dead_job_id()))
+    )]
     Retry {
-        /// Job id
-        #[arg(required_unless_present = "all", conflicts_with = "all", add = complete::dead_job_id())]
-        id: Option<String>,
-        /// Every job in the dead letter queue
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        select: SelectArgs,
     },
+}
+
+/// Which jobs a cancel, restart, `dlq retry` or purge acts on: ids, or a
+/// filter (evaluated by the database).
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Job ids; each is acted on, or reported on stderr, on its own
+    #[arg(value_name = "ID", conflicts_with_all = ["all", "state", "older_than"], add = complete::job_id())]
+    pub ids: Vec<String>,
+    /// Every job the command applies to
+    #[arg(long)]
+    pub all: bool,
+    /// Only jobs in these states (comma-separated), among those the command applies to
+    #[arg(long, short, value_name = "STATE,...", value_delimiter = ',', add = complete::state())]
+    pub state: Vec<String>,
+    /// Only jobs older than AGE (30s, 5m, 2h, 7d): finished jobs by when they
+    /// finished, waiting and running jobs by when they were enqueued
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

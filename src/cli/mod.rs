@@ -3,6 +3,7 @@
 
 pub mod args;
 mod bench;
+mod bulk;
 mod cancel;
 pub mod complete;
 mod config;
@@ -16,6 +17,7 @@ mod man;
 mod metrics;
 mod output_place;
 mod purge;
+mod restart;
 mod show;
 mod status;
 mod units;
@@ -102,8 +104,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::List(args) => list::run(&ctx, args),
         Command::Show { id } => show::run(&ctx, &id),
         Command::Logs { id, follow } => logs::run(&ctx, &id, follow),
-        Command::Cancel { id } => cancel::run(&ctx, &id),
-        Command::Purge { older_than } => purge::run(&ctx, older_than.as_deref()),
+        Command::Cancel { select } => cancel::run(&ctx, &select),
+        Command::Restart { select } => restart::run(&ctx, &select),
+        Command::Purge { select } => purge::run(&ctx, &select),
         Command::Status { scope } => status::run(&ctx, scope),
         Command::Copy { from, to } => copy::run(&ctx, &from, &to),
         Command::Metrics => metrics::run(&ctx),

@@ -9,10 +9,6 @@ use crate::error::Error;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 
-/// Finished jobs are purged in transactions of this many rows, so workers
-/// are never kept waiting behind a large purge.
-pub(crate) const PURGE_CHUNK: i64 = 1000;
-
 /// Enqueueing an id that exists; `line` is the job's input line in a batch.
 pub(crate) fn duplicate_id(id: &JobId, line: Option<usize>) -> Error {
     let mut err = InputError {
@@ -24,21 +20,6 @@ pub(crate) fn duplicate_id(id: &JobId, line: Option<usize>) -> Error {
         err = err.at_line(line);
     }
     err.into()
-}
-
-pub(crate) fn nothing_to_cancel(id: &str, state: JobState) -> Error {
-    Error::Conflict(format!("job '{id}' is already {state}; nothing to cancel"))
-}
-
-/// `dlq retry ID` applies to a dead job only.
-pub(crate) fn check_retryable(id: &str, state: Option<JobState>) -> Result<(), Error> {
-    match state {
-        None => Err(Error::NotFound(id.to_owned())),
-        Some(JobState::Dead) => Ok(()),
-        Some(other) => Err(Error::Conflict(format!(
-            "job '{id}' is {other}, not in the dead letter queue"
-        ))),
-    }
 }
 
 pub(crate) fn target_not_empty(jobs: i64) -> Error {

@@ -18,16 +18,18 @@
 mod common;
 mod location;
 pub mod postgres;
+pub mod selection;
 pub mod sqlite;
 mod types;
 
 pub(crate) use common::*;
 pub use location::Database;
+pub use selection::{Acted, BulkAction, BulkOutcome, Refused, Selection};
 pub use types::*;
 
 use crate::config::Durability;
 use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -144,15 +146,52 @@ pub trait Backend: Send {
 
     // ----- user actions -----
 
+    /// Runs a user action (cancel, restart, `dlq retry`, purge) on the jobs
+    /// `selection` names, in transactions of at most [`selection::CHUNK`]
+    /// jobs; each changes a job only while it is in a state the action
+    /// applies to. Named jobs that are missing or in another state are
+    /// reported, not errors. Restarted jobs wake idle workers (on
+    /// PostgreSQL, a NOTIFY in the same transaction).
+    fn act(&mut self, action: BulkAction, selection: &Selection) -> Result<BulkOutcome>;
+
     /// Cancels a job: a waiting job at once; a running one is flagged, and
     /// its worker stops it when it next renews its lease.
-    fn cancel(&mut self, id: &str) -> Result<CancelResult>;
+    fn cancel(&mut self, id: &str) -> Result<CancelResult> {
+        let acted = self.act_on_one(BulkAction::Cancel, id)?;
+        Ok(match acted.stopping_on {
+            Some(worker) => CancelResult::Requested { worker },
+            None => CancelResult::Cancelled,
+        })
+    }
+
     /// Moves dead jobs back to pending with a fresh retry budget: one by id,
     /// or every dead job. Returns the ids moved.
-    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>>;
+    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>> {
+        match id {
+            Some(id) => Ok(vec![self.act_on_one(BulkAction::RetryDead, id)?.id]),
+            None => {
+                let every = Selection::filter(BulkAction::RetryDead, &[], None)?;
+                Ok(self.act(BulkAction::RetryDead, &every)?.done_ids())
+            }
+        }
+    }
+
     /// Deletes finished jobs that finished more than `older_than` ago, with
     /// their history, in small transactions. Returns the ids deleted.
-    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>>;
+    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>> {
+        let old = Selection::filter(BulkAction::Purge, &[], Some(older_than))?;
+        Ok(self.act(BulkAction::Purge, &old)?.done_ids())
+    }
+
+    /// `action` on one job: what it did, or why not (not found, wrong state).
+    fn act_on_one(&mut self, action: BulkAction, id: &str) -> Result<Acted> {
+        let mut outcome = self.act(action, &Selection::Ids(vec![id.to_owned()]))?;
+        match (outcome.done.pop(), outcome.refused.pop()) {
+            (Some(acted), _) => Ok(acted),
+            (None, Some(refused)) => Err(action.refusal(&refused.id, refused.state)),
+            (None, None) => Err(Error::NotFound(id.to_owned())),
+        }
+    }
 
     // ----- reads -----
 

@@ -10,6 +10,7 @@ use crate::domain::spec::parse_job;
 use crate::domain::{AttemptOutcome, JobState, NewJob};
 use crate::error::Error;
 use crate::output::{Destination, OutputReport};
+use jiff::Timestamp;
 use std::collections::HashSet;
 
 macro_rules! conformance {
@@ -58,6 +59,9 @@ conformance! {
     a_stale_and_the_current_lease_of_one_job_in_one_batch,
     renewing_several_leases_tells_each_whether_it_is_held_or_cancelled,
     job_ids_match_a_prefix_newest_first_in_a_state_if_asked,
+    restart_requeues_finished_jobs_keeping_their_history,
+    named_jobs_are_acted_on_one_by_one_and_the_rest_reported,
+    filters_select_by_state_and_age_in_chunks_each_job_once,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1100,4 +1104,304 @@ fn job_ids_match_a_prefix_newest_first_in_a_state_if_asked(q: &TestQueue) {
     assert_eq!(store.job_ids("b_", None, 10).unwrap(), ["b_x"]);
     assert_eq!(store.job_ids("", None, 10).unwrap().len(), 5);
     assert!(store.job_ids("nothing", None, 10).unwrap().is_empty());
+}
+
+fn ids(names: &[&str]) -> Selection {
+    Selection::ids(names.iter().map(|n| n.to_string()))
+}
+
+fn run_once(store: &mut Store, id: &str, outcome: AttemptOutcome, now: Timestamp) {
+    let job = store.claim_at(&request("w"), now).unwrap().unwrap();
+    assert_eq!(job.id, id);
+    store
+        .finish_at(
+            &job.lease,
+            &AttemptResult::new(outcome).with_error("why"),
+            &policy(),
+            now,
+            None,
+        )
+        .unwrap();
+}
+
+fn restart_requeues_finished_jobs_keeping_their_history(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue(&mut store, r#"{"id":"done","command":"x"}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"dead","command":"x","max_retries":0}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"stopped","command":"x"}"#, at(0));
+    enqueue(
+        &mut store,
+        r#"{"id":"waiting","command":"x","delay":"1h"}"#,
+        at(0),
+    );
+    run_once(&mut store, "done", AttemptOutcome::Succeeded, at(1));
+    run_once(&mut store, "dead", AttemptOutcome::Failed, at(2));
+    // Cancelled while it ran: ends cancelled with its flag spent.
+    let stopped = store.claim_at(&request("w"), at(3)).unwrap().unwrap();
+    store.cancel_at("stopped", at(3)).unwrap();
+    store
+        .finish_at(
+            &stopped.lease,
+            &AttemptResult::new(AttemptOutcome::Cancelled),
+            &policy(),
+            at(4),
+            None,
+        )
+        .unwrap();
+    assert_eq!(store.get("dead").unwrap().state, JobState::Dead);
+    assert_eq!(store.get("stopped").unwrap().state, JobState::Cancelled);
+
+    let outcome = store
+        .at(at(10))
+        .act(BulkAction::Restart, &ids(&["done", "dead", "stopped"]))
+        .unwrap();
+    assert_eq!(outcome.done_ids(), ["done", "dead", "stopped"]);
+    assert!(outcome.refused.is_empty());
+    for id in ["done", "dead", "stopped"] {
+        let job = store.get(id).unwrap();
+        assert_eq!(
+            (
+                job.state,
+                job.failures,
+                job.run_at,
+                job.finished_at,
+                job.cancel_requested
+            ),
+            (JobState::Pending, 0, at(10), None, false),
+            "{id}"
+        );
+        assert_eq!(job.attempts, 1, "{id}: its runs are still counted");
+        assert_eq!(store.attempts(id).unwrap().len(), 1, "{id}: history kept");
+    }
+    // The next run continues the numbering and is not cancelled at once.
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        let job = store.claim_at(&request("w"), at(11)).unwrap().unwrap();
+        assert_eq!(
+            store
+                .renew_at(&job.lease, Duration::from_secs(30), at(11))
+                .unwrap(),
+            LeaseStatus::Held
+        );
+        numbers.push(job.lease.attempt);
+    }
+    assert_eq!(numbers, [2, 2, 2]);
+
+    // Waiting and running jobs are refused by name, with their state.
+    for (id, state) in [
+        ("waiting", JobState::Pending),
+        ("done", JobState::Processing),
+    ] {
+        let err = store
+            .at(at(12))
+            .act_on_one(BulkAction::Restart, id)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains(state.as_str())),
+            "{err}"
+        );
+        assert_eq!(store.get(id).unwrap().state, state, "{id} unchanged");
+    }
+    assert!(matches!(
+        store.at(at(12)).act_on_one(BulkAction::Restart, "ghost"),
+        Err(Error::NotFound(_))
+    ));
+}
+
+fn named_jobs_are_acted_on_one_by_one_and_the_rest_reported(q: &TestQueue) {
+    let mut store = q.open();
+    for id in ["a", "b", "c", "d"] {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"{id}","command":"x"}}"#),
+            at(0),
+        );
+    }
+    run_once(&mut store, "a", AttemptOutcome::Succeeded, at(1));
+    let running = store.claim_at(&request("w"), at(2)).unwrap().unwrap();
+    assert_eq!(running.id, "b");
+
+    let outcome = store
+        .at(at(3))
+        .act(BulkAction::Cancel, &ids(&["c", "a", "ghost", "b", "c"]))
+        .unwrap();
+    assert_eq!(
+        outcome.done,
+        [
+            Acted {
+                id: "c".into(),
+                stopping_on: None
+            },
+            Acted {
+                id: "b".into(),
+                stopping_on: Some("w".into())
+            },
+        ]
+    );
+    assert_eq!(
+        outcome.refused,
+        [
+            Refused {
+                id: "a".into(),
+                state: Some(JobState::Completed)
+            },
+            Refused {
+                id: "ghost".into(),
+                state: None
+            },
+        ]
+    );
+    assert_eq!(store.get("c").unwrap().state, JobState::Cancelled);
+    assert_eq!(
+        store.get("d").unwrap().state,
+        JobState::Pending,
+        "not named"
+    );
+    assert_eq!(
+        store
+            .renew_at(&running.lease, Duration::from_secs(30), at(4))
+            .unwrap(),
+        LeaseStatus::CancelRequested
+    );
+
+    // dlq retry takes dead jobs only; purge finished ones only.
+    let outcome = store
+        .at(at(5))
+        .act(BulkAction::RetryDead, &ids(&["a", "c"]))
+        .unwrap();
+    assert!(outcome.done.is_empty());
+    assert_eq!(outcome.refused.len(), 2);
+    let outcome = store
+        .at(at(5))
+        .act(BulkAction::Purge, &ids(&["a", "d", "c"]))
+        .unwrap();
+    assert_eq!(outcome.done_ids(), ["a", "c"]);
+    assert_eq!(
+        outcome.refused,
+        [Refused {
+            id: "d".into(),
+            state: Some(JobState::Pending)
+        }]
+    );
+    assert!(matches!(store.get("a"), Err(Error::NotFound(_))));
+    assert!(
+        store.attempts("a").unwrap().is_empty(),
+        "its history went with it"
+    );
+}
+
+fn filters_select_by_state_and_age_in_chunks_each_job_once(q: &TestQueue) {
+    let mut store = q.open();
+    // More than two transactions' worth.
+    let many = 2 * selection::CHUNK + 100;
+    let jobs: Vec<(usize, NewJob)> = (0..many)
+        .map(|i| {
+            (
+                i + 1,
+                parse_job(&format!(r#"{{"id":"old{i}","command":"x"}}"#)).unwrap(),
+            )
+        })
+        .collect();
+    store.enqueue_at(&jobs, &DEFAULTS, at(0)).unwrap();
+    enqueue(&mut store, r#"{"id":"young","command":"x"}"#, at(8));
+    let running = store.claim_at(&request("w"), at(9)).unwrap().unwrap();
+    let filter = |action, states: &[JobState], secs| {
+        Selection::filter(action, states, Some(Duration::from_secs(secs))).unwrap()
+    };
+
+    // Waiting jobs' age is since they were enqueued; the running one is
+    // flagged once.
+    let outcome = store
+        .at(at(10))
+        .act(BulkAction::Cancel, &filter(BulkAction::Cancel, &[], 5))
+        .unwrap();
+    let cancelled: HashSet<String> = outcome.done_ids().into_iter().collect();
+    assert_eq!(
+        (outcome.done.len(), cancelled.len()),
+        (many, many),
+        "each job once"
+    );
+    assert!(!cancelled.contains("young"));
+    let stopping: Vec<&Acted> = outcome
+        .done
+        .iter()
+        .filter(|a| a.stopping_on.is_some())
+        .collect();
+    assert_eq!(stopping.len(), 1);
+    assert_eq!(stopping[0].id, running.id);
+    assert!(outcome.refused.is_empty());
+    assert_eq!(store.get("young").unwrap().state, JobState::Pending);
+
+    // Only the states asked for; finished jobs' age is since they finished.
+    let none = store
+        .at(at(12))
+        .act(
+            BulkAction::Restart,
+            &filter(BulkAction::Restart, &[JobState::Cancelled], 5),
+        )
+        .unwrap();
+    assert!(none.done.is_empty(), "cancelled 2 s ago, not 5");
+    let dead = store
+        .at(at(20))
+        .act(
+            BulkAction::RetryDead,
+            &filter(BulkAction::RetryDead, &[], 0),
+        )
+        .unwrap();
+    assert!(dead.done.is_empty(), "no dead jobs");
+    let restarted = store
+        .at(at(20))
+        .act(
+            BulkAction::Restart,
+            &filter(BulkAction::Restart, &[JobState::Cancelled], 5),
+        )
+        .unwrap();
+    assert_eq!(restarted.done.len(), many - 1, "every cancelled job");
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (
+            counts[&JobState::Pending],
+            counts[&JobState::Processing],
+            counts[&JobState::Cancelled]
+        ),
+        (many as u64, 1, 0)
+    );
+
+    // Purge: nothing finished; then everything cancelled, by age.
+    let purge = |secs| filter(BulkAction::Purge, &[], secs);
+    assert!(
+        store
+            .at(at(30))
+            .act(BulkAction::Purge, &purge(0))
+            .unwrap()
+            .done
+            .is_empty()
+    );
+    store
+        .at(at(40))
+        .act(
+            BulkAction::Cancel,
+            &filter(BulkAction::Cancel, &[JobState::Pending], 0),
+        )
+        .unwrap();
+    assert!(
+        store
+            .at(at(42))
+            .act(BulkAction::Purge, &purge(5))
+            .unwrap()
+            .done
+            .is_empty()
+    );
+    let purged = store.at(at(50)).act(BulkAction::Purge, &purge(5)).unwrap();
+    assert_eq!(purged.done.len(), many);
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        1,
+        "only the running job is left"
+    );
 }

@@ -8,7 +8,7 @@ use crate::domain::RetryPolicy;
 use crate::error::Result;
 use crate::paths::StateDir;
 use crate::runner::contain::{self, AttemptCgroup};
-use crate::store::{HeldAttempt, Holder, Store};
+use crate::store::{BulkAction, BulkOutcome, HeldAttempt, Holder, Selection, Store};
 use std::time::{Duration, Instant};
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -98,7 +98,8 @@ impl Maintenance {
         store.worker_heartbeat(&self.worker, status)?;
         if with_retention {
             if let Some(retention) = self.retention {
-                report.purged = purge(store, &self.state, retention)?;
+                let old = Selection::filter(BulkAction::Purge, &[], Some(retention))?;
+                report.purged = purge(store, &self.state, &old)?.done.len();
             }
             report.forgotten_workers = store.forget_silent_workers(self.forget_after)?;
         }
@@ -133,11 +134,12 @@ pub fn end_attempts(attempts: &[HeldAttempt], host: &str) -> Vec<HeldAttempt> {
     ended
 }
 
-/// Deletes jobs that finished more than `older_than` ago and their log
-/// files; returns how many. Shared by retention and `queuectl purge`.
-pub fn purge(store: &mut Store, state: &StateDir, older_than: Duration) -> Result<usize> {
-    let ids = store.purge(older_than)?;
-    for id in &ids {
+/// Deletes the finished jobs `selection` names, with their history and log
+/// files; returns what it did. Shared by retention and `queuectl purge`.
+pub fn purge(store: &mut Store, state: &StateDir, selection: &Selection) -> Result<BulkOutcome> {
+    let outcome = store.act(BulkAction::Purge, selection)?;
+    for acted in &outcome.done {
+        let id = &acted.id;
         match crate::files::remove_nofollow(&state.job_log(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(job_id = %id, error = %e, "cannot remove job log");
@@ -145,5 +147,5 @@ pub fn purge(store: &mut Store, state: &StateDir, older_than: Duration) -> Resul
             _ => {}
         }
     }
-    Ok(ids.len())
+    Ok(outcome)
 }

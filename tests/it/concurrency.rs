@@ -163,7 +163,12 @@ fn cancel_answer(env: &TestEnv, id: &str) -> String {
     match out.status.code() {
         Some(0) => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            v["result"].as_str().unwrap().to_owned()
+            if v["cancelled"] == serde_json::json!([id]) {
+                "cancelled".to_owned()
+            } else {
+                assert_eq!(v["requested"][0]["id"], id, "{v}");
+                "requested".to_owned()
+            }
         }
         Some(4) => "too late".to_owned(),
         other => panic!(

@@ -4,6 +4,7 @@
 mod support;
 
 mod bench;
+mod bulk;
 mod chaos;
 mod cli;
 mod completion;

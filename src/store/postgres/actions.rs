@@ -1,4 +1,4 @@
-//! Enqueueing, user actions (cancel, `dlq retry`, purge) and the workers
+//! Enqueueing, user actions (cancel, restart, `dlq retry`, purge) and the workers
 //! table. Every time is the database's (`queuectl_now_ms()`).
 
 use super::listen::notify_work;
@@ -6,9 +6,9 @@ use super::session::{Sql, TxResult};
 use crate::domain::job::Schedule;
 use crate::domain::{JobId, JobState, NewJob};
 use crate::error::Error;
+use crate::store::selection::{Acted, BulkAction, CHUNK, IdsChunk};
 use crate::store::{
-    CancelResult, JobDefaults, PURGE_CHUNK, WorkerInfo, check_retryable, duplicate_id, encode_env,
-    millis, nothing_to_cancel, parse_state, to_millis,
+    JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, parse_state, to_millis,
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
@@ -121,82 +121,130 @@ fn first_duplicate<C: GenericClient>(
     Ok(duplicate_id(&ids[0], batch.then_some(jobs[0].0)))
 }
 
-pub(super) fn cancel(sql: &mut Sql<postgres::Transaction>, id: &str) -> TxResult<CancelResult> {
-    let row = sql.query_opt(
-        "SELECT seq, state, worker FROM jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )?;
-    let Some(row) = row else {
-        return Err(Error::NotFound(id.to_owned()).into());
-    };
-    let seq: i64 = row.try_get(0)?;
-    match parse_state(row.try_get(1)?)? {
-        JobState::Pending | JobState::Failed => {
-            sql.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = queuectl_now_ms(),
-                     updated_at = queuectl_now_ms(), last_error = COALESCE(last_error, 'cancelled by user')
-                 WHERE seq = $1",
-                &[&seq],
-            )?;
-            Ok(CancelResult::Cancelled)
-        }
-        JobState::Processing => {
-            sql.execute(
-                "UPDATE jobs SET cancel_requested = true, updated_at = queuectl_now_ms() WHERE seq = $1",
-                &[&seq],
-            )?;
-            Ok(CancelResult::Requested {
-                worker: row.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
-            })
-        }
-        done => Err(nothing_to_cancel(id, done).into()),
-    }
-}
-
-/// Moves dead jobs back to pending (and wakes idle workers for them).
-pub(super) fn retry_dead(
-    sql: &mut Sql<postgres::Transaction>,
-    id: Option<&str>,
-) -> TxResult<Vec<String>> {
-    if let Some(id) = id {
-        let row = sql.query_opt("SELECT state FROM jobs WHERE id = $1 FOR UPDATE", &[&id])?;
-        let state = match row {
-            Some(row) => Some(parse_state(row.try_get(0)?)?),
-            None => None,
-        };
-        check_retryable(id, state)?;
-    }
-    let rows = sql.query(
+/// The end of a bulk statement: the jobs changed, and the wake-up.
+macro_rules! done_and_woken {
+    ($wake:literal) => {
         concat!(
-            "WITH moved AS (
-                 UPDATE jobs SET state = 'pending', failures = 0, run_at = queuectl_now_ms(),
-                     updated_at = queuectl_now_ms(), finished_at = NULL
-                 WHERE state = 'dead' AND ($1::text IS NULL OR id = $1) RETURNING id
+            " RETURNING id, state, worker
              ), woken AS (",
             notify_work!(),
-            " WHERE EXISTS (SELECT 1 FROM moved))
-             SELECT id, (SELECT count(*) FROM woken) FROM moved"
-        ),
-        &[&id],
-    )?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            " WHERE ",
+            $wake,
+            " AND EXISTS (SELECT 1 FROM done))
+             SELECT id, state, worker, (SELECT count(*) FROM woken) FROM done"
+        )
+    };
 }
 
-/// One purge transaction: up to [`PURGE_CHUNK`] jobs finished more than
-/// `older_than` ago, skipping rows another purger holds.
-pub(super) fn purge_chunk<C: GenericClient>(
+/// An action's two statements: on named ids (`$1` ids, `$2` the states it
+/// applies to) and on one chunk of a filter (`$1` states, `$2` the cutoff
+/// time, `$3` the chunk size, `$4` the states it applies to). Each returns
+/// the jobs changed (id, new state, worker) and wakes idle workers when
+/// `$wake` and something changed. `$age` is the column a filter's age reads;
+/// `$lock` how a chunk locks its rows.
+macro_rules! bulk_statements {
+    ($change:expr, age: $age:literal, lock: $lock:literal, wake: $wake:literal) => {
+        BulkStatements {
+            by_ids: concat!(
+                "WITH done AS (",
+                $change,
+                " WHERE id = ANY($1) AND state = ANY($2)",
+                done_and_woken!($wake)
+            ),
+            by_filter: concat!(
+                "WITH done AS (",
+                $change,
+                " WHERE seq IN (
+                     SELECT seq FROM jobs WHERE state = ANY($1) AND ",
+                $age,
+                " < $2 AND NOT (state = 'processing' AND cancel_requested)
+                     LIMIT $3 ",
+                $lock,
+                ") AND state = ANY($4)",
+                done_and_woken!($wake)
+            ),
+        }
+    };
+}
+
+pub(super) struct BulkStatements {
+    pub by_ids: &'static str,
+    pub by_filter: &'static str,
+}
+
+/// The statements of `action`. Purgers skip rows another purger holds; the
+/// other actions wait for them (a job being claimed or finished is then
+/// looked at again as it became).
+pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
+    match action {
+        BulkAction::Cancel => bulk_statements!(
+            "UPDATE jobs SET
+                 state = CASE state WHEN 'processing' THEN state ELSE 'cancelled' END,
+                 cancel_requested = (state = 'processing'),
+                 finished_at = CASE state WHEN 'processing' THEN finished_at ELSE queuectl_now_ms() END,
+                 last_error = CASE state WHEN 'processing' THEN last_error
+                     ELSE COALESCE(last_error, 'cancelled by user') END,
+                 updated_at = queuectl_now_ms()",
+            age: "created_at", lock: "FOR UPDATE", wake: "false"
+        ),
+        BulkAction::Restart | BulkAction::RetryDead => bulk_statements!(
+            "UPDATE jobs SET state = 'pending', failures = 0, run_at = queuectl_now_ms(),
+                 updated_at = queuectl_now_ms(), finished_at = NULL, cancel_requested = false",
+            age: "finished_at", lock: "FOR UPDATE", wake: "true"
+        ),
+        BulkAction::Purge => bulk_statements!(
+            "DELETE FROM jobs",
+            age: "finished_at", lock: "FOR UPDATE SKIP LOCKED", wake: "false"
+        ),
+    }
+}
+
+fn acted(rows: &[postgres::Row]) -> TxResult<Vec<Acted>> {
+    rows.iter()
+        .map(|r| Ok(Acted::from_row(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+/// One transaction of an action on named `ids`: the jobs changed, and the
+/// state of those found but left alone.
+pub(super) fn act_on_ids(
+    sql: &mut Sql<postgres::Transaction>,
+    action: BulkAction,
+    ids: &[String],
+) -> TxResult<IdsChunk> {
+    let applies = state_names(action.applies_to());
+    let done = acted(&sql.query(bulk_statements(action).by_ids, &[&ids, &applies])?)?;
+    let found = sql
+        .query("SELECT id, state FROM jobs WHERE id = ANY($1)", &[&ids])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, parse_state(r.try_get(1)?)?)))
+        .collect::<TxResult<_>>()?;
+    Ok((done, found))
+}
+
+/// One chunk of an action on the jobs in `states` whose age column is at
+/// or before `cutoff_ms`.
+pub(super) fn act_on_filter<C: GenericClient>(
     sql: &mut Sql<C>,
-    older_than: Duration,
-) -> TxResult<Vec<String>> {
+    action: BulkAction,
+    states: &[JobState],
+    cutoff_ms: i64,
+) -> TxResult<Vec<Acted>> {
+    let chunk = CHUNK as i64;
     let rows = sql.query(
-        "DELETE FROM jobs WHERE seq IN (
-             SELECT seq FROM jobs
-             WHERE finished_at IS NOT NULL AND finished_at < queuectl_now_ms() - $1
-             LIMIT $2 FOR UPDATE SKIP LOCKED
-         ) RETURNING id",
-        &[&millis(older_than), &PURGE_CHUNK],
+        bulk_statements(action).by_filter,
+        &[
+            &state_names(states),
+            &cutoff_ms,
+            &chunk,
+            &state_names(action.applies_to()),
+        ],
     )?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    acted(&rows)
+}
+
+fn state_names(states: &[JobState]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
 }
 
 pub(super) fn register_worker<C: GenericClient>(

@@ -28,6 +28,7 @@ mod session;
 pub use connect::{PgTarget, connect, map_error};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settings};
 
+use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
 use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
@@ -163,26 +164,28 @@ impl Backend for PgStore {
         self.session.run(reads::workers)
     }
 
-    fn cancel(&mut self, id: &str) -> Result<CancelResult> {
-        self.session.transaction(|sql| actions::cancel(sql, id))
-    }
-
-    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>> {
-        self.session.transaction(|sql| actions::retry_dead(sql, id))
-    }
-
-    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>> {
-        let mut purged = Vec::new();
-        loop {
-            let chunk = self
-                .session
-                .run(|sql| actions::purge_chunk(sql, older_than))?;
-            let done = (chunk.len() as i64) < super::PURGE_CHUNK;
-            purged.extend(chunk);
-            if done {
-                return Ok(purged);
+    fn act(&mut self, action: BulkAction, selection: &Selection) -> Result<BulkOutcome> {
+        let (states, cutoff_ms) = match selection {
+            Selection::Filter { states, older_than } => {
+                // Fixed once: jobs that finish or arrive meanwhile are left alone.
+                let cutoff: i64 = self.session.run(|sql| {
+                    Ok(sql
+                        .query_one(
+                            "SELECT queuectl_now_ms() - $1",
+                            &[&super::millis(*older_than)],
+                        )?
+                        .try_get(0)?)
+                })?;
+                (states.as_slice(), cutoff)
             }
-        }
+            Selection::Ids(_) => (&[][..], 0),
+        };
+        super::selection::act_in_chunks(
+            &mut self.session,
+            selection,
+            |session, ids| session.transaction(|sql| actions::act_on_ids(sql, action, ids)),
+            |session| session.run(|sql| actions::act_on_filter(sql, action, states, cutoff_ms)),
+        )
     }
 
     fn get(&mut self, id: &str) -> Result<Job> {

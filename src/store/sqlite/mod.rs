@@ -11,6 +11,7 @@ mod wal;
 
 use claims::{claim_in, finish_in, renew_in};
 
+use super::selection::{self, Acted, BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{
     Backend, Finish, Finished, Holder, OpenMode, WakeFn, decode_env, from_millis, millis,
@@ -851,83 +852,73 @@ impl Backend for SqliteStore {
         )
     }
 
-    fn cancel(&mut self, id: &str) -> Result<CancelResult> {
-        let now = self.clock();
-        self.write(|tx| {
-            let row: Option<(i64, String, Option<String>)> = tx
-                .query_row(
-                    "SELECT seq, state, worker FROM jobs WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let Some((seq, state, worker)) = row else {
-                return Err(Error::NotFound(id.to_owned()).into());
-            };
-            match parse_state(&state)? {
-                JobState::Pending | JobState::Failed => {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'cancelled', finished_at = ?1, updated_at = ?1,
-                             last_error = COALESCE(last_error, 'cancelled by user') WHERE seq = ?2",
-                        params![to_millis(now), seq],
-                    )?;
-                    Ok(CancelResult::Cancelled)
-                }
-                JobState::Processing => {
-                    tx.execute(
-                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE seq = ?2",
-                        params![to_millis(now), seq],
-                    )?;
-                    Ok(CancelResult::Requested {
-                        worker: worker.unwrap_or_default(),
-                    })
-                }
-                done => Err(super::nothing_to_cancel(id, done).into()),
+    fn act(&mut self, action: BulkAction, selection: &Selection) -> Result<BulkOutcome> {
+        let now = to_millis(self.clock());
+        let change = bulk_change(action);
+        let acted_from = |r: &Row| -> rusqlite::Result<Acted> {
+            Ok(Acted::from_row(
+                r.get(0)?,
+                &r.get::<_, String>(1)?,
+                r.get(2)?,
+            ))
+        };
+        let applies = selection::sql_states(action.applies_to());
+        let by_ids = format!(
+            "{change} WHERE id IN (SELECT value FROM json_each(?2)) AND state IN ({applies})
+             RETURNING id, state, worker"
+        );
+        let (filter, before) = match selection {
+            Selection::Filter { states, older_than } => {
+                // The age column is indexed for finished jobs (jobs_finished);
+                // `finished_at` is set exactly in finished states.
+                let age = if action.on_finished_jobs() {
+                    "finished_at"
+                } else {
+                    "created_at"
+                };
+                let sql = format!(
+                    "{change} WHERE seq IN (
+                         SELECT seq FROM jobs WHERE state IN ({}) AND {age} < ?2
+                             AND NOT (state = 'processing' AND cancel_requested)
+                         LIMIT {}
+                     ) AND state IN ({applies})
+                     RETURNING id, state, worker",
+                    selection::sql_states(states),
+                    selection::CHUNK
+                );
+                (sql, now.saturating_sub(millis(*older_than)))
             }
-        })
-    }
-
-    fn retry_dead(&mut self, id: Option<&str>) -> Result<Vec<String>> {
-        let now = self.clock();
-        self.write(|tx| {
-            if let Some(id) = id {
-                let state: Option<String> = tx
-                    .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-                    .optional()?;
-                let state = state.as_deref().map(parse_state).transpose()?;
-                super::check_retryable(id, state)?;
-            }
-            let ids = tx
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1, finished_at = NULL
-                     WHERE state = 'dead' AND (?2 IS NULL OR id = ?2) RETURNING id",
-                )?
-                .query_map(params![to_millis(now), id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(ids)
-        })
-    }
-
-    fn purge(&mut self, older_than: Duration) -> Result<Vec<String>> {
-        let before = to_millis(self.clock()).saturating_sub(millis(older_than));
-        let mut purged = Vec::new();
-        loop {
-            let chunk: Vec<String> = self.write(|tx| {
-                Ok(tx
-                    .prepare_cached(
-                        "DELETE FROM jobs WHERE seq IN (
-                             SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2
-                         ) RETURNING id",
-                    )?
-                    .query_map(params![before, super::PURGE_CHUNK], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })?;
-            let done = (chunk.len() as i64) < super::PURGE_CHUNK;
-            purged.extend(chunk);
-            if done {
-                return Ok(purged);
-            }
-        }
+            Selection::Ids(_) => (String::new(), 0),
+        };
+        selection::act_in_chunks(
+            self,
+            selection,
+            |store, ids| {
+                let ids = serde_json::to_string(ids).expect("strings serialize");
+                store.write(|tx| {
+                    let done = tx
+                        .prepare_cached(&by_ids)?
+                        .query_map(params![now, ids], acted_from)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let found = tx
+                        .prepare_cached("SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")?
+                        .query_map([&ids], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                        .into_iter()
+                        .map(|(id, state)| Ok((id, parse_state(&state)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((done, found))
+                })
+            },
+            |store| {
+                store.write(|tx| {
+                    Ok(tx
+                        .prepare_cached(&filter)?
+                        .query_map(params![now, before], acted_from)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?)
+                })
+            },
+        )
     }
 
     fn get(&mut self, id: &str) -> Result<Job> {
@@ -1070,6 +1061,27 @@ impl Backend for SqliteStore {
             }
             Ok(())
         })
+    }
+}
+
+/// The statement (up to its `WHERE`) that applies `action` to a job; `?1`
+/// is the time now.
+fn bulk_change(action: BulkAction) -> &'static str {
+    match action {
+        BulkAction::Cancel => {
+            "UPDATE jobs SET
+                 state = CASE state WHEN 'processing' THEN state ELSE 'cancelled' END,
+                 cancel_requested = (state = 'processing'),
+                 finished_at = CASE state WHEN 'processing' THEN finished_at ELSE ?1 END,
+                 last_error = CASE state WHEN 'processing' THEN last_error
+                     ELSE COALESCE(last_error, 'cancelled by user') END,
+                 updated_at = ?1"
+        }
+        BulkAction::Restart | BulkAction::RetryDead => {
+            "UPDATE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1,
+                 finished_at = NULL, cancel_requested = 0"
+        }
+        BulkAction::Purge => "DELETE FROM jobs",
     }
 }
 

@@ -1,0 +1,328 @@
+//! Which jobs a user action is about (named ids, or a filter the database
+//! evaluates), what each action applies to, and what it did. One type for
+//! `cancel`, `restart`, `dlq retry` and `purge`, so the four read alike and
+//! each backend evaluates every selection in SQL, never by loading jobs.
+//!
+//! Named ids are acted on one by one: those that apply are changed, the
+//! others are reported (not found, or in a state the action does not apply
+//! to) and change nothing. No I/O here.
+
+use crate::domain::JobState;
+use crate::error::Error;
+use std::time::Duration;
+
+/// A user action on jobs, each guarded by the states it applies to (the SQL
+/// changes a row only while it is still in one of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkAction {
+    /// A waiting job ends `cancelled` at once; a running one is flagged and
+    /// its worker stops it.
+    Cancel,
+    /// A finished job (completed, dead or cancelled) is pending again, due
+    /// now, with a fresh retry budget; its attempt history stays.
+    Restart,
+    /// `dlq retry`: a restart of dead jobs only.
+    RetryDead,
+    /// A finished job is deleted with its history.
+    Purge,
+}
+
+impl BulkAction {
+    /// The states this action applies to.
+    pub fn applies_to(self) -> &'static [JobState] {
+        use JobState::*;
+        match self {
+            BulkAction::Cancel => &[Pending, Failed, Processing],
+            BulkAction::Restart | BulkAction::Purge => &[Completed, Dead, Cancelled],
+            BulkAction::RetryDead => &[Dead],
+        }
+    }
+
+    /// Whether it acts on finished jobs, whose age is counted from when they
+    /// finished (`finished_at`); the others' from when they were enqueued.
+    pub fn on_finished_jobs(self) -> bool {
+        self != BulkAction::Cancel
+    }
+
+    /// Whether the jobs it acts on become due (idle workers should wake).
+    pub fn adds_work(self) -> bool {
+        matches!(self, BulkAction::Restart | BulkAction::RetryDead)
+    }
+
+    /// What a job it acted on became: "cancelled", "restarted", ...
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            BulkAction::Cancel => "cancelled",
+            BulkAction::Restart => "restarted",
+            BulkAction::RetryDead => "retried",
+            BulkAction::Purge => "purged",
+        }
+    }
+
+    /// Why job `id` was not acted on: it does not exist (`None`) or is in
+    /// `state`, which this action does not apply to.
+    pub fn refusal(self, id: &str, state: Option<JobState>) -> Error {
+        let Some(state) = state else {
+            return Error::NotFound(id.to_owned());
+        };
+        let id = crate::domain::echo::shown(id);
+        Error::Conflict(match self {
+            BulkAction::Cancel => format!("job '{id}' is already {state}; nothing to cancel"),
+            BulkAction::RetryDead => {
+                format!("job '{id}' is {state}, not in the dead letter queue")
+            }
+            BulkAction::Restart => format!(
+                "job '{id}' is {state}; only completed, dead or cancelled jobs can be restarted"
+            ),
+            BulkAction::Purge => {
+                format!(
+                    "job '{id}' is {state}; only finished (completed, dead, cancelled) jobs are purged"
+                )
+            }
+        })
+    }
+}
+
+/// Which jobs an action is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// These jobs, each acted on or refused on its own (duplicates once).
+    Ids(Vec<String>),
+    /// Every job in one of `states` (never empty, all of them states the
+    /// action applies to) older than `older_than`: by `finished_at` for
+    /// finished jobs, by `created_at` otherwise. Jobs that enter the
+    /// selection while the action runs (enqueued or finished after it
+    /// started) are left alone.
+    Filter {
+        states: Vec<JobState>,
+        older_than: Duration,
+    },
+}
+
+impl Selection {
+    /// A filter for `action`: `states` (empty: every state it applies to)
+    /// older than `older_than` (none: any age). A state the action does not
+    /// apply to is an input error, named.
+    pub fn filter(
+        action: BulkAction,
+        states: &[JobState],
+        older_than: Option<Duration>,
+    ) -> Result<Selection, Error> {
+        let allowed = action.applies_to();
+        if let Some(wrong) = states.iter().find(|s| !allowed.contains(s)) {
+            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "--state {wrong}: not a state jobs can be {} from (choose among {})",
+                action.past_tense(),
+                names.join(", ")
+            )));
+        }
+        let mut chosen: Vec<JobState> = if states.is_empty() {
+            allowed.to_vec()
+        } else {
+            states.to_vec()
+        };
+        chosen.sort();
+        chosen.dedup();
+        Ok(Selection::Filter {
+            states: chosen,
+            older_than: older_than.unwrap_or(Duration::ZERO),
+        })
+    }
+
+    /// Named jobs, each once, in the order given.
+    pub fn ids(ids: impl IntoIterator<Item = String>) -> Selection {
+        let mut seen = std::collections::HashSet::new();
+        Selection::Ids(
+            ids.into_iter()
+                .filter(|id| seen.insert(id.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// A job an action changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Acted {
+    pub id: String,
+    /// A running job whose cancel was requested: the worker that will stop
+    /// it (it ends `cancelled` then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping_on: Option<String>,
+}
+
+impl Acted {
+    /// From a changed row: its id, new state and worker (a worker only
+    /// while it runs).
+    pub(crate) fn from_row(id: String, state: &str, worker: Option<String>) -> Acted {
+        Acted {
+            id,
+            stopping_on: worker.filter(|_| state == "processing"),
+        }
+    }
+}
+
+/// A named job an action did not change: not found (`state` none) or in a
+/// state the action does not apply to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub id: String,
+    pub state: Option<JobState>,
+}
+
+/// What an action did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BulkOutcome {
+    /// In the order named (ids), or as found (filters).
+    pub done: Vec<Acted>,
+    /// Named jobs left alone, in the order named.
+    pub refused: Vec<Refused>,
+}
+
+impl BulkOutcome {
+    pub fn done_ids(&self) -> Vec<String> {
+        self.done.iter().map(|a| a.id.clone()).collect()
+    }
+
+    /// From one transaction over `ids`: those changed (`done`, any order)
+    /// and the state of those found but left alone (`found`); the rest of
+    /// `ids` do not exist. Both lists come out in the order of `ids`.
+    pub(crate) fn of_ids(
+        &mut self,
+        ids: &[String],
+        mut done: Vec<Acted>,
+        found: &[(String, JobState)],
+    ) {
+        for id in ids {
+            if let Some(at) = done.iter().position(|a| &a.id == id) {
+                self.done.push(done.swap_remove(at));
+            } else {
+                let state = found.iter().find(|(f, _)| f == id).map(|&(_, s)| s);
+                self.refused.push(Refused {
+                    id: id.clone(),
+                    state,
+                });
+            }
+        }
+    }
+}
+
+/// What one transaction on named ids found: the jobs changed, and the state
+/// of those found but left alone.
+pub(crate) type IdsChunk = (Vec<Acted>, Vec<(String, JobState)>);
+
+/// Named ids are acted on in transactions of this many, and filters in
+/// transactions of up to this many jobs, so that workers are never kept
+/// waiting behind a large action.
+pub(crate) const CHUNK: usize = 1000;
+
+/// Runs an action on `selection` with `store` in bounded transactions: `by_ids` acts on
+/// one chunk of named ids (returning the jobs changed and the state of those
+/// found but left alone), `by_filter` on up to [`CHUNK`] jobs of the filter
+/// (returning those changed). A filter's chunks go on until one finds
+/// nothing: every change moves a job out of the filter, and a row another
+/// transaction changed meanwhile may make a chunk short before the end.
+pub(crate) fn act_in_chunks<S: ?Sized, E>(
+    store: &mut S,
+    selection: &Selection,
+    mut by_ids: impl FnMut(&mut S, &[String]) -> Result<IdsChunk, E>,
+    mut by_filter: impl FnMut(&mut S) -> Result<Vec<Acted>, E>,
+) -> Result<BulkOutcome, E> {
+    let mut outcome = BulkOutcome::default();
+    match selection {
+        Selection::Ids(ids) => {
+            for chunk in ids.chunks(CHUNK) {
+                let (done, found) = by_ids(store, chunk)?;
+                outcome.of_ids(chunk, done, &found);
+            }
+        }
+        Selection::Filter { .. } => loop {
+            let done = by_filter(store)?;
+            if done.is_empty() {
+                return Ok(outcome);
+            }
+            outcome.done.extend(done);
+        },
+    }
+    Ok(outcome)
+}
+
+/// The SQL list of `states`: `'completed', 'dead'` (names from the enum,
+/// never user text).
+pub(crate) fn sql_states(states: &[JobState]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    #[test]
+    fn a_filter_takes_only_states_the_action_applies_to() {
+        assert_eq!(
+            Selection::filter(BulkAction::Restart, &[], None).unwrap(),
+            Selection::Filter {
+                states: vec![Completed, Dead, Cancelled],
+                older_than: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            Selection::filter(BulkAction::Cancel, &[Failed, Pending, Failed], None).unwrap(),
+            Selection::Filter {
+                states: vec![Pending, Failed],
+                older_than: Duration::ZERO
+            }
+        );
+        let err = Selection::filter(BulkAction::Cancel, &[Completed], None).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)));
+        assert!(
+            err.to_string().contains("pending, failed, processing"),
+            "{err}"
+        );
+        assert!(Selection::filter(BulkAction::RetryDead, &[Cancelled], None).is_err());
+    }
+
+    #[test]
+    fn ids_are_kept_once_in_order() {
+        let ids = Selection::ids(["b", "a", "b"].map(String::from));
+        assert_eq!(ids, Selection::Ids(vec!["b".into(), "a".into()]));
+    }
+
+    #[test]
+    fn an_outcome_reports_named_jobs_in_order_found_or_not() {
+        let mut outcome = BulkOutcome::default();
+        let ids: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let done = vec![Acted {
+            id: "z".into(),
+            stopping_on: None,
+        }];
+        outcome.of_ids(&ids, done, &[("y".into(), Pending)]);
+        assert_eq!(outcome.done_ids(), ["z"]);
+        assert_eq!(
+            outcome.refused,
+            [
+                Refused {
+                    id: "x".into(),
+                    state: None
+                },
+                Refused {
+                    id: "y".into(),
+                    state: Some(Pending)
+                }
+            ]
+        );
+        assert!(matches!(
+            BulkAction::Restart.refusal("y", Some(Processing)),
+            Error::Conflict(m) if m.contains("processing")
+        ));
+        assert!(matches!(
+            BulkAction::Purge.refusal("x", None),
+            Error::NotFound(_)
+        ));
+    }
+}
