@@ -126,6 +126,44 @@ pub fn elapsed(d: SignedDuration) -> String {
     }
 }
 
+/// A table as lines, header first: every column as wide as its widest cell
+/// (header included), two spaces apart, the `right` ones aligned right
+/// (numbers), the last one unpadded. Cells are plain text: colour codes
+/// would count in the widths.
+pub fn table<const N: usize>(
+    header: [&str; N],
+    right: [bool; N],
+    rows: &[[String; N]],
+) -> (String, Vec<String>) {
+    let widths: [usize; N] = std::array::from_fn(|col| {
+        rows.iter()
+            .map(|row| row[col].chars().count())
+            .chain([header[col].chars().count()])
+            .max()
+            .unwrap_or(0)
+    });
+    let line = |cells: [&str; N]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .zip(right)
+            .map(|((cell, width), right)| {
+                if right {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:<width$}")
+                }
+            })
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let lines = rows
+        .iter()
+        .map(|row| line(row.each_ref().map(String::as_str)))
+        .collect();
+    (line(header), lines)
+}
+
 /// Cuts `text` to `width` characters on one line.
 pub fn clip(text: &str, width: usize) -> String {
     let line = text.replace(['\n', '\r', '\t'], " ");
@@ -162,6 +200,21 @@ mod tests {
             paris.at(at("2026-07-15T13:05:09Z")),
             "2026-07-15 15:05:09 CEST"
         );
+    }
+
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let rows = [
+            ["a".to_owned(), "7".to_owned(), "x".to_owned()],
+            [
+                "longer-name".to_owned(),
+                "1234".to_owned(),
+                "last".to_owned(),
+            ],
+        ];
+        let (header, lines) = table(["NAME", "N", "NOTE"], [false, true, false], &rows);
+        assert_eq!(header, "NAME            N  NOTE");
+        assert_eq!(lines, ["a                7  x", "longer-name   1234  last"]);
     }
 
     #[test]

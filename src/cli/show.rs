@@ -1,5 +1,5 @@
 use super::Context;
-use super::format::{clip, elapsed, print_json, took};
+use super::format::{clip, elapsed, print_json, table, took};
 use super::output_place::{Here, notes};
 use queuectl::error::Result;
 use queuectl::store::{Attempt, OpenMode};
@@ -114,29 +114,16 @@ fn print_attempts(ctx: &Context, attempts: &[Attempt], now: jiff::Timestamp) {
             ]
         })
         .collect();
-    let header = [
-        "#", "WORKER", "STARTED", "DURATION", "OUTCOME", "EXIT", "ERROR",
-    ];
-    let widths: Vec<usize> = (0..header.len())
-        .map(|col| {
-            rows.iter()
-                .map(|row| row[col].chars().count())
-                .chain([header[col].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 7]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    println!("\n  {}", ctx.paint.bold(&line(header)));
-    for row in &rows {
-        println!("  {}", line(row.each_ref().map(String::as_str)));
+    let (header, lines) = table(
+        [
+            "#", "WORKER", "STARTED", "DURATION", "OUTCOME", "EXIT", "ERROR",
+        ],
+        [false; 7],
+        &rows,
+    );
+    println!("\n  {}", ctx.paint.bold(&header));
+    for line in lines {
+        println!("  {line}");
     }
 }
 

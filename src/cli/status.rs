@@ -1,6 +1,6 @@
 use super::Context;
 use super::args::ScopeArgs;
-use super::format::{print_json, relative};
+use super::format::{print_json, relative, running_for, table};
 use jiff::Timestamp;
 use queuectl::domain::JobState;
 use queuectl::error::Result;
@@ -10,7 +10,7 @@ use queuectl::supervisor::Instance;
 use queuectl::supervisor::process::process_alive;
 use queuectl::worker::registered_name;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Serialize)]
 struct WorkerView {
@@ -18,7 +18,9 @@ struct WorkerView {
     /// The host it runs on (a PostgreSQL queue's workers run on many).
     host: String,
     pid: Option<u32>,
-    /// Supervisor's view: active, inactive, failed, ... (absent for a worker started by hand).
+    /// Supervisor's view: a unit's "active/running", "failed/failed", ...; a
+    /// kept process's "running" or "stopped" (absent for a worker started
+    /// by hand, or on another host).
     unit_state: Option<String>,
     /// The systemd unit it runs as, on whichever host (none for processes).
     unit: Option<String>,
@@ -36,21 +38,51 @@ struct WorkerView {
 }
 
 /// What the queue says, or why it cannot be asked.
-fn read_queue(ctx: &Context) -> Result<(BTreeMap<JobState, u64>, Vec<WorkerRow>, Timestamp)> {
+struct QueueView {
+    counts: BTreeMap<JobState, u64>,
+    workers: Vec<WorkerRow>,
+    /// When each worker's first job's attempt started (the one shown).
+    running_since: HashMap<String, Timestamp>,
+    /// The database's clock, which wrote heartbeats and start times.
+    now: Timestamp,
+}
+
+fn read_queue(ctx: &Context) -> Result<QueueView> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
-    // Heartbeats are written with the database's clock: age them by it.
-    Ok((store.counts()?, store.workers()?, store.now()?))
+    let workers = store.workers()?;
+    let mut running_since = HashMap::new();
+    for id in workers.iter().filter_map(|w| w.jobs.first()) {
+        if let Some(attempt) = store.attempts(id)?.last() {
+            running_since.insert(id.clone(), attempt.started_at);
+        }
+    }
+    Ok(QueueView {
+        counts: store.counts()?,
+        workers,
+        running_since,
+        now: store.now()?,
+    })
 }
 
 /// Prints the queue's job counts and workers. When the database cannot be
 /// reached, still shows this host's workers (their status text says what
 /// they do about it), then fails.
 pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
-    let (counts, registered, now, unreachable) = match read_queue(ctx) {
-        Ok((counts, registered, now)) => (counts, registered, now, None),
-        Err(e) if e.is_unreachable() => (BTreeMap::new(), vec![], Timestamp::now(), Some(e)),
+    let (queue, unreachable) = match read_queue(ctx) {
+        Ok(queue) => (queue, None),
+        Err(e) if e.is_unreachable() => {
+            let nothing = QueueView {
+                counts: BTreeMap::new(),
+                workers: vec![],
+                running_since: HashMap::new(),
+                now: Timestamp::now(),
+            };
+            (nothing, Some(e))
+        }
         Err(e) => return Err(e),
     };
+    let counts = &queue.counts;
+    let registered = &queue.workers;
     let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
         Ok(s) => {
             let instances = s.instances().unwrap_or_default();
@@ -78,7 +110,10 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 host: w.host.clone(),
                 pid: Some(w.pid),
                 unit_state: instance.map(|i| i.state.clone()),
-                unit: w.unit.clone(),
+                unit: w
+                    .unit
+                    .clone()
+                    .or_else(|| instance.and_then(|i| i.unit.clone())),
                 status: instance
                     .and_then(|i| i.status.clone())
                     .or_else(|| Some(w.status.clone())),
@@ -102,7 +137,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 host: host.clone(),
                 pid: instance.pid,
                 unit_state: Some(instance.state.clone()),
-                unit: None,
+                unit: instance.unit.clone(),
                 status: instance.status.clone(),
                 slots: None,
                 jobs: vec![],
@@ -133,7 +168,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             "{} unreachable (this host's workers below; see the error)",
             p.bold("jobs: ")
         );
-        print_workers(ctx, &workers, supervisor.as_deref(), now);
+        print_workers(ctx, &workers, supervisor.as_deref(), &queue);
         return unreachable.map_or(Ok(()), Err);
     }
     let line: Vec<String> = JobState::ALL
@@ -147,11 +182,16 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         })
         .collect();
     println!("{} {}", p.bold("jobs: "), line.join("  "));
-    print_workers(ctx, &workers, supervisor.as_deref(), now);
+    print_workers(ctx, &workers, supervisor.as_deref(), &queue);
     Ok(())
 }
 
-fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>, now: Timestamp) {
+fn print_workers(
+    ctx: &Context,
+    workers: &[WorkerView],
+    supervisor: Option<&str>,
+    queue: &QueueView,
+) {
     let p = &ctx.paint;
     let header = match supervisor {
         Some(name) => format!("workers ({name}):"),
@@ -162,20 +202,10 @@ fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>
         println!("  none running (start some with: queuectl worker start --count 2)");
         return;
     }
+    let now = queue.now;
     let silent_after = jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds));
-    let name_width = workers
-        .iter()
-        .map(|w| w.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(16);
-    let host_width = workers
-        .iter()
-        .map(|w| w.host.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
-    let unit_text = |w: &WorkerView| {
+    // Units by name where systemd runs them; a kept process by its state.
+    let supervised = |w: &WorkerView| {
         let name = w.unit.as_deref().map(|u| u.trim_end_matches(".service"));
         match (name, w.unit_state.as_deref()) {
             (Some(name), Some(state)) => format!("{name} ({state})"),
@@ -184,45 +214,70 @@ fn print_workers(ctx: &Context, workers: &[WorkerView], supervisor: Option<&str>
             (None, None) => "-".to_owned(),
         }
     };
-    let unit_width = workers
+    let by_unit = workers.iter().any(|w| w.unit.is_some());
+    let rows: Vec<[String; 8]> = workers
         .iter()
-        .map(|w| unit_text(w).len())
-        .max()
-        .unwrap_or(0)
-        .max(12);
-    println!(
-        "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {:>5}  {:<26} STATUS",
-        "NAME", "HOST", "PID", "UNIT", "HEARTBEAT", "SLOTS", "JOB"
-    );
-    for w in workers {
-        let heartbeat = match w.heartbeat_at {
-            Some(at) if now.duration_since(at) > silent_after => {
-                format!("{} (silent)", relative(at, now))
-            }
-            Some(at) => relative(at, now),
-            None => "-".into(),
-        };
-        let slots = match w.slots {
-            Some(total) => format!("{}/{total}", w.jobs.len()),
-            None => "-".into(),
-        };
-        // The status text names every running job; this column the first.
-        let job = match w.jobs.as_slice() {
-            [] => "-".to_owned(),
-            [one] => one.clone(),
-            [first, rest @ ..] => format!("{first} +{}", rest.len()),
-        };
-        println!(
-            "  {:<name_width$} {:<host_width$} {:>8}  {:<unit_width$} {:<14} {slots:>5}  {job:<26} {}",
-            w.name,
-            w.host,
-            w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            unit_text(w),
-            heartbeat,
-            match w.alive {
+        .map(|w| {
+            let heartbeat = match w.heartbeat_at {
+                Some(at) if now.duration_since(at) > silent_after => {
+                    format!("{} (silent)", relative(at, now))
+                }
+                Some(at) => relative(at, now),
+                None => "-".into(),
+            };
+            let slots = match w.slots {
+                Some(total) => format!("{}/{total}", w.jobs.len()),
+                None => "-".into(),
+            };
+            // The status text names every running job; this column the
+            // first, with how long it has run.
+            let job = match w.jobs.as_slice() {
+                [] => "-".to_owned(),
+                [first, rest @ ..] => {
+                    let clock = queue
+                        .running_since
+                        .get(first)
+                        .map(|since| format!(" ({})", running_for(*since, now)))
+                        .unwrap_or_default();
+                    let more = match rest.len() {
+                        0 => String::new(),
+                        n => format!(" +{n}"),
+                    };
+                    format!("{first}{clock}{more}")
+                }
+            };
+            let status = match w.alive {
                 Some(false) => "not running (died without unregistering)",
                 _ => w.status.as_deref().unwrap_or("-"),
-            },
-        );
+            };
+            [
+                w.name.clone(),
+                w.host.clone(),
+                w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                supervised(w),
+                heartbeat,
+                slots,
+                job,
+                status.to_owned(),
+            ]
+        })
+        .collect();
+    let (header, lines) = table(
+        [
+            "NAME",
+            "HOST",
+            "PID",
+            if by_unit { "UNIT" } else { "PROCESS" },
+            "HEARTBEAT",
+            "SLOTS",
+            "JOB",
+            "STATUS",
+        ],
+        [false, false, true, false, false, true, false, false],
+        &rows,
+    );
+    println!("  {header}");
+    for line in lines {
+        println!("  {line}");
     }
 }

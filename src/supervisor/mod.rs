@@ -16,8 +16,12 @@ use std::time::Duration;
 pub struct Instance {
     pub name: String,
     pub pid: Option<u32>,
-    /// "active", "inactive", "failed", "activating", "deactivating", ...
+    /// A unit's "ActiveState/SubState" ("active/running", "failed/failed",
+    /// ...); a kept process's "running" or "stopped".
     pub state: String,
+    /// The systemd unit it runs as ("queuectl-worker@1.service"); `None`
+    /// for a process.
+    pub unit: Option<String>,
     /// The worker's own status text (sd_notify STATUS), where known.
     pub status: Option<String>,
 }

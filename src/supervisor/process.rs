@@ -261,8 +261,9 @@ impl Supervisor for ProcessSupervisor {
             .map(|(instance, pid)| Instance {
                 name: instance.to_string(),
                 pid,
-                state: if pid.is_some() { "active" } else { "inactive" }.into(),
+                state: if pid.is_some() { "running" } else { "stopped" }.into(),
                 status: None,
+                unit: None,
             })
             .collect())
     }

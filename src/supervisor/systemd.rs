@@ -177,6 +177,7 @@ impl Supervisor for SystemdSupervisor {
                         pid,
                         state,
                         status,
+                        unit: unit.get("Id").cloned(),
                     },
                 ))
             })

@@ -283,3 +283,93 @@ fn worker_start_or_stop_with_user_and_no_user_manager_fails() {
     assert_eq!(env.registered_workers(), 0);
     assert!(!env.path("state/workers").exists());
 }
+
+// ----- status -----
+
+/// Checks that `status`'s worker table lines up: every row's cells start
+/// (or, for the numbers, end) where their column's header does.
+pub(crate) fn assert_worker_columns_line_up(text: &str) {
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            let l: String = l.iter().collect();
+            l.trim_start().starts_with("NAME") && l.contains("STATUS")
+        })
+        .unwrap_or_else(|| panic!("no worker table in:\n{text}"));
+    let header = &lines[at];
+    let rows: Vec<&Vec<char>> = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with(&[' ', ' ']) && l.len() > 2)
+        .collect();
+    assert!(!rows.is_empty(), "no workers in:\n{text}");
+    // Header words: (start, end, name).
+    let mut columns = vec![];
+    let mut start = None;
+    for (i, c) in header.iter().chain([&' ']).enumerate() {
+        match (c, start) {
+            (' ', Some(s)) => {
+                columns.push((s, i, header[s..i].iter().collect::<String>()));
+                start = None;
+            }
+            (' ', None) => {}
+            (_, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    let cell = |row: &Vec<char>, i: usize| row.get(i).copied().unwrap_or(' ');
+    for row in rows {
+        let shown: String = row.iter().collect();
+        for (start, end, name) in &columns {
+            if name == "PID" || name == "SLOTS" {
+                assert!(
+                    cell(row, end - 1) != ' ' && cell(row, *end) == ' ',
+                    "{name} does not end under its header:\n{text}\nrow: {shown}"
+                );
+            } else {
+                assert!(
+                    cell(row, start - 1) == ' ' && cell(row, *start) != ' ',
+                    "{name} does not start under its header:\n{text}\nrow: {shown}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn status_speaks_of_processes_and_its_columns_line_up() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.ok(&["worker", "start", "--count", "1"]);
+    env.spawn_worker("w");
+    env.spawn_worker("a-much-longer-worker-name");
+    wait_until("three workers registered", WAIT, || {
+        env.registered_workers() == 3
+    });
+    let gate = env.path("gate");
+    env.enqueue(&format!(
+        r#"{{"id":"held","command":"while [ ! -e {} ]; do sleep 0.05; done"}}"#,
+        gate.display()
+    ));
+    env.wait_for_state("held", "processing", WAIT);
+    let text = env.ok(&["status"]);
+    std::fs::write(&gate, "").unwrap();
+    assert!(text.contains("workers (process supervisor):"), "{text}");
+    let header = line_of(&text, "NAME");
+    assert!(
+        header.contains(" PROCESS ") && !header.contains("UNIT"),
+        "processes, not units:\n{text}"
+    );
+    assert!(
+        !text.contains("active") && !text.contains("systemd"),
+        "no systemd words for processes:\n{text}"
+    );
+    let kept = line_of(&text, &env.worker_name("1"));
+    assert!(kept.contains(" running "), "the kept process runs:\n{text}");
+    let holder = text
+        .lines()
+        .find(|l| l.contains("held (running "))
+        .unwrap_or_else(|| panic!("the running job shows its clock:\n{text}"));
+    assert!(holder.contains("1/1"), "{holder}");
+    assert_worker_columns_line_up(&text);
+}

@@ -911,6 +911,7 @@ fn status_lists_every_hosts_workers_and_a_live_name_is_refused_elsewhere() {
     for (name, _) in &expected {
         assert!(table.contains(name.as_str()), "{name} missing:\n{table}");
     }
+    crate::display::assert_worker_columns_line_up(&table);
 
     // hostA/1 is alive on hostA: hostB may not take its name.
     let out = cluster

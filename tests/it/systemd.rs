@@ -322,6 +322,19 @@ fn status_shows_every_slot_and_worker_stop_waits_for_all_of_them() {
     );
     assert_eq!(worker["status"], both);
     assert_eq!(status["supervisor"], "systemd, user scope");
+    // A person reads units by name, the job with its clock.
+    let text = q.ok(&["status", "--user"]);
+    let header = text.lines().find(|l| l.contains("NAME")).unwrap();
+    assert!(header.contains(" UNIT "), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains(" queuectl-worker@1 (active/running) "))
+        .unwrap_or_else(|| panic!("the unit by name:\n{text}"));
+    assert!(
+        row.contains(" gated (running ") && row.contains(" +1 "),
+        "{text}"
+    );
+    crate::display::assert_worker_columns_line_up(&text);
 
     let mut stop =
         q.sd.command(binary().to_str().unwrap())
