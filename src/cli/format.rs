@@ -214,7 +214,7 @@ mod tests {
         ];
         let (header, lines) = table(["NAME", "N", "NOTE"], [false, true, false], &rows);
         assert_eq!(header, "NAME            N  NOTE");
-        assert_eq!(lines, ["a                7  x", "longer-name   1234  last"]);
+        assert_eq!(lines, ["a               7  x", "longer-name  1234  last"]);
     }
 
     #[test]
