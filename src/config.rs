@@ -138,6 +138,17 @@ pub const KEYS: [(&str, &str); 12] = [
     ),
 ];
 
+/// The words a key takes, for keys that take one of a few (empty for the
+/// others): what shell completion offers after `config set KEY`.
+pub fn choices(key: &str) -> &'static [&'static str] {
+    match key {
+        "durability" => &["full", "normal"],
+        "supervisor" => &["auto", "systemd", "process"],
+        "output" => &["auto", "journal", "file"],
+        _ => &[],
+    }
+}
+
 impl Config {
     pub fn retry_policy(&self) -> crate::domain::RetryPolicy {
         crate::domain::RetryPolicy {
@@ -391,6 +402,25 @@ mod tests {
         assert_eq!(config.backoff_base, 3.0);
         assert_eq!(config.durability, Durability::Normal);
         assert_eq!(config.lease_seconds, Config::default().lease_seconds);
+    }
+
+    #[test]
+    fn the_choices_offered_are_the_words_a_key_takes() {
+        for (key, _) in KEYS {
+            let mut config = Config::default();
+            for choice in choices(key) {
+                config
+                    .set(key, &toml::Value::String((*choice).into()))
+                    .unwrap_or_else(|e| panic!("{key} = {choice}: {e}"));
+                assert_eq!(config.get(key).unwrap().as_str(), Some(*choice));
+            }
+            let takes_a_word = config
+                .set(key, &toml::Value::String("no-such-word".into()))
+                .is_err()
+                && config.get(key).unwrap().is_str()
+                && key != "db_path";
+            assert_eq!(takes_a_word, !choices(key).is_empty(), "{key}");
+        }
     }
 
     #[test]

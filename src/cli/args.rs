@@ -352,7 +352,7 @@ pub enum ConfigCommand {
     Set {
         #[arg(add = complete::config_key())]
         key: String,
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, add = complete::config_value())]
         value: String,
     },
     /// Print the config file's path

@@ -109,6 +109,18 @@ pub fn config_key() -> ArgValueCandidates {
     })
 }
 
+/// The words the key before the cursor takes (`config set durability`).
+pub fn config_value() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        let words = words_before_cursor();
+        let key = words.last().and_then(|w| w.to_str()).unwrap_or("");
+        config::choices(key)
+            .iter()
+            .map(CompletionCandidate::new)
+            .collect()
+    })
+}
+
 /// Ids from the queue the command being completed would use: `--db` or
 /// `--config` typed before the cursor count, as when the command runs.
 fn job_ids(prefix: &str, state: Option<JobState>) -> Result<Vec<String>> {

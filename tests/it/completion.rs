@@ -114,7 +114,7 @@ fn completing_against_a_missing_queue_offers_nothing_and_creates_nothing() {
 }
 
 #[test]
-fn states_and_config_keys_are_offered() {
+fn states_config_keys_and_their_words_are_offered() {
     let env = TestEnv::new();
     assert_eq!(
         bash_offers(&env, "queuectl list --state "),
@@ -136,6 +136,14 @@ fn states_and_config_keys_are_offered() {
     assert_eq!(
         bash_offers(&env, "queuectl config get max"),
         ["max_retries"]
+    );
+    assert_eq!(
+        bash_offers(&env, "queuectl config set durability "),
+        ["full", "normal"]
+    );
+    assert_eq!(
+        bash_offers(&env, "queuectl config set supervisor s"),
+        ["systemd"]
     );
     assert!(bash_offers(&env, "queuectl wor").contains(&"worker".to_string()));
 }
