@@ -373,3 +373,172 @@ fn status_speaks_of_processes_and_its_columns_line_up() {
     assert!(holder.contains("1/1"), "{holder}");
     assert_worker_columns_line_up(&text);
 }
+
+// ----- golden terminal output -----
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// What the terminal got, with colours, in `TZ` Europe/Paris.
+fn as_seen(env: &TestEnv, args: &[&str]) -> String {
+    let mut all = vec!["--color", "always"];
+    all.extend_from_slice(args);
+    stdout_in_zone(env, Some("Europe/Paris"), &all)
+}
+
+/// Compares line by line, so a failure shows the first differing line
+/// with its escape codes visible.
+fn assert_golden(got: &str, expected: &str) {
+    for (n, (line, want)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(
+            line.escape_debug().to_string(),
+            want.escape_debug().to_string(),
+            "line {}; whole output:\n{got}",
+            n + 1
+        );
+    }
+    assert_eq!(got, expected, "same lines, different count or ending");
+}
+
+/// A queue holding one job in each state, its times set relative to now
+/// at half-day (or half-hour) offsets, so that the ages printed stay the
+/// same however long the test takes.
+fn queue_of_every_state() -> Option<TestEnv> {
+    let env = TestEnv::new();
+    if env.skips_on_postgres("the fixture's times are set with SQL on the SQLite file") {
+        return None;
+    }
+    for job in [
+        r#"{"id":"build","command":"make all"}"#,
+        r#"{"id":"deploy","command":"./deploy.sh --env prod","priority":5}"#,
+        r#"{"id":"report","command":"make report"}"#,
+        r#"{"id":"sync","command":"rsync -a src/ dst/","priority":-1}"#,
+        r#"{"id":"flaky","command":"curl -fsS https://example.com"}"#,
+        r#"{"id":"old","command":"true"}"#,
+    ] {
+        env.enqueue(job);
+    }
+    let now = now_ms();
+    let ago = |ms: i64| now - ms;
+    env.sql(&format!(
+        "UPDATE jobs SET created_at = {c}, updated_at = {c} WHERE 1;
+         UPDATE jobs SET state = 'completed', attempts = 1, finished_at = {build}
+          WHERE id = 'build';
+         UPDATE jobs SET state = 'dead', attempts = 4, failures = 4, finished_at = {dead},
+                last_error = 'exit code 1'
+          WHERE id = 'deploy';
+         UPDATE jobs SET run_at = {report} WHERE id = 'report';
+         UPDATE jobs SET state = 'processing', attempts = 1, worker = 'w1', lease_token = 1,
+                lease_expires_at = {lease}
+          WHERE id = 'sync';
+         INSERT INTO attempts (job_seq, number, worker, started_at, output)
+           SELECT seq, 1, 'w1', {started}, 'file' FROM jobs WHERE id = 'sync';
+         UPDATE jobs SET state = 'failed', attempts = 2, failures = 2, run_at = {retry}
+          WHERE id = 'flaky';
+         UPDATE jobs SET state = 'cancelled', finished_at = {cancelled} WHERE id = 'old';",
+        c = ago(60 * DAY_MS),
+        build = ago(2 * DAY_MS + 12 * HOUR_MS),
+        dead = ago(40 * DAY_MS + 12 * HOUR_MS),
+        report = now + 5 * DAY_MS + 12 * HOUR_MS,
+        lease = now + 365 * DAY_MS,
+        started = ago(3 * DAY_MS + 30 * MINUTE_MS),
+        retry = now + 3 * HOUR_MS + 30 * MINUTE_MS,
+        cancelled = ago(7 * HOUR_MS + 30 * MINUTE_MS),
+    ));
+    Some(env)
+}
+
+#[test]
+fn golden_list_with_colours() {
+    let Some(env) = queue_of_every_state() else {
+        return;
+    };
+    let expected = "\
+\x1b[1mID      STATE        PRI  ATTEMPTS  WHEN           COMMAND\x1b[0m
+build   \x1b[32mcompleted \x1b[0m     0         1  2d ago         make all
+deploy  \x1b[31mdead      \x1b[0m     5         4  40d ago        ./deploy.sh --env prod
+report  pending        0         0  in 5d          make report
+sync    \x1b[36mprocessing\x1b[0m    -1         1  running 3d00h  rsync -a src/ dst/
+flaky   \x1b[33mfailed    \x1b[0m     0         2  in 3h          curl -fsS https://example.com
+old     cancelled      0         0  7h ago         true
+";
+    assert_golden(&as_seen(&env, &["list"]), expected);
+}
+
+#[test]
+fn golden_status_with_colours() {
+    let Some(env) = queue_of_every_state() else {
+        return;
+    };
+    let expected = "\
+\x1b[1mqueue:\x1b[0m <queue>
+\x1b[1mjobs: \x1b[0m pending 1  \x1b[36mprocessing\x1b[0m 1  \x1b[32mcompleted\x1b[0m 1  \x1b[33mfailed\x1b[0m 1  \x1b[31mdead\x1b[0m 1  cancelled 1
+\x1b[1mworkers (process supervisor):\x1b[0m
+  none running (start some with: queuectl worker start --count 2)
+";
+    // Only the queue's path varies: it is this test's temp dir.
+    let seen = as_seen(&env, &["status"]).replacen(&env.db_shown(), "<queue>", 1);
+    assert_golden(&seen, expected);
+}
+
+#[test]
+fn golden_show_with_colours_in_a_fixed_zone() {
+    let env = TestEnv::new();
+    if env.skips_on_postgres("the fixture's times are set with SQL on the SQLite file") {
+        return;
+    }
+    env.enqueue(
+        r#"{"id":"deploy","command":"./deploy.sh --env prod","priority":5,"max_retries":1,
+            "timeout_seconds":300,"cwd":"/srv/app","env":{"TOKEN":"s3cret"}}"#,
+    );
+    // 2026-01-15T13:05:09.250Z, then a retry that timed out a day later.
+    let t0: i64 = 1_768_482_309_250;
+    env.sql(&format!(
+        "UPDATE jobs SET state = 'dead', attempts = 2, failures = 2, created_at = {t0},
+                run_at = {retry}, updated_at = {end}, finished_at = {end},
+                last_error = 'timed out after 300s'
+          WHERE id = 'deploy';
+         INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome,
+                               exit_code, signal, error, output)
+           SELECT seq, 1, 'w1', {s1}, {e1}, 'failed', 1, NULL, 'exit code 1', 'file'
+             FROM jobs WHERE id = 'deploy';
+         INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome,
+                               exit_code, signal, error, output)
+           SELECT seq, 2, 'worker-two', {retry}, {end}, 'timed_out', NULL, 9,
+                  'timed out after 300s', 'file'
+             FROM jobs WHERE id = 'deploy';",
+        s1 = t0 + 1_000,
+        e1 = t0 + 1_420,
+        retry = t0 + DAY_MS,
+        end = t0 + DAY_MS + 300_200,
+    ));
+    // Its output is here, so show adds no note about where it went.
+    let log = env.job_log("deploy");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "").unwrap();
+    let expected = "\
+\x1b[1mdeploy\x1b[0m  \x1b[31mdead\x1b[0m
+  command:     ./deploy.sh --env prod
+  priority:    5
+  attempts:    2 run(s), 2 failure(s) of max_retries 1
+  timeout:     300s
+  created:     2026-01-15 14:05:09 CET
+  finished:    2026-01-16 14:10:09 CET
+  cwd:         /srv/app
+  env:         TOKEN
+  last error:  timed out after 300s
+
+  \x1b[1m#  WORKER      STARTED                  DURATION  OUTCOME    EXIT  ERROR\x1b[0m
+  1  w1          2026-01-15 14:05:10 CET  420ms     failed     1     exit code 1
+  2  worker-two  2026-01-16 14:05:09 CET  5m00s     timed_out  sig9  timed out after 300s
+";
+    assert_golden(&as_seen(&env, &["show", "deploy"]), expected);
+}
