@@ -106,6 +106,23 @@ impl NewJob {
     }
 }
 
+/// Changes to a waiting job (`queuectl edit`): each field given replaces
+/// the job's; validated by [`crate::domain::spec::edit_from_value`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobEdit {
+    pub command: Option<String>,
+    pub priority: Option<i64>,
+    pub schedule: Option<Schedule>,
+    pub max_retries: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+}
+
+impl JobEdit {
+    pub fn is_empty(&self) -> bool {
+        *self == JobEdit::default()
+    }
+}
+
 // Env values may hold secrets: never print them.
 impl fmt::Debug for NewJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -11,7 +11,7 @@ pub mod policy;
 pub mod spec;
 pub mod state;
 
-pub use job::{JobId, NewJob};
+pub use job::{JobEdit, JobId, NewJob};
 pub use policy::{AttemptOutcome, NextState, RetryPolicy};
 pub use spec::InputError;
 pub use state::JobState;

@@ -4,7 +4,7 @@
 use super::duration::parse_duration;
 use super::echo;
 use super::environment::{EnvFileRef, check_var_name};
-use super::job::{JobId, NewJob, Schedule};
+use super::job::{JobEdit, JobId, NewJob, Schedule};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -139,44 +139,12 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
             format!("unknown field (known fields: {})", FIELDS.join(", ")),
         ));
     }
-    let command =
-        string_field(map, "command")?.ok_or_else(|| InputError::field("command", "is required"))?;
-    if command.trim().is_empty() {
-        return Err(InputError::field("command", "must not be empty"));
-    }
-    if command.contains('\0') {
-        return Err(InputError::field("command", "must not contain NUL bytes"));
-    }
+    let command = command_field(map)?.ok_or_else(|| InputError::field("command", "is required"))?;
     let id = string_field(map, "id")?
         .map(|text| JobId::parse(&text).map_err(|why| InputError::field("id", why)))
         .transpose()?;
-    let priority = match map.get("priority") {
-        None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_i64()
-            .filter(|p| i32::try_from(*p).is_ok())
-            .ok_or_else(|| {
-                InputError::field("priority", format!("expected an integer, got {}", shown(v)))
-            })?,
-    };
-    let schedule = match (string_field(map, "run_at")?, string_field(map, "delay")?) {
-        (Some(_), Some(_)) => {
-            return Err(InputError::field(
-                "delay",
-                "give either run_at or delay, not both",
-            ));
-        }
-        (Some(at), None) => Schedule::At(at.parse::<Timestamp>().map_err(|e| {
-            InputError::field(
-                "run_at",
-                format!("invalid RFC 3339 timestamp \"{}\": {e}", echo::shown(&at)),
-            )
-        })?),
-        (None, Some(delay)) => {
-            Schedule::After(parse_duration(&delay).map_err(|why| InputError::field("delay", why))?)
-        }
-        (None, None) => Schedule::Now,
-    };
+    let priority = priority_field(map)?.unwrap_or(0);
+    let schedule = schedule_field(map)?.unwrap_or(Schedule::Now);
     let max_retries = count_field(map, "max_retries", MAX_RETRIES_LIMIT)?;
     let timeout_seconds = count_field(map, "timeout_seconds", MAX_TIMEOUT_SECONDS)?;
     let env = env_field(map)?;
@@ -210,6 +178,93 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         env_file,
         cwd,
     })
+}
+
+/// Fields `edit` may change on a waiting job.
+pub const EDIT_FIELDS: [&str; 6] = [
+    "command",
+    "priority",
+    "run_at",
+    "delay",
+    "max_retries",
+    "timeout_seconds",
+];
+
+/// Validates one decoded JSON value as changes to a waiting job, with the
+/// same rules as a new job's fields; a field left out (or `null`) stays.
+pub fn edit_from_value(value: &Value) -> Result<JobEdit, InputError> {
+    let Value::Object(map) = value else {
+        return Err(InputError::general(format!(
+            "expected an object of fields, got {}",
+            type_name(value)
+        )));
+    };
+    if let Some(unknown) = map.keys().find(|k| !EDIT_FIELDS.contains(&k.as_str())) {
+        return Err(InputError::field(
+            &echo::shown(unknown),
+            format!(
+                "cannot be edited (editable fields: {})",
+                EDIT_FIELDS.join(", ")
+            ),
+        ));
+    }
+    Ok(JobEdit {
+        command: command_field(map)?,
+        priority: priority_field(map)?,
+        schedule: schedule_field(map)?,
+        max_retries: count_field(map, "max_retries", MAX_RETRIES_LIMIT)?,
+        timeout_seconds: count_field(map, "timeout_seconds", MAX_TIMEOUT_SECONDS)?,
+    })
+}
+
+fn command_field(map: &Map<String, Value>) -> Result<Option<String>, InputError> {
+    let Some(command) = string_field(map, "command")? else {
+        return Ok(None);
+    };
+    if command.trim().is_empty() {
+        return Err(InputError::field("command", "must not be empty"));
+    }
+    if command.contains('\0') {
+        return Err(InputError::field("command", "must not contain NUL bytes"));
+    }
+    Ok(Some(command))
+}
+
+fn priority_field(map: &Map<String, Value>) -> Result<Option<i64>, InputError> {
+    match map.get("priority") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|p| i32::try_from(*p).is_ok())
+            .map(Some)
+            .ok_or_else(|| {
+                InputError::field("priority", format!("expected an integer, got {}", shown(v)))
+            }),
+    }
+}
+
+/// `run_at` or `delay` (not both); `None` when neither is given.
+fn schedule_field(map: &Map<String, Value>) -> Result<Option<Schedule>, InputError> {
+    Ok(
+        match (string_field(map, "run_at")?, string_field(map, "delay")?) {
+            (Some(_), Some(_)) => {
+                return Err(InputError::field(
+                    "delay",
+                    "give either run_at or delay, not both",
+                ));
+            }
+            (Some(at), None) => Some(Schedule::At(at.parse::<Timestamp>().map_err(|e| {
+                InputError::field(
+                    "run_at",
+                    format!("invalid RFC 3339 timestamp \"{}\": {e}", echo::shown(&at)),
+                )
+            })?)),
+            (None, Some(delay)) => Some(Schedule::After(
+                parse_duration(&delay).map_err(|why| InputError::field("delay", why))?,
+            )),
+            (None, None) => None,
+        },
+    )
 }
 
 fn string_field(map: &Map<String, Value>, name: &str) -> Result<Option<String>, InputError> {
@@ -452,6 +507,40 @@ mod tests {
         ] {
             let err = parse_job(&input).unwrap_err().to_string();
             assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..400]);
+        }
+    }
+
+    #[test]
+    fn edits_use_the_job_fields_rules_and_only_editable_fields() {
+        let edit = |text: &str| edit_from_value(&serde_json::from_str(text).unwrap());
+        let full = edit(
+            r#"{"command":"y","priority":-3,"delay":"5m","max_retries":4,"timeout_seconds":0}"#,
+        )
+        .unwrap();
+        assert_eq!(full.command.as_deref(), Some("y"));
+        assert_eq!(full.priority, Some(-3));
+        assert_eq!(
+            full.schedule,
+            Some(Schedule::After(Duration::from_secs(300)))
+        );
+        assert_eq!((full.max_retries, full.timeout_seconds), (Some(4), Some(0)));
+        assert!(edit(r#"{"priority":null}"#).unwrap().is_empty());
+        for (input, field, needle) in [
+            (r#"{"command":" "}"#, "command", "must not be empty"),
+            (r#"{"priority":1.5}"#, "priority", "expected an integer"),
+            (r#"{"run_at":"soon"}"#, "run_at", "invalid RFC 3339"),
+            (
+                r#"{"run_at":"2030-01-01T00:00:00Z","delay":"1s"}"#,
+                "delay",
+                "not both",
+            ),
+            (r#"{"max_retries":-1}"#, "max_retries", "non-negative"),
+            (r#"{"env":{}}"#, "env", "cannot be edited"),
+            (r#"{"id":"x"}"#, "id", "cannot be edited"),
+        ] {
+            let err = edit(input).expect_err(input);
+            assert_eq!(err.field.as_deref(), Some(field), "{input}");
+            assert!(err.to_string().contains(needle), "{input}: {err}");
         }
     }
 

@@ -22,6 +22,16 @@ pub(crate) fn duplicate_id(id: &JobId, line: Option<usize>) -> Error {
     err.into()
 }
 
+/// `edit` found no waiting job `id`: it is missing, or in `state`.
+pub fn not_editable(id: &str, state: Option<JobState>) -> Error {
+    match state {
+        None => Error::NotFound(id.to_owned()),
+        Some(state) => Error::Conflict(format!(
+            "job '{id}' is {state}; only a waiting job (pending, or failed and waiting for its retry) can be edited"
+        )),
+    }
+}
+
 pub(crate) fn target_not_empty(jobs: i64) -> Error {
     Error::Conflict(format!(
         "the target queue already holds {jobs} job(s); copy only into an empty queue"

@@ -28,7 +28,7 @@ pub use selection::{Acted, BulkAction, BulkOutcome, Refused, Selection};
 pub use types::*;
 
 use crate::config::Durability;
-use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::{JobEdit, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, Result};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -163,6 +163,14 @@ pub trait Backend: Send {
             None => CancelResult::Cancelled,
         })
     }
+
+    /// Changes a waiting job (pending, or failed and waiting for its retry)
+    /// as `edit` says, in one statement that applies only while it is still
+    /// waiting, so a worker claiming it at the same moment either runs the
+    /// edited job or makes this a [`Conflict`](crate::error::Error::Conflict).
+    /// A new `run_at` counts from the database's clock. Idle workers learn
+    /// of it (it may be due earlier now). Returns the job as edited.
+    fn edit(&mut self, id: &str, edit: &JobEdit) -> Result<Job>;
 
     /// Moves dead jobs back to pending with a fresh retry budget: one by id,
     /// or every dead job. Returns the ids moved.

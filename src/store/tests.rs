@@ -7,7 +7,7 @@
 use super::test_support::*;
 use super::*;
 use crate::domain::spec::parse_job;
-use crate::domain::{AttemptOutcome, JobState, NewJob};
+use crate::domain::{AttemptOutcome, JobEdit, JobState, NewJob};
 use crate::error::Error;
 use crate::output::{Destination, OutputReport};
 use jiff::Timestamp;
@@ -62,6 +62,8 @@ conformance! {
     restart_requeues_finished_jobs_keeping_their_history,
     named_jobs_are_acted_on_one_by_one_and_the_rest_reported,
     filters_select_by_state_and_age_in_chunks_each_job_once,
+    edit_changes_a_waiting_job_and_refuses_the_others,
+    an_edit_racing_a_claim_applies_before_it_or_not_at_all,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1404,4 +1406,148 @@ fn filters_select_by_state_and_age_in_chunks_each_job_once(q: &TestQueue) {
         1,
         "only the running job is left"
     );
+}
+
+fn edit_of(json: &str) -> JobEdit {
+    crate::domain::spec::edit_from_value(&serde_json::from_str(json).unwrap()).unwrap()
+}
+
+fn edit_changes_a_waiting_job_and_refuses_the_others(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue(
+        &mut store,
+        r#"{"id":"later","command":"old","delay":"1h","max_retries":1}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"first","command":"x"}"#, at(0));
+    let edited = store
+        .at(at(10))
+        .edit(
+            "later",
+            &edit_of(r#"{"command":"new","priority":7,"delay":"30s","timeout_seconds":9}"#),
+        )
+        .unwrap();
+    assert_eq!(edited.command, "new");
+    assert_eq!((edited.priority, edited.timeout_seconds), (7, 9));
+    assert_eq!(edited.run_at, at(40), "the delay counts from the edit");
+    assert_eq!(edited.max_retries, 1, "fields left out stay");
+    assert_eq!(edited.updated_at, at(10));
+    assert_eq!(store.get("later").unwrap().command, "new");
+    // Due now and of higher priority: claimed before "first".
+    store
+        .at(at(11))
+        .edit("later", &edit_of(r#"{"run_at":"2027-01-15T08:00:00Z"}"#))
+        .unwrap();
+    assert_eq!(
+        store.get("later").unwrap().run_at,
+        "2027-01-15T08:00:00Z".parse::<Timestamp>().unwrap()
+    );
+    let claimed = store.claim_at(&request("w"), at(12)).unwrap().unwrap();
+    assert_eq!(
+        (claimed.id.as_str(), claimed.command.as_str()),
+        ("later", "new")
+    );
+    // A job waiting for its retry may be edited; a processing one may not.
+    let fail = AttemptResult::new(AttemptOutcome::Failed);
+    store
+        .finish_at(&claimed.lease, &fail, &policy(), at(13), None)
+        .unwrap();
+    assert_eq!(store.get("later").unwrap().state, JobState::Failed);
+    let retried = store
+        .at(at(14))
+        .edit("later", &edit_of(r#"{"delay":"0s","max_retries":3}"#))
+        .unwrap();
+    assert_eq!((retried.run_at, retried.max_retries), (at(14), 3));
+    let running = store.claim_at(&request("w"), at(15)).unwrap().unwrap();
+    assert_eq!(running.id, "later");
+    let err = store
+        .at(at(16))
+        .edit("later", &edit_of(r#"{"priority":1}"#));
+    assert!(
+        matches!(&err, Err(Error::Conflict(m)) if m.contains("is processing")),
+        "{err:?}"
+    );
+    store
+        .finish_at(
+            &running.lease,
+            &AttemptResult::new(AttemptOutcome::Succeeded),
+            &policy(),
+            at(17),
+            None,
+        )
+        .unwrap();
+    let err = store
+        .at(at(18))
+        .edit("later", &edit_of(r#"{"priority":1}"#));
+    assert!(
+        matches!(&err, Err(Error::Conflict(m)) if m.contains("is completed")),
+        "{err:?}"
+    );
+    assert_eq!(store.get("later").unwrap().priority, 7, "unchanged");
+    assert!(matches!(
+        store
+            .at(at(18))
+            .edit("ghost", &edit_of(r#"{"priority":1}"#)),
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// An edit and a claim of the same job at the same moment, many times over
+/// two connections: the claimed command is the edited one exactly when the
+/// edit reported success; a refused edit changed nothing.
+fn an_edit_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
+    let rounds = 40;
+    let mut store = q.open();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let editor = {
+        let db = q.database.clone();
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let mut store = Store::open(&db, Durability::Normal).unwrap();
+            let edit = edit_of(r#"{"command":"edited"}"#);
+            (0..rounds)
+                .map(|i| {
+                    barrier.wait();
+                    match store.at(at(1)).edit(&format!("race-{i}"), &edit) {
+                        Ok(job) => job.command == "edited",
+                        Err(Error::Conflict(_)) => false,
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+                .collect::<Vec<bool>>()
+        })
+    };
+    let mut claimed = Vec::new();
+    for i in 0..rounds {
+        // The only waiting job, so a claim takes it or nothing.
+        let mut job = NewJob::new("original");
+        job.id = Some(crate::domain::JobId::parse(&format!("race-{i}")).unwrap());
+        store.enqueue_at(&[(1, job)], &DEFAULTS, at(0)).unwrap();
+        barrier.wait();
+        // SKIP LOCKED may pass over a row the edit holds: claim again.
+        let job = loop {
+            if let Some(job) = store.claim_at(&request("w"), at(1)).unwrap() {
+                break job;
+            }
+        };
+        assert_eq!(job.id, format!("race-{i}"));
+        claimed.push(job.command.clone());
+        store
+            .finish_at(
+                &job.lease,
+                &AttemptResult::new(AttemptOutcome::Succeeded),
+                &policy(),
+                at(1),
+                None,
+            )
+            .unwrap();
+    }
+    let applied = editor.join().unwrap();
+    for (i, (applied, command)) in applied.iter().zip(&claimed).enumerate() {
+        assert_eq!(
+            *applied,
+            command == "edited",
+            "race-{i}: edit applied {applied}, claimed {command}"
+        );
+    }
 }

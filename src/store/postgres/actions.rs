@@ -4,11 +4,12 @@
 use super::listen::notify_work;
 use super::session::{Sql, TxResult};
 use crate::domain::job::Schedule;
-use crate::domain::{JobId, JobState, NewJob};
+use crate::domain::{JobEdit, JobId, JobState, NewJob};
 use crate::error::Error;
 use crate::store::selection::{Acted, BulkAction, CHUNK, IdsChunk};
 use crate::store::{
-    JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, parse_state, to_millis,
+    Job, JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, not_editable, parse_state,
+    to_millis,
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
@@ -31,12 +32,7 @@ pub(super) fn enqueue<C: GenericClient>(
         .collect();
     let (mut run_at, mut delay_ms) = (Vec::new(), Vec::new());
     for (_, job) in jobs {
-        let (at, delay) = match job.schedule {
-            Schedule::Now => (None, Some(0)),
-            Schedule::At(at) => (Some(to_millis(at)), None),
-            // Capped so that now + delay stays a valid time.
-            Schedule::After(delay) => (None, Some(millis(delay).min(to_millis(Timestamp::MAX)))),
-        };
+        let (at, delay) = schedule_millis(job.schedule);
         run_at.push(at);
         delay_ms.push(delay);
     }
@@ -94,6 +90,66 @@ pub(super) fn enqueue<C: GenericClient>(
             Err(first_duplicate(sql, jobs, &ids)?.into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes a job while it is still waiting (a claim that locked it first
+/// leaves it processing, and this changes nothing), waking idle workers.
+pub(super) fn edit(
+    sql: &mut Sql<postgres::Transaction>,
+    id: &str,
+    edit: &JobEdit,
+) -> TxResult<Job> {
+    let (at, delay) = match edit.schedule {
+        None => (None, None),
+        Some(schedule) => schedule_millis(schedule),
+    };
+    let timeout = edit.timeout_seconds.map(i64::from);
+    let retries = edit.max_retries.map(i64::from);
+    let row = sql.query_one(
+        concat!(
+            "WITH edited AS (
+                 UPDATE jobs SET command = COALESCE($2, command), priority = COALESCE($3, priority),
+                     run_at = COALESCE($4, CASE WHEN $5::bigint IS NOT NULL
+                         THEN LEAST(queuectl_now_ms() + $5, $8) END, run_at),
+                     max_retries = COALESCE($6, max_retries),
+                     timeout_seconds = COALESCE($7, timeout_seconds), updated_at = queuectl_now_ms()
+                 WHERE id = $1 AND state IN ('pending', 'failed') RETURNING seq
+             ), woken AS (",
+            notify_work!(),
+            " WHERE EXISTS (SELECT 1 FROM edited))
+             SELECT (SELECT count(*) FROM edited), (SELECT count(*) FROM woken)"
+        ),
+        &[
+            &id,
+            &edit.command,
+            &edit.priority,
+            &at,
+            &delay,
+            &retries,
+            &timeout,
+            &to_millis(Timestamp::MAX),
+        ],
+    )?;
+    let edited: i64 = row.try_get(0)?;
+    if edited == 0 {
+        let row = sql.query_opt("SELECT state FROM jobs WHERE id = $1", &[&id])?;
+        let state = match row {
+            Some(row) => Some(parse_state(row.try_get(0)?)?),
+            None => None,
+        };
+        return Err(not_editable(id, state).into());
+    }
+    super::reads::get(sql, id)
+}
+
+/// A schedule as the statements take it: an absolute time, or a delay from
+/// the database's now (capped so that now + delay stays a valid time).
+fn schedule_millis(schedule: Schedule) -> (Option<i64>, Option<i64>) {
+    match schedule {
+        Schedule::Now => (None, Some(0)),
+        Schedule::At(at) => (Some(to_millis(at)), None),
+        Schedule::After(delay) => (None, Some(millis(delay).min(to_millis(Timestamp::MAX)))),
     }
 }
 

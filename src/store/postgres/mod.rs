@@ -31,7 +31,7 @@ pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settin
 use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
-use crate::domain::{JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::{JobEdit, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::Result;
 use jiff::Timestamp;
 use session::Session;
@@ -186,6 +186,10 @@ impl Backend for PgStore {
             |session, ids| session.transaction(|sql| actions::act_on_ids(sql, action, ids)),
             |session| session.run(|sql| actions::act_on_filter(sql, action, states, cutoff_ms)),
         )
+    }
+
+    fn edit(&mut self, id: &str, edit: &JobEdit) -> Result<Job> {
+        self.session.transaction(|sql| actions::edit(sql, id, edit))
     }
 
     fn get(&mut self, id: &str) -> Result<Job> {

@@ -18,7 +18,7 @@ use super::{
     parse_state, to_millis,
 };
 use crate::config::Durability;
-use crate::domain::{AttemptOutcome, JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::{AttemptOutcome, JobEdit, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::output::Destination;
 use crate::paths::StateDir;
@@ -919,6 +919,44 @@ impl Backend for SqliteStore {
                 })
             },
         )
+    }
+
+    fn edit(&mut self, id: &str, edit: &JobEdit) -> Result<Job> {
+        let now = self.clock();
+        let run_at = edit.schedule.map(|s| to_millis(s.due_at(now)));
+        self.write(|tx| {
+            // Guarded by the state: a claim that won the write lock first
+            // left the job processing, and nothing is changed.
+            let edited = tx
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET command = COALESCE(?2, command), priority = COALESCE(?3, priority),
+                         run_at = COALESCE(?4, run_at), max_retries = COALESCE(?5, max_retries),
+                         timeout_seconds = COALESCE(?6, timeout_seconds), updated_at = ?7
+                     WHERE id = ?1 AND (state = 'pending' OR state = 'failed')
+                     RETURNING {JOB_COLUMNS}"
+                ))?
+                .query_row(
+                    params![
+                        id,
+                        edit.command,
+                        edit.priority,
+                        run_at,
+                        edit.max_retries,
+                        edit.timeout_seconds,
+                        to_millis(now)
+                    ],
+                    job_from_row,
+                )
+                .optional()?;
+            if let Some(job) = edited {
+                return Ok(job);
+            }
+            let state: Option<String> = tx
+                .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            let state = state.as_deref().map(parse_state).transpose()?;
+            Err(super::not_editable(id, state).into())
+        })
     }
 
     fn get(&mut self, id: &str) -> Result<Job> {
