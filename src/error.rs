@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Exit codes of `wait` and `logs -f` beyond the common ones (documented in
+/// the CLI's help): a job ended dead, cancelled, or time ran out.
+pub const EXIT_DEAD: u8 = 5;
+pub const EXIT_CANCELLED: u8 = 6;
+pub const EXIT_WAIT_TIMED_OUT: u8 = 7;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A job submission that failed validation.
@@ -64,6 +70,13 @@ pub enum Error {
         found: i64,
         supported: i64,
     },
+    /// Jobs a command waited for (`wait`, `logs -f`) ended, not all
+    /// completed: some dead (exit 5) or else some cancelled (exit 6).
+    #[error("{message}")]
+    NotCompleted { message: String, dead: bool },
+    /// `wait --timeout` ran out before every job ended (exit 7).
+    #[error("{0}")]
+    WaitTimedOut(String),
     /// The queue was made by a newer queuectl.
     #[error(
         "database {} has schema version {found}, newer than this queuectl understands ({supported}); upgrade queuectl",
@@ -111,6 +124,9 @@ impl Error {
                     4
                 }
             }
+            Error::NotCompleted { dead: true, .. } => EXIT_DEAD,
+            Error::NotCompleted { dead: false, .. } => EXIT_CANCELLED,
+            Error::WaitTimedOut(_) => EXIT_WAIT_TIMED_OUT,
             Error::Io { .. }
             | Error::Database { .. }
             | Error::Postgres { .. }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 Examples:
+  queuectl add -- ./backup.sh --full
   queuectl enqueue '{\"id\":\"job1\",\"command\":\"echo hello\"}'
+  queuectl wait job1
   queuectl worker start --count 3
   queuectl status
   queuectl logs job1
@@ -22,6 +24,9 @@ Exit codes:
      file that does not exist)
   3  job not found, or no queue at the path (only enqueue and workers create one)
   4  the job's state does not allow the operation
+  5  wait, logs -f: a job ended dead (when jobs ended both dead and cancelled, 5)
+  6  wait, logs -f: a job ended cancelled (and none dead)
+  7  wait --timeout: the time ran out before every job ended
 
 cancel, restart, dlq retry and purge act on each named job they can and report
 the others: then 3 if any of them was not found, else 4.";
@@ -65,6 +70,47 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Add a shell command to the queue; prints its id (`enqueue` takes JSON, for scripts)
+    #[command(after_help = "\
+Examples:
+  queuectl add -- ./backup.sh --full
+  queuectl add -- echo \"a b\"                   # runs: echo 'a b'
+  queuectl add -- 'make -j4 && ./deploy'         # one word: a shell command line as it is
+  queuectl add --id report --at '2026-12-01 09:00' -- make report
+  queuectl add --delay 5m --retries 5 --timeout 30s -- curl -fsS https://example.com
+  queuectl add --env-file /etc/queuectl/deploy.env --env STAGE=prod -- ./deploy.sh
+
+Several words after -- are shell-quoted and joined, so each stays one argument; a
+single word is used as it is, as a shell command line. The job runs in the current
+directory unless --cwd says otherwise. --env values are stored in the (private)
+queue but never printed; --env-file keeps them out of the queue (see `enqueue --help`).")]
+    Add(AddArgs),
+    /// Change a waiting job (pending, or failed and waiting for its retry): by flags, or in $VISUAL/$EDITOR
+    #[command(after_help = "\
+Examples:
+  queuectl edit job1 --priority 10
+  queuectl edit job1 --delay 0s               # due now
+  queuectl edit job1 --command './backup.sh --full' --retries 5
+  queuectl edit job1                          # opens the job in $VISUAL or $EDITOR (TOML)
+
+Without flags the job's editable fields open in $VISUAL (else $EDITOR, else vi) as
+TOML: command, priority, run_at (RFC 3339, or use delay = \"5m\"), max_retries,
+timeout_seconds. Save to apply; leave it unchanged to change nothing. A job that
+started meanwhile is left as it is (exit 4).")]
+    Edit(EditArgs),
+    /// Wait until jobs end (completed, dead or cancelled); exit 0 only if all completed
+    #[command(after_help = "\
+Examples:
+  queuectl wait job1
+  queuectl wait job1 job2 --timeout 600
+  queuectl wait --all                          # every job not finished now
+  queuectl add -- make test | xargs queuectl wait
+
+Exit codes: 0 every job completed; 5 a job ended dead (also when others were
+cancelled); 6 a job ended cancelled (none dead); 7 --timeout ran out first;
+3 an unknown id (before waiting). On a terminal a progress line is shown on stderr.
+--json prints each job's final state.")]
+    Wait(WaitArgs),
     /// Add jobs to the queue
     #[command(after_help = "\
 Examples:
@@ -101,18 +147,18 @@ are reserved.")]
         #[arg(add = complete::job_id())]
         id: String,
     },
-    /// Print a job's output (stdout and stderr); a note on stderr says when there is none or some was lost
-    #[command(
-        after_help = "Examples:\n  queuectl logs job1\n  queuectl logs -f job1\n  queuectl logs --json job1"
-    )]
-    Logs {
-        /// Job id
-        #[arg(add = complete::job_id())]
-        id: String,
-        /// Keep printing output until the job finishes
-        #[arg(short, long)]
-        follow: bool,
-    },
+    /// Print a job's output (stdout and stderr), attempt by attempt; a note on stderr says when there is none or some was lost
+    #[command(after_help = "\
+Examples:
+  queuectl logs job1
+  queuectl logs -f job1
+  queuectl logs job1 --attempt 2 --lines 20
+  queuectl logs --json job1
+
+On a terminal each attempt starts with a header (attempt, worker, start, how it
+ended) and stderr lines are marked; piped, the output is exactly what the job
+printed. logs -f exits like `wait`: 0 completed, 5 dead, 6 cancelled.")]
+    Logs(LogsArgs),
     /// Cancel jobs: a waiting job at once, a running one is stopped like a timeout; either ends cancelled
     #[command(after_help = "\
 Examples:
@@ -278,6 +324,93 @@ pub struct EnqueueArgs {
     /// Read jobs from a file: one JSON object per line, or a JSON array
     #[arg(long, short, value_name = "PATH")]
     pub file: Option<PathBuf>,
+}
+
+/// Job settings that `add` sets and `edit` changes.
+#[derive(Debug, Default, Args)]
+pub struct JobFields {
+    /// Priority: higher runs first [add: 0]
+    #[arg(long, short = 'p', value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Due after this long from now (30s, 5m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", conflicts_with = "at")]
+    pub delay: Option<String>,
+    /// Due at this time: RFC 3339 (2026-12-01T09:00:00Z) or local time ("2026-12-01 09:00")
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Retries after failed attempts before the job is dead [add: the config's max_retries]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u64>,
+    /// Stop an attempt after this long (30s, 5m; 0: never) [add: the config's timeout_seconds]
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Job id (letters, digits, '.', '_', '-') [default: a new ULID]
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub fields: JobFields,
+    /// A variable for the job, NAME=VALUE (repeatable; values are never shown)
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Variables read when each attempt starts: an absolute path, or a systemd credential's name
+    #[arg(long, value_name = "PATH|NAME")]
+    pub env_file: Option<String>,
+    /// Working directory [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// The command after --: several words are quoted and joined; one word is a shell command line
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Job id
+    #[arg(add = complete::job_id())]
+    pub id: String,
+    /// A new shell command line
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
+    #[command(flatten)]
+    pub fields: JobFields,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Job ids
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        value_name = "ID",
+        add = complete::job_id()
+    )]
+    pub ids: Vec<String>,
+    /// Every job that is not finished now
+    #[arg(long)]
+    pub all: bool,
+    /// Give up after this many seconds (exit 7)
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Job id
+    #[arg(add = complete::job_id())]
+    pub id: String,
+    /// Keep printing output until the job finishes
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only this attempt (1 is the first run)
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Only the last N lines of each attempt shown
+    #[arg(long, short = 'n', value_name = "N")]
+    pub lines: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! The command-line shell: parse, call the library, print. No queue logic
 //! lives here.
 
+mod add;
 pub mod args;
 mod bench;
 mod bulk;
@@ -9,8 +10,10 @@ pub mod complete;
 mod config;
 mod copy;
 mod dlq;
+mod edit;
 mod enqueue;
 mod format;
+mod job_fields;
 mod list;
 mod logs;
 mod man;
@@ -21,6 +24,7 @@ mod restart;
 mod show;
 mod status;
 mod units;
+mod wait;
 mod worker;
 
 use args::{Cli, ColorChoice, Command, ConfigCommand};
@@ -100,10 +104,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let ctx = Context::load(&cli)?;
     match cli.command {
+        Command::Add(args) => add::run(&ctx, args),
         Command::Enqueue(args) => enqueue::run(&ctx, args),
+        Command::Edit(args) => edit::run(&ctx, args),
+        Command::Wait(args) => wait::run(&ctx, args),
         Command::List(args) => list::run(&ctx, args),
         Command::Show { id } => show::run(&ctx, &id),
-        Command::Logs { id, follow } => logs::run(&ctx, &id, follow),
+        Command::Logs(args) => logs::run(&ctx, &args.id, args.follow),
         Command::Cancel { select } => cancel::run(&ctx, &select),
         Command::Restart { select } => restart::run(&ctx, &select),
         Command::Purge { select } => purge::run(&ctx, &select),

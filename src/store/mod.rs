@@ -22,6 +22,7 @@ pub mod selection;
 pub mod sqlite;
 mod types;
 
+pub use common::not_editable;
 pub(crate) use common::*;
 pub use location::Database;
 pub use selection::{Acted, BulkAction, BulkOutcome, Refused, Selection};

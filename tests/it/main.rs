@@ -16,6 +16,7 @@ mod display;
 mod files;
 mod fuzz_regressions;
 mod input;
+mod jobs_cli;
 mod lifecycle;
 mod manual;
 mod notify;

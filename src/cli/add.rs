@@ -1,0 +1,80 @@
+//! `add`: a shell command from the command line, with its settings as
+//! flags, enqueued through the same validation as a JSON job.
+
+use super::Context;
+use super::args::AddArgs;
+use super::enqueue::submit;
+use super::job_fields::flag_error;
+use queuectl::domain::spec::job_from_value;
+use queuectl::error::{Error, IoContext, Result};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
+    let mut fields = Map::new();
+    fields.insert("command".into(), command_line(&args.command)?.into());
+    if let Some(id) = args.id {
+        fields.insert("id".into(), id.into());
+    }
+    args.fields.insert_into(&mut fields)?;
+    if !args.env.is_empty() {
+        fields.insert("env".into(), environment(&args.env)?);
+    }
+    if let Some(env_file) = args.env_file {
+        fields.insert("env_file".into(), env_file.into());
+    }
+    fields.insert("cwd".into(), working_dir(args.cwd)?.into());
+    let job = job_from_value(&Value::Object(fields)).map_err(|e| flag_error(e, "COMMAND"))?;
+    submit(ctx, &[(1, job)])
+}
+
+/// The words after `--` as one shell command line: a single word as it is
+/// (it may be a whole pipeline), several quoted so each stays one argument.
+pub fn command_line(words: &[String]) -> Result<String> {
+    match words {
+        [line] => Ok(line.clone()),
+        _ => shlex::try_join(words.iter().map(String::as_str))
+            .map_err(|_| Error::Invalid("COMMAND: must not contain NUL bytes".into())),
+    }
+}
+
+/// `--env NAME=VALUE` flags as the job's `env` object. A value is never
+/// shown, not even in an error.
+fn environment(pairs: &[String]) -> Result<Value> {
+    let mut vars = Map::new();
+    for pair in pairs {
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            Error::Invalid("--env: expected NAME=VALUE, got a value without '='".into())
+        })?;
+        vars.insert(name.to_owned(), value.into());
+    }
+    Ok(Value::Object(vars))
+}
+
+/// `--cwd` made absolute, or the current directory (as pueue does).
+fn working_dir(given: Option<PathBuf>) -> Result<String> {
+    let dir = match given {
+        Some(dir) => std::path::absolute(dir),
+        None => std::env::current_dir(),
+    }
+    .context(|| "cannot find the current directory".into())?;
+    dir.into_os_string().into_string().map_err(|_| {
+        Error::Invalid("--cwd: the working directory's path is not valid UTF-8".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_and_a_single_word_is_a_command_line() {
+        let words = |w: &[&str]| command_line(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(words(&["echo", "a b"]).unwrap(), "echo 'a b'");
+        assert_eq!(words(&["ls", "-l", "$HOME"]).unwrap(), "ls -l '$HOME'");
+        assert_eq!(
+            words(&["make -j4 && ./deploy"]).unwrap(),
+            "make -j4 && ./deploy"
+        );
+    }
+}

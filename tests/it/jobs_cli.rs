@@ -1,0 +1,447 @@
+//! The everyday job commands: `add` (a shell command from the command
+//! line), `enqueue`'s hint when given one, `edit` (by flags and in an
+//! editor, racing a worker), `wait` (its exit codes), and `logs` by
+//! attempt. Runs on PostgreSQL too (.ci/run).
+
+use crate::support::{TestEnv, output_text, wait_until};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn refused(env: &TestEnv, args: &[&str], code: i32, needle: &str) -> String {
+    let out = env.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        output_text(&out)
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn add_joins_the_words_into_one_quoted_command_run_in_the_current_directory() {
+    let mut env = TestEnv::new();
+    let dir = env.path("");
+    let out = env
+        .cmd()
+        .current_dir(&dir)
+        .args([
+            "add", "--id", "words", "--", "printf", "%s|", "a b", "it's", "$HOME",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "words\n");
+    env.ok(&["add", "--id", "line", "--", "echo one && pwd"]);
+    let json = env.json(&[
+        "add",
+        "--id",
+        "flags",
+        "--priority",
+        "-3",
+        "--delay",
+        "1h",
+        "--retries",
+        "7",
+        "--timeout",
+        "2m",
+        "--env",
+        "GREETING=hi",
+        "--env-file",
+        "/etc/x.env",
+        "--cwd",
+        "/tmp",
+        "--",
+        "true",
+    ]);
+    assert_eq!(json, serde_json::json!({"enqueued": 1, "ids": ["flags"]}));
+    let flags = env.job("flags");
+    assert_eq!(flags["priority"], -3);
+    assert_eq!(
+        (
+            flags["max_retries"].as_u64(),
+            flags["timeout_seconds"].as_u64()
+        ),
+        (Some(7), Some(120))
+    );
+    assert_eq!(flags["env_keys"], serde_json::json!(["GREETING"]));
+    assert_eq!(
+        (flags["cwd"].as_str(), flags["env_file"].as_str()),
+        (Some("/tmp"), Some("/etc/x.env"))
+    );
+    env.ok(&[
+        "add",
+        "--id",
+        "at",
+        "--at",
+        "2030-05-01T10:00:00Z",
+        "--",
+        "true",
+    ]);
+    assert_eq!(env.job("at")["run_at"], "2030-05-01T10:00:00Z");
+    let local = env
+        .cmd()
+        .env("TZ", "Asia/Tokyo")
+        .args([
+            "add",
+            "--id",
+            "local",
+            "--at",
+            "2030-05-01 19:00",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{}", output_text(&local));
+    assert_eq!(env.job("local")["run_at"], "2030-05-01T10:00:00Z");
+
+    env.spawn_worker("w1");
+    env.wait_for_state("words", "completed", WAIT);
+    env.wait_for_state("line", "completed", WAIT);
+    assert_eq!(
+        env.job("words")["command"],
+        "printf '%s|' 'a b' \"it's\" '$HOME'"
+    );
+    assert_eq!(
+        env.ok(&["logs", "words"]),
+        "%s|a b|it's|$HOME|".replace("%s|", "")
+    );
+    // Added without --cwd from the test's own directory.
+    let expected_dir = std::env::current_dir().unwrap();
+    assert_eq!(
+        env.ok(&["logs", "line"]),
+        format!("one\n{}\n", expected_dir.display())
+    );
+}
+
+#[test]
+fn add_refuses_bad_flags_by_name_never_showing_env_values() {
+    let env = TestEnv::new();
+    env.ok(&["add", "--id", "taken", "--", "true"]);
+    for (args, needle) in [
+        (
+            vec!["add", "--env", "TOKEN:s3cret", "--", "true"],
+            "--env: expected NAME=VALUE",
+        ),
+        (vec!["add", "--env", "=s3cret", "--", "true"], "--env:"),
+        (
+            vec!["add", "--env", "QUEUECTL_X=s3cret", "--", "true"],
+            "--env:",
+        ),
+        (
+            vec!["add", "--at", "tomorrow", "--", "true"],
+            "--at: cannot read \"tomorrow\"",
+        ),
+        (
+            vec!["add", "--delay", "soon", "--", "true"],
+            "--delay: invalid duration",
+        ),
+        (
+            vec!["add", "--timeout", "soon", "--", "true"],
+            "--timeout: invalid duration",
+        ),
+        (
+            vec!["add", "--retries", "99999", "--", "true"],
+            "--retries: 99999 is too large",
+        ),
+        (
+            vec!["add", "--priority", "9999999999", "--", "true"],
+            "--priority: expected an integer",
+        ),
+        (vec!["add", "--id", "../x", "--", "true"], "--id:"),
+        (
+            vec!["add", "--id", "taken", "--", "true"],
+            "job 'taken' already exists",
+        ),
+        (
+            vec!["add", "--env-file", "rel/path", "--", "true"],
+            "--env-file:",
+        ),
+        (vec!["add", "--", " "], "COMMAND: must not be empty"),
+        (
+            vec![
+                "add",
+                "--delay",
+                "5m",
+                "--at",
+                "2030-01-01T00:00:00Z",
+                "--",
+                "true",
+            ],
+            "cannot be used with",
+        ),
+        (vec!["add", "true"], "error:"),
+        (vec!["add"], "error:"),
+    ] {
+        let stderr = refused(&env, &args, 2, needle);
+        assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
+    }
+    let ids: Vec<_> = env
+        .json(&["list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(ids, ["taken"], "nothing else was enqueued");
+}
+
+#[test]
+fn enqueue_given_a_shell_command_points_to_add() {
+    let env = TestEnv::new();
+    let stderr = refused(&env, &["enqueue", "echo hi"], 2, "queuectl add -- echo hi");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    refused(
+        &env,
+        &["enqueue", "make && ./deploy"],
+        2,
+        "queuectl add -- 'make && ./deploy'",
+    );
+    // JSON keeps its own error.
+    let stderr = refused(&env, &["enqueue", r#"{"command":"x""#], 2, "malformed JSON");
+    assert!(!stderr.contains("queuectl add"), "{stderr}");
+}
+
+/// An `$EDITOR` that records the file's mode, its directory's mode and its
+/// path, then applies `sed_expr` to it.
+fn recording_editor(env: &TestEnv, sed_expr: &str) -> String {
+    let script = env.path("editor.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nstat -c '%a' \"$1\" \"$(dirname \"$1\")\" > {seen}\necho \"$1\" >> {seen}\nsed -i '{sed_expr}' \"$1\"\n",
+            seen = env.path("seen").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+#[test]
+fn edit_changes_a_waiting_job_by_flags_or_in_a_private_file_in_the_editor() {
+    let env = TestEnv::new();
+    env.ok(&["add", "--id", "j", "--delay", "1h", "--", "echo old"]);
+    let edited = env.json(&[
+        "edit",
+        "j",
+        "--priority",
+        "5",
+        "--command",
+        "echo new",
+        "--retries",
+        "4",
+    ]);
+    assert_eq!(
+        (edited["priority"].as_i64(), edited["command"].as_str()),
+        (Some(5), Some("echo new"))
+    );
+    assert_eq!(edited["max_retries"], 4);
+    env.ok(&["edit", "j", "--at", "2031-01-01T00:00:00Z"]);
+    assert_eq!(env.job("j")["run_at"], "2031-01-01T00:00:00Z");
+
+    let editor = recording_editor(
+        &env,
+        "s/^priority = 5$/priority = 9/; s/^timeout_seconds = .*/timeout_seconds = 30/",
+    );
+    let out = env
+        .cmd()
+        .env("EDITOR", &editor)
+        .env_remove("VISUAL")
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let job = env.job("j");
+    assert_eq!(
+        (job["priority"].as_i64(), job["timeout_seconds"].as_i64()),
+        (Some(9), Some(30))
+    );
+    assert_eq!(job["command"], "echo new", "untouched fields stay");
+    let seen = std::fs::read_to_string(env.path("seen")).unwrap();
+    let seen: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        &seen[..2],
+        ["600", "700"],
+        "the file and its directory are private"
+    );
+    assert!(
+        !std::path::Path::new(seen[2]).exists(),
+        "the file is removed afterwards"
+    );
+    assert!(
+        !std::path::Path::new(seen[2]).parent().unwrap().exists(),
+        "and its directory"
+    );
+
+    // Unchanged: nothing to do. Invalid: exit 2, nothing changed.
+    let out = env
+        .cmd()
+        .env("VISUAL", "true")
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unchanged"));
+    let bad = recording_editor(&env, "s/^priority = .*/priority = \"high\"/");
+    let out = env
+        .cmd()
+        .env("VISUAL", &bad)
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("field 'priority'"));
+    assert_eq!(env.job("j")["priority"], 9);
+
+    refused(
+        &env,
+        &["edit", "ghost", "--priority", "1"],
+        3,
+        "job 'ghost' not found",
+    );
+    refused(
+        &env,
+        &["edit", "j", "--delay", "soon"],
+        2,
+        "--delay: invalid duration",
+    );
+    refused(
+        &env,
+        &["edit", "j", "--command", ""],
+        2,
+        "--command: must not be empty",
+    );
+    env.ok(&["cancel", "j"]);
+    refused(
+        &env,
+        &["edit", "j", "--priority", "1"],
+        4,
+        "job 'j' is cancelled",
+    );
+    let out = env
+        .cmd()
+        .env("VISUAL", "true")
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+}
+
+#[test]
+fn an_edit_of_a_job_that_started_while_in_the_editor_changes_nothing() {
+    let env = TestEnv::new();
+    env.ok(&["add", "--id", "j", "--", "echo original"]);
+    // The editor changes the command, then a worker runs the job before
+    // the editor exits.
+    let script = env.path("editor.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsed -i 's/^command = .*/command = \"echo edited\"/' \"$1\"\n\"$QUEUECTL\" worker run --drain --name editor-race >/dev/null 2>&1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env
+        .cmd()
+        .env("VISUAL", &script)
+        .env("QUEUECTL", crate::support::binary())
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("started meanwhile"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(env.job("j")["command"], "echo original");
+    assert_eq!(env.ok(&["logs", "j"]), "original\n");
+}
+
+#[test]
+fn wait_blocks_until_jobs_end_and_exits_by_how_they_ended() {
+    let mut env = TestEnv::new();
+    let gate = env.path("go");
+    env.ok(&[
+        "add",
+        "--id",
+        "gated",
+        "--",
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()),
+    ]);
+    env.ok(&["add", "--id", "fails", "--retries", "0", "--", "exit 3"]);
+    env.ok(&["add", "--id", "later", "--delay", "1h", "--", "true"]);
+    env.ok(&["add", "--id", "cancelled", "--delay", "1h", "--", "true"]);
+    env.ok(&["cancel", "cancelled"]);
+    refused(
+        &env,
+        &["wait", "gated", "ghost"],
+        3,
+        "job 'ghost' not found",
+    );
+    refused(&env, &["wait"], 2, "error:");
+
+    let mut waiting = env.cmd().args(["wait", "gated"]).spawn().unwrap();
+    env.spawn_worker("w1");
+    env.wait_for_state("gated", "processing", WAIT);
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "wait returned while its job runs"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let status = waiting.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.state("gated"), "completed");
+    env.wait_for_state("fails", "dead", WAIT);
+
+    refused(
+        &env,
+        &["wait", "gated", "fails", "cancelled"],
+        5,
+        "job 'fails' ended dead",
+    );
+    refused(
+        &env,
+        &["wait", "gated", "cancelled"],
+        6,
+        "job 'cancelled' ended cancelled",
+    );
+    refused(
+        &env,
+        &["wait", "gated", "later", "--timeout", "1"],
+        7,
+        "1 of 2 job(s) did not end within 1s",
+    );
+    let out = env.run(&["--json", "wait", "gated", "fails"]);
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["jobs"][1]["id"], "fails");
+    assert_eq!(json["jobs"][1]["state"], "dead");
+    // --all: every job unfinished now (only "later"), here with a timeout.
+    let out = env.run(&["--json", "wait", "--all", "--timeout", "0"]);
+    assert_eq!(out.status.code(), Some(7), "{}", output_text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["jobs"],
+        serde_json::json!([{"id": "later", "state": "pending", "attempts": 0, "last_error": null}])
+    );
+    env.ok(&["edit", "later", "--delay", "0s"]);
+    let out = env.run(&["wait", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "no progress off a terminal: {}",
+        output_text(&out)
+    );
+    wait_until("later completed", WAIT, || {
+        env.state("later") == "completed"
+    });
+}
