@@ -51,7 +51,12 @@ pub fn run(ctx: &Context, id: &str, follow: bool) -> Result<()> {
         }
         out.tails(&here, id, &after)?;
         if finished {
-            return report(id, &attempts, &here, out);
+            report(id, &attempts, &here, out)?;
+            // Followed to its end: exit as `wait` would.
+            return match follow {
+                true => super::wait::ended_as([(id, store.get(id)?.state)]),
+                false => Ok(()),
+            };
         }
         std::thread::sleep(FOLLOW_POLL);
     }

@@ -445,3 +445,36 @@ fn wait_blocks_until_jobs_end_and_exits_by_how_they_ended() {
         env.state("later") == "completed"
     });
 }
+
+#[test]
+fn logs_follow_exits_as_wait_does() {
+    let mut env = TestEnv::new();
+    env.ok(&["add", "--id", "ok", "--", "echo fine"]);
+    env.ok(&[
+        "add",
+        "--id",
+        "bad",
+        "--retries",
+        "0",
+        "--",
+        "echo broken; exit 1",
+    ]);
+    env.ok(&["add", "--id", "gone", "--delay", "1h", "--", "true"]);
+    env.ok(&["cancel", "gone"]);
+    env.spawn_worker("w1");
+    let out = env.run(&["logs", "-f", "ok"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
+    let out = env.run(&["logs", "-f", "bad"]);
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "broken\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job 'bad' ended dead"));
+    refused(
+        &env,
+        &["logs", "-f", "gone"],
+        6,
+        "job 'gone' ended cancelled",
+    );
+    // Without -f, how the job ended does not matter.
+    assert_eq!(env.run(&["logs", "bad"]).status.code(), Some(0));
+}
