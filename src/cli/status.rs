@@ -83,12 +83,14 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
     };
     let counts = &queue.counts;
     let registered = &queue.workers;
-    let (supervisor, instances) = match super::worker::supervisor(ctx, scope) {
+    // A manager named by --user/--system that is not running fails the
+    // command once the rest is shown; otherwise status shows what it can.
+    let (supervisor, instances, missing_manager) = match super::worker::supervisor(ctx, scope) {
         Ok(s) => {
             let instances = s.instances().unwrap_or_default();
-            (Some(s.describe()), instances)
+            (Some(s.describe()), instances, None)
         }
-        Err(_) => (None, vec![]),
+        Err(e) => (None, vec![], scope.explicit().then_some(e)),
     };
     let host = queuectl::worker::hostname();
     // This host's supervised instances, under the names their workers register.
@@ -159,7 +161,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             "counts": counts,
             "workers": workers,
         }))?;
-        return unreachable.map_or(Ok(()), Err);
+        return unreachable.or(missing_manager).map_or(Ok(()), Err);
     }
     let p = &ctx.paint;
     println!("{} {}", p.bold("queue:"), ctx.state.db);
@@ -169,7 +171,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             p.bold("jobs: ")
         );
         print_workers(ctx, &workers, supervisor.as_deref(), &queue);
-        return unreachable.map_or(Ok(()), Err);
+        return unreachable.or(missing_manager).map_or(Ok(()), Err);
     }
     let line: Vec<String> = JobState::ALL
         .iter()
@@ -183,7 +185,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         .collect();
     println!("{} {}", p.bold("jobs: "), line.join("  "));
     print_workers(ctx, &workers, supervisor.as_deref(), &queue);
-    Ok(())
+    missing_manager.map_or(Ok(()), Err)
 }
 
 fn print_workers(

@@ -279,6 +279,21 @@ fn worker_start_or_stop_with_user_and_no_user_manager_fails() {
             );
         }
     }
+    // status shows the queue, then fails the same way.
+    env.enqueue(r#"{"id":"waiting","command":"true"}"#);
+    let out = env
+        .cmd()
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .args(["status", "--user"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no systemd user manager is reachable"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("jobs:"));
     // Nothing fell back to processes.
     assert_eq!(env.registered_workers(), 0);
     assert!(!env.path("state/workers").exists());
