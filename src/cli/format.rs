@@ -60,8 +60,9 @@ impl Times {
         let zone = if utc {
             TimeZone::UTC
         } else {
-            // An unusable $TZ shows as "Etc/Unknown" (read as UTC) rather than
-            // passing silently as UTC.
+            // An unusable $TZ falls back to the system's zone (else
+            // Etc/Unknown, read as UTC); every time printed names its zone,
+            // so the fallback shows.
             TimeZone::system()
         };
         Times { zone }

@@ -143,3 +143,24 @@ fn no_manager(scope: Scope, asked_by_flag: bool) -> Error {
     };
     Error::Supervisor(format!("{missing}; {instead}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_manager_says_what_to_do_instead() {
+        let by_flag = no_manager(Scope::System, true).to_string();
+        assert!(
+            by_flag.contains("no systemd system manager is running here")
+                && by_flag.ends_with("leave out --system to run workers as supervised processes"),
+            "{by_flag}"
+        );
+        let by_config = no_manager(Scope::System, false).to_string();
+        assert!(
+            by_config.ends_with("set `supervisor = \"process\"` or \"auto\" in the config"),
+            "{by_config}"
+        );
+        assert_eq!(no_manager(Scope::User, true).exit_code(), 1);
+    }
+}
