@@ -1,5 +1,6 @@
 //! Scale: does the queue slow down as history piles up? `status`, `list
-//! --state pending --limit 20` (real processes) and a claim (in-process,
+//! --state pending --limit 20`, `list --state pending,completed --limit 20`
+//! (real processes) and a claim (in-process,
 //! committed) on a database of 1,000,000 jobs, mostly finished, against the
 //! same on a 1,000-job database. Both hold the same number of pending jobs.
 //! SQLite only: the history is built by a store fixture helper that exists
@@ -32,11 +33,18 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
 
     let repeats = bench.size(21, 7);
     let list_args = ["list", "--state", "pending", "--limit", "20"];
-    let (mut status, mut list) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    // Newest first across a small and a huge state, with their total.
+    let mixed_args = ["list", "--state", "pending,completed", "--limit", "20"];
+    let (mut status, mut list, mut mixed) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
     for _ in 0..repeats {
         for (i, queue) in [&small, &big].into_iter().enumerate() {
             status[i].push(time_process(&mut queue.command(&["status"]))?);
             list[i].push(time_process(&mut queue.command(&list_args))?);
+            mixed[i].push(time_process(&mut queue.command(&mixed_args))?);
         }
     }
     let claims = bench.size(60, 15).min(PENDING);
@@ -60,6 +68,11 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
             "list --state pending --limit 20",
             &list,
             "`queuectl list --state pending --limit 20` process",
+        ),
+        (
+            "list --state pending,completed --limit 20",
+            &mixed,
+            "`queuectl list --state pending,completed --limit 20` process",
         ),
         (
             "claim",

@@ -135,10 +135,18 @@ it when each attempt starts: KEY=VALUE lines, # comments; it must not be accessi
 to other users (chmod 600). Its values override env. Names starting with QUEUECTL_
 are reserved.")]
     Enqueue(EnqueueArgs),
-    /// List jobs in enqueue order
-    #[command(
-        after_help = "Examples:\n  queuectl list\n  queuectl list --state pending --limit 20\n  queuectl list --state dead --json"
-    )]
+    /// List jobs, newest first
+    #[command(after_help = "\
+Examples:
+  queuectl list
+  queuectl list --state pending,failed --limit 20
+  queuectl list --all
+  queuectl list --state dead --json
+
+The newest 100 jobs unless --limit or --all; when some are not shown,
+\"N more (use --limit or --all)\" goes to stderr, so stdout stays a table.
+--json prints {\"jobs\": [...], \"total\": N}, total counting every job that
+matches the --state filter.")]
     List(ListArgs),
     /// Show one job with its attempt history
     #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
@@ -415,21 +423,33 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only jobs in this state (pending, processing, completed, failed, dead, cancelled)
-    #[arg(long, short, add = complete::state())]
-    pub state: Option<String>,
-    /// At most this many jobs
-    #[arg(long, short = 'n', default_value_t = 100)]
+    /// Only jobs in these states, comma-separated (pending, processing, completed, failed, dead, cancelled)
+    #[arg(long, short, value_name = "STATE,...", value_delimiter = ',', add = complete::state())]
+    pub state: Vec<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// How many of the newest jobs a list shows.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// At most this many jobs, the newest; a note on stderr says how many more there are
+    #[arg(long, short = 'n', default_value_t = 100, conflicts_with = "all")]
     pub limit: u32,
+    /// Every job
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead jobs
-    #[command(after_help = "Examples:\n  queuectl dlq list")]
+    /// List dead jobs, newest first, each with its last error
+    #[command(
+        after_help = "Examples:\n  queuectl dlq list\n  queuectl dlq list --all\n  queuectl dlq list --json   # {\"jobs\": [...], \"total\": N}, each last_error in full"
+    )]
     List {
-        #[arg(long, short = 'n', default_value_t = 100)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Move dead jobs back to pending with a fresh retry budget
     #[command(after_help = "\

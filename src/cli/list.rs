@@ -1,22 +1,54 @@
+//! `list` and `dlq list`: the newest jobs first, with how many there are in
+//! all (a note on stderr when some are not shown, so stdout stays a table).
+
 use super::Context;
-use super::args::ListArgs;
+use super::args::{ListArgs, PageArgs};
 use super::format::{clip, print_json, relative, running_for};
 use jiff::Timestamp;
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
 use queuectl::store::OpenMode;
-use queuectl::store::{Job, Store};
+use queuectl::store::{Job, JobPage, Store};
 use std::collections::HashMap;
 
 pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
-    let state = args
+    let states = args
         .state
-        .as_deref()
+        .iter()
         .map(|s| s.parse::<JobState>().map_err(Error::Invalid))
-        .transpose()?;
+        .collect::<Result<Vec<_>>>()?;
+    print_list(ctx, &states, &args.page, Columns::Jobs)
+}
+
+/// Which table to print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Every job: its command last.
+    Jobs,
+    /// The dead letter queue: each job's last error too.
+    DeadLetters,
+}
+
+/// Lists the newest jobs in `states` (every job when empty) as `page` says;
+/// with `--json`, `{"jobs": [...], "total": N}`.
+pub fn print_list(
+    ctx: &Context,
+    states: &[JobState],
+    page: &PageArgs,
+    columns: Columns,
+) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
-    let jobs = store.list(state, args.limit)?;
-    print_jobs(ctx, &mut store, &jobs)
+    let limit = (!page.all).then_some(page.limit);
+    let listed = store.list(states, limit)?;
+    if ctx.json {
+        return print_json(&listed);
+    }
+    print_jobs(ctx, &mut store, &listed, columns)?;
+    let hidden = listed.total.saturating_sub(listed.jobs.len() as u64);
+    if hidden > 0 {
+        eprintln!("{hidden} more (use --limit or --all)");
+    }
+    Ok(())
 }
 
 /// When each running job's current attempt started (a few: one per busy
@@ -34,11 +66,13 @@ fn running_since(
     Ok((store.now()?, since))
 }
 
-/// The job table shared by `list` and `dlq list`.
-pub fn print_jobs(ctx: &Context, store: &mut Store, jobs: &[Job]) -> Result<()> {
-    if ctx.json {
-        return print_json(&jobs);
-    }
+/// How wide a command may be beside the last error in `dlq list`.
+const COMMAND_BESIDE_ERROR: usize = 30;
+/// How much of a last error `dlq list` shows (`--json` has all of it).
+const LAST_ERROR_WIDTH: usize = 70;
+
+fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns) -> Result<()> {
+    let jobs = &page.jobs;
     if jobs.is_empty() {
         eprintln!("no jobs");
         return Ok(());
@@ -56,21 +90,36 @@ pub fn print_jobs(ctx: &Context, store: &mut Store, jobs: &[Job]) -> Result<()> 
         })
         .collect();
     let when_width = whens.iter().map(String::len).max().unwrap_or(0).max(4);
+    let (command_width, command_heading) = match columns {
+        Columns::Jobs => (60, "COMMAND".to_owned()),
+        Columns::DeadLetters => {
+            let widest = jobs.iter().map(|j| j.command.chars().count()).max();
+            let width = widest.unwrap_or(0).clamp(7, COMMAND_BESIDE_ERROR);
+            (width, format!("{:<width$}  LAST ERROR", "COMMAND"))
+        }
+    };
     println!(
         "{}",
         ctx.paint.bold(&format!(
-            "{:<id_width$}  {:<10}  {:>4}  {:>8}  {:<when_width$}  COMMAND",
+            "{:<id_width$}  {:<10}  {:>4}  {:>8}  {:<when_width$}  {command_heading}",
             "ID", "STATE", "PRI", "ATTEMPTS", "WHEN"
         ))
     );
     for (job, when) in jobs.iter().zip(&whens) {
+        let command = clip(&job.command, command_width);
+        let rest = match columns {
+            Columns::Jobs => command,
+            Columns::DeadLetters => format!(
+                "{command:<command_width$}  {}",
+                clip(job.last_error.as_deref().unwrap_or("-"), LAST_ERROR_WIDTH)
+            ),
+        };
         println!(
-            "{:<id_width$}  {}  {:>4}  {:>8}  {when:<when_width$}  {}",
+            "{:<id_width$}  {}  {:>4}  {:>8}  {when:<when_width$}  {rest}",
             job.id,
             ctx.paint.state(job.state, 10),
             job.priority,
             job.attempts,
-            clip(&job.command, 60)
         );
     }
     Ok(())

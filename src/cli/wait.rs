@@ -11,7 +11,7 @@ use super::args::WaitArgs;
 use super::format::print_json;
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
-use queuectl::store::{Backend, Job, OpenMode};
+use queuectl::store::{Backend, OpenMode};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -81,12 +81,9 @@ pub fn run(ctx: &Context, args: WaitArgs) -> Result<()> {
 
 /// Every job not finished now, in enqueue order.
 fn unfinished(store: &mut dyn Backend) -> Result<Vec<String>> {
-    let mut jobs: Vec<Job> = Vec::new();
-    for state in [JobState::Pending, JobState::Processing, JobState::Failed] {
-        jobs.extend(store.list(Some(state), u32::MAX)?);
-    }
-    jobs.sort_by_key(|job| job.created_at);
-    Ok(jobs.into_iter().map(|job| job.id).collect())
+    let waiting = [JobState::Pending, JobState::Processing, JobState::Failed];
+    let newest_first = store.list(&waiting, None)?.jobs;
+    Ok(newest_first.into_iter().rev().map(|job| job.id).collect())
 }
 
 /// `--json`: each job's final (or, after a timeout, current) state.

@@ -32,6 +32,24 @@ pub fn not_editable(id: &str, state: Option<JobState>) -> Error {
     }
 }
 
+/// Each of `states` once (a list reads one index range per state).
+pub(crate) fn distinct_states(states: &[JobState]) -> Vec<JobState> {
+    let mut distinct = states.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    distinct
+}
+
+/// The newest `limit` of jobs read newest first per state, each with its
+/// `seq`: one index range per state merged here, since `state IN (...)
+/// ORDER BY seq` would sort every matching row to find the newest.
+pub(crate) fn newest_first(per_state: Vec<Vec<(i64, Job)>>, limit: Option<u32>) -> Vec<Job> {
+    let mut jobs: Vec<(i64, Job)> = per_state.into_iter().flatten().collect();
+    jobs.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    jobs.truncate(limit.map_or(usize::MAX, |n| n as usize));
+    jobs.into_iter().map(|(_, job)| job).collect()
+}
+
 pub(crate) fn target_not_empty(jobs: i64) -> Error {
     Error::Conflict(format!(
         "the target queue already holds {jobs} job(s); copy only into an empty queue"

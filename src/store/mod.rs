@@ -206,8 +206,10 @@ pub trait Backend: Send {
 
     fn get(&mut self, id: &str) -> Result<Job>;
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>>;
-    /// Jobs in enqueue order, optionally only those in `state`.
-    fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>>;
+    /// The newest jobs first, only those in `states` (every job when
+    /// empty), at most `limit` (all when `None`), and how many match in all
+    /// (counted by the database, not by reading every job).
+    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage>;
     /// Up to `limit` ids of jobs whose id starts with `prefix`, newest
     /// first, only those in `state` if given: what shell completion offers.
     fn job_ids(&mut self, prefix: &str, state: Option<JobState>, limit: u32)

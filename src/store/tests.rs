@@ -64,6 +64,7 @@ conformance! {
     filters_select_by_state_and_age_in_chunks_each_job_once,
     edit_changes_a_waiting_job_and_refuses_the_others,
     an_edit_racing_a_claim_applies_before_it_or_not_at_all,
+    a_list_is_newest_first_with_the_total_its_filter_matches,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -389,13 +390,7 @@ fn duplicate_ids_reject_the_whole_batch(q: &TestQueue) {
 
 fn counts_follow_every_transition_and_purge(q: &TestQueue) {
     let mut store = q.open();
-    for i in 0..5 {
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"j{i}","command":"x"}}"#),
-            at(0),
-        );
-    }
+    enqueue_numbered(&mut store, 5, at(0));
     for _ in 0..3 {
         let job = store.claim_at(&request("w"), at(1)).unwrap().unwrap();
         store
@@ -798,7 +793,7 @@ fn concurrent_rescuers_end_each_attempt_once(q: &TestQueue) {
         .collect();
     let unique: HashSet<_> = rescued.iter().collect();
     assert_eq!((rescued.len(), unique.len()), (40, 40), "each rescued once");
-    for job in store.list(None, 100).unwrap() {
+    for job in store.list(&[], Some(100)).unwrap().jobs {
         assert_eq!((job.state, job.failures), (JobState::Failed, 1));
         let attempts = store.attempts(&job.id).unwrap();
         assert_eq!(attempts.len(), 1);
@@ -1549,5 +1544,47 @@ fn an_edit_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
             command == "edited",
             "race-{i}: edit applied {applied}, claimed {command}"
         );
+    }
+}
+
+fn a_list_is_newest_first_with_the_total_its_filter_matches(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue_numbered(&mut store, 6, at(0));
+    for id in ["j1", "j4"] {
+        store.cancel_at(id, at(1)).unwrap();
+    }
+    run_once(&mut store, "j0", AttemptOutcome::Succeeded, at(2));
+    let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+
+    let page = store.list(&[], Some(3)).unwrap();
+    assert_eq!(
+        (ids(&page), page.total),
+        (vec!["j5".into(), "j4".into(), "j3".into()], 6)
+    );
+    let page = store.list(&[], None).unwrap();
+    assert_eq!(ids(&page), ["j5", "j4", "j3", "j2", "j1", "j0"]);
+    // Several states: merged newest first, each state once.
+    let both = [
+        JobState::Cancelled,
+        JobState::Completed,
+        JobState::Cancelled,
+    ];
+    let page = store.list(&both, Some(2)).unwrap();
+    assert_eq!(
+        (ids(&page), page.total),
+        (vec!["j4".into(), "j1".into()], 3)
+    );
+    let page = store.list(&both, None).unwrap();
+    assert_eq!(ids(&page), ["j4", "j1", "j0"]);
+    let page = store.list(&[JobState::Dead], Some(10)).unwrap();
+    assert_eq!((page.jobs.len(), page.total), (0, 0));
+    let page = store.list(&[JobState::Pending], Some(0)).unwrap();
+    assert_eq!((page.jobs.len(), page.total), (0, 3));
+}
+
+/// Enqueues jobs `j0` ... `j{n-1}` at `now`, one by one.
+fn enqueue_numbered(store: &mut Store, n: usize, now: Timestamp) {
+    for i in 0..n {
+        enqueue(store, &format!(r#"{{"id":"j{i}","command":"x"}}"#), now);
     }
 }

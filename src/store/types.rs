@@ -50,6 +50,13 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+/// Jobs as `list` shows them: newest first, and how many match in all.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    pub total: u64,
+}
+
 /// `env_keys`: the names only, never the values; `null` plus `env_error`
 /// when the stored env is corrupt.
 fn env_names<S: serde::Serializer>(env: &StoredEnv, s: S) -> Result<S::Ok, S::Error> {

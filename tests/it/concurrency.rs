@@ -80,7 +80,7 @@ fn every_running_job_whose_cancel_was_answered_ends_cancelled() {
     let mut answers: BTreeMap<String, String> = BTreeMap::new();
     while answers.len() < CANCELS {
         let running = env.json(&["list", "--state", "processing"]);
-        let ids: Vec<String> = running
+        let ids: Vec<String> = running["jobs"]
             .as_array()
             .unwrap()
             .iter()
@@ -123,8 +123,9 @@ fn every_running_job_whose_cancel_was_answered_ends_cancelled() {
             .iter()
             .all(|state| status["counts"][state] == 0)
     });
-    let jobs = env.json(&["list", "--limit", "100000"]);
-    let jobs = jobs.as_array().unwrap();
+    let jobs = env.json(&["list", "--all"]);
+    assert_eq!(jobs["total"], enqueued);
+    let jobs = jobs["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), enqueued, "no job lost");
     let requested: BTreeSet<&str> = answers
         .iter()

@@ -87,9 +87,10 @@ fn a_queue_with_running_jobs_is_not_copied() {
 
 /// Every job of the queue at `db`, as `show --json` prints it, in list order.
 fn every_job_shown(env: &TestEnv, db: &str) -> Vec<serde_json::Value> {
-    let list = env.ok(&["--db", db, "--json", "list", "--limit", "1000"]);
+    let list = env.ok(&["--db", db, "--json", "list", "--all"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-    list.as_array()
+    list["jobs"]
+        .as_array()
         .unwrap()
         .iter()
         .map(|job| {

@@ -353,13 +353,13 @@ fn on_a_read_only_mount_a_reader_sees_a_live_writers_commits() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<_> = jobs
+    let ids: Vec<_> = jobs["jobs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|j| j["id"].clone())
         .collect();
-    assert_eq!(ids, ["a", "late"]);
+    assert_eq!(ids, ["late", "a"], "newest first");
 }
 
 /// Runs queuectl as another user (uid and gid `id`, no other groups).

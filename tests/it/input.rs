@@ -3,13 +3,16 @@
 
 use crate::support::TestEnv;
 
+/// The queue's jobs in enqueue order (`list` shows the newest first).
 fn jobs_in_queue(env: &TestEnv) -> Vec<String> {
-    env.json(&["list", "--limit", "1000"])
+    let mut ids: Vec<String> = env.json(&["list", "--all"])["jobs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|j| j["id"].as_str().unwrap().to_owned())
-        .collect()
+        .collect();
+    ids.reverse();
+    ids
 }
 
 fn assert_refused(out: &std::process::Output, needle: &str) {

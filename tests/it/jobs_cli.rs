@@ -184,8 +184,7 @@ fn add_refuses_bad_flags_by_name_never_showing_env_values() {
         let stderr = refused(&env, &args, 2, needle);
         assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
     }
-    let ids: Vec<_> = env
-        .json(&["list"])
+    let ids: Vec<_> = env.json(&["list"])["jobs"]
         .as_array()
         .unwrap()
         .iter()

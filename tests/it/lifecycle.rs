@@ -72,8 +72,8 @@ fn failures_retry_max_retries_times_then_go_to_the_dlq() {
             .all(|a| a["outcome"] == "failed" && a["exit_code"] == 3)
     );
     let dlq = env.json(&["dlq", "list"]);
-    assert_eq!(dlq.as_array().unwrap().len(), 1);
-    assert_eq!(dlq[0]["id"], "flaky");
+    assert_eq!(dlq["total"], 1);
+    assert_eq!(dlq["jobs"][0]["id"], "flaky");
 
     // dlq retry: back to pending with a fresh budget, runs again.
     env.ok(&["dlq", "retry", "flaky"]);

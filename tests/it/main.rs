@@ -18,6 +18,7 @@ mod fuzz_regressions;
 mod input;
 mod jobs_cli;
 mod lifecycle;
+mod lists;
 mod manual;
 mod notify;
 mod output;

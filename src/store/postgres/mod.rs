@@ -200,8 +200,8 @@ impl Backend for PgStore {
         self.session.run(|sql| reads::attempts(sql, id))
     }
 
-    fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>> {
-        self.session.run(|sql| reads::list(sql, state, limit))
+    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage> {
+        self.session.run(|sql| reads::list(sql, states, limit))
     }
 
     fn job_ids(

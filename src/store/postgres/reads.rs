@@ -6,7 +6,8 @@ use super::session::{Sql, TxResult};
 use crate::domain::JobState;
 use crate::error::Error;
 use crate::store::{
-    Attempt, Job, Metrics, WorkerRow, from_millis, job_list, p95_offset, parse_state,
+    Attempt, Job, JobPage, Metrics, WorkerRow, distinct_states, from_millis, job_list,
+    newest_first, p95_offset, parse_state,
 };
 use postgres::GenericClient;
 use std::collections::BTreeMap;
@@ -36,32 +37,54 @@ pub(super) fn attempts<C: GenericClient>(sql: &mut Sql<C>, id: &str) -> TxResult
     .collect()
 }
 
+/// The newest jobs first (one range of the (state, seq) index per state,
+/// merged), and how many match: an index-only count.
 pub(super) fn list<C: GenericClient>(
     sql: &mut Sql<C>,
-    state: Option<JobState>,
-    limit: u32,
-) -> TxResult<Vec<Job>> {
-    let limit = i64::from(limit);
-    // Separate statements so that each has its own plan (state, seq index).
-    let rows = match state {
-        Some(state) => sql.query(
+    states: &[JobState],
+    limit: Option<u32>,
+) -> TxResult<JobPage> {
+    // LIMIT NULL is no limit.
+    let rows = limit.map(i64::from);
+    let seq_and_job = |r: &postgres::Row| Ok((r.try_get::<_, i64>(19)?, rows::job(r)?));
+    let (per_state, total) = if states.is_empty() {
+        let jobs = sql.query(
             concat!(
                 "SELECT ",
                 job_columns!(),
-                " FROM jobs j WHERE j.state = $1 ORDER BY j.seq LIMIT $2"
+                ", j.seq FROM jobs j ORDER BY j.seq DESC LIMIT $1"
             ),
-            &[&state.as_str(), &limit],
-        )?,
-        None => sql.query(
-            concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs j ORDER BY j.seq LIMIT $1"
-            ),
-            &[&limit],
-        )?,
+            &[&rows],
+        )?;
+        let total: i64 = sql
+            .query_one("SELECT count(*) FROM jobs", &[])?
+            .try_get(0)?;
+        let page = jobs.iter().map(seq_and_job).collect::<TxResult<Vec<_>>>()?;
+        (vec![page], total)
+    } else {
+        let states = distinct_states(states);
+        let mut per_state = Vec::new();
+        for state in &states {
+            let jobs = sql.query(
+                concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    ", j.seq FROM jobs j WHERE j.state = $1 ORDER BY j.seq DESC LIMIT $2"
+                ),
+                &[&state.as_str(), &rows],
+            )?;
+            per_state.push(jobs.iter().map(seq_and_job).collect::<TxResult<Vec<_>>>()?);
+        }
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let total: i64 = sql
+            .query_one("SELECT count(*) FROM jobs WHERE state = ANY($1)", &[&names])?
+            .try_get(0)?;
+        (per_state, total)
     };
-    rows.iter().map(rows::job).collect()
+    Ok(JobPage {
+        jobs: newest_first(per_state, limit),
+        total: total.max(0) as u64,
+    })
 }
 
 pub(super) fn job_ids<C: GenericClient>(

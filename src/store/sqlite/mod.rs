@@ -979,19 +979,37 @@ impl Backend for SqliteStore {
         )
     }
 
-    fn list(&mut self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY seq LIMIT ?2"
-        );
-        let sql_by_state =
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY seq LIMIT ?2");
-        match state {
-            // Separate statements so the planner uses the (state, seq) index.
-            Some(state) => {
-                self.read_all(&sql_by_state, params![state.as_str(), limit], job_from_row)
-            }
-            None => self.read_all(&sql, params![Option::<String>::None, limit], job_from_row),
-        }
+    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage> {
+        let rows = limit.map_or(-1, i64::from);
+        let seq_and_job = |r: &Row| Ok((r.get(19)?, job_from_row(r)?));
+        let per_state = if states.is_empty() {
+            let sql = format!("SELECT {JOB_COLUMNS}, seq FROM jobs ORDER BY seq DESC LIMIT ?1");
+            vec![self.read_all(&sql, [rows], seq_and_job)?]
+        } else {
+            // One range of the (state, seq) index each, read backwards.
+            let sql = format!(
+                "SELECT {JOB_COLUMNS}, seq FROM jobs WHERE state = ?1 ORDER BY seq DESC LIMIT ?2"
+            );
+            super::distinct_states(states)
+                .into_iter()
+                .map(|state| self.read_all(&sql, params![state.as_str(), rows], seq_and_job))
+                .collect::<Result<_>>()?
+        };
+        // The trigger-kept counters hold COUNT(*) per state: the total
+        // without reading a row per job.
+        let counts = self.counts()?;
+        let total = if states.is_empty() {
+            counts.values().sum()
+        } else {
+            super::distinct_states(states)
+                .iter()
+                .filter_map(|state| counts.get(state))
+                .sum()
+        };
+        Ok(JobPage {
+            jobs: super::newest_first(per_state, limit),
+            total,
+        })
     }
 
     fn job_ids(
