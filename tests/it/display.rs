@@ -478,14 +478,26 @@ fn golden_list_with_colours() {
     };
     let expected = "\
 \x1b[1mID      STATE        PRI  ATTEMPTS  WHEN           COMMAND\x1b[0m
-build   \x1b[32mcompleted \x1b[0m     0         1  2d ago         make all
-deploy  \x1b[31mdead      \x1b[0m     5         4  40d ago        ./deploy.sh --env prod
-report  pending        0         0  in 5d          make report
-sync    \x1b[36mprocessing\x1b[0m    -1         1  running 3d00h  rsync -a src/ dst/
-flaky   \x1b[33mfailed    \x1b[0m     0         2  in 3h          curl -fsS https://example.com
 old     cancelled      0         0  7h ago         true
+flaky   \x1b[33mfailed    \x1b[0m     0         2  in 3h          curl -fsS https://example.com
+sync    \x1b[36mprocessing\x1b[0m    -1         1  running 3d00h  rsync -a src/ dst/
+report  pending        0         0  in 5d          make report
+deploy  \x1b[31mdead      \x1b[0m     5         4  40d ago        ./deploy.sh --env prod
+build   \x1b[32mcompleted \x1b[0m     0         1  2d ago         make all
 ";
     assert_golden(&as_seen(&env, &["list"]), expected);
+}
+
+#[test]
+fn golden_dlq_list_with_last_errors() {
+    let Some(env) = queue_of_every_state() else {
+        return;
+    };
+    let expected = "\
+\x1b[1mID      STATE        PRI  ATTEMPTS  WHEN     COMMAND                 LAST ERROR\x1b[0m
+deploy  \x1b[31mdead      \x1b[0m     5         4  40d ago  ./deploy.sh --env prod  exit code 1
+";
+    assert_golden(&as_seen(&env, &["dlq", "list"]), expected);
 }
 
 #[test]

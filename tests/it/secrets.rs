@@ -81,6 +81,10 @@ fn env_values_never_show_in_listings_logs_or_status() {
         &["--json", "status"],
         &["logs", "deploy"],
         &["metrics"],
+        &["--json", "restart", "deploy"],
+        &["--json", "list", "--all"],
+        &["--json", "cancel", "--all"],
+        &["dlq", "list"],
     ] {
         assert_no_secret(&format!("{args:?}"), &env.run(args));
     }

@@ -869,16 +869,20 @@ impl Backend for SqliteStore {
         );
         let (filter, before) = match selection {
             Selection::Filter { states, older_than } => {
-                // The age column is indexed for finished jobs (jobs_finished);
-                // `finished_at` is set exactly in finished states.
-                let age = if action.on_finished_jobs() {
-                    "finished_at"
+                // Finished jobs are found by age through jobs_finished
+                // (`finished_at` is set exactly in finished states; `+state`
+                // keeps the planner off the state index, which would read
+                // every finished job of a large history to find the old
+                // ones, inside the write lock). Waiting and running jobs are
+                // few: by state, then their age.
+                let (state, age) = if action.on_finished_jobs() {
+                    ("+state", "finished_at")
                 } else {
-                    "created_at"
+                    ("state", "created_at")
                 };
                 let sql = format!(
                     "{change} WHERE seq IN (
-                         SELECT seq FROM jobs WHERE state IN ({}) AND {age} < ?2
+                         SELECT seq FROM jobs WHERE {state} IN ({}) AND {age} < ?2
                              AND NOT (state = 'processing' AND cancel_requested)
                          LIMIT {}
                      ) AND state IN ({applies})
