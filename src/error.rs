@@ -74,6 +74,13 @@ pub enum Error {
     /// completed: some dead (exit 5) or else some cancelled (exit 6).
     #[error("{message}")]
     NotCompleted { message: String, dead: bool },
+    /// `logs --attempt N` of an attempt the job does not have.
+    #[error("job '{}' has no attempt {attempt} (it has {attempts})", crate::domain::echo::shown(.id))]
+    NoAttempt {
+        id: String,
+        attempt: u32,
+        attempts: usize,
+    },
     /// `wait --timeout` ran out before every job ended (exit 7).
     #[error("{0}")]
     WaitTimedOut(String),
@@ -115,7 +122,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Invalid(_) => 2,
-            Error::NotFound(_) | Error::NoQueue(_) => 3,
+            Error::NotFound(_) | Error::NoQueue(_) | Error::NoAttempt { .. } => 3,
             Error::Conflict(_) => 4,
             Error::NotAllActed { missing, .. } => {
                 if *missing {

@@ -83,38 +83,136 @@ pub struct FileSink {
     /// Why the log could not be opened, once that failed (not retried).
     open_error: Option<String>,
     truncated: bool,
+    /// The attempt whose output this is, and the log's index labelling it
+    /// (see [`log_index_path`]): `None` until opened, or after it failed.
+    attempt: u32,
+    index: Option<File>,
+    /// The log's size: where the next line goes.
+    offset: u64,
+    /// The stream of the run being written (a new one gets an index line).
+    run: Option<Stream>,
 }
 
 impl FileSink {
-    /// Opens the log now (creating it empty if need be).
-    pub fn open(path: &Path) -> Result<FileSink> {
-        let mut sink = FileSink::lazy(path);
-        sink.file = Some(open_log(path)?);
-        Ok(sink)
-    }
-
-    /// A sink that creates the log only when the first line arrives.
-    pub fn lazy(path: &Path) -> FileSink {
+    /// A sink for `attempt`'s output that creates the log (and its index)
+    /// only when the first line arrives.
+    pub fn lazy(path: &Path, attempt: u32) -> FileSink {
         FileSink {
             path: path.to_owned(),
             file: None,
             open_error: None,
             truncated: false,
+            attempt,
+            index: None,
+            offset: 0,
+            run: None,
         }
     }
 
-    fn write(&mut self, line: &[u8]) -> std::result::Result<(), String> {
+    fn write(&mut self, stream: Stream, line: &[u8]) -> std::result::Result<(), String> {
         if let Some(why) = &self.open_error {
             return Err(why.clone());
         }
         if self.file.is_none() {
             let file = open_log(&self.path).map_err(|e| e.to_string());
             self.open_error = file.as_ref().err().cloned();
-            self.file = Some(file?);
+            let file = file?;
+            self.offset = file.metadata().map(|m| m.len()).unwrap_or(0);
+            self.index = open_log(&log_index_path(&self.path))
+                .inspect_err(|e| tracing::warn!(error = %e, "job output is not labelled by attempt and stream"))
+                .ok();
+            self.file = Some(file);
+        }
+        if self.run != Some(stream) {
+            self.label(stream);
         }
         let file = self.file.as_mut().expect("opened above");
-        file.write_all(line).map_err(|e| e.to_string())
+        let written = file.write_all(line);
+        self.offset = match written {
+            Ok(()) => self.offset + line.len() as u64,
+            // Part of it may be there.
+            Err(_) => file.metadata().map_or(self.offset, |m| m.len()),
+        };
+        written.map_err(|e| e.to_string())
     }
+
+    /// Starts a run of `stream` at the log's end, in the index first, so a
+    /// reader that reads the log and then the index has every byte's label.
+    fn label(&mut self, stream: Stream) {
+        self.run = Some(stream);
+        let Some(index) = &mut self.index else {
+            return;
+        };
+        let line = format_log_run(&LogRun {
+            offset: self.offset,
+            attempt: self.attempt,
+            stream,
+        });
+        if let Err(e) = index.write_all(line.as_bytes()) {
+            tracing::warn!(error = %e, "job output is no longer labelled by attempt and stream");
+            self.index = None;
+        }
+    }
+}
+
+/// The index beside a job's log (`<id>.log.idx`): which attempt and stream
+/// each byte of the log came from, so `logs` can show attempts apart and
+/// mark stderr while the log itself stays exactly what the job printed.
+/// One line per run of output, `<attempt> <o|e> <offset>`, written before
+/// the run's first byte; a run lasts until the next line's offset.
+pub fn log_index_path(log: &Path) -> PathBuf {
+    let mut path = log.as_os_str().to_owned();
+    path.push(".idx");
+    PathBuf::from(path)
+}
+
+/// A run of one attempt's output on one stream in a job's log, from
+/// `offset` to the next run's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRun {
+    pub offset: u64,
+    pub attempt: u32,
+    pub stream: Stream,
+}
+
+fn format_log_run(run: &LogRun) -> String {
+    let stream = match run.stream {
+        Stream::Stdout => 'o',
+        Stream::Stderr => 'e',
+    };
+    format!("{} {stream} {}\n", run.attempt, run.offset)
+}
+
+/// The runs of an index's text; a line being written (no newline yet) or
+/// not understood ends it.
+pub fn parse_log_index(text: &[u8]) -> Vec<LogRun> {
+    let mut runs = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let Some(line) = line.strip_suffix(b"\n") else {
+            break;
+        };
+        let line = String::from_utf8_lossy(line);
+        let mut parts = line.split(' ');
+        let run = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(attempt), Some(stream), Some(offset), None) => (|| {
+                Some(LogRun {
+                    attempt: attempt.parse().ok()?,
+                    stream: match stream {
+                        "o" => Stream::Stdout,
+                        "e" => Stream::Stderr,
+                        _ => return None,
+                    },
+                    offset: offset.parse().ok()?,
+                })
+            })(),
+            _ => None,
+        };
+        match run {
+            Some(run) => runs.push(run),
+            None => break,
+        }
+    }
+    runs
 }
 
 /// Private whatever the umask, and never through a symlink planted at the
@@ -124,11 +222,11 @@ fn open_log(path: &Path) -> Result<File> {
 }
 
 impl OutputSink for FileSink {
-    fn line(&mut self, _stream: Stream, line: &[u8]) {
+    fn line(&mut self, stream: Stream, line: &[u8]) {
         // Unbuffered, so `logs -f` sees each line as it happens. After a
         // failure later lines are still tried (space may come back), but the
         // attempt's output is incomplete either way.
-        if let Err(why) = self.write(line) {
+        if let Err(why) = self.write(stream, line) {
             if !self.truncated {
                 tracing::warn!(error = %why, path = %self.path.display(), "job output is cut: it cannot all be written");
             }
@@ -202,7 +300,7 @@ impl OutputSink for JournalSink {
                 Err(why) => {
                     tracing::warn!(error = %why, job_id = %self.job_id, path = %self.fallback_path.display(),
                         "the journal is unreachable; this attempt's output goes to the job's log file");
-                    self.fallback = Some(FileSink::lazy(&self.fallback_path));
+                    self.fallback = Some(FileSink::lazy(&self.fallback_path, self.attempt));
                 }
             }
         }
@@ -302,6 +400,46 @@ mod tests {
             tail.push(piece);
         }
         tail.into_text()
+    }
+
+    #[test]
+    fn the_log_index_labels_each_run_by_attempt_and_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("j.log");
+        let mut first = FileSink::lazy(&log, 1);
+        first.line(Stream::Stdout, b"a\n");
+        first.line(Stream::Stdout, b"b\n");
+        first.line(Stream::Stderr, b"E\n");
+        let mut second = FileSink::lazy(&log, 2);
+        second.line(Stream::Stdout, b"c");
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            b"a\nb\nE\nc",
+            "the log is the output"
+        );
+        let index = std::fs::read(log_index_path(&log)).unwrap();
+        assert_eq!(String::from_utf8_lossy(&index), "1 o 0\n1 e 4\n2 o 6\n");
+        let run = |offset, attempt, stream| LogRun {
+            offset,
+            attempt,
+            stream,
+        };
+        assert_eq!(
+            parse_log_index(&index),
+            [
+                run(0, 1, Stream::Stdout),
+                run(4, 1, Stream::Stderr),
+                run(6, 2, Stream::Stdout)
+            ]
+        );
+        // A line still being written ends it.
+        assert_eq!(parse_log_index(b"1 o 0\n2 e 4").len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(log_index_path(&log))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

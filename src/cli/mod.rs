@@ -110,7 +110,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Wait(args) => wait::run(&ctx, args),
         Command::List(args) => list::run(&ctx, args),
         Command::Show { id } => show::run(&ctx, &id),
-        Command::Logs(args) => logs::run(&ctx, &args.id, args.follow),
+        Command::Logs(args) => logs::run(&ctx, &args),
         Command::Cancel { select } => cancel::run(&ctx, &select),
         Command::Restart { select } => restart::run(&ctx, &select),
         Command::Purge { select } => purge::run(&ctx, &select),

@@ -137,7 +137,7 @@ mod tests {
             env: &env,
             cwd: None,
         };
-        let sink = Box::new(FileSink::lazy(&dir.join("guarded.log")));
+        let sink = Box::new(FileSink::lazy(&dir.join("guarded.log"), 1));
         (runner::spawn(&job, sink, tx).unwrap(), rx)
     }
 

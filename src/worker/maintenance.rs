@@ -140,11 +140,15 @@ pub fn purge(store: &mut Store, state: &StateDir, selection: &Selection) -> Resu
     let outcome = store.act(BulkAction::Purge, selection)?;
     for acted in &outcome.done {
         let id = &acted.id;
-        match crate::files::remove_nofollow(&state.job_log(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(job_id = %id, error = %e, "cannot remove job log");
+        let log = state.job_log(id);
+        // The log's index too (see `output::log_index_path`).
+        for path in [crate::output::log_index_path(&log), log] {
+            match crate::files::remove_nofollow(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(job_id = %id, error = %e, path = %path.display(), "cannot remove job log");
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     Ok(outcome)

@@ -775,7 +775,10 @@ impl Worker {
                 &self.name,
                 &self.state.job_log(&job.id),
             )),
-            _ => Box::new(FileSink::lazy(&self.state.job_log(&job.id))),
+            _ => Box::new(FileSink::lazy(
+                &self.state.job_log(&job.id),
+                job.lease.attempt,
+            )),
         })
     }
 

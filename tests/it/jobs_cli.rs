@@ -477,3 +477,261 @@ fn logs_follow_exits_as_wait_does() {
     // Without -f, how the job ended does not matter.
     assert_eq!(env.run(&["logs", "bad"]).status.code(), Some(0));
 }
+
+/// Attempt 1 prints on stderr and fails; attempts 2 and 3 print two lines
+/// on stdout; the third succeeds. One stream per attempt, so the order of
+/// lines is the job's own.
+const FLAKY: &str = "if [ $QUEUECTL_JOB_ATTEMPT = 1 ]; then echo 'err 1' >&2; exit 1; fi; \
+                     echo \"out $QUEUECTL_JOB_ATTEMPT a\"; echo \"out $QUEUECTL_JOB_ATTEMPT b\"; \
+                     [ $QUEUECTL_JOB_ATTEMPT -ge 3 ]";
+
+#[test]
+fn logs_shows_attempts_apart_one_attempt_or_the_last_lines_of_each() {
+    let mut env = TestEnv::new();
+    env.ok(&["add", "--id", "flaky", "--retries", "2", "--", FLAKY]);
+    env.spawn_worker("w1");
+    env.wait_for_state("flaky", "completed", WAIT);
+    // Piped: exactly what the job printed.
+    let all = "err 1\nout 2 a\nout 2 b\nout 3 a\nout 3 b\n";
+    assert_eq!(env.ok(&["logs", "flaky"]), all);
+    assert_eq!(
+        env.ok(&["logs", "flaky", "--attempt", "2"]),
+        "out 2 a\nout 2 b\n"
+    );
+    assert_eq!(
+        env.ok(&["logs", "flaky", "--lines", "1"]),
+        "err 1\nout 2 b\nout 3 b\n"
+    );
+    assert_eq!(
+        env.ok(&["logs", "flaky", "-n", "5", "--attempt", "3"]),
+        "out 3 a\nout 3 b\n"
+    );
+    let json = env.json(&["logs", "flaky", "--attempt", "1"]);
+    assert_eq!(json["output"], "err 1\n");
+    assert_eq!(json["attempts"].as_array().unwrap().len(), 1);
+    refused(
+        &env,
+        &["logs", "flaky", "--attempt", "4"],
+        3,
+        "job 'flaky' has no attempt 4 (it has 3)",
+    );
+    refused(&env, &["logs", "ghost"], 3, "job 'ghost' not found");
+    refused(&env, &["logs", "flaky", "--lines", "x"], 2, "error:");
+
+    // Decorated (--color always stands in for a terminal): a header per
+    // attempt, stderr lines marked.
+    let shown = env.ok(&["--color", "always", "--utc", "logs", "flaky"]);
+    let worker = env.worker_name("w1");
+    let headers: Vec<&str> = shown.lines().filter(|l| l.contains("── attempt")).collect();
+    assert_eq!(headers.len(), 3, "{shown}");
+    for (n, ending) in [(1, "exit 1"), (2, "exit 1"), (3, "exit 0")] {
+        let header = headers[n - 1];
+        assert!(
+            header.starts_with(&format!(
+                "\x1b[1m── attempt {n} · worker {worker} · started 20"
+            )),
+            "{header:?}"
+        );
+        assert!(
+            header.ends_with(&format!(" UTC · {ending}\x1b[0m")),
+            "{header:?}"
+        );
+    }
+    assert!(shown.contains("\x1b[31m│\x1b[0m err 1\n"), "{shown:?}");
+    assert!(
+        shown.contains("\nout 2 a\nout 2 b\n"),
+        "stdout unmarked: {shown:?}"
+    );
+    let one = env.ok(&[
+        "--color",
+        "always",
+        "logs",
+        "flaky",
+        "--attempt",
+        "3",
+        "--lines",
+        "1",
+    ]);
+    assert_eq!(one.lines().count(), 2, "{one:?}");
+    assert!(one.ends_with("\x1b[0m\nout 3 b\n"), "{one:?}");
+
+    // The log's index goes with the log.
+    let log = env.job_log("flaky");
+    let index = std::path::PathBuf::from(format!("{}.idx", log.display()));
+    assert!(log.exists() && index.exists());
+    env.ok(&["purge", "--older-than", "0s"]);
+    assert!(!log.exists() && !index.exists());
+}
+
+/// A tmux session of its own (socket in a temp dir), killed on drop.
+struct Tmux {
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// A 120x30 session running `sh`; `None` (printing why) without tmux,
+    /// a panic instead under CI=true.
+    fn start() -> Option<Tmux> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            crate::support::skip_unless_ci("tmux is not installed (Debian: apt install tmux)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux {
+            socket: dir.path().join("tmux.sock"),
+            _dir: dir,
+        };
+        let out = tmux
+            .command()
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "30",
+                "sh",
+            ])
+            .env("TERM", "xterm-256color")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux: {}", output_text(&out));
+        Some(tmux)
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+
+    /// Types `line` into the shell and presses Enter.
+    fn type_line(&self, line: &str) {
+        let out = self
+            .command()
+            .args(["send-keys", "-l", line])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let out = self
+            .command()
+            .args(["send-keys", "Enter"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+
+    /// The screen as a person sees it, colours as escape sequences.
+    fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-e"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        let mut screen = String::new();
+        let seen = crate::support::wait_until_or(WAIT, || {
+            screen = self.screen();
+            screen.contains(text)
+        });
+        assert!(
+            seen,
+            "the terminal never showed {text:?}; it shows:\n{screen}"
+        );
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+/// A script that runs queuectl with this environment's variables, for
+/// typing at the terminal (`<script> wait job1`).
+fn typed_queuectl(env: &TestEnv) -> String {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let cmd = env.cmd();
+    // `env` takes its -u options before the assignments.
+    let (mut unset, mut set) = (String::new(), String::new());
+    for (name, value) in cmd.get_envs() {
+        let name = name.to_string_lossy();
+        match value {
+            Some(value) => set.push_str(&format!(" {name}={}", quote(value))),
+            None => unset.push_str(&format!(" -u {name}")),
+        }
+    }
+    let line = format!("exec env{unset}{set}");
+    let script = env.path("q");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n{line} {} \"$@\"\n", quote(cmd.get_program())),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+#[test]
+fn at_a_terminal_wait_draws_its_progress_then_a_clean_line_and_logs_mark_attempts() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let mut env = TestEnv::new();
+    let gate = env.path("go");
+    env.ok(&["add", "--id", "flaky", "--retries", "2", "--", FLAKY]);
+    env.spawn_worker("w1");
+    env.wait_for_state("flaky", "completed", WAIT);
+    env.ok(&[
+        "add",
+        "--id",
+        "gated",
+        "--",
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()),
+    ]);
+    env.wait_for_state("gated", "processing", WAIT);
+
+    let q = typed_queuectl(&env);
+    tmux.type_line(&format!("{q} wait flaky gated; echo \"wait-exit=$?\""));
+    let live = tmux.wait_for("1/2 done · 1 running · 0 dead");
+    assert!(!live.contains("wait-exit=0"), "{live}");
+    std::fs::write(&gate, "").unwrap();
+    let done = tmux.wait_for("wait-exit=0");
+    let lines: Vec<&str> = done.lines().filter(|l| l.contains(" done · ")).collect();
+    assert_eq!(
+        lines,
+        ["2/2 done · 0 running · 0 dead"],
+        "one clean final line:\n{done}"
+    );
+
+    tmux.type_line("clear");
+    tmux.type_line(&format!("{q} --utc logs flaky"));
+    let screen = tmux.wait_for("out 3 b");
+    let worker = env.worker_name("w1");
+    for n in 1..=3 {
+        assert!(
+            screen.contains(&format!("── attempt {n} · worker {worker} · started ")),
+            "attempt {n}'s header:\n{screen}"
+        );
+    }
+    assert!(screen.contains("· exit 1"), "{screen}");
+    // The stderr line carries the red mark; stdout lines none.
+    let err_line = screen.lines().find(|l| l.contains("err 1")).unwrap();
+    let mark = err_line.find('│').expect("a marked stderr line");
+    assert!(err_line[mark..].ends_with(" err 1"), "{err_line:?}");
+    assert!(err_line[..mark].contains("\x1b[31m"), "red: {err_line:?}");
+    let out_line = screen.lines().find(|l| l.contains("out 2 a")).unwrap();
+    assert!(!out_line.contains('│'), "{out_line:?}");
+}

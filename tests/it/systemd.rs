@@ -217,6 +217,12 @@ fn three_instances_reach_ready_run_jobs_and_journal_their_output() {
         !logs.contains("attempt finished"),
         "only the job's output: {logs}"
     );
+    // Labelled by the journal's fields: a header, stderr marked, and
+    // --attempt picks the attempt.
+    let shown = q.ok(&["--color", "always", "logs", "job1", "--attempt", "1"]);
+    assert!(shown.contains("── attempt 1 · worker "), "{shown:?}");
+    assert!(shown.contains("\x1b[31m│\x1b[0m err-1\n"), "{shown:?}");
+    assert!(!shown.contains("│\x1b[0m out-1"), "{shown:?}");
 
     // From another host, `logs` prints the tail the queue kept and the
     // command that shows the full output on this one, which works here.
