@@ -57,6 +57,9 @@ pub fn run(ctx: &Context, command: ConfigCommand) -> Result<()> {
             Ok(())
         }
         ConfigCommand::Path => {
+            if ctx.json {
+                return print_json(&serde_json::json!({ "path": ctx.config_path }));
+            }
             println!("{}", ctx.config_path.display());
             Ok(())
         }
