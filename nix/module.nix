@@ -121,7 +121,7 @@ let
   );
   identMapName = "queuectl";
 
-  # What README promises jobs ("What the unit sandboxes"): `sudo` and other
+  # What docs/systemd.md promises jobs ("What the unit sandboxes"): `sudo` and other
   # setuid helpers work (no NoNewPrivileges, and none of the options that
   # imply it for a service with User=: LockPersonality, ProtectKernelTunables,
   # ProtectKernelModules, SystemCallFilter, ...), and jobs share the host's

@@ -36,7 +36,7 @@
         mode = "0400";
       };
 
-      # README promises jobs can use sudo (no NoNewPrivileges=).
+      # docs/systemd.md promises jobs can use sudo (no NoNewPrivileges=).
       security.sudo.extraRules = [
         {
           users = [ "queuectl" ];
@@ -164,7 +164,7 @@
         machine.succeed("test -z \"$(find /var/lib/queuectl -maxdepth 1 -name 'queue.db*' ! -group queuectl)\"")
         machine.succeed("test -z \"$(find /var/lib/queuectl -maxdepth 1 -name 'queue.db*' ! -perm -g=rw)\"")
 
-    with subtest("jobs use sudo, the host's /tmp and credentials, as README promises"):
+    with subtest("jobs use sudo, the host's /tmp and credentials, as docs/systemd.md promises"):
         enqueue("privileged", "/run/wrappers/bin/sudo -n id -u > /tmp/queuectl-sudo-uid")
         enqueue("credential", 'cat "$CREDENTIALS_DIRECTORY/token" > /tmp/queuectl-token')
         enqueue("env-file", 'echo "$GREETING" > /tmp/queuectl-greeting', env_file="job-env")

@@ -118,7 +118,7 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
     }
 
-    /// The process exit code documented in README ("Exit codes").
+    /// The process exit code documented in `--help`, the man page (EXIT STATUS) and docs/jobs.md ("Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Invalid(_) => 2,

@@ -204,7 +204,7 @@ let
     "drop-in state directory mode 2770" = worker.serviceConfig.StateDirectoryMode == "2770";
     "drop-in sets QUEUECTL_CONFIG" = worker.environment.QUEUECTL_CONFIG == "/etc/queuectl/config.toml";
     "drop-in sets QUEUECTL_UNITS_MANAGED" = worker.environment.QUEUECTL_UNITS_MANAGED == "1";
-    "hardening defaults as README promises: sudo and the host's /tmp work, OS read-only" =
+    "hardening defaults as docs/systemd.md promises: sudo and the host's /tmp work, OS read-only" =
       isDefault false worker.serviceConfig.NoNewPrivileges
       && isDefault false worker.serviceConfig.PrivateTmp
       && isDefault "full" worker.serviceConfig.ProtectSystem;

@@ -1,36 +1,10 @@
 //! The man pages: one per subcommand, each rendering cleanly, with the
 //! reference sections kept true against the code and the CLI itself.
 
-use crate::support::{TestEnv, binary, skip_unless_ci};
+use crate::support::{TestEnv, binary, skip_unless_ci, subcommands};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-
-/// The subcommand paths `--help` lists, walked down from `queuectl`:
-/// `["queuectl"]`, `["queuectl", "worker", "start"]`, ...
-fn command_paths(path: Vec<String>, found: &mut Vec<Vec<String>>) {
-    let out = Command::new(binary())
-        .args(&path[1..])
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
-    found.push(path.clone());
-    let Some((_, commands)) = help.split_once("Commands:\n") else {
-        return;
-    };
-    for line in commands.lines().take_while(|l| !l.is_empty()) {
-        // "  name   about"; a wrapped about continues deeper indented.
-        if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
-            let name = name.split_whitespace().next().unwrap();
-            if name != "help" {
-                let mut sub = path.clone();
-                sub.push(name.to_owned());
-                command_paths(sub, found);
-            }
-        }
-    }
-}
 
 /// A page as a reader sees it (groff, no hyphenation or adjusting), and
 /// groff's complaints about it.
@@ -84,10 +58,17 @@ fn write_pages() -> (tempfile::TempDir, BTreeSet<String>) {
 
 #[test]
 fn every_subcommand_has_a_page_that_renders_cleanly() {
-    let mut paths = vec![];
-    command_paths(vec!["queuectl".into()], &mut paths);
+    let paths = subcommands();
     assert!(paths.len() > 20, "{paths:?}");
-    let expected: BTreeSet<String> = paths.iter().map(|p| format!("{}.1", p.join("-"))).collect();
+    let expected: BTreeSet<String> = paths
+        .iter()
+        .map(|(words, _)| {
+            let page: Vec<&str> = std::iter::once("queuectl")
+                .chain(words.iter().map(String::as_str))
+                .collect();
+            format!("{}.1", page.join("-"))
+        })
+        .collect();
     let (dir, written) = write_pages();
     assert_eq!(written, expected);
     for name in &written {

@@ -3,7 +3,7 @@
 # stop the server and remove its data (also when CMD fails or on Ctrl-C);
 # exits with CMD's status. The README's test command:
 #
-#   bash tests/postgres/with-server.sh cargo nextest run --no-fail-fast
+#   bash tests/postgres/with-server.sh cargo nextest run --workspace --no-fail-fast --locked
 #
 # CMD sees the variables server.sh prints (see there), notably
 #   QUEUECTL_TEST_PG  postgresql://queuectl_admin:PASSWORD@127.0.0.1:PORT/postgres

@@ -18,6 +18,39 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_queuectl")))
 }
 
+/// Every subcommand as `--help` lists them, walked down from `queuectl`:
+/// its words (`[]` for queuectl itself, `["worker", "start"]`) and whether
+/// it is a group of subcommands (`worker`, `dlq`, ...).
+pub fn subcommands() -> Vec<(Vec<String>, bool)> {
+    fn walk(words: Vec<String>, found: &mut Vec<(Vec<String>, bool)>) {
+        let out = Command::new(binary())
+            .args(&words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        let Some((_, commands)) = help.split_once("Commands:\n") else {
+            found.push((words, false));
+            return;
+        };
+        found.push((words.clone(), true));
+        for line in commands.lines().take_while(|l| !l.is_empty()) {
+            // "  name   about"; a wrapped about continues deeper indented.
+            if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+                let name = name.split_whitespace().next().unwrap();
+                if name != "help" {
+                    let mut sub = words.clone();
+                    sub.push(name.to_owned());
+                    walk(sub, found);
+                }
+            }
+        }
+    }
+    let mut found = vec![];
+    walk(vec![], &mut found);
+    found
+}
+
 /// Polls `condition` until it holds, failing the test with `what` at the deadline.
 pub fn wait_until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
     assert!(
