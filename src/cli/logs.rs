@@ -177,7 +177,9 @@ impl Sink {
             keep_last_lines(&mut pieces, n);
         }
         let mut numbers: BTreeSet<Option<u32>> = pieces.iter().map(|p| p.attempt).collect();
-        if self.decorated {
+        // Every attempt gets its header, also one that printed nothing;
+        // unless the output is unlabelled (a log from before its index).
+        if self.decorated && !numbers.contains(&None) {
             numbers.extend(
                 attempts
                     .iter()

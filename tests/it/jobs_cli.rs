@@ -559,6 +559,10 @@ fn logs_shows_attempts_apart_one_attempt_or_the_last_lines_of_each() {
     let log = env.job_log("flaky");
     let index = std::path::PathBuf::from(format!("{}.idx", log.display()));
     assert!(log.exists() && index.exists());
+    // A log without its index (from before indexes) is shown whole, unlabelled.
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(env.ok(&["--color", "always", "logs", "flaky"]), all);
+    std::fs::write(&index, "1 o 0\n").unwrap();
     env.ok(&["purge", "--older-than", "0s"]);
     assert!(!log.exists() && !index.exists());
 }
