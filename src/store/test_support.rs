@@ -170,6 +170,17 @@ impl AtClock for super::sqlite::SqliteStore {
     }
 }
 
+/// Each of `claimed` finished with `result`, for a batch finish.
+pub fn finishes<'a>(claimed: &'a [Claimed], result: &'a AttemptResult) -> Vec<Finish<'a>> {
+    claimed
+        .iter()
+        .map(|job| Finish {
+            lease: &job.lease,
+            result,
+        })
+        .collect()
+}
+
 /// Five jobs, one in each kind of state with every optional field used
 /// somewhere: completed, failed (waiting out its backoff), processing (a
 /// lease and a cgroup), pending (env, env_file, cwd, priority, a delay),

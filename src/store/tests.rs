@@ -65,6 +65,7 @@ conformance! {
     edit_changes_a_waiting_job_and_refuses_the_others,
     an_edit_racing_a_claim_applies_before_it_or_not_at_all,
     a_list_is_newest_first_with_the_total_its_filter_matches,
+    restarts_racing_a_worker_never_touch_a_running_job,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1586,5 +1587,57 @@ fn a_list_is_newest_first_with_the_total_its_filter_matches(q: &TestQueue) {
 fn enqueue_numbered(store: &mut Store, n: usize, now: Timestamp) {
     for i in 0..n {
         enqueue(store, &format!(r#"{{"id":"j{i}","command":"x"}}"#), now);
+    }
+}
+
+/// One connection restarts every finished job again and again (by filter
+/// and by ids) while another claims and finishes them: a restart changes a
+/// job only while it is finished, so every claim's lease stays valid to its
+/// finish, and each run is one attempt row.
+fn restarts_racing_a_worker_never_touch_a_running_job(q: &TestQueue) {
+    let mut store = q.open();
+    let jobs: Vec<_> = (0..100)
+        .map(|i| (i + 1, NewJob::new(format!("job {i}"))))
+        .collect();
+    let ids: Vec<String> = store
+        .enqueue(&jobs, &DEFAULTS)
+        .unwrap()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let run_due = |store: &mut Store| -> usize {
+        let claimed = store.claim(&request("w"), 10).unwrap();
+        let done = finishes(&claimed, &ok);
+        let finished = store.finish(&done, &policy(), None).unwrap();
+        assert!(finished.held.iter().all(|&held| held), "a lease was lost");
+        claimed.len()
+    };
+    while run_due(&mut store) > 0 {}
+    std::thread::scope(|scope| {
+        let restarter = scope.spawn(|| {
+            let mut restarter = q.open();
+            let every = Selection::filter(BulkAction::Restart, &[], None).unwrap();
+            let named = Selection::ids(ids.iter().cloned());
+            for round in 0..20 {
+                let selection = if round % 2 == 0 { &every } else { &named };
+                restarter.act(BulkAction::Restart, selection).unwrap();
+            }
+        });
+        let mut worker = q.open();
+        // Until the restarter is done (or failed: the scope then panics).
+        while !restarter.is_finished() {
+            run_due(&mut worker);
+        }
+        while run_due(&mut worker) > 0 {}
+    });
+    for id in &ids {
+        let job = store.get(id).unwrap();
+        assert_eq!(job.state, JobState::Completed, "{id}");
+        assert_eq!(
+            job.attempts as usize,
+            store.attempts(id).unwrap().len(),
+            "{id}"
+        );
     }
 }

@@ -70,13 +70,7 @@ fn batches_of_every_size_stay_prepared() {
     let drain = |store: &mut SqliteStore, n: usize| {
         let claimed = store.at(at(1)).claim(&request("w"), n).unwrap();
         assert_eq!(claimed.len(), n);
-        let done: Vec<Finish> = claimed
-            .iter()
-            .map(|job| Finish {
-                lease: &job.lease,
-                result: &ok,
-            })
-            .collect();
+        let done = finishes(&claimed, &ok);
         store.at(at(2)).finish(&done, &policy(), None).unwrap();
     };
     let runs_of_one_row_finish = |store: &SqliteStore| {
