@@ -29,6 +29,10 @@ const VAR: &str = "QUEUECTL_COMPLETE";
 /// all, and more than this is no longer a menu.
 const MAX_IDS: u32 = 500;
 
+/// Seconds completion waits to reach a PostgreSQL server (unless the
+/// address says otherwise).
+const PG_CONNECT_TIMEOUT: &str = "2";
+
 /// Answers a completion request and exits, if this run is one; otherwise
 /// returns at once. Runs before anything else in `main` writes output.
 pub fn answer_if_asked() {
@@ -133,6 +137,14 @@ fn job_ids(prefix: &str, state: Option<JobState>) -> Result<Vec<String>> {
             // As the command would: a --config file must exist.
             paths::database(&Config::load(&config_path, explicit.is_none())?)?
         }
+    };
+    // A shell waits for this: an unreachable server must not hold it for
+    // the 10 s a command would wait.
+    let database = match database {
+        Database::Postgres(target) => {
+            Database::Postgres(target.with_default("connect_timeout", PG_CONNECT_TIMEOUT))
+        }
+        sqlite => sqlite,
     };
     // Read-only opens never create a queue; durability only matters to writes.
     let mut store = Store::open_as(&database, Durability::Full, OpenMode::ReadOnly)?;

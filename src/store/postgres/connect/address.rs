@@ -177,13 +177,28 @@ impl PgTarget {
     /// The same server, user and settings, naming database `name` instead
     /// (as conninfo): a benchmark's scratch database beside the user's.
     pub fn with_dbname(&self, name: &str) -> PgTarget {
+        self.with_param("dbname", name)
+    }
+
+    /// The same address with `key` set to `value` where the address does
+    /// not set it (a variable such as `PGCONNECT_TIMEOUT` then no longer
+    /// counts): shell completion's short `connect_timeout`.
+    pub fn with_default(&self, key: &str, value: &str) -> PgTarget {
+        match self.get(key) {
+            Some(_) => self.clone(),
+            None => self.with_param(key, value),
+        }
+    }
+
+    /// The same parameters (as conninfo) but `key`, which is `value`.
+    fn with_param(&self, key: &str, value: &str) -> PgTarget {
         let mut conninfo: Vec<String> = self
             .params
             .iter()
-            .filter(|(key, _)| key != "dbname")
-            .map(|(key, value)| format!("{key}={}", quote_conninfo(value)))
+            .filter(|(k, _)| k != key)
+            .map(|(k, v)| format!("{k}={}", quote_conninfo(v)))
             .collect();
-        conninfo.push(format!("dbname={}", quote_conninfo(name)));
+        conninfo.push(format!("{key}={}", quote_conninfo(value)));
         PgTarget::parse(&conninfo.join(" ")).expect("parameters that parsed before parse again")
     }
 
@@ -561,6 +576,19 @@ mod tests {
         assert_eq!(other.get("dbname"), Some("x y"));
         assert_eq!(other.get("user"), Some("a b"));
         assert!(!format!("{other}").contains("p w"));
+    }
+
+    #[test]
+    fn a_default_fills_only_a_parameter_the_address_leaves_out() {
+        let bare = PgTarget::parse("postgresql://u:pw@h1/queue").unwrap();
+        let short = bare.with_default("connect_timeout", "2");
+        assert_eq!(short.get("connect_timeout"), Some("2"));
+        for key in ["user", "password", "host", "dbname"] {
+            assert_eq!(short.get(key), bare.get(key), "{key}");
+        }
+        let given = PgTarget::parse("host=h1 connect_timeout=30").unwrap();
+        let kept = given.with_default("connect_timeout", "2");
+        assert_eq!(kept.get("connect_timeout"), Some("30"));
     }
 
     #[test]
