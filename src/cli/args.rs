@@ -163,9 +163,9 @@ Examples:
   queuectl logs job1 --attempt 2 --lines 20
   queuectl logs --json job1
 
-On a terminal (and with --color always; not with NO_COLOR) each attempt starts
-with a header (attempt, worker, start, how it ended) and stderr lines are marked;
-otherwise the output is exactly what the job printed. logs -f exits like `wait`: 0 completed, 5 dead, 6 cancelled.")]
+On a terminal (and with --color always) each attempt starts
+with a header (attempt, worker, start, how it ended) and stderr lines are marked (in red
+where colour is on); otherwise the output is exactly what the job printed. logs -f exits like `wait`: 0 completed, 5 dead, 6 cancelled.")]
     Logs(LogsArgs),
     /// Cancel jobs: a waiting job at once, a running one is stopped like a timeout; either ends cancelled
     #[command(after_help = "\

@@ -41,6 +41,10 @@ impl Painter {
         self.paint(code, &text)
     }
 
+    pub fn red(&self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
     pub fn bold(&self, text: &str) -> String {
         self.paint("1", text)
     }

@@ -109,7 +109,8 @@ fn push(pieces: &mut Vec<Piece>, attempt: Option<u32>, stream: Stream, bytes: &[
 /// kept for `--json`.
 struct Sink {
     json: Option<Vec<u8>>,
-    /// Headers and stderr marks (a terminal, colour allowed).
+    /// Headers and stderr marks: output a person reads (coloured only
+    /// where colour is allowed).
     decorated: bool,
     paint: super::format::Painter,
     times: super::format::Times,
@@ -129,7 +130,7 @@ impl Sink {
     fn new(ctx: &Context, args: &LogsArgs) -> Sink {
         Sink {
             json: ctx.json.then(Vec::new),
-            decorated: ctx.paint.enabled && !ctx.json,
+            decorated: ctx.for_person && !ctx.json,
             paint: ctx.paint,
             times: ctx.times.clone(),
             only: args.attempt,
@@ -234,10 +235,11 @@ impl Sink {
         if !self.decorated {
             return emit(bytes);
         }
+        let mark = format!("{} ", self.paint.red("│"));
         let mut marked = Vec::with_capacity(bytes.len() + 16);
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if self.at_line_start && stream == Stream::Stderr {
-                marked.extend_from_slice(b"\x1b[31m\xe2\x94\x82\x1b[0m ");
+                marked.extend_from_slice(mark.as_bytes());
             }
             marked.extend_from_slice(line);
             self.at_line_start = line.ends_with(b"\n");

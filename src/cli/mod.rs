@@ -43,6 +43,10 @@ pub struct Context {
     pub state: StateDir,
     pub json: bool,
     pub paint: Painter,
+    /// Output is read by a person (stdout is a terminal, or `--color
+    /// always`): worth structure such as `logs`' attempt headers, with or
+    /// without colour.
+    pub for_person: bool,
     /// The zone times are printed in.
     pub times: Times,
 }
@@ -63,12 +67,11 @@ impl Context {
             Some(db) => Database::from_os(db.as_os_str())?,
             None => paths::database(&config)?,
         };
+        let terminal = std::io::stdout().is_terminal();
         let colour = match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
+            ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
         };
         Ok(Context {
             config,
@@ -76,6 +79,7 @@ impl Context {
             state: StateDir::for_db(&db),
             json: cli.json,
             paint: Painter { enabled: colour },
+            for_person: terminal || cli.color == ColorChoice::Always,
             times: Times::new(cli.utc),
         })
     }

@@ -227,3 +227,23 @@ fn a_selection_must_be_explicit_and_fit_the_command() {
     }
     assert_eq!(env.state("a"), "pending", "nothing changed");
 }
+
+/// `retention_seconds = 0` keeps finished jobs forever: a bare `purge`
+/// (which purges what retention would) must not read it as "older than 0 s",
+/// which is every finished job.
+#[test]
+fn a_bare_purge_with_retention_off_refuses_instead_of_deleting_everything() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"a","command":"true"}"#);
+    env.ok(&["cancel", "a"]);
+    env.ok(&["config", "set", "retention_seconds", "0"]);
+    let out = env.run(&["purge"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("retention_seconds is 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.state("a"), "cancelled", "kept");
+    assert_eq!(env.ok(&["purge", "--older-than", "0s"]), "purged job 'a'\n");
+}

@@ -738,4 +738,16 @@ fn at_a_terminal_wait_draws_its_progress_then_a_clean_line_and_logs_mark_attempt
     assert!(err_line[..mark].contains("\x1b[31m"), "red: {err_line:?}");
     let out_line = screen.lines().find(|l| l.contains("out 2 a")).unwrap();
     assert!(!out_line.contains('│'), "{out_line:?}");
+
+    // Colour off (--color never, as NO_COLOR does; the test's environment
+    // drops NO_COLOR) takes the colour away, not the headers and marks.
+    tmux.type_line("clear");
+    tmux.type_line(&format!(
+        "{q} --color never --utc logs flaky; echo logs-\"\"done"
+    ));
+    let plain = tmux.wait_for("logs-done");
+    let header = plain.lines().find(|l| l.contains("── attempt 3 · worker "));
+    assert_eq!(header.map(|h| h.contains('\x1b')), Some(false), "{plain:?}");
+    let err_line = plain.lines().find(|l| l.contains("err 1")).unwrap();
+    assert_eq!(err_line, "│ err 1", "no colour");
 }
