@@ -248,10 +248,7 @@ fn print_workers(
                     format!("{first}{clock}{more}")
                 }
             };
-            let status = match w.alive {
-                Some(false) => "not running (died without unregistering)",
-                _ => w.status.as_deref().unwrap_or("-"),
-            };
+            let status = status_word(w);
             [
                 w.name.clone(),
                 w.host.clone(),
@@ -260,7 +257,7 @@ fn print_workers(
                 heartbeat,
                 slots,
                 job,
-                status.to_owned(),
+                status,
             ]
         })
         .collect();
@@ -281,5 +278,23 @@ fn print_workers(
     println!("  {header}");
     for line in lines {
         println!("  {line}");
+    }
+}
+
+/// The STATUS column: what the worker says when that is news (stopping, the
+/// database unreachable, died). Its routine text ("idle", "running 2/4: a
+/// (attempt 1/4), ...") repeats the JOB column, from a row updated up to a
+/// second later, so the column says "busy" or "idle" from the jobs instead,
+/// and the two never disagree. `--json` keeps the worker's own text.
+fn status_word(w: &WorkerView) -> String {
+    if w.alive == Some(false) {
+        return "not running (died without unregistering)".into();
+    }
+    match w.status.as_deref() {
+        None => "-".into(),
+        Some(text) if text == "idle" || text.starts_with("running ") => {
+            if w.jobs.is_empty() { "idle" } else { "busy" }.into()
+        }
+        Some(text) => text.to_owned(),
     }
 }

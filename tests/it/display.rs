@@ -386,6 +386,12 @@ fn status_speaks_of_processes_and_its_columns_line_up() {
         .find(|l| l.contains("held (running "))
         .unwrap_or_else(|| panic!("the running job shows its clock:\n{text}"));
     assert!(holder.contains("1/1"), "{holder}");
+    // STATUS follows the JOB column (never "idle" beside a running job, as
+    // the worker's own text could be for up to a second), without repeating it.
+    assert!(holder.trim_end().ends_with(" busy"), "{holder}");
+    assert!(!text.contains("(attempt "), "{text}");
+    let idle = text.lines().filter(|l| l.trim_end().ends_with(" idle"));
+    assert_eq!(idle.count(), 2, "the other two are idle:\n{text}");
     assert_worker_columns_line_up(&text);
 }
 
