@@ -25,7 +25,11 @@ pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
     }
     fields.insert("cwd".into(), working_dir(args.cwd)?.into());
     let job = job_from_value(&Value::Object(fields)).map_err(|e| flag_error(e, "COMMAND"))?;
-    submit(ctx, &[(1, job)])
+    // The store's refusals (an id taken) in the flags' words too.
+    submit(ctx, &[(1, job)]).map_err(|e| match e {
+        Error::Input(err) => flag_error(err, "COMMAND"),
+        other => other,
+    })
 }
 
 /// The words after `--` as one shell command line: a single word as it is

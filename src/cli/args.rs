@@ -102,14 +102,14 @@ started meanwhile is left as it is (exit 4).")]
     #[command(after_help = "\
 Examples:
   queuectl wait job1
-  queuectl wait job1 job2 --timeout 600
+  queuectl wait job1 job2 --timeout 10m
   queuectl wait --all                          # every job not finished now
   queuectl add -- make test | xargs queuectl wait
 
 Exit codes: 0 every job completed; 5 a job ended dead (also when others were
 cancelled); 6 a job ended cancelled (none dead); 7 --timeout ran out first;
 3 an unknown id (before waiting). On a terminal a progress line is shown on stderr.
---json prints each job's final state.")]
+--json prints each job's final state; --all with every job finished says \"nothing to wait for\".")]
     Wait(WaitArgs),
     /// Add jobs to the queue
     #[command(after_help = "\
@@ -400,9 +400,14 @@ pub struct WaitArgs {
     /// Every job that is not finished now
     #[arg(long)]
     pub all: bool,
-    /// Give up after this many seconds (exit 7)
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<u64>,
+    /// Give up after this long (30s, 5m, 2h; a bare number is seconds) (exit 7)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A duration flag read as job durations are (30s, 5m, 2h, 1d; bare seconds).
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    queuectl::domain::duration::parse_duration(text)
 }
 
 #[derive(Debug, Args)]
@@ -414,7 +419,7 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Only this attempt (1 is the first run)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub attempt: Option<u32>,
     /// Only the last N lines of each attempt shown
     #[arg(long, short = 'n', value_name = "N")]

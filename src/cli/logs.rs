@@ -119,6 +119,8 @@ struct Sink {
     lines: Option<usize>,
     printed: u64,
     headers_shown: BTreeSet<u32>,
+    /// Attempts whose header said "running" and whose end is not shown yet.
+    shown_running: BTreeSet<u32>,
     at_line_start: bool,
     /// Attempts elsewhere whose notes were shown while they ran, and those
     /// whose tail was shown (with its notes) after they ended.
@@ -137,6 +139,7 @@ impl Sink {
             lines: args.lines,
             printed: 0,
             headers_shown: BTreeSet::new(),
+            shown_running: BTreeSet::new(),
             at_line_start: true,
             running_noted: BTreeSet::new(),
             tails_shown: BTreeSet::new(),
@@ -198,8 +201,24 @@ impl Sink {
                 }
                 self.write(piece.stream, &piece.bytes)?;
             }
+            if let Some(n) = number {
+                self.close_if_ended(n, attempts)?;
+            }
         }
         Ok(())
+    }
+
+    /// "── attempt 1 ended · exit 1" after the output of an attempt whose
+    /// header said it was running (`-f`), once it has ended. The attempts
+    /// were read before the output, so all of its output came before.
+    fn close_if_ended(&mut self, number: u32, attempts: &[Attempt]) -> Result<()> {
+        let Some(a) = attempts.iter().find(|a| a.number == number) else {
+            return Ok(());
+        };
+        if a.finished_at.is_none() || !self.shown_running.remove(&number) {
+            return Ok(());
+        }
+        self.rule(&format!("── attempt {number} ended · {}", ending(a)))
     }
 
     /// "── attempt 2 · worker w1 · started 2026-11-30 04:20:01 UTC · exit 1"
@@ -213,11 +232,19 @@ impl Sink {
                 self.times.at(a.started_at),
                 ending(a)
             ));
+            if a.finished_at.is_none() {
+                self.shown_running.insert(number);
+            }
         }
+        self.rule(&text)
+    }
+
+    /// A bold line of its own (a header or an attempt's end).
+    fn rule(&mut self, text: &str) -> Result<()> {
         let line = format!(
             "{}{}\n",
             if self.at_line_start { "" } else { "\n" },
-            self.paint.bold(&text)
+            self.paint.bold(text)
         );
         self.at_line_start = true;
         emit(line.as_bytes())

@@ -33,9 +33,15 @@ pub fn run(ctx: &Context, args: WaitArgs) -> Result<()> {
         }
         ids
     };
-    let deadline = args
-        .timeout
-        .map(|s| Instant::now() + Duration::from_secs(s));
+    if ids.is_empty() {
+        // `--all` with every job finished: say so rather than draw "0/0 done".
+        if !ctx.json {
+            eprintln!("nothing to wait for");
+        }
+        print_states(ctx, &mut *store, &ids)?;
+        return Ok(());
+    }
+    let deadline = args.timeout.map(|t| Instant::now() + t);
     let mut progress = Progress::new(std::io::stderr().is_terminal() && !ctx.json);
     let mut states: BTreeMap<String, JobState> = BTreeMap::new();
     let mut pause = POLL_FIRST;
@@ -62,7 +68,7 @@ pub fn run(ctx: &Context, args: WaitArgs) -> Result<()> {
                 "{} of {} job(s) did not end within {}s",
                 ids.len() - tally.ended,
                 ids.len(),
-                args.timeout.unwrap_or(0)
+                args.timeout.unwrap_or_default().as_secs()
             )));
         }
         pause = if changed {
@@ -76,7 +82,7 @@ pub fn run(ctx: &Context, args: WaitArgs) -> Result<()> {
         std::thread::sleep(nap);
     }
     print_states(ctx, &mut *store, &ids)?;
-    ended_as(states.iter().map(|(id, state)| (id.as_str(), *state)))
+    ended_as(ids.iter().map(|id| (id.as_str(), states[id])))
 }
 
 /// Every job not finished now, in enqueue order.
@@ -105,33 +111,36 @@ fn print_states(ctx: &Context, store: &mut dyn Backend, ids: &[String]) -> Resul
 }
 
 /// The result of jobs that ended in these states: an error (exit 5) when
-/// any is dead, else (exit 6) when any was cancelled. `logs -f` uses it too.
+/// any is dead, else (exit 6) when any was cancelled, naming every job that
+/// did not complete with how it ended. `logs -f` uses it too.
 pub fn ended_as<'a>(jobs: impl IntoIterator<Item = (&'a str, JobState)>) -> Result<()> {
-    let mut dead = Vec::new();
-    let mut cancelled = Vec::new();
-    for (id, state) in jobs {
-        match state {
-            JobState::Dead => dead.push(id),
-            JobState::Cancelled => cancelled.push(id),
-            _ => {}
+    const SHOWN: usize = 10;
+    let failed: Vec<(&str, JobState)> = jobs
+        .into_iter()
+        .filter(|(_, state)| matches!(state, JobState::Dead | JobState::Cancelled))
+        .collect();
+    let dead = failed.iter().any(|(_, state)| *state == JobState::Dead);
+    let message = match failed.as_slice() {
+        [] => return Ok(()),
+        [(id, state)] => format!("job '{id}' ended {state}"),
+        _ => {
+            let shown: Vec<String> = failed
+                .iter()
+                .take(SHOWN)
+                .map(|(id, state)| format!("'{id}' {state}"))
+                .collect();
+            let more = match failed.len() {
+                n if n > SHOWN => format!(" and {} more", n - SHOWN),
+                _ => String::new(),
+            };
+            format!(
+                "{} jobs did not complete: {}{more}",
+                failed.len(),
+                shown.join(", ")
+            )
         }
-    }
-    let (ids, word, dead) = if !dead.is_empty() {
-        (dead, "dead", true)
-    } else if !cancelled.is_empty() {
-        (cancelled, "cancelled", false)
-    } else {
-        return Ok(());
     };
-    let shown: Vec<String> = ids.iter().take(5).map(|id| format!("'{id}'")).collect();
-    let more = match ids.len() {
-        n if n > 5 => format!(" and {} more", n - 5),
-        _ => String::new(),
-    };
-    Err(Error::NotCompleted {
-        message: format!("job {}{more} ended {word}", shown.join(", ")),
-        dead,
-    })
+    Err(Error::NotCompleted { message, dead })
 }
 
 /// Counts of the jobs waited for, by how far they got.
@@ -139,6 +148,7 @@ pub fn ended_as<'a>(jobs: impl IntoIterator<Item = (&'a str, JobState)>) -> Resu
 struct Tally {
     ended: usize,
     running: usize,
+    waiting: usize,
     dead: usize,
     cancelled: usize,
 }
@@ -149,18 +159,23 @@ impl Tally {
         for state in states {
             tally.ended += usize::from(state.is_terminal());
             tally.running += usize::from(state == JobState::Processing);
+            tally.waiting += usize::from(matches!(state, JobState::Pending | JobState::Failed));
             tally.dead += usize::from(state == JobState::Dead);
             tally.cancelled += usize::from(state == JobState::Cancelled);
         }
         tally
     }
 
-    /// "3/10 done · 1 running · 0 dead" (and the cancelled, when any).
+    /// "3/10 done · 1 running · 0 dead" (and the waiting and cancelled,
+    /// when any).
     fn line(&self, total: usize) -> String {
         let mut line = format!(
             "{}/{total} done · {} running · {} dead",
             self.ended, self.running, self.dead
         );
+        if self.waiting > 0 {
+            line.push_str(&format!(" · {} waiting", self.waiting));
+        }
         if self.cancelled > 0 {
             line.push_str(&format!(" · {} cancelled", self.cancelled));
         }
@@ -219,16 +234,29 @@ mod tests {
         assert!(ended_as([("a", Completed), ("b", Completed)]).is_ok());
         let err = ended_as([("a", Cancelled), ("b", Dead), ("c", Completed)]).unwrap_err();
         assert_eq!(err.exit_code(), 5);
-        assert_eq!(err.to_string(), "job 'b' ended dead");
+        assert_eq!(
+            err.to_string(),
+            "2 jobs did not complete: 'a' cancelled, 'b' dead"
+        );
         let err = ended_as([("a", Cancelled), ("b", Completed)]).unwrap_err();
         assert_eq!(err.exit_code(), 6);
+        assert_eq!(err.to_string(), "job 'a' ended cancelled");
+        let ids: Vec<String> = (1..=12).map(|n| format!("j{n}")).collect();
+        let err = ended_as(ids.iter().map(|id| (id.as_str(), Dead))).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("'j9' dead, 'j10' dead and 2 more"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_progress_line_counts_done_running_and_dead() {
         use JobState::*;
         let tally = Tally::of([Completed, Processing, Pending, Dead]);
-        assert_eq!(tally.line(4), "2/4 done · 1 running · 1 dead");
+        assert_eq!(tally.line(4), "2/4 done · 1 running · 1 dead · 1 waiting");
+        let tally = Tally::of([Completed, Processing]);
+        assert_eq!(tally.line(2), "1/2 done · 1 running · 0 dead");
         let tally = Tally::of([Cancelled]);
         assert_eq!(tally.line(1), "1/1 done · 0 running · 0 dead · 1 cancelled");
     }

@@ -159,7 +159,7 @@ fn add_refuses_bad_flags_by_name_never_showing_env_values() {
         (vec!["add", "--id", "../x", "--", "true"], "--id:"),
         (
             vec!["add", "--id", "taken", "--", "true"],
-            "job 'taken' already exists",
+            "--id: job 'taken' already exists",
         ),
         (
             vec!["add", "--env-file", "rel/path", "--", "true"],
@@ -365,17 +365,27 @@ fn an_edit_of_a_job_that_started_while_in_the_editor_changes_nothing() {
     assert_eq!(env.ok(&["logs", "j"]), "original\n");
 }
 
+/// Adds job "gated" (with `flags`): `before`, then a wait until the
+/// returned file exists, then `after` (either may be empty).
+fn add_gated(env: &TestEnv, flags: &[&str], before: &str, after: &str) -> std::path::PathBuf {
+    let gate = env.path("go");
+    let wait = format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display());
+    let command = [before, &wait, after]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut args = vec!["add", "--id", "gated"];
+    args.extend(flags);
+    args.extend(["--", &command]);
+    env.ok(&args);
+    gate
+}
+
 #[test]
 fn wait_blocks_until_jobs_end_and_exits_by_how_they_ended() {
     let mut env = TestEnv::new();
-    let gate = env.path("go");
-    env.ok(&[
-        "add",
-        "--id",
-        "gated",
-        "--",
-        &format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()),
-    ]);
+    let gate = add_gated(&env, &[], "", "");
     env.ok(&["add", "--id", "fails", "--retries", "0", "--", "exit 3"]);
     env.ok(&["add", "--id", "later", "--delay", "1h", "--", "true"]);
     env.ok(&["add", "--id", "cancelled", "--delay", "1h", "--", "true"]);
@@ -401,24 +411,33 @@ fn wait_blocks_until_jobs_end_and_exits_by_how_they_ended() {
     assert_eq!(env.state("gated"), "completed");
     env.wait_for_state("fails", "dead", WAIT);
 
-    refused(
-        &env,
-        &["wait", "gated", "fails", "cancelled"],
-        5,
-        "job 'fails' ended dead",
-    );
-    refused(
-        &env,
-        &["wait", "gated", "cancelled"],
-        6,
-        "job 'cancelled' ended cancelled",
-    );
-    refused(
-        &env,
-        &["wait", "gated", "later", "--timeout", "1"],
-        7,
-        "1 of 2 job(s) did not end within 1s",
-    );
+    for (args, code, needle) in [
+        // Every job that did not complete is named, with how it ended.
+        (
+            &["wait", "gated", "cancelled", "fails"][..],
+            5,
+            "2 jobs did not complete: 'cancelled' cancelled, 'fails' dead",
+        ),
+        (
+            &["wait", "gated", "cancelled"],
+            6,
+            "job 'cancelled' ended cancelled",
+        ),
+        (
+            &["wait", "gated", "later", "--timeout", "1"],
+            7,
+            "1 of 2 job(s) did not end within 1s",
+        ),
+        // A duration, as add's --timeout takes.
+        (
+            &["wait", "later", "--timeout", "1s"],
+            7,
+            "1 of 1 job(s) did not end within 1s",
+        ),
+        (&["wait", "later", "--timeout", "soon"], 2, "--timeout"),
+    ] {
+        refused(&env, args, code, needle);
+    }
     let out = env.run(&["--json", "wait", "gated", "fails"]);
     assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -435,14 +454,25 @@ fn wait_blocks_until_jobs_end_and_exits_by_how_they_ended() {
     env.ok(&["edit", "later", "--delay", "0s"]);
     let out = env.run(&["wait", "--all"]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // The worker may have run it already: then there is nothing to wait for.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.stdout.is_empty() && out.stderr.is_empty(),
+        out.stdout.is_empty() && (stderr.is_empty() || stderr == "nothing to wait for\n"),
         "no progress off a terminal: {}",
         output_text(&out)
     );
     wait_until("later completed", WAIT, || {
         env.state("later") == "completed"
     });
+    let out = env.run(&["wait", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        (
+            &*String::from_utf8_lossy(&out.stdout),
+            &*String::from_utf8_lossy(&out.stderr)
+        ),
+        ("", "nothing to wait for\n")
+    );
 }
 
 #[test]
@@ -476,6 +506,69 @@ fn logs_follow_exits_as_wait_does() {
     );
     // Without -f, how the job ended does not matter.
     assert_eq!(env.run(&["logs", "bad"]).status.code(), Some(0));
+}
+
+#[test]
+fn logs_follow_says_how_an_attempt_it_showed_running_ended() {
+    let mut env = TestEnv::new();
+    let gate = add_gated(
+        &env,
+        &["--retries", "1"],
+        "echo before",
+        "echo after; exit 1",
+    );
+    env.spawn_worker("w1");
+    env.wait_for_state("gated", "processing", WAIT);
+    // Decorated (--color always stands in for a terminal).
+    let mut follow = env
+        .cmd()
+        .args(["--color", "always", "logs", "-f", "gated"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    let mut shown = Vec::new();
+    while !shown.iter().any(|l: &String| l.contains("before")) {
+        shown.push(seen.recv_timeout(WAIT).expect("logs -f showed the attempt"));
+    }
+    assert!(
+        shown[0].contains("── attempt 1 · worker ") && shown[0].ends_with("· running\x1b[0m"),
+        "{shown:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    shown.extend(seen.iter());
+    assert_eq!(follow.wait().unwrap().code(), Some(5));
+    let at = |needle: &str| {
+        shown
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {shown:?}"))
+    };
+    let ended = at("── attempt 1 ended · exit 1");
+    assert_eq!(ended, at("after") + 1, "{shown:?}");
+    assert!(ended < at("── attempt 2 · "), "{shown:?}");
+    // Attempt 2's end is said too when its header said running.
+    let second = &shown[at("── attempt 2 · ")];
+    assert_eq!(
+        second.contains("running"),
+        shown
+            .iter()
+            .any(|l| l.contains("── attempt 2 ended · exit 1")),
+        "{shown:?}"
+    );
+    // Piped without decoration: the raw bytes only.
+    let piped = env.run(&["logs", "-f", "gated"]);
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout),
+        "before\nafter\nbefore\nafter\n"
+    );
 }
 
 /// Attempt 1 prints on stderr and fails; attempts 2 and 3 print two lines
@@ -517,6 +610,8 @@ fn logs_shows_attempts_apart_one_attempt_or_the_last_lines_of_each() {
     );
     refused(&env, &["logs", "ghost"], 3, "job 'ghost' not found");
     refused(&env, &["logs", "flaky", "--lines", "x"], 2, "error:");
+    // Attempt numbers start at 1: 0 is bad input, not a missing attempt.
+    refused(&env, &["logs", "flaky", "--attempt", "0"], 2, "--attempt");
 
     // Decorated (--color always stands in for a terminal): a header per
     // attempt, stderr lines marked.
@@ -694,17 +789,10 @@ fn at_a_terminal_wait_draws_its_progress_then_a_clean_line_and_logs_mark_attempt
         return;
     };
     let mut env = TestEnv::new();
-    let gate = env.path("go");
     env.ok(&["add", "--id", "flaky", "--retries", "2", "--", FLAKY]);
     env.spawn_worker("w1");
     env.wait_for_state("flaky", "completed", WAIT);
-    env.ok(&[
-        "add",
-        "--id",
-        "gated",
-        "--",
-        &format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()),
-    ]);
+    let gate = add_gated(&env, &[], "", "");
     env.wait_for_state("gated", "processing", WAIT);
 
     let q = typed_queuectl(&env);
