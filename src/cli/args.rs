@@ -22,7 +22,8 @@ Exit codes:
      a queue made by a newer queuectl)
   2  invalid input or usage (bad JSON, unknown config key, bad flag, a --config
      file that does not exist)
-  3  job not found, or no queue at the path (only enqueue and workers create one)
+  3  job not found, or no queue at the path (only enqueue, add and workers
+     create one)
   4  the job's state does not allow the operation
   5  wait, logs -f: a job ended dead (when jobs ended both dead and cancelled, 5)
   6  wait, logs -f: a job ended cancelled (and none dead)

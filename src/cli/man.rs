@@ -22,6 +22,14 @@ pub fn run(dir: Option<&Path>) -> Result<()> {
             .write_all(&out)
             .map_err(|e| Error::io("cannot write the man page", e));
     };
+    // Like `mkdir -p`: a package build names a folder that is not there yet.
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::writing(
+            dir,
+            format!("cannot create the folder {}", dir.display()),
+            e,
+        )
+    })?;
     for (path, page) in pages() {
         let file = dir.join(format!("{}.1", path.join("-")));
         std::fs::write(&file, page)
@@ -82,18 +90,16 @@ fn render(cmd: &clap::Command, under: &[String], out: &mut Vec<u8>) {
     if main || top == Some("config") {
         config_keys(out);
     }
-    if main || matches!(top, Some("config" | "worker" | "units" | "logs" | "purge")) {
-        files(out);
-    }
-    if main || matches!(top, Some("worker" | "units" | "config")) {
-        environment(out);
-    }
+    // Every page: where the queue and config are, what changes them, and
+    // what the exit codes mean, whichever page a reader opened.
+    files(out);
+    environment(out);
     exit_status(out);
     see_also(out, cmd, under);
 }
 
 /// A command's `after_help`: the examples and notes, and the exit codes
-/// (only the main command's has them).
+/// (only the main command's has them) with the note after them.
 fn split_after_help(cmd: &clap::Command) -> (String, String) {
     let text = cmd
         .get_after_help()
@@ -106,11 +112,13 @@ fn split_after_help(cmd: &clap::Command) -> (String, String) {
 }
 
 /// The exit codes as `--help` lists them: `  N  meaning` lines, a meaning
-/// continued on indented lines.
-pub fn exit_codes() -> Vec<(String, String)> {
+/// continued on indented lines, up to the first blank line; then the note
+/// that follows them (a paragraph of its own, not part of the last code).
+pub fn exit_codes() -> (Vec<(String, String)>, String) {
     let (_, text) = split_after_help(&root());
+    let (list, note) = text.split_once("\n\n").unwrap_or((&text, ""));
     let mut codes: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
+    for line in list.lines() {
         let trimmed = line.trim();
         let mut words = trimmed.splitn(2, char::is_whitespace);
         match (words.next(), words.next()) {
@@ -126,13 +134,17 @@ pub fn exit_codes() -> Vec<(String, String)> {
             _ => {}
         }
     }
-    codes
+    (codes, note.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn exit_status(out: &mut Vec<u8>) {
     section(out, "EXIT STATUS");
-    for (code, meaning) in exit_codes() {
+    let (codes, note) = exit_codes();
+    for (code, meaning) in codes {
         item(out, &code, &meaning);
+    }
+    if !note.is_empty() {
+        paragraph(out, &note);
     }
 }
 
@@ -315,7 +327,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     ("TZ", "the time zone times are shown in"),
     ("NO_COLOR", "no colour with --color auto"),
-    ("EDITOR, VISUAL", "the editor queuectl edit opens"),
+    (
+        "VISUAL, EDITOR",
+        "the editor queuectl edit opens without flags (VISUAL first, else EDITOR, else vi)",
+    ),
     (
         "XDG_CONFIG_HOME, XDG_STATE_HOME, HOME",
         "where a user's config, queue and unit files go",

@@ -76,8 +76,30 @@ fn every_subcommand_has_a_page_that_renders_cleanly() {
             return;
         };
         assert_eq!(warnings, "", "{name}");
-        for heading in ["NAME", "SYNOPSIS", "EXIT STATUS", "SEE ALSO"] {
+        for heading in [
+            "NAME",
+            "SYNOPSIS",
+            "FILES",
+            "ENVIRONMENT",
+            "EXIT STATUS",
+            "SEE ALSO",
+        ] {
             section(&text, heading);
+        }
+        let command = name.trim_end_matches(".1");
+        let top = command.split('-').nth(1).unwrap_or_default();
+        if ["enqueue", "add", "edit", "show", "list"].contains(&top) {
+            section(&text, "JOB FIELDS");
+        }
+        if top == "config" {
+            section(&text, "CONFIG KEYS");
+        }
+        let environment = section(&text, "ENVIRONMENT");
+        for variable in ["QUEUECTL_DB", "QUEUECTL_CONFIG", "TZ", "VISUAL", "EDITOR"] {
+            assert!(
+                mentions(environment, variable),
+                "{name}: {variable} is not in ENVIRONMENT:\n{environment}"
+            );
         }
     }
     let (main, _) = rendered(&dir.path().join("queuectl.1")).unwrap();
@@ -98,6 +120,105 @@ fn every_subcommand_has_a_page_that_renders_cleanly() {
         printed.stdout,
         std::fs::read(dir.path().join("queuectl.1")).unwrap()
     );
+}
+
+#[test]
+fn man_dir_creates_the_folder_and_names_it_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("x/share/man");
+    let out = Command::new(binary())
+        .args(["man", "--dir"])
+        .arg(&nested)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(nested.join("queuectl.1").is_file());
+    assert!(nested.join("queuectl-add.1").is_file());
+    // Under a plain file no folder can be made: the message names it.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let under_file = file.join("man");
+    let out = Command::new(binary())
+        .args(["man", "--dir"])
+        .arg(&under_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("folder {}", under_file.display())),
+        "{stderr}"
+    );
+}
+
+/// The note after the exit codes is a paragraph of its own: in the roff,
+/// each `.TP` item is a tag line and one text line, and whatever follows the
+/// last item starts a new paragraph; rendered, the note stands apart.
+#[test]
+fn the_note_after_the_exit_codes_is_its_own_paragraph() {
+    let (dir, names) = write_pages();
+    for name in &names {
+        let roff = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let status = roff
+            .split(".SH \"EXIT STATUS\"\n")
+            .nth(1)
+            .unwrap()
+            .split("\n.SH ")
+            .next()
+            .unwrap();
+        let last_item = status.rfind(".TP\n").unwrap();
+        let after: Vec<&str> = status[last_item..].lines().skip(3).collect();
+        assert!(
+            after.first().is_some_and(|line| *line == ".PP"),
+            "{name}: after the last exit code:\n{status}"
+        );
+        assert!(status.contains("cancel, restart"), "{name}:\n{status}");
+    }
+    let Some((main, _)) = rendered(&dir.path().join("queuectl.1")) else {
+        return;
+    };
+    let status = section(&main, "EXIT STATUS");
+    let seven = status.split("\n       7").nth(1).unwrap();
+    let (own, rest) = seven.split_once("\n\n").unwrap();
+    assert!(!own.contains("cancel, restart"), "{status}");
+    assert!(rest.trim_start().starts_with("cancel, restart"), "{status}");
+}
+
+/// Exit 3's "no queue" names every command that creates one: add does too.
+#[test]
+fn exit_three_names_every_command_that_creates_a_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.db");
+    let out = Command::new(binary())
+        .arg("--db")
+        .arg(&db)
+        .args(["add", "--", "true"])
+        .env("QUEUECTL_CONFIG", "/nonexistent/config.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(db.exists(), "add created the queue");
+    let help = String::from_utf8(
+        Command::new(binary())
+            .arg("--help")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("(only enqueue, add and workers create one)"),
+        "{help}"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in ["docs/jobs.md", "docs/security.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        assert!(
+            text.contains("`enqueue`, `add` and"),
+            "{doc} lists the commands that create a queue without add"
+        );
+    }
 }
 
 #[test]
