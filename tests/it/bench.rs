@@ -20,22 +20,28 @@ fn bench_installed() -> bool {
     false
 }
 
-#[test]
-fn bench_without_queuectl_bench_installed_says_where_it_looked_and_how_to_get_it() {
-    let env = TestEnv::new();
-    // A queuectl alone in a directory, with nothing on $PATH.
+/// A queuectl alone in a directory, with nothing on $PATH, running `args`.
+fn run_alone(env: &TestEnv, args: &[&str]) -> std::process::Output {
     let lone = env.path("lone/queuectl");
     std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
-    if std::fs::hard_link(binary(), &lone).is_err() {
+    // Made once: copying onto an existing hard link would write into the
+    // binary itself.
+    if !lone.exists() && std::fs::hard_link(binary(), &lone).is_err() {
         std::fs::copy(binary(), &lone).unwrap();
     }
     let empty = env.path("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = std::process::Command::new(&lone)
-        .args(["bench", "--quick"])
+    std::process::Command::new(&lone)
+        .args(args)
         .env("PATH", &empty)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn bench_without_queuectl_bench_installed_says_where_it_looked_and_how_to_get_it() {
+    let env = TestEnv::new();
+    let out = run_alone(&env, &["bench", "--quick"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -46,6 +52,22 @@ fn bench_without_queuectl_bench_installed_says_where_it_looked_and_how_to_get_it
         stderr.contains("cargo build --release -p queuectl-bench"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_help_without_queuectl_bench_installed_is_queuectls_own() {
+    let env = TestEnv::new();
+    for help in ["--help", "-h"] {
+        let out = run_alone(&env, &["bench", "--quick", help]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{help}: {out:?}");
+        assert!(stdout.contains("Usage: queuectl bench"), "{stdout}");
+        assert!(stdout.contains("queuectl bench --quick"), "{stdout}");
+        assert!(
+            stdout.contains("cargo build --release -p queuectl-bench"),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
