@@ -32,6 +32,10 @@ Exit codes:
 cancel, restart, dlq retry and purge act on each named job they can and report
 the others: then 3 if any of them was not found, else 4.";
 
+/// The heading the global flags go under in every command's help, after the
+/// command's own options.
+const GLOBAL: &str = "Global options";
+
 /// A background job runner: shell commands queued in SQLite, run by
 /// systemd-managed workers with retries, backoff and a dead letter queue.
 #[derive(Debug, Parser)]
@@ -40,23 +44,23 @@ pub struct Cli {
     /// Config file; it must exist, except for `config set` (which creates it)
     /// and `config path` [default: $QUEUECTL_CONFIG, /etc/queuectl/config.toml as
     /// root, else $XDG_CONFIG_HOME/queuectl/config.toml; the default may be absent]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Queue: an SQLite file, or a PostgreSQL URL (postgres://user@host/db) or
     /// conninfo ("host=/run/postgresql dbname=queuectl"); overrides $QUEUECTL_DB
     /// and the config's db_path. Keep passwords in ~/.pgpass or a file named by
     /// $QUEUECTL_DB_PASSWORD_FILE, not here
-    #[arg(long, global = true, value_name = "PATH|URL")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Print machine-readable JSON instead of text
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
     /// Print times in UTC instead of the local time zone ($TZ, else the
     /// system's); --json times are always UTC
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -338,7 +342,7 @@ pub struct EnqueueArgs {
 /// Job settings that `add` sets and `edit` changes.
 #[derive(Debug, Default, Args)]
 pub struct JobFields {
-    /// Priority: higher runs first [add: 0]
+    /// Priority: higher runs first
     #[arg(long, short = 'p', value_name = "N", allow_negative_numbers = true)]
     pub priority: Option<i64>,
     /// Due after this long from now (30s, 5m, 2h, 1d)
@@ -347,15 +351,22 @@ pub struct JobFields {
     /// Due at this time: RFC 3339 (2026-12-01T09:00:00Z) or local time ("2026-12-01 09:00")
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// Retries after failed attempts before the job is dead [add: the config's max_retries]
+    /// Retries after failed attempts before the job is dead
     #[arg(long, value_name = "N")]
     pub retries: Option<u64>,
-    /// Stop an attempt after this long (30s, 5m; 0: never) [add: the config's timeout_seconds]
+    /// Stop an attempt after this long (30s, 5m; 0: never)
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
 }
 
+/// `add`'s defaults for the shared job fields: `edit` keeps the job's own
+/// value when a flag is left out, so only `add`'s help names a default.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("priority", |arg| with_default(arg, "0")),
+    mut_arg("retries", |arg| with_default(arg, "the config's max_retries")),
+    mut_arg("timeout", |arg| with_default(arg, "the config's timeout_seconds"))
+)]
 pub struct AddArgs {
     /// Job id (letters, digits, '.', '_', '-') [default: a new ULID]
     #[arg(long)]
@@ -374,6 +385,13 @@ pub struct AddArgs {
     /// The command after --: several words are quoted and joined; one word is a shell command line
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// An argument's help with `[default: …]` added, for a default the program
+/// applies itself (the argument stays optional).
+fn with_default(arg: clap::Arg, default: &str) -> clap::Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
 }
 
 #[derive(Debug, Args)]

@@ -173,3 +173,69 @@ fn status_of_an_unreachable_database_says_so_and_still_lists_this_hosts_workers(
     assert_eq!(json["reachable"], false);
     assert!(json["workers"].is_array());
 }
+
+/// Each command's own options come first; the global ones (--config, --db,
+/// --json, --color, --utc) under "Global options", the same on every command.
+#[test]
+fn global_options_have_their_own_heading_after_each_commands_own() {
+    let globals = ["--config", "--db", "--json", "--color", "--utc"];
+    for (words, _) in crate::support::subcommands() {
+        if words.first().is_some_and(|w| w == "bench") {
+            continue; // its --help is queuectl-bench's own
+        }
+        let out = std::process::Command::new(binary())
+            .args(&words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        let (own, global) = help
+            .split_once("\nGlobal options:\n")
+            .unwrap_or_else(|| panic!("{words:?}: no Global options heading:\n{help}"));
+        let global = global.split("\n\n").next().unwrap();
+        for flag in globals {
+            let listed = |text: &str| {
+                text.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{flag} ")))
+            };
+            assert!(!listed(own), "{words:?}: {flag} among the own options");
+            assert!(listed(global), "{words:?}: {flag} not under Global options");
+        }
+    }
+}
+
+/// add and edit share the job-field flags; only add has defaults (edit
+/// keeps the job's value), so only add's help names them.
+#[test]
+fn job_field_defaults_show_on_add_only() {
+    let help = |command: &str| {
+        let out = std::process::Command::new(binary())
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (add, edit) = (help("add"), help("edit"));
+    for default in [
+        "first [default: 0]",
+        "[default: the config's max_retries]",
+        "[default: the config's timeout_seconds]",
+    ] {
+        assert!(add.contains(default), "add: {default}\n{add}");
+    }
+    for flag in ["--priority", "--retries", "--timeout"] {
+        let line = edit
+            .split(flag)
+            .nth(1)
+            .unwrap()
+            .split(" --")
+            .next()
+            .unwrap();
+        assert!(!line.contains("default"), "edit {flag}: {line}");
+    }
+    assert!(!edit.contains("add:"), "{edit}");
+}
