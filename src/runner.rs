@@ -243,8 +243,13 @@ pub fn spawn<E: From<JobExit> + Send + 'static>(
     };
     let started = match spawn::spawn(&spec(true)?) {
         // Not a program (a shell builtin such as `exit 3`, or a typo): let the
-        // shell run it, so the job fails the way it would in a terminal.
-        Err(e) if e.kind() == io::ErrorKind::NotFound && plain_words(job.command).is_some() => {
+        // shell run it, so the job fails the way it would in a terminal. A
+        // missing working directory stops the shell just the same.
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                && !spawn::is_cwd_failure(&e)
+                && plain_words(job.command).is_some() =>
+        {
             spec(false).and_then(|spec| spawn::spawn(&spec))
         }
         other => other,

@@ -5,10 +5,11 @@ use super::Context;
 use super::args::AddArgs;
 use super::enqueue::submit;
 use super::job_fields::flag_error;
+use queuectl::domain::echo;
 use queuectl::domain::spec::job_from_value;
 use queuectl::error::{Error, IoContext, Result};
 use serde_json::{Map, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
     let mut fields = Map::new();
@@ -55,16 +56,35 @@ fn environment(pairs: &[String]) -> Result<Value> {
     Ok(Value::Object(vars))
 }
 
-/// `--cwd` made absolute, or the current directory (as pueue does).
+/// `--cwd` as the canonical path of an existing directory here (`..` and
+/// symlinks resolved), or the current directory (as pueue does). JSON
+/// `enqueue` checks no more than that a path is absolute: its workers may
+/// be on other hosts; a person typing `add` means this one.
 fn working_dir(given: Option<PathBuf>) -> Result<String> {
     let dir = match given {
-        Some(dir) => std::path::absolute(dir),
-        None => std::env::current_dir(),
-    }
-    .context(|| "cannot find the current directory".into())?;
+        Some(dir) => existing_dir(&dir)?,
+        None => std::env::current_dir().context(|| "cannot find the current directory".into())?,
+    };
     dir.into_os_string().into_string().map_err(|_| {
         Error::Invalid("--cwd: the working directory's path is not valid UTF-8".into())
     })
+}
+
+fn existing_dir(dir: &Path) -> Result<PathBuf> {
+    let refused = |why: &str| {
+        Error::Invalid(format!(
+            "--cwd: {}: {why} on this host",
+            echo::shown(&dir.to_string_lossy())
+        ))
+    };
+    let canonical = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => refused("no such directory"),
+        _ => refused(&format!("cannot be used ({e})")),
+    })?;
+    if !canonical.is_dir() {
+        return Err(refused("not a directory"));
+    }
+    Ok(canonical)
 }
 
 #[cfg(test)]

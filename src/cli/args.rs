@@ -101,7 +101,8 @@ Examples:
 Without flags the job's editable fields open in $VISUAL (else $EDITOR, else vi) as
 TOML: command, priority, run_at (RFC 3339, or use delay = \"5m\"), max_retries,
 timeout_seconds. Save to apply; leave it unchanged to change nothing. A job that
-started meanwhile is left as it is (exit 4).")]
+started meanwhile is left as it is (exit 4). With neither variable set, vi is only
+started on a terminal; else edit refuses (exit 2): use the flags.")]
     Edit(EditArgs),
     /// Wait until jobs end (completed, dead or cancelled); exit 0 only if all completed
     #[command(after_help = "\
@@ -348,7 +349,7 @@ pub struct JobFields {
     /// Due after this long from now (30s, 5m, 2h, 1d)
     #[arg(long, value_name = "DURATION", conflicts_with = "at")]
     pub delay: Option<String>,
-    /// Due at this time: RFC 3339 (2026-12-01T09:00:00Z) or local time ("2026-12-01 09:00")
+    /// Due at this time: RFC 3339 (2026-12-01T09:00:00Z) or local time ("2026-12-01 09:00"; one a daylight-saving change skips or repeats needs an offset)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Retries after failed attempts before the job is dead
@@ -379,7 +380,7 @@ pub struct AddArgs {
     /// Variables read when each attempt starts: an absolute path, or a systemd credential's name
     #[arg(long, value_name = "PATH|NAME")]
     pub env_file: Option<String>,
-    /// Working directory [default: the current directory]
+    /// Working directory: an existing directory of this host, stored canonical [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// The command after --: several words are quoted and joined; one word is a shell command line

@@ -12,7 +12,7 @@ use queuectl::error::{Error, IoContext, Result};
 use queuectl::store::{Job, OpenMode, not_editable};
 use queuectl::wakeup::wake_workers;
 use serde_json::{Map, Value};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,10 +61,11 @@ fn is_waiting(state: JobState) -> bool {
 /// Opens the job's editable fields as TOML in `$VISUAL`/`$EDITOR` and
 /// returns what the user changed (nothing when the file is unchanged).
 fn in_editor(job: &Job) -> Result<JobEdit> {
+    let editor = editor(&job.id)?;
     let before = document(job);
     let scratch = Scratch::new()?;
     let path = scratch.file(&format!("{}.toml", job.id), &before)?;
-    run_editor(&path)?;
+    run_editor(&editor, &path)?;
     let after = std::fs::read_to_string(&path)
         .context(|| format!("cannot read the edited file {}", path.display()))?;
     changes(&before, &after)
@@ -122,14 +123,27 @@ fn changes(before: &str, after: &str) -> Result<JobEdit> {
     Ok(edit_from_value(&Value::Object(changed))?)
 }
 
-/// `$VISUAL`, else `$EDITOR`, else `vi`, run by the shell so that an editor
-/// with arguments (`code --wait`) works; the file is its last argument.
-fn run_editor(path: &Path) -> Result<()> {
-    let editor = ["VISUAL", "EDITOR"]
+/// `$VISUAL`, else `$EDITOR`, else `vi` when a person is at the terminal:
+/// without one, vi would draw its screen into a pipe.
+fn editor(id: &str) -> Result<String> {
+    let named = ["VISUAL", "EDITOR"]
         .iter()
         .filter_map(|name| std::env::var(name).ok())
-        .find(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| "vi".into());
+        .find(|value| !value.trim().is_empty());
+    match named {
+        Some(editor) => Ok(editor),
+        None if std::io::stdin().is_terminal() => Ok("vi".into()),
+        None => Err(Error::Invalid(format!(
+            "no editor: $VISUAL and $EDITOR are not set and stdin is not a terminal; \
+             change the job by flags instead, e.g. queuectl edit {id} --command '...' --priority 5 \
+             (see queuectl edit --help)"
+        ))),
+    }
+}
+
+/// Runs `editor` by the shell so that one with arguments (`code --wait`)
+/// works; the file is its last argument.
+fn run_editor(editor: &str, path: &Path) -> Result<()> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!("{editor} \"$1\""))

@@ -4,7 +4,7 @@
 
 use super::args::JobFields;
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 use queuectl::domain::duration::parse_duration;
 use queuectl::domain::{InputError, echo};
 use queuectl::error::{Error, Result};
@@ -45,8 +45,14 @@ impl JobFields {
 }
 
 /// A time as `--at` takes it: RFC 3339, or a date and time of day in the
-/// local time zone (`TZ` respected), e.g. "2026-12-01 09:00".
+/// local time zone (`TZ` respected), e.g. "2026-12-01 09:00". A local time
+/// that a daylight-saving change skips or repeats is refused rather than
+/// guessed: an offset says which is meant.
 pub fn parse_time(text: &str) -> Result<Timestamp> {
+    parse_time_in(text, &TimeZone::system())
+}
+
+fn parse_time_in(text: &str, zone: &TimeZone) -> Result<Timestamp> {
     if let Ok(at) = text.parse::<Timestamp>() {
         return Ok(at);
     }
@@ -57,10 +63,38 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
         ))
     };
     let local: jiff::civil::DateTime = text.parse().map_err(|_| unreadable())?;
-    local
-        .to_zoned(TimeZone::system())
-        .map(|zoned| zoned.timestamp())
-        .map_err(|_| unreadable())
+    let zoned = zone.to_ambiguous_zoned(local);
+    let (why, offsets) = match zoned.offset() {
+        AmbiguousOffset::Unambiguous { .. } => {
+            return zoned
+                .unambiguous()
+                .map(|zoned| zoned.timestamp())
+                .map_err(|_| unreadable());
+        }
+        AmbiguousOffset::Gap { before, after } => (
+            "does not exist: the clocks skip it (daylight saving)",
+            [before, after],
+        ),
+        AmbiguousOffset::Fold { before, after } => (
+            "happens twice: the clocks go back over it (daylight saving)",
+            [before, after],
+        ),
+    };
+    let zone_name = zone
+        .iana_name()
+        .map_or(String::new(), |name| format!(" in {name}"));
+    let with = |offset: Offset| {
+        offset
+            .to_timestamp(local)
+            .map(|at| at.display_with_offset(offset).to_string())
+            .unwrap_or_default()
+    };
+    Err(Error::Invalid(format!(
+        "--at: {}{zone_name} {why}; give the time with an offset (RFC 3339), e.g. {} or {}",
+        echo::shown(text),
+        with(offsets[0]),
+        with(offsets[1])
+    )))
 }
 
 /// A validation error about a job field, in the words of the flag that set
@@ -104,5 +138,21 @@ mod tests {
             err.starts_with("--at: cannot read \"next tuesday\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn at_refuses_a_local_time_a_daylight_saving_change_skips_or_repeats() {
+        let zone = TimeZone::get("America/New_York").unwrap();
+        let check = |text: &str| parse_time_in(text, &zone);
+        let gap = check("2026-03-08 02:30").unwrap_err().to_string();
+        assert!(gap.contains("does not exist"), "{gap}");
+        assert!(gap.contains("2026-03-08T02:30:00-05:00"), "{gap}");
+        let fold = check("2026-11-01 01:30").unwrap_err().to_string();
+        assert!(fold.contains("happens twice"), "{fold}");
+        assert!(
+            fold.contains("2026-11-01T01:30:00-04:00 or 2026-11-01T01:30:00-05:00"),
+            "{fold}"
+        );
+        assert!(check("2026-11-01 03:30").is_ok());
     }
 }

@@ -36,7 +36,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Stack for the child between clone and exec. It only runs the handful of
@@ -271,6 +271,50 @@ struct ChildArgs {
     errno: AtomicI32,
     /// Which candidate failed with ENOEXEC.
     noexec_index: AtomicUsize,
+    /// The step the child was at when it failed (a `STEP_` value).
+    failed_step: AtomicU8,
+}
+
+/// What a child failed at, for the error: getting ready, changing into the
+/// working directory, or exec'ing the program.
+const STEP_SETUP: u8 = 0;
+const STEP_CWD: u8 = 1;
+const STEP_EXEC: u8 = 2;
+
+/// A child that could not change into its working directory: the message
+/// names the directory (the job's cwd, not a secret), and the runner knows
+/// that no other way to run the command would get further.
+#[derive(Debug)]
+struct CwdFailed(String);
+
+impl std::fmt::Display for CwdFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CwdFailed {}
+
+/// Whether `err` says the working directory could not be entered.
+pub fn is_cwd_failure(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<CwdFailed>())
+}
+
+/// The error a child's failure at `step` with `errno` means, naming what
+/// failed: "working directory /x: No such file or directory", or
+/// "./run.sh: Permission denied".
+fn child_failure(spec: &ProcessSpec, step: u8, errno: libc::c_int) -> io::Error {
+    let kind = io::Error::from_raw_os_error(errno).kind();
+    let why = nix::errno::Errno::from_raw(errno).desc();
+    let shown = |c: &CStr| String::from_utf8_lossy(c.to_bytes()).into_owned();
+    match (step, &spec.cwd, spec.argv.first()) {
+        (STEP_CWD, Some(cwd), _) => io::Error::new(
+            kind,
+            CwdFailed(format!("working directory {}: {why}", shown(cwd))),
+        ),
+        (STEP_EXEC, _, Some(program)) => io::Error::new(kind, format!("{}: {why}", shown(program))),
+        _ => io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
@@ -349,6 +393,7 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         parent: own_pid(),
         errno: AtomicI32::new(0),
         noexec_index: AtomicUsize::new(usize::MAX),
+        failed_step: AtomicU8::new(STEP_SETUP),
     };
     // One stack, reused by every spawn (allocating and freeing 64 KiB per
     // job showed up in profiles); the lock also serializes spawns.
@@ -390,7 +435,8 @@ fn spawn_once(spec: &ProcessSpec) -> Result<Spawned, Failure> {
         if errno == libc::ENOEXEC && index < spec.candidates.len() {
             return Err(Failure::NoExec(spec.candidates[index].clone()));
         }
-        return Err(Failure::Io(io::Error::from_raw_os_error(errno)));
+        let step = args.failed_step.load(Ordering::SeqCst);
+        return Err(Failure::Io(child_failure(spec, step, errno)));
     }
     Ok(Spawned {
         pid,
@@ -653,8 +699,10 @@ extern "C" fn child_main(raw: *mut libc::c_void) -> libc::c_int {
             }
         }
         if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
+            args.failed_step.store(STEP_CWD, Ordering::SeqCst);
             return fail(errno());
         }
+        args.failed_step.store(STEP_EXEC, Ordering::SeqCst);
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -848,10 +896,27 @@ mod tests {
     fn reports_exec_errors_like_execvp() {
         let err = run(&["no-such-program-here"], &env(), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            "no-such-program-here: No such file or directory"
+        );
+        assert!(!is_cwd_failure(&err));
         let err = run(&["/etc/passwd"], &env(), None).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(err.to_string(), "/etc/passwd: Permission denied");
+        // The directory is named only when entering it is what failed.
         let err = run(&["true"], &env(), Some("/no/such/dir")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            "working directory /no/such/dir: No such file or directory"
+        );
+        assert!(is_cwd_failure(&err));
+        let err = run(&["no-such-program-here"], &env(), Some("/")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no-such-program-here: No such file or directory"
+        );
     }
 
     #[test]

@@ -102,6 +102,41 @@ fn add_joins_the_words_into_one_quoted_command_run_in_the_current_directory() {
         .unwrap();
     assert!(local.status.success(), "{}", output_text(&local));
     assert_eq!(env.job("local")["run_at"], "2030-05-01T10:00:00Z");
+    // A local time that daylight saving skips or repeats is not guessed,
+    // by add or edit; an offset says which is meant.
+    for (args, why) in [
+        (
+            &["add", "--at", "2026-03-08 02:30", "--", "true"][..],
+            "does not exist",
+        ),
+        (
+            &["add", "--at", "2026-11-01 01:30", "--", "true"],
+            "happens twice",
+        ),
+        (
+            &["edit", "local", "--at", "2026-11-01 01:30"],
+            "happens twice",
+        ),
+    ] {
+        let out = env
+            .cmd()
+            .env("TZ", "America/New_York")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(why) && stderr.contains("offset"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(env.job("local")["run_at"], "2030-05-01T10:00:00Z");
 
     env.spawn_worker("w1");
     env.wait_for_state("words", "completed", WAIT);
@@ -167,6 +202,14 @@ fn add_refuses_bad_flags_by_name_never_showing_env_values() {
         ),
         (vec!["add", "--", " "], "COMMAND: must not be empty"),
         (
+            vec!["add", "--cwd", "/nonexistent/dir", "--", "true"],
+            "--cwd: /nonexistent/dir: no such directory on this host",
+        ),
+        (
+            vec!["add", "--cwd", "/etc/passwd", "--", "true"],
+            "--cwd: /etc/passwd: not a directory",
+        ),
+        (
             vec![
                 "add",
                 "--delay",
@@ -191,6 +234,48 @@ fn add_refuses_bad_flags_by_name_never_showing_env_values() {
         .map(|j| j["id"].clone())
         .collect();
     assert_eq!(ids, ["taken"], "nothing else was enqueued");
+}
+
+#[test]
+fn add_stores_cwd_canonical_and_a_missing_cwd_fails_the_attempt_naming_it() {
+    let env = TestEnv::new();
+    let dir = env.path("");
+    let inner = dir.join("x");
+    std::fs::create_dir(&inner).unwrap();
+    std::os::unix::fs::symlink(&inner, dir.join("link")).unwrap();
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    for (id, given, expected) in [
+        ("up", "..", canonical(&dir)),
+        ("linked", "../link", canonical(&inner)),
+    ] {
+        let out = env
+            .cmd()
+            .current_dir(&inner)
+            .args(["add", "--id", id, "--cwd", given, "--", "true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert_eq!(env.job(id)["cwd"], expected.as_str(), "{given}");
+    }
+    // JSON takes any absolute path (a worker may be on another host); an
+    // attempt whose directory is missing says so.
+    env.enqueue(r#"{"id":"nowhere","command":"true","cwd":"/nonexistent/dir","max_retries":0}"#);
+    env.enqueue(
+        r#"{"id":"shell","command":"true | true","cwd":"/nonexistent/dir","max_retries":0}"#,
+    );
+    env.run(&["worker", "run", "--drain"]);
+    for id in ["nowhere", "shell"] {
+        assert_eq!(env.state(id), "dead", "{id}");
+        let job = env.job(id);
+        let error = job["attempt_history"][0]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            error,
+            "cannot start job: working directory /nonexistent/dir: No such file or directory",
+            "{id}"
+        );
+    }
 }
 
 #[test]
@@ -300,6 +385,24 @@ fn edit_changes_a_waiting_job_by_flags_or_in_a_private_file_in_the_editor() {
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("field 'priority'"));
     assert_eq!(env.job("j")["priority"], 9);
+    // No editor named and no terminal: vi would draw into a pipe; refused,
+    // pointing to the flags.
+    let out = env
+        .cmd()
+        .env_remove("VISUAL")
+        .env_remove("EDITOR")
+        .stdin(std::process::Stdio::null())
+        .args(["edit", "j"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("$VISUAL and $EDITOR are not set")
+            && stderr.contains("queuectl edit j --command"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", output_text(&out));
 
     refused(
         &env,
