@@ -3,6 +3,8 @@
 
 use super::complete;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use queuectl::domain::JobState;
+use queuectl::store::BulkAction;
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
@@ -185,7 +187,9 @@ Applies to pending, failed (waiting for a retry) and processing jobs.
 Named jobs are handled one by one: each one that can be cancelled is; each
 other one is reported on stderr, and the exit code is 3 if any was not found,
 else 4. A filter (--all, --state, --older-than) acts on the jobs it matches
-when the command starts, in transactions of 1000 jobs.")]
+when the command starts, in transactions of 1000 jobs.",
+        mut_arg("ids", |ids| ids.add(complete::job_id_in(BulkAction::Cancel.applies_to())))
+    )]
     Cancel {
         #[command(flatten)]
         select: SelectArgs,
@@ -201,7 +205,9 @@ Examples:
 A restarted job keeps its attempt history: the next run is attempt N+1 and
 `show` and `logs` keep the earlier ones. A pending, failed (waiting for a
 retry) or processing job is refused with exit 4 naming its state; an unknown
-id exits 3. Named jobs are handled one by one (the others are still restarted).")]
+id exits 3. Named jobs are handled one by one (the others are still restarted).",
+        mut_arg("ids", |ids| ids.add(complete::job_id_in(BulkAction::Restart.applies_to())))
+    )]
     Restart {
         #[command(flatten)]
         select: SelectArgs,
@@ -216,7 +222,9 @@ Examples:
   queuectl purge job1 job2
 
 Named jobs are handled one by one: a job that is not finished is reported on
-stderr (exit 4), an unknown one too (exit 3); the others are deleted.")]
+stderr (exit 4), an unknown one too (exit 3); the others are deleted.",
+        mut_arg("ids", |ids| ids.add(complete::job_id_in(BulkAction::Purge.applies_to())))
+    )]
     Purge {
         #[command(flatten)]
         select: SelectArgs,
@@ -398,7 +406,7 @@ fn with_default(arg: clap::Arg, default: &str) -> clap::Arg {
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// Job id
-    #[arg(add = complete::job_id())]
+    #[arg(add = complete::job_id_in(&JobState::EDITABLE))]
     pub id: String,
     /// A new shell command line
     #[arg(long, value_name = "COMMAND")]
@@ -487,7 +495,7 @@ Examples:
 Named jobs are handled one by one: a job that is not dead is reported on
 stderr (exit 4), an unknown one too (exit 3); the others are retried.
 To run completed or cancelled jobs again, use restart.",
-        mut_arg("ids", |ids| ids.add(complete::dead_job_id()))
+        mut_arg("ids", |ids| ids.add(complete::job_id_in(BulkAction::RetryDead.applies_to())))
     )]
     Retry {
         #[command(flatten)]

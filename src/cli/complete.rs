@@ -72,20 +72,17 @@ pub fn print_script(shell: clap_complete::Shell) -> Result<()> {
 
 /// Any job's id.
 pub fn job_id() -> ArgValueCompleter {
-    job_id_in(None)
+    job_id_in(&[])
 }
 
-/// The id of a job in the dead letter queue.
-pub fn dead_job_id() -> ArgValueCompleter {
-    job_id_in(Some(JobState::Dead))
-}
-
-fn job_id_in(state: Option<JobState>) -> ArgValueCompleter {
+/// The id of a job in one of `states` (any job when empty): a command
+/// offers only the jobs it can act on.
+pub fn job_id_in(states: &'static [JobState]) -> ArgValueCompleter {
     ArgValueCompleter::new(move |current: &OsStr| {
         let Some(prefix) = current.to_str() else {
             return vec![];
         };
-        job_ids(prefix, state)
+        job_ids(prefix, states)
             .unwrap_or_default()
             .into_iter()
             .map(CompletionCandidate::new)
@@ -127,7 +124,8 @@ pub fn config_value() -> ArgValueCandidates {
 
 /// Ids from the queue the command being completed would use: `--db` or
 /// `--config` typed before the cursor count, as when the command runs.
-fn job_ids(prefix: &str, state: Option<JobState>) -> Result<Vec<String>> {
+/// With `states`, newest first within each state, at most `MAX_IDS` in all.
+fn job_ids(prefix: &str, states: &[JobState]) -> Result<Vec<String>> {
     let words = words_before_cursor();
     let database = match option_value(&words, "--db") {
         Some(db) => Database::from_os(&db)?,
@@ -148,7 +146,18 @@ fn job_ids(prefix: &str, state: Option<JobState>) -> Result<Vec<String>> {
     };
     // Read-only opens never create a queue; durability only matters to writes.
     let mut store = Store::open_as(&database, Durability::Full, OpenMode::ReadOnly)?;
-    store.job_ids(prefix, state, MAX_IDS)
+    if states.is_empty() {
+        return store.job_ids(prefix, None, MAX_IDS);
+    }
+    let mut ids = Vec::new();
+    for &state in states {
+        let room = MAX_IDS.saturating_sub(ids.len() as u32);
+        if room == 0 {
+            break;
+        }
+        ids.extend(store.job_ids(prefix, Some(state), room)?);
+    }
+    Ok(ids)
 }
 
 /// The words of the command line being completed, before the cursor's. The

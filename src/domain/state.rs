@@ -32,6 +32,10 @@ impl JobState {
         JobState::Cancelled,
     ];
 
+    /// Waiting to run (pending, or failed and waiting for its retry): the
+    /// states `edit` may change.
+    pub const EDITABLE: [JobState; 2] = [JobState::Pending, JobState::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",

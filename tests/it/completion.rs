@@ -75,6 +75,38 @@ fn job_ids_come_from_the_queue_newest_first() {
     );
 }
 
+/// Each command that acts on jobs offers only those it can act on.
+#[test]
+fn job_ids_offered_are_those_the_command_can_act_on() {
+    // A failed job's retry an hour away, so it stays failed.
+    let env = TestEnv::with_config(
+        &crate::support::TEST_CONFIG
+            .replace("backoff_base = 2", "backoff_base = 1000")
+            .replace("backoff_max_seconds = 0", "backoff_max_seconds = 3600"),
+    );
+    env.enqueue(r#"{"id":"p","command":"true","delay":"1h"}"#);
+    env.enqueue(r#"{"id":"c","command":"true","delay":"1h"}"#);
+    env.ok(&["cancel", "c"]);
+    env.enqueue(r#"{"id":"d","command":"true"}"#);
+    env.enqueue(r#"{"id":"x","command":"false","max_retries":0}"#);
+    env.enqueue(r#"{"id":"f","command":"false","max_retries":5}"#);
+    // d completes, x dies, f fails and waits for its retry.
+    env.ok(&["worker", "run", "--drain"]);
+    for (id, state) in [("d", "completed"), ("x", "dead"), ("f", "failed")] {
+        assert_eq!(env.state(id), state, "{id}");
+    }
+    for (line, expected) in [
+        ("queuectl cancel ", &["f", "p"][..]),
+        ("queuectl restart ", &["c", "d", "x"]),
+        ("queuectl purge ", &["c", "d", "x"]),
+        ("queuectl dlq retry ", &["x"]),
+        ("queuectl edit ", &["f", "p"]),
+        ("queuectl show ", &["c", "d", "f", "p", "x"]),
+    ] {
+        assert_eq!(sorted(bash_offers(&env, line)), expected, "{line}");
+    }
+}
+
 #[test]
 fn job_ids_come_from_the_queue_given_by_db_on_the_line() {
     let env = TestEnv::new();
