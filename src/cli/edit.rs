@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: EditArgs) -> Result<()> {
 }
 
 fn is_waiting(state: JobState) -> bool {
-    matches!(state, JobState::Pending | JobState::Failed)
+    JobState::EDITABLE.contains(&state)
 }
 
 /// Opens the job's editable fields as TOML in `$VISUAL`/`$EDITOR` and

@@ -125,20 +125,38 @@ pub fn parse_batch(text: &str) -> Result<Vec<(usize, NewJob)>, InputError> {
     Ok(jobs)
 }
 
-/// Validates one decoded JSON value as a job.
-pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
+/// `value` as an object holding only `known` fields; otherwise an error
+/// expecting `what`, or naming the first unknown field with `refusal`
+/// ("unknown field (known fields") and the known ones.
+fn object_of<'v>(
+    value: &'v Value,
+    what: &str,
+    known: &[&str],
+    refusal: &str,
+) -> Result<&'v Map<String, Value>, InputError> {
     let Value::Object(map) = value else {
         return Err(InputError::general(format!(
-            "expected a JSON object, got {}",
+            "expected {what}, got {}",
             type_name(value)
         )));
     };
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(InputError::field(
             &echo::shown(unknown),
-            format!("unknown field (known fields: {})", FIELDS.join(", ")),
+            format!("{refusal}: {})", known.join(", ")),
         ));
     }
+    Ok(map)
+}
+
+/// Validates one decoded JSON value as a job.
+pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
+    let map = object_of(
+        value,
+        "a JSON object",
+        &FIELDS,
+        "unknown field (known fields",
+    )?;
     let command = command_field(map)?.ok_or_else(|| InputError::field("command", "is required"))?;
     let id = string_field(map, "id")?
         .map(|text| JobId::parse(&text).map_err(|why| InputError::field("id", why)))
@@ -193,21 +211,12 @@ pub const EDIT_FIELDS: [&str; 6] = [
 /// Validates one decoded JSON value as changes to a waiting job, with the
 /// same rules as a new job's fields; a field left out (or `null`) stays.
 pub fn edit_from_value(value: &Value) -> Result<JobEdit, InputError> {
-    let Value::Object(map) = value else {
-        return Err(InputError::general(format!(
-            "expected an object of fields, got {}",
-            type_name(value)
-        )));
-    };
-    if let Some(unknown) = map.keys().find(|k| !EDIT_FIELDS.contains(&k.as_str())) {
-        return Err(InputError::field(
-            &echo::shown(unknown),
-            format!(
-                "cannot be edited (editable fields: {})",
-                EDIT_FIELDS.join(", ")
-            ),
-        ));
-    }
+    let map = object_of(
+        value,
+        "an object of fields",
+        &EDIT_FIELDS,
+        "cannot be edited (editable fields",
+    )?;
     Ok(JobEdit {
         command: command_field(map)?,
         priority: priority_field(map)?,
