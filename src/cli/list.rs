@@ -57,12 +57,11 @@ fn running_since(
     store: &mut Store,
     jobs: &[Job],
 ) -> Result<(Timestamp, HashMap<String, Timestamp>)> {
-    let mut since = HashMap::new();
-    for job in jobs.iter().filter(|j| j.state == JobState::Processing) {
-        if let Some(attempt) = store.attempts(&job.id)?.last() {
-            since.insert(job.id.clone(), attempt.started_at);
-        }
-    }
+    let running = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Processing)
+        .map(|j| j.id.as_str());
+    let since = attempts_started(store, running)?;
     Ok((store.now()?, since))
 }
 
@@ -123,4 +122,18 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
         );
     }
     Ok(())
+}
+
+/// When the current attempt of each of `jobs` started (jobs that have run).
+pub fn attempts_started<'a>(
+    store: &mut Store,
+    jobs: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Timestamp>> {
+    let mut since = HashMap::new();
+    for id in jobs {
+        if let Some(attempt) = store.attempts(id)?.last() {
+            since.insert(id.to_owned(), attempt.started_at);
+        }
+    }
+    Ok(since)
 }

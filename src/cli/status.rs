@@ -50,12 +50,8 @@ struct QueueView {
 fn read_queue(ctx: &Context) -> Result<QueueView> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     let workers = store.workers()?;
-    let mut running_since = HashMap::new();
-    for id in workers.iter().filter_map(|w| w.jobs.first()) {
-        if let Some(attempt) = store.attempts(id)?.last() {
-            running_since.insert(id.clone(), attempt.started_at);
-        }
-    }
+    let first_jobs = workers.iter().filter_map(|w| w.jobs.first());
+    let running_since = super::list::attempts_started(&mut store, first_jobs.map(String::as_str))?;
     Ok(QueueView {
         counts: store.counts()?,
         workers,
