@@ -48,6 +48,14 @@ pub struct Job {
     pub lease_expires_at: Option<Timestamp>,
     pub cancel_requested: bool,
     pub last_error: Option<String>,
+    /// The named queue it belongs to (`default` unless given).
+    pub queue: String,
+    /// Dependencies not yet completed: above 0, the job is blocked.
+    pub deps_left: u32,
+    /// At most one unfinished job holds a key.
+    pub unique_key: Option<String>,
+    /// The schedule that enqueued it.
+    pub schedule: Option<String>,
 }
 
 /// Jobs as `list` shows them: newest first, and how many match in all.

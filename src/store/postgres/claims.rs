@@ -29,7 +29,7 @@ const MAX_CLAIM: usize = 10_000;
 macro_rules! due_jobs {
     () => {
         "SELECT seq, priority, run_at FROM jobs
-         WHERE state IN ('pending', 'failed') AND run_at <= queuectl_now_ms()
+         WHERE state IN ('pending', 'failed') AND deps_left = 0 AND run_at <= queuectl_now_ms()
          ORDER BY priority DESC, run_at, seq
          LIMIT $2
          FOR UPDATE SKIP LOCKED"
@@ -353,7 +353,7 @@ pub(super) fn rescue(
 pub(super) fn next_event_in<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Option<Duration>> {
     let row = sql.query_one(
         "SELECT LEAST(
-             (SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')),
+             (SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed') AND deps_left = 0),
              -- Lease expiry is strict (<): look just after it.
              (SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')
          ) - queuectl_now_ms()",

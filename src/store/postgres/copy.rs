@@ -25,8 +25,8 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
         .map(|r| {
             Ok(JobRecord {
                 job: rows::job(r)?,
-                env_text: r.try_get(19)?,
-                lease_token: r.try_get(20)?,
+                env_text: r.try_get(23)?,
+                lease_token: r.try_get(24)?,
                 attempts: Vec::new(),
             })
         })
@@ -90,17 +90,17 @@ fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> T
     sql.execute(
         "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
              attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-             cancel_requested, last_error, env_file)
+             cancel_requested, last_error, env_file, queue, unique_key, schedule)
          SELECT id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
              attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-             cancel_requested, last_error, env_file
+             cancel_requested, last_error, env_file, queue, unique_key, schedule
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
              $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
              $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::boolean[],
-             $19::text[], $20::text[])
+             $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])
              WITH ORDINALITY AS d(id, command, state, priority, run_at, max_retries, timeout_seconds,
                  env, cwd, attempts, failures, created_at, updated_at, finished_at, worker, lease_token,
-                 lease_expires_at, cancel_requested, last_error, env_file, line)
+                 lease_expires_at, cancel_requested, last_error, env_file, queue, unique_key, schedule, line)
          ORDER BY line",
         &[
             &ids,
@@ -123,6 +123,9 @@ fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> T
             &cancel_requested,
             &text(&|r| r.job.last_error.clone()),
             &text(&|r| r.job.env_file.clone()),
+            &text(&|r| Some(r.job.queue.clone())),
+            &text(&|r| r.job.unique_key.clone()),
+            &text(&|r| r.job.schedule.clone()),
         ],
     )?;
     Ok(())

@@ -13,7 +13,7 @@ macro_rules! job_columns {
     () => {
         "j.id, j.command, j.state, j.priority, j.run_at, j.max_retries, j.timeout_seconds, j.env, j.cwd, \
          j.attempts, j.failures, j.created_at, j.updated_at, j.finished_at, j.worker, j.lease_expires_at, \
-         j.cancel_requested, j.last_error, j.env_file"
+         j.cancel_requested, j.last_error, j.env_file, j.queue, j.deps_left, j.unique_key, j.schedule"
     };
 }
 pub(super) use job_columns;
@@ -67,6 +67,10 @@ pub(super) fn job(row: &Row) -> TxResult<Job> {
         cancel_requested: row.try_get(16)?,
         last_error: row.try_get(17)?,
         env_file: row.try_get(18)?,
+        queue: row.try_get(19)?,
+        deps_left: count(row, 20)?,
+        unique_key: row.try_get(21)?,
+        schedule: row.try_get(22)?,
     })
 }
 

@@ -14,11 +14,12 @@ use postgres::GenericClient;
 use std::path::PathBuf;
 
 /// Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 5] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_worker_unit.sql"),
     include_str!("migrations/003_worker_slots.sql"),
     include_str!("migrations/004_drop_attempts_finished.sql"),
+    include_str!("migrations/005_workflows.sql"),
 ];
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -50,7 +50,10 @@ fn migrations_run_once_when_four_hosts_start_at_once() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(tables, 4, "queuectl_meta, jobs, attempts, workers");
+    assert_eq!(
+        tables, 7,
+        "queuectl_meta, jobs, attempts, workers, job_deps, queues, schedules"
+    );
 }
 
 #[test]
@@ -251,4 +254,45 @@ fn a_queue_copied_from_sqlite_to_postgres_and_back_is_the_same() {
     let job = pg.claim_at(&request("w2"), at(10)).unwrap().unwrap();
     assert_eq!(job.id, "retry", "failed before, due again; seq order kept");
     assert!(matches!(pg.database(), Database::Postgres(_)));
+}
+
+/// Jobs of a queue from before workflows (migration 5) keep their states
+/// and are claimed in the same order by the claim's new index.
+#[test]
+fn migration_005_keeps_every_job_and_its_claim_order() {
+    let Some(db) = server() else { return };
+    let mut admin = db.admin();
+    for migration in &schema::MIGRATIONS[..4] {
+        admin.batch_execute(migration).unwrap();
+    }
+    admin
+        .batch_execute(
+            "UPDATE queuectl_meta SET value = '4' WHERE key = 'schema_version';
+             INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, created_at, updated_at, finished_at)
+             VALUES ('low', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL),
+                    ('high', 'true', 'failed', 5, 0, 3, 0, 0, 0, NULL),
+                    ('later', 'true', 'pending', 9, 9000000000000, 3, 0, 0, 0, NULL),
+                    ('done', 'true', 'completed', 9, 0, 3, 0, 0, 0, 1)",
+        )
+        .unwrap();
+    let mut store = open(&db, OpenMode::Existing).unwrap();
+    for (id, state) in [
+        ("low", JobState::Pending),
+        ("high", JobState::Failed),
+        ("later", JobState::Pending),
+        ("done", JobState::Completed),
+    ] {
+        let job = store.get(id).unwrap();
+        assert_eq!(
+            (job.state, job.queue.as_str(), job.deps_left),
+            (state, "default", 0)
+        );
+    }
+    let claimed: Vec<String> = store
+        .claim(&request("w"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(claimed, ["high", "low"]);
 }

@@ -34,7 +34,7 @@ const SHAPES: usize = CHUNK.trailing_zeros() as usize + 1;
 /// INDEXED BY pins the plan: without statistics the planner would pick the
 /// state index and sort.
 pub(super) const DUE_JOBS: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
-     WHERE state IN ('pending', 'failed') AND run_at <= ?3
+     WHERE state IN ('pending', 'failed') AND deps_left = 0 AND run_at <= ?3
      ORDER BY priority DESC, run_at, seq LIMIT ?4";
 
 /// The claim of one job (`one`) or several: `seq IN (…)` collects the seqs

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
@@ -38,6 +38,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("migrations/005_worker_unit.sql"),
     include_str!("migrations/006_worker_slots.sql"),
     include_str!("migrations/007_drop_attempts_finished.sql"),
+    include_str!("migrations/008_workflows.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -96,7 +97,8 @@ fn pause_before_retry(calls: i32) -> Duration {
 
 /// Columns of a full job row, in the order [`job_from_row`] reads them.
 const JOB_COLUMNS: &str = "id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, \
-     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error, env_file";
+     attempts, failures, created_at, updated_at, finished_at, worker, lease_expires_at, cancel_requested, last_error, env_file, \
+     queue, deps_left, unique_key, schedule";
 
 pub struct SqliteStore {
     conn: Connection,
@@ -511,8 +513,9 @@ impl SqliteStore {
             .prepare_cached(
                 "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
                      attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-                     cancel_requested, last_error, env_file)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                     cancel_requested, last_error, env_file, queue, unique_key, schedule)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                     ?21, ?22, ?23)
                  RETURNING seq",
             )?
             .query_row(
@@ -537,6 +540,9 @@ impl SqliteStore {
                     job.cancel_requested,
                     job.last_error,
                     job.env_file,
+                    job.queue,
+                    job.unique_key,
+                    job.schedule,
                 ],
                 |r| r.get(0),
             )?;
@@ -774,7 +780,7 @@ impl Backend for SqliteStore {
         let now = to_millis(self.clock());
         let next: Option<i64> = self.read_one(
             "SELECT MIN(t) FROM (
-                 SELECT MIN(run_at) AS t FROM jobs WHERE state IN ('pending', 'failed')
+                 SELECT MIN(run_at) AS t FROM jobs WHERE state IN ('pending', 'failed') AND deps_left = 0
                  UNION ALL
                  -- Lease expiry is strict (<): look just after it.
                  SELECT MIN(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')",
@@ -985,7 +991,7 @@ impl Backend for SqliteStore {
 
     fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage> {
         let rows = limit.map_or(-1, i64::from);
-        let seq_and_job = |r: &Row| Ok((r.get(19)?, job_from_row(r)?));
+        let seq_and_job = |r: &Row| Ok((r.get(23)?, job_from_row(r)?));
         let per_state = if states.is_empty() {
             let sql = format!("SELECT {JOB_COLUMNS}, seq FROM jobs ORDER BY seq DESC LIMIT ?1");
             vec![self.read_all(&sql, [rows], seq_and_job)?]
@@ -1092,8 +1098,8 @@ impl Backend for SqliteStore {
             |r| {
                 Ok((
                     job_from_row(r)?,
-                    r.get::<_, Option<String>>(19)?,
-                    r.get::<_, Option<i64>>(20)?,
+                    r.get::<_, Option<String>>(23)?,
+                    r.get::<_, Option<i64>>(24)?,
                 ))
             },
         )?;
@@ -1176,6 +1182,10 @@ fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
         lease_expires_at: r.get::<_, Option<i64>>(15)?.map(from_millis),
         cancel_requested: r.get(16)?,
         last_error: r.get(17)?,
+        queue: r.get(19)?,
+        deps_left: r.get(20)?,
+        unique_key: r.get(21)?,
+        schedule: r.get(22)?,
     })
 }
 

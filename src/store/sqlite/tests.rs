@@ -346,3 +346,42 @@ fn a_reading_open_creates_nothing_and_upgrades_an_older_queue() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
+
+/// Jobs of a queue from before workflows (migration 8) keep their states
+/// and are claimed in the same order by the claim's new index.
+#[test]
+fn migration_008_keeps_every_job_and_its_claim_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let old = Connection::open(&path).unwrap();
+    for migration in &MIGRATIONS[..7] {
+        old.execute_batch(migration).unwrap();
+    }
+    old.execute_batch("PRAGMA user_version = 7").unwrap();
+    old.execute_batch(
+        "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, created_at, updated_at, finished_at)
+         VALUES ('low', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL),
+                ('high', 'true', 'failed', 5, 0, 3, 0, 0, 0, NULL),
+                ('later', 'true', 'pending', 9, 9000000000000, 3, 0, 0, 0, NULL),
+                ('done', 'true', 'completed', 9, 0, 3, 0, 0, 0, 1)",
+    )
+    .unwrap();
+    drop(old);
+    let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+    for (id, state) in [
+        ("low", JobState::Pending),
+        ("high", JobState::Failed),
+        ("later", JobState::Pending),
+        ("done", JobState::Completed),
+    ] {
+        let job = store.get(id).unwrap();
+        assert_eq!(
+            (job.state, job.queue.as_str(), job.deps_left),
+            (state, "default", 0)
+        );
+    }
+    let claimed: Vec<String> = std::iter::from_fn(|| store.claim_at(&request("w"), at(0)).unwrap())
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(claimed, ["high", "low"]);
+}
