@@ -201,6 +201,19 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
     ("cancel_requested", "a user asked to cancel it while it ran"),
     ("last_error", "why its last attempt failed"),
     (
+        "queue",
+        "the named queue it belongs to [default: default]; see queuectl queue for limits",
+    ),
+    (
+        "deps_left",
+        "dependencies (after) not yet completed; above 0 the job is blocked",
+    ),
+    (
+        "unique_key",
+        "at most one unfinished job holds a key; on_duplicate says what a second enqueue does",
+    ),
+    ("schedule", "the recurring schedule that enqueued it"),
+    (
         "attempt_history",
         "show only: every attempt with its worker, host, start and end, outcome, exit code or signal, error and output tail",
     ),

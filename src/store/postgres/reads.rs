@@ -46,7 +46,7 @@ pub(super) fn list<C: GenericClient>(
 ) -> TxResult<JobPage> {
     // LIMIT NULL is no limit.
     let rows = limit.map(i64::from);
-    let seq_and_job = |r: &postgres::Row| Ok((r.try_get::<_, i64>(19)?, rows::job(r)?));
+    let seq_and_job = |r: &postgres::Row| Ok((r.try_get::<_, i64>(23)?, rows::job(r)?));
     let (per_state, total) = if states.is_empty() {
         let jobs = sql.query(
             concat!(
