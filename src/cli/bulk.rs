@@ -61,10 +61,7 @@ pub fn report(ctx: &Context, action: BulkAction, outcome: &BulkOutcome) -> Resul
     } else {
         print_text(action, outcome);
     }
-    let mut refusals = outcome
-        .refused
-        .iter()
-        .map(|r| action.refusal(&r.id, r.state));
+    let mut refusals = outcome.refused.iter().map(|r| r.error(action));
     match outcome.refused.len() {
         0 => Ok(()),
         1 if outcome.done.is_empty() => Err(refusals.next().expect("one refusal")),
@@ -98,7 +95,7 @@ fn json_report(action: BulkAction, outcome: &BulkOutcome) -> serde_json::Value {
             json!({
                 "id": r.id,
                 "state": r.state,
-                "error": action.refusal(&r.id, r.state).to_string(),
+                "error": r.error(action).to_string(),
             })
         })
         .collect();

@@ -2,9 +2,9 @@ use super::Context;
 use super::args::EnqueueArgs;
 use super::format::print_json;
 use queuectl::domain::spec::{parse_batch, parse_job};
-use queuectl::domain::{InputError, NewJob, echo};
+use queuectl::domain::{EnqueueOutcome, InputError, NewJob, echo};
 use queuectl::error::{Error, IoContext, Result};
-use queuectl::store::OpenMode;
+use queuectl::store::{Enqueued, OpenMode};
 use queuectl::wakeup::wake_workers;
 use std::io::Read;
 
@@ -33,23 +33,51 @@ pub fn run(ctx: &Context, args: EnqueueArgs) -> Result<()> {
 }
 
 /// Enqueues `jobs` (each with its input line) in one transaction, wakes
-/// idle workers, and prints the new ids.
+/// idle workers, and prints the ids: the new jobs', or for a job whose
+/// unique key an unfinished job held, that job's (skipped or replaced, said
+/// on stderr).
 pub fn submit(ctx: &Context, jobs: &[(usize, NewJob)]) -> Result<()> {
     let mut store = ctx.store(OpenMode::Create)?;
-    let ids = store.enqueue(jobs, &ctx.job_defaults())?;
+    let enqueued = store.enqueue(jobs, &ctx.job_defaults())?;
     wake_workers(&ctx.state.wake());
     if ctx.json {
-        return print_json(
-            &serde_json::json!({ "enqueued": ids.len(), "ids": ids.iter().map(|id| id.as_str()).collect::<Vec<_>>() }),
-        );
+        let created = enqueued
+            .iter()
+            .filter(|e| e.outcome == EnqueueOutcome::Created)
+            .count();
+        return print_json(&serde_json::json!({
+            "enqueued": created,
+            "ids": enqueued.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            "jobs": enqueued.iter().map(|e| serde_json::json!({
+                "id": e.id, "outcome": e.outcome.as_str()
+            })).collect::<Vec<_>>(),
+        }));
     }
-    let mut out = String::with_capacity(ids.len() * 28);
-    for id in &ids {
-        out.push_str(id.as_str());
+    let mut out = String::with_capacity(enqueued.len() * 28);
+    for ((_, job), done) in jobs.iter().zip(&enqueued) {
+        if let Some(note) = met_holder_note(job, done) {
+            eprintln!("queuectl: {note}");
+        }
+        out.push_str(&done.id);
         out.push('\n');
     }
     print!("{out}");
     Ok(())
+}
+
+/// What happened to a job whose unique key an unfinished job held.
+fn met_holder_note(job: &NewJob, done: &Enqueued) -> Option<String> {
+    let key = echo::shown(job.unique.as_ref()?.key.as_str());
+    let holder = echo::shown(&done.id);
+    match done.outcome {
+        EnqueueOutcome::Created => None,
+        EnqueueOutcome::Existing => Some(format!(
+            "unique key '{key}' is held by unfinished job '{holder}': nothing enqueued (on_duplicate skip)"
+        )),
+        EnqueueOutcome::Replaced => Some(format!(
+            "unique key '{key}' was held by waiting job '{holder}': it was replaced (on_duplicate replace)"
+        )),
+    }
 }
 
 /// `enqueue "echo hi"`: a shell command where a JSON job was expected.

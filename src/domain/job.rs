@@ -1,5 +1,6 @@
 //! A job as a user submits it, before the store gives it a place in the queue.
 
+use super::unique::Unique;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -88,6 +89,8 @@ pub struct NewJob {
     /// the queue (see [`crate::domain::environment::EnvFileRef`]).
     pub env_file: Option<String>,
     pub cwd: Option<String>,
+    /// At most one unfinished job holds this key (see [`super::unique`]).
+    pub unique: Option<Unique>,
 }
 
 impl NewJob {
@@ -102,6 +105,7 @@ impl NewJob {
             env: BTreeMap::new(),
             env_file: None,
             cwd: None,
+            unique: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl fmt::Debug for NewJob {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("env_file", &self.env_file)
             .field("cwd", &self.cwd)
+            .field("unique", &self.unique)
             .finish()
     }
 }

@@ -10,8 +10,10 @@ pub mod job;
 pub mod policy;
 pub mod spec;
 pub mod state;
+pub mod unique;
 
 pub use job::{JobEdit, JobId, NewJob};
 pub use policy::{AttemptOutcome, NextState, RetryPolicy};
 pub use spec::InputError;
 pub use state::JobState;
+pub use unique::{EnqueueOutcome, OnDuplicate, Unique, UniqueKey};

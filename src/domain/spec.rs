@@ -5,13 +5,14 @@ use super::duration::parse_duration;
 use super::echo;
 use super::environment::{EnvFileRef, check_var_name};
 use super::job::{JobEdit, JobId, NewJob, Schedule};
+use super::unique::{OnDuplicate, Unique, UniqueKey};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Fields a job object may carry; anything else is rejected.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 12] = [
     "id",
     "command",
     "priority",
@@ -22,6 +23,8 @@ pub const FIELDS: [&str; 10] = [
     "env",
     "env_file",
     "cwd",
+    "unique_key",
+    "on_duplicate",
 ];
 
 /// Upper bounds that keep arithmetic on them far from overflow.
@@ -122,7 +125,29 @@ pub fn parse_batch(text: &str) -> Result<Vec<(usize, NewJob)>, InputError> {
             .at_line(*line));
         }
     }
+    check_batch_keys(&jobs)?;
     Ok(jobs)
+}
+
+/// Refuses a batch in which two jobs carry the same unique key: the second
+/// would only meet the first (the store checks this too, for every caller).
+pub fn check_batch_keys(jobs: &[(usize, NewJob)]) -> Result<(), InputError> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (line, job) in jobs {
+        if let Some(unique) = &job.unique
+            && let Some(first) = seen.insert(unique.key.as_str(), *line)
+        {
+            return Err(InputError::field(
+                "unique_key",
+                format!(
+                    "unique key '{}' appears twice in the batch (also on line {first})",
+                    echo::shown(unique.key.as_str())
+                ),
+            )
+            .at_line(*line));
+        }
+    }
+    Ok(())
 }
 
 /// `value` as an object holding only `known` fields; otherwise an error
@@ -185,6 +210,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
                 .map_err(|why| InputError::field("env_file", why))
         })
         .transpose()?;
+    let unique = unique_fields(map)?;
     Ok(NewJob {
         id,
         command,
@@ -195,7 +221,41 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         env,
         env_file,
         cwd,
+        unique,
     })
+}
+
+/// `unique_key` and its `on_duplicate` policy (`reject` when left out; a
+/// policy without a key is an error, since it would do nothing).
+fn unique_fields(map: &Map<String, Value>) -> Result<Option<Unique>, InputError> {
+    let on_duplicate = string_field(map, "on_duplicate")?
+        .map(|text| {
+            OnDuplicate::parse(&text).ok_or_else(|| {
+                InputError::field(
+                    "on_duplicate",
+                    format!(
+                        "unknown policy \"{}\" (choose among {})",
+                        echo::shown(&text),
+                        OnDuplicate::NAMES.join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let Some(key) = string_field(map, "unique_key")? else {
+        return match on_duplicate {
+            Some(_) => Err(InputError::field(
+                "on_duplicate",
+                "applies to a job with a unique_key; give one",
+            )),
+            None => Ok(None),
+        };
+    };
+    let key = UniqueKey::parse(&key).map_err(|why| InputError::field("unique_key", why))?;
+    Ok(Some(Unique {
+        key,
+        on_duplicate: on_duplicate.unwrap_or_default(),
+    }))
 }
 
 /// Fields `edit` may change on a waiting job.
@@ -551,6 +611,51 @@ mod tests {
             assert_eq!(err.field.as_deref(), Some(field), "{input}");
             assert!(err.to_string().contains(needle), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn a_unique_key_takes_a_policy_reject_by_default() {
+        let job = parse_job(r#"{"command":"x","unique_key":"report:1"}"#).unwrap();
+        let unique = job.unique.unwrap();
+        assert_eq!(unique.key.as_str(), "report:1");
+        assert_eq!(unique.on_duplicate, OnDuplicate::Reject);
+        let job =
+            parse_job(r#"{"command":"x","unique_key":"k","on_duplicate":"replace"}"#).unwrap();
+        assert_eq!(job.unique.unwrap().on_duplicate, OnDuplicate::Replace);
+        assert_eq!(parse_job(r#"{"command":"x"}"#).unwrap().unique, None);
+        for (input, field, needle) in [
+            (
+                r#"{"command":"x","unique_key":""}"#,
+                "unique_key",
+                "1 to 200",
+            ),
+            (
+                r#"{"command":"x","unique_key":7}"#,
+                "unique_key",
+                "expected a string",
+            ),
+            (
+                r#"{"command":"x","unique_key":"k","on_duplicate":"merge"}"#,
+                "on_duplicate",
+                "choose among reject, skip, replace",
+            ),
+            (
+                r#"{"command":"x","on_duplicate":"skip"}"#,
+                "on_duplicate",
+                "give one",
+            ),
+        ] {
+            let err = parse_job(input).expect_err(input);
+            assert_eq!(err.field.as_deref(), Some(field), "{input}");
+            assert!(err.to_string().contains(needle), "{input}: {err}");
+        }
+        let twice = "{\"command\":\"a\",\"unique_key\":\"k\"}\n{\"command\":\"b\"}\n{\"command\":\"c\",\"unique_key\":\"k\"}";
+        let err = parse_batch(twice).unwrap_err();
+        assert_eq!(
+            (err.line, err.field.as_deref()),
+            (Some(3), Some("unique_key"))
+        );
+        assert!(err.to_string().contains("also on line 1"), "{err}");
     }
 
     #[test]

@@ -25,11 +25,11 @@ mod types;
 pub use common::not_editable;
 pub(crate) use common::*;
 pub use location::Database;
-pub use selection::{Acted, BulkAction, BulkOutcome, Refused, Selection};
+pub use selection::{Acted, Blocked, BulkAction, BulkOutcome, Refused, Selection};
 pub use types::*;
 
 use crate::config::Durability;
-use crate::domain::{JobEdit, JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::{JobEdit, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, Result};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -77,12 +77,19 @@ pub trait Backend: Send {
 
     // ----- enqueue -----
 
-    /// Inserts all `jobs` in one transaction: all are enqueued or none.
-    /// Returns their ids in order. The `usize` is each job's input line, for
-    /// error messages. A job's `delay` counts from the database's clock.
-    /// Idle workers learn of the new work (on PostgreSQL, a NOTIFY in the
-    /// same transaction).
-    fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>>;
+    /// Enqueues all `jobs` in one transaction: all are enqueued or none.
+    /// Returns, in order, each job's id and outcome: created, or (a job with
+    /// a unique key an unfinished job holds) the holder's id, `Existing`
+    /// under `skip` or `Replaced` under `replace`; `reject`, or `replace` of
+    /// a running holder, refuses the whole batch (`Conflict`, naming the
+    /// holder). The `usize` is each job's input line, for error messages. A
+    /// job's `delay` counts from the database's clock. Idle workers learn of
+    /// the new work (on PostgreSQL, a NOTIFY in the same transaction).
+    fn enqueue(
+        &mut self,
+        jobs: &[(usize, NewJob)],
+        defaults: &JobDefaults,
+    ) -> Result<Vec<Enqueued>>;
 
     // ----- the worker's side -----
 
@@ -192,12 +199,13 @@ pub trait Backend: Send {
         Ok(self.act(BulkAction::Purge, &old)?.done_ids())
     }
 
-    /// `action` on one job: what it did, or why not (not found, wrong state).
+    /// `action` on one job: what it did, or why not (not found, wrong
+    /// state, held back).
     fn act_on_one(&mut self, action: BulkAction, id: &str) -> Result<Acted> {
         let mut outcome = self.act(action, &Selection::Ids(vec![id.to_owned()]))?;
         match (outcome.done.pop(), outcome.refused.pop()) {
             (Some(acted), _) => Ok(acted),
-            (None, Some(refused)) => Err(action.refusal(&refused.id, refused.state)),
+            (None, Some(refused)) => Err(refused.error(action)),
             (None, None) => Err(Error::NotFound(id.to_owned())),
         }
     }

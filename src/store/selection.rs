@@ -162,12 +162,36 @@ impl Acted {
     }
 }
 
-/// A named job an action did not change: not found (`state` none) or in a
-/// state the action does not apply to.
+/// A named job an action did not change: not found (`state` none), in a
+/// state the action does not apply to, or in one it applies to but held
+/// back (`blocked_by`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub id: String,
     pub state: Option<JobState>,
+    pub blocked_by: Option<Blocked>,
+}
+
+/// Why a job in a state the action applies to was still left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Restarting it would give its unique key a second unfinished holder.
+    KeyTaken { key: String, holder: String },
+}
+
+impl Refused {
+    /// The error that tells why `action` left this job alone.
+    pub fn error(&self, action: BulkAction) -> Error {
+        match &self.blocked_by {
+            None => action.refusal(&self.id, self.state),
+            Some(Blocked::KeyTaken { key, holder }) => Error::Conflict(format!(
+                "job '{}' was not {}: {}",
+                crate::domain::echo::shown(&self.id),
+                action.past_tense(),
+                crate::domain::unique::key_held(key, holder, false)
+            )),
+        }
+    }
 }
 
 /// What an action did.
@@ -187,29 +211,52 @@ impl BulkOutcome {
     /// From one transaction over `ids`: those changed (`done`, any order)
     /// and the state of those found but left alone (`found`); the rest of
     /// `ids` do not exist. Both lists come out in the order of `ids`.
-    pub(crate) fn of_ids(
-        &mut self,
-        ids: &[String],
-        mut done: Vec<Acted>,
-        found: &[(String, JobState)],
-    ) {
+    pub(crate) fn of_ids(&mut self, ids: &[String], mut done: Vec<Acted>, found: &[Found]) {
         for id in ids {
             if let Some(at) = done.iter().position(|a| &a.id == id) {
                 self.done.push(done.swap_remove(at));
             } else {
-                let state = found.iter().find(|(f, _)| f == id).map(|&(_, s)| s);
+                let found = found.iter().find(|f| &f.id == id);
                 self.refused.push(Refused {
                     id: id.clone(),
-                    state,
+                    state: found.map(|f| f.state),
+                    blocked_by: found.and_then(|f| f.blocked_by.clone()),
                 });
             }
         }
     }
 }
 
-/// What one transaction on named ids found: the jobs changed, and the state
-/// of those found but left alone.
-pub(crate) type IdsChunk = (Vec<Acted>, Vec<(String, JobState)>);
+/// A named job as an action's transaction found it: its state, and (for
+/// the actions that put jobs back to waiting) what holds it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub id: String,
+    pub state: JobState,
+    pub blocked_by: Option<Blocked>,
+}
+
+impl Found {
+    /// From a row: id, state, and the key and its holder (both, or neither).
+    pub(crate) fn from_row(
+        id: String,
+        state: JobState,
+        key: Option<String>,
+        holder: Option<String>,
+    ) -> Found {
+        Found {
+            id,
+            state,
+            blocked_by: key
+                .zip(holder)
+                .map(|(key, holder)| Blocked::KeyTaken { key, holder }),
+        }
+    }
+}
+
+/// What one transaction on named ids found: the jobs changed, and those
+/// found but left alone.
+pub(crate) type IdsChunk = (Vec<Acted>, Vec<Found>);
 
 /// Named ids are acted on in transactions of this many, and filters in
 /// transactions of up to this many jobs, so that workers are never kept
@@ -301,18 +348,21 @@ mod tests {
             id: "z".into(),
             stopping_on: None,
         }];
-        outcome.of_ids(&ids, done, &[("y".into(), Pending)]);
+        let found = Found::from_row("y".into(), Pending, None, None);
+        outcome.of_ids(&ids, done, &[found]);
         assert_eq!(outcome.done_ids(), ["z"]);
         assert_eq!(
             outcome.refused,
             [
                 Refused {
                     id: "x".into(),
-                    state: None
+                    state: None,
+                    blocked_by: None
                 },
                 Refused {
                     id: "y".into(),
-                    state: Some(Pending)
+                    state: Some(Pending),
+                    blocked_by: None
                 }
             ]
         );

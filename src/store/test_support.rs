@@ -2,7 +2,7 @@
 //! a pinned time (`claim_at(request, at(5))`), so tests read like a timeline.
 
 use super::*;
-use crate::domain::{JobId, NewJob, RetryPolicy};
+use crate::domain::{NewJob, RetryPolicy};
 use crate::output::Destination;
 use crate::store::{Database, Store};
 use jiff::Timestamp;
@@ -35,7 +35,9 @@ pub fn request(worker: &str) -> ClaimRequest {
 
 pub fn enqueue(store: &mut impl AtClock, json: &str, now: Timestamp) -> String {
     let job = crate::domain::spec::parse_job(json).unwrap();
-    store.enqueue_at(&[(1, job)], &DEFAULTS, now).unwrap()[0].to_string()
+    store.enqueue_at(&[(1, job)], &DEFAULTS, now).unwrap()[0]
+        .id
+        .clone()
 }
 
 /// A new, empty queue on one backend; removed when dropped.
@@ -91,7 +93,7 @@ pub trait AtClock {
         jobs: &[(usize, NewJob)],
         defaults: &JobDefaults,
         now: Timestamp,
-    ) -> Result<Vec<JobId>> {
+    ) -> Result<Vec<Enqueued>> {
         self.at(now).enqueue(jobs, defaults)
     }
 

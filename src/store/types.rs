@@ -1,6 +1,6 @@
 //! The values that cross the store's boundary.
 
-use crate::domain::{AttemptOutcome, JobState};
+use crate::domain::{AttemptOutcome, EnqueueOutcome, JobId, JobState};
 use crate::output::{Destination, OutputReport};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -12,6 +12,24 @@ use std::time::Duration;
 pub struct JobDefaults {
     pub max_retries: u32,
     pub timeout_seconds: u32,
+}
+
+/// What [`Backend::enqueue`](super::Backend::enqueue) did with one job: the
+/// id of the job that now stands for it (the holder's when an unfinished job
+/// held its unique key) and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    pub outcome: EnqueueOutcome,
+}
+
+impl Enqueued {
+    pub fn created(id: &JobId) -> Enqueued {
+        Enqueued {
+            id: id.to_string(),
+            outcome: EnqueueOutcome::Created,
+        }
+    }
 }
 
 /// A job's `env` as read back: the variables, or the fact that the stored

@@ -61,7 +61,10 @@ fn add_joins_the_words_into_one_quoted_command_run_in_the_current_directory() {
         "--",
         "true",
     ]);
-    assert_eq!(json, serde_json::json!({"enqueued": 1, "ids": ["flags"]}));
+    assert_eq!(
+        json,
+        serde_json::json!({"enqueued": 1, "ids": ["flags"], "jobs": [{"id": "flags", "outcome": "created"}]})
+    );
     let flags = env.job("flags");
     assert_eq!(flags["priority"], -3);
     assert_eq!(

@@ -3,22 +3,23 @@
 
 use super::listen::notify_work;
 use super::session::{Sql, TxResult};
+use super::unique::{key_free, key_holder, one_per_key, retrying_key_races};
 use crate::domain::job::Schedule;
 use crate::domain::{JobEdit, JobId, JobState, NewJob};
 use crate::error::Error;
-use crate::store::selection::{Acted, BulkAction, CHUNK, IdsChunk};
+use crate::store::selection::{Acted, BulkAction, CHUNK, Found, IdsChunk};
 use crate::store::{
     Job, JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, not_editable, parse_state,
     to_millis,
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
-use postgres::error::SqlState;
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// Inserts all `jobs` in one statement (all or none) that also notifies
-/// idle workers: a delayed job may fall due before their planned wake-up.
+/// Inserts all `jobs`, none with a unique key (`unique.rs` takes those), in
+/// one statement (all or none) that also notifies idle workers: a delayed
+/// job may fall due before their planned wake-up.
 pub(super) fn enqueue<C: GenericClient>(
     sql: &mut Sql<C>,
     jobs: &[(usize, NewJob)],
@@ -86,7 +87,7 @@ pub(super) fn enqueue<C: GenericClient>(
     );
     match inserted {
         Ok(_) => Ok(ids),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+        Err(e) if super::unique::violated_unique(&e) == Some(super::unique::ID_CONSTRAINT) => {
             Err(first_duplicate(sql, jobs, &ids)?.into())
         }
         Err(e) => Err(e.into()),
@@ -145,7 +146,7 @@ pub(super) fn edit(
 
 /// A schedule as the statements take it: an absolute time, or a delay from
 /// the database's now (capped so that now + delay stays a valid time).
-fn schedule_millis(schedule: Schedule) -> (Option<i64>, Option<i64>) {
+pub(super) fn schedule_millis(schedule: Schedule) -> (Option<i64>, Option<i64>) {
     match schedule {
         Schedule::Now => (None, Some(0)),
         Schedule::At(at) => (Some(to_millis(at)), None),
@@ -223,6 +224,43 @@ macro_rules! bulk_statements {
     };
 }
 
+/// The statements of an action that puts finished jobs back to waiting:
+/// as [`bulk_statements`], but each job's unique key must be free (no
+/// unfinished job holds it), and of several chosen jobs of one key only the
+/// newest is changed (the others then find it holding the key).
+macro_rules! requeue_statements {
+    ($change:expr, age: $age:literal, lock: $lock:literal) => {
+        BulkStatements {
+            by_ids: concat!(
+                "WITH chosen AS (
+                     SELECT seq, unique_key FROM jobs WHERE id = ANY($1) AND state = ANY($2) AND ",
+                key_free!(),
+                "), done AS (",
+                $change,
+                " WHERE seq IN (SELECT c.seq FROM chosen c WHERE ",
+                one_per_key!(),
+                ") AND state = ANY($2)",
+                done_and_woken!("true")
+            ),
+            by_filter: concat!(
+                "WITH chosen AS (
+                     SELECT seq, unique_key FROM jobs WHERE state = ANY($1) AND ",
+                $age,
+                " < $2 AND NOT (state = 'processing' AND cancel_requested) AND ",
+                key_free!(),
+                " LIMIT $3 ",
+                $lock,
+                "), done AS (",
+                $change,
+                " WHERE seq IN (SELECT c.seq FROM chosen c WHERE ",
+                one_per_key!(),
+                ") AND state = ANY($4)",
+                done_and_woken!("true")
+            ),
+        }
+    };
+}
+
 pub(super) struct BulkStatements {
     pub by_ids: &'static str,
     pub by_filter: &'static str,
@@ -243,10 +281,10 @@ pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
                  updated_at = queuectl_now_ms()",
             age: "created_at", lock: "FOR UPDATE", wake: "false"
         ),
-        BulkAction::Restart | BulkAction::RetryDead => bulk_statements!(
+        BulkAction::Restart | BulkAction::RetryDead => requeue_statements!(
             "UPDATE jobs SET state = 'pending', failures = 0, run_at = queuectl_now_ms(),
                  updated_at = queuectl_now_ms(), finished_at = NULL, cancel_requested = false",
-            age: "finished_at", lock: "FOR UPDATE", wake: "true"
+            age: "finished_at", lock: "FOR UPDATE"
         ),
         BulkAction::Purge => bulk_statements!(
             "DELETE FROM jobs",
@@ -269,11 +307,28 @@ pub(super) fn act_on_ids(
     ids: &[String],
 ) -> TxResult<IdsChunk> {
     let applies = state_names(action.applies_to());
-    let done = acted(&sql.query(bulk_statements(action).by_ids, &[&ids, &applies])?)?;
+    let statement = bulk_statements(action).by_ids;
+    let rows = retrying_key_races(sql, true, |sql| sql.query(statement, &[&ids, &applies]))?;
+    let done = acted(&rows)?;
+    let requeues = action.adds_work();
     let found = sql
-        .query("SELECT id, state FROM jobs WHERE id = ANY($1)", &[&ids])?
+        .query(
+            concat!(
+                "SELECT id, state, unique_key, CASE WHEN $2 THEN ",
+                key_holder!(),
+                " END FROM jobs WHERE id = ANY($1)"
+            ),
+            &[&ids, &requeues],
+        )?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, parse_state(r.try_get(1)?)?)))
+        .map(|r| {
+            Ok(Found::from_row(
+                r.try_get(0)?,
+                parse_state(r.try_get(1)?)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+            ))
+        })
         .collect::<TxResult<_>>()?;
     Ok((done, found))
 }
@@ -287,15 +342,11 @@ pub(super) fn act_on_filter<C: GenericClient>(
     cutoff_ms: i64,
 ) -> TxResult<Vec<Acted>> {
     let chunk = CHUNK as i64;
-    let rows = sql.query(
-        bulk_statements(action).by_filter,
-        &[
-            &state_names(states),
-            &cutoff_ms,
-            &chunk,
-            &state_names(action.applies_to()),
-        ],
-    )?;
+    let (states, applies) = (state_names(states), state_names(action.applies_to()));
+    let statement = bulk_statements(action).by_filter;
+    let rows = retrying_key_races(sql, false, |sql| {
+        sql.query(statement, &[&states, &cutoff_ms, &chunk, &applies])
+    })?;
     acted(&rows)
 }
 

@@ -11,7 +11,8 @@
 //!
 //! Submodules: `schema` (migrations), `session` (the connection),
 //! `claims` (the worker's side), `actions` (enqueue, user actions, workers),
-//! `reads`, `copy` (export/import), `listen` (LISTEN/NOTIFY); `connect`
+//! `unique` (keyed enqueues), `reads`, `copy` (export/import), `listen`
+//! (LISTEN/NOTIFY); `connect`
 //! (addresses, passwords, TLS) and `scratch` (bench databases) stand apart.
 
 mod actions;
@@ -24,6 +25,7 @@ mod rows;
 mod schema;
 mod scratch;
 mod session;
+mod unique;
 
 pub use connect::{PgTarget, connect, map_error};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settings};
@@ -31,7 +33,8 @@ pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settin
 use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
-use crate::domain::{JobEdit, JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::spec::check_batch_keys;
+use crate::domain::{JobEdit, JobState, NewJob, RetryPolicy};
 use crate::error::Result;
 use jiff::Timestamp;
 use session::Session;
@@ -73,9 +76,20 @@ impl Backend for PgStore {
         self.session.pin_clock(at.map(to_millis))
     }
 
-    fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>> {
+    fn enqueue(
+        &mut self,
+        jobs: &[(usize, NewJob)],
+        defaults: &JobDefaults,
+    ) -> Result<Vec<Enqueued>> {
+        check_batch_keys(jobs)?;
+        if jobs.iter().all(|(_, job)| job.unique.is_none()) {
+            let ids = self
+                .session
+                .run(|sql| actions::enqueue(sql, jobs, defaults))?;
+            return Ok(ids.iter().map(Enqueued::created).collect());
+        }
         self.session
-            .run(|sql| actions::enqueue(sql, jobs, defaults))
+            .transaction(|sql| unique::enqueue_keyed(sql, jobs, defaults))
     }
 
     fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>> {

@@ -141,7 +141,7 @@ fn times_are_the_servers_unless_a_test_pins_them() {
     let ids = store
         .enqueue(&[(1, crate::domain::NewJob::new("x"))], &DEFAULTS)
         .unwrap();
-    let job = store.get(ids[0].as_str()).unwrap();
+    let job = store.get(&ids[0].id).unwrap();
     let now = store.now().unwrap();
     assert!(job.run_at >= before && job.run_at <= now, "{}", job.run_at);
     assert_eq!(job.created_at, job.run_at);

@@ -65,7 +65,12 @@ mod tests {
             timeout_seconds: 0,
         };
         let jobs: Vec<(usize, NewJob)> = (1..=10).map(|i| (i, NewJob::new("true"))).collect();
-        let ids = store.enqueue(&jobs, &defaults).unwrap();
+        let ids: Vec<String> = store
+            .enqueue(&jobs, &defaults)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
 
         assert_eq!(store.complete_oldest_pending_as_fixture(7).unwrap(), 7);
 

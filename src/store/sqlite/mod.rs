@@ -7,17 +7,19 @@
 
 mod claims;
 mod fixture;
+mod unique;
 mod wal;
 
 use claims::{claim_in, finish_in, renew_in};
 
-use super::selection::{self, Acted, BulkAction, BulkOutcome, Selection};
+use super::selection::{self, Acted, BulkAction, BulkOutcome, Found, Selection};
 use super::types::*;
 use super::{
     Backend, Finish, Finished, Holder, OpenMode, WakeFn, decode_env, from_millis, millis,
     parse_state, to_millis,
 };
 use crate::config::Durability;
+use crate::domain::spec::check_batch_keys;
 use crate::domain::{AttemptOutcome, JobEdit, JobId, JobState, NewJob, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::output::Destination;
@@ -651,47 +653,13 @@ impl Backend for SqliteStore {
         Ok(Some(Box::new(syncer)))
     }
 
-    fn enqueue(&mut self, jobs: &[(usize, NewJob)], defaults: &JobDefaults) -> Result<Vec<JobId>> {
+    fn enqueue(
+        &mut self,
+        jobs: &[(usize, NewJob)],
+        defaults: &JobDefaults,
+    ) -> Result<Vec<Enqueued>> {
         let now = self.clock();
-        let ids: Vec<JobId> = jobs
-            .iter()
-            .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
-            .collect();
-        let batch = jobs.len() > 1;
-        self.write(|tx| {
-            // OR ROLLBACK: any failure ends the whole transaction anyway, and
-            // it spares SQLite a statement journal per row (the insert fires
-            // a trigger, which otherwise needs one): ~20% of a large batch.
-            let mut insert = tx.prepare_cached(
-                "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
-            )?;
-            for ((line, job), id) in jobs.iter().zip(&ids) {
-                let env = super::encode_env(&job.env);
-                let result = insert.execute(params![
-                    id.as_str(),
-                    job.command,
-                    job.priority,
-                    to_millis(job.schedule.due_at(now)),
-                    job.max_retries.unwrap_or(defaults.max_retries),
-                    job.timeout_seconds.unwrap_or(defaults.timeout_seconds),
-                    env,
-                    job.cwd,
-                    to_millis(now),
-                    job.env_file,
-                ]);
-                match result {
-                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-                        return Err(TxError::App(super::duplicate_id(id, batch.then_some(*line))));
-                    }
-                    other => {
-                        other?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok(ids)
+        self.write(|tx| enqueue_in(tx, jobs, defaults, now))
     }
 
     fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>> {
@@ -869,8 +837,14 @@ impl Backend for SqliteStore {
             ))
         };
         let applies = selection::sql_states(action.applies_to());
+        // Jobs put back to waiting take their unique key again: only a free one.
+        let key_free = if action.adds_work() {
+            unique::KEY_FREE
+        } else {
+            ""
+        };
         let by_ids = format!(
-            "{change} WHERE id IN (SELECT value FROM json_each(?2)) AND state IN ({applies})
+            "{change} WHERE id IN (SELECT value FROM json_each(?2)) AND state IN ({applies}) {key_free}
              RETURNING id, state, worker"
         );
         let (filter, before) = match selection {
@@ -889,7 +863,7 @@ impl Backend for SqliteStore {
                 let sql = format!(
                     "{change} WHERE seq IN (
                          SELECT seq FROM jobs WHERE {state} IN ({}) AND {age} < ?2
-                             AND NOT (state = 'processing' AND cancel_requested)
+                             AND NOT (state = 'processing' AND cancel_requested) {key_free}
                          LIMIT {}
                      ) AND state IN ({applies})
                      RETURNING id, state, worker",
@@ -911,11 +885,24 @@ impl Backend for SqliteStore {
                         .query_map(params![now, ids], acted_from)?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     let found = tx
-                        .prepare_cached("SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")?
-                        .query_map([&ids], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                        .prepare_cached(&format!(
+                            "SELECT id, state, unique_key, CASE WHEN ?2 THEN {} END
+                             FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
+                            unique::KEY_HOLDER
+                        ))?
+                        .query_map(params![&ids, action.adds_work()], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                            ))
+                        })?
                         .collect::<rusqlite::Result<Vec<_>>>()?
                         .into_iter()
-                        .map(|(id, state)| Ok((id, parse_state(&state)?)))
+                        .map(|(id, state, key, holder)| {
+                            Ok(Found::from_row(id, parse_state(&state)?, key, holder))
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     Ok((done, found))
                 })
@@ -1130,6 +1117,65 @@ impl Backend for SqliteStore {
     }
 }
 
+/// Enqueues `jobs` inside the caller's write transaction (see
+/// [`Backend::enqueue`]); jobs with a unique key meet its holder first
+/// (`unique.rs`).
+pub(crate) fn enqueue_in(
+    tx: &rusqlite::Transaction,
+    jobs: &[(usize, NewJob)],
+    defaults: &JobDefaults,
+    now: Timestamp,
+) -> Result<Vec<Enqueued>, TxError> {
+    check_batch_keys(jobs).map_err(Error::from)?;
+    let batch = jobs.len() > 1;
+    // OR ROLLBACK: any failure ends the whole transaction anyway, and
+    // it spares SQLite a statement journal per row (the insert fires
+    // a trigger, which otherwise needs one): ~20% of a large batch.
+    let mut insert = tx.prepare_cached(
+        "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file, unique_key)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+    )?;
+    let mut enqueued = Vec::with_capacity(jobs.len());
+    for (line, job) in jobs {
+        let fields = unique::Replacement {
+            command: &job.command,
+            priority: job.priority,
+            run_at: to_millis(job.schedule.due_at(now)),
+            max_retries: job.max_retries.unwrap_or(defaults.max_retries),
+            timeout_seconds: job.timeout_seconds.unwrap_or(defaults.timeout_seconds),
+            env: super::encode_env(&job.env),
+            env_file: job.env_file.as_deref(),
+            cwd: job.cwd.as_deref(),
+            now: to_millis(now),
+        };
+        if let Some(unique) = &job.unique
+            && let Some(met) = unique::meet_holder(tx, unique, &fields)?
+        {
+            enqueued.push(met);
+            continue;
+        }
+        let id = job.id.clone().unwrap_or_else(|| JobId::generate(now));
+        let key = job.unique.as_ref().map(|u| u.key.as_str());
+        insert
+            .execute(params![
+                id.as_str(),
+                fields.command,
+                fields.priority,
+                fields.run_at,
+                fields.max_retries,
+                fields.timeout_seconds,
+                fields.env,
+                fields.cwd,
+                fields.now,
+                fields.env_file,
+                key,
+            ])
+            .map_err(|e| unique::insert_refusal(e, &id, batch.then_some(*line), key))?;
+        enqueued.push(Enqueued::created(&id));
+    }
+    Ok(enqueued)
+}
+
 /// The statement (up to its `WHERE`) that applies `action` to a job; `?1`
 /// is the time now.
 fn bulk_change(action: BulkAction) -> &'static str {
@@ -1143,8 +1189,12 @@ fn bulk_change(action: BulkAction) -> &'static str {
                      ELSE COALESCE(last_error, 'cancelled by user') END,
                  updated_at = ?1"
         }
+        // OR IGNORE: of two finished jobs of one unique key restarted in one
+        // statement, both pass the key check (it reads the rows as they were
+        // before the statement); the first takes the key and the second is
+        // left alone (and reported) instead of failing the statement.
         BulkAction::Restart | BulkAction::RetryDead => {
-            "UPDATE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1,
+            "UPDATE OR IGNORE jobs SET state = 'pending', failures = 0, run_at = ?1, updated_at = ?1,
                  finished_at = NULL, cancel_requested = 0"
         }
         BulkAction::Purge => "DELETE FROM jobs",
