@@ -25,6 +25,12 @@ pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
         fields.insert("env_file".into(), env_file.into());
     }
     fields.insert("cwd".into(), working_dir(args.cwd)?.into());
+    if let Some(key) = args.unique_key {
+        fields.insert("unique_key".into(), key.into());
+    }
+    if let Some(policy) = args.on_duplicate {
+        fields.insert("on_duplicate".into(), policy.into());
+    }
     let job = job_from_value(&Value::Object(fields)).map_err(|e| flag_error(e, "COMMAND"))?;
     // The store's refusals (an id taken) in the flags' words too.
     submit(ctx, &[(1, job)]).map_err(|e| match e {

@@ -3,7 +3,7 @@
 
 use super::complete;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use queuectl::domain::JobState;
+use queuectl::domain::{JobState, OnDuplicate};
 use queuectl::store::BulkAction;
 use std::path::PathBuf;
 
@@ -26,7 +26,8 @@ Exit codes:
      file that does not exist)
   3  job not found, or no queue at the path (only enqueue, add and workers
      create one)
-  4  the job's state does not allow the operation
+  4  the job's state does not allow the operation; or a job's unique key is held
+     by an unfinished job (on_duplicate reject, or replace while the holder runs)
   5  wait, logs -f: a job ended dead (when jobs ended both dead and cancelled, 5)
   6  wait, logs -f: a job ended cancelled (and none dead)
   7  wait --timeout: the time ran out before every job ended
@@ -86,6 +87,7 @@ Examples:
   queuectl add --id report --at '2026-12-01 09:00' -- make report
   queuectl add --delay 5m --retries 5 --timeout 30s -- curl -fsS https://example.com
   queuectl add --env-file /etc/queuectl/deploy.env --env STAGE=prod -- ./deploy.sh
+  queuectl add --unique-key report:2026-12-01 --on-duplicate skip -- make report
 
 Several words after -- are shell-quoted and joined, so each stays one argument; a
 single word is used as it is, as a shell command line. The job runs in the current
@@ -129,11 +131,22 @@ Examples:
   generate-jobs | queuectl enqueue -
   queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"/etc/queuectl/deploy.env\"}'
   queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"deploy-env\"}'   # a systemd credential
+  queuectl enqueue '{\"command\":\"make report\",\"unique_key\":\"report:2026-12-01\",\"on_duplicate\":\"skip\"}'
 
 Fields: command (required), id, priority, run_at (RFC 3339) or delay (30s, 5m, 2h, 1d),
-max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute path).
+max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute path),
+unique_key (1-200 characters) and on_duplicate (reject, skip or replace).
 A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
 are enqueued in one transaction, or none if any line is invalid.
+
+Unique jobs: at most one unfinished job (pending, processing, or failed and waiting
+for its retry) holds a unique_key. Enqueueing another job with that key does what
+its on_duplicate says: reject (the default) refuses it, and with it the whole batch
+(exit 4, naming the holder); skip enqueues nothing and prints the holder's id
+(exit 0); replace gives a waiting holder the new job's settings and prints its id,
+but refuses (exit 4) while the holder runs. A finished job frees its key. Each id
+printed is the new job's, or the holder's (said on stderr); --json prints
+{\"enqueued\": N created, \"ids\": [...], \"jobs\": [{\"id\", \"outcome\": created|existing|replaced}]}.
 
 Secrets: env values are stored in the (private) queue but never printed or logged.
 To keep them out of the queue, name an env_file: an absolute path, or the name of a
@@ -391,6 +404,13 @@ pub struct AddArgs {
     /// Working directory: an existing directory of this host, stored canonical [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// At most one unfinished job holds this key (1-200 characters); see --on-duplicate
+    #[arg(long, value_name = "KEY")]
+    pub unique_key: Option<String>,
+    /// When an unfinished job holds the key: reject (exit 4), skip (print the holder's id, exit 0), replace (update the holder while it waits; exit 4 while it runs) [default: reject]
+    #[arg(long, value_name = "POLICY", requires = "unique_key",
+        value_parser = clap::builder::PossibleValuesParser::new(OnDuplicate::NAMES))]
+    pub on_duplicate: Option<String>,
     /// The command after --: several words are quoted and joined; one word is a shell command line
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -111,6 +111,8 @@ pub fn flag_error(err: InputError, command_flag: &str) -> Error {
         Some("env") => "--env",
         Some("env_file") => "--env-file",
         Some("cwd") => "--cwd",
+        Some("unique_key") => "--unique-key",
+        Some("on_duplicate") => "--on-duplicate",
         _ => return err.into(),
     };
     Error::Invalid(format!("{flag}: {}", err.message))

@@ -182,6 +182,14 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
         "KEY=VALUE file read when each attempt starts: an absolute path or a systemd credential's name",
     ),
     ("cwd", "working directory (absolute)"),
+    (
+        "unique_key",
+        "1-200 characters: at most one unfinished (pending, processing, failed) job holds a key; a finished job keeps it but frees it",
+    ),
+    (
+        "on_duplicate",
+        "enqueue only, with unique_key: when an unfinished job holds the key, reject (exit 4, the batch is refused), skip (prints the holder's id) or replace (updates a waiting holder; exit 4 while it runs)",
+    ),
     ("attempts", "runs started, ever"),
     (
         "failures",

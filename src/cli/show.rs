@@ -37,6 +37,9 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     } else {
         println!("  due:         {}", ctx.times.at(job.run_at));
     }
+    if let Some(key) = &job.unique_key {
+        println!("  unique key:  {key}");
+    }
     if let Some(worker) = &job.worker {
         println!("  worker:      {worker}");
     }

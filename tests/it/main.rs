@@ -30,3 +30,4 @@ mod secrets;
 mod slots;
 mod supervisor;
 mod systemd;
+mod unique;

@@ -1,0 +1,158 @@
+//! Unique jobs through the CLI: `add --unique-key`, `enqueue` with
+//! `unique_key`/`on_duplicate`, and what each policy prints and exits with,
+//! against real processes racing on one queue.
+
+use crate::support::{TestEnv, output_text};
+use std::process::Stdio;
+
+/// `add --unique-key KEY [--on-duplicate POLICY] -- true`.
+fn add_keyed(
+    env: &TestEnv,
+    key: &str,
+    policy: Option<&str>,
+    command: &str,
+) -> std::process::Output {
+    let mut args = vec!["add", "--unique-key", key];
+    if let Some(policy) = policy {
+        args.extend(["--on-duplicate", policy]);
+    }
+    args.extend(["--", command]);
+    env.run(&args)
+}
+
+#[test]
+fn four_concurrent_add_processes_with_one_key_make_one_job() {
+    const ROUNDS: usize = 10;
+    let env = TestEnv::new();
+    for round in 0..ROUNDS {
+        let key = format!("nightly-{round}");
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                env.cmd()
+                    .args(["add", "--unique-key", &key, "--", "true"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start queuectl add")
+            })
+            .collect();
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let winners: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {:#?}",
+            outputs.iter().map(output_text).collect::<Vec<_>>()
+        );
+        let id = String::from_utf8_lossy(&winners[0].stdout)
+            .trim()
+            .to_owned();
+        for loser in outputs.iter().filter(|o| !o.status.success()) {
+            assert_eq!(loser.status.code(), Some(4), "{}", output_text(loser));
+            assert_eq!(
+                String::from_utf8_lossy(&loser.stderr).trim(),
+                format!("queuectl: unique key '{key}' is held by unfinished job '{id}'")
+            );
+            assert!(loser.stdout.is_empty());
+        }
+        assert_eq!(env.job(&id)["unique_key"], key.as_str());
+    }
+    assert_eq!(env.json(&["list", "--all"])["total"], ROUNDS);
+}
+
+#[test]
+fn skip_prints_the_existing_id_and_exits_0() {
+    let env = TestEnv::new();
+    let first = add_keyed(&env, "report:2026-12-01", None, "make report");
+    assert!(first.status.success(), "{}", output_text(&first));
+    let id = String::from_utf8_lossy(&first.stdout).trim().to_owned();
+
+    let again = add_keyed(&env, "report:2026-12-01", Some("skip"), "make report");
+    assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains(&format!(
+            "unique key 'report:2026-12-01' is held by unfinished job '{id}': nothing enqueued"
+        )),
+        "{}",
+        output_text(&again)
+    );
+    let json = env.json(&[
+        "enqueue",
+        r#"{"command":"make report","unique_key":"report:2026-12-01","on_duplicate":"skip"}"#,
+    ]);
+    assert_eq!(
+        json,
+        serde_json::json!({"enqueued": 0, "ids": [id], "jobs": [{"id": id, "outcome": "existing"}]})
+    );
+    assert_eq!(env.json(&["list", "--all"])["total"], 1);
+
+    // replace gives the waiting holder the new settings, under its own id.
+    let replaced = add_keyed(
+        &env,
+        "report:2026-12-01",
+        Some("replace"),
+        "make report --full",
+    );
+    assert!(replaced.status.success(), "{}", output_text(&replaced));
+    assert_eq!(String::from_utf8_lossy(&replaced.stdout).trim(), id);
+    assert_eq!(env.job(&id)["command"], "make report --full");
+    let shown = env.ok(&["show", &id]);
+    assert!(shown.contains("unique key:  report:2026-12-01"), "{shown}");
+    assert_eq!(env.json(&["list", "--all"])["total"], 1);
+}
+
+#[test]
+fn reject_exits_4() {
+    let env = TestEnv::new();
+    let holder =
+        env.enqueue(r#"{"id":"holder","command":"true","unique_key":"k","max_retries":0}"#);
+    let second = add_keyed(&env, "k", None, "true");
+    assert_eq!(second.status.code(), Some(4), "{}", output_text(&second));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stderr).trim(),
+        format!("queuectl: unique key 'k' is held by unfinished job '{holder}'")
+    );
+    // A batch with one refused job enqueues none of them.
+    let batch =
+        "{\"id\":\"fine\",\"command\":\"true\"}\n{\"command\":\"true\",\"unique_key\":\"k\"}\n";
+    let out = env.run_with_stdin(&["enqueue", "-"], batch);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        env.json(&["list", "--all"])["total"],
+        1,
+        "the batch was rolled back"
+    );
+
+    // Input mistakes are exit 2, named by flag.
+    let long = "k".repeat(201);
+    let out = add_keyed(&env, &long, None, "true");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--unique-key: must be 1 to 200 characters long"),
+        "{}",
+        output_text(&out)
+    );
+    let out = env.run(&["add", "--on-duplicate", "skip", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+
+    // Restarting a finished job whose key another job holds is refused too.
+    env.ok(&["cancel", "holder"]);
+    let taker = String::from_utf8_lossy(&add_keyed(&env, "k", None, "true").stdout)
+        .trim()
+        .to_owned();
+    let out = env.run(&["restart", "holder"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "queuectl: job 'holder' was not restarted: unique key 'k' is held by unfinished job '{taker}'"
+        )
+    );
+    assert_eq!(env.state("holder"), "cancelled");
+}
