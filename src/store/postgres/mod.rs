@@ -89,7 +89,7 @@ impl Backend for PgStore {
             return Ok(ids.iter().map(Enqueued::created).collect());
         }
         self.session
-            .transaction(|sql| unique::enqueue_keyed(sql, jobs, defaults))
+            .transaction(|sql| unique::enqueue_in(sql, jobs, defaults))
     }
 
     fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>> {

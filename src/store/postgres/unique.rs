@@ -129,9 +129,11 @@ const INSERT_OR_REPLACE: &str = insert_one!(
      WHERE jobs.state IN ('pending', 'failed')"
 );
 
-/// Enqueues `jobs`, some with a unique key, one statement each, in the
-/// caller's transaction (all or none), then wakes idle workers.
-pub(super) fn enqueue_keyed(
+/// Enqueues `jobs` (with or without unique keys) one statement each, in
+/// the caller's transaction (all or none), then wakes idle workers: what
+/// `enqueue` does for a batch with keys, and what a caller that enqueues
+/// inside a transaction of its own uses.
+pub(super) fn enqueue_in(
     sql: &mut Sql<postgres::Transaction>,
     jobs: &[(usize, NewJob)],
     defaults: &JobDefaults,
