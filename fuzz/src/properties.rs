@@ -232,5 +232,9 @@ fn to_json(job: &NewJob) -> Value {
     if let Some(cwd) = &job.cwd {
         value["cwd"] = cwd.as_str().into();
     }
+    if let Some(unique) = &job.unique {
+        value["unique_key"] = unique.key.as_str().into();
+        value["on_duplicate"] = unique.on_duplicate.as_str().into();
+    }
     value
 }
