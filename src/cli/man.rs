@@ -182,14 +182,6 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
         "KEY=VALUE file read when each attempt starts: an absolute path or a systemd credential's name",
     ),
     ("cwd", "working directory (absolute)"),
-    (
-        "unique_key",
-        "1-200 characters: at most one unfinished (pending, processing, failed) job holds a key; a finished job keeps it but frees it",
-    ),
-    (
-        "on_duplicate",
-        "enqueue only, with unique_key: when an unfinished job holds the key, reject (exit 4, the batch is refused), skip (prints the holder's id) or replace (updates a waiting holder; exit 4 while it runs)",
-    ),
     ("attempts", "runs started, ever"),
     (
         "failures",
@@ -218,7 +210,11 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
     ),
     (
         "unique_key",
-        "at most one unfinished job holds a key; on_duplicate says what a second enqueue does",
+        "1-200 characters: at most one unfinished (pending, processing, failed) job holds a key; a finished job keeps it but frees it",
+    ),
+    (
+        "on_duplicate",
+        "enqueue only, with unique_key: when an unfinished job holds the key, reject (exit 4, the batch is refused), skip (prints the holder's id) or replace (updates a waiting holder; exit 4 while it runs)",
     ),
     ("schedule", "the recurring schedule that enqueued it"),
     (
