@@ -2,8 +2,11 @@
 //! validation, and comment-preserving edits for `config set`.
 
 use crate::domain::echo::shown;
+use crate::domain::queue::{check_parallel, parse_parallel, parse_queue_list};
+use crate::domain::{QueueChange, QueueName};
 use crate::error::{Error, Result};
 use crate::paths;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,6 +74,10 @@ pub struct Config {
     pub retention_seconds: u64,
     pub supervisor: SupervisorKind,
     pub output: OutputSetting,
+    /// The queues this host's workers serve (`None`: every queue).
+    pub worker_queues: Option<Vec<QueueName>>,
+    /// `[queues.NAME]`: settings each worker writes into the queue at start.
+    pub queues: BTreeMap<QueueName, QueueChange>,
 }
 
 impl Default for Config {
@@ -88,12 +95,14 @@ impl Default for Config {
             retention_seconds: 7 * 86_400,
             supervisor: SupervisorKind::Auto,
             output: OutputSetting::Auto,
+            worker_queues: None,
+            queues: BTreeMap::new(),
         }
     }
 }
 
 /// Every key, in the order `config get` lists them, with a one-line help.
-pub const KEYS: [(&str, &str); 12] = [
+pub const KEYS: [(&str, &str); 14] = [
     (
         "db_path",
         "the queue: an SQLite file or a PostgreSQL address (overridden by $QUEUECTL_DB and --db)",
@@ -135,6 +144,14 @@ pub const KEYS: [(&str, &str); 12] = [
     (
         "output",
         "\"auto\", \"journal\" or \"file\": where job output goes",
+    ),
+    (
+        "worker_queues",
+        "the queues workers serve, \"a,b\" (empty: every queue; `worker run --queues` and $QUEUECTL_QUEUES override)",
+    ),
+    (
+        "queues",
+        "[queues.NAME] tables: parallel = N (or \"none\") and paused = true|false, written into the queue by each worker at start",
     ),
 ];
 
@@ -264,6 +281,25 @@ impl Config {
                     _ => return Err(bad("\"auto\", \"journal\" or \"file\"")),
                 }
             }
+            "worker_queues" => {
+                let list = match value {
+                    toml::Value::String(text) if text.trim().is_empty() => None,
+                    toml::Value::String(text) => Some(text.clone()),
+                    toml::Value::Array(items) => {
+                        let names: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+                        let names =
+                            names.ok_or_else(|| bad("queue names: \"a,b\" or [\"a\", \"b\"]"))?;
+                        (!names.is_empty()).then(|| names.join(","))
+                    }
+                    _ => return Err(bad("queue names: \"a,b\" or [\"a\", \"b\"]")),
+                };
+                self.worker_queues = list
+                    .map(|text| {
+                        parse_queue_list(&text).map_err(|why| format!("key '{key}': {why}"))
+                    })
+                    .transpose()?;
+            }
+            "queues" => self.queues = queue_tables(value)?,
             _ => return Err(unknown_key(key)),
         }
         Ok(())
@@ -305,9 +341,81 @@ impl Config {
                 }
                 .into(),
             ),
+            "worker_queues" => Value::Array(
+                self.worker_queues
+                    .iter()
+                    .flatten()
+                    .map(|q| Value::String(q.to_string()))
+                    .collect(),
+            ),
+            "queues" => Value::Table(
+                self.queues
+                    .iter()
+                    .map(|(name, change)| {
+                        let mut table = toml::Table::new();
+                        if let Some(parallel) = change.parallel {
+                            let value = match parallel {
+                                Some(n) => Value::Integer(n.into()),
+                                None => Value::String("none".into()),
+                            };
+                            table.insert("parallel".into(), value);
+                        }
+                        if let Some(paused) = change.paused {
+                            table.insert("paused".into(), Value::Boolean(paused));
+                        }
+                        (name.to_string(), Value::Table(table))
+                    })
+                    .collect(),
+            ),
             _ => return Err(unknown_key(key)),
         })
     }
+}
+
+/// `[queues.NAME]` tables: each name a queue name, each table only
+/// `parallel` (a count or "none") and `paused` (a boolean).
+fn queue_tables(value: &toml::Value) -> Result<BTreeMap<QueueName, QueueChange>, String> {
+    let Some(tables) = value.as_table() else {
+        return Err(
+            "key 'queues': expected [queues.NAME] tables (or use `queuectl queue set`)".into(),
+        );
+    };
+    tables
+        .iter()
+        .map(|(name, settings)| {
+            let at = format!("[queues.{}]", shown(name));
+            let queue = QueueName::parse(name).map_err(|why| format!("{at}: queue name {why}"))?;
+            let Some(settings) = settings.as_table() else {
+                return Err(format!("{at}: expected a table of parallel and paused"));
+            };
+            let mut change = QueueChange::default();
+            for (key, value) in settings {
+                match key.as_str() {
+                    "parallel" => {
+                        let parallel = match value {
+                            toml::Value::Integer(n) => check_parallel(*n).map(Some),
+                            toml::Value::String(text) => parse_parallel(text),
+                            _ => Err("parallel must be a number or \"none\"".to_owned()),
+                        };
+                        change.parallel = Some(parallel.map_err(|why| format!("{at}: {why}"))?);
+                    }
+                    "paused" => {
+                        let paused = value
+                            .as_bool()
+                            .ok_or_else(|| format!("{at}: paused must be true or false"))?;
+                        change.paused = Some(paused);
+                    }
+                    other => {
+                        return Err(format!(
+                            "{at}: unknown key '{}' (known keys: parallel, paused)",
+                            shown(other)
+                        ));
+                    }
+                }
+            }
+            Ok((queue, change))
+        })
+        .collect()
 }
 
 fn unknown_key(key: &str) -> String {
@@ -434,6 +542,19 @@ mod tests {
             ("durability = \"fast\"", "durability"),
             ("supervisor = \"docker\"", "supervisor"),
             ("max_retries = ", "line 1: "),
+            ("worker_queues = \"a,b c\"", "queue name 'b c'"),
+            ("worker_queues = 3", "worker_queues"),
+            ("queues = 1", "[queues.NAME]"),
+            ("[queues.\"a b\"]\nparallel = 1", "[queues.a b]: queue name"),
+            (
+                "[queues.emails]\nparallel = 0",
+                "[queues.emails]: parallel must be",
+            ),
+            (
+                "[queues.emails]\npaused = \"yes\"",
+                "paused must be true or false",
+            ),
+            ("[queues.emails]\nlimit = 2", "unknown key 'limit'"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
@@ -452,6 +573,51 @@ mod tests {
             assert!(err.len() < 400, "{} bytes", err.len());
             assert_eq!(err.contains("(cut, "), cut, "{err}");
         }
+    }
+
+    #[test]
+    fn queue_settings_and_the_queues_workers_serve() {
+        let config = Config::parse(
+            "worker_queues = \"emails, reports\"\n\
+             [queues.emails]\nparallel = 2\n\
+             [queues.reports]\nparallel = \"none\"\npaused = true\n",
+        )
+        .unwrap();
+        let served: Vec<String> = config
+            .worker_queues
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(served, ["emails", "reports"]);
+        let emails = &config.queues[&QueueName::parse("emails").unwrap()];
+        assert_eq!(
+            *emails,
+            QueueChange {
+                parallel: Some(Some(2)),
+                paused: None
+            }
+        );
+        let reports = &config.queues[&QueueName::parse("reports").unwrap()];
+        assert_eq!(
+            *reports,
+            QueueChange {
+                parallel: Some(None),
+                paused: Some(true)
+            }
+        );
+        // What `config get` shows reads back the same.
+        let mut again = Config::default();
+        for key in ["worker_queues", "queues"] {
+            again.set(key, &config.get(key).unwrap()).unwrap();
+        }
+        assert_eq!(again, config);
+        let array = Config::parse("worker_queues = [\"a\", \"b\"]").unwrap();
+        assert_eq!(array.worker_queues.unwrap().len(), 2);
+        assert_eq!(
+            Config::parse("worker_queues = \"\"").unwrap().worker_queues,
+            None
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@ fn time_claim(store: &mut Store) -> Result<Duration> {
         output: queuectl::output::Destination::File,
         host: "localhost".into(),
         cgroups: None,
+        queues: None,
     };
     let started = Instant::now();
     let claimed = store.claim_one(&request)?;

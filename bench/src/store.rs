@@ -158,6 +158,7 @@ pub(super) fn drain(store: &mut Store, worker: &str, batch: usize) -> Result<usi
         output: queuectl::output::Destination::File,
         host: "localhost".into(),
         cgroups: None,
+        queues: None,
     };
     let policy = queuectl::config::Config::default().retry_policy();
     let success = AttemptResult {

@@ -88,6 +88,7 @@ Examples:
   queuectl add --delay 5m --retries 5 --timeout 30s -- curl -fsS https://example.com
   queuectl add --env-file /etc/queuectl/deploy.env --env STAGE=prod -- ./deploy.sh
   queuectl add --unique-key report:2026-12-01 --on-duplicate skip -- make report
+  queuectl add --queue emails -- ./send-newsletter.sh
 
 Several words after -- are shell-quoted and joined, so each stays one argument; a
 single word is used as it is, as a shell command line. The job runs in the current
@@ -100,6 +101,7 @@ Examples:
   queuectl edit job1 --priority 10
   queuectl edit job1 --delay 0s               # due now
   queuectl edit job1 --command './backup.sh --full' --retries 5
+  queuectl edit job1 --queue slow
   queuectl edit job1                          # opens the job in $VISUAL or $EDITOR (TOML)
 
 Without flags the job's editable fields open in $VISUAL (else $EDITOR, else vi) as
@@ -135,7 +137,8 @@ Examples:
 
 Fields: command (required), id, priority, run_at (RFC 3339) or delay (30s, 5m, 2h, 1d),
 max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute path),
-unique_key (1-200 characters) and on_duplicate (reject, skip or replace).
+queue (a name; \"default\" unless given), unique_key (1-200 characters) and
+on_duplicate (reject, skip or replace).
 A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
 are enqueued in one transaction, or none if any line is invalid.
 
@@ -163,6 +166,7 @@ Examples:
   queuectl list --state pending,failed --limit 20
   queuectl list --all
   queuectl list --state dead --json
+  queuectl list --queue emails --state pending
 
 The newest 100 jobs unless --limit or --all; when some are not shown,
 \"N more (use --limit or --all)\" goes to stderr, so stdout stays a table.
@@ -288,6 +292,9 @@ output tail travels with it.")]
         after_help = "Examples:\n  queuectl worker start --count 3\n  queuectl worker stop\n  queuectl worker run --drain"
     )]
     Worker(WorkerCommand),
+    /// Named queues: list them, pause and resume them, limit how many of their jobs run at once
+    #[command(subcommand, after_help = QUEUE_HELP)]
+    Queue(QueueCommand),
     /// Install or print the systemd unit files
     #[command(
         subcommand,
@@ -324,6 +331,21 @@ Examples:
     #[command(after_help = BENCH_HELP, disable_help_flag = true)]
     Bench(BenchArgs),
 }
+
+const QUEUE_HELP: &str = "\
+Examples:
+  queuectl queue list
+  queuectl queue set emails --parallel 2      # at most 2 emails jobs run at once, on all hosts
+  queuectl queue set emails --parallel none   # no limit
+  queuectl queue pause reports                # start no more reports jobs
+  queuectl queue resume reports
+  queuectl add --queue emails -- ./send.sh
+  queuectl worker run --queues emails,reports # a worker for these queues only
+
+Every job waits in a queue (\"default\" unless it names one). A queue without
+settings is unlimited and running. Limits are kept in the queue itself, so they
+hold for every worker of every host; the config's [queues.NAME] tables
+(parallel, paused) are written into the queue by each worker at start.";
 
 const BENCH_HELP: &str = "\
 Examples:
@@ -379,6 +401,9 @@ pub struct JobFields {
     /// Stop an attempt after this long (30s, 5m; 0: never)
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// The queue the job waits in (letters, digits, '.', '_', '-'); see `queuectl queue`
+    #[arg(long, short = 'q', value_name = "NAME", add = complete::queue_name())]
+    pub queue: Option<String>,
 }
 
 /// `add`'s defaults for the shared job fields: `edit` keeps the job's own
@@ -387,7 +412,8 @@ pub struct JobFields {
 #[command(
     mut_arg("priority", |arg| with_default(arg, "0")),
     mut_arg("retries", |arg| with_default(arg, "the config's max_retries")),
-    mut_arg("timeout", |arg| with_default(arg, "the config's timeout_seconds"))
+    mut_arg("timeout", |arg| with_default(arg, "the config's timeout_seconds")),
+    mut_arg("queue", |arg| with_default(arg, "default"))
 )]
 pub struct AddArgs {
     /// Job id (letters, digits, '.', '_', '-') [default: a new ULID]
@@ -479,6 +505,9 @@ pub struct ListArgs {
     /// Only jobs in these states, comma-separated (pending, processing, completed, failed, dead, cancelled)
     #[arg(long, short, value_name = "STATE,...", value_delimiter = ',', add = complete::state())]
     pub state: Vec<String>,
+    /// Only jobs of this queue
+    #[arg(long, short = 'q', value_name = "NAME", add = complete::queue_name())]
+    pub queue: Option<String>,
     #[command(flatten)]
     pub page: PageArgs,
 }
@@ -572,7 +601,7 @@ pub enum ConfigCommand {
 pub enum WorkerCommand {
     /// Run a worker in the foreground (what each service instance runs)
     #[command(
-        after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n  queuectl worker run --concurrency 4\n\n\
+        after_help = "Examples:\n  queuectl worker run\n  queuectl worker run --name 1\n  queuectl worker run --concurrency 4\n  queuectl worker run --queues emails,reports\n\n\
 SIGTERM or SIGINT: claim nothing more, finish the running jobs, then exit 0. A second\n\
 signal kills them and returns them to the queue."
     )]
@@ -586,12 +615,16 @@ signal kills them and returns them to the queue."
         /// Run up to K jobs at once [default: the config's `concurrency`, 1]
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=queuectl::config::MAX_CONCURRENCY as i64))]
         concurrency: Option<u32>,
+        /// Only run jobs of these queues, comma-separated [default: the config's `worker_queues`, every queue]
+        #[arg(long, value_name = "NAME,...", env = "QUEUECTL_QUEUES", value_parser = queues_arg)]
+        queues: Option<QueuesArg>,
     },
     /// Start N workers in the background (scale up or down)
     #[command(after_help = "Examples:
   queuectl worker start --count 3
   queuectl worker start --count 1   # scales down: 2 and 3 finish their jobs, then stop
   queuectl worker start --count 2 --user
+  queuectl worker start --count 2 --queues emails
 
 Where systemd runs, the workers are instances of queuectl-worker@.service (system scope
 as root, user scope otherwise); elsewhere they are supervised background processes.
@@ -605,6 +638,11 @@ The config's `supervisor` key forces one (auto, systemd, process).")]
         /// Seconds to wait for surplus workers to stop before killing them [default: wait]
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Only run jobs of these queues, comma-separated (systemd: a drop-in per
+        /// instance setting $QUEUECTL_QUEUES; restarts instances serving others)
+        /// [default: the config's `worker_queues`, every queue]
+        #[arg(long, value_name = "NAME,...", value_parser = queues_arg)]
+        queues: Option<QueuesArg>,
     },
     /// Stop every worker gracefully and wait for running jobs to finish
     #[command(
@@ -654,6 +692,63 @@ impl ScopeArgs {
         }
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue with settings or unfinished jobs: its limit, whether it is paused, and its waiting, running and blocked jobs
+    #[command(after_help = "Examples:\n  queuectl queue list\n  queuectl queue list --json")]
+    List,
+    /// Start no more jobs of a queue (running ones go on)
+    #[command(after_help = "Examples:\n  queuectl queue pause reports")]
+    Pause {
+        /// Queue name
+        #[arg(value_name = "NAME", add = complete::queue_name())]
+        name: String,
+    },
+    /// Start a paused queue's jobs again
+    #[command(after_help = "Examples:\n  queuectl queue resume reports")]
+    Resume {
+        /// Queue name
+        #[arg(value_name = "NAME", add = complete::queue_name())]
+        name: String,
+    },
+    /// Change a queue's settings
+    #[command(after_help = "\
+Examples:
+  queuectl queue set emails --parallel 2
+  queuectl queue set emails --parallel none
+  queuectl queue set reports --paused true
+
+A new limit applies to the next claims: jobs already running go on. A claim that
+started just before the change committed may still follow the old limit once.")]
+    Set {
+        /// Queue name
+        #[arg(value_name = "NAME", add = complete::queue_name())]
+        name: String,
+        /// The most of its jobs running at once across all workers and hosts, or "none"
+        #[arg(long, value_name = "N|none", value_parser = parallel_arg)]
+        parallel: Option<ParallelArg>,
+        /// Pause (true) or resume (false)
+        #[arg(long, value_name = "BOOL")]
+        paused: Option<bool>,
+    },
+}
+
+/// `--parallel`'s value: a count, or none for no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct ParallelArg(pub Option<u32>);
+
+fn parallel_arg(text: &str) -> Result<ParallelArg, String> {
+    queuectl::domain::queue::parse_parallel(text).map(ParallelArg)
+}
+
+/// `--queues`' value: queue names separated by commas.
+fn queues_arg(text: &str) -> Result<QueuesArg, String> {
+    queuectl::domain::queue::parse_queue_list(text).map(QueuesArg)
+}
+
+#[derive(Clone, Debug)]
+pub struct QueuesArg(pub Vec<queuectl::domain::QueueName>);
 
 #[derive(Debug, Subcommand)]
 pub enum UnitsCommand {

@@ -122,10 +122,42 @@ pub fn config_value() -> ArgValueCandidates {
     })
 }
 
-/// Ids from the queue the command being completed would use: `--db` or
-/// `--config` typed before the cursor count, as when the command runs.
-/// With `states`, newest first within each state, at most `MAX_IDS` in all.
+/// The names of the queues that have settings or unfinished jobs.
+pub fn queue_name() -> ArgValueCompleter {
+    ArgValueCompleter::new(|current: &OsStr| {
+        let prefix = current.to_str().unwrap_or("");
+        let names = completion_store().and_then(|mut store| store.queues());
+        names
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|q| q.name.starts_with(prefix))
+            .map(|q| CompletionCandidate::new(q.name))
+            .collect()
+    })
+}
+
+/// Ids from the queue the command being completed would use (see
+/// [`completion_store`]). With `states`, newest first within each state, at
+/// most `MAX_IDS` in all.
 fn job_ids(prefix: &str, states: &[JobState]) -> Result<Vec<String>> {
+    let mut store = completion_store()?;
+    if states.is_empty() {
+        return store.job_ids(prefix, None, MAX_IDS);
+    }
+    let mut ids = Vec::new();
+    for &state in states {
+        let room = MAX_IDS.saturating_sub(ids.len() as u32);
+        if room == 0 {
+            break;
+        }
+        ids.extend(store.job_ids(prefix, Some(state), room)?);
+    }
+    Ok(ids)
+}
+
+/// The queue the command being completed would use, opened read-only:
+/// `--db` or `--config` typed before the cursor count, as when it runs.
+fn completion_store() -> Result<Store> {
     let words = words_before_cursor();
     let database = match option_value(&words, "--db") {
         Some(db) => Database::from_os(&db)?,
@@ -145,19 +177,7 @@ fn job_ids(prefix: &str, states: &[JobState]) -> Result<Vec<String>> {
         sqlite => sqlite,
     };
     // Read-only opens never create a queue; durability only matters to writes.
-    let mut store = Store::open_as(&database, Durability::Full, OpenMode::ReadOnly)?;
-    if states.is_empty() {
-        return store.job_ids(prefix, None, MAX_IDS);
-    }
-    let mut ids = Vec::new();
-    for &state in states {
-        let room = MAX_IDS.saturating_sub(ids.len() as u32);
-        if room == 0 {
-            break;
-        }
-        ids.extend(store.job_ids(prefix, Some(state), room)?);
-    }
-    Ok(ids)
+    Store::open_as(&database, Durability::Full, OpenMode::ReadOnly)
 }
 
 /// The words of the command line being completed, before the cursor's. The

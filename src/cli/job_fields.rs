@@ -18,6 +18,7 @@ impl JobFields {
             || self.at.is_some()
             || self.retries.is_some()
             || self.timeout.is_some()
+            || self.queue.is_some()
     }
 
     /// Adds the given flags to `fields` as a job's JSON fields.
@@ -39,6 +40,9 @@ impl JobFields {
                 .map_err(|why| Error::Invalid(format!("--timeout: {why}")))?
                 .as_secs();
             fields.insert("timeout_seconds".into(), seconds.into());
+        }
+        if let Some(queue) = &self.queue {
+            fields.insert("queue".into(), queue.as_str().into());
         }
         Ok(())
     }
@@ -113,6 +117,7 @@ pub fn flag_error(err: InputError, command_flag: &str) -> Error {
         Some("cwd") => "--cwd",
         Some("unique_key") => "--unique-key",
         Some("on_duplicate") => "--on-duplicate",
+        Some("queue") => "--queue",
         _ => return err.into(),
     };
     Error::Invalid(format!("{flag}: {}", err.message))

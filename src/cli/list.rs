@@ -5,10 +5,10 @@ use super::Context;
 use super::args::{ListArgs, PageArgs};
 use super::format::{clip, print_json, relative, running_for};
 use jiff::Timestamp;
-use queuectl::domain::JobState;
+use queuectl::domain::{JobState, QueueName};
 use queuectl::error::{Error, Result};
 use queuectl::store::OpenMode;
-use queuectl::store::{Job, JobPage, Store};
+use queuectl::store::{Job, JobPage, ListFilter, Store};
 use std::collections::HashMap;
 
 pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
@@ -17,7 +17,20 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
         .iter()
         .map(|s| s.parse::<JobState>().map_err(Error::Invalid))
         .collect::<Result<Vec<_>>>()?;
-    print_list(ctx, &states, &args.page, Columns::Jobs)
+    let queue = args
+        .queue
+        .map(|name| {
+            QueueName::parse(&name)
+                .map(|q| q.to_string())
+                .map_err(|why| Error::Invalid(format!("--queue: queue name {why}")))
+        })
+        .transpose()?;
+    print_list(
+        ctx,
+        &ListFilter { states, queue },
+        &args.page,
+        Columns::Jobs,
+    )
 }
 
 /// Which table to print.
@@ -29,17 +42,17 @@ pub enum Columns {
     DeadLetters,
 }
 
-/// Lists the newest jobs in `states` (every job when empty) as `page` says;
-/// with `--json`, `{"jobs": [...], "total": N}`.
+/// Lists the newest jobs `filter` matches as `page` says; with `--json`,
+/// `{"jobs": [...], "total": N}`.
 pub fn print_list(
     ctx: &Context,
-    states: &[JobState],
+    filter: &ListFilter,
     page: &PageArgs,
     columns: Columns,
 ) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     let limit = (!page.all).then_some(page.limit);
-    let listed = store.list(states, limit)?;
+    let listed = store.list(filter, limit)?;
     if ctx.json {
         return print_json(&listed);
     }

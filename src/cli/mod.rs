@@ -20,6 +20,7 @@ mod man;
 mod metrics;
 mod output_place;
 mod purge;
+mod queue;
 mod restart;
 mod show;
 mod status;
@@ -124,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dlq(command) => dlq::run(&ctx, command),
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
+        Command::Queue(command) => queue::run(&ctx, command),
         Command::Units(command) => units::run(&ctx, command),
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Bench(_) => unreachable!("handled above"),

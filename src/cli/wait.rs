@@ -11,7 +11,7 @@ use super::args::WaitArgs;
 use super::format::print_json;
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
-use queuectl::store::{Backend, OpenMode};
+use queuectl::store::{Backend, ListFilter, OpenMode};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ pub fn run(ctx: &Context, args: WaitArgs) -> Result<()> {
 /// Every job not finished now, in enqueue order.
 fn unfinished(store: &mut dyn Backend) -> Result<Vec<String>> {
     let waiting = [JobState::Pending, JobState::Processing, JobState::Failed];
-    let newest_first = store.list(&waiting, None)?.jobs;
+    let newest_first = store.list(&ListFilter::states(&waiting), None)?.jobs;
     Ok(newest_first.into_iter().rev().map(|job| job.id).collect())
 }
 

@@ -2,6 +2,7 @@ use super::Context;
 use super::args::{ScopeArgs, WorkerCommand};
 use super::format::print_json;
 use queuectl::config::SupervisorKind;
+use queuectl::domain::QueueName;
 use queuectl::error::{Error, Result};
 use queuectl::store::Database;
 use queuectl::supervisor::Supervisor;
@@ -18,11 +19,15 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             name,
             drain,
             concurrency,
+            queues,
         } => {
             let name = name.unwrap_or_else(default_name);
             let mut config = ctx.config.clone();
             if let Some(k) = concurrency {
                 config.concurrency = k;
+            }
+            if let Some(queues) = queues {
+                config.worker_queues = Some(queues.0);
             }
             Worker::start(name, config, ctx.state.clone())?.run(drain)
         }
@@ -30,8 +35,9 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             scope,
             count,
             timeout,
+            queues,
         } => {
-            let supervisor = supervisor(ctx, scope)?;
+            let supervisor = supervisor_for(ctx, scope, queues.map(|q| q.0))?;
             let report = supervisor.scale(count, timeout.map(Duration::from_secs))?;
             if ctx.json {
                 return print_json(&report);
@@ -46,6 +52,12 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             }
             if !report.already_running.is_empty() {
                 println!("already running: {}", list(&report.already_running));
+            }
+            if !report.restarted.is_empty() {
+                println!(
+                    "restarted worker(s) {} to serve other queues",
+                    list(&report.restarted)
+                );
             }
             if !report.stopped.is_empty() {
                 println!("stopped worker(s) {}", list(&report.stopped));
@@ -86,6 +98,7 @@ pub fn invocation(ctx: &Context) -> Result<Invocation> {
             Database::Sqlite(path) => Database::Sqlite(absolute(path)?),
             shared => shared.clone(),
         },
+        queues: None,
     })
 }
 
@@ -94,6 +107,15 @@ pub fn invocation(ctx: &Context) -> Result<Invocation> {
 /// config's `supervisor = "systemd"` ask for systemd: then a missing manager
 /// is an error, never a quiet fall back to processes.
 pub fn supervisor(ctx: &Context, scope_args: ScopeArgs) -> Result<Box<dyn Supervisor>> {
+    supervisor_for(ctx, scope_args, None)
+}
+
+/// [`supervisor`], starting workers that serve `queues` only (when given).
+fn supervisor_for(
+    ctx: &Context,
+    scope_args: ScopeArgs,
+    queues: Option<Vec<QueueName>>,
+) -> Result<Box<dyn Supervisor>> {
     let scope = scope_args.scope();
     let use_systemd = match ctx.config.supervisor {
         _ if scope_args.explicit() => true,
@@ -101,7 +123,11 @@ pub fn supervisor(ctx: &Context, scope_args: ScopeArgs) -> Result<Box<dyn Superv
         SupervisorKind::Systemd => true,
         SupervisorKind::Auto => scope.manager_running(),
     };
-    let invocation = invocation(ctx)?;
+    let mut invocation = invocation(ctx)?;
+    invocation.queues = queues.as_ref().map(|queues| {
+        let names: Vec<&str> = queues.iter().map(QueueName::as_str).collect();
+        names.join(",")
+    });
     if use_systemd {
         if !scope.manager_running() {
             return Err(no_manager(scope, scope_args.explicit()));
@@ -112,6 +138,7 @@ pub fn supervisor(ctx: &Context, scope_args: ScopeArgs) -> Result<Box<dyn Superv
             binary: invocation.exe,
             config: invocation.config,
             db: invocation.db,
+            queues,
         }));
     }
     Ok(Box::new(ProcessSupervisor {

@@ -1,5 +1,6 @@
 //! A job as a user submits it, before the store gives it a place in the queue.
 
+use super::queue::QueueName;
 use super::unique::Unique;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -91,6 +92,8 @@ pub struct NewJob {
     pub cwd: Option<String>,
     /// At most one unfinished job holds this key (see [`super::unique`]).
     pub unique: Option<Unique>,
+    /// The queue it waits in (`default` unless named).
+    pub queue: QueueName,
 }
 
 impl NewJob {
@@ -106,6 +109,7 @@ impl NewJob {
             env_file: None,
             cwd: None,
             unique: None,
+            queue: QueueName::default(),
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct JobEdit {
     pub schedule: Option<Schedule>,
     pub max_retries: Option<u32>,
     pub timeout_seconds: Option<u32>,
+    pub queue: Option<QueueName>,
 }
 
 impl JobEdit {
@@ -141,6 +146,7 @@ impl fmt::Debug for NewJob {
             .field("env_file", &self.env_file)
             .field("cwd", &self.cwd)
             .field("unique", &self.unique)
+            .field("queue", &self.queue)
             .finish()
     }
 }

@@ -8,12 +8,14 @@ pub mod echo;
 pub mod environment;
 pub mod job;
 pub mod policy;
+pub mod queue;
 pub mod spec;
 pub mod state;
 pub mod unique;
 
 pub use job::{JobEdit, JobId, NewJob};
 pub use policy::{AttemptOutcome, NextState, RetryPolicy};
+pub use queue::{QueueChange, QueueName};
 pub use spec::InputError;
 pub use state::JobState;
 pub use unique::{EnqueueOutcome, OnDuplicate, Unique, UniqueKey};

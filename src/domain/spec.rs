@@ -5,6 +5,7 @@ use super::duration::parse_duration;
 use super::echo;
 use super::environment::{EnvFileRef, check_var_name};
 use super::job::{JobEdit, JobId, NewJob, Schedule};
+use super::queue::QueueName;
 use super::unique::{OnDuplicate, Unique, UniqueKey};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Fields a job object may carry; anything else is rejected.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "id",
     "command",
     "priority",
@@ -25,6 +26,7 @@ pub const FIELDS: [&str; 12] = [
     "cwd",
     "unique_key",
     "on_duplicate",
+    "queue",
 ];
 
 /// Upper bounds that keep arithmetic on them far from overflow.
@@ -222,6 +224,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         env_file,
         cwd,
         unique,
+        queue: queue_field(map)?.unwrap_or_default(),
     })
 }
 
@@ -259,13 +262,14 @@ fn unique_fields(map: &Map<String, Value>) -> Result<Option<Unique>, InputError>
 }
 
 /// Fields `edit` may change on a waiting job.
-pub const EDIT_FIELDS: [&str; 6] = [
+pub const EDIT_FIELDS: [&str; 7] = [
     "command",
     "priority",
     "run_at",
     "delay",
     "max_retries",
     "timeout_seconds",
+    "queue",
 ];
 
 /// Validates one decoded JSON value as changes to a waiting job, with the
@@ -283,7 +287,14 @@ pub fn edit_from_value(value: &Value) -> Result<JobEdit, InputError> {
         schedule: schedule_field(map)?,
         max_retries: count_field(map, "max_retries", MAX_RETRIES_LIMIT)?,
         timeout_seconds: count_field(map, "timeout_seconds", MAX_TIMEOUT_SECONDS)?,
+        queue: queue_field(map)?,
     })
+}
+
+fn queue_field(map: &Map<String, Value>) -> Result<Option<QueueName>, InputError> {
+    string_field(map, "queue")?
+        .map(|text| QueueName::parse(&text).map_err(|why| InputError::field("queue", why)))
+        .transpose()
 }
 
 fn command_field(map: &Map<String, Value>) -> Result<Option<String>, InputError> {
@@ -437,6 +448,9 @@ mod tests {
         assert_eq!((job.max_retries, job.timeout_seconds), (Some(2), Some(30)));
         assert_eq!(job.env["A"], "1");
         assert_eq!(job.cwd.as_deref(), Some("/tmp"));
+        assert_eq!(job.queue.as_str(), "default");
+        let job = parse_job(r#"{"command":"x","queue":"emails"}"#).unwrap();
+        assert_eq!(job.queue.as_str(), "emails");
     }
 
     #[test]
@@ -464,6 +478,16 @@ mod tests {
             (r#"{"command":"  "}"#, Some("command"), "must not be empty"),
             (r#"{"priority":1}"#, Some("command"), "is required"),
             (r#"{"command":"x","id":"a b"}"#, Some("id"), "only letters"),
+            (
+                r#"{"command":"x","queue":"a/b"}"#,
+                Some("queue"),
+                "only letters",
+            ),
+            (
+                r#"{"command":"x","queue":7}"#,
+                Some("queue"),
+                "expected a string",
+            ),
             (
                 r#"{"command":"x","priority":"high"}"#,
                 Some("priority"),
@@ -594,6 +618,10 @@ mod tests {
         );
         assert_eq!((full.max_retries, full.timeout_seconds), (Some(4), Some(0)));
         assert!(edit(r#"{"priority":null}"#).unwrap().is_empty());
+        assert_eq!(
+            edit(r#"{"queue":"slow"}"#).unwrap().queue.unwrap().as_str(),
+            "slow"
+        );
         for (input, field, needle) in [
             (r#"{"command":" "}"#, "command", "must not be empty"),
             (r#"{"priority":1.5}"#, "priority", "expected an integer"),

@@ -29,7 +29,7 @@ pub use selection::{Acted, Blocked, BulkAction, BulkOutcome, Refused, Selection}
 pub use types::*;
 
 use crate::config::Durability;
-use crate::domain::{JobEdit, JobState, NewJob, RetryPolicy};
+use crate::domain::{JobEdit, JobState, NewJob, QueueChange, QueueName, RetryPolicy};
 use crate::error::{Error, Result};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -60,6 +60,10 @@ pub struct Finish<'a> {
 pub struct Finished {
     pub held: Vec<bool>,
     pub claimed: Vec<Claimed>,
+    /// A job of a queue with a `parallel` limit left `processing`: workers
+    /// waiting for room in it should look again (SQLite; PostgreSQL
+    /// notifies them in the same transaction).
+    pub freed: bool,
 }
 
 /// Called by a backend's listener when work may have arrived; returns
@@ -131,9 +135,12 @@ pub trait Backend: Send {
         policy: &RetryPolicy,
     ) -> Result<Vec<String>>;
 
-    /// How long until the next waiting job falls due or the next lease runs
-    /// out (zero when already past), if any: an idle worker's longest sleep.
-    fn next_event_in(&mut self) -> Result<Option<Duration>>;
+    /// How long until the next waiting job `request` could claim falls due
+    /// or the next lease runs out (zero when already past), if any: an idle
+    /// worker's longest sleep. Jobs of paused or full queues, of queues the
+    /// worker does not serve, and jobs blocked on others do not count, so
+    /// a worker never spins on work it cannot take.
+    fn next_event_in(&mut self, request: &ClaimRequest) -> Result<Option<Duration>>;
 
     /// Forwards wake-ups for new or retried work to `wake` from a thread of
     /// the backend's own (PostgreSQL `LISTEN`). Returns false when this
@@ -214,10 +221,10 @@ pub trait Backend: Send {
 
     fn get(&mut self, id: &str) -> Result<Job>;
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>>;
-    /// The newest jobs first, only those in `states` (every job when
-    /// empty), at most `limit` (all when `None`), and how many match in all
-    /// (counted by the database, not by reading every job).
-    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage>;
+    /// The newest jobs first, only those `filter` matches, at most `limit`
+    /// (all when `None`), and how many match in all (counted by the
+    /// database, not by reading every job).
+    fn list(&mut self, filter: &ListFilter, limit: Option<u32>) -> Result<JobPage>;
     /// Up to `limit` ids of jobs whose id starts with `prefix`, newest
     /// first, only those in `state` if given: what shell completion offers.
     fn job_ids(&mut self, prefix: &str, state: Option<JobState>, limit: u32)
@@ -225,6 +232,17 @@ pub trait Backend: Send {
     /// Jobs per state.
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>>;
     fn metrics(&mut self) -> Result<Metrics>;
+
+    // ----- named queues -----
+
+    /// Every queue that has settings or unfinished jobs, by name.
+    fn queues(&mut self) -> Result<Vec<QueueRow>>;
+
+    /// Changes a queue's settings as `change` says (a queue left with no
+    /// limit and not paused keeps no row) and returns the queue. Idle
+    /// workers learn of it (a resumed or widened queue may have work for
+    /// them; on PostgreSQL a NOTIFY in the same transaction).
+    fn configure_queue(&mut self, name: &QueueName, change: &QueueChange) -> Result<QueueRow>;
 
     // ----- moving a queue -----
 

@@ -30,6 +30,7 @@ pub fn request(worker: &str) -> ClaimRequest {
         output: Destination::File,
         host: "localhost".into(),
         cgroups: None,
+        queues: None,
     }
 }
 

@@ -220,7 +220,7 @@ fn expired_leases_are_rescued_as_failed_attempts(q: &TestQueue) {
     );
     store.pin_clock(Some(at(29))).unwrap();
     assert_eq!(
-        store.next_event_in().unwrap(),
+        store.next_event_in(&request("w")).unwrap(),
         Some(Duration::from_millis(1001)),
         "just after the lease runs out at at(30)"
     );
@@ -749,27 +749,31 @@ fn a_batch_finish_records_the_held_leases_and_ignores_the_stale(q: &TestQueue) {
 fn next_event_in_is_the_next_due_job_or_lease_expiry(q: &TestQueue) {
     let mut store = q.open();
     store.pin_clock(Some(at(0))).unwrap();
-    assert_eq!(store.next_event_in().unwrap(), None, "an empty queue");
+    assert_eq!(
+        store.next_event_in(&request("w")).unwrap(),
+        None,
+        "an empty queue"
+    );
     enqueue(
         &mut store,
         r#"{"id":"later","command":"x","delay":"1h"}"#,
         at(0),
     );
     assert_eq!(
-        store.next_event_in().unwrap(),
+        store.next_event_in(&request("w")).unwrap(),
         Some(Duration::from_secs(3600))
     );
     enqueue(&mut store, r#"{"id":"now","command":"x"}"#, at(10));
     store.pin_clock(Some(at(20))).unwrap();
     assert_eq!(
-        store.next_event_in().unwrap(),
+        store.next_event_in(&request("w")).unwrap(),
         Some(Duration::ZERO),
         "already due"
     );
     store.claim_at(&request("w"), at(20)).unwrap().unwrap();
     store.pin_clock(Some(at(25))).unwrap();
     assert_eq!(
-        store.next_event_in().unwrap(),
+        store.next_event_in(&request("w")).unwrap(),
         Some(Duration::from_millis(25_001)),
         "just after the lease of the job claimed at 20 runs out at 50"
     );
@@ -801,7 +805,7 @@ fn concurrent_rescuers_end_each_attempt_once(q: &TestQueue) {
         .collect();
     let unique: HashSet<_> = rescued.iter().collect();
     assert_eq!((rescued.len(), unique.len()), (40, 40), "each rescued once");
-    for job in store.list(&[], Some(100)).unwrap().jobs {
+    for job in store.list(&ListFilter::default(), Some(100)).unwrap().jobs {
         assert_eq!((job.state, job.failures), (JobState::Failed, 1));
         let attempts = store.attempts(&job.id).unwrap();
         assert_eq!(attempts.len(), 1);
@@ -1567,12 +1571,12 @@ fn a_list_is_newest_first_with_the_total_its_filter_matches(q: &TestQueue) {
     run_once(&mut store, "j0", AttemptOutcome::Succeeded, at(2));
     let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
 
-    let page = store.list(&[], Some(3)).unwrap();
+    let page = store.list(&ListFilter::default(), Some(3)).unwrap();
     assert_eq!(
         (ids(&page), page.total),
         (vec!["j5".into(), "j4".into(), "j3".into()], 6)
     );
-    let page = store.list(&[], None).unwrap();
+    let page = store.list(&ListFilter::default(), None).unwrap();
     assert_eq!(ids(&page), ["j5", "j4", "j3", "j2", "j1", "j0"]);
     // Several states: merged newest first, each state once.
     let both = [
@@ -1580,16 +1584,20 @@ fn a_list_is_newest_first_with_the_total_its_filter_matches(q: &TestQueue) {
         JobState::Completed,
         JobState::Cancelled,
     ];
-    let page = store.list(&both, Some(2)).unwrap();
+    let page = store.list(&ListFilter::states(&both), Some(2)).unwrap();
     assert_eq!(
         (ids(&page), page.total),
         (vec!["j4".into(), "j1".into()], 3)
     );
-    let page = store.list(&both, None).unwrap();
+    let page = store.list(&ListFilter::states(&both), None).unwrap();
     assert_eq!(ids(&page), ["j4", "j1", "j0"]);
-    let page = store.list(&[JobState::Dead], Some(10)).unwrap();
+    let page = store
+        .list(&ListFilter::states(&[JobState::Dead]), Some(10))
+        .unwrap();
     assert_eq!((page.jobs.len(), page.total), (0, 0));
-    let page = store.list(&[JobState::Pending], Some(0)).unwrap();
+    let page = store
+        .list(&ListFilter::states(&[JobState::Pending]), Some(0))
+        .unwrap();
     assert_eq!((page.jobs.len(), page.total), (0, 3));
 }
 
@@ -1970,3 +1978,4 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
     let waiting = store.list(&[JobState::Pending], None).unwrap();
     assert_eq!(waiting.total, 2);
 }
+mod queues;

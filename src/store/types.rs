@@ -169,6 +169,56 @@ pub struct ClaimRequest {
     /// The cgroup (as `/proc/self/cgroup` names it) under which each attempt
     /// gets its own, when the worker's cgroup is delegated to it.
     pub cgroups: Option<String>,
+    /// Only jobs of these queues (`worker run --queues`); `None`: every queue.
+    pub queues: Option<Vec<String>>,
+}
+
+/// Which jobs `list` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only jobs in these states (every state when empty).
+    pub states: Vec<JobState>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+}
+
+impl ListFilter {
+    pub fn states(states: &[JobState]) -> ListFilter {
+        ListFilter {
+            states: states.to_vec(),
+            ..ListFilter::default()
+        }
+    }
+}
+
+/// A queue as `queue list` shows it: its settings (none stored: unlimited
+/// and running) and its unfinished jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueRow {
+    pub name: String,
+    /// The most of its jobs running at once; `None`: no limit.
+    pub parallel: Option<u32>,
+    pub paused: bool,
+    /// Pending or failed jobs waiting for a worker (due or not).
+    pub waiting: u64,
+    pub running: u64,
+    /// Waiting jobs that wait for dependencies too.
+    pub blocked: u64,
+}
+
+impl QueueRow {
+    /// A queue nobody configured and no unfinished job names: unlimited,
+    /// running, empty.
+    pub fn empty(name: &str) -> QueueRow {
+        QueueRow {
+            name: name.to_owned(),
+            parallel: None,
+            paused: false,
+            waiting: 0,
+            running: 0,
+            blocked: 0,
+        }
+    }
 }
 
 /// The cgroup an attempt with `token` runs in, under the worker's `cgroups`.

@@ -41,6 +41,8 @@ pub trait Supervisor {
 pub struct ScaleReport {
     pub started: Vec<String>,
     pub already_running: Vec<String>,
+    /// Running instances restarted to serve other queues (`--queues`).
+    pub restarted: Vec<String>,
     pub stopped: Vec<String>,
 }
 

@@ -24,6 +24,9 @@ pub struct Invocation {
     pub exe: PathBuf,
     pub config: PathBuf,
     pub db: Database,
+    /// `worker start --queues`: the queues new workers serve (`a,b`), as
+    /// `$QUEUECTL_QUEUES`; `None` leaves the environment's.
+    pub queues: Option<String>,
 }
 
 impl Invocation {
@@ -36,6 +39,9 @@ impl Invocation {
             .arg(self.db.public_address());
         if let Some(password) = self.db.inline_password() {
             cmd.env("PGPASSWORD", password);
+        }
+        if let Some(queues) = &self.queues {
+            cmd.env("QUEUECTL_QUEUES", queues);
         }
         cmd
     }

@@ -18,6 +18,9 @@ pub struct SystemdSupervisor {
     pub binary: PathBuf,
     pub config: PathBuf,
     pub db: crate::store::Database,
+    /// `worker start --queues`: each instance started gets a drop-in
+    /// restricting it to these; `None` removes such drop-ins.
+    pub queues: Option<Vec<crate::domain::QueueName>>,
 }
 
 const INSTANCE_PATTERN: &str = "queuectl-worker@*.service";
@@ -42,6 +45,46 @@ impl SystemdSupervisor {
             self.systemctl.run(&["daemon-reload"])?;
         }
         Ok(())
+    }
+
+    /// Writes (or, without `--queues`, removes) the queues drop-in of
+    /// instances 1..=count; returns the instances whose drop-in changed.
+    fn place_queue_drop_ins(&self, count: u32) -> Result<Vec<u32>> {
+        if self.managed {
+            if self.queues.is_some() {
+                return Err(Error::Invalid(
+                    "the unit files are managed by the system (QUEUECTL_UNITS_MANAGED=1): \
+                     set the workers' queues there (NixOS: services.queuectl.workerQueues)"
+                        .into(),
+                ));
+            }
+            return Ok(Vec::new());
+        }
+        let dir = self.systemctl.scope.unit_dir();
+        let mut changed = Vec::new();
+        for n in 1..=count {
+            let path = dir.join(units::queues_drop_in_path(n));
+            let wanted = self.queues.as_deref().map(units::queues_drop_in);
+            let now = std::fs::read_to_string(&path).ok();
+            if now == wanted {
+                continue;
+            }
+            match &wanted {
+                Some(text) => {
+                    units::write_if_changed(
+                        &dir,
+                        &[(units::queues_drop_in_path(n), text.clone())],
+                    )?;
+                }
+                None => std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?,
+            }
+            changed.push(n);
+        }
+        if !changed.is_empty() {
+            self.systemctl.run(&["daemon-reload"])?;
+        }
+        Ok(changed)
     }
 
     /// Loaded instances: (instance number, ActiveState).
@@ -112,6 +155,7 @@ impl Supervisor for SystemdSupervisor {
             super::check_queue(&self.db)?;
         }
         self.ensure_units()?;
+        let moved = self.place_queue_drop_ins(count)?;
         let loaded = self.loaded()?;
         let running = |n: u32| {
             loaded
@@ -120,7 +164,18 @@ impl Supervisor for SystemdSupervisor {
         };
         let mut report = ScaleReport::default();
         let (up, down): (Vec<u32>, Vec<u32>) = (1..=count).partition(|n| !running(*n));
-        report.already_running = down.iter().map(u32::to_string).collect();
+        let (restart, kept): (Vec<u32>, Vec<u32>) =
+            down.into_iter().partition(|n| moved.contains(n));
+        report.already_running = kept.iter().map(u32::to_string).collect();
+        if !restart.is_empty() {
+            // They serve other queues now: a restart finishes their running
+            // jobs first (as a stop does), then they serve the new ones.
+            let names: Vec<String> = restart.iter().map(|n| units::worker_instance(*n)).collect();
+            let mut args = vec!["restart"];
+            args.extend(names.iter().map(String::as_str));
+            self.systemctl.run(&args)?;
+            report.restarted = restart.iter().map(u32::to_string).collect();
+        }
         if !up.is_empty() {
             let names: Vec<String> = up.iter().map(|n| units::worker_instance(*n)).collect();
             let mut args = vec!["start"];

@@ -73,6 +73,24 @@ pub fn paths_drop_in(config: &Path, db: &Path) -> String {
     )
 }
 
+/// The drop-in of one worker instance that restricts it to some queues.
+pub const QUEUES_DROP_IN: &str = "60-queues.conf";
+
+/// Where instance `n`'s queues drop-in goes, relative to the unit directory.
+pub fn queues_drop_in_path(n: u32) -> String {
+    format!("{}.d/{QUEUES_DROP_IN}", worker_instance(n))
+}
+
+/// A drop-in making one instance serve only `queues` (already checked
+/// queue names, so nothing needs quoting).
+pub fn queues_drop_in(queues: &[crate::domain::QueueName]) -> String {
+    let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
+    format!(
+        "# Written by `queuectl worker start --queues`: this instance serves these queues only.\n[Service]\nEnvironment=QUEUECTL_QUEUES={}\n",
+        names.join(",")
+    )
+}
+
 /// Writes `files` (name, text) into `dir`; returns whether anything changed.
 pub fn write_if_changed(dir: &Path, files: &[(String, String)]) -> Result<bool> {
     let mut changed = false;
@@ -126,6 +144,20 @@ mod tests {
         assert!(plain.contains("ExecStart=/usr/local/bin/queuectl worker run --name %i"));
         assert!(!worker.contains(SHIPPED_BINARY));
         assert!(worker.contains("Type=notify"));
+    }
+
+    #[test]
+    fn a_queues_drop_in_sets_the_instance_environment() {
+        let queues = crate::domain::queue::parse_queue_list("emails,reports").unwrap();
+        let text = queues_drop_in(&queues);
+        assert!(
+            text.contains("[Service]\nEnvironment=QUEUECTL_QUEUES=emails,reports\n"),
+            "{text}"
+        );
+        assert_eq!(
+            queues_drop_in_path(3),
+            "queuectl-worker@3.service.d/60-queues.conf"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::store::{
     Store, WorkerInfo,
 };
 use crate::systemd::notify::Notifier;
-use crate::wakeup::WakeSocket;
+use crate::wakeup::{WakeSocket, wake_workers};
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -228,6 +228,7 @@ impl Worker {
                 .listen_for_work(Box::new(move || wake_tx.send(Event::Wake).is_ok()))?
         };
         worker.take_over_name()?;
+        worker.apply_queue_settings()?;
         worker.store.register_worker(&WorkerInfo {
             name: worker.name.clone(),
             pid: std::process::id(),
@@ -300,6 +301,16 @@ impl Worker {
         Ok(())
     }
 
+    /// Writes the config's `[queues.NAME]` settings into the queue, so the
+    /// limits a host's config names hold for every worker of the queue.
+    fn apply_queue_settings(&mut self) -> Result<()> {
+        for (name, change) in &self.config.queues {
+            let queue = self.store.configure_queue(name, change)?;
+            tracing::info!(queue = %queue.name, parallel = ?queue.parallel, paused = queue.paused, "queue settings from the config applied");
+        }
+        Ok(())
+    }
+
     fn claim_request(&self) -> ClaimRequest {
         ClaimRequest {
             worker: self.name.clone(),
@@ -307,6 +318,11 @@ impl Worker {
             output: self.output,
             host: self.host.clone(),
             cgroups: self.cgroups.clone(),
+            queues: self
+                .config
+                .worker_queues
+                .as_ref()
+                .map(|queues| queues.iter().map(ToString::to_string).collect()),
         }
     }
 
@@ -397,6 +413,7 @@ impl Worker {
             self.store.claim(request, claim).map(|claimed| Finished {
                 held: vec![],
                 claimed,
+                freed: false,
             })
         } else {
             let next = (claim > 0).then_some((request, claim));
@@ -413,6 +430,10 @@ impl Worker {
         if state.outage.take().is_some() {
             tracing::info!(worker = %self.name, "database reachable again");
         }
+        if finished.freed {
+            // Workers waiting for room in a limited queue look again.
+            wake_workers(&self.state.wake());
+        }
         for (done, held) in self.done.drain(..).zip(finished.held) {
             if !held {
                 tracing::warn!(job_id = %done.job_id, "lease was lost before the attempt was recorded");
@@ -424,7 +445,7 @@ impl Worker {
             // for a wake-up or the next due job instead of asking again.
             state.claim_wanted = finished.claimed.len() == claim;
             if !state.claim_wanted {
-                state.next_check = Some(self.idle_recheck(now)?);
+                state.next_check = Some(self.idle_recheck(request, now)?);
             }
         }
         let (claimed, lease_from) = self.confirm_slow_claim(finished.claimed, now);
@@ -510,9 +531,9 @@ impl Worker {
     /// When an idle slot should look at the queue again without a wake-up:
     /// when the next waiting job falls due, a lease runs out, or after
     /// [`IDLE_RECHECK`] in case a wake-up was lost.
-    fn idle_recheck(&mut self, now: Instant) -> Result<Instant> {
+    fn idle_recheck(&mut self, request: &ClaimRequest, now: Instant) -> Result<Instant> {
         let mut wait = IDLE_RECHECK;
-        match self.store.next_event_in() {
+        match self.store.next_event_in(request) {
             Ok(Some(until)) => wait = wait.min(until),
             Ok(None) => {}
             // The next claim waits for the database.

@@ -51,18 +51,20 @@ pub(super) fn enqueue<C: GenericClient>(
     let envs: Vec<Option<String>> = jobs.iter().map(|(_, j)| encode_env(&j.env)).collect();
     let cwds: Vec<Option<&str>> = jobs.iter().map(|(_, j)| j.cwd.as_deref()).collect();
     let env_files: Vec<Option<&str>> = jobs.iter().map(|(_, j)| j.env_file.as_deref()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|(_, j)| j.queue.as_str()).collect();
     let inserted = sql.query(
         concat!(
             "WITH added AS (
                  INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds,
-                     env, cwd, created_at, updated_at, env_file)
+                     env, cwd, created_at, updated_at, env_file, queue)
                  SELECT id, command, 'pending', priority,
                      COALESCE(run_at, LEAST(queuectl_now_ms() + delay_ms, $12)),
-                     max_retries, timeout_seconds, env, cwd, queuectl_now_ms(), queuectl_now_ms(), env_file
+                     max_retries, timeout_seconds, env, cwd, queuectl_now_ms(), queuectl_now_ms(), env_file,
+                     queue
                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+                     $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $13::text[])
                      WITH ORDINALITY AS d(id, command, priority, run_at, delay_ms, max_retries,
-                         timeout_seconds, env, cwd, env_file, line)
+                         timeout_seconds, env, cwd, env_file, queue, line)
                  ORDER BY line
                  RETURNING 1
              ), woken AS (",
@@ -83,6 +85,7 @@ pub(super) fn enqueue<C: GenericClient>(
             &env_files,
             &!jobs.is_empty(),
             &to_millis(Timestamp::MAX),
+            &queues,
         ],
     );
     match inserted {
@@ -114,7 +117,8 @@ pub(super) fn edit(
                      run_at = COALESCE($4, CASE WHEN $5::bigint IS NOT NULL
                          THEN LEAST(queuectl_now_ms() + $5, $8) END, run_at),
                      max_retries = COALESCE($6, max_retries),
-                     timeout_seconds = COALESCE($7, timeout_seconds), updated_at = queuectl_now_ms()
+                     timeout_seconds = COALESCE($7, timeout_seconds), updated_at = queuectl_now_ms(),
+                     queue = COALESCE($9, queue)
                  WHERE id = $1 AND state IN ('pending', 'failed') RETURNING seq
              ), woken AS (",
             notify_work!(),
@@ -130,6 +134,7 @@ pub(super) fn edit(
             &retries,
             &timeout,
             &to_millis(Timestamp::MAX),
+            &edit.queue.as_ref().map(|q| q.as_str()),
         ],
     )?;
     let edited: i64 = row.try_get(0)?;

@@ -25,43 +25,33 @@ use std::time::Duration;
 const MAX_CLAIM: usize = 10_000;
 
 /// Up to `$2` due jobs in claim order, locked, skipping those another
-/// claimer holds: an ordered scan of the partial index `jobs_claim`.
-macro_rules! due_jobs {
+/// claimer holds: an ordered scan of the partial index `jobs_claim`. Only
+/// jobs of the queues `$8` names (every queue when NULL), none of those
+/// `$9` names (found full) nor of a paused queue (`cfg`: the queues with a
+/// limit or paused, usually none).
+macro_rules! candidates {
     () => {
-        "SELECT seq, priority, run_at FROM jobs
-         WHERE state IN ('pending', 'failed') AND deps_left = 0 AND run_at <= queuectl_now_ms()
-         ORDER BY priority DESC, run_at, seq
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED"
+        "WITH cfg AS (SELECT name, parallel, paused FROM queues WHERE parallel IS NOT NULL OR paused),
+         candidates AS (
+             SELECT j.seq, j.queue, j.priority, j.run_at FROM jobs j
+             WHERE j.state IN ('pending', 'failed') AND j.deps_left = 0 AND j.run_at <= queuectl_now_ms()
+               AND ($8::text[] IS NULL OR j.queue = ANY($8)) AND j.queue <> ALL($9::text[])
+               AND NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = j.queue AND cfg.paused)
+             ORDER BY j.priority DESC, j.run_at, j.seq
+             LIMIT $2
+             FOR UPDATE OF j SKIP LOCKED
+         )"
     };
 }
 #[cfg(test)]
-pub(super) use due_jobs;
+pub(super) use candidates;
 
-/// Claims up to `limit` due jobs for `request.worker`, in claim order, and
-/// records an attempt for each, in one statement.
-pub(super) fn claim<C: GenericClient>(
-    sql: &mut Sql<C>,
-    request: &ClaimRequest,
-    limit: usize,
-) -> TxResult<Vec<Claimed>> {
-    let limit = limit.min(MAX_CLAIM);
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let tokens: Vec<i64> = (0..limit).map(|_| rand::random()).collect();
-    let cgroups: Vec<Option<String>> = tokens
-        .iter()
-        .map(|&token| {
-            let under = request.cgroups.as_deref()?;
-            Some(attempt_cgroup(under, &attempt_token(token)))
-        })
-        .collect();
-    let rows = sql.query(
-        concat!(
-            "WITH picked AS (",
-            due_jobs!(),
-            "), numbered AS (
+/// The claim of the jobs of a `picked` CTE (seq, priority, run_at), which
+/// precedes it: worker `$1`, lease `$3` ms, tokens `$4`, cgroups `$5`,
+/// output `$6`, host `$7`; each claimed job also gets its attempt row.
+macro_rules! claim_picked {
+    () => {
+        ", numbered AS (
              SELECT seq, row_number() OVER (ORDER BY priority DESC, run_at, seq) AS n FROM picked
          ), claimed AS (
              UPDATE jobs j SET state = 'processing', worker = $1, lease_token = ($4::bigint[])[p.n],
@@ -69,14 +59,92 @@ pub(super) fn claim<C: GenericClient>(
                  cancel_requested = false, updated_at = queuectl_now_ms()
              FROM numbered p WHERE j.seq = p.seq
              RETURNING p.n, j.seq, j.id, j.command, j.env, j.cwd, j.timeout_seconds, j.attempts,
-                 j.failures, j.max_retries, j.env_file, j.lease_token
+                 j.failures, j.max_retries, j.env_file, j.lease_token, j.priority, j.run_at
          ), recorded AS (
              INSERT INTO attempts (job_seq, number, worker, started_at, output, host, cgroup)
              SELECT seq, attempts, $1, queuectl_now_ms(), $6, $7, ($5::text[])[n] FROM claimed
-         )
-         SELECT n, seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries,
-             env_file, lease_token
-         FROM claimed ORDER BY n"
+         )"
+    };
+}
+
+/// The columns a claim statement returns for each job it took.
+macro_rules! claimed_columns {
+    () => {
+        "n, seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries, env_file,
+         lease_token, priority, run_at"
+    };
+}
+
+/// Claims up to `limit` due jobs for `request.worker`, in claim order, and
+/// records an attempt for each. Runs in a transaction: jobs of limited
+/// queues need more than one statement (see [`claim_free`]).
+pub(super) fn claim<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+    limit: usize,
+) -> TxResult<Vec<Claimed>> {
+    let first = claim_free(sql, request, limit, &[])?;
+    let mut claimed = first.claimed;
+    claimed.extend(claim_held(
+        sql,
+        request,
+        limit - claimed.len(),
+        first.held,
+        first.exhausted,
+    )?);
+    Ok(in_claim_order(claimed))
+}
+
+/// The jobs of several claim statements, in claim order.
+pub(super) fn in_claim_order(mut claimed: Vec<Ordered>) -> Vec<Claimed> {
+    claimed.sort_unstable_by_key(|c| c.order);
+    claimed.into_iter().map(|c| c.job).collect()
+}
+
+/// What the first statement of a claim did.
+pub(super) struct FreeClaim {
+    /// The jobs it claimed: of queues without a limit.
+    pub claimed: Vec<Ordered>,
+    /// Due jobs of limited queues it locked but left (seq, queue): only
+    /// holders of their queue's lock may claim them (see [`claim_held`]).
+    pub held: Vec<(i64, String)>,
+    /// Fewer jobs were due than asked for.
+    pub exhausted: bool,
+}
+
+/// The claim's first statement, and when no queue is limited the only one:
+/// locks up to `limit` due jobs (see [`candidates`]) and claims those of
+/// queues without a `parallel` limit; the others come back as held.
+pub(super) fn claim_free<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+    limit: usize,
+    excluded: &[String],
+) -> TxResult<FreeClaim> {
+    let limit = limit.min(MAX_CLAIM);
+    if limit == 0 {
+        return Ok(FreeClaim {
+            claimed: Vec::new(),
+            held: Vec::new(),
+            exhausted: false,
+        });
+    }
+    let (tokens, cgroups) = lease_tokens(request, limit);
+    let rows = sql.query(
+        concat!(
+            candidates!(),
+            ", picked AS (
+                 SELECT seq, priority, run_at FROM candidates c
+                 WHERE NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = c.queue AND cfg.parallel IS NOT NULL)
+             )",
+            claim_picked!(),
+            "SELECT ",
+            claimed_columns!(),
+            ", NULL::text AS held FROM claimed
+             UNION ALL
+             SELECT NULL, seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                 queue
+             FROM candidates WHERE seq NOT IN (SELECT seq FROM picked)"
         ),
         &[
             &request.worker,
@@ -86,27 +154,186 @@ pub(super) fn claim<C: GenericClient>(
             &cgroups,
             &request.output.as_str(),
             &request.host,
+            &request.queues,
+            &excluded,
         ],
     )?;
-    rows.iter()
+    let mut held = Vec::new();
+    let mut taken = Vec::new();
+    for row in &rows {
+        match row.try_get::<_, Option<String>>(14)? {
+            Some(queue) => held.push((row.try_get(1)?, queue)),
+            None => taken.push(row),
+        }
+    }
+    Ok(FreeClaim {
+        claimed: claimed_from(taken, request, &cgroups)?,
+        exhausted: rows.len() < limit,
+        held,
+    })
+}
+
+/// Claims, of the `held` jobs (locked by [`claim_free`], or locked again
+/// here), as many as their queues have room for, then goes on with the
+/// queues that still have room until `limit` jobs are claimed or none is
+/// due: at most one more pass per limited queue.
+///
+/// Room is `parallel` less the queue's jobs processing, counted after the
+/// queue's row is locked (`FOR NO KEY UPDATE`, in name order): every claim
+/// of that queue committed before the lock was granted is counted, and
+/// none can commit while this transaction holds it. Running jobs are
+/// counted, not kept in a counter row, so every way out of `processing`
+/// (finish, rescue, a crash) frees its place without touching the row.
+pub(super) fn claim_held<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+    limit: usize,
+    mut held: Vec<(i64, String)>,
+    mut exhausted: bool,
+) -> TxResult<Vec<Ordered>> {
+    let mut claimed: Vec<Ordered> = Vec::new();
+    let mut excluded: Vec<String> = Vec::new();
+    while !held.is_empty() && claimed.len() < limit {
+        let got = claim_in_room(sql, request, limit - claimed.len(), &held)?;
+        let full: Vec<String> = held
+            .iter()
+            .filter(|(seq, _)| !got.iter().any(|c| c.job.lease.seq == *seq))
+            .map(|(_, queue)| queue.clone())
+            .collect();
+        claimed.extend(got);
+        if exhausted || full.is_empty() || claimed.len() >= limit {
+            break;
+        }
+        excluded.extend(full);
+        excluded.sort();
+        excluded.dedup();
+        let next = claim_free(sql, request, limit - claimed.len(), &excluded)?;
+        claimed.extend(next.claimed);
+        held = next.held;
+        exhausted = next.exhausted;
+    }
+    Ok(claimed)
+}
+
+/// Locks the rows of the held jobs' queues, then claims those jobs in
+/// claim order, at most the room each queue has, none of a paused queue.
+fn claim_in_room<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+    limit: usize,
+    held: &[(i64, String)],
+) -> TxResult<Vec<Ordered>> {
+    let mut queues: Vec<&str> = held.iter().map(|(_, q)| q.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    // Fresh settings under the lock (a `queue set` may have committed since).
+    let settings = sql.query(
+        "SELECT name, parallel, paused FROM queues WHERE name = ANY($1) ORDER BY name
+         FOR NO KEY UPDATE",
+        &[&queues],
+    )?;
+    let mut names: Vec<String> = Vec::new();
+    let mut parallel: Vec<Option<i64>> = Vec::new();
+    let mut paused: Vec<bool> = Vec::new();
+    for row in &settings {
+        names.push(row.try_get(0)?);
+        parallel.push(row.try_get(1)?);
+        paused.push(row.try_get(2)?);
+    }
+    let seqs: Vec<i64> = held.iter().map(|(seq, _)| *seq).collect();
+    let limit = limit.min(MAX_CLAIM).min(held.len());
+    let (tokens, cgroups) = lease_tokens(request, limit);
+    let rows = sql.query(
+        concat!(
+            "WITH settings AS (
+                 SELECT * FROM unnest($8::text[], $9::bigint[], $10::boolean[]) AS s(name, parallel, paused)
+             ), locked AS (
+                 SELECT j.seq, j.queue, j.priority, j.run_at FROM jobs j
+                 WHERE j.seq = ANY($11) AND j.state IN ('pending', 'failed') AND j.deps_left = 0
+                 FOR UPDATE OF j SKIP LOCKED
+             ), ranked AS (
+                 SELECT l.seq, l.priority, l.run_at, COALESCE(s.paused, false) AS paused,
+                     row_number() OVER (PARTITION BY l.queue ORDER BY l.priority DESC, l.run_at, l.seq) AS rn,
+                     s.parallel - (SELECT count(*) FROM jobs r
+                                   WHERE r.state = 'processing' AND r.queue = l.queue) AS room
+                 FROM locked l LEFT JOIN settings s ON s.name = l.queue
+             ), picked AS (
+                 SELECT seq, priority, run_at FROM ranked
+                 WHERE NOT paused AND (room IS NULL OR rn <= room)
+                 ORDER BY priority DESC, run_at, seq LIMIT $2
+             )",
+            claim_picked!(),
+            "SELECT ",
+            claimed_columns!(),
+            " FROM claimed"
+        ),
+        &[
+            &request.worker,
+            &(limit as i64),
+            &millis(request.lease),
+            &tokens,
+            &cgroups,
+            &request.output.as_str(),
+            &request.host,
+            &names,
+            &parallel,
+            &paused,
+            &seqs,
+        ],
+    )?;
+    claimed_from(rows.iter().collect(), request, &cgroups)
+}
+
+/// A lease token for each of up to `limit` jobs, and the cgroup each
+/// attempt gets when the worker's is delegated.
+fn lease_tokens(request: &ClaimRequest, limit: usize) -> (Vec<i64>, Vec<Option<String>>) {
+    let tokens: Vec<i64> = (0..limit).map(|_| rand::random()).collect();
+    let cgroups = tokens
+        .iter()
+        .map(|&token| {
+            let under = request.cgroups.as_deref()?;
+            Some(attempt_cgroup(under, &attempt_token(token)))
+        })
+        .collect();
+    (tokens, cgroups)
+}
+
+/// A claimed job with its place in claim order (priority descending, due
+/// time, seq), which holds across statements.
+pub(super) struct Ordered {
+    order: (i64, i64, i64),
+    job: Claimed,
+}
+
+/// The jobs of a claim statement's rows ([`claimed_columns`]).
+fn claimed_from(
+    rows: Vec<&postgres::Row>,
+    request: &ClaimRequest,
+    cgroups: &[Option<String>],
+) -> TxResult<Vec<Ordered>> {
+    rows.into_iter()
         .map(|r| {
             let n: i64 = r.try_get(0)?;
-            Ok(Claimed {
-                id: r.try_get(2)?,
-                command: r.try_get(3)?,
-                env: decode_env(r.try_get(4)?),
-                cwd: r.try_get(5)?,
-                timeout_seconds: count(r, 6)?,
-                env_file: r.try_get(10)?,
-                lease: Lease {
-                    seq: r.try_get(1)?,
-                    token: r.try_get(11)?,
-                    attempt: count(r, 7)?,
-                    failures: count(r, 8)?,
-                    max_retries: count(r, 9)?,
-                    worker: request.worker.clone(),
+            let seq: i64 = r.try_get(1)?;
+            Ok(Ordered {
+                order: (-r.try_get::<_, i64>(12)?, r.try_get(13)?, seq),
+                job: Claimed {
+                    id: r.try_get(2)?,
+                    command: r.try_get(3)?,
+                    env: decode_env(r.try_get(4)?),
+                    cwd: r.try_get(5)?,
+                    timeout_seconds: count(r, 6)?,
+                    env_file: r.try_get(10)?,
+                    lease: Lease {
+                        seq,
+                        token: r.try_get(11)?,
+                        attempt: count(r, 7)?,
+                        failures: count(r, 8)?,
+                        max_retries: count(r, 9)?,
+                        worker: request.worker.clone(),
+                    },
+                    cgroup: cgroups[(n - 1) as usize].clone(),
                 },
-                cgroup: cgroups[(n - 1) as usize].clone(),
             })
         })
         .collect()
@@ -168,7 +395,8 @@ impl FinishBatch {
 /// Records how attempts ended and moves their jobs on, in one statement:
 /// only rows still `processing` under the given lease change. Returns, per
 /// attempt, whether its lease was still held. Idle workers are woken when
-/// a job went back to waiting (a retry, an interrupted attempt).
+/// a job went back to waiting (a retry, an interrupted attempt) or left a
+/// place free in a queue with a `parallel` limit.
 pub(super) fn finish<C: GenericClient>(
     sql: &mut Sql<C>,
     done: &[Finish],
@@ -203,7 +431,7 @@ pub(super) fn finish<C: GenericClient>(
                      cancel_requested = false, updated_at = queuectl_now_ms()
                  FROM done d
                  WHERE j.seq = d.seq AND j.state = 'processing' AND j.lease_token = d.token
-                 RETURNING j.seq, d.token, j.state IN ('pending', 'failed') AS waiting
+                 RETURNING j.seq, d.token, j.queue, j.state IN ('pending', 'failed') AS waiting
              ), recorded AS (
                  UPDATE attempts a SET finished_at = queuectl_now_ms(), outcome = d.outcome,
                      exit_code = d.exit_code, signal = d.signal, error = d.error,
@@ -215,6 +443,9 @@ pub(super) fn finish<C: GenericClient>(
              ), woken AS (",
             notify_work!(),
             " WHERE EXISTS (SELECT 1 FROM moved WHERE waiting)
+                 -- A place in a limited queue came free: its waiting jobs may run.
+                 OR EXISTS (SELECT 1 FROM moved m JOIN queues q ON q.name = m.queue
+                            WHERE q.parallel IS NOT NULL)
              )
              SELECT seq, token, (SELECT count(*) FROM woken) FROM moved"
         ),
@@ -349,15 +580,38 @@ pub(super) fn rescue(
     rescue_with(held, ended, holder, |done| finish(sql, done, policy))
 }
 
-/// How long until the next waiting job falls due or the next lease runs out.
-pub(super) fn next_event_in<C: GenericClient>(sql: &mut Sql<C>) -> TxResult<Option<Duration>> {
+/// How long until the next job `request` may claim falls due, or the next
+/// lease runs out: the earliest due time of each queue it serves that is
+/// neither paused nor full (a loose scan of `jobs_due`, one probe per
+/// distinct queue), and the earliest lease expiry.
+pub(super) fn next_event_in<C: GenericClient>(
+    sql: &mut Sql<C>,
+    request: &ClaimRequest,
+) -> TxResult<Option<Duration>> {
     let row = sql.query_one(
-        "SELECT LEAST(
-             (SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed') AND deps_left = 0),
+        "WITH RECURSIVE waiting(name) AS (
+             (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') AND deps_left = 0
+              ORDER BY queue LIMIT 1)
+             UNION ALL
+             SELECT (SELECT queue FROM jobs
+                     WHERE state IN ('pending', 'failed') AND deps_left = 0 AND queue > w.name
+                     ORDER BY queue LIMIT 1)
+             FROM waiting w WHERE w.name IS NOT NULL
+         ), due AS (
+             SELECT (SELECT min(run_at) FROM jobs
+                     WHERE state IN ('pending', 'failed') AND deps_left = 0 AND queue = w.name) AS at
+             FROM waiting w
+             WHERE w.name IS NOT NULL AND ($1::text[] IS NULL OR w.name = ANY($1))
+               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = w.name AND (q.paused
+                   OR q.parallel <= (SELECT count(*) FROM jobs r
+                                     WHERE r.state = 'processing' AND r.queue = q.name)))
+         )
+         SELECT LEAST(
+             (SELECT min(at) FROM due),
              -- Lease expiry is strict (<): look just after it.
              (SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')
          ) - queuectl_now_ms()",
-        &[],
+        &[&request.queues],
     )?;
     let wait: Option<i64> = row.try_get(0)?;
     // Already past: zero.

@@ -20,6 +20,7 @@ mod claims;
 mod connect;
 mod copy;
 mod listen;
+mod queues;
 mod reads;
 mod rows;
 mod schema;
@@ -34,7 +35,7 @@ use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
 use crate::domain::spec::check_batch_keys;
-use crate::domain::{JobEdit, JobState, NewJob, RetryPolicy};
+use crate::domain::{JobEdit, JobState, NewJob, QueueChange, QueueName, RetryPolicy};
 use crate::error::Result;
 use jiff::Timestamp;
 use session::Session;
@@ -92,8 +93,20 @@ impl Backend for PgStore {
             .transaction(|sql| unique::enqueue_in(sql, jobs, defaults))
     }
 
+    /// The first statement commits by itself; only jobs of limited
+    /// queues need the transaction that locks their queues' rows.
     fn claim(&mut self, request: &ClaimRequest, limit: usize) -> Result<Vec<Claimed>> {
-        self.session.run(|sql| claims::claim(sql, request, limit))
+        let first = self
+            .session
+            .run(|sql| claims::claim_free(sql, request, limit, &[]))?;
+        let mut claimed = first.claimed;
+        if !first.held.is_empty() {
+            let want = limit - claimed.len();
+            claimed.extend(self.session.transaction(|sql| {
+                claims::claim_held(sql, request, want, first.held.clone(), first.exhausted)
+            })?);
+        }
+        Ok(claims::in_claim_order(claimed))
     }
 
     fn finish(
@@ -108,12 +121,14 @@ impl Backend for PgStore {
                 Ok(Finished {
                     held: claims::finish(sql, done, policy)?,
                     claimed: Vec::new(),
+                    freed: false,
                 })
             }),
             Some((request, limit)) => self.session.transaction(|sql| {
                 Ok(Finished {
                     held: claims::finish(sql, done, policy)?,
                     claimed: claims::claim(sql, request, limit)?,
+                    freed: false,
                 })
             }),
         }
@@ -143,8 +158,8 @@ impl Backend for PgStore {
             .transaction(|sql| claims::rescue(sql, holder, ended, policy))
     }
 
-    fn next_event_in(&mut self) -> Result<Option<Duration>> {
-        self.session.run(claims::next_event_in)
+    fn next_event_in(&mut self, request: &ClaimRequest) -> Result<Option<Duration>> {
+        self.session.run(|sql| claims::next_event_in(sql, request))
     }
 
     fn listen_for_work(&mut self, wake: WakeFn) -> Result<bool> {
@@ -214,8 +229,8 @@ impl Backend for PgStore {
         self.session.run(|sql| reads::attempts(sql, id))
     }
 
-    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage> {
-        self.session.run(|sql| reads::list(sql, states, limit))
+    fn list(&mut self, filter: &ListFilter, limit: Option<u32>) -> Result<JobPage> {
+        self.session.run(|sql| reads::list(sql, filter, limit))
     }
 
     fn job_ids(
@@ -234,6 +249,15 @@ impl Backend for PgStore {
 
     fn metrics(&mut self) -> Result<Metrics> {
         self.session.run(reads::metrics)
+    }
+
+    fn queues(&mut self) -> Result<Vec<QueueRow>> {
+        self.session.run(|sql| queues::rows(sql, None))
+    }
+
+    fn configure_queue(&mut self, name: &QueueName, change: &QueueChange) -> Result<QueueRow> {
+        self.session
+            .transaction(|sql| queues::configure(sql, name, change))
     }
 
     fn export(&mut self) -> Result<Vec<JobRecord>> {

@@ -6,7 +6,7 @@ use super::session::{Sql, TxResult};
 use crate::domain::JobState;
 use crate::error::Error;
 use crate::store::{
-    Attempt, Job, JobPage, Metrics, WorkerRow, distinct_states, from_millis, job_list,
+    Attempt, Job, JobPage, ListFilter, Metrics, WorkerRow, distinct_states, from_millis, job_list,
     newest_first, p95_offset, parse_state,
 };
 use postgres::GenericClient;
@@ -41,13 +41,35 @@ pub(super) fn attempts<C: GenericClient>(sql: &mut Sql<C>, id: &str) -> TxResult
 /// merged), and how many match: an index-only count.
 pub(super) fn list<C: GenericClient>(
     sql: &mut Sql<C>,
-    states: &[JobState],
+    filter: &ListFilter,
     limit: Option<u32>,
 ) -> TxResult<JobPage> {
+    let states = &filter.states;
     // LIMIT NULL is no limit.
     let rows = limit.map(i64::from);
     let seq_and_job = |r: &postgres::Row| Ok((r.try_get::<_, i64>(23)?, rows::job(r)?));
-    let (per_state, total) = if states.is_empty() {
+    let (per_state, total) = if let Some(queue) = &filter.queue {
+        // One queue: its jobs by seq, filtered (its finished jobs are in
+        // no queue index).
+        let names: Vec<&str> = distinct_states(states).iter().map(|s| s.as_str()).collect();
+        let jobs = sql.query(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                ", j.seq FROM jobs j WHERE j.queue = $1 AND (cardinality($2::text[]) = 0 OR j.state = ANY($2))
+                 ORDER BY j.seq DESC LIMIT $3"
+            ),
+            &[queue, &names, &rows],
+        )?;
+        let total: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE queue = $1 AND (cardinality($2::text[]) = 0 OR state = ANY($2))",
+                &[queue, &names],
+            )?
+            .try_get(0)?;
+        let page = jobs.iter().map(seq_and_job).collect::<TxResult<Vec<_>>>()?;
+        (vec![page], total)
+    } else if states.is_empty() {
         let jobs = sql.query(
             concat!(
                 "SELECT ",

@@ -213,17 +213,46 @@ fn the_claim_reads_the_claim_index_in_order() {
         .collect();
     // Due by the server's clock, which plans the statement.
     store.enqueue(&jobs, &DEFAULTS).unwrap();
+    use postgres::types::Type;
     let mut admin = db.admin();
     admin.batch_execute("ANALYZE jobs").unwrap();
     let statement = admin
         .prepare_typed(
-            concat!("EXPLAIN ", claims::due_jobs!()),
-            // $1 (the worker) is the claim's; this part uses only $2.
-            &[postgres::types::Type::TEXT, postgres::types::Type::INT8],
+            concat!(
+                "EXPLAIN ",
+                claims::candidates!(),
+                " SELECT * FROM candidates"
+            ),
+            // $1 (the worker) and $3-$7 are the claim's; this part uses $2, $8, $9.
+            &[
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+            ],
         )
         .unwrap();
+    let none: Option<Vec<String>> = None;
     let plan: Vec<String> = admin
-        .query(&statement, &[&"w", &10_i64])
+        .query(
+            &statement,
+            &[
+                &"w",
+                &10_i64,
+                &0_i64,
+                &Vec::<i64>::new(),
+                &Vec::<String>::new(),
+                &"",
+                &"",
+                &none,
+                &Vec::<String>::new(),
+            ],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))

@@ -106,10 +106,10 @@ macro_rules! insert_one {
     ($on_conflict:literal) => {
         concat!(
             "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds,
-                 env, cwd, created_at, updated_at, env_file, unique_key)
+                 env, cwd, created_at, updated_at, env_file, unique_key, queue)
              VALUES ($1, $2, 'pending', $3,
                  COALESCE($4::bigint, LEAST(queuectl_now_ms() + $5::bigint, $12::bigint)),
-                 $6, $7, $8, $9, queuectl_now_ms(), queuectl_now_ms(), $10, $11)
+                 $6, $7, $8, $9, queuectl_now_ms(), queuectl_now_ms(), $10, $11, $13)
              ON CONFLICT (unique_key)
                  WHERE unique_key IS NOT NULL AND state IN ('pending', 'processing', 'failed') ",
             $on_conflict,
@@ -125,7 +125,8 @@ const INSERT_OR_REPLACE: &str = insert_one!(
     "DO UPDATE SET command = excluded.command, priority = excluded.priority,
          run_at = excluded.run_at, max_retries = excluded.max_retries,
          timeout_seconds = excluded.timeout_seconds, env = excluded.env,
-         env_file = excluded.env_file, cwd = excluded.cwd, updated_at = excluded.updated_at
+         env_file = excluded.env_file, cwd = excluded.cwd, queue = excluded.queue,
+         updated_at = excluded.updated_at
      WHERE jobs.state IN ('pending', 'failed')"
 );
 
@@ -192,6 +193,7 @@ fn enqueue_one<C: GenericClient>(
                     &job.env_file,
                     &key,
                     &to_millis(Timestamp::MAX),
+                    &job.queue.as_str(),
                 ],
             )
             .map_err(|e| insert_refusal(e, id, line))?;

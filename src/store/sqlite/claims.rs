@@ -14,6 +14,7 @@
 //! error), and it spares SQLite the statement journal a multi-row write or
 //! one that fires a trigger otherwise keeps.
 
+use super::queues;
 use crate::domain::RetryPolicy;
 use crate::store::{
     AttemptResult, ClaimRequest, Claimed, Finish, Lease, LeaseStatus, attempt_cgroup, decode_env,
@@ -22,6 +23,7 @@ use crate::store::{
 use jiff::Timestamp;
 use rusqlite::types::{Null, ToSql};
 use rusqlite::{Transaction, params, params_from_iter};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -40,19 +42,41 @@ pub(super) const DUE_JOBS: &str = "SELECT seq FROM jobs INDEXED BY jobs_claim
 /// The claim of one job (`one`) or several: `seq IN (…)` collects the seqs
 /// in a temporary table first; for one job `seq = (…)` needs none.
 pub(super) fn claim_sql(one: bool) -> String {
+    claim_where(&format!(
+        "seq {} ({DUE_JOBS})",
+        if one { "=" } else { "IN" }
+    ))
+}
+
+/// The claim of the jobs whose seqs `?4` lists (a JSON array), chosen
+/// within the queues' limits by [`claim_within_limits`].
+fn claim_chosen_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        claim_where(
+            "seq IN (SELECT value FROM json_each(?4)) AND state IN ('pending', 'failed')
+",
+        )
+    })
+}
+
+/// The claim's `UPDATE` of the jobs `condition` selects (`?1` worker,
+/// `?2` lease expiry, `?3` now).
+fn claim_where(condition: &str) -> String {
     format!(
         "UPDATE OR ROLLBACK jobs SET state = 'processing', worker = ?1, lease_token = random(),
              lease_expires_at = ?2, attempts = attempts + 1, cancel_requested = 0, updated_at = ?3
-         WHERE seq {} ({DUE_JOBS})
+         WHERE {condition}
          RETURNING seq, id, command, env, cwd, timeout_seconds, attempts, failures, max_retries,
-             env_file, lease_token, priority, run_at",
-        if one { "=" } else { "IN" }
+             env_file, lease_token, priority, run_at"
     )
 }
 
 /// Claims up to `limit` due jobs for `request.worker`, in claim order (two
 /// statements: the jobs, then their attempts), each under a lease token of
-/// its own.
+/// its own. When no queue is limited or paused and the worker serves every
+/// queue, that is the whole claim; otherwise [`claim_within_limits`]
+/// chooses the jobs first.
 pub(super) fn claim_in(
     tx: &Transaction,
     request: &ClaimRequest,
@@ -62,15 +86,154 @@ pub(super) fn claim_in(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    let limits = queues::limits(tx)?;
+    let claimed = if limits.is_empty() && request.queues.is_none() {
+        let sql = claim_sql(limit == 1);
+        take_jobs(tx, &sql, request, &(limit as i64), now)?
+    } else {
+        claim_within_limits(tx, request, limit, &limits, now)?
+    };
+    record_attempts(tx, request, &claimed, now)?;
+    Ok(claimed)
+}
+
+/// Chooses and claims up to `limit` due jobs of the queues `request`
+/// serves, none of a paused queue and no more of a limited queue than it
+/// has room for (its `parallel` less its jobs processing: exact, since
+/// SQLite has one writer). Candidates come in claim order; when a full
+/// queue's jobs took places in them, the full queues are left out and the
+/// rest is asked for again (at most once per limited queue), so a short
+/// claim still means nothing more is due for this worker.
+fn claim_within_limits(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    limit: usize,
+    limits: &[queues::Limit],
+    now: Timestamp,
+) -> rusqlite::Result<Vec<Claimed>> {
+    let mut excluded: Vec<String> = limits
+        .iter()
+        .filter(|l| l.paused)
+        .map(|l| l.name.clone())
+        .collect();
+    let mut room: HashMap<String, i64> = HashMap::new();
+    let mut claimed = Vec::new();
+    loop {
+        let want = limit - claimed.len();
+        let candidates = due_candidates(tx, request.queues.as_deref(), &excluded, want, now)?;
+        let mut chosen: Vec<i64> = Vec::new();
+        let mut full: Vec<String> = Vec::new();
+        for (seq, queue) in &candidates {
+            if let Some(parallel) = limits
+                .iter()
+                .find(|l| &l.name == queue)
+                .and_then(|l| l.parallel)
+            {
+                let left = match room.get_mut(queue) {
+                    Some(left) => left,
+                    None => {
+                        let running = queues::running(tx, queue)?;
+                        room.entry(queue.clone())
+                            .or_insert(i64::from(parallel) - running)
+                    }
+                };
+                if *left <= 0 {
+                    if !full.contains(queue) {
+                        full.push(queue.clone());
+                    }
+                    continue;
+                }
+                *left -= 1;
+            }
+            chosen.push(*seq);
+        }
+        if !chosen.is_empty() {
+            let seqs = serde_json::to_string(&chosen).expect("integers serialize");
+            claimed.extend(take_jobs(tx, claim_chosen_sql(), request, &seqs, now)?);
+        }
+        if candidates.len() < want || full.is_empty() || claimed.len() == limit {
+            return Ok(claimed);
+        }
+        excluded.extend(full);
+    }
+}
+
+/// Up to `want` due jobs (seq, queue) in claim order, of the queues `mine`
+/// names (every queue when `None`), none of the `excluded` queues.
+///
+/// Every queue: one ordered scan of `jobs_claim`, skipping excluded
+/// queues' jobs. Named queues: one ordered range of `jobs_claim_queue` per
+/// queue, `want` from each, merged (`want` × queues rows at most).
+fn due_candidates(
+    tx: &Transaction,
+    mine: Option<&[String]>,
+    excluded: &[String],
+    want: usize,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let now_ms = to_millis(now);
+    let want_rows = i64::try_from(want).unwrap_or(i64::MAX);
+    let Some(mine) = mine else {
+        let excluded = serde_json::to_string(excluded).expect("strings serialize");
+        return tx
+            .prepare_cached(
+                "SELECT seq, queue FROM jobs INDEXED BY jobs_claim
+                 WHERE state IN ('pending', 'failed') AND deps_left = 0 AND run_at <= ?1
+                   AND queue NOT IN (SELECT value FROM json_each(?2))
+                 ORDER BY priority DESC, run_at, seq LIMIT ?3",
+            )?
+            .query_map(params![now_ms, excluded, want_rows], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect();
+    };
+    let mut merged: Vec<((i64, i64, i64), String)> = Vec::new();
+    let mut per_queue = tx.prepare_cached(
+        "SELECT seq, queue, priority, run_at FROM jobs INDEXED BY jobs_claim_queue
+         WHERE queue = ?1 AND state IN ('pending', 'failed') AND deps_left = 0 AND run_at <= ?2
+         ORDER BY priority DESC, run_at, seq LIMIT ?3",
+    )?;
+    for queue in mine.iter().filter(|q| !excluded.contains(q)) {
+        let rows = per_queue.query_map(params![queue, now_ms, want_rows], |r| {
+            Ok((
+                (
+                    -r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(0)?,
+                ),
+                r.get(1)?,
+            ))
+        })?;
+        for row in rows {
+            merged.push(row?);
+        }
+    }
+    merged.sort_unstable_by_key(|(order, _)| *order);
+    merged.truncate(want);
+    Ok(merged
+        .into_iter()
+        .map(|((_, _, seq), queue)| (seq, queue))
+        .collect())
+}
+
+/// Runs a claim statement ([`claim_where`]) with `which` as `?4` and
+/// returns the jobs it took, in claim order.
+fn take_jobs(
+    tx: &Transaction,
+    sql: &str,
+    request: &ClaimRequest,
+    which: &dyn ToSql,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<Claimed>> {
     let now_ms = to_millis(now);
     let mut claimed = tx
-        .prepare_cached(&claim_sql(limit == 1))?
+        .prepare_cached(sql)?
         .query_map(
             params![
                 request.worker,
                 now_ms + millis(request.lease),
                 now_ms,
-                i64::try_from(limit).unwrap_or(i64::MAX)
+                which
             ],
             |r| {
                 let order: (i64, i64, i64) = (-r.get::<_, i64>(11)?, r.get(12)?, r.get(0)?);
@@ -102,7 +265,17 @@ pub(super) fn claim_in(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // RETURNING gives rows in no promised order.
     claimed.sort_unstable_by_key(|(order, _)| *order);
-    let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, job)| job).collect();
+    Ok(claimed.into_iter().map(|(_, job)| job).collect())
+}
+
+/// Inserts the attempt row of each job claimed.
+fn record_attempts(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    claimed: &[Claimed],
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let now_ms = to_millis(now);
     for chunk in claimed.chunks(CHUNK) {
         // One row as `VALUES`: SQLite checks an insert of one row's foreign
         // key before it writes anything, so it needs no statement journal.
@@ -125,7 +298,7 @@ pub(super) fn claim_in(
         }
         RECORD.execute(tx, args, chunk.len())?;
     }
-    Ok(claimed)
+    Ok(())
 }
 
 /// The one way a job leaves `processing`: records how the attempts in
@@ -133,20 +306,28 @@ pub(super) fn claim_in(
 /// Only a job still `processing` under the lease given changes; the rest
 /// change nothing. Returns, per attempt, whether its lease was still held.
 /// A job whose cancel was requested ends `cancelled` (see
-/// [`transition`]); its attempt keeps its own outcome.
+/// [`transition`]); its attempt keeps its own outcome. Also tells whether
+/// a job of a queue with a `parallel` limit left `processing` (workers
+/// waiting for room there should look again).
 pub(super) fn finish_in(
     tx: &Transaction,
     done: &[Finish],
     policy: &RetryPolicy,
     now: Timestamp,
-) -> rusqlite::Result<Vec<bool>> {
+) -> rusqlite::Result<(Vec<bool>, bool)> {
     let mut held = Vec::with_capacity(done.len());
+    let mut left: Vec<String> = Vec::new();
     for chunk in done.chunks(CHUNK) {
         let moved = move_jobs(tx, chunk, policy, now)?;
         let chunk_held: Vec<bool> = chunk
             .iter()
-            .map(|f| moved.contains(&(f.lease.seq, i64::from(f.lease.attempt))))
+            .map(|f| {
+                moved.iter().any(|(seq, attempt, _)| {
+                    (*seq, *attempt) == (f.lease.seq, i64::from(f.lease.attempt))
+                })
+            })
             .collect();
+        left.extend(moved.into_iter().map(|(_, _, queue)| queue));
         let recorded: Vec<&Finish> = chunk
             .iter()
             .zip(&chunk_held)
@@ -155,7 +336,11 @@ pub(super) fn finish_in(
         record_outcomes(tx, &recorded, now)?;
         held.extend(chunk_held);
     }
-    Ok(held)
+    let freed = !left.is_empty()
+        && queues::limits(tx)?
+            .iter()
+            .any(|l| l.parallel.is_some() && left.contains(&l.name));
+    Ok((held, freed))
 }
 
 /// The finish's move of each job (see [`move_jobs`]).
@@ -183,18 +368,18 @@ pub(super) static MOVE_JOBS: BatchSql = BatchSql::new(
          worker = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
          updated_at = ?1
      {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
-     RETURNING seq, attempts",
+     RETURNING seq, attempts, queue",
 );
 
 /// Moves the jobs of `chunk` still held under the lease given on; returns
-/// (seq, attempt) of those moved. (RETURNING sees the row after the change,
+/// (seq, attempt, queue) of those moved. (RETURNING sees the row after the change,
 /// its lease gone; the attempt number tells two leases of one job apart.)
 fn move_jobs(
     tx: &Transaction,
     chunk: &[Finish],
     policy: &RetryPolicy,
     now: Timestamp,
-) -> rusqlite::Result<Vec<(i64, i64)>> {
+) -> rusqlite::Result<Vec<(i64, i64, String)>> {
     let now_ms = to_millis(now);
     let rows: Vec<JobMove> = chunk
         .iter()
@@ -214,7 +399,9 @@ fn move_jobs(
             &row.cancelled_error,
         ]);
     }
-    MOVE_JOBS.query(tx, args, chunk.len(), |r| Ok((r.get(0)?, r.get(1)?)))
+    MOVE_JOBS.query(tx, args, chunk.len(), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 /// Where one finished attempt takes its job: computed for a job whose

@@ -7,6 +7,7 @@
 
 mod claims;
 mod fixture;
+mod queues;
 mod unique;
 mod wal;
 
@@ -20,7 +21,9 @@ use super::{
 };
 use crate::config::Durability;
 use crate::domain::spec::check_batch_keys;
-use crate::domain::{AttemptOutcome, JobEdit, JobId, JobState, NewJob, RetryPolicy};
+use crate::domain::{
+    AttemptOutcome, JobEdit, JobId, JobState, NewJob, QueueChange, QueueName, RetryPolicy,
+};
 use crate::error::{Error, Result};
 use crate::output::Destination;
 use crate::paths::StateDir;
@@ -675,9 +678,11 @@ impl Backend for SqliteStore {
     ) -> Result<Finished> {
         let now = self.clock();
         self.write(|tx| {
+            let (held, freed) = finish_in(tx, done, policy, now)?;
             let mut finished = Finished {
-                held: finish_in(tx, done, policy, now)?,
+                held,
                 claimed: Vec::new(),
+                freed,
             };
             if let Some((request, limit)) = next {
                 finished.claimed = claim_in(tx, request, limit, now)?;
@@ -739,22 +744,15 @@ impl Backend for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(super::rescue_with(held, ended, holder, |done| {
-                finish_in(tx, done, policy, now)
+                finish_in(tx, done, policy, now).map(|(held, _)| held)
             })?)
         })
     }
 
-    fn next_event_in(&mut self) -> Result<Option<Duration>> {
+    fn next_event_in(&mut self, request: &ClaimRequest) -> Result<Option<Duration>> {
         let now = to_millis(self.clock());
-        let next: Option<i64> = self.read_one(
-            "SELECT MIN(t) FROM (
-                 SELECT MIN(run_at) AS t FROM jobs WHERE state IN ('pending', 'failed') AND deps_left = 0
-                 UNION ALL
-                 -- Lease expiry is strict (<): look just after it.
-                 SELECT MIN(lease_expires_at) + 1 FROM jobs WHERE state = 'processing')",
-            [],
-            |r| r.get(0),
-        )?;
+        let next = queues::next_event_at(&self.conn, request.queues.as_deref())
+            .map_err(|e| self.db_error(e))?;
         Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
     }
 
@@ -928,7 +926,8 @@ impl Backend for SqliteStore {
                 .prepare_cached(&format!(
                     "UPDATE jobs SET command = COALESCE(?2, command), priority = COALESCE(?3, priority),
                          run_at = COALESCE(?4, run_at), max_retries = COALESCE(?5, max_retries),
-                         timeout_seconds = COALESCE(?6, timeout_seconds), updated_at = ?7
+                         timeout_seconds = COALESCE(?6, timeout_seconds), updated_at = ?7,
+                         queue = COALESCE(?8, queue)
                      WHERE id = ?1 AND (state = 'pending' OR state = 'failed')
                      RETURNING {JOB_COLUMNS}"
                 ))?
@@ -940,7 +939,8 @@ impl Backend for SqliteStore {
                         run_at,
                         edit.max_retries,
                         edit.timeout_seconds,
-                        to_millis(now)
+                        to_millis(now),
+                        edit.queue.as_ref().map(QueueName::as_str)
                     ],
                     job_from_row,
                 )
@@ -976,9 +976,36 @@ impl Backend for SqliteStore {
         )
     }
 
-    fn list(&mut self, states: &[JobState], limit: Option<u32>) -> Result<JobPage> {
+    fn list(&mut self, filter: &ListFilter, limit: Option<u32>) -> Result<JobPage> {
+        let states = &filter.states;
         let rows = limit.map_or(-1, i64::from);
         let seq_and_job = |r: &Row| Ok((r.get(23)?, job_from_row(r)?));
+        if let Some(queue) = &filter.queue {
+            // One queue: its jobs through the (queue, ...) claim and due
+            // indexes would miss finished ones; read by seq, filtered.
+            let names = serde_json::to_string(
+                &super::distinct_states(states)
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .expect("strings serialize");
+            let matching = "FROM jobs WHERE queue = ?1 AND (?2 = '[]' OR state IN (SELECT value FROM json_each(?2)))";
+            let jobs = self.read_all(
+                &format!("SELECT {JOB_COLUMNS}, seq {matching} ORDER BY seq DESC LIMIT ?3"),
+                params![queue, names, rows],
+                seq_and_job,
+            )?;
+            let total: i64 = self.read_one(
+                &format!("SELECT count(*) {matching}"),
+                params![queue, names],
+                |r| r.get(0),
+            )?;
+            return Ok(JobPage {
+                jobs: super::newest_first(vec![jobs], limit),
+                total: total.max(0) as u64,
+            });
+        }
         let per_state = if states.is_empty() {
             let sql = format!("SELECT {JOB_COLUMNS}, seq FROM jobs ORDER BY seq DESC LIMIT ?1");
             vec![self.read_all(&sql, [rows], seq_and_job)?]
@@ -1006,6 +1033,18 @@ impl Backend for SqliteStore {
         Ok(JobPage {
             jobs: super::newest_first(per_state, limit),
             total,
+        })
+    }
+
+    fn queues(&mut self) -> Result<Vec<QueueRow>> {
+        queues::rows(&self.conn, None).map_err(|e| self.db_error(e))
+    }
+
+    fn configure_queue(&mut self, name: &QueueName, change: &QueueChange) -> Result<QueueRow> {
+        let now = self.clock();
+        self.write(|tx| {
+            queues::configure(tx, name, change, now)?;
+            Ok(queues::row(tx, name)?)
         })
     }
 
@@ -1132,8 +1171,8 @@ pub(crate) fn enqueue_in(
     // it spares SQLite a statement journal per row (the insert fires
     // a trigger, which otherwise needs one): ~20% of a large batch.
     let mut insert = tx.prepare_cached(
-        "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file, unique_key)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+        "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file, unique_key, queue)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
     )?;
     let mut enqueued = Vec::with_capacity(jobs.len());
     for (line, job) in jobs {
@@ -1146,6 +1185,7 @@ pub(crate) fn enqueue_in(
             env: super::encode_env(&job.env),
             env_file: job.env_file.as_deref(),
             cwd: job.cwd.as_deref(),
+            queue: job.queue.as_str(),
             now: to_millis(now),
         };
         if let Some(unique) = &job.unique
@@ -1169,6 +1209,7 @@ pub(crate) fn enqueue_in(
                 fields.now,
                 fields.env_file,
                 key,
+                fields.queue,
             ])
             .map_err(|e| unique::insert_refusal(e, &id, batch.then_some(*line), key))?;
         enqueued.push(Enqueued::created(&id));

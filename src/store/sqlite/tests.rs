@@ -339,7 +339,13 @@ fn a_reading_open_creates_nothing_and_upgrades_an_older_queue() {
     old.execute_batch("PRAGMA user_version = 2").unwrap();
     drop(old);
     let mut store = SqliteStore::open_as(&path, Durability::Full, OpenMode::ReadOnly).unwrap();
-    assert!(store.list(&[], Some(10)).unwrap().jobs.is_empty());
+    assert!(
+        store
+            .list(&ListFilter::default(), Some(10))
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
     let version: i64 = store
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

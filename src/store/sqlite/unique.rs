@@ -39,6 +39,7 @@ pub(super) struct Replacement<'a> {
     pub env: Option<String>,
     pub env_file: Option<&'a str>,
     pub cwd: Option<&'a str>,
+    pub queue: &'a str,
     pub now: i64,
 }
 
@@ -70,7 +71,8 @@ pub(super) fn meet_holder(
         OnDuplicate::Replace => {
             tx.prepare_cached(
                 "UPDATE jobs SET command = ?2, priority = ?3, run_at = ?4, max_retries = ?5,
-                     timeout_seconds = ?6, env = ?7, env_file = ?8, cwd = ?9, updated_at = ?10
+                     timeout_seconds = ?6, env = ?7, env_file = ?8, cwd = ?9, updated_at = ?10,
+                     queue = ?11
                  WHERE id = ?1 AND (state = 'pending' OR state = 'failed')",
             )?
             .execute(params![
@@ -84,6 +86,7 @@ pub(super) fn meet_holder(
                 new.env_file,
                 new.cwd,
                 new.now,
+                new.queue,
             ])?;
             EnqueueOutcome::Replaced
         }

@@ -1,0 +1,103 @@
+//! `queue list|pause|resume|set`: named queues' settings and their jobs.
+//! The settings live in the queue (so they hold on every host); a change
+//! wakes idle workers, which may now have room for more.
+
+use super::Context;
+use super::args::QueueCommand;
+use super::format::print_json;
+use queuectl::domain::{QueueChange, QueueName, echo};
+use queuectl::error::{Error, Result};
+use queuectl::store::{OpenMode, QueueRow};
+use queuectl::wakeup::wake_workers;
+
+pub fn run(ctx: &Context, command: QueueCommand) -> Result<()> {
+    let (name, change) = match command {
+        QueueCommand::List => return list(ctx),
+        QueueCommand::Pause { name } => (
+            name,
+            QueueChange {
+                paused: Some(true),
+                ..QueueChange::default()
+            },
+        ),
+        QueueCommand::Resume { name } => (
+            name,
+            QueueChange {
+                paused: Some(false),
+                ..QueueChange::default()
+            },
+        ),
+        QueueCommand::Set {
+            name,
+            parallel,
+            paused,
+        } => {
+            if parallel.is_none() && paused.is_none() {
+                return Err(Error::Invalid(
+                    "queue set: give --parallel N|none or --paused true|false".into(),
+                ));
+            }
+            (
+                name,
+                QueueChange {
+                    parallel: parallel.map(|p| p.0),
+                    paused,
+                },
+            )
+        }
+    };
+    let name = QueueName::parse(&name)
+        .map_err(|why| Error::Invalid(format!("queue name '{}' {why}", echo::shown(&name))))?;
+    let queue = ctx
+        .store(OpenMode::Create)?
+        .configure_queue(&name, &change)?;
+    wake_workers(&ctx.state.wake());
+    if ctx.json {
+        return print_json(&queue);
+    }
+    println!("queue '{}': {}", queue.name, settings(&queue));
+    Ok(())
+}
+
+/// A queue's settings in words: "parallel 2, paused".
+fn settings(queue: &QueueRow) -> String {
+    let parallel = match queue.parallel {
+        Some(n) => format!("parallel {n}"),
+        None => "no limit".to_owned(),
+    };
+    let state = if queue.paused { "paused" } else { "running" };
+    format!("{parallel}, {state}")
+}
+
+fn list(ctx: &Context) -> Result<()> {
+    let queues = ctx.store(OpenMode::ReadOnly)?.queues()?;
+    if ctx.json {
+        return print_json(&serde_json::json!({ "queues": queues }));
+    }
+    if queues.is_empty() {
+        eprintln!("no queues (every job goes to \"default\" unless it names one)");
+        return Ok(());
+    }
+    let name_width = queues
+        .iter()
+        .map(|q| q.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{}",
+        ctx.paint.bold(&format!(
+            "{:<name_width$}  {:>8}  {:<7}  {:>7}  {:>7}  {:>7}",
+            "NAME", "PARALLEL", "STATE", "WAITING", "RUNNING", "BLOCKED"
+        ))
+    );
+    for queue in &queues {
+        let parallel = queue.parallel.map_or("-".to_owned(), |n| n.to_string());
+        let state = if queue.paused { "paused" } else { "running" };
+        println!(
+            "{:<name_width$}  {parallel:>8}  {state:<7}  {:>7}  {:>7}  {:>7}",
+            queue.name, queue.waiting, queue.running, queue.blocked
+        );
+    }
+    Ok(())
+}

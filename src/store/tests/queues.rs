@@ -1,0 +1,461 @@
+//! Conformance: named queues, their `parallel` limits and pauses, enforced
+//! by the claim on every backend.
+
+use super::*;
+use crate::domain::{QueueChange, QueueName};
+use std::sync::{Arc, Barrier};
+
+conformance! {
+    a_claim_never_exceeds_a_queues_parallel_limit_across_eight_connections,
+    a_batch_claim_takes_at_most_each_queues_room_and_fills_from_other_queues,
+    paused_queues_are_not_claimed_until_resumed,
+    a_worker_restricted_to_queues_claims_only_from_them,
+    next_event_in_ignores_paused_full_and_foreign_queues,
+    a_finish_in_a_limited_queue_wakes_idle_workers,
+    queue_settings_are_kept_changed_and_listed_with_their_jobs,
+    a_list_filters_by_queue,
+}
+
+fn name(text: &str) -> QueueName {
+    QueueName::parse(text).unwrap()
+}
+
+fn limit(store: &mut Store, queue: &str, parallel: Option<u32>) {
+    let change = QueueChange {
+        parallel: Some(parallel),
+        paused: None,
+    };
+    store.configure_queue(&name(queue), &change).unwrap();
+}
+
+fn pause(store: &mut Store, queue: &str, paused: bool) {
+    let change = QueueChange {
+        parallel: None,
+        paused: Some(paused),
+    };
+    store.configure_queue(&name(queue), &change).unwrap();
+}
+
+fn serving(worker: &str, queues: &[&str]) -> ClaimRequest {
+    ClaimRequest {
+        queues: Some(queues.iter().map(ToString::to_string).collect()),
+        ..request(worker)
+    }
+}
+
+fn ids(claimed: &[Claimed]) -> Vec<&str> {
+    claimed.iter().map(|c| c.id.as_str()).collect()
+}
+
+fn running_in(store: &mut Store, queue: &str) -> u64 {
+    let queues = store.queues().unwrap();
+    queues
+        .iter()
+        .find(|q| q.name == queue)
+        .map_or(0, |q| q.running)
+}
+
+/// Eight connections race for batches of 3 in rounds; the queue allows 2
+/// at once, so each round claims exactly 2 of its jobs whoever wins, and
+/// never more, while the default queue beside it is not held back.
+fn a_claim_never_exceeds_a_queues_parallel_limit_across_eight_connections(q: &TestQueue) {
+    const WORKERS: usize = 8;
+    const ROUNDS: usize = 6;
+    let mut store = q.open();
+    limit(&mut store, "limited", Some(2));
+    let jobs: Vec<_> = (0..40)
+        .map(|i| {
+            let mut job = NewJob::new(format!("job {i}"));
+            job.id = Some(JobId::parse(&format!("l{i}")).unwrap());
+            job.queue = name("limited");
+            job.priority = 1;
+            (i + 1, job)
+        })
+        .collect();
+    store.enqueue_at(&jobs, &DEFAULTS, at(0)).unwrap();
+    let barrier = Arc::new(Barrier::new(WORKERS + 1));
+    let threads: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let db = q.database.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&db, Durability::Normal).unwrap();
+                let req = request(&format!("w{w}"));
+                let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+                let mut per_round = vec![];
+                for _ in 0..ROUNDS {
+                    barrier.wait();
+                    let claimed = store.at(at(1)).claim(&req, 3).unwrap();
+                    per_round.push(claimed.len());
+                    barrier.wait(); // the main thread counts
+                    barrier.wait();
+                    store
+                        .at(at(1))
+                        .finish(&finishes(&claimed, &ok), &policy(), None)
+                        .unwrap();
+                }
+                per_round
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        barrier.wait();
+        barrier.wait();
+        let running = running_in(&mut store, "limited");
+        assert_eq!(
+            running, 2,
+            "round {round}: the limit, and no less while jobs wait"
+        );
+        barrier.wait();
+    }
+    let claims: Vec<Vec<usize>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for round in 0..ROUNDS {
+        let total: usize = claims.iter().map(|per_round| per_round[round]).sum();
+        assert_eq!(total, 2, "round {round}: {claims:?}");
+    }
+    assert_eq!(
+        store.counts().unwrap()[&JobState::Completed],
+        2 * ROUNDS as u64
+    );
+}
+
+/// One batch takes each limited queue's room and fills the rest from
+/// other queues, in claim order; a short batch means nothing more is due.
+fn a_batch_claim_takes_at_most_each_queues_room_and_fills_from_other_queues(q: &TestQueue) {
+    let mut store = q.open();
+    limit(&mut store, "a", Some(2));
+    limit(&mut store, "b", Some(1));
+    for i in 0..4 {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"a{i}","command":"x","queue":"a","priority":9}}"#),
+            at(0),
+        );
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"b{i}","command":"x","queue":"b","priority":5}}"#),
+            at(0),
+        );
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"d{i}","command":"x"}}"#),
+            at(0),
+        );
+    }
+    let first = store.at(at(1)).claim(&request("w1"), 10).unwrap();
+    assert_eq!(ids(&first), ["a0", "a1", "b0", "d0", "d1", "d2", "d3"]);
+    assert!(
+        store
+            .at(at(1))
+            .claim(&request("w2"), 10)
+            .unwrap()
+            .is_empty()
+    );
+    // A place comes free in a: its next job, and only one.
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let finished = store
+        .at(at(2))
+        .finish(
+            &finishes(&first[..1], &ok),
+            &policy(),
+            Some((&request("w1"), 5)),
+        )
+        .unwrap();
+    assert_eq!(ids(&finished.claimed), ["a2"]);
+    // The limit raised: the room grows at once.
+    limit(&mut store, "b", Some(3));
+    assert_eq!(
+        ids(&store.at(at(3)).claim(&request("w3"), 10).unwrap()),
+        ["b1", "b2"]
+    );
+    limit(&mut store, "a", None);
+    assert_eq!(
+        ids(&store.at(at(3)).claim(&request("w3"), 1).unwrap()),
+        ["a3"]
+    );
+}
+
+fn paused_queues_are_not_claimed_until_resumed(q: &TestQueue) {
+    let mut store = q.open();
+    pause(&mut store, "reports", true);
+    enqueue(
+        &mut store,
+        r#"{"id":"r","command":"x","queue":"reports","priority":9}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
+    assert_eq!(
+        ids(&store.at(at(1)).claim(&request("w"), 5).unwrap()),
+        ["d"]
+    );
+    assert!(
+        store
+            .at(at(1))
+            .claim(&serving("w", &["reports"]), 5)
+            .unwrap()
+            .is_empty()
+    );
+    let row = store
+        .queues()
+        .unwrap()
+        .into_iter()
+        .find(|q| q.name == "reports")
+        .unwrap();
+    assert!(row.paused && row.waiting == 1, "{row:?}");
+    pause(&mut store, "reports", false);
+    assert_eq!(
+        ids(&store.at(at(2)).claim(&request("w"), 5).unwrap()),
+        ["r"]
+    );
+}
+
+fn a_worker_restricted_to_queues_claims_only_from_them(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue(
+        &mut store,
+        r#"{"id":"a-low","command":"x","queue":"a"}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"b-high","command":"x","queue":"b","priority":5}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"c-top","command":"x","queue":"c","priority":9}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"d-top","command":"x","priority":9}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"a-high","command":"x","queue":"a","priority":5}"#,
+        at(1),
+    );
+    // Claim order across the queues served: priority, due time, enqueue order.
+    let mine = store
+        .at(at(2))
+        .claim(&serving("w", &["a", "b"]), 10)
+        .unwrap();
+    assert_eq!(ids(&mine), ["b-high", "a-high", "a-low"]);
+    assert_eq!(
+        ids(&store
+            .at(at(2))
+            .claim(&serving("w", &["default"]), 10)
+            .unwrap()),
+        ["d-top"]
+    );
+    assert_eq!(
+        ids(&store.at(at(2)).claim(&request("w"), 10).unwrap()),
+        ["c-top"]
+    );
+    // Limits hold for restricted workers too.
+    limit(&mut store, "e", Some(1));
+    enqueue(
+        &mut store,
+        r#"{"id":"e1","command":"x","queue":"e"}"#,
+        at(3),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"e2","command":"x","queue":"e"}"#,
+        at(3),
+    );
+    assert_eq!(
+        ids(&store
+            .at(at(4))
+            .claim(&serving("w", &["e", "a"]), 10)
+            .unwrap()),
+        ["e1"]
+    );
+}
+
+/// An idle worker sleeps until something it can claim falls due: jobs of
+/// paused and full queues, and of queues it does not serve, do not wake it.
+fn next_event_in_ignores_paused_full_and_foreign_queues(q: &TestQueue) {
+    let mut store = q.open();
+    limit(&mut store, "full", Some(1));
+    pause(&mut store, "paused", true);
+    enqueue(
+        &mut store,
+        r#"{"id":"run","command":"x","queue":"full"}"#,
+        at(0),
+    );
+    let running = store.claim_at(&request("w"), at(0)).unwrap().unwrap();
+    assert_eq!(running.id, "run", "its lease runs out at 30 s");
+    let due = |queue: &str, secs: i64| {
+        format!(
+            r#"{{"command":"x","queue":"{queue}","run_at":"{}"}}"#,
+            at(secs)
+        )
+    };
+    enqueue(&mut store, &due("paused", 5), at(0));
+    enqueue(&mut store, &due("full", 6), at(0));
+    enqueue(&mut store, &due("other", 7), at(0));
+    enqueue(&mut store, &due("mine", 20), at(0));
+    let next =
+        |store: &mut Store, request: &ClaimRequest| store.at(at(1)).next_event_in(request).unwrap();
+    assert_eq!(
+        next(&mut store, &serving("w", &["mine"])),
+        Some(Duration::from_secs(19))
+    );
+    assert_eq!(
+        next(&mut store, &request("w")),
+        Some(Duration::from_secs(6)),
+        "other"
+    );
+    assert_eq!(
+        next(&mut store, &serving("w", &["paused", "full"])),
+        Some(Duration::from_millis(29_001)),
+        "only the lease"
+    );
+    // Room again in `full`: its job counts.
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    store
+        .at(at(1))
+        .finish(&finishes(&[running], &ok), &policy(), None)
+        .unwrap();
+    assert_eq!(
+        next(&mut store, &serving("w", &["paused", "full"])),
+        Some(Duration::from_secs(5))
+    );
+}
+
+/// A place freed in a limited queue is news for idle workers: SQLite says
+/// so in `Finished::freed` (the worker pokes the wake sockets), PostgreSQL
+/// notifies listeners in the finish's own transaction.
+fn a_finish_in_a_limited_queue_wakes_idle_workers(q: &TestQueue) {
+    let mut store = q.open();
+    limit(&mut store, "one", Some(1));
+    enqueue(
+        &mut store,
+        r#"{"id":"o1","command":"x","queue":"one"}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"o2","command":"x","queue":"one"}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
+    let claimed = store.at(at(1)).claim(&request("w"), 5).unwrap();
+    assert_eq!(ids(&claimed), ["o1", "d"]);
+    let (woken, wakes) = std::sync::mpsc::channel();
+    let mut listener = q.open();
+    let listening = listener
+        .listen_for_work(Box::new(move || woken.send(()).is_ok()))
+        .unwrap();
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let unlimited = store
+        .at(at(2))
+        .finish(&finishes(&claimed[1..], &ok), &policy(), None)
+        .unwrap();
+    assert!(
+        !unlimited.freed,
+        "a job of an unlimited queue frees no place"
+    );
+    let limited = store
+        .at(at(2))
+        .finish(&finishes(&claimed[..1], &ok), &policy(), None)
+        .unwrap();
+    if listening {
+        assert!(!limited.freed, "the notification is the news");
+        wakes
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a listener is woken when a place comes free");
+    } else {
+        assert!(limited.freed);
+    }
+}
+
+fn queue_settings_are_kept_changed_and_listed_with_their_jobs(q: &TestQueue) {
+    let mut store = q.open();
+    assert!(store.queues().unwrap().is_empty());
+    enqueue(
+        &mut store,
+        r#"{"id":"e1","command":"x","queue":"emails"}"#,
+        at(0),
+    );
+    enqueue(
+        &mut store,
+        r#"{"id":"e2","command":"x","queue":"emails","delay":"1h"}"#,
+        at(0),
+    );
+    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
+    store
+        .claim_at(&serving("w", &["emails"]), at(1))
+        .unwrap()
+        .unwrap();
+    let set = |store: &mut Store, parallel, paused| {
+        store
+            .configure_queue(&name("emails"), &QueueChange { parallel, paused })
+            .unwrap()
+    };
+    let row = set(&mut store, Some(Some(3)), None);
+    assert_eq!(
+        (row.parallel, row.paused, row.waiting, row.running),
+        (Some(3), false, 1, 1)
+    );
+    let row = set(&mut store, None, Some(true));
+    assert_eq!(
+        (row.parallel, row.paused),
+        (Some(3), true),
+        "each field on its own"
+    );
+    let row = set(&mut store, Some(None), Some(false));
+    assert_eq!((row.parallel, row.paused), (None, false));
+    // A queue with neither jobs nor settings is not listed; one with settings is.
+    pause(&mut store, "idle", true);
+    let names: Vec<String> = store
+        .queues()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["default", "emails", "idle"]);
+    pause(&mut store, "idle", false);
+    let names: Vec<String> = store
+        .queues()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["default", "emails"]);
+    // `edit` moves a waiting job to another queue.
+    let edit = JobEdit {
+        queue: Some(name("slow")),
+        ..JobEdit::default()
+    };
+    assert_eq!(store.edit("e2", &edit).unwrap().queue, "slow");
+}
+
+fn a_list_filters_by_queue(q: &TestQueue) {
+    let mut store = q.open();
+    for (id, queue) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("d1", "default")] {
+        enqueue(
+            &mut store,
+            &format!(r#"{{"id":"{id}","command":"x","queue":"{queue}"}}"#),
+            at(0),
+        );
+    }
+    store
+        .claim_at(&serving("w", &["a"]), at(1))
+        .unwrap()
+        .unwrap();
+    let only = |queue: &str, states: &[JobState]| ListFilter {
+        states: states.to_vec(),
+        queue: Some(queue.to_owned()),
+    };
+    let page = store.list(&only("a", &[]), Some(1)).unwrap();
+    assert_eq!((page.jobs[0].id.as_str(), page.total), ("a2", 2));
+    let page = store
+        .list(&only("a", &[JobState::Processing]), None)
+        .unwrap();
+    assert_eq!((page.jobs[0].id.as_str(), page.total), ("a1", 1));
+    assert_eq!(store.list(&only("nope", &[]), None).unwrap().total, 0);
+    assert_eq!(store.get("b1").unwrap().queue, "b");
+}
