@@ -25,6 +25,7 @@ mod output;
 mod pg_connect;
 mod pg_harness;
 mod pg_hosts;
+mod queues;
 mod readme;
 mod secrets;
 mod slots;

@@ -19,6 +19,7 @@ use crate::store::{
 };
 use jiff::Timestamp;
 use postgres::GenericClient;
+use postgres::types::ToSql;
 use std::time::Duration;
 
 /// The most jobs one claim takes (a larger `limit` claims this many).
@@ -129,7 +130,7 @@ pub(super) fn claim_free<C: GenericClient>(
             exhausted: false,
         });
     }
-    let (tokens, cgroups) = lease_tokens(request, limit);
+    let claim = ClaimArgs::new(request, limit);
     let rows = sql.query(
         concat!(
             candidates!(),
@@ -146,17 +147,7 @@ pub(super) fn claim_free<C: GenericClient>(
                  queue
              FROM candidates WHERE seq NOT IN (SELECT seq FROM picked)"
         ),
-        &[
-            &request.worker,
-            &(limit as i64),
-            &millis(request.lease),
-            &tokens,
-            &cgroups,
-            &request.output.as_str(),
-            &request.host,
-            &request.queues,
-            &excluded,
-        ],
+        &claim.params(&[&request.queues, &excluded]),
     )?;
     let mut held = Vec::new();
     let mut taken = Vec::new();
@@ -167,7 +158,7 @@ pub(super) fn claim_free<C: GenericClient>(
         }
     }
     Ok(FreeClaim {
-        claimed: claimed_from(taken, request, &cgroups)?,
+        claimed: claimed_from(taken, request, &claim.cgroups)?,
         exhausted: rows.len() < limit,
         held,
     })
@@ -241,8 +232,7 @@ fn claim_in_room<C: GenericClient>(
         paused.push(row.try_get(2)?);
     }
     let seqs: Vec<i64> = held.iter().map(|(seq, _)| *seq).collect();
-    let limit = limit.min(MAX_CLAIM).min(held.len());
-    let (tokens, cgroups) = lease_tokens(request, limit);
+    let claim = ClaimArgs::new(request, limit.min(MAX_CLAIM).min(held.len()));
     let rows = sql.query(
         concat!(
             "WITH settings AS (
@@ -267,35 +257,57 @@ fn claim_in_room<C: GenericClient>(
             claimed_columns!(),
             " FROM claimed"
         ),
-        &[
-            &request.worker,
-            &(limit as i64),
-            &millis(request.lease),
-            &tokens,
-            &cgroups,
-            &request.output.as_str(),
-            &request.host,
-            &names,
-            &parallel,
-            &paused,
-            &seqs,
-        ],
+        &claim.params(&[&names, &parallel, &paused, &seqs]),
     )?;
-    claimed_from(rows.iter().collect(), request, &cgroups)
+    claimed_from(rows.iter().collect(), request, &claim.cgroups)
 }
 
-/// A lease token for each of up to `limit` jobs, and the cgroup each
+/// The parameters `$1`-`$7` every claim statement takes ([`claim_picked`]):
+/// a lease token for each of up to `limit` jobs, and the cgroup each
 /// attempt gets when the worker's is delegated.
-fn lease_tokens(request: &ClaimRequest, limit: usize) -> (Vec<i64>, Vec<Option<String>>) {
-    let tokens: Vec<i64> = (0..limit).map(|_| rand::random()).collect();
-    let cgroups = tokens
-        .iter()
-        .map(|&token| {
-            let under = request.cgroups.as_deref()?;
-            Some(attempt_cgroup(under, &attempt_token(token)))
-        })
-        .collect();
-    (tokens, cgroups)
+struct ClaimArgs<'a> {
+    request: &'a ClaimRequest,
+    limit: i64,
+    lease_ms: i64,
+    tokens: Vec<i64>,
+    cgroups: Vec<Option<String>>,
+    output: &'static str,
+}
+
+impl<'a> ClaimArgs<'a> {
+    fn new(request: &'a ClaimRequest, limit: usize) -> ClaimArgs<'a> {
+        let tokens: Vec<i64> = (0..limit).map(|_| rand::random()).collect();
+        let cgroups = tokens
+            .iter()
+            .map(|&token| {
+                let under = request.cgroups.as_deref()?;
+                Some(attempt_cgroup(under, &attempt_token(token)))
+            })
+            .collect();
+        ClaimArgs {
+            request,
+            limit: limit as i64,
+            lease_ms: millis(request.lease),
+            tokens,
+            cgroups,
+            output: request.output.as_str(),
+        }
+    }
+
+    /// `$1`-`$7`, then the statement's own from `$8`.
+    fn params<'p>(&'p self, own: &[&'p (dyn ToSql + Sync)]) -> Vec<&'p (dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.request.worker,
+            &self.limit,
+            &self.lease_ms,
+            &self.tokens,
+            &self.cgroups,
+            &self.output,
+            &self.request.host,
+        ];
+        params.extend_from_slice(own);
+        params
+    }
 }
 
 /// A claimed job with its place in claim order (priority descending, due

@@ -36,6 +36,12 @@ fn pause(store: &mut Store, queue: &str, paused: bool) {
     store.configure_queue(&name(queue), &change).unwrap();
 }
 
+/// Enqueues job `id` of `queue` with `priority` at `at(secs)`.
+fn add(store: &mut Store, id: &str, queue: &str, priority: i64, secs: i64) {
+    let json = format!(r#"{{"id":"{id}","command":"x","queue":"{queue}","priority":{priority}}}"#);
+    enqueue(store, &json, at(secs));
+}
+
 fn serving(worker: &str, queues: &[&str]) -> ClaimRequest {
     ClaimRequest {
         queues: Some(queues.iter().map(ToString::to_string).collect()),
@@ -45,6 +51,12 @@ fn serving(worker: &str, queues: &[&str]) -> ClaimRequest {
 
 fn ids(claimed: &[Claimed]) -> Vec<&str> {
     claimed.iter().map(|c| c.id.as_str()).collect()
+}
+
+/// The ids of up to `n` jobs claimed for `request` at `at(secs)`.
+fn claim_ids(store: &mut Store, request: &ClaimRequest, n: usize, secs: i64) -> Vec<String> {
+    let claimed = store.at(at(secs)).claim(request, n).unwrap();
+    claimed.into_iter().map(|c| c.id).collect()
 }
 
 fn running_in(store: &mut Store, queue: &str) -> u64 {
@@ -126,21 +138,9 @@ fn a_batch_claim_takes_at_most_each_queues_room_and_fills_from_other_queues(q: &
     limit(&mut store, "a", Some(2));
     limit(&mut store, "b", Some(1));
     for i in 0..4 {
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"a{i}","command":"x","queue":"a","priority":9}}"#),
-            at(0),
-        );
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"b{i}","command":"x","queue":"b","priority":5}}"#),
-            at(0),
-        );
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"d{i}","command":"x"}}"#),
-            at(0),
-        );
+        add(&mut store, &format!("a{i}"), "a", 9, 0);
+        add(&mut store, &format!("b{i}"), "b", 5, 0);
+        add(&mut store, &format!("d{i}"), "default", 0, 0);
     }
     let first = store.at(at(1)).claim(&request("w1"), 10).unwrap();
     assert_eq!(ids(&first), ["a0", "a1", "b0", "d0", "d1", "d2", "d3"]);
@@ -164,37 +164,18 @@ fn a_batch_claim_takes_at_most_each_queues_room_and_fills_from_other_queues(q: &
     assert_eq!(ids(&finished.claimed), ["a2"]);
     // The limit raised: the room grows at once.
     limit(&mut store, "b", Some(3));
-    assert_eq!(
-        ids(&store.at(at(3)).claim(&request("w3"), 10).unwrap()),
-        ["b1", "b2"]
-    );
+    assert_eq!(claim_ids(&mut store, &request("w3"), 10, 3), ["b1", "b2"]);
     limit(&mut store, "a", None);
-    assert_eq!(
-        ids(&store.at(at(3)).claim(&request("w3"), 1).unwrap()),
-        ["a3"]
-    );
+    assert_eq!(claim_ids(&mut store, &request("w3"), 1, 3), ["a3"]);
 }
 
 fn paused_queues_are_not_claimed_until_resumed(q: &TestQueue) {
     let mut store = q.open();
     pause(&mut store, "reports", true);
-    enqueue(
-        &mut store,
-        r#"{"id":"r","command":"x","queue":"reports","priority":9}"#,
-        at(0),
-    );
-    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
-    assert_eq!(
-        ids(&store.at(at(1)).claim(&request("w"), 5).unwrap()),
-        ["d"]
-    );
-    assert!(
-        store
-            .at(at(1))
-            .claim(&serving("w", &["reports"]), 5)
-            .unwrap()
-            .is_empty()
-    );
+    add(&mut store, "r", "reports", 9, 0);
+    add(&mut store, "d", "default", 0, 0);
+    assert_eq!(claim_ids(&mut store, &request("w"), 5, 1), ["d"]);
+    assert!(claim_ids(&mut store, &serving("w", &["reports"]), 5, 1).is_empty());
     let row = store
         .queues()
         .unwrap()
@@ -203,39 +184,16 @@ fn paused_queues_are_not_claimed_until_resumed(q: &TestQueue) {
         .unwrap();
     assert!(row.paused && row.waiting == 1, "{row:?}");
     pause(&mut store, "reports", false);
-    assert_eq!(
-        ids(&store.at(at(2)).claim(&request("w"), 5).unwrap()),
-        ["r"]
-    );
+    assert_eq!(claim_ids(&mut store, &request("w"), 5, 2), ["r"]);
 }
 
 fn a_worker_restricted_to_queues_claims_only_from_them(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(
-        &mut store,
-        r#"{"id":"a-low","command":"x","queue":"a"}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"b-high","command":"x","queue":"b","priority":5}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"c-top","command":"x","queue":"c","priority":9}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"d-top","command":"x","priority":9}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"a-high","command":"x","queue":"a","priority":5}"#,
-        at(1),
-    );
+    add(&mut store, "a-low", "a", 0, 0);
+    add(&mut store, "b-high", "b", 5, 0);
+    add(&mut store, "c-top", "c", 9, 0);
+    add(&mut store, "d-top", "default", 9, 0);
+    add(&mut store, "a-high", "a", 5, 1);
     // Claim order across the queues served: priority, due time, enqueue order.
     let mine = store
         .at(at(2))
@@ -243,33 +201,16 @@ fn a_worker_restricted_to_queues_claims_only_from_them(q: &TestQueue) {
         .unwrap();
     assert_eq!(ids(&mine), ["b-high", "a-high", "a-low"]);
     assert_eq!(
-        ids(&store
-            .at(at(2))
-            .claim(&serving("w", &["default"]), 10)
-            .unwrap()),
+        claim_ids(&mut store, &serving("w", &["default"]), 10, 2),
         ["d-top"]
     );
-    assert_eq!(
-        ids(&store.at(at(2)).claim(&request("w"), 10).unwrap()),
-        ["c-top"]
-    );
+    assert_eq!(claim_ids(&mut store, &request("w"), 10, 2), ["c-top"]);
     // Limits hold for restricted workers too.
     limit(&mut store, "e", Some(1));
-    enqueue(
-        &mut store,
-        r#"{"id":"e1","command":"x","queue":"e"}"#,
-        at(3),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"e2","command":"x","queue":"e"}"#,
-        at(3),
-    );
+    add(&mut store, "e1", "e", 0, 3);
+    add(&mut store, "e2", "e", 0, 3);
     assert_eq!(
-        ids(&store
-            .at(at(4))
-            .claim(&serving("w", &["e", "a"]), 10)
-            .unwrap()),
+        claim_ids(&mut store, &serving("w", &["e", "a"]), 10, 4),
         ["e1"]
     );
 }
@@ -280,11 +221,7 @@ fn next_event_in_ignores_paused_full_and_foreign_queues(q: &TestQueue) {
     let mut store = q.open();
     limit(&mut store, "full", Some(1));
     pause(&mut store, "paused", true);
-    enqueue(
-        &mut store,
-        r#"{"id":"run","command":"x","queue":"full"}"#,
-        at(0),
-    );
+    add(&mut store, "run", "full", 0, 0);
     let running = store.claim_at(&request("w"), at(0)).unwrap().unwrap();
     assert_eq!(running.id, "run", "its lease runs out at 30 s");
     let due = |queue: &str, secs: i64| {
@@ -331,17 +268,9 @@ fn next_event_in_ignores_paused_full_and_foreign_queues(q: &TestQueue) {
 fn a_finish_in_a_limited_queue_wakes_idle_workers(q: &TestQueue) {
     let mut store = q.open();
     limit(&mut store, "one", Some(1));
-    enqueue(
-        &mut store,
-        r#"{"id":"o1","command":"x","queue":"one"}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"o2","command":"x","queue":"one"}"#,
-        at(0),
-    );
-    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
+    add(&mut store, "o1", "one", 0, 0);
+    add(&mut store, "o2", "one", 0, 0);
+    add(&mut store, "d", "default", 0, 0);
     let claimed = store.at(at(1)).claim(&request("w"), 5).unwrap();
     assert_eq!(ids(&claimed), ["o1", "d"]);
     let (woken, wakes) = std::sync::mpsc::channel();
@@ -375,17 +304,13 @@ fn a_finish_in_a_limited_queue_wakes_idle_workers(q: &TestQueue) {
 fn queue_settings_are_kept_changed_and_listed_with_their_jobs(q: &TestQueue) {
     let mut store = q.open();
     assert!(store.queues().unwrap().is_empty());
-    enqueue(
-        &mut store,
-        r#"{"id":"e1","command":"x","queue":"emails"}"#,
-        at(0),
-    );
+    add(&mut store, "e1", "emails", 0, 0);
     enqueue(
         &mut store,
         r#"{"id":"e2","command":"x","queue":"emails","delay":"1h"}"#,
         at(0),
     );
-    enqueue(&mut store, r#"{"id":"d","command":"x"}"#, at(0));
+    add(&mut store, "d", "default", 0, 0);
     store
         .claim_at(&serving("w", &["emails"]), at(1))
         .unwrap()
@@ -409,22 +334,18 @@ fn queue_settings_are_kept_changed_and_listed_with_their_jobs(q: &TestQueue) {
     let row = set(&mut store, Some(None), Some(false));
     assert_eq!((row.parallel, row.paused), (None, false));
     // A queue with neither jobs nor settings is not listed; one with settings is.
+    let names = |store: &mut Store| -> Vec<String> {
+        store
+            .queues()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.name)
+            .collect()
+    };
     pause(&mut store, "idle", true);
-    let names: Vec<String> = store
-        .queues()
-        .unwrap()
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    assert_eq!(names, ["default", "emails", "idle"]);
+    assert_eq!(names(&mut store), ["default", "emails", "idle"]);
     pause(&mut store, "idle", false);
-    let names: Vec<String> = store
-        .queues()
-        .unwrap()
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    assert_eq!(names, ["default", "emails"]);
+    assert_eq!(names(&mut store), ["default", "emails"]);
     // `edit` moves a waiting job to another queue.
     let edit = JobEdit {
         queue: Some(name("slow")),
@@ -436,11 +357,7 @@ fn queue_settings_are_kept_changed_and_listed_with_their_jobs(q: &TestQueue) {
 fn a_list_filters_by_queue(q: &TestQueue) {
     let mut store = q.open();
     for (id, queue) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("d1", "default")] {
-        enqueue(
-            &mut store,
-            &format!(r#"{{"id":"{id}","command":"x","queue":"{queue}"}}"#),
-            at(0),
-        );
+        add(&mut store, id, queue, 0, 0);
     }
     store
         .claim_at(&serving("w", &["a"]), at(1))

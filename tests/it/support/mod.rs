@@ -291,6 +291,7 @@ impl TestEnv {
             .env_remove("WATCHDOG_USEC")
             .env_remove("QUEUECTL_UNITS_MANAGED")
             .env_remove("NO_COLOR")
+            .env_remove("QUEUECTL_QUEUES")
             .stdin(Stdio::null());
         cmd
     }
