@@ -182,6 +182,10 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
         "KEY=VALUE file read when each attempt starts: an absolute path or a systemd credential's name",
     ),
     ("cwd", "working directory (absolute)"),
+    (
+        "queue",
+        "the named queue it waits in (default \"default\"); see queuectl queue",
+    ),
     ("attempts", "runs started, ever"),
     (
         "failures",
@@ -321,6 +325,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "QUEUECTL_LOG",
         "log filter, e.g. debug (default: warn for commands, info for workers)",
+    ),
+    (
+        "QUEUECTL_QUEUES",
+        "the queues a worker serves, a,b (worker run --queues overrides; overrides worker_queues)",
     ),
     (
         "QUEUECTL_PG_POLL_ONLY",
