@@ -182,10 +182,6 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
         "KEY=VALUE file read when each attempt starts: an absolute path or a systemd credential's name",
     ),
     ("cwd", "working directory (absolute)"),
-    (
-        "queue",
-        "the named queue it waits in (default \"default\"); see queuectl queue",
-    ),
     ("attempts", "runs started, ever"),
     (
         "failures",
