@@ -49,7 +49,37 @@ let
 
   # What the user wrote as settings, with the PostgreSQL database in place of
   # the SQLite path.
-  writtenSettings = cfg.settings // lib.optionalAttrs usesPostgres { db_path = databaseUrl; };
+  writtenSettings =
+    cfg.settings
+    // lib.optionalAttrs usesPostgres { db_path = databaseUrl; }
+    // lib.optionalAttrs (cfg.queues != { }) { queues = lib.mapAttrs (_: queueSettings) cfg.queues; };
+
+  # A queue's settings as the config's [queues.NAME] table: every key, so the
+  # queue is as declared whenever a worker starts (a limit left out is none).
+  queueSettings = q: {
+    parallel = if (q.parallel or null) == null then "none" else q.parallel;
+    paused = q.paused or false;
+  };
+
+  # Queue names as the CLI takes them (like job ids).
+  queueNamePattern = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}";
+  badQueueNames = lib.filter (name: builtins.match queueNamePattern name == null) (
+    lib.attrNames cfg.queues ++ builtins.concatLists (builtins.attrValues cfg.workerQueues)
+  );
+
+  # `queuectl-worker@N.service` of each instance restricted to some queues.
+  instanceQueueDropIns = builtins.listToAttrs (
+    lib.mapAttrsToList (n: queues: {
+      name = "queuectl-worker@${n}";
+      value = {
+        overrideStrategy = "asDropin";
+        environment.QUEUECTL_QUEUES = lib.concatStringsSep "," queues;
+      };
+    }) cfg.workerQueues
+  );
+  badWorkerInstances = lib.filter (n: builtins.match "[1-9][0-9]*" n == null) (
+    lib.attrNames cfg.workerQueues
+  );
 
   # A password in the URL would be world-readable (the Nix store and
   # /etc/queuectl/config.toml): refused, pointing at passwordFile. Userinfo
@@ -286,6 +316,59 @@ in
       '';
     };
 
+    queues = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            parallel = mkOption {
+              type = types.nullOr types.ints.positive;
+              default = null;
+              example = 2;
+              description = ''
+                The most jobs of this queue running at once, across every
+                worker of every host sharing the queue; `null`: no limit.
+              '';
+            };
+            paused = mkOption {
+              type = types.bool;
+              default = false;
+              description = "Start none of this queue's jobs (running ones go on).";
+            };
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''
+        {
+          emails.parallel = 2;
+          reports.paused = true;
+        }
+      '';
+      description = ''
+        Named queues' settings, written to the config's `[queues.NAME]`
+        tables; each worker writes them into the queue when it starts, so
+        they hold for every host. As declared: a setting changed with
+        `queuectl queue set` returns to this at the next worker start.
+        Queues not named here keep what `queue set` gave them.
+      '';
+    };
+
+    workerQueues = mkOption {
+      type = types.attrsOf (types.listOf types.str);
+      default = { };
+      example = literalExpression ''
+        {
+          "1" = [ "emails" ];
+          "2" = [ "reports" "default" ];
+        }
+      '';
+      description = ''
+        The queues a worker instance serves, by instance number
+        (`queuectl-worker@N.service` gets `QUEUECTL_QUEUES`); instances not
+        named serve every queue (or the settings' `worker_queues`).
+      '';
+    };
+
     user = mkOption {
       type = types.str;
       default = "queuectl";
@@ -473,6 +556,15 @@ in
         message = "services.queuectl.credentials: names may hold only letters, digits and _.@- (not ${lib.concatStringsSep ", " badCredentialNames})";
       }
       {
+        assertion = badQueueNames == [ ];
+        message = "services.queuectl.queues and workerQueues: queue names are 1 to 64 letters, digits and ._- starting with a letter or digit (not ${lib.concatStringsSep ", " badQueueNames})";
+      }
+      {
+        assertion =
+          badWorkerInstances == [ ] && builtins.all (qs: qs != [ ]) (builtins.attrValues cfg.workerQueues);
+        message = "services.queuectl.workerQueues: keys are instance numbers (1, 2, ...) and each names at least one queue";
+      }
+      {
         assertion = !(db.createLocally && db.url != null);
         message = "services.queuectl.database: set either createLocally (a PostgreSQL server on this host) or url (a database elsewhere), not both.";
       }
@@ -517,7 +609,9 @@ in
     # system and the user manager, as the package ships them.
     systemd.packages = [ cfg.package ];
 
-    systemd.services."queuectl-worker@" = {
+    # The template, and a drop-in for each instance restricted to some queues.
+    systemd.services = instanceQueueDropIns // {
+      "queuectl-worker@" = {
       overrideStrategy = "asDropin";
       environment = workerEnvironment;
       path = cfg.extraPackages;
@@ -549,6 +643,7 @@ in
       }
       // hardening
       // cfg.extraServiceConfig;
+      };
     };
 
     systemd.targets.queuectl-workers = {

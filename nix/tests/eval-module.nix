@@ -96,6 +96,23 @@ let
     enable = true;
     credentials."a:b" = "/run/secrets/x";
   };
+  # Named queues: settings written to the config, and instances restricted.
+  withQueues = eval {
+    enable = true;
+    workers = 2;
+    queues = {
+      emails.parallel = 2;
+      reports = {
+        paused = true;
+      };
+    };
+    workerQueues."2" = [
+      "emails"
+      "reports"
+    ];
+  };
+  queuesWritten = builtins.fromTOML withQueues.config.environment.etc."queuectl/config.toml".source.text;
+
   failedAssertions = r: builtins.filter (a: !a.assertion) r.config.assertions;
   # The messages of the failed assertions of a configuration.
   refusals = defined: map (a: a.message) (failedAssertions (eval defined));
@@ -542,6 +559,36 @@ let
     "rejects a setting that is not TOML" = rejects {
       enable = true;
       settings.hook = null;
+    };
+    # -- named queues --
+    "queues become the config's [queues.NAME] tables, every key written" =
+      queuesWritten.queues == {
+        emails = {
+          parallel = 2;
+          paused = false;
+        };
+        reports = {
+          parallel = "none";
+          paused = true;
+        };
+      };
+    "no queues: no [queues] table" = !(defaultsWritten ? queues);
+    "workerQueues gives that instance QUEUECTL_QUEUES, the template none" =
+      withQueues.config.systemd.services."queuectl-worker@2".environment.QUEUECTL_QUEUES == "emails,reports"
+      && withQueues.config.systemd.services."queuectl-worker@2".overrideStrategy == "asDropin"
+      && !(withQueues.config.systemd.services."queuectl-worker@".environment ? QUEUECTL_QUEUES)
+      && !(withQueues.config.systemd.services ? "queuectl-worker@1");
+    "refuses a queue name the CLI refuses" = refusedWith "queue names" {
+      enable = true;
+      queues."a b".parallel = 1;
+    };
+    "refuses a bad queue in workerQueues" = refusedWith "queue names" {
+      enable = true;
+      workerQueues."1" = [ "x/y" ];
+    };
+    "refuses a workerQueues key that is no instance" = refusedWith "instance numbers" {
+      enable = true;
+      workerQueues.first = [ "emails" ];
     };
     "accepts an integer backoff_base" =
       !(rejects {

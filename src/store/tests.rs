@@ -1729,7 +1729,10 @@ fn four_racing_enqueuers_with_one_unique_key_make_one_job(q: &TestQueue) {
             Some(format!("k{round}").as_str())
         );
     }
-    assert_eq!(store.list(&[], None).unwrap().total, ROUNDS as u64);
+    assert_eq!(
+        store.list(&ListFilter::default(), None).unwrap().total,
+        ROUNDS as u64
+    );
 }
 
 fn skip_returns_the_unfinished_holders_id(q: &TestQueue) {
@@ -1757,7 +1760,7 @@ fn skip_returns_the_unfinished_holders_id(q: &TestQueue) {
         .unwrap();
     assert_eq!(store.get("a").unwrap().state, JobState::Failed);
     holder(&mut store, "d");
-    assert_eq!(store.list(&[], None).unwrap().total, 1);
+    assert_eq!(store.list(&ListFilter::default(), None).unwrap().total, 1);
     // Another key is another job; a skip without a holder creates.
     let other = enqueue_one(&mut store, keyed("e", "other", "skip"), at(4)).unwrap();
     assert_eq!(
@@ -1853,7 +1856,7 @@ fn reject_names_the_holder_and_rolls_back_the_batch(q: &TestQueue) {
         "run waiting",
         "the replace was rolled back"
     );
-    assert_eq!(store.list(&[], None).unwrap().total, 2);
+    assert_eq!(store.list(&ListFilter::default(), None).unwrap().total, 2);
 
     // A key twice in one batch is the input's mistake, whatever the policy.
     let twice = vec![(1, keyed("x", "k9", "skip")), (2, keyed("y", "k9", "skip"))];
@@ -1877,7 +1880,7 @@ fn reject_names_the_holder_and_rolls_back_the_batch(q: &TestQueue) {
         matches!(err, Error::Database { .. } | Error::Postgres { .. }),
         "{err:?}"
     );
-    assert_eq!(store.list(&[], None).unwrap().total, 2);
+    assert_eq!(store.list(&ListFilter::default(), None).unwrap().total, 2);
 }
 
 fn a_finished_job_frees_its_key(q: &TestQueue) {
@@ -1975,7 +1978,9 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
     done.sort();
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(done.contains(&"plain".to_string()), "{done:?}");
-    let waiting = store.list(&[JobState::Pending], None).unwrap();
+    let waiting = store
+        .list(&ListFilter::states(&[JobState::Pending]), None)
+        .unwrap();
     assert_eq!(waiting.total, 2);
 }
 mod queues;

@@ -204,3 +204,20 @@ fn queue_names_and_limits_are_checked() {
     let unset = env.json(&["queue", "set", "slow", "--parallel", "none"]);
     assert_eq!(unset["parallel"], serde_json::Value::Null);
 }
+
+/// `worker start --queues` (process supervisor here; systemd instances get
+/// a drop-in instead, see `units::queues_drop_in`): the started workers
+/// serve those queues only.
+#[test]
+fn workers_started_with_queues_serve_only_them() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.enqueue(r#"{"id":"mine","queue":"emails","command":"true"}"#);
+    env.enqueue(r#"{"id":"other","command":"true"}"#);
+    let report = env.json(&["worker", "start", "--count", "1", "--queues", "emails"]);
+    assert_eq!(report["started"], serde_json::json!(["1"]), "{report}");
+    env.wait_for_state("mine", "completed", WAIT);
+    // Serving every queue, the worker would have claimed `other` in the
+    // transaction that recorded `mine`.
+    assert_eq!(env.state("other"), "pending");
+}
