@@ -3,6 +3,7 @@
 //! clock or the network: time is passed in, so every rule is testable with
 //! plain tables of cases.
 
+pub mod calendar;
 pub mod duration;
 pub mod echo;
 pub mod environment;

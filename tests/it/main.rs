@@ -5,6 +5,7 @@ mod support;
 
 mod bench;
 mod bulk;
+mod calendar;
 mod chaos;
 mod cli;
 mod completion;
