@@ -10,6 +10,7 @@ pub mod environment;
 pub mod job;
 pub mod policy;
 pub mod queue;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod unique;

@@ -2,8 +2,10 @@
 //! driving `systemctl`. Everything here degrades to doing nothing where
 //! systemd is absent; nothing here decides what a worker does.
 
+pub mod calendar;
 pub mod notify;
 pub mod systemctl;
+pub mod timers;
 pub mod units;
 
 /// The systemd service this process runs as (`queuectl-worker@3.service`),

@@ -31,7 +31,7 @@ pub fn instance_number(unit: &str) -> Option<u32> {
 
 /// The unit files with `ExecStart` pointing at `binary`.
 pub fn render(binary: &Path) -> Vec<(&'static str, String)> {
-    let exe = quote_unit_word(&escape_unit_value(&binary.display().to_string()));
+    let exe = exec_word(binary);
     vec![
         (
             WORKER_TEMPLATE,
@@ -39,6 +39,11 @@ pub fn render(binary: &Path) -> Vec<(&'static str, String)> {
         ),
         (TARGET, TARGET_TEXT.to_owned()),
     ]
+}
+
+/// `binary` as the first word of an `ExecStart=` line.
+pub(crate) fn exec_word(binary: &Path) -> String {
+    quote_unit_word(&escape_unit_value(&binary.display().to_string()))
 }
 
 /// A command-line word for ExecStart: double-quoted (so a path with spaces
@@ -54,12 +59,21 @@ fn quote_unit_word(word: &str) -> String {
 }
 
 /// `%` starts a specifier in unit files.
-fn escape_unit_value(text: &str) -> String {
+pub(crate) fn escape_unit_value(text: &str) -> String {
     text.replace('%', "%%")
 }
 
 /// A drop-in setting the workers' `QUEUECTL_CONFIG` and `QUEUECTL_DB`.
 pub fn paths_drop_in(config: &Path, db: &Path) -> String {
+    format!(
+        "# Written by `queuectl worker start`: the workers use the same config and\n# database as the CLI that started them.\n[Service]\n{}",
+        environment_lines(config, db)
+    )
+}
+
+/// `Environment=` lines of a `[Service]` section setting `QUEUECTL_CONFIG`
+/// and `QUEUECTL_DB`, so the service uses this CLI's queue.
+pub(crate) fn environment_lines(config: &Path, db: &Path) -> String {
     let quoted = |name: &str, path: &Path| {
         let value = escape_unit_value(&path.to_string_lossy())
             .replace('\\', "\\\\")
@@ -67,7 +81,7 @@ pub fn paths_drop_in(config: &Path, db: &Path) -> String {
         format!("Environment=\"{name}={value}\"\n")
     };
     format!(
-        "# Written by `queuectl worker start`: the workers use the same config and\n# database as the CLI that started them.\n[Service]\n{}{}",
+        "{}{}",
         quoted("QUEUECTL_CONFIG", config),
         quoted("QUEUECTL_DB", db)
     )
