@@ -23,6 +23,8 @@ pub enum Error {
     Invalid(String),
     #[error("job '{}' not found", crate::domain::echo::shown(.0))]
     NotFound(String),
+    #[error("schedule '{}' not found", crate::domain::echo::shown(.0))]
+    ScheduleNotFound(String),
     /// The operation does not apply to the job in its current state.
     #[error("{0}")]
     Conflict(String),
@@ -122,7 +124,10 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Invalid(_) => 2,
-            Error::NotFound(_) | Error::NoQueue(_) | Error::NoAttempt { .. } => 3,
+            Error::NotFound(_)
+            | Error::ScheduleNotFound(_)
+            | Error::NoQueue(_)
+            | Error::NoAttempt { .. } => 3,
             Error::Conflict(_) => 4,
             Error::NotAllActed { missing, .. } => {
                 if *missing {

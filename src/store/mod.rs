@@ -18,6 +18,7 @@
 mod common;
 mod location;
 pub mod postgres;
+pub mod schedules;
 pub mod selection;
 pub mod sqlite;
 mod types;
@@ -243,6 +244,34 @@ pub trait Backend: Send {
     /// workers learn of it (a resumed or widened queue may have work for
     /// them; on PostgreSQL a NOTIFY in the same transaction).
     fn configure_queue(&mut self, name: &QueueName, change: &QueueChange) -> Result<QueueRow>;
+
+    // ----- schedules -----
+
+    /// Adds a schedule; with `replace`, an existing one of that name is
+    /// changed instead (keeping its last job), else that is a
+    /// [`Conflict`](Error::Conflict). A `workers` schedule's first elapse
+    /// counts from the database's clock.
+    fn add_schedule(&mut self, schedule: &schedules::NewSchedule, replace: bool) -> Result<()>;
+    /// Deletes a schedule's row (its jobs stay); whether there was one.
+    fn remove_schedule(&mut self, name: &str) -> Result<bool>;
+    /// Every schedule by name, each with its last job's state.
+    fn schedules(&mut self) -> Result<Vec<schedules::ScheduleRow>>;
+    /// Enqueues a schedule's job now by its overlap policy (a timer's
+    /// service, `schedule run`), in one transaction with the row's
+    /// `last_job_id`. Idle workers learn of it as after `enqueue`.
+    fn fire_schedule(&mut self, name: &str, defaults: &JobDefaults) -> Result<schedules::Fired>;
+    /// The fallback's pass: every `workers` schedule that is due fires
+    /// once per elapse, however many workers on however many hosts call
+    /// this at once (a compare-and-set on `next_elapse_at`, committed with
+    /// the enqueue). An elapse missed by more than `catch_up_after` fires
+    /// only if the schedule is `persistent`. Returns what this caller fired.
+    fn fire_due_schedules(
+        &mut self,
+        catch_up_after: Duration,
+        defaults: &JobDefaults,
+    ) -> Result<Vec<schedules::Fired>>;
+    /// How long until the next `workers` schedule is due (zero when past).
+    fn next_schedule_in(&mut self) -> Result<Option<Duration>>;
 
     // ----- moving a queue -----
 

@@ -1984,3 +1984,5 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
     assert_eq!(waiting.total, 2);
 }
 mod queues;
+
+mod schedules;

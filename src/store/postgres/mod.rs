@@ -23,6 +23,7 @@ mod listen;
 mod queues;
 mod reads;
 mod rows;
+mod schedules;
 mod schema;
 mod scratch;
 mod session;
@@ -258,6 +259,52 @@ impl Backend for PgStore {
     fn configure_queue(&mut self, name: &QueueName, change: &QueueChange) -> Result<QueueRow> {
         self.session
             .transaction(|sql| queues::configure(sql, name, change))
+    }
+
+    fn add_schedule(
+        &mut self,
+        schedule: &super::schedules::NewSchedule,
+        replace: bool,
+    ) -> Result<()> {
+        self.session
+            .transaction(|sql| schedules::add(sql, schedule, replace))
+    }
+
+    fn remove_schedule(&mut self, name: &str) -> Result<bool> {
+        self.session.run(|sql| schedules::remove(sql, name))
+    }
+
+    fn schedules(&mut self) -> Result<Vec<super::schedules::ScheduleRow>> {
+        self.session.run(schedules::list)
+    }
+
+    fn fire_schedule(
+        &mut self,
+        name: &str,
+        defaults: &JobDefaults,
+    ) -> Result<super::schedules::Fired> {
+        self.session
+            .transaction(|sql| schedules::fire_now(sql, name, defaults))
+    }
+
+    fn fire_due_schedules(
+        &mut self,
+        catch_up_after: Duration,
+        defaults: &JobDefaults,
+    ) -> Result<Vec<super::schedules::Fired>> {
+        let (due, now) = self.session.run(schedules::due)?;
+        let mut fired = Vec::new();
+        for row in &due {
+            let one = self.session.transaction(|sql| {
+                schedules::fire_due_row(sql, row, now, catch_up_after, defaults)
+            })?;
+            fired.extend(one);
+        }
+        Ok(fired)
+    }
+
+    fn next_schedule_in(&mut self) -> Result<Option<Duration>> {
+        self.session.run(schedules::next_due_in)
     }
 
     fn export(&mut self) -> Result<Vec<JobRecord>> {

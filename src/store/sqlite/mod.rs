@@ -8,6 +8,7 @@
 mod claims;
 mod fixture;
 mod queues;
+mod schedules;
 mod unique;
 mod wal;
 
@@ -1115,6 +1116,42 @@ impl Backend for SqliteStore {
             last_minute,
             last_hour,
         ))
+    }
+
+    fn add_schedule(
+        &mut self,
+        schedule: &super::schedules::NewSchedule,
+        replace: bool,
+    ) -> Result<()> {
+        self.add_schedule_row(schedule, replace)
+    }
+
+    fn remove_schedule(&mut self, name: &str) -> Result<bool> {
+        self.remove_schedule_row(name)
+    }
+
+    fn schedules(&mut self) -> Result<Vec<super::schedules::ScheduleRow>> {
+        self.schedule_rows()
+    }
+
+    fn fire_schedule(
+        &mut self,
+        name: &str,
+        defaults: &JobDefaults,
+    ) -> Result<super::schedules::Fired> {
+        self.fire_now(name, defaults)
+    }
+
+    fn fire_due_schedules(
+        &mut self,
+        catch_up_after: Duration,
+        defaults: &JobDefaults,
+    ) -> Result<Vec<super::schedules::Fired>> {
+        self.fire_due(catch_up_after, defaults)
+    }
+
+    fn next_schedule_in(&mut self) -> Result<Option<Duration>> {
+        self.next_schedule_due_in()
     }
 
     fn export(&mut self) -> Result<Vec<JobRecord>> {
