@@ -2,7 +2,7 @@
 //! flags, enqueued through the same validation as a JSON job.
 
 use super::Context;
-use super::args::AddArgs;
+use super::args::{AddArgs, NewJobArgs};
 use super::enqueue::submit;
 use super::job_fields::flag_error;
 use queuectl::domain::echo;
@@ -12,19 +12,10 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
-    let mut fields = Map::new();
-    fields.insert("command".into(), command_line(&args.command)?.into());
+    let mut fields = args.job.fields_of(&args.command)?;
     if let Some(id) = args.id {
         fields.insert("id".into(), id.into());
     }
-    args.fields.insert_into(&mut fields)?;
-    if !args.env.is_empty() {
-        fields.insert("env".into(), environment(&args.env)?);
-    }
-    if let Some(env_file) = args.env_file {
-        fields.insert("env_file".into(), env_file.into());
-    }
-    fields.insert("cwd".into(), working_dir(args.cwd)?.into());
     if let Some(key) = args.unique_key {
         fields.insert("unique_key".into(), key.into());
     }
@@ -37,6 +28,24 @@ pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
         Error::Input(err) => flag_error(err, "COMMAND"),
         other => other,
     })
+}
+
+impl NewJobArgs {
+    /// The job's JSON fields: `command` from the words after `--`, the
+    /// others from the flags, `cwd` the current directory unless given.
+    pub fn fields_of(&self, command: &[String]) -> Result<Map<String, Value>> {
+        let mut fields = Map::new();
+        fields.insert("command".into(), command_line(command)?.into());
+        self.fields.insert_into(&mut fields)?;
+        if !self.env.is_empty() {
+            fields.insert("env".into(), environment(&self.env)?);
+        }
+        if let Some(env_file) = &self.env_file {
+            fields.insert("env_file".into(), env_file.as_str().into());
+        }
+        fields.insert("cwd".into(), working_dir(self.cwd.clone())?.into());
+        Ok(fields)
+    }
 }
 
 /// The words after `--` as one shell command line: a single word as it is

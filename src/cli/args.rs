@@ -295,6 +295,10 @@ output tail travels with it.")]
     /// Named queues: list them, pause and resume them, limit how many of their jobs run at once
     #[command(subcommand, after_help = QUEUE_HELP)]
     Queue(QueueCommand),
+
+    /// Recurring schedules: a job enqueued on a calendar, by a systemd timer or by the workers
+    #[command(subcommand, after_help = SCHEDULE_HELP)]
+    Schedule(ScheduleCommand),
     /// Install or print the systemd unit files
     #[command(
         subcommand,
@@ -346,6 +350,21 @@ Every job waits in a queue (\"default\" unless it names one). A queue without
 settings is unlimited and running. Limits are kept in the queue itself, so they
 hold for every worker of every host; the config's [queues.NAME] tables
 (parallel, paused) are written into the queue by each worker at start.";
+
+const SCHEDULE_HELP: &str = "\
+Examples:
+  queuectl schedule add nightly --on-calendar 'Mon..Fri 02:00' -- ./backup.sh --full
+  queuectl schedule add report --on-calendar daily --persistent --randomized-delay 10m -- make report
+  queuectl schedule add tick --on-calendar '*:0/5' --overlap queue --driver workers -- ./poll.sh
+  queuectl schedule list
+  queuectl schedule run nightly          # enqueue its job now
+  queuectl schedule remove nightly
+
+Calendars are systemd's (man systemd.time, `systemd-analyze calendar EXPR`). Where a
+systemd manager runs (--driver auto), each schedule is a timer and a service,
+queuectl-schedule-NAME.{timer,service}, that enqueues the schedule's job; the job
+itself stays in the queue. Elsewhere (--driver workers) the workers fire it: once
+per elapse across all workers and hosts. See docs/schedules.md.";
 
 const BENCH_HELP: &str = "\
 Examples:
@@ -406,8 +425,30 @@ pub struct JobFields {
     pub queue: Option<String>,
 }
 
-/// `add`'s defaults for the shared job fields: `edit` keeps the job's own
-/// value when a flag is left out, so only `add`'s help names a default.
+/// `add`: a command and its settings as flags.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Job id (letters, digits, '.', '_', '-') [default: a new ULID]
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub job: NewJobArgs,
+    /// At most one unfinished job holds this key (1-200 characters); see --on-duplicate
+    #[arg(long, value_name = "KEY")]
+    pub unique_key: Option<String>,
+    /// When an unfinished job holds the key: reject (exit 4), skip (print the holder's id, exit 0), replace (update the holder while it waits; exit 4 while it runs) [default: reject]
+    #[arg(long, value_name = "POLICY", requires = "unique_key",
+        value_parser = clap::builder::PossibleValuesParser::new(OnDuplicate::NAMES))]
+    pub on_duplicate: Option<String>,
+    /// The command after --: several words are quoted and joined; one word is a shell command line
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A new job's settings as flags, shared by `add` and `schedule add`
+/// (mapped to the job's JSON fields by `job_fields.rs`), with their
+/// defaults named: `edit` keeps the job's own value when a flag is left
+/// out, so only these name a default.
 #[derive(Debug, Args)]
 #[command(
     mut_arg("priority", |arg| with_default(arg, "0")),
@@ -415,10 +456,7 @@ pub struct JobFields {
     mut_arg("timeout", |arg| with_default(arg, "the config's timeout_seconds")),
     mut_arg("queue", |arg| with_default(arg, "default"))
 )]
-pub struct AddArgs {
-    /// Job id (letters, digits, '.', '_', '-') [default: a new ULID]
-    #[arg(long)]
-    pub id: Option<String>,
+pub struct NewJobArgs {
     #[command(flatten)]
     pub fields: JobFields,
     /// A variable for the job, NAME=VALUE (repeatable; values are never shown)
@@ -430,16 +468,6 @@ pub struct AddArgs {
     /// Working directory: an existing directory of this host, stored canonical [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// At most one unfinished job holds this key (1-200 characters); see --on-duplicate
-    #[arg(long, value_name = "KEY")]
-    pub unique_key: Option<String>,
-    /// When an unfinished job holds the key: reject (exit 4), skip (print the holder's id, exit 0), replace (update the holder while it waits; exit 4 while it runs) [default: reject]
-    #[arg(long, value_name = "POLICY", requires = "unique_key",
-        value_parser = clap::builder::PossibleValuesParser::new(OnDuplicate::NAMES))]
-    pub on_duplicate: Option<String>,
-    /// The command after --: several words are quoted and joined; one word is a shell command line
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }
 
 /// An argument's help with `[default: …]` added, for a default the program
@@ -749,6 +777,110 @@ fn queues_arg(text: &str) -> Result<QueuesArg, String> {
 
 #[derive(Clone, Debug)]
 pub struct QueuesArg(pub Vec<queuectl::domain::QueueName>);
+
+
+pub enum ScheduleCommand {
+    /// Add a schedule: its job is enqueued at every elapse of the calendar
+    #[command(after_help = SCHEDULE_ADD_HELP)]
+    Add(Box<ScheduleAddArgs>),
+    /// Every schedule: its calendar, next elapse (from the systemd manager, or the queue for the workers' schedules), last job and that job's state
+    #[command(after_help = "Examples:\n  queuectl schedule list\n  queuectl schedule list --json   # job env values are never shown: env_keys only")]
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Remove a schedule: its timer and service (only those queuectl wrote) and its row; its jobs stay
+    #[command(after_help = "Examples:\n  queuectl schedule remove nightly")]
+    Remove {
+        /// Schedule name
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Enqueue a schedule's job now, by its overlap policy; prints the job's id
+    #[command(after_help = "Examples:\n  queuectl schedule run nightly\n  queuectl wait \"$(queuectl schedule run nightly)\"")]
+    Run {
+        /// Schedule name
+        name: String,
+    },
+    /// Internal: what a schedule's service runs at each elapse
+    #[command(hide = true)]
+    Fire {
+        /// Schedule name
+        name: String,
+        /// The schedule as JSON (NixOS): its row is written first, marked managed
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+    },
+}
+
+const SCHEDULE_ADD_HELP: &str = "\
+Examples:
+  queuectl schedule add nightly --on-calendar 'Mon..Fri 02:00' -- ./backup.sh --full
+  queuectl schedule add sync --on-calendar hourly --overlap replace --env-file /etc/sync.env -- ./sync.sh
+  queuectl schedule add twice --on-calendar '*-*-* 06:00' --on-calendar '*-*-* 18:00' -- ./report.sh
+  queuectl schedule add tz --on-calendar '09:00 Europe/Berlin' --job '{\"command\":\"./hello.sh\",\"priority\":5}'
+
+--overlap: skip (default) enqueues nothing while the job of an earlier elapse is
+unfinished; replace updates that job while it waits (and skips while it runs); queue
+enqueues anyway (give its queue parallel = 1 to run them one at a time).
+--driver auto uses systemd timers where a systemd manager runs (system scope as root,
+user scope otherwise; user timers need `loginctl enable-linger` to run while logged
+out), else the workers. systemd checks the calendar (systemd-analyze) before anything
+is written. The workers run the documented subset of systemd's calendar: see
+docs/schedules.md. Exit 4: the name exists (use --replace) or its unit files are not
+queuectl's.";
+
+/// `schedule add`'s options. A schedule's job runs at each elapse: the
+/// shared --delay and --at are hidden here (and refused).
+#[derive(Debug, Args)]
+#[command(mut_arg("delay", |arg| arg.hide(true)), mut_arg("at", |arg| arg.hide(true)))]
+pub struct ScheduleAddArgs {
+    /// Schedule name: letters, digits, '_' and '-' (it names the unit files)
+    pub name: String,
+    /// When, as a systemd calendar event ('Mon..Fri 02:00', daily, '*:0/15'); repeatable
+    #[arg(long, required = true, value_name = "EXPR")]
+    pub on_calendar: Vec<String>,
+    /// What an elapse does while the job of an earlier one is unfinished
+    #[arg(long, value_enum, default_value_t = OverlapArg::Skip)]
+    pub overlap: OverlapArg,
+    /// Fire once after downtime for an elapse that was missed
+    #[arg(long)]
+    pub persistent: bool,
+    /// Delay each elapse by a random time up to this (30s, 5m, 1h)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub randomized_delay: Option<std::time::Duration>,
+    /// Who fires it: systemd timers, the workers, or auto (systemd where a manager runs)
+    #[arg(long, value_enum, default_value_t = DriverArg::Auto)]
+    pub driver: DriverArg,
+    /// Replace a schedule of the same name
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub job: NewJobArgs,
+    /// The job as JSON (the fields of `enqueue`, without id, run_at and delay) instead of flags and COMMAND
+    #[arg(long = "job", value_name = "JSON", conflicts_with_all = ["command", "priority", "retries", "timeout", "env", "env_file", "cwd"])]
+    pub job_json: Option<String>,
+    /// The command after --: several words are quoted and joined; one word is a shell command line
+    #[arg(last = true, required_unless_present = "job_json", value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OverlapArg {
+    Skip,
+    Queue,
+    Replace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    Auto,
+    Systemd,
+    Workers,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum UnitsCommand {

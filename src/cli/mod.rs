@@ -22,6 +22,7 @@ mod output_place;
 mod purge;
 mod queue;
 mod restart;
+mod schedule;
 mod show;
 mod status;
 mod units;
@@ -126,6 +127,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(command) => config::run(&ctx, command),
         Command::Worker(command) => worker::run(&ctx, command),
         Command::Queue(command) => queue::run(&ctx, command),
+
+        Command::Schedule(command) => schedule::run(&ctx, command),
         Command::Units(command) => units::run(&ctx, command),
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Bench(_) => unreachable!("handled above"),

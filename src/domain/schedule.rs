@@ -145,16 +145,22 @@ pub fn parse_calendars(exprs: &[String]) -> Result<Vec<Calendar>, String> {
 }
 
 /// Validates a schedule's job template: a job as `enqueue` takes it, minus
-/// the fields each elapse sets (`run_at`, `delay`) or that would collide
-/// across elapses (`id`).
+/// the fields each elapse sets (`run_at`, `delay`; the overlap policy's
+/// `unique_key`, `on_duplicate`) or that would collide across elapses (`id`).
 pub fn job_template(value: &Value) -> Result<NewJob, InputError> {
     if let Value::Object(map) = value {
-        for field in ["run_at", "delay", "id"] {
+        for (field, why) in [
+            ("run_at", "each elapse sets when it runs"),
+            ("delay", "each elapse sets when it runs"),
+            ("id", "each elapse makes a new job"),
+            ("unique_key", "--overlap sets it"),
+            ("on_duplicate", "--overlap sets it"),
+        ] {
             if map.contains_key(field) {
                 return Err(InputError {
                     line: None,
                     field: Some(field.into()),
-                    message: "is not allowed in a schedule's job (each elapse sets when it runs; ids would repeat)".into(),
+                    message: format!("is not allowed in a schedule's job ({why})"),
                 });
             }
         }
@@ -205,7 +211,7 @@ mod tests {
     fn a_job_template_has_no_time_or_id() {
         let ok = serde_json::json!({"command": "echo hi", "priority": 3});
         assert_eq!(job_template(&ok).unwrap().priority, 3);
-        for field in ["run_at", "delay", "id"] {
+        for field in ["run_at", "delay", "id", "unique_key", "on_duplicate"] {
             let mut bad = serde_json::json!({"command": "echo hi"});
             bad[field] = "x".into();
             let err = job_template(&bad).unwrap_err();
