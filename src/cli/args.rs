@@ -778,13 +778,15 @@ fn queues_arg(text: &str) -> Result<QueuesArg, String> {
 #[derive(Clone, Debug)]
 pub struct QueuesArg(pub Vec<queuectl::domain::QueueName>);
 
-
+#[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Add a schedule: its job is enqueued at every elapse of the calendar
     #[command(after_help = SCHEDULE_ADD_HELP)]
     Add(Box<ScheduleAddArgs>),
     /// Every schedule: its calendar, next elapse (from the systemd manager, or the queue for the workers' schedules), last job and that job's state
-    #[command(after_help = "Examples:\n  queuectl schedule list\n  queuectl schedule list --json   # job env values are never shown: env_keys only")]
+    #[command(
+        after_help = "Examples:\n  queuectl schedule list\n  queuectl schedule list --json   # job env values are never shown: env_keys only"
+    )]
     List {
         #[command(flatten)]
         scope: ScopeArgs,
@@ -798,7 +800,9 @@ pub enum ScheduleCommand {
         scope: ScopeArgs,
     },
     /// Enqueue a schedule's job now, by its overlap policy; prints the job's id
-    #[command(after_help = "Examples:\n  queuectl schedule run nightly\n  queuectl wait \"$(queuectl schedule run nightly)\"")]
+    #[command(
+        after_help = "Examples:\n  queuectl schedule run nightly\n  queuectl wait \"$(queuectl schedule run nightly)\""
+    )]
     Run {
         /// Schedule name
         name: String,
@@ -864,7 +868,11 @@ pub struct ScheduleAddArgs {
     #[arg(long = "job", value_name = "JSON", conflicts_with_all = ["command", "priority", "retries", "timeout", "env", "env_file", "cwd"])]
     pub job_json: Option<String>,
     /// The command after --: several words are quoted and joined; one word is a shell command line
-    #[arg(last = true, required_unless_present = "job_json", value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "job_json",
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 

@@ -209,7 +209,8 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 item["next_elapse"] = serde_json::to_value(next_elapse).expect("a time serializes");
                 item["timer_on_host"] = on_host.into();
                 if let Some(state) = states.get(&row.name) {
-                    item["last_trigger"] = serde_json::to_value(state.last_trigger).expect("a time serializes");
+                    item["last_trigger"] =
+                        serde_json::to_value(state.last_trigger).expect("a time serializes");
                 }
                 item
             })
@@ -229,7 +230,9 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 Next::OnHost(host) => format!("on host {host}"),
                 Next::NoTimer => "no timer loaded".into(),
             };
-            let state = row.last_job_state.map_or("-".into(), |s| s.as_str().to_owned());
+            let state = row
+                .last_job_state
+                .map_or("-".into(), |s| s.as_str().to_owned());
             [
                 row.name.clone(),
                 echo::shown(&row.on_calendar.join("; ")),
@@ -241,7 +244,14 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         })
         .collect();
     let (header, lines) = table(
-        ["NAME", "CALENDAR", "NEXT", "LAST JOB", "STATE", "DRIVER, OVERLAP"],
+        [
+            "NAME",
+            "CALENDAR",
+            "NEXT",
+            "LAST JOB",
+            "STATE",
+            "DRIVER, OVERLAP",
+        ],
         [false; 6],
         &cells,
     );
@@ -264,7 +274,10 @@ enum Next {
 fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {
     let name = name_of(text)?;
     let mut store = ctx.store(OpenMode::Existing)?;
-    let row = store.schedules()?.into_iter().find(|r| r.name == name.as_str());
+    let row = store
+        .schedules()?
+        .into_iter()
+        .find(|r| r.name == name.as_str());
     if let Some(row) = &row {
         if row.managed {
             return Err(Error::Conflict(format!(
@@ -277,7 +290,12 @@ fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {
             )));
         }
     }
-    let units = timers::uninstall(&Systemctl { scope: scope.scope() }, &name)?;
+    let units = timers::uninstall(
+        &Systemctl {
+            scope: scope.scope(),
+        },
+        &name,
+    )?;
     let removed = store.remove_schedule(name.as_str())?;
     if !removed && !units {
         return Err(Error::ScheduleNotFound(name.to_string()));

@@ -153,10 +153,12 @@ pub fn install(
 /// Stops and removes the schedule's units (only queuectl's); returns
 /// whether there were any.
 pub fn uninstall(systemctl: &Systemctl, name: &ScheduleName) -> Result<bool> {
-    refuse_managed()?;
     let dir = systemctl.scope.unit_dir();
     match owner(&dir, name)? {
         Owner::Absent => return Ok(false),
+        _ if crate::supervisor::systemd::units_managed() => {
+            return refuse_managed().map(|()| false);
+        }
         Owner::Other(path) => {
             return Err(Error::Conflict(format!(
                 "{path} was not written by `queuectl schedule add` for '{name}'; leaving it alone"
@@ -195,17 +197,43 @@ pub struct TimerState {
 /// Every loaded schedule timer of the scope's manager, by schedule name.
 pub fn timer_states(systemctl: &Systemctl) -> Result<BTreeMap<String, TimerState>> {
     let pattern = format!("{UNIT_PREFIX}*.timer");
-    let text = systemctl.run(&[
-        "show",
-        "--timestamp=unix",
-        "--property=Id,NextElapseUSecRealtime,LastTriggerUSec",
-        &pattern,
-    ])?;
-    Ok(parse_show(&text))
+    let out = systemctl
+        .command()
+        .args([
+            "show",
+            "--timestamp=unix",
+            "--property=Id,NextElapseUSecRealtime,LastTriggerUSec",
+            &pattern,
+        ])
+        // systemd 252 ignores --timestamp=unix for these properties and
+        // prints local times: make them UTC.
+        .env("TZ", "UTC")
+        .output()
+        .map_err(|e| Error::io("cannot run systemctl", e))?;
+    if !out.status.success() {
+        return Err(Error::Supervisor(format!(
+            "systemctl show {pattern} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// `systemctl show` blocks (`Key=value` lines, blank lines between units)
-/// with `--timestamp=unix` times (`@SECONDS`; empty or `n/a` when none).
+/// A time as `systemctl show` prints it: `@SECONDS` (`--timestamp=unix`)
+/// or `Tue 2026-12-01 03:17:00 UTC`; `None` when empty or `n/a`.
+fn shown_time(value: &str) -> Option<Timestamp> {
+    if let Some(seconds) = value.strip_prefix('@') {
+        let seconds: i64 = seconds.trim().parse().ok()?;
+        return Timestamp::from_second(seconds).ok().filter(|_| seconds > 0);
+    }
+    let words: Vec<&str> = value.split_whitespace().collect();
+    match words.as_slice() {
+        [_, date, time, "UTC"] => format!("{date}T{time}Z").parse().ok(),
+        _ => None,
+    }
+}
+
+/// `systemctl show` blocks (`Key=value` lines, blank lines between units).
 fn parse_show(text: &str) -> BTreeMap<String, TimerState> {
     let mut states = BTreeMap::new();
     for block in text.split("\n\n") {
@@ -219,10 +247,7 @@ fn parse_show(text: &str) -> BTreeMap<String, TimerState> {
         else {
             continue;
         };
-        let time = |key: &str| {
-            let seconds: i64 = props.get(key)?.strip_prefix('@')?.trim().parse().ok()?;
-            Timestamp::from_second(seconds).ok().filter(|_| seconds > 0)
-        };
+        let time = |key: &str| shown_time(props.get(key)?);
         states.insert(
             name.to_owned(),
             TimerState {
@@ -307,7 +332,7 @@ mod tests {
 
     #[test]
     fn show_output_gives_each_timers_times() {
-        let text = "Id=queuectl-schedule-a.timer\nNextElapseUSecRealtime=@1800000000\nLastTriggerUSec=n/a\n\nId=queuectl-schedule-b.timer\nNextElapseUSecRealtime=\nLastTriggerUSec=@1799999990\n";
+        let text = "Id=queuectl-schedule-a.timer\nNextElapseUSecRealtime=@1800000000\nLastTriggerUSec=n/a\n\nNextElapseUSecRealtime=\nLastTriggerUSec=Fri 2027-01-15 07:59:50 UTC\nId=queuectl-schedule-b.timer\n";
         let states = parse_show(text);
         assert_eq!(
             states["a"],

@@ -1,6 +1,7 @@
 //! A worker's background duties, each on its own timer: rescuing jobs whose
 //! lease expired, its own heartbeat, retention cleanup of finished jobs (rows
-//! and log files), and forgetting workers long silent. `run_once` does one
+//! and log files), forgetting workers long silent, and firing the schedules
+//! driven by the workers (the store decides which worker fires an elapse). `run_once` does one
 //! pass and reports what it did; the worker loop only ticks it.
 
 use crate::config::Config;
@@ -8,7 +9,8 @@ use crate::domain::RetryPolicy;
 use crate::error::Result;
 use crate::paths::StateDir;
 use crate::runner::contain::{self, AttemptCgroup};
-use crate::store::{BulkAction, BulkOutcome, HeldAttempt, Holder, Selection, Store};
+use crate::store::schedules::Fired;
+use crate::store::{BulkAction, BulkOutcome, HeldAttempt, Holder, JobDefaults, Selection, Store};
 use std::time::{Duration, Instant};
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -18,6 +20,7 @@ pub struct Report {
     pub rescued: Vec<String>,
     pub purged: usize,
     pub forgotten_workers: usize,
+    pub fired: Vec<Fired>,
 }
 
 pub struct Maintenance {
@@ -30,6 +33,12 @@ pub struct Maintenance {
     forget_after: Duration,
     next_tick: Instant,
     next_retention: Instant,
+    /// When the workers' schedules are looked at next: the next elapse,
+    /// or the next tick (a schedule added meanwhile).
+    next_schedules: Instant,
+    defaults: JobDefaults,
+    /// An elapse missed by longer than this fires only if persistent.
+    catch_up_after: Duration,
 }
 
 impl Maintenance {
@@ -48,13 +57,26 @@ impl Maintenance {
             forget_after: (config.lease() * 10).max(Duration::from_secs(3600)),
             next_tick: now,
             next_retention: now,
+            next_schedules: now,
+            defaults: JobDefaults {
+                max_retries: config.max_retries,
+                timeout_seconds: config.timeout_seconds,
+            },
+            catch_up_after: config.lease(),
         }
+    }
+
+    /// Brings the schedules' pass forward to `until` from now (the next
+    /// elapse, as the store says).
+    pub fn schedules_due_in(&mut self, until: Duration) {
+        self.next_schedules = self.next_schedules.min(Instant::now() + until);
     }
 
     /// How long until the next duty is due.
     pub fn until_due(&self) -> Duration {
         self.next_tick
             .min(self.next_retention)
+            .min(self.next_schedules)
             .saturating_duration_since(Instant::now())
     }
 
@@ -64,6 +86,9 @@ impl Maintenance {
     /// records for `queuectl status` on every host.
     pub fn run_if_due(&mut self, store: &mut Store, status: &str) {
         let instant = Instant::now();
+        if instant >= self.next_schedules {
+            self.fire_schedules(store);
+        }
         if instant < self.next_tick && instant < self.next_retention {
             return;
         }
@@ -81,7 +106,36 @@ impl Maintenance {
 
     /// Every duty, once.
     pub fn run_once(&mut self, store: &mut Store) -> Result<Report> {
-        self.run(store, "idle", true)
+        let mut report = self.run(store, "idle", true)?;
+        report.fired = self.fire_due(store)?;
+        Ok(report)
+    }
+
+    /// The schedules' pass, then the next one planned: at the next elapse,
+    /// at the latest a tick from now.
+    fn fire_schedules(&mut self, store: &mut Store) {
+        let fired = self.fire_due(store).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "firing the schedules failed");
+            Vec::new()
+        });
+        for fire in &fired {
+            tracing::info!(schedule = %fire.schedule, elapse = ?fire.elapse, outcome = ?fire.outcome, "schedule fired");
+        }
+        let until = match store.next_schedule_in() {
+            Ok(Some(until)) => until.min(self.every),
+            _ => self.every,
+        };
+        self.next_schedules = Instant::now() + until;
+    }
+
+    /// Fires every workers-driven schedule that is due (once per elapse
+    /// across all workers: the store decides) and wakes the workers here.
+    fn fire_due(&mut self, store: &mut Store) -> Result<Vec<Fired>> {
+        let fired = store.fire_due_schedules(self.catch_up_after, &self.defaults)?;
+        if fired.iter().any(|f| f.outcome.job_id().is_some()) {
+            crate::wakeup::wake_workers(&self.state.wake());
+        }
+        Ok(fired)
     }
 
     fn run(&mut self, store: &mut Store, status: &str, with_retention: bool) -> Result<Report> {

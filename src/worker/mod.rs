@@ -540,6 +540,10 @@ impl Worker {
             Err(e) if e.is_unreachable() => {}
             Err(e) => return Err(e),
         }
+        // A schedule the workers fire may be due before the next tick.
+        if let Ok(Some(until)) = self.store.next_schedule_in() {
+            self.maintenance.schedules_due_in(until);
+        }
         Ok(now + wait)
     }
 

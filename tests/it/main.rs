@@ -28,6 +28,8 @@ mod pg_harness;
 mod pg_hosts;
 mod queues;
 mod readme;
+mod schedule_fallback;
+mod schedules;
 mod secrets;
 mod slots;
 mod supervisor;

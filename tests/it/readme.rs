@@ -200,6 +200,14 @@ const COMMANDS: &[(&str, Option<&str>)] = &[
     ("queue set", Some("queue set emails --parallel 2")),
     ("queue pause", Some("queue pause emails")),
     ("queue resume", Some("queue resume emails")),
+
+    (
+        "schedule add",
+        Some("schedule add nightly --driver workers --on-calendar daily -- true"),
+    ),
+    ("schedule list", Some("schedule list")),
+    ("schedule run", Some("schedule run nightly")),
+    ("schedule remove", Some("schedule remove nightly")),
     ("worker run", None),
     ("worker start", None),
     ("units install", None),

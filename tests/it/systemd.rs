@@ -19,13 +19,13 @@ const WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_CONFIG: &str = "lease_seconds = 3\nbackoff_max_seconds = 0\nkill_grace_seconds = 1\n";
 
 /// A queue whose workers are `queuectl-worker@N.service` of a private user manager.
-struct SystemdQueue {
-    sd: PrivateSystemd,
+pub(crate) struct SystemdQueue {
+    pub(crate) sd: PrivateSystemd,
     root: tempfile::TempDir,
 }
 
 impl SystemdQueue {
-    fn start() -> Option<SystemdQueue> {
+    pub(crate) fn start() -> Option<SystemdQueue> {
         Self::with_config(DEFAULT_CONFIG)
     }
 
@@ -41,12 +41,12 @@ impl SystemdQueue {
         Some(SystemdQueue { sd, root })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
     }
 
     /// The CLI inside the namespace, on this queue.
-    fn cli(&self) -> std::process::Command {
+    pub(crate) fn cli(&self) -> std::process::Command {
         let mut cmd = self.sd.command(binary().to_str().unwrap());
         cmd.env("QUEUECTL_DB", self.path("state/queue.db"))
             .env("QUEUECTL_CONFIG", self.path("config.toml"));
@@ -66,11 +66,11 @@ impl SystemdQueue {
         Some(cmd)
     }
 
-    fn q(&self, args: &[&str]) -> Output {
+    pub(crate) fn q(&self, args: &[&str]) -> Output {
         self.cli().args(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.q(args);
         assert!(
             out.status.success(),
@@ -82,13 +82,13 @@ impl SystemdQueue {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
-    fn state(&self, id: &str) -> String {
+    pub(crate) fn state(&self, id: &str) -> String {
         self.json(&["show", id])["state"]
             .as_str()
             .unwrap()

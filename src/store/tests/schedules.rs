@@ -139,8 +139,8 @@ fn two_stores_racing_one_elapse_enqueue_once(q: &TestQueue) {
         })
         .collect();
     let fired: Vec<Vec<Vec<_>>> = racers.into_iter().map(|t| t.join().unwrap()).collect();
-    for round in 0..ROUNDS as usize {
-        let both: Vec<_> = fired[0][round].iter().chain(&fired[1][round]).collect();
+    for (round, (first, second)) in fired[0].iter().zip(&fired[1]).enumerate() {
+        let both: Vec<_> = first.iter().chain(second).collect();
         assert_eq!(both.len(), 1, "round {round}: {both:?}");
         assert_eq!(both[0].elapse, Some(at(10 * (round as i64 + 1))));
     }
