@@ -64,7 +64,7 @@ fn a_timer_a_few_seconds_ahead_fires_and_enqueues_exactly_once() {
     };
     // One elapse only: a date and a time, a few seconds from now.
     let at = Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(6))
+        .checked_add(jiff::SignedDuration::from_secs(10))
         .unwrap();
     let calendar = at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
     add(
