@@ -9,6 +9,7 @@ use crate::systemd::SystemdQueue;
 use jiff::Timestamp;
 use queuectl::domain::calendar::Calendar;
 use serde_json::Value;
+use std::process::Child;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -49,6 +50,15 @@ fn add(q: &SystemdQueue, name: &str, args: &[&str]) {
     );
 }
 
+/// A schedule elapsing every two seconds, running `command`.
+fn every_two_seconds(q: &SystemdQueue, name: &str, flags: &[&str], command: &[&str]) {
+    add(
+        q,
+        name,
+        &[flags, &["--on-calendar", "*:*:0/2", "--"], command].concat(),
+    );
+}
+
 /// How many times the schedule's service has run to its end.
 fn fires(q: &SystemdQueue, name: &str) -> usize {
     q.sd.unit_log(&service(name))
@@ -57,15 +67,37 @@ fn fires(q: &SystemdQueue, name: &str) -> usize {
         .count()
 }
 
+/// A worker inside the harness's namespace, killed when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(q: &SystemdQueue) -> Worker {
+        let log = std::fs::File::create(q.path("worker.log")).unwrap();
+        Worker(
+            q.cli()
+                .args(["worker", "run", "--name", "w1"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_timer_a_few_seconds_ahead_fires_and_enqueues_exactly_once() {
     let Some(q) = SystemdQueue::start() else {
         return;
     };
     // One elapse only: a date and a time, a few seconds from now.
-    let at = Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(10))
-        .unwrap();
+    let at = Timestamp::from_second(Timestamp::now().as_second() + 10).unwrap();
     let calendar = at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
     add(
         &q,
@@ -100,22 +132,62 @@ fn a_timer_a_few_seconds_ahead_fires_and_enqueues_exactly_once() {
 }
 
 #[test]
+fn a_second_elapse_while_the_first_job_runs_is_skipped() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    let _worker = Worker::start(&q);
+    every_two_seconds(&q, "slow", &[], &["sleep", "6"]);
+    wait_until("two more elapses while the first job runs", WAIT, || {
+        fires(&q, "slow") >= 3
+    });
+    q.ok(&["schedule", "remove", "slow", "--user"]);
+    let jobs = jobs_of(&q, "slow");
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one job for the elapses while it ran: {jobs:?}"
+    );
+    assert_eq!(jobs[0]["state"], "processing");
+    let log = q.sd.unit_log(&service("slow"));
+    assert!(log.contains("skipped: job"), "{log}");
+}
+
+#[test]
+fn a_second_elapse_while_the_first_job_waits_is_replaced() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    // No worker: the first job waits, and the next elapses update it.
+    every_two_seconds(&q, "fresh", &["--overlap", "replace"], &["echo", "v1"]);
+    wait_until("the first fire", WAIT, || fires(&q, "fresh") >= 1);
+    let first = jobs_of(&q, "fresh");
+    every_two_seconds(
+        &q,
+        "fresh",
+        &["--replace", "--overlap", "replace"],
+        &["echo", "v2"],
+    );
+    let before = fires(&q, "fresh");
+    wait_until("two more elapses", WAIT, || {
+        fires(&q, "fresh") >= before + 2
+    });
+    q.ok(&["schedule", "remove", "fresh", "--user"]);
+    let jobs = jobs_of(&q, "fresh");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["id"], first[0]["id"]);
+    assert_eq!(
+        jobs[0]["command"], "echo v2",
+        "the waiting job took the new template"
+    );
+}
+
+#[test]
 fn a_second_elapse_with_overlap_queue_enqueues_another() {
     let Some(q) = SystemdQueue::start() else {
         return;
     };
-    add(
-        &q,
-        "each",
-        &[
-            "--overlap",
-            "queue",
-            "--on-calendar",
-            "*:*:0/2",
-            "--",
-            "true",
-        ],
-    );
+    every_two_seconds(&q, "each", &["--overlap", "queue"], &["true"]);
     wait_until("three elapses", WAIT, || fires(&q, "each") >= 3);
     q.ok(&["schedule", "remove", "each", "--user"]);
     let fired = fires(&q, "each");
