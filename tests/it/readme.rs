@@ -200,7 +200,6 @@ const COMMANDS: &[(&str, Option<&str>)] = &[
     ("queue set", Some("queue set emails --parallel 2")),
     ("queue pause", Some("queue pause emails")),
     ("queue resume", Some("queue resume emails")),
-
     (
         "schedule add",
         Some("schedule add nightly --driver workers --on-calendar daily -- true"),

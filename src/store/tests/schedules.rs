@@ -197,7 +197,10 @@ fn a_missed_elapse_fires_once_only_when_persistent(q: &TestQueue) {
         .fire_due_schedules(Duration::from_secs(60), &DEFAULTS)
         .unwrap();
     assert!(again.is_empty(), "{again:?}");
-    assert_eq!(store.list(&ListFilter::default(), None).unwrap().jobs.len(), 1);
+    assert_eq!(
+        store.list(&ListFilter::default(), None).unwrap().jobs.len(),
+        1
+    );
     // On time, a schedule fires whether persistent or not.
     let on_time = store
         .at(at(6 * 3600 + 10))
