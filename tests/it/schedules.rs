@@ -308,7 +308,7 @@ fn unsafe_schedule_names_are_refused() {
     let Some(q) = SystemdQueue::start() else {
         return;
     };
-    for name in ["../x", "a.b", "x@y", "a b", "-x", "a%i", ""] {
+    for name in ["../x", "a.b", "x@y", "a b", "a%i", ""] {
         let out = try_add(&q, name, &["--on-calendar", "daily", "--", "true"]);
         assert_eq!(out.status.code(), Some(2), "{name:?}");
         let err = String::from_utf8_lossy(&out.stderr);
