@@ -94,6 +94,8 @@ pub struct NewJob {
     pub unique: Option<Unique>,
     /// The queue it waits in (`default` unless named).
     pub queue: QueueName,
+    /// The jobs that must complete before this one runs (`domain::deps`).
+    pub after: Vec<JobId>,
 }
 
 impl NewJob {
@@ -110,6 +112,7 @@ impl NewJob {
             cwd: None,
             unique: None,
             queue: QueueName::default(),
+            after: Vec::new(),
         }
     }
 }
@@ -147,6 +150,7 @@ impl fmt::Debug for NewJob {
             .field("cwd", &self.cwd)
             .field("unique", &self.unique)
             .field("queue", &self.queue)
+            .field("after", &self.after)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 //! plain tables of cases.
 
 pub mod calendar;
+pub mod deps;
 pub mod duration;
 pub mod echo;
 pub mod environment;

@@ -1,6 +1,7 @@
 //! Parsing job submissions (JSON) into validated [`NewJob`]s, with errors that
 //! name the field and, for batches, the line.
 
+use super::deps::MAX_AFTER;
 use super::duration::parse_duration;
 use super::echo;
 use super::environment::{EnvFileRef, check_var_name};
@@ -9,11 +10,11 @@ use super::queue::QueueName;
 use super::unique::{OnDuplicate, Unique, UniqueKey};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 /// Fields a job object may carry; anything else is rejected.
-pub const FIELDS: [&str; 13] = [
+pub const FIELDS: [&str; 14] = [
     "id",
     "command",
     "priority",
@@ -27,6 +28,7 @@ pub const FIELDS: [&str; 13] = [
     "unique_key",
     "on_duplicate",
     "queue",
+    "after",
 ];
 
 /// Upper bounds that keep arithmetic on them far from overflow.
@@ -42,7 +44,7 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn field(field: &str, message: impl Into<String>) -> InputError {
+    pub(crate) fn field(field: &str, message: impl Into<String>) -> InputError {
         InputError {
             line: None,
             field: Some(field.to_owned()),
@@ -213,6 +215,18 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         })
         .transpose()?;
     let unique = unique_fields(map)?;
+    let after = after_field(map)?;
+    if !after.is_empty()
+        && unique
+            .as_ref()
+            .is_some_and(|u| u.on_duplicate == OnDuplicate::Replace)
+    {
+        // A replaced job keeps its own edges: the new ones would be lost.
+        return Err(InputError::field(
+            "on_duplicate",
+            "replace cannot be combined with after (the job replaced keeps its own dependencies)",
+        ));
+    }
     Ok(NewJob {
         id,
         command,
@@ -225,6 +239,7 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         cwd,
         unique,
         queue: queue_field(map)?.unwrap_or_default(),
+        after,
     })
 }
 
@@ -259,6 +274,48 @@ fn unique_fields(map: &Map<String, Value>) -> Result<Option<Unique>, InputError>
         key,
         on_duplicate: on_duplicate.unwrap_or_default(),
     }))
+}
+
+/// `after`: the ids of the jobs this one waits for, each once, at most
+/// [`MAX_AFTER`]. Whether they exist is the store's to say.
+fn after_field(map: &Map<String, Value>) -> Result<Vec<JobId>, InputError> {
+    let items = match map.get("after") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(InputError::field(
+                "after",
+                format!("expected an array of job ids, got {}", shown(other)),
+            ));
+        }
+    };
+    if items.len() > MAX_AFTER {
+        return Err(InputError::field(
+            "after",
+            format!("names {} jobs (at most {MAX_AFTER})", items.len()),
+        ));
+    }
+    let mut ids: Vec<JobId> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    for item in items {
+        let Value::String(text) = item else {
+            return Err(InputError::field(
+                "after",
+                format!("expected a job id, got {}", shown(item)),
+            ));
+        };
+        let id = JobId::parse(text).map_err(|why| {
+            InputError::field("after", format!("\"{}\": {why}", echo::shown(text)))
+        })?;
+        if !seen.insert(id.clone()) {
+            return Err(InputError::field(
+                "after",
+                format!("names job '{id}' twice"),
+            ));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Fields `edit` may change on a waiting job.
@@ -454,6 +511,23 @@ mod tests {
     }
 
     #[test]
+    fn after_takes_up_to_a_thousand_ids() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("\"j{i}\"")).collect();
+        let job = parse_job(&format!(r#"{{"command":"x","after":[{}]}}"#, ids.join(","))).unwrap();
+        assert_eq!(job.after.len(), 1000);
+        assert_eq!(job.after[999].as_str(), "j999");
+        let more = format!(r#"{{"command":"x","after":[{},"j1000"]}}"#, ids.join(","));
+        let err = parse_job(&more).unwrap_err().to_string();
+        assert!(err.contains("names 1001 jobs (at most 1000)"), "{err}");
+        assert!(
+            parse_job(r#"{"command":"x","after":[]}"#)
+                .unwrap()
+                .after
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn run_at_takes_rfc3339() {
         let job = parse_job(r#"{"command":"x","run_at":"2030-01-02T03:04:05Z"}"#).unwrap();
         assert_eq!(
@@ -532,6 +606,31 @@ mod tests {
                 r#"{"command":"x","cwd":"rel/dir"}"#,
                 Some("cwd"),
                 "absolute path",
+            ),
+            (
+                r#"{"command":"x","after":"a"}"#,
+                Some("after"),
+                "expected an array of job ids",
+            ),
+            (
+                r#"{"command":"x","after":["a b"]}"#,
+                Some("after"),
+                "only letters",
+            ),
+            (
+                r#"{"command":"x","after":[1]}"#,
+                Some("after"),
+                "expected a job id, got 1",
+            ),
+            (
+                r#"{"command":"x","after":["a","b","a"]}"#,
+                Some("after"),
+                "names job 'a' twice",
+            ),
+            (
+                r#"{"command":"x","after":["a"],"unique_key":"k","on_duplicate":"replace"}"#,
+                Some("on_duplicate"),
+                "replace cannot be combined with after",
             ),
             (r#"["x"]"#, None, "expected a JSON object"),
             (r#"{"command":"x""#, None, "malformed JSON"),
