@@ -16,8 +16,12 @@ pub const MAX_AFTER: usize = 1000;
 /// The order in which a batch is inserted: each job after the jobs of the
 /// same batch it names in `after`, otherwise in input order. Returns indices
 /// into `jobs`. A job that names itself, or jobs that wait for each other,
-/// are refused naming the line and the ids.
+/// are refused naming the ids and, in a batch of several, the line.
 pub fn order_batch(jobs: &[(usize, NewJob)]) -> Result<Vec<usize>, InputError> {
+    let at_line = |err: InputError, line: usize| match jobs.len() {
+        1 => err,
+        _ => err.at_line(line),
+    };
     let by_id: HashMap<&str, usize> = jobs
         .iter()
         .enumerate()
@@ -28,11 +32,8 @@ pub fn order_batch(jobs: &[(usize, NewJob)]) -> Result<Vec<usize>, InputError> {
     for (i, (line, job)) in jobs.iter().enumerate() {
         for dep in &job.after {
             if job.id.as_ref() == Some(dep) {
-                return Err(InputError::field(
-                    "after",
-                    format!("job '{dep}' cannot wait for itself"),
-                )
-                .at_line(*line));
+                let err = InputError::field("after", format!("job '{dep}' cannot wait for itself"));
+                return Err(at_line(err, *line));
             }
             if let Some(&d) = by_id.get(dep.as_str()) {
                 waits_for[i].push(d);
@@ -170,20 +171,20 @@ mod tests {
         let cases = [
             (
                 r#"{"id":"a","command":"x","after":["a"]}"#,
-                1,
+                None,
                 "job 'a' cannot wait for itself",
             ),
             (
                 "{\"id\":\"ok\",\"command\":\"x\"}\n\
                  {\"id\":\"a\",\"command\":\"x\",\"after\":[\"b\"]}\n\
                  {\"id\":\"b\",\"command\":\"x\",\"after\":[\"a\"]}",
-                2,
+                Some(2),
                 "a cycle: a -> b -> a",
             ),
             (
                 r#"[{"id":"x","command":"x","after":["c"]},{"id":"c","command":"x","after":["b"]},
                     {"id":"b","command":"x","after":["a"]},{"id":"a","command":"x","after":["c"]}]"#,
-                2,
+                Some(2),
                 "a cycle: c -> b -> a -> c",
             ),
         ];
@@ -191,7 +192,7 @@ mod tests {
             let err = order(batch).unwrap_err();
             assert_eq!(
                 (err.line, err.field.as_deref()),
-                (Some(line), Some("after")),
+                (line, Some("after")),
                 "{batch}"
             );
             assert!(err.to_string().contains(needle), "{batch}: {err}");

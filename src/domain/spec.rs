@@ -216,15 +216,11 @@ pub fn job_from_value(value: &Value) -> Result<NewJob, InputError> {
         .transpose()?;
     let unique = unique_fields(map)?;
     let after = after_field(map)?;
-    if !after.is_empty()
-        && unique
-            .as_ref()
-            .is_some_and(|u| u.on_duplicate == OnDuplicate::Replace)
-    {
-        // A replaced job keeps its own edges: the new ones would be lost.
+    if !after.is_empty() && unique.is_some() {
+        // A skipped or replaced job is another one, with edges of its own.
         return Err(InputError::field(
-            "on_duplicate",
-            "replace cannot be combined with after (the job replaced keeps its own dependencies)",
+            "after",
+            "cannot be combined with unique_key (a job met by its key keeps its own dependencies)",
         ));
     }
     Ok(NewJob {
@@ -629,8 +625,8 @@ mod tests {
             ),
             (
                 r#"{"command":"x","after":["a"],"unique_key":"k","on_duplicate":"replace"}"#,
-                Some("on_duplicate"),
-                "replace cannot be combined with after",
+                Some("after"),
+                "cannot be combined with unique_key",
             ),
             (r#"["x"]"#, None, "expected a JSON object"),
             (r#"{"command":"x""#, None, "malformed JSON"),

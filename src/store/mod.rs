@@ -16,6 +16,7 @@
 //! several attempts in one transaction.
 
 mod common;
+pub mod deps;
 mod location;
 pub mod postgres;
 pub mod schedules;
@@ -25,6 +26,7 @@ mod types;
 
 pub use common::not_editable;
 pub(crate) use common::*;
+pub use deps::{Dependencies, Linked};
 pub use location::Database;
 pub use selection::{Acted, Blocked, BulkAction, BulkOutcome, Refused, Selection};
 pub use types::*;
@@ -61,8 +63,9 @@ pub struct Finish<'a> {
 pub struct Finished {
     pub held: Vec<bool>,
     pub claimed: Vec<Claimed>,
-    /// A job of a queue with a `parallel` limit left `processing`: workers
-    /// waiting for room in it should look again (SQLite; PostgreSQL
+    /// Workers waiting for work should look again: a job of a queue with a
+    /// `parallel` limit left `processing`, or a job that waited for others
+    /// may run now (its last dependency completed) (SQLite; PostgreSQL
     /// notifies them in the same transaction).
     pub freed: bool,
 }
@@ -222,6 +225,9 @@ pub trait Backend: Send {
 
     fn get(&mut self, id: &str) -> Result<Job>;
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>>;
+    /// The jobs job `id` waits for and the jobs waiting for it, each with
+    /// its state; not found when there is no such job.
+    fn dependencies(&mut self, id: &str) -> Result<Dependencies>;
     /// The newest jobs first, only those `filter` matches, at most `limit`
     /// (all when `None`), and how many match in all (counted by the
     /// database, not by reading every job).

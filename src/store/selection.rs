@@ -201,6 +201,9 @@ pub struct BulkOutcome {
     pub done: Vec<Acted>,
     /// Named jobs left alone, in the order named.
     pub refused: Vec<Refused>,
+    /// Jobs changed with them through dependencies: the pending dependents
+    /// a cancel cancelled, the dependents a restart revived.
+    pub cascaded: Vec<String>,
 }
 
 impl BulkOutcome {
@@ -254,9 +257,14 @@ impl Found {
     }
 }
 
-/// What one transaction on named ids found: the jobs changed, and those
-/// found but left alone.
-pub(crate) type IdsChunk = (Vec<Acted>, Vec<Found>);
+/// What one transaction on named ids found: the jobs changed, those found
+/// but left alone, and the jobs changed with them
+/// ([`BulkOutcome::cascaded`]).
+pub(crate) type IdsChunk = (Vec<Acted>, Vec<Found>, Vec<String>);
+
+/// What one transaction on a filter's chunk did: the jobs changed, and the
+/// jobs changed with them.
+pub(crate) type FilterChunk = (Vec<Acted>, Vec<String>);
 
 /// Named ids are acted on in transactions of this many, and filters in
 /// transactions of up to this many jobs, so that workers are never kept
@@ -264,31 +272,32 @@ pub(crate) type IdsChunk = (Vec<Acted>, Vec<Found>);
 pub(crate) const CHUNK: usize = 1000;
 
 /// Runs an action on `selection` with `store` in bounded transactions: `by_ids` acts on
-/// one chunk of named ids (returning the jobs changed and the state of those
-/// found but left alone), `by_filter` on up to [`CHUNK`] jobs of the filter
-/// (returning those changed). A filter's chunks go on until one finds
+/// one chunk of named ids ([`IdsChunk`]), `by_filter` on up to [`CHUNK`]
+/// jobs of the filter ([`FilterChunk`]). A filter's chunks go on until one finds
 /// nothing: every change moves a job out of the filter, and a row another
 /// transaction changed meanwhile may make a chunk short before the end.
 pub(crate) fn act_in_chunks<S: ?Sized, E>(
     store: &mut S,
     selection: &Selection,
     mut by_ids: impl FnMut(&mut S, &[String]) -> Result<IdsChunk, E>,
-    mut by_filter: impl FnMut(&mut S) -> Result<Vec<Acted>, E>,
+    mut by_filter: impl FnMut(&mut S) -> Result<FilterChunk, E>,
 ) -> Result<BulkOutcome, E> {
     let mut outcome = BulkOutcome::default();
     match selection {
         Selection::Ids(ids) => {
             for chunk in ids.chunks(CHUNK) {
-                let (done, found) = by_ids(store, chunk)?;
+                let (done, found, cascaded) = by_ids(store, chunk)?;
                 outcome.of_ids(chunk, done, &found);
+                outcome.cascaded.extend(cascaded);
             }
         }
         Selection::Filter { .. } => loop {
-            let done = by_filter(store)?;
+            let (done, cascaded) = by_filter(store)?;
             if done.is_empty() {
                 return Ok(outcome);
             }
             outcome.done.extend(done);
+            outcome.cascaded.extend(cascaded);
         },
     }
     Ok(outcome)

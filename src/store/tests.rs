@@ -33,6 +33,8 @@ macro_rules! conformance {
     };
 }
 
+mod deps;
+
 conformance! {
     claims_by_priority_then_due_time_then_enqueue_order,
     finish_requires_the_current_lease,

@@ -454,6 +454,10 @@ pub struct JobRecord {
     pub env_text: Option<String>,
     pub lease_token: Option<i64>,
     pub attempts: Vec<Attempt>,
+    /// The ids of the jobs it waits for (its edges), in enqueue order.
+    pub after: Vec<String>,
+    /// The dependency whose end cancelled it (its restart revives it).
+    pub cancelled_by: Option<String>,
 }
 
 impl std::fmt::Debug for JobRecord {

@@ -431,7 +431,9 @@ impl Worker {
             tracing::info!(worker = %self.name, "database reachable again");
         }
         if finished.freed {
-            // Workers waiting for room in a limited queue look again.
+            // Workers waiting for room in a limited queue, or for jobs that
+            // waited for the ones just recorded, look again (SQLite;
+            // PostgreSQL notified).
             wake_workers(&self.state.wake());
         }
         for (done, held) in self.done.drain(..).zip(finished.held) {

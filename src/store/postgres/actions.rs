@@ -1,13 +1,15 @@
 //! Enqueueing, user actions (cancel, restart, `dlq retry`, purge) and the workers
 //! table. Every time is the database's (`queuectl_now_ms()`).
 
+use super::deps;
 use super::listen::notify_work;
 use super::session::{Sql, TxResult};
 use super::unique::{key_free, key_holder, one_per_key, retrying_key_races};
 use crate::domain::job::Schedule;
 use crate::domain::{JobEdit, JobId, JobState, NewJob};
 use crate::error::Error;
-use crate::store::selection::{Acted, BulkAction, CHUNK, Found, IdsChunk};
+use crate::store::deps::{BatchPlan, NewRow};
+use crate::store::selection::{Acted, BulkAction, CHUNK, FilterChunk, Found, IdsChunk};
 use crate::store::{
     Job, JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, not_editable, parse_state,
     to_millis,
@@ -20,6 +22,9 @@ use std::time::Duration;
 /// Inserts all `jobs`, none with a unique key (`unique.rs` takes those), in
 /// one statement (all or none) that also notifies idle workers: a delayed
 /// job may fall due before their planned wake-up.
+/// A batch whose jobs wait for others (`after`) must run in a transaction:
+/// it first locks the stored jobs it names, and records the edges after
+/// the insert.
 pub(super) fn enqueue<C: GenericClient>(
     sql: &mut Sql<C>,
     jobs: &[(usize, NewJob)],
@@ -31,40 +36,60 @@ pub(super) fn enqueue<C: GenericClient>(
         .iter()
         .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
         .collect();
+    let plan = BatchPlan::new(jobs, &ids)?;
+    let rows = match plan.has_dependencies() {
+        true => plan.rows(&deps::lock_stored(sql, &plan.stored())?)?,
+        false => vec![NewRow::default(); jobs.len()],
+    };
+    // Inserted in dependency order (the order of the arrays).
+    let order = &plan.order;
     let (mut run_at, mut delay_ms) = (Vec::new(), Vec::new());
-    for (_, job) in jobs {
-        let (at, delay) = schedule_millis(job.schedule);
+    for &i in order {
+        let (at, delay) = schedule_millis(jobs[i].1.schedule);
         run_at.push(at);
         delay_ms.push(delay);
     }
-    let id_texts: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
-    let commands: Vec<&str> = jobs.iter().map(|(_, j)| j.command.as_str()).collect();
-    let priorities: Vec<i64> = jobs.iter().map(|(_, j)| j.priority).collect();
-    let max_retries: Vec<i64> = jobs
+    let each = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { order.iter().map(|&i| f(i)).collect() };
+    let id_texts: Vec<&str> = order.iter().map(|&i| ids[i].as_str()).collect();
+    let commands: Vec<&str> = order.iter().map(|&i| jobs[i].1.command.as_str()).collect();
+    let priorities = each(&|i| jobs[i].1.priority);
+    let max_retries = each(&|i| i64::from(jobs[i].1.max_retries.unwrap_or(defaults.max_retries)));
+    let timeouts = each(&|i| {
+        i64::from(
+            jobs[i]
+                .1
+                .timeout_seconds
+                .unwrap_or(defaults.timeout_seconds),
+        )
+    });
+    let envs: Vec<Option<String>> = order.iter().map(|&i| encode_env(&jobs[i].1.env)).collect();
+    let cwds: Vec<Option<&str>> = order.iter().map(|&i| jobs[i].1.cwd.as_deref()).collect();
+    let env_files: Vec<Option<&str>> = order
         .iter()
-        .map(|(_, j)| i64::from(j.max_retries.unwrap_or(defaults.max_retries)))
+        .map(|&i| jobs[i].1.env_file.as_deref())
         .collect();
-    let timeouts: Vec<i64> = jobs
-        .iter()
-        .map(|(_, j)| i64::from(j.timeout_seconds.unwrap_or(defaults.timeout_seconds)))
-        .collect();
-    let envs: Vec<Option<String>> = jobs.iter().map(|(_, j)| encode_env(&j.env)).collect();
-    let cwds: Vec<Option<&str>> = jobs.iter().map(|(_, j)| j.cwd.as_deref()).collect();
-    let env_files: Vec<Option<&str>> = jobs.iter().map(|(_, j)| j.env_file.as_deref()).collect();
-    let queues: Vec<&str> = jobs.iter().map(|(_, j)| j.queue.as_str()).collect();
+    let states: Vec<&str> = order.iter().map(|&i| rows[i].state().as_str()).collect();
+    let deps_left = each(&|i| i64::from(rows[i].deps_left));
+    let dependents = each(&|i| i64::from(rows[i].dependents));
+    let reasons: Vec<Option<&str>> = order.iter().map(|&i| rows[i].reason()).collect();
+    let queues: Vec<&str> = order.iter().map(|&i| jobs[i].1.queue.as_str()).collect();
     let inserted = sql.query(
         concat!(
             "WITH added AS (
                  INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds,
-                     env, cwd, created_at, updated_at, env_file, queue)
-                 SELECT id, command, 'pending', priority,
+                     env, cwd, created_at, updated_at, env_file, deps_left, dependents, finished_at, last_error,
+                     queue)
+                 SELECT id, command, state, priority,
                      COALESCE(run_at, LEAST(queuectl_now_ms() + delay_ms, $12)),
                      max_retries, timeout_seconds, env, cwd, queuectl_now_ms(), queuectl_now_ms(), env_file,
+                     deps_left, dependents, CASE WHEN state = 'cancelled' THEN queuectl_now_ms() END, last_error,
                      queue
                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $13::text[])
+                     $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                     $13::text[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])
                      WITH ORDINALITY AS d(id, command, priority, run_at, delay_ms, max_retries,
-                         timeout_seconds, env, cwd, env_file, queue, line)
+                         timeout_seconds, env, cwd, env_file, state, deps_left, dependents, last_error,
+                         queue, line)
                  ORDER BY line
                  RETURNING 1
              ), woken AS (",
@@ -85,16 +110,24 @@ pub(super) fn enqueue<C: GenericClient>(
             &env_files,
             &!jobs.is_empty(),
             &to_millis(Timestamp::MAX),
+            &states,
+            &deps_left,
+            &dependents,
+            &reasons,
             &queues,
         ],
     );
     match inserted {
-        Ok(_) => Ok(ids),
+        Ok(_) => {}
         Err(e) if super::unique::violated_unique(&e) == Some(super::unique::ID_CONSTRAINT) => {
-            Err(first_duplicate(sql, jobs, &ids)?.into())
+            return Err(first_duplicate(sql, jobs, &ids)?.into());
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    if plan.has_dependencies() {
+        deps::link(sql, plan.edges(), &plan.cancelled(&rows))?;
+    }
+    Ok(ids)
 }
 
 /// Changes a job while it is still waiting (a claim that locked it first
@@ -183,97 +216,69 @@ fn first_duplicate<C: GenericClient>(
     Ok(duplicate_id(&ids[0], batch.then_some(jobs[0].0)))
 }
 
-/// The end of a bulk statement: the jobs changed, and the wake-up.
-macro_rules! done_and_woken {
-    ($wake:literal) => {
-        concat!(
-            " RETURNING id, state, worker
-             ), woken AS (",
-            notify_work!(),
-            " WHERE ",
-            $wake,
-            " AND EXISTS (SELECT 1 FROM done))
-             SELECT id, state, worker, (SELECT count(*) FROM woken) FROM done"
-        )
-    };
-}
-
-/// An action's two statements: on named ids (`$1` ids, `$2` the states it
-/// applies to) and on one chunk of a filter (`$1` states, `$2` the cutoff
-/// time, `$3` the chunk size, `$4` the states it applies to). Each returns
-/// the jobs changed (id, new state, worker) and wakes idle workers when
-/// `$wake` and something changed. `$age` is the column a filter's age reads;
-/// `$lock` how a chunk locks its rows.
+/// An action's three statements. Two pick the jobs and lock them: named
+/// ones (`$1` ids, `$2` the states it applies to) in seq order, or one
+/// chunk of a filter (`$1` states, `$2` the cutoff time, `$3` the chunk
+/// size; `$age` is the column a filter's age reads, `$lock` how a chunk
+/// locks its rows), each returning (seq, state, dependents). The third
+/// changes the jobs picked (`$1` their seqs, `$2` the states it applies
+/// to), returning (id, new state, worker, seq, dependents), and wakes idle
+/// workers when `$wake` and something changed. `free` is a condition a job
+/// must meet when picked and when changed, `one` one the picked rows
+/// (`chosen c`) must meet among themselves.
 macro_rules! bulk_statements {
-    ($change:expr, age: $age:literal, lock: $lock:literal, wake: $wake:literal) => {
+    ($change:expr, age: $age:literal, lock: $lock:literal, wake: $wake:literal,
+     free: [$($free:tt)*], one: [$($one:tt)*]) => {
         BulkStatements {
-            by_ids: concat!(
-                "WITH done AS (",
-                $change,
-                " WHERE id = ANY($1) AND state = ANY($2)",
-                done_and_woken!($wake)
-            ),
-            by_filter: concat!(
-                "WITH done AS (",
-                $change,
-                " WHERE seq IN (
-                     SELECT seq FROM jobs WHERE state = ANY($1) AND ",
-                $age,
-                " < $2 AND NOT (state = 'processing' AND cancel_requested)
-                     LIMIT $3 ",
-                $lock,
-                ") AND state = ANY($4)",
-                done_and_woken!($wake)
-            ),
-        }
-    };
-}
-
-/// The statements of an action that puts finished jobs back to waiting:
-/// as [`bulk_statements`], but each job's unique key must be free (no
-/// unfinished job holds it), and of several chosen jobs of one key only the
-/// newest is changed (the others then find it holding the key).
-macro_rules! requeue_statements {
-    ($change:expr, age: $age:literal, lock: $lock:literal) => {
-        BulkStatements {
-            by_ids: concat!(
+            pick_ids: concat!(
                 "WITH chosen AS (
-                     SELECT seq, unique_key FROM jobs WHERE id = ANY($1) AND state = ANY($2) AND ",
-                key_free!(),
-                "), done AS (",
-                $change,
-                " WHERE seq IN (SELECT c.seq FROM chosen c WHERE ",
-                one_per_key!(),
-                ") AND state = ANY($2)",
-                done_and_woken!("true")
+                     SELECT seq, state, dependents, unique_key FROM jobs
+                     WHERE id = ANY($1) AND state = ANY($2) AND ",
+                $($free)*,
+                " ORDER BY seq FOR UPDATE
+                 ) SELECT c.seq, c.state, c.dependents FROM chosen c WHERE ",
+                $($one)*
             ),
-            by_filter: concat!(
+            pick_filter: concat!(
                 "WITH chosen AS (
-                     SELECT seq, unique_key FROM jobs WHERE state = ANY($1) AND ",
+                     SELECT seq, state, dependents, unique_key FROM jobs WHERE state = ANY($1) AND ",
                 $age,
                 " < $2 AND NOT (state = 'processing' AND cancel_requested) AND ",
-                key_free!(),
+                $($free)*,
                 " LIMIT $3 ",
                 $lock,
-                "), done AS (",
+                ") SELECT c.seq, c.state, c.dependents FROM chosen c WHERE ",
+                $($one)*
+            ),
+            change: concat!(
+                "WITH done AS (",
                 $change,
-                " WHERE seq IN (SELECT c.seq FROM chosen c WHERE ",
-                one_per_key!(),
-                ") AND state = ANY($4)",
-                done_and_woken!("true")
+                " WHERE seq = ANY($1) AND state = ANY($2) AND ",
+                $($free)*,
+                " RETURNING id, state, worker, seq, dependents
+                 ), woken AS (",
+                notify_work!(),
+                " WHERE ",
+                $wake,
+                " AND EXISTS (SELECT 1 FROM done))
+                 SELECT id, state, worker, seq, dependents, (SELECT count(*) FROM woken) FROM done"
             ),
         }
     };
 }
 
 pub(super) struct BulkStatements {
-    pub by_ids: &'static str,
-    pub by_filter: &'static str,
+    pub pick_ids: &'static str,
+    pub pick_filter: &'static str,
+    pub change: &'static str,
 }
 
 /// The statements of `action`. Purgers skip rows another purger holds; the
 /// other actions wait for them (a job being claimed or finished is then
-/// looked at again as it became).
+/// looked at again as it became). The actions that put finished jobs back
+/// to waiting need each job's unique key free (no unfinished job holds it)
+/// and, of several chosen jobs of one key, change only the newest (the
+/// others then find it holding the key).
 pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
     match action {
         BulkAction::Cancel => bulk_statements!(
@@ -284,37 +289,32 @@ pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
                  last_error = CASE state WHEN 'processing' THEN last_error
                      ELSE COALESCE(last_error, 'cancelled by user') END,
                  updated_at = queuectl_now_ms()",
-            age: "created_at", lock: "FOR UPDATE", wake: "false"
+            age: "created_at", lock: "FOR UPDATE", wake: "false", free: ["true"], one: ["true"]
         ),
-        BulkAction::Restart | BulkAction::RetryDead => requeue_statements!(
+        BulkAction::Restart | BulkAction::RetryDead => bulk_statements!(
             "UPDATE jobs SET state = 'pending', failures = 0, run_at = queuectl_now_ms(),
                  updated_at = queuectl_now_ms(), finished_at = NULL, cancel_requested = false",
-            age: "finished_at", lock: "FOR UPDATE"
+            age: "finished_at", lock: "FOR UPDATE", wake: "true",
+            free: [key_free!()], one: [one_per_key!()]
         ),
         BulkAction::Purge => bulk_statements!(
             "DELETE FROM jobs",
-            age: "finished_at", lock: "FOR UPDATE SKIP LOCKED", wake: "false"
+            age: "finished_at", lock: "FOR UPDATE SKIP LOCKED", wake: "false",
+            free: ["true"], one: ["true"]
         ),
     }
 }
 
-fn acted(rows: &[postgres::Row]) -> TxResult<Vec<Acted>> {
-    rows.iter()
-        .map(|r| Ok(Acted::from_row(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect()
-}
-
-/// One transaction of an action on named `ids`: the jobs changed, and the
-/// state of those found but left alone.
+/// One transaction of an action on named `ids`: the jobs changed, those
+/// found but left alone, and the jobs changed with them.
 pub(super) fn act_on_ids(
     sql: &mut Sql<postgres::Transaction>,
     action: BulkAction,
     ids: &[String],
 ) -> TxResult<IdsChunk> {
     let applies = state_names(action.applies_to());
-    let statement = bulk_statements(action).by_ids;
-    let rows = retrying_key_races(sql, true, |sql| sql.query(statement, &[&ids, &applies]))?;
-    let done = acted(&rows)?;
+    let picked = sql.query(bulk_statements(action).pick_ids, &[&ids, &applies])?;
+    let (done, cascaded) = act_on_picked(sql, action, &picked)?;
     let requeues = action.adds_work();
     let found = sql
         .query(
@@ -335,24 +335,77 @@ pub(super) fn act_on_ids(
             ))
         })
         .collect::<TxResult<_>>()?;
-    Ok((done, found))
+    Ok((done, found, cascaded))
 }
 
 /// One chunk of an action on the jobs in `states` whose age column is at
 /// or before `cutoff_ms`.
-pub(super) fn act_on_filter<C: GenericClient>(
-    sql: &mut Sql<C>,
+pub(super) fn act_on_filter(
+    sql: &mut Sql<postgres::Transaction>,
     action: BulkAction,
     states: &[JobState],
     cutoff_ms: i64,
-) -> TxResult<Vec<Acted>> {
+) -> TxResult<FilterChunk> {
     let chunk = CHUNK as i64;
-    let (states, applies) = (state_names(states), state_names(action.applies_to()));
-    let statement = bulk_statements(action).by_filter;
-    let rows = retrying_key_races(sql, false, |sql| {
-        sql.query(statement, &[&states, &cutoff_ms, &chunk, &applies])
-    })?;
-    acted(&rows)
+    let picked = sql.query(
+        bulk_statements(action).pick_filter,
+        &[&state_names(states), &cutoff_ms, &chunk],
+    )?;
+    act_on_picked(sql, action, &picked)
+}
+
+/// Acts on the jobs `picked` (seq, state, dependents; locked) and carries
+/// the change to their dependents: a cancel cancels theirs, a restart
+/// revives those its end cancelled (and a completed job's dependents that
+/// never ran wait for it again), a purge of an unfinished job stops its
+/// dependents waiting for it. Returns the jobs changed and those changed
+/// with them.
+fn act_on_picked(
+    sql: &mut Sql<postgres::Transaction>,
+    action: BulkAction,
+    picked: &[postgres::Row],
+) -> TxResult<FilterChunk> {
+    if picked.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut seqs = Vec::with_capacity(picked.len());
+    let (mut completed, mut unfinished) = (Vec::new(), Vec::new());
+    for row in picked {
+        let seq: i64 = row.try_get(0)?;
+        seqs.push(seq);
+        if row.try_get::<_, i64>(2)? > 0 {
+            match row.try_get::<_, &str>(1)? {
+                "completed" => completed.push(seq),
+                _ => unfinished.push(seq),
+            }
+        }
+    }
+    match action {
+        BulkAction::Restart | BulkAction::RetryDead => deps::hold_back(sql, &completed)?,
+        BulkAction::Purge => deps::release(sql, &unfinished)?,
+        BulkAction::Cancel => {}
+    }
+    let applies = state_names(action.applies_to());
+    let change = bulk_statements(action).change;
+    // An enqueue may take a key after the pick looked: the index refuses,
+    // and the change runs again, leaving that job alone.
+    let rows = retrying_key_races(sql, true, |sql| sql.query(change, &[&seqs, &applies]))?;
+    let mut linked = Vec::new();
+    for row in &rows {
+        if row.try_get::<_, i64>(4)? > 0 && row.try_get::<_, &str>(1)? != "processing" {
+            linked.push(row.try_get::<_, i64>(3)?);
+        }
+    }
+    let cascaded = match action {
+        BulkAction::Cancel => deps::cancel_dependents(sql, &linked)?,
+        BulkAction::Restart | BulkAction::RetryDead => deps::revive(sql, &linked)?,
+        BulkAction::Purge => Vec::new(),
+    };
+    let done = rows
+        .iter()
+        .map(|r| Ok(Acted::from_row(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<TxResult<_>>()?;
+    Ok((done, cascaded))
 }
 
 fn state_names(states: &[JobState]) -> Vec<&'static str> {

@@ -9,6 +9,7 @@
 //! processing job matches `lease_token`, so a worker that lost its lease
 //! changes nothing, as on SQLite.
 
+use super::deps;
 use super::listen::notify_work;
 use super::rows::count;
 use super::session::{Sql, TxResult};
@@ -408,7 +409,9 @@ impl FinishBatch {
 /// only rows still `processing` under the given lease change. Returns, per
 /// attempt, whether its lease was still held. Idle workers are woken when
 /// a job went back to waiting (a retry, an interrupted attempt) or left a
-/// place free in a queue with a `parallel` limit.
+/// place free in a queue with a `parallel` limit. The jobs waiting for
+/// those that ended move on in statements of their own, only when some
+/// have dependents: run it inside a transaction.
 pub(super) fn finish<C: GenericClient>(
     sql: &mut Sql<C>,
     done: &[Finish],
@@ -443,7 +446,8 @@ pub(super) fn finish<C: GenericClient>(
                      cancel_requested = false, updated_at = queuectl_now_ms()
                  FROM done d
                  WHERE j.seq = d.seq AND j.state = 'processing' AND j.lease_token = d.token
-                 RETURNING j.seq, d.token, j.queue, j.state IN ('pending', 'failed') AS waiting
+                 RETURNING j.seq, d.token, j.queue, j.state IN ('pending', 'failed') AS waiting,
+                     j.state, j.dependents
              ), recorded AS (
                  UPDATE attempts a SET finished_at = queuectl_now_ms(), outcome = d.outcome,
                      exit_code = d.exit_code, signal = d.signal, error = d.error,
@@ -459,7 +463,7 @@ pub(super) fn finish<C: GenericClient>(
                  OR EXISTS (SELECT 1 FROM moved m JOIN queues q ON q.name = m.queue
                             WHERE q.parallel IS NOT NULL)
              )
-             SELECT seq, token, (SELECT count(*) FROM woken) FROM moved"
+             SELECT seq, token, (SELECT count(*) FROM woken), state, dependents FROM moved"
         ),
         &[
             &b.seq,
@@ -485,6 +489,20 @@ pub(super) fn finish<C: GenericClient>(
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<TxResult<_>>()?;
+    let (mut completed, mut ended) = (Vec::new(), Vec::new());
+    for row in &rows {
+        if row.try_get::<_, i64>(4)? == 0 {
+            continue;
+        }
+        match row.try_get::<_, &str>(3)? {
+            "completed" => completed.push(row.try_get(0)?),
+            "dead" | "cancelled" => ended.push(row.try_get(0)?),
+            _ => {}
+        }
+    }
+    // A statement of its own: its snapshot sees the edges of jobs enqueued
+    // while this finish waited for their dependency's row (see `deps`).
+    deps::propagate(sql, &completed, &ended)?;
     Ok(done
         .iter()
         .map(|f| held.contains(&(f.lease.seq, f.lease.token)))

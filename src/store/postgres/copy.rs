@@ -16,7 +16,8 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
         concat!(
             "SELECT ",
             job_columns!(),
-            ", j.env, j.lease_token FROM jobs j ORDER BY j.seq"
+            ", j.env, j.lease_token, (SELECT c.id FROM jobs c WHERE c.seq = j.cancelled_by)
+             FROM jobs j ORDER BY j.seq"
         ),
         &[],
     )?;
@@ -28,6 +29,8 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
                 env_text: r.try_get(23)?,
                 lease_token: r.try_get(24)?,
                 attempts: Vec::new(),
+                after: Vec::new(),
+                cancelled_by: r.try_get(25)?,
             })
         })
         .collect::<TxResult<Vec<_>>>()?;
@@ -51,6 +54,16 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
             records[i].attempts.push(rows::attempt(row)?);
         }
     }
+    let edges = sql.query(
+        "SELECT j.id, x.id FROM job_deps d JOIN jobs j ON j.seq = d.job_seq
+         JOIN jobs x ON x.seq = d.dep_seq ORDER BY d.job_seq, d.dep_seq",
+        &[],
+    )?;
+    for row in &edges {
+        if let Some(&i) = position.get(row.try_get::<_, &str>(0)?) {
+            records[i].after.push(row.try_get(1)?);
+        }
+    }
     Ok(records)
 }
 
@@ -67,7 +80,7 @@ pub(super) fn import(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]
         import_jobs(sql, chunk)?;
         import_attempts(sql, chunk)?;
     }
-    Ok(())
+    import_links(sql, records)
 }
 
 fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
@@ -90,17 +103,18 @@ fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> T
     sql.execute(
         "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
              attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-             cancel_requested, last_error, env_file, queue, unique_key, schedule)
+             cancel_requested, last_error, env_file, queue, unique_key, schedule, deps_left)
          SELECT id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
              attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-             cancel_requested, last_error, env_file, queue, unique_key, schedule
+             cancel_requested, last_error, env_file, queue, unique_key, schedule, deps_left
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
              $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
              $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::boolean[],
-             $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])
+             $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::bigint[])
              WITH ORDINALITY AS d(id, command, state, priority, run_at, max_retries, timeout_seconds,
                  env, cwd, attempts, failures, created_at, updated_at, finished_at, worker, lease_token,
-                 lease_expires_at, cancel_requested, last_error, env_file, queue, unique_key, schedule, line)
+                 lease_expires_at, cancel_requested, last_error, env_file, queue, unique_key, schedule,
+                 deps_left, line)
          ORDER BY line",
         &[
             &ids,
@@ -126,7 +140,31 @@ fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> T
             &text(&|r| Some(r.job.queue.clone())),
             &text(&|r| r.job.unique_key.clone()),
             &text(&|r| r.job.schedule.clone()),
+            &column(&|r| i64::from(r.job.deps_left)),
         ],
+    )?;
+    Ok(())
+}
+
+/// After every job is in: the edges, the `dependents` counts those make,
+/// and which dependency cancelled whom.
+fn import_links(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
+    let mut edges = (Vec::new(), Vec::new());
+    for record in records {
+        for dep in &record.after {
+            edges.0.push(record.job.id.as_str());
+            edges.1.push(dep.as_str());
+        }
+    }
+    let cancelled: Vec<(&str, &str)> = records
+        .iter()
+        .filter_map(|r| Some((r.job.id.as_str(), r.cancelled_by.as_deref()?)))
+        .collect();
+    super::deps::link(sql, edges, &cancelled)?;
+    sql.execute(
+        "UPDATE jobs j SET dependents = d.n
+         FROM (SELECT dep_seq, count(*) AS n FROM job_deps GROUP BY dep_seq) d WHERE j.seq = d.dep_seq",
+        &[],
     )?;
     Ok(())
 }

@@ -19,6 +19,7 @@ mod actions;
 mod claims;
 mod connect;
 mod copy;
+mod deps;
 mod listen;
 mod queues;
 mod reads;
@@ -34,7 +35,9 @@ pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settin
 
 use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
-use super::{Backend, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis};
+use super::{
+    Backend, Dependencies, Finish, Finished, Holder, OpenMode, WakeFn, from_millis, to_millis,
+};
 use crate::domain::spec::check_batch_keys;
 use crate::domain::{JobEdit, JobState, NewJob, QueueChange, QueueName, RetryPolicy};
 use crate::error::Result;
@@ -85,9 +88,14 @@ impl Backend for PgStore {
     ) -> Result<Vec<Enqueued>> {
         check_batch_keys(jobs)?;
         if jobs.iter().all(|(_, job)| job.unique.is_none()) {
-            let ids = self
-                .session
-                .run(|sql| actions::enqueue(sql, jobs, defaults))?;
+            let ids = if jobs.iter().any(|(_, job)| !job.after.is_empty()) {
+                // Several statements: the named jobs first, the edges after.
+                self.session
+                    .transaction(|sql| actions::enqueue(sql, jobs, defaults))?
+            } else {
+                self.session
+                    .run(|sql| actions::enqueue(sql, jobs, defaults))?
+            };
             return Ok(ids.iter().map(Enqueued::created).collect());
         }
         self.session
@@ -116,23 +124,21 @@ impl Backend for PgStore {
         policy: &RetryPolicy,
         next: Option<(&ClaimRequest, usize)>,
     ) -> Result<Finished> {
-        match next {
-            // One statement commits by itself.
-            None => self.session.run(|sql| {
-                Ok(Finished {
-                    held: claims::finish(sql, done, policy)?,
-                    claimed: Vec::new(),
-                    freed: false,
-                })
-            }),
-            Some((request, limit)) => self.session.transaction(|sql| {
-                Ok(Finished {
-                    held: claims::finish(sql, done, policy)?,
-                    claimed: claims::claim(sql, request, limit)?,
-                    freed: false,
-                })
-            }),
-        }
+        // A transaction even for a finish alone: the jobs waiting for those
+        // that ended move on in a statement of their own (see `deps`).
+        self.session.transaction(|sql| {
+            let held = claims::finish(sql, done, policy)?;
+            let claimed = match next {
+                Some((request, limit)) => claims::claim(sql, request, limit)?,
+                None => Vec::new(),
+            };
+            Ok(Finished {
+                held,
+                claimed,
+                // Notified in the transaction.
+                freed: false,
+            })
+        })
     }
 
     fn renew_leases(
@@ -214,7 +220,9 @@ impl Backend for PgStore {
             &mut self.session,
             selection,
             |session, ids| session.transaction(|sql| actions::act_on_ids(sql, action, ids)),
-            |session| session.run(|sql| actions::act_on_filter(sql, action, states, cutoff_ms)),
+            |session| {
+                session.transaction(|sql| actions::act_on_filter(sql, action, states, cutoff_ms))
+            },
         )
     }
 
@@ -228,6 +236,13 @@ impl Backend for PgStore {
 
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>> {
         self.session.run(|sql| reads::attempts(sql, id))
+    }
+
+    fn dependencies(&mut self, id: &str) -> Result<Dependencies> {
+        self.session.transaction(|sql| {
+            reads::get(sql, id)?;
+            deps::dependencies(sql, id)
+        })
     }
 
     fn list(&mut self, filter: &ListFilter, limit: Option<u32>) -> Result<JobPage> {

@@ -14,6 +14,7 @@
 //! error), and it spares SQLite the statement journal a multi-row write or
 //! one that fires a trigger otherwise keeps.
 
+use super::deps::{Propagated, propagate_in};
 use super::queues;
 use crate::domain::RetryPolicy;
 use crate::store::{
@@ -304,30 +305,31 @@ fn record_attempts(
 /// The one way a job leaves `processing`: records how the attempts in
 /// `done` ended and moves their jobs on (two statements per [`CHUNK`]).
 /// Only a job still `processing` under the lease given changes; the rest
-/// change nothing. Returns, per attempt, whether its lease was still held.
-/// A job whose cancel was requested ends `cancelled` (see
-/// [`transition`]); its attempt keeps its own outcome. Also tells whether
-/// a job of a queue with a `parallel` limit left `processing` (workers
-/// waiting for room there should look again).
+/// change nothing. Returns, per attempt, whether its lease was still held;
+/// whether a job of a queue with a `parallel` limit left `processing`
+/// (workers waiting for room there should look again); and what the jobs'
+/// ends did to the jobs waiting for them (one statement per kind of end,
+/// only for jobs that have dependents). A job whose cancel was requested
+/// ends `cancelled` (see [`transition`]); its attempt keeps its own outcome.
 pub(super) fn finish_in(
     tx: &Transaction,
     done: &[Finish],
     policy: &RetryPolicy,
     now: Timestamp,
-) -> rusqlite::Result<(Vec<bool>, bool)> {
+) -> rusqlite::Result<(Vec<bool>, bool, Propagated)> {
     let mut held = Vec::with_capacity(done.len());
     let mut left: Vec<String> = Vec::new();
+    let (mut completed, mut ended) = (Vec::new(), Vec::new());
     for chunk in done.chunks(CHUNK) {
         let moved = move_jobs(tx, chunk, policy, now)?;
         let chunk_held: Vec<bool> = chunk
             .iter()
             .map(|f| {
-                moved.iter().any(|(seq, attempt, _)| {
-                    (*seq, *attempt) == (f.lease.seq, i64::from(f.lease.attempt))
-                })
+                moved
+                    .iter()
+                    .any(|m| (m.seq, m.attempt) == (f.lease.seq, i64::from(f.lease.attempt)))
             })
             .collect();
-        left.extend(moved.into_iter().map(|(_, _, queue)| queue));
         let recorded: Vec<&Finish> = chunk
             .iter()
             .zip(&chunk_held)
@@ -335,12 +337,23 @@ pub(super) fn finish_in(
             .collect();
         record_outcomes(tx, &recorded, now)?;
         held.extend(chunk_held);
+        for m in moved {
+            if m.dependents > 0 {
+                match m.state.as_str() {
+                    "completed" => completed.push(m.seq),
+                    "dead" | "cancelled" => ended.push(m.seq),
+                    _ => {}
+                }
+            }
+            left.push(m.queue);
+        }
     }
     let freed = !left.is_empty()
         && queues::limits(tx)?
             .iter()
             .any(|l| l.parallel.is_some() && left.contains(&l.name));
-    Ok((held, freed))
+    let propagated = propagate_in(tx, &completed, &ended, to_millis(now))?;
+    Ok((held, freed, propagated))
 }
 
 /// The finish's move of each job (see [`move_jobs`]).
@@ -368,18 +381,27 @@ pub(super) static MOVE_JOBS: BatchSql = BatchSql::new(
          worker = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
          updated_at = ?1
      {from} WHERE jobs.seq = d.seq AND jobs.state = 'processing' AND jobs.lease_token = d.token
-     RETURNING seq, attempts, queue",
+     RETURNING seq, attempts, queue, state, dependents",
 );
 
+/// A job [`move_jobs`] moved on.
+struct Moved {
+    seq: i64,
+    attempt: i64,
+    queue: String,
+    state: String,
+    dependents: i64,
+}
+
 /// Moves the jobs of `chunk` still held under the lease given on; returns
-/// (seq, attempt, queue) of those moved. (RETURNING sees the row after the change,
-/// its lease gone; the attempt number tells two leases of one job apart.)
+/// those moved. (RETURNING sees the row after the change, its lease gone;
+/// the attempt number tells two leases of one job apart.)
 fn move_jobs(
     tx: &Transaction,
     chunk: &[Finish],
     policy: &RetryPolicy,
     now: Timestamp,
-) -> rusqlite::Result<Vec<(i64, i64, String)>> {
+) -> rusqlite::Result<Vec<Moved>> {
     let now_ms = to_millis(now);
     let rows: Vec<JobMove> = chunk
         .iter()
@@ -400,7 +422,13 @@ fn move_jobs(
         ]);
     }
     MOVE_JOBS.query(tx, args, chunk.len(), |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        Ok(Moved {
+            seq: r.get(0)?,
+            attempt: r.get(1)?,
+            queue: r.get(2)?,
+            state: r.get(3)?,
+            dependents: r.get(4)?,
+        })
     })
 }
 

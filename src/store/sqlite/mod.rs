@@ -6,6 +6,7 @@
 //! are this host's clock, the only clock an SQLite queue has.
 
 mod claims;
+mod deps;
 mod fixture;
 mod queues;
 mod schedules;
@@ -14,6 +15,7 @@ mod wal;
 
 use claims::{claim_in, finish_in, renew_in};
 
+use super::deps::{BatchPlan, Dependencies, NewRow};
 use super::selection::{self, Acted, BulkAction, BulkOutcome, Found, Selection};
 use super::types::*;
 use super::{
@@ -519,9 +521,9 @@ impl SqliteStore {
             .prepare_cached(
                 "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
                      attempts, failures, created_at, updated_at, finished_at, worker, lease_token, lease_expires_at,
-                     cancel_requested, last_error, env_file, queue, unique_key, schedule)
+                     cancel_requested, last_error, env_file, queue, unique_key, schedule, deps_left)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                     ?21, ?22, ?23)
+                     ?21, ?22, ?23, ?24)
                  RETURNING seq",
             )?
             .query_row(
@@ -549,6 +551,7 @@ impl SqliteStore {
                     job.queue,
                     job.unique_key,
                     job.schedule,
+                    job.deps_left,
                 ],
                 |r| r.get(0),
             )?;
@@ -679,11 +682,11 @@ impl Backend for SqliteStore {
     ) -> Result<Finished> {
         let now = self.clock();
         self.write(|tx| {
-            let (held, freed) = finish_in(tx, done, policy, now)?;
+            let (held, freed, propagated) = finish_in(tx, done, policy, now)?;
             let mut finished = Finished {
                 held,
                 claimed: Vec::new(),
-                freed,
+                freed: freed || propagated.ready,
             };
             if let Some((request, limit)) = next {
                 finished.claimed = claim_in(tx, request, limit, now)?;
@@ -745,7 +748,7 @@ impl Backend for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(super::rescue_with(held, ended, holder, |done| {
-                finish_in(tx, done, policy, now).map(|(held, _)| held)
+                finish_in(tx, done, policy, now).map(|(held, ..)| held)
             })?)
         })
     }
@@ -828,13 +831,6 @@ impl Backend for SqliteStore {
     fn act(&mut self, action: BulkAction, selection: &Selection) -> Result<BulkOutcome> {
         let now = to_millis(self.clock());
         let change = bulk_change(action);
-        let acted_from = |r: &Row| -> rusqlite::Result<Acted> {
-            Ok(Acted::from_row(
-                r.get(0)?,
-                &r.get::<_, String>(1)?,
-                r.get(2)?,
-            ))
-        };
         let applies = selection::sql_states(action.applies_to());
         // Jobs put back to waiting take their unique key again: only a free one.
         let key_free = if action.adds_work() {
@@ -842,11 +838,15 @@ impl Backend for SqliteStore {
         } else {
             ""
         };
-        let by_ids = format!(
-            "{change} WHERE id IN (SELECT value FROM json_each(?2)) AND state IN ({applies}) {key_free}
-             RETURNING id, state, worker"
-        );
-        let (filter, before) = match selection {
+        // The jobs acted on: `?1` is the time now, `?2` the ids or the
+        // filter's cutoff.
+        let (chosen, before) = match selection {
+            Selection::Ids(_) => (
+                format!(
+                    "WHERE id IN (SELECT value FROM json_each(?2)) AND state IN ({applies}) {key_free}"
+                ),
+                0,
+            ),
             Selection::Filter { states, older_than } => {
                 // Finished jobs are found by age through jobs_finished
                 // (`finished_at` is set exactly in finished states; `+state`
@@ -860,18 +860,25 @@ impl Backend for SqliteStore {
                     ("state", "created_at")
                 };
                 let sql = format!(
-                    "{change} WHERE seq IN (
+                    "WHERE seq IN (
                          SELECT seq FROM jobs WHERE {state} IN ({}) AND {age} < ?2
                              AND NOT (state = 'processing' AND cancel_requested) {key_free}
                          LIMIT {}
-                     ) AND state IN ({applies})
-                     RETURNING id, state, worker",
+                     ) AND state IN ({applies})",
                     selection::sql_states(states),
                     selection::CHUNK
                 );
                 (sql, now.saturating_sub(millis(*older_than)))
             }
-            Selection::Ids(_) => (String::new(), 0),
+        };
+        let statements = ActStatements {
+            action,
+            change: format!("{change} {chosen} RETURNING id, state, worker, seq, dependents"),
+            // Before the change: the jobs whose dependents it affects
+            // (completed ones that are restarted, unfinished ones purged).
+            before: format!(
+                "SELECT seq FROM jobs {chosen} AND dependents > 0 AND (state = 'completed') = ?3"
+            ),
         };
         selection::act_in_chunks(
             self,
@@ -879,10 +886,7 @@ impl Backend for SqliteStore {
             |store, ids| {
                 let ids = serde_json::to_string(ids).expect("strings serialize");
                 store.write(|tx| {
-                    let done = tx
-                        .prepare_cached(&by_ids)?
-                        .query_map(params![now, ids], acted_from)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let (done, cascaded) = statements.run(tx, now, &ids)?;
                     let found = tx
                         .prepare_cached(&format!(
                             "SELECT id, state, unique_key, CASE WHEN ?2 THEN {} END
@@ -903,17 +907,10 @@ impl Backend for SqliteStore {
                             Ok(Found::from_row(id, parse_state(&state)?, key, holder))
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    Ok((done, found))
+                    Ok((done, found, cascaded))
                 })
             },
-            |store| {
-                store.write(|tx| {
-                    Ok(tx
-                        .prepare_cached(&filter)?
-                        .query_map(params![now, before], acted_from)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?)
-                })
-            },
+            |store| store.write(|tx| Ok(statements.run(tx, now, &before)?)),
         )
     }
 
@@ -964,6 +961,11 @@ impl Backend for SqliteStore {
             .and_then(|mut stmt| stmt.query_row([id], job_from_row).optional())
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| Error::NotFound(id.to_owned()))
+    }
+
+    fn dependencies(&mut self, id: &str) -> Result<Dependencies> {
+        self.get(id)?;
+        deps::dependencies(&self.conn, id).map_err(|e| self.db_error(e))
     }
 
     fn attempts(&mut self, id: &str) -> Result<Vec<Attempt>> {
@@ -1156,24 +1158,32 @@ impl Backend for SqliteStore {
 
     fn export(&mut self) -> Result<Vec<JobRecord>> {
         let jobs = self.read_all(
-            &format!("SELECT {JOB_COLUMNS}, env, lease_token FROM jobs ORDER BY seq"),
+            &format!(
+                "SELECT {JOB_COLUMNS}, env, lease_token,
+                     (SELECT c.id FROM jobs c WHERE c.seq = jobs.cancelled_by)
+                 FROM jobs ORDER BY seq"
+            ),
             [],
             |r| {
                 Ok((
                     job_from_row(r)?,
                     r.get::<_, Option<String>>(23)?,
                     r.get::<_, Option<i64>>(24)?,
+                    r.get::<_, Option<String>>(25)?,
                 ))
             },
         )?;
+        let mut after = deps::edges_by_job(&self.conn).map_err(|e| self.db_error(e))?;
         let mut records = Vec::with_capacity(jobs.len());
-        for (job, env_text, lease_token) in jobs {
+        for (job, env_text, lease_token, cancelled_by) in jobs {
             let attempts = self.attempts(&job.id)?;
             records.push(JobRecord {
+                after: after.remove(&job.id).unwrap_or_default(),
                 job,
                 env_text,
                 lease_token,
                 attempts,
+                cancelled_by,
             });
         }
         Ok(records)
@@ -1188,6 +1198,7 @@ impl Backend for SqliteStore {
             for record in records {
                 SqliteStore::import_one(tx, record)?;
             }
+            deps::import_links(tx, records)?;
             Ok(())
         })
     }
@@ -1204,15 +1215,27 @@ pub(crate) fn enqueue_in(
 ) -> Result<Vec<Enqueued>, TxError> {
     check_batch_keys(jobs).map_err(Error::from)?;
     let batch = jobs.len() > 1;
+    let ids: Vec<JobId> = jobs
+        .iter()
+        .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
+        .collect();
+    let plan = BatchPlan::new(jobs, &ids)?;
+    let rows = match plan.has_dependencies() {
+        true => plan.rows(&deps::lock_stored(tx, &plan.stored())?)?,
+        false => vec![NewRow::default(); jobs.len()],
+    };
     // OR ROLLBACK: any failure ends the whole transaction anyway, and
     // it spares SQLite a statement journal per row (the insert fires
     // a trigger, which otherwise needs one): ~20% of a large batch.
     let mut insert = tx.prepare_cached(
-        "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd, created_at, updated_at, env_file, unique_key, queue)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+        "INSERT OR ROLLBACK INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, env, cwd,
+             created_at, updated_at, env_file, unique_key, queue, deps_left, dependents, finished_at, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
-    let mut enqueued = Vec::with_capacity(jobs.len());
-    for (line, job) in jobs {
+    let mut enqueued: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    // Dependencies first: an edge always points to an earlier job.
+    for &i in &plan.order {
+        let ((line, job), id, row) = (&jobs[i], &ids[i], &rows[i]);
         let fields = unique::Replacement {
             command: &job.command,
             priority: job.priority,
@@ -1228,15 +1251,16 @@ pub(crate) fn enqueue_in(
         if let Some(unique) = &job.unique
             && let Some(met) = unique::meet_holder(tx, unique, &fields)?
         {
-            enqueued.push(met);
+            enqueued[i] = Some(met);
             continue;
         }
-        let id = job.id.clone().unwrap_or_else(|| JobId::generate(now));
         let key = job.unique.as_ref().map(|u| u.key.as_str());
+        let ended = row.cancelled.is_some().then_some(fields.now);
         insert
             .execute(params![
                 id.as_str(),
                 fields.command,
+                row.state().as_str(),
                 fields.priority,
                 fields.run_at,
                 fields.max_retries,
@@ -1247,11 +1271,87 @@ pub(crate) fn enqueue_in(
                 fields.env_file,
                 key,
                 fields.queue,
+                row.deps_left,
+                row.dependents,
+                ended,
+                row.reason(),
             ])
-            .map_err(|e| unique::insert_refusal(e, &id, batch.then_some(*line), key))?;
-        enqueued.push(Enqueued::created(&id));
+            .map_err(|e| unique::insert_refusal(e, id, batch.then_some(*line), key))?;
+        enqueued[i] = Some(Enqueued::created(id));
     }
-    Ok(enqueued)
+    if plan.has_dependencies() {
+        deps::link_in(tx, plan.edges(), &plan.cancelled(&rows))?;
+    }
+    Ok(enqueued
+        .into_iter()
+        .map(|e| e.expect("every job enqueued"))
+        .collect())
+}
+
+/// A user action's statements for one transaction, over the jobs its
+/// `WHERE` chooses (`?2`: the ids, or a filter's cutoff time).
+struct ActStatements {
+    action: BulkAction,
+    /// The change, returning (id, state, worker, seq, dependents).
+    change: String,
+    /// The seqs of the chosen jobs that have dependents, completed or not
+    /// (`?3`), before the change.
+    before: String,
+}
+
+impl ActStatements {
+    /// Acts on the chosen jobs and carries the change to their dependents:
+    /// a cancel cancels theirs, a restart revives those its end cancelled
+    /// (and a completed job's dependents that never ran wait for it again),
+    /// a purge of an unfinished job stops its dependents waiting for it.
+    /// Returns the jobs changed and those changed with them.
+    fn run<K: rusqlite::ToSql>(
+        &self,
+        tx: &rusqlite::Transaction,
+        now: i64,
+        chosen: &K,
+    ) -> rusqlite::Result<(Vec<Acted>, Vec<String>)> {
+        let before = |completed: bool| -> rusqlite::Result<Vec<i64>> {
+            tx.prepare_cached(&self.before)?
+                .query_map(params![now, chosen, completed], |r| r.get(0))?
+                .collect()
+        };
+        match self.action {
+            BulkAction::Restart | BulkAction::RetryDead => {
+                deps::hold_back_in(tx, &before(true)?, now)?;
+            }
+            BulkAction::Purge => {
+                deps::release_in(tx, &before(false)?, now)?;
+            }
+            BulkAction::Cancel => {}
+        }
+        let rows: Vec<(Acted, i64, String, i64)> = tx
+            .prepare_cached(&self.change)?
+            .query_map(params![now, chosen], |r| {
+                let state: String = r.get(1)?;
+                let acted = Acted::from_row(r.get(0)?, &state, r.get(2)?);
+                Ok((acted, r.get(3)?, state, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let linked: Vec<i64> = rows
+            .iter()
+            .filter(|(_, _, state, dependents)| *dependents > 0 && state != "processing")
+            .map(|&(_, seq, _, _)| seq)
+            .collect();
+        let cascaded = match self.action {
+            BulkAction::Cancel if !linked.is_empty() => {
+                deps::cancel_dependents_in(tx, &linked, now)?
+            }
+            BulkAction::Restart | BulkAction::RetryDead if !linked.is_empty() => {
+                deps::revive_in(tx, &linked, now)?
+            }
+            _ => Vec::new(),
+        };
+        Ok((
+            rows.into_iter().map(|(acted, ..)| acted).collect(),
+            cascaded,
+        ))
+    }
 }
 
 /// The statement (up to its `WHERE`) that applies `action` to a job; `?1`
