@@ -22,6 +22,9 @@ pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
     if let Some(policy) = args.on_duplicate {
         fields.insert("on_duplicate".into(), policy.into());
     }
+    if !args.after.is_empty() {
+        fields.insert("after".into(), args.after.into());
+    }
     let job = job_from_value(&Value::Object(fields)).map_err(|e| flag_error(e, "COMMAND"))?;
     // The store's refusals (an id taken) in the flags' words too.
     submit(ctx, &[(1, job)]).map_err(|e| match e {

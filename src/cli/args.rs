@@ -89,6 +89,7 @@ Examples:
   queuectl add --env-file /etc/queuectl/deploy.env --env STAGE=prod -- ./deploy.sh
   queuectl add --unique-key report:2026-12-01 --on-duplicate skip -- make report
   queuectl add --queue emails -- ./send-newsletter.sh
+  queuectl add --id build -- make && queuectl add --after build -- ./deploy.sh
 
 Several words after -- are shell-quoted and joined, so each stays one argument; a
 single word is used as it is, as a shell command line. The job runs in the current
@@ -130,6 +131,7 @@ Examples:
   queuectl enqueue '{\"id\":\"report\",\"command\":\"make report\",\"run_at\":\"2030-01-01T09:00:00Z\"}'
   queuectl enqueue '{\"command\":\"curl -fsS https://example.com\",\"delay\":\"5m\",\"timeout_seconds\":30}'
   queuectl enqueue --file jobs.jsonl
+  queuectl enqueue '[{\"id\":\"a\",\"command\":\"make\"},{\"command\":\"./test.sh\",\"after\":[\"a\"]}]'
   generate-jobs | queuectl enqueue -
   queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"/etc/queuectl/deploy.env\"}'
   queuectl enqueue '{\"command\":\"./deploy.sh\",\"env_file\":\"deploy-env\"}'   # a systemd credential
@@ -138,7 +140,8 @@ Examples:
 Fields: command (required), id, priority, run_at (RFC 3339) or delay (30s, 5m, 2h, 1d),
 max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute path),
 queue (a name; \"default\" unless given), unique_key (1-200 characters) and
-on_duplicate (reject, skip or replace).
+on_duplicate (reject, skip or replace), after (ids of jobs that must complete
+first, up to 1000; not with unique_key).
 A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
 are enqueued in one transaction, or none if any line is invalid.
 
@@ -150,6 +153,12 @@ its on_duplicate says: reject (the default) refuses it, and with it the whole ba
 but refuses (exit 4) while the holder runs. A finished job frees its key. Each id
 printed is the new job's, or the holder's (said on stderr); --json prints
 {\"enqueued\": N created, \"ids\": [...], \"jobs\": [{\"id\", \"outcome\": created|existing|replaced}]}.
+
+Dependencies: a job with \"after\" waits (list shows it blocked) until every job it
+names completed. Each id must be in the queue or in the same batch (exit 2 otherwise,
+or when jobs of a batch wait for each other in a cycle). When one ends dead or
+cancelled, the job is cancelled too (\"dependency X is dead\"), and so are the jobs
+waiting for it; restarting X (restart, dlq retry) revives them.
 
 Secrets: env values are stored in the (private) queue but never printed or logged.
 To keep them out of the queue, name an env_file: an absolute path, or the name of a
@@ -440,6 +449,9 @@ pub struct AddArgs {
     #[arg(long, value_name = "POLICY", requires = "unique_key",
         value_parser = clap::builder::PossibleValuesParser::new(OnDuplicate::NAMES))]
     pub on_duplicate: Option<String>,
+    /// Run only once job ID completed (repeatable, up to 1000); if it ends dead or cancelled, this job is cancelled too
+    #[arg(long, value_name = "ID", add = complete::job_id())]
+    pub after: Vec<String>,
     /// The command after --: several words are quoted and joined; one word is a shell command line
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

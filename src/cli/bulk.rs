@@ -100,6 +100,13 @@ fn json_report(action: BulkAction, outcome: &BulkOutcome) -> serde_json::Value {
         })
         .collect();
     let mut report = json!({ action.past_tense(): done, "failed": failed });
+    if matches!(
+        action,
+        BulkAction::Cancel | BulkAction::Restart | BulkAction::RetryDead
+    ) {
+        // Jobs changed with them: dependents cancelled or revived.
+        report["dependents"] = json!(outcome.cascaded);
+    }
     if action == BulkAction::Cancel {
         report["requested"] = json!(
             requested
@@ -112,6 +119,32 @@ fn json_report(action: BulkAction, outcome: &BulkOutcome) -> serde_json::Value {
 }
 
 fn print_text(action: BulkAction, outcome: &BulkOutcome) {
+    print_done(action, outcome);
+    print_cascaded(action, &outcome.cascaded);
+}
+
+/// The dependents a cancel cancelled or a restart revived with the jobs
+/// named.
+fn print_cascaded(action: BulkAction, cascaded: &[String]) {
+    let what = match action {
+        BulkAction::Cancel => "cancelled with its dependency",
+        BulkAction::Restart | BulkAction::RetryDead => "pending again with its dependency",
+        BulkAction::Purge => return,
+    };
+    if cascaded.len() > LIST_EACH_UP_TO {
+        println!(
+            "{} waiting jobs {}",
+            cascaded.len(),
+            what.replace("its", "their")
+        );
+        return;
+    }
+    for id in cascaded {
+        println!("job '{id}' {what}");
+    }
+}
+
+fn print_done(action: BulkAction, outcome: &BulkOutcome) {
     let done = &outcome.done;
     if done.is_empty() {
         if outcome.refused.is_empty() {

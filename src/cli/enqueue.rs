@@ -2,9 +2,9 @@ use super::Context;
 use super::args::EnqueueArgs;
 use super::format::print_json;
 use queuectl::domain::spec::{parse_batch, parse_job};
-use queuectl::domain::{EnqueueOutcome, InputError, NewJob, echo};
+use queuectl::domain::{EnqueueOutcome, InputError, JobState, NewJob, echo};
 use queuectl::error::{Error, IoContext, Result};
-use queuectl::store::{Enqueued, OpenMode};
+use queuectl::store::{Enqueued, OpenMode, Store};
 use queuectl::wakeup::wake_workers;
 use std::io::Read;
 
@@ -40,6 +40,7 @@ pub fn submit(ctx: &Context, jobs: &[(usize, NewJob)]) -> Result<()> {
     let mut store = ctx.store(OpenMode::Create)?;
     let enqueued = store.enqueue(jobs, &ctx.job_defaults())?;
     wake_workers(&ctx.state.wake());
+    warn_cancelled_at_once(&mut store, jobs, &enqueued)?;
     if ctx.json {
         let created = enqueued
             .iter()
@@ -78,6 +79,28 @@ fn met_holder_note(job: &NewJob, done: &Enqueued) -> Option<String> {
             "unique key '{key}' was held by waiting job '{holder}': it was replaced (on_duplicate replace)"
         )),
     }
+}
+
+/// A job enqueued after one that had already ended dead or cancelled is
+/// stored cancelled: enqueueing it still succeeded, but say so (stderr).
+fn warn_cancelled_at_once(
+    store: &mut Store,
+    jobs: &[(usize, NewJob)],
+    enqueued: &[Enqueued],
+) -> Result<()> {
+    for ((_, job), done) in jobs.iter().zip(enqueued) {
+        if job.after.is_empty() {
+            continue;
+        }
+        let (id, stored) = (&done.id, store.get(&done.id)?);
+        if stored.state == JobState::Cancelled {
+            eprintln!(
+                "queuectl: warning: job '{id}' was cancelled at once: {}",
+                stored.last_error.as_deref().unwrap_or("a dependency ended")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `enqueue "echo hi"`: a shell command where a JSON job was expected.

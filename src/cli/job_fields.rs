@@ -118,6 +118,7 @@ pub fn flag_error(err: InputError, command_flag: &str) -> Error {
         Some("unique_key") => "--unique-key",
         Some("on_duplicate") => "--on-duplicate",
         Some("queue") => "--queue",
+        Some("after") => "--after",
         _ => return err.into(),
     };
     Error::Invalid(format!("{flag}: {}", err.message))

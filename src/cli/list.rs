@@ -64,6 +64,13 @@ pub fn print_list(
     Ok(())
 }
 
+/// A pending job that waits for others reads `blocked (N)`: N of its
+/// dependencies have not completed yet.
+fn blocked_cell(job: &Job) -> Option<String> {
+    (job.state == JobState::Pending && job.deps_left > 0)
+        .then(|| format!("blocked ({})", job.deps_left))
+}
+
 /// When each running job's current attempt started (a few: one per busy
 /// worker slot), and now by the queue's clock, which stamped them.
 fn running_since(
@@ -102,6 +109,14 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
         })
         .collect();
     let when_width = whens.iter().map(String::len).max().unwrap_or(0).max(4);
+    let blocked: Vec<Option<String>> = jobs.iter().map(blocked_cell).collect();
+    let state_width = blocked
+        .iter()
+        .flatten()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let (command_width, command_heading) = match columns {
         Columns::Jobs => (60, "COMMAND".to_owned()),
         Columns::DeadLetters => {
@@ -113,11 +128,11 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
     println!(
         "{}",
         ctx.paint.bold(&format!(
-            "{:<id_width$}  {:<10}  {:>4}  {:>8}  {:<when_width$}  {command_heading}",
+            "{:<id_width$}  {:<state_width$}  {:>4}  {:>8}  {:<when_width$}  {command_heading}",
             "ID", "STATE", "PRI", "ATTEMPTS", "WHEN"
         ))
     );
-    for (job, when) in jobs.iter().zip(&whens) {
+    for ((job, when), blocked) in jobs.iter().zip(&whens).zip(&blocked) {
         let command = clip(&job.command, command_width);
         let rest = match columns {
             Columns::Jobs => command,
@@ -129,7 +144,10 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
         println!(
             "{:<id_width$}  {}  {:>4}  {:>8}  {when:<when_width$}  {rest}",
             job.id,
-            ctx.paint.state(job.state, 10),
+            match blocked {
+                Some(cell) => format!("{cell:<state_width$}"),
+                None => ctx.paint.state(job.state, state_width),
+            },
             job.priority,
             job.attempts,
         );

@@ -1,17 +1,21 @@
 use super::Context;
 use super::format::{clip, elapsed, print_json, table, took};
 use super::output_place::{Here, notes};
+use queuectl::domain::JobState;
 use queuectl::error::Result;
-use queuectl::store::{Attempt, OpenMode};
+use queuectl::store::{Attempt, Linked, OpenMode};
 
 pub fn run(ctx: &Context, id: &str) -> Result<()> {
     let mut store = ctx.store(OpenMode::ReadOnly)?;
     let job = store.get(id)?;
     let attempts = store.attempts(id)?;
+    let deps = store.dependencies(id)?;
     // Attempts are stamped with the database's clock: time them by it.
     let now = store.now()?;
     if ctx.json {
         let mut value = serde_json::to_value(&job).expect("jobs serialize");
+        value["after"] = serde_json::to_value(&deps.after).expect("jobs serialize");
+        value["dependents"] = serde_json::to_value(&deps.dependents).expect("jobs serialize");
         value["attempt_history"] = serde_json::to_value(&attempts).expect("attempts serialize");
         return print_json(&value);
     }
@@ -40,6 +44,15 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     if let Some(key) = &job.unique_key {
         println!("  unique key:  {key}");
     }
+    if job.deps_left > 0 && job.state == JobState::Pending {
+        println!(
+            "  blocked:     waiting for {} of its {} dependencies to complete",
+            job.deps_left,
+            deps.after.len()
+        );
+    }
+    print_linked(ctx, "after:", &deps.after);
+    print_linked(ctx, "dependents:", &deps.dependents);
     if let Some(worker) = &job.worker {
         println!("  worker:      {worker}");
     }
@@ -80,6 +93,27 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     show_output_elsewhere(&Here::new(ctx.state.job_log(id)), id, &attempts);
     Ok(())
 }
+
+/// Jobs on one side of a dependency, each with its state; the first
+/// [`LINKED_SHOWN`] of them (`--json` has all).
+fn print_linked(ctx: &Context, heading: &str, jobs: &[Linked]) {
+    if jobs.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = jobs
+        .iter()
+        .take(LINKED_SHOWN)
+        .map(|j| format!("{} ({})", j.id, ctx.paint.state(j.state, 0)))
+        .collect();
+    let more = match jobs.len().saturating_sub(LINKED_SHOWN) {
+        0 => String::new(),
+        n => format!(", and {n} more (--json lists all)"),
+    };
+    println!("  {heading:<12} {}{more}", shown.join(", "));
+}
+
+/// How many dependencies or dependents `show` names.
+const LINKED_SHOWN: usize = 20;
 
 /// The attempt table, its columns as wide as their widest cell.
 fn print_attempts(ctx: &Context, attempts: &[Attempt], now: jiff::Timestamp) {

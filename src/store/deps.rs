@@ -8,6 +8,7 @@
 use crate::domain::deps::order_batch;
 use crate::domain::{InputError, JobId, JobState, NewJob};
 use crate::error::Error;
+use crate::store::JobRecord;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -29,6 +30,25 @@ pub struct Dependencies {
 /// The message a job cancelled because of its dependency `id` carries.
 pub(crate) fn ended_reason(id: &str, state: JobState) -> String {
     format!("dependency {id} is {state}")
+}
+
+/// The links of jobs `copy` moves: every edge (dependent id, dependency
+/// id), and which dependency cancelled each job (job id, dependency id).
+pub(crate) type CopiedLinks<'a> = ((Vec<&'a str>, Vec<&'a str>), Vec<(&'a str, &'a str)>);
+
+pub(crate) fn copied_links(records: &[JobRecord]) -> CopiedLinks<'_> {
+    let mut edges = (Vec::new(), Vec::new());
+    for record in records {
+        for dep in &record.after {
+            edges.0.push(record.job.id.as_str());
+            edges.1.push(dep.as_str());
+        }
+    }
+    let cancelled = records
+        .iter()
+        .filter_map(|r| Some((r.job.id.as_str(), r.cancelled_by.as_deref()?)))
+        .collect();
+    (edges, cancelled)
 }
 
 /// What one new job of a batch becomes (by default: pending, waiting for

@@ -13,6 +13,7 @@ mod concurrency;
 mod containment;
 mod copy;
 mod crash;
+mod deps;
 mod display;
 mod files;
 mod fuzz_regressions;

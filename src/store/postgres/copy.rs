@@ -3,6 +3,7 @@
 
 use super::rows::{self, attempt_columns, job_columns};
 use super::session::{Sql, TxResult};
+use crate::store::deps::copied_links;
 use crate::store::{JobRecord, target_not_empty, to_millis};
 use std::collections::HashMap;
 
@@ -149,17 +150,7 @@ fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> T
 /// After every job is in: the edges, the `dependents` counts those make,
 /// and which dependency cancelled whom.
 fn import_links(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
-    let mut edges = (Vec::new(), Vec::new());
-    for record in records {
-        for dep in &record.after {
-            edges.0.push(record.job.id.as_str());
-            edges.1.push(dep.as_str());
-        }
-    }
-    let cancelled: Vec<(&str, &str)> = records
-        .iter()
-        .filter_map(|r| Some((r.job.id.as_str(), r.cancelled_by.as_deref()?)))
-        .collect();
+    let (edges, cancelled) = copied_links(records);
     super::deps::link(sql, edges, &cancelled)?;
     sql.execute(
         "UPDATE jobs j SET dependents = d.n

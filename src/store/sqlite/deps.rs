@@ -8,7 +8,7 @@
 //! keeps it out of the claim's partial indexes (`jobs_claim`, `jobs_due`).
 
 use crate::domain::JobState;
-use crate::store::deps::{Dependencies, Linked};
+use crate::store::deps::{Dependencies, Linked, copied_links};
 use crate::store::{JobRecord, parse_state};
 use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
@@ -276,17 +276,7 @@ pub(super) fn edges_by_job(conn: &Connection) -> rusqlite::Result<HashMap<String
 /// After `copy` inserted `records`: their edges, the `dependents` counts
 /// those make, and which dependency cancelled whom.
 pub(super) fn import_links(tx: &Transaction, records: &[JobRecord]) -> rusqlite::Result<()> {
-    let mut edges = (Vec::new(), Vec::new());
-    for record in records {
-        for dep in &record.after {
-            edges.0.push(record.job.id.as_str());
-            edges.1.push(dep.as_str());
-        }
-    }
-    let cancelled: Vec<(&str, &str)> = records
-        .iter()
-        .filter_map(|r| Some((r.job.id.as_str(), r.cancelled_by.as_deref()?)))
-        .collect();
+    let (edges, cancelled) = copied_links(records);
     link_in(tx, edges, &cancelled)?;
     tx.execute_batch(
         "UPDATE OR ROLLBACK jobs SET dependents = (SELECT count(*) FROM job_deps d WHERE d.dep_seq = jobs.seq)

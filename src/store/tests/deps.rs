@@ -18,6 +18,13 @@ conformance! {
     a_dependency_finishing_while_its_dependent_is_enqueued_never_strands_it,
 }
 
+/// Enqueues each of `jobs` (JSON) on its own, in order.
+fn enqueue_each(store: &mut Store, jobs: &[&str], now: Timestamp) {
+    for job in jobs {
+        enqueue(store, job, now);
+    }
+}
+
 fn state_of(store: &mut Store, id: &str) -> (JobState, u32) {
     let job = store.get(id).unwrap();
     (job.state, job.deps_left)
@@ -33,7 +40,11 @@ fn fail_dead(store: &mut Store, id: &str, now: Timestamp) {
     assert_eq!(store.get(id).unwrap().state, JobState::Dead, "{id}");
 }
 
-fn linked(store: &mut Store, id: &str) -> (Vec<(String, JobState)>, Vec<(String, JobState)>) {
+/// Jobs with their states, as `dependencies` lists them.
+type States = Vec<(String, JobState)>;
+
+/// A job's dependencies and dependents.
+fn linked(store: &mut Store, id: &str) -> (States, States) {
     let found = store.dependencies(id).unwrap();
     let pairs = |v: Vec<Linked>| v.into_iter().map(|l| (l.id, l.state)).collect();
     (pairs(found.after), pairs(found.dependents))
@@ -41,10 +52,12 @@ fn linked(store: &mut Store, id: &str) -> (Vec<(String, JobState)>, Vec<(String,
 
 fn a_dependent_is_claimed_only_after_every_dependency_completed(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"b","command":"x","priority":-1}"#,
+        &[
+            r#"{"id":"a","command":"x"}"#,
+            r#"{"id":"b","command":"x","priority":-1}"#,
+        ],
         at(0),
     );
     // Highest priority, but blocked: never claimed, never the next event.
@@ -97,12 +110,14 @@ fn a_dependent_is_claimed_only_after_every_dependency_completed(q: &TestQueue) {
 
 fn two_dependencies_completing_in_one_batch_unblock_their_common_dependent(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"b","command":"x"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"c","command":"x"}"#, at(0));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"all","command":"x","after":["a","b","c"]}"#,
+        &[
+            r#"{"id":"a","command":"x"}"#,
+            r#"{"id":"b","command":"x"}"#,
+            r#"{"id":"c","command":"x"}"#,
+            r#"{"id":"all","command":"x","after":["a","b","c"]}"#,
+        ],
         at(0),
     );
     let claimed = store.at(at(1)).claim(&request("w"), 3).unwrap();
@@ -154,15 +169,13 @@ fn a_dead_dependency_cancels_pending_dependents_transitively_with_the_reason(q: 
 
 fn cancelling_a_waiting_dependency_cancels_its_dependents(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"b","command":"x","after":["a"]}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"c","command":"x","after":["b"]}"#,
+        &[
+            r#"{"id":"a","command":"x"}"#,
+            r#"{"id":"b","command":"x","after":["a"]}"#,
+            r#"{"id":"c","command":"x","after":["b"]}"#,
+        ],
         at(0),
     );
     let outcome = store
@@ -179,10 +192,12 @@ fn cancelling_a_waiting_dependency_cancels_its_dependents(q: &TestQueue) {
     );
     // A running dependency whose cancel is requested: its dependents end
     // when it does.
-    enqueue(&mut store, r#"{"id":"r","command":"x"}"#, at(2));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"s","command":"x","after":["r"]}"#,
+        &[
+            r#"{"id":"r","command":"x"}"#,
+            r#"{"id":"s","command":"x","after":["r"]}"#,
+        ],
         at(2),
     );
     let running = store.claim_at(&request("w"), at(3)).unwrap().unwrap();
@@ -206,24 +221,14 @@ fn cancelling_a_waiting_dependency_cancels_its_dependents(q: &TestQueue) {
 
 fn restarting_a_dead_dependency_revives_its_cancelled_dependents(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"head","command":"x","max_retries":0}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"mid","command":"x","after":["head"]}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"tail","command":"x","after":["mid"]}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"mine","command":"x","after":["head"]}"#,
+        &[
+            r#"{"id":"head","command":"x","max_retries":0}"#,
+            r#"{"id":"mid","command":"x","after":["head"]}"#,
+            r#"{"id":"tail","command":"x","after":["mid"]}"#,
+            r#"{"id":"mine","command":"x","after":["head"]}"#,
+        ],
         at(0),
     );
     // Cancelled by the user, not by head's end: left alone.
@@ -260,19 +265,13 @@ fn a_revived_dependent_with_another_ended_dependency_stays_cancelled_until_that_
     q: &TestQueue,
 ) {
     let mut store = q.open();
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"x","command":"x","max_retries":0}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"y","command":"x","max_retries":0}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"j","command":"x","after":["x","y"]}"#,
+        &[
+            r#"{"id":"x","command":"x","max_retries":0}"#,
+            r#"{"id":"y","command":"x","max_retries":0}"#,
+            r#"{"id":"j","command":"x","after":["x","y"]}"#,
+        ],
         at(0),
     );
     fail_dead(&mut store, "x", at(1));
@@ -299,15 +298,13 @@ fn a_revived_dependent_with_another_ended_dependency_stays_cancelled_until_that_
 
 fn restarting_a_completed_dependency_holds_back_dependents_that_never_ran(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"ran","command":"x","after":["a"]}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"waits","command":"x","after":["a"]}"#,
+        &[
+            r#"{"id":"a","command":"x"}"#,
+            r#"{"id":"ran","command":"x","after":["a"]}"#,
+            r#"{"id":"waits","command":"x","after":["a"]}"#,
+        ],
         at(0),
     );
     run_once(&mut store, "a", AttemptOutcome::Succeeded, at(1));
@@ -389,11 +386,13 @@ fn a_job_after_an_ended_dependency_is_cancelled_at_once(q: &TestQueue) {
 
 fn purging_a_completed_dependency_keeps_its_dependent_runnable(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(&mut store, r#"{"id":"a","command":"x"}"#, at(0));
-    enqueue(&mut store, r#"{"id":"other","command":"x"}"#, at(0));
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"b","command":"x","after":["a","other"]}"#,
+        &[
+            r#"{"id":"a","command":"x"}"#,
+            r#"{"id":"other","command":"x"}"#,
+            r#"{"id":"b","command":"x","after":["a","other"]}"#,
+        ],
         at(0),
     );
     run_once(&mut store, "a", AttemptOutcome::Succeeded, at(1));
@@ -409,14 +408,12 @@ fn purging_a_completed_dependency_keeps_its_dependent_runnable(q: &TestQueue) {
 
 fn purging_a_dead_dependency_lets_its_dependent_run_once_restarted(q: &TestQueue) {
     let mut store = q.open();
-    enqueue(
+    enqueue_each(
         &mut store,
-        r#"{"id":"a","command":"x","max_retries":0}"#,
-        at(0),
-    );
-    enqueue(
-        &mut store,
-        r#"{"id":"b","command":"x","after":["a"]}"#,
+        &[
+            r#"{"id":"a","command":"x","max_retries":0}"#,
+            r#"{"id":"b","command":"x","after":["a"]}"#,
+        ],
         at(0),
     );
     fail_dead(&mut store, "a", at(1));
@@ -435,20 +432,14 @@ fn purging_a_dead_dependency_lets_its_dependent_run_once_restarted(q: &TestQueue
 
 fn export_then_import_keeps_dependencies(q: &TestQueue) {
     let mut source = q.open();
-    enqueue(
+    enqueue_each(
         &mut source,
-        r#"{"id":"a","command":"x","max_retries":0}"#,
-        at(0),
-    );
-    enqueue(&mut source, r#"{"id":"b","command":"x"}"#, at(0));
-    enqueue(
-        &mut source,
-        r#"{"id":"c","command":"x","after":["a","b"]}"#,
-        at(0),
-    );
-    enqueue(
-        &mut source,
-        r#"{"id":"d","command":"x","after":["b"]}"#,
+        &[
+            r#"{"id":"a","command":"x","max_retries":0}"#,
+            r#"{"id":"b","command":"x"}"#,
+            r#"{"id":"c","command":"x","after":["a","b"]}"#,
+            r#"{"id":"d","command":"x","after":["b"]}"#,
+        ],
         at(0),
     );
     fail_dead(&mut source, "a", at(1));
