@@ -11,7 +11,7 @@
 //! other client. Everything runs in a throwaway directory ([`sandbox`]) with
 //! real `queuectl` processes (the binary in [`Options::exe`]), so the user's
 //! queue is never touched. With a PostgreSQL server (`--db`), the
-//! throughput, latency and store scenarios run there instead, each in a
+//! throughput, latency, store and blocked scenarios run there instead, each in a
 //! scratch database of its own (created beside the one the address names,
 //! dropped afterwards), the store's beside raw `SKIP LOCKED` transactions on
 //! the same server. The scale scenario alone builds its large database
@@ -20,6 +20,7 @@
 
 #![deny(unsafe_code)]
 
+mod blocked;
 mod enqueue;
 mod footprint;
 mod latency;
@@ -58,10 +59,12 @@ pub enum Scenario {
     Scale,
     /// CPU and memory of idle workers (1 and 8 slots) and a busy one.
     Footprint,
+    /// Claims beside 0, 10,000 and 100,000 blocked jobs; chains, fan-ins.
+    Blocked,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Throughput,
         Scenario::Store,
         Scenario::Enqueue,
@@ -69,13 +72,18 @@ impl Scenario {
         Scenario::Latency,
         Scenario::Scale,
         Scenario::Footprint,
+        Scenario::Blocked,
     ];
 
     /// What runs against a PostgreSQL server; the rest measure SQLite.
-    pub const ON_POSTGRES: [Scenario; 3] =
-        [Scenario::Throughput, Scenario::Store, Scenario::Latency];
+    pub const ON_POSTGRES: [Scenario; 4] = [
+        Scenario::Throughput,
+        Scenario::Store,
+        Scenario::Latency,
+        Scenario::Blocked,
+    ];
 
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "throughput",
         "store",
         "enqueue",
@@ -83,6 +91,7 @@ impl Scenario {
         "latency",
         "scale",
         "footprint",
+        "blocked",
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,7 +174,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         Some(server) => {
             if let Some(other) = chosen.iter().find(|s| !Scenario::ON_POSTGRES.contains(s)) {
                 return Err(Error::Invalid(format!(
-                    "scenario '{}' measures SQLite only; with a PostgreSQL --db: throughput, store, latency",
+                    "scenario '{}' measures SQLite only; with a PostgreSQL --db: throughput, store, latency, blocked",
                     other.name()
                 )));
             }
@@ -201,6 +210,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             Scenario::Latency => latency::run(&bench),
             Scenario::Scale => scale::run(&bench),
             Scenario::Footprint => footprint::run(&bench),
+            Scenario::Blocked => blocked::run(&bench),
         };
         match outcome {
             Ok(rows) => results.extend(rows),

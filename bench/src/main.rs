@@ -24,14 +24,14 @@ Examples:
   queuectl-bench --db postgres://bench@db1/postgres   # a PostgreSQL server instead
   queuectl bench --quick                  # the same, through queuectl
 
-Scenarios: throughput, store, enqueue, batch, latency, scale, footprint. Each figure is
+Scenarios: throughput, store, enqueue, batch, latency, scale, footprint, blocked. Each figure is
 shown beside a baseline measured in the same run (e.g. spawning `sh -c true`, raw SQLite
 transactions, `/bin/true`), as a ratio, with the target it should meet. The benchmark
 never touches your queue: it creates its own under --dir and removes it at the end.
 Exits 0 when every scenario ran, whether or not targets were met; 1 when one could not
 run; 2 on bad usage.
 
-With --db postgres://… (or conninfo) the throughput, store and latency scenarios run on
+With --db postgres://… (or conninfo) the throughput, store, latency and blocked scenarios run on
 that PostgreSQL server, beside raw `SELECT … FOR UPDATE SKIP LOCKED` claim-and-finish
 transactions on the same server (1 and 4 connections; store batches of 8 against single jobs).
 Each scenario gets a scratch database (queuectl_bench_<pid>_…) created beside the one

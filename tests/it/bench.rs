@@ -250,7 +250,7 @@ fn bench_on_postgresql_reports_json_and_leaves_the_server_as_it_was() {
         .collect();
     assert_eq!(
         scenarios.into_iter().collect::<Vec<_>>(),
-        ["latency", "store", "throughput"]
+        ["blocked", "latency", "store", "throughput"]
     );
     for row in rows {
         for key in ["metric", "unit", "baseline_what"] {
