@@ -14,9 +14,7 @@ use super::stats::{Target, median, millis, percentile};
 use super::{Bench, no_samples};
 use queuectl::domain::{AttemptOutcome, JobId, NewJob};
 use queuectl::error::{Error, Result};
-use queuectl::store::{
-    AttemptResult, BulkAction, ClaimRequest, Finish, JobDefaults, Selection, Store,
-};
+use queuectl::store::{AttemptResult, BulkAction, Finish, JobDefaults, Selection, Store};
 use std::time::{Duration, Instant};
 
 const DEFAULTS: JobDefaults = JobDefaults {
@@ -238,13 +236,7 @@ struct Drained {
 /// Claims one job and completes it, one transaction each, until a claim
 /// finds nothing due; times every claim and every finish.
 fn drain_one_by_one(store: &mut Store) -> Result<Drained> {
-    let request = ClaimRequest {
-        worker: "bench".into(),
-        lease: Duration::from_secs(3600),
-        output: queuectl::output::Destination::File,
-        host: "localhost".into(),
-        cgroups: None,
-    };
+    let request = super::claim_request("bench", Duration::from_secs(3600));
     let policy = queuectl::config::Config::default().retry_policy();
     let success = AttemptResult::new(AttemptOutcome::Succeeded);
     let started = Instant::now();

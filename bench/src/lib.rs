@@ -241,6 +241,19 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
     })
 }
 
+/// A claim as the benchmark's in-process workers make it: output to files,
+/// on this host, no cgroups.
+fn claim_request(worker: &str, lease: std::time::Duration) -> queuectl::store::ClaimRequest {
+    queuectl::store::ClaimRequest {
+        worker: worker.to_owned(),
+        lease,
+        output: queuectl::output::Destination::File,
+        host: "localhost".into(),
+        cgroups: None,
+        queues: None,
+    }
+}
+
 /// A measurement that came out empty (no samples): the benchmark is broken.
 fn no_samples(what: &str) -> Error {
     Error::Supervisor(format!("no samples for {what}"))

@@ -12,7 +12,7 @@ use super::stats::{Target, median, millis};
 use super::{Bench, no_samples};
 use queuectl::domain::NewJob;
 use queuectl::error::{Error, Result};
-use queuectl::store::{Backend, ClaimRequest, JobDefaults, Store};
+use queuectl::store::{Backend, JobDefaults, Store};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
@@ -121,14 +121,7 @@ fn build(queue: &Queue, total: usize) -> Result<()> {
 
 /// The time of one committed claim; the job is left processing.
 fn time_claim(store: &mut Store) -> Result<Duration> {
-    let request = ClaimRequest {
-        worker: "bench".into(),
-        lease: Duration::from_secs(3600),
-        output: queuectl::output::Destination::File,
-        host: "localhost".into(),
-        cgroups: None,
-        queues: None,
-    };
+    let request = super::claim_request("bench", Duration::from_secs(3600));
     let started = Instant::now();
     let claimed = store.claim_one(&request)?;
     let took = started.elapsed();

@@ -17,7 +17,7 @@ use super::stats::{Target, median};
 use queuectl::config::Durability;
 use queuectl::domain::{AttemptOutcome, NewJob};
 use queuectl::error::{Error, Result};
-use queuectl::store::{AttemptResult, ClaimRequest, Database, Finish, JobDefaults, Store};
+use queuectl::store::{AttemptResult, Database, Finish, JobDefaults, Store};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -152,14 +152,7 @@ pub(super) fn enqueue_noops(store: &mut Store, count: usize) -> Result<()> {
 /// Claims and completes jobs, `batch` per transaction, until none is due;
 /// returns how many.
 pub(super) fn drain(store: &mut Store, worker: &str, batch: usize) -> Result<usize> {
-    let request = ClaimRequest {
-        worker: worker.to_owned(),
-        lease: Duration::from_secs(30),
-        output: queuectl::output::Destination::File,
-        host: "localhost".into(),
-        cgroups: None,
-        queues: None,
-    };
+    let request = super::claim_request(worker, Duration::from_secs(30));
     let policy = queuectl::config::Config::default().retry_policy();
     let success = AttemptResult {
         exit_code: Some(0),
