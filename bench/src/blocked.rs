@@ -85,7 +85,8 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
 /// the one before (which claims it in the same transaction).
 fn chain(bench: &Bench, independent: &Drained) -> Result<Row> {
     let n = bench.size(1000, 200);
-    let mut store = bench.queue("blocked-chain")?.store()?;
+    let queue = bench.queue("blocked-chain")?;
+    let mut store = queue.store()?;
     let jobs: Vec<(usize, NewJob)> = (0..n)
         .map(|i| {
             let mut job = named(&format!("k{i}"), 0);
@@ -114,7 +115,8 @@ fn chain(bench: &Bench, independent: &Drained) -> Result<Row> {
 /// dependent, against finishes of jobs nobody waits for.
 fn fan_in(bench: &Bench, independent: &Drained) -> Result<Row> {
     let n = bench.size(1000, 200);
-    let mut store = bench.queue("blocked-fan-in")?.store()?;
+    let queue = bench.queue("blocked-fan-in")?;
+    let mut store = queue.store()?;
     enqueue_jobs(&mut store, "p", n, 0)?;
     let mut last = named("all", -1);
     last.after = (0..n).map(|i| id(&format!("p{i}"))).collect();
@@ -146,7 +148,8 @@ fn fan_in(bench: &Bench, independent: &Drained) -> Result<Row> {
 /// in the same transaction; against cancelling as many independent jobs.
 fn cascade(bench: &Bench) -> Result<Row> {
     let n = bench.size(1000, 200);
-    let mut store = bench.queue("blocked-cascade")?.store()?;
+    let queue = bench.queue("blocked-cascade")?;
+    let mut store = queue.store()?;
     let mut jobs = vec![(1, named("head", 0))];
     jobs[0].1.schedule = queuectl::domain::job::Schedule::After(Duration::from_secs(3600));
     for i in 1..n {
@@ -169,7 +172,8 @@ fn cascade(bench: &Bench) -> Result<Row> {
             n - 1
         )));
     }
-    let mut independent = bench.queue("blocked-cascade-base")?.store()?;
+    let independent_queue = bench.queue("blocked-cascade-base")?;
+    let mut independent = independent_queue.store()?;
     enqueue_jobs(&mut independent, "i", n, 0)?;
     let ids: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
     let started = Instant::now();
@@ -194,7 +198,8 @@ fn cascade(bench: &Bench) -> Result<Row> {
 fn wide_enqueue(bench: &Bench) -> Result<Row> {
     let n = 1000;
     let repeats = bench.size(7, 3);
-    let mut store = bench.queue("blocked-wide")?.store()?;
+    let queue = bench.queue("blocked-wide")?;
+    let mut store = queue.store()?;
     enqueue_jobs(&mut store, "w", n, 0)?;
     let (mut wide, mut plain) = (Vec::new(), Vec::new());
     for rep in 0..repeats {

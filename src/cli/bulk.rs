@@ -100,10 +100,7 @@ fn json_report(action: BulkAction, outcome: &BulkOutcome) -> serde_json::Value {
         })
         .collect();
     let mut report = json!({ action.past_tense(): done, "failed": failed });
-    if matches!(
-        action,
-        BulkAction::Cancel | BulkAction::Restart | BulkAction::RetryDead
-    ) {
+    if !outcome.cascaded.is_empty() {
         // Jobs changed with them: dependents cancelled or revived.
         report["dependents"] = json!(outcome.cascaded);
     }

@@ -167,9 +167,14 @@ fn cancel_cascades_to_waiting_dependents() {
         out,
         "cancelled job 'a'\njob 'b' cancelled with its dependency\n"
     );
-    let report = env.json(&["cancel", "--all"]);
-    assert_eq!(report["dependents"], serde_json::json!([]));
     assert_eq!(env.job("b")["last_error"], "dependency a is cancelled");
+    env.ok(&["add", "--id", "c", "--delay", "1h", "--", "true"]);
+    env.ok(&["add", "--id", "d", "--after", "c", "--", "true"]);
+    let report = env.json(&["cancel", "c"]);
+    assert_eq!(
+        report,
+        serde_json::json!({"cancelled": ["c"], "dependents": ["d"], "requested": [], "failed": []})
+    );
 }
 
 #[test]
