@@ -63,6 +63,7 @@ pub fn batch(data: &[u8]) {
         "lines in order: {:?}",
         jobs.iter().map(|(line, _)| line).collect::<Vec<_>>()
     );
+    dependencies_first(&jobs);
     let jobs: Vec<NewJob> = jobs.into_iter().map(|(_, job)| job).collect();
     let lines: String = jobs
         .iter()
@@ -73,6 +74,29 @@ pub fn batch(data: &[u8]) {
         reads_back(&jobs, &written, |text| {
             parse_batch(text).map(|again| again.into_iter().map(|(_, job)| job).collect())
         });
+    }
+}
+
+/// The insert order of an accepted batch puts every job after the jobs of
+/// the batch it names in `after`, and holds each job once; or the batch is
+/// refused (a cycle, a job naming itself) with a short message.
+fn dependencies_first(jobs: &[(usize, NewJob)]) {
+    let order = match queuectl::domain::deps::order_batch(jobs) {
+        Ok(order) => order,
+        Err(e) => return short_message(&e.to_string()),
+    };
+    let mut position = vec![usize::MAX; jobs.len()];
+    for (at, &i) in order.iter().enumerate() {
+        assert_eq!(position[i], usize::MAX, "job {i} ordered twice");
+        position[i] = at;
+    }
+    assert!(!position.contains(&usize::MAX), "every job ordered");
+    for (i, (_, job)) in jobs.iter().enumerate() {
+        for dep in &job.after {
+            if let Some(d) = jobs.iter().position(|(_, j)| j.id.as_ref() == Some(dep)) {
+                assert!(position[d] < position[i], "{dep} before job {i}");
+            }
+        }
     }
 }
 
@@ -235,6 +259,14 @@ fn to_json(job: &NewJob) -> Value {
     if let Some(unique) = &job.unique {
         value["unique_key"] = unique.key.as_str().into();
         value["on_duplicate"] = unique.on_duplicate.as_str().into();
+    }
+    if !job.after.is_empty() {
+        value["after"] = job
+            .after
+            .iter()
+            .map(|id| id.as_str())
+            .collect::<Vec<_>>()
+            .into();
     }
     value
 }
