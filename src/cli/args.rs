@@ -176,11 +176,13 @@ Examples:
   queuectl list --all
   queuectl list --state dead --json
   queuectl list --queue emails --state pending
+  queuectl list --blocked                      # jobs waiting for others to complete
 
 The newest 100 jobs unless --limit or --all; when some are not shown,
 \"N more (use --limit or --all)\" goes to stderr, so stdout stays a table.
 --json prints {\"jobs\": [...], \"total\": N}, total counting every job that
-matches the --state filter.")]
+matches the --state filter. A pending job that waits for others reads
+\"blocked (N)\", N of its dependencies not yet completed (deps_left in --json).")]
     List(ListArgs),
     /// Show one job with its attempt history
     #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
@@ -548,6 +550,9 @@ pub struct ListArgs {
     /// Only jobs of this queue
     #[arg(long, short = 'q', value_name = "NAME", add = complete::queue_name())]
     pub queue: Option<String>,
+    /// Only jobs waiting for others to complete (pending, shown as "blocked (N)")
+    #[arg(long, conflicts_with = "state")]
+    pub blocked: bool,
     #[command(flatten)]
     pub page: PageArgs,
 }

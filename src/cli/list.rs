@@ -27,7 +27,11 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
         .transpose()?;
     print_list(
         ctx,
-        &ListFilter { states, queue },
+        &ListFilter {
+            states,
+            queue,
+            blocked: args.blocked,
+        },
         &args.page,
         Columns::Jobs,
     )

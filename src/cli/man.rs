@@ -218,6 +218,14 @@ pub const JOB_FIELDS: &[(&str, &str)] = &[
     ),
     ("schedule", "the recurring schedule that enqueued it"),
     (
+        "after",
+        "ids of the jobs that must complete before it runs (up to 1000, each in the queue or the same batch; not with unique_key); show: each with its state. When one ends dead or cancelled, the job is cancelled too; restarting that one revives it",
+    ),
+    (
+        "dependents",
+        "show only: the jobs waiting for it, each with its state",
+    ),
+    (
         "attempt_history",
         "show only: every attempt with its worker, host, start and end, outcome, exit code or signal, error and output tail",
     ),

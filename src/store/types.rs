@@ -180,6 +180,9 @@ pub struct ListFilter {
     pub states: Vec<JobState>,
     /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs waiting for others (pending, with dependencies not yet
+    /// completed); `states` is then ignored.
+    pub blocked: bool,
 }
 
 impl ListFilter {

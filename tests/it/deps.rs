@@ -217,6 +217,10 @@ fn list_shows_blocked_jobs() {
     assert!(b.contains("blocked (1)"), "{list}");
     let a = list.lines().find(|l| l.starts_with("a ")).expect(&list);
     assert!(a.contains("pending"), "{list}");
+    let blocked = env.json(&["list", "--blocked"]);
+    assert_eq!(blocked["total"], 1);
+    assert_eq!(blocked["jobs"][0]["id"], "b");
+    assert_eq!(blocked["jobs"][0]["deps_left"], 1);
 }
 
 /// `out` is an input error (exit 2) saying `message`.

@@ -48,7 +48,28 @@ pub(super) fn list<C: GenericClient>(
     // LIMIT NULL is no limit.
     let rows = limit.map(i64::from);
     let seq_and_job = |r: &postgres::Row| Ok((r.try_get::<_, i64>(23)?, rows::job(r)?));
-    let (per_state, total) = if let Some(queue) = &filter.queue {
+    let (per_state, total) = if filter.blocked {
+        // Pending jobs are few; the blocked ones among them by seq.
+        let jobs = sql.query(
+            concat!(
+                "SELECT ",
+                job_columns!(),
+                ", j.seq FROM jobs j WHERE j.state = 'pending' AND j.deps_left > 0
+                     AND ($1::text IS NULL OR j.queue = $1)
+                 ORDER BY j.seq DESC LIMIT $2"
+            ),
+            &[&filter.queue, &rows],
+        )?;
+        let total: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE state = 'pending' AND deps_left > 0
+                     AND ($1::text IS NULL OR queue = $1)",
+                &[&filter.queue],
+            )?
+            .try_get(0)?;
+        let page = jobs.iter().map(seq_and_job).collect::<TxResult<Vec<_>>>()?;
+        (vec![page], total)
+    } else if let Some(queue) = &filter.queue {
         // One queue: its jobs by seq, filtered (its finished jobs are in
         // no queue index).
         let names: Vec<&str> = distinct_states(states).iter().map(|s| s.as_str()).collect();

@@ -983,6 +983,24 @@ impl Backend for SqliteStore {
         let states = &filter.states;
         let rows = limit.map_or(-1, i64::from);
         let seq_and_job = |r: &Row| Ok((r.get(23)?, job_from_row(r)?));
+        if filter.blocked {
+            // Pending jobs are few; the blocked ones among them by seq.
+            let matching = "FROM jobs WHERE state = 'pending' AND deps_left > 0 AND (?1 IS NULL OR queue = ?1)";
+            let jobs = self.read_all(
+                &format!("SELECT {JOB_COLUMNS}, seq {matching} ORDER BY seq DESC LIMIT ?2"),
+                params![filter.queue, rows],
+                seq_and_job,
+            )?;
+            let total: i64 = self.read_one(
+                &format!("SELECT count(*) {matching}"),
+                params![filter.queue],
+                |r| r.get(0),
+            )?;
+            return Ok(JobPage {
+                jobs: super::newest_first(vec![jobs], limit),
+                total: total.max(0) as u64,
+            });
+        }
         if let Some(queue) = &filter.queue {
             // One queue: its jobs through the (queue, ...) claim and due
             // indexes would miss finished ones; read by seq, filtered.

@@ -67,6 +67,12 @@ fn a_dependent_is_claimed_only_after_every_dependency_completed(q: &TestQueue) {
         at(0),
     );
     assert_eq!(state_of(&mut store, "c"), (JobState::Pending, 2));
+    let blocked = ListFilter {
+        blocked: true,
+        ..ListFilter::default()
+    };
+    let page = store.list(&blocked, None).unwrap();
+    assert_eq!((page.total, page.jobs[0].id.as_str()), (1, "c"));
     assert_eq!(
         linked(&mut store, "c").0,
         [

@@ -366,6 +366,7 @@ fn a_list_filters_by_queue(q: &TestQueue) {
     let only = |queue: &str, states: &[JobState]| ListFilter {
         states: states.to_vec(),
         queue: Some(queue.to_owned()),
+        ..ListFilter::default()
     };
     let page = store.list(&only("a", &[]), Some(1)).unwrap();
     assert_eq!((page.jobs[0].id.as_str(), page.total), ("a2", 2));
