@@ -240,3 +240,37 @@ pub fn snapshot(records: &[JobRecord]) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Jobs as a queue from before workflows (SQLite migration 8, PostgreSQL 5)
+/// holds them, for the upgrade tests of both backends.
+pub const PRE_WORKFLOW_JOBS: &str =
+    "INSERT INTO jobs (id, command, state, priority, run_at, max_retries,
+        timeout_seconds, created_at, updated_at, finished_at)
+    VALUES ('low', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL),
+           ('high', 'true', 'failed', 5, 0, 3, 0, 0, 0, NULL),
+           ('later', 'true', 'pending', 9, 9000000000000, 3, 0, 0, 0, NULL),
+           ('done', 'true', 'completed', 9, 0, 3, 0, 0, 0, 1)";
+
+/// After the upgrade, [`PRE_WORKFLOW_JOBS`] keep their states, sit in the
+/// default queue unblocked, and are claimed in the same order.
+pub fn assert_pre_workflow_jobs_kept(store: &mut dyn Backend) {
+    for (id, state) in [
+        ("low", JobState::Pending),
+        ("high", JobState::Failed),
+        ("later", JobState::Pending),
+        ("done", JobState::Completed),
+    ] {
+        let job = store.get(id).unwrap();
+        assert_eq!(
+            (job.state, job.queue.as_str(), job.deps_left),
+            (state, "default", 0)
+        );
+    }
+    let claimed: Vec<String> = store
+        .claim(&request("w"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(claimed, ["high", "low"]);
+}

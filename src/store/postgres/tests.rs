@@ -295,33 +295,9 @@ fn migration_005_keeps_every_job_and_its_claim_order() {
         admin.batch_execute(migration).unwrap();
     }
     admin
-        .batch_execute(
-            "UPDATE queuectl_meta SET value = '4' WHERE key = 'schema_version';
-             INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, created_at, updated_at, finished_at)
-             VALUES ('low', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL),
-                    ('high', 'true', 'failed', 5, 0, 3, 0, 0, 0, NULL),
-                    ('later', 'true', 'pending', 9, 9000000000000, 3, 0, 0, 0, NULL),
-                    ('done', 'true', 'completed', 9, 0, 3, 0, 0, 0, 1)",
-        )
+        .batch_execute("UPDATE queuectl_meta SET value = '4' WHERE key = 'schema_version'")
         .unwrap();
+    admin.batch_execute(PRE_WORKFLOW_JOBS).unwrap();
     let mut store = open(&db, OpenMode::Existing).unwrap();
-    for (id, state) in [
-        ("low", JobState::Pending),
-        ("high", JobState::Failed),
-        ("later", JobState::Pending),
-        ("done", JobState::Completed),
-    ] {
-        let job = store.get(id).unwrap();
-        assert_eq!(
-            (job.state, job.queue.as_str(), job.deps_left),
-            (state, "default", 0)
-        );
-    }
-    let claimed: Vec<String> = store
-        .claim(&request("w"), 10)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(claimed, ["high", "low"]);
+    assert_pre_workflow_jobs_kept(&mut store);
 }

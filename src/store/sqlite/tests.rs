@@ -364,30 +364,8 @@ fn migration_008_keeps_every_job_and_its_claim_order() {
         old.execute_batch(migration).unwrap();
     }
     old.execute_batch("PRAGMA user_version = 7").unwrap();
-    old.execute_batch(
-        "INSERT INTO jobs (id, command, state, priority, run_at, max_retries, timeout_seconds, created_at, updated_at, finished_at)
-         VALUES ('low', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL),
-                ('high', 'true', 'failed', 5, 0, 3, 0, 0, 0, NULL),
-                ('later', 'true', 'pending', 9, 9000000000000, 3, 0, 0, 0, NULL),
-                ('done', 'true', 'completed', 9, 0, 3, 0, 0, 0, 1)",
-    )
-    .unwrap();
+    old.execute_batch(PRE_WORKFLOW_JOBS).unwrap();
     drop(old);
     let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
-    for (id, state) in [
-        ("low", JobState::Pending),
-        ("high", JobState::Failed),
-        ("later", JobState::Pending),
-        ("done", JobState::Completed),
-    ] {
-        let job = store.get(id).unwrap();
-        assert_eq!(
-            (job.state, job.queue.as_str(), job.deps_left),
-            (state, "default", 0)
-        );
-    }
-    let claimed: Vec<String> = std::iter::from_fn(|| store.claim_at(&request("w"), at(0)).unwrap())
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(claimed, ["high", "low"]);
+    assert_pre_workflow_jobs_kept(&mut store);
 }
