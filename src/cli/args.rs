@@ -107,7 +107,7 @@ Examples:
 
 Without flags the job's editable fields open in $VISUAL (else $EDITOR, else vi) as
 TOML: command, priority, run_at (RFC 3339, or use delay = \"5m\"), max_retries,
-timeout_seconds. Save to apply; leave it unchanged to change nothing. A job that
+timeout_seconds, queue. Save to apply; leave it unchanged to change nothing. A job that
 started meanwhile is left as it is (exit 4). With neither variable set, vi is only
 started on a terminal; else edit refuses (exit 2): use the flags.")]
     Edit(EditArgs),

@@ -81,7 +81,8 @@ fn document(job: &Job) -> String {
          priority = {priority}\n\
          run_at = {run_at}\n\
          max_retries = {retries}\n\
-         timeout_seconds = {timeout}\n",
+         timeout_seconds = {timeout}\n\
+         queue = {queue}\n",
         id = job.id,
         state = job.state,
         command = string(&job.command),
@@ -95,6 +96,7 @@ fn document(job: &Job) -> String {
         ),
         retries = job.max_retries,
         timeout = job.timeout_seconds,
+        queue = string(&job.queue),
     )
 }
 
@@ -198,7 +200,7 @@ impl Drop for Scratch {
 mod tests {
     use super::*;
 
-    const BEFORE: &str = "command = \"x\"\npriority = 0\nrun_at = \"2026-01-01T00:00:00Z\"\nmax_retries = 3\ntimeout_seconds = 0\n";
+    const BEFORE: &str = "command = \"x\"\npriority = 0\nrun_at = \"2026-01-01T00:00:00Z\"\nmax_retries = 3\ntimeout_seconds = 0\nqueue = \"default\"\n";
 
     #[test]
     fn only_changed_fields_are_applied() {
@@ -211,6 +213,11 @@ mod tests {
         assert!(changes(BEFORE, &delayed).unwrap().schedule.is_some());
         let unquoted = BEFORE.replace("\"2026-01-01T00:00:00Z\"", "2027-01-01T00:00:00Z");
         assert!(changes(BEFORE, &unquoted).unwrap().schedule.is_some());
+        let moved = BEFORE.replace("\"default\"", "\"slow\"");
+        assert_eq!(
+            changes(BEFORE, &moved).unwrap().queue.unwrap().as_str(),
+            "slow"
+        );
     }
 
     #[test]
@@ -220,6 +227,7 @@ mod tests {
             ("command = \"\"", "field 'command': must not be empty"),
             ("env = { A = \"1\" }", "field 'env': cannot be edited"),
             ("max_retries = -1", "field 'max_retries'"),
+            ("queue = \"a b\"", "field 'queue'"),
         ] {
             let err = changes(BEFORE, after).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{after}");

@@ -27,24 +27,55 @@ use std::time::Duration;
 const MAX_CLAIM: usize = 10_000;
 
 /// Up to `$2` due jobs in claim order, locked, skipping those another
-/// claimer holds: an ordered scan of the partial index `jobs_claim`. Only
-/// jobs of the queues `$8` names (every queue when NULL), none of those
-/// `$9` names (found full) nor of a paused queue (`cfg`: the queues with a
-/// limit or paused, usually none).
+/// claimer holds, none of a queue `$9` names (found full) nor of a paused
+/// queue (`cfg`: the queues with a limit or paused, usually none).
+///
+/// `every_queue`: an ordered scan of the partial index `jobs_claim` (`$8`
+/// is NULL). `named_queues` (`worker run --queues`, `$8` the names): an
+/// ordered range of `jobs_claim_queue` per queue, `$2` from each, merged:
+/// a worker of a small queue never reads past a large one's backlog.
 macro_rules! candidates {
-    () => {
-        "WITH cfg AS (SELECT name, parallel, paused FROM queues WHERE parallel IS NOT NULL OR paused),
-         candidates AS (
-             SELECT j.seq, j.queue, j.priority, j.run_at FROM jobs j
-             WHERE j.state IN ('pending', 'failed') AND j.deps_left = 0 AND j.run_at <= queuectl_now_ms()
-               AND ($8::text[] IS NULL OR j.queue = ANY($8)) AND j.queue <> ALL($9::text[])
-               AND NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = j.queue AND cfg.paused)
-             ORDER BY j.priority DESC, j.run_at, j.seq
-             LIMIT $2
-             FOR UPDATE OF j SKIP LOCKED
-         )"
+    (every_queue) => {
+        concat!(
+            "WITH cfg AS (SELECT name, parallel, paused FROM queues WHERE parallel IS NOT NULL OR paused), ",
+            "candidates AS (
+                 SELECT j.seq, j.queue, j.priority, j.run_at FROM jobs j
+                 WHERE j.state IN ('pending', 'failed') AND j.deps_left = 0
+                   AND j.run_at <= queuectl_now_ms()
+                   AND ($8::text[] IS NULL OR j.queue = ANY($8)) AND j.queue <> ALL($9::text[])
+                   AND NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = j.queue AND cfg.paused)
+                 ORDER BY j.priority DESC, j.run_at, j.seq
+                 LIMIT $2
+                 FOR UPDATE OF j SKIP LOCKED
+             )"
+        )
+    };
+    (named_queues) => {
+        concat!(
+            "WITH cfg AS (SELECT name, parallel, paused FROM queues WHERE parallel IS NOT NULL OR paused), ",
+            "candidates AS (
+                 SELECT c.seq, c.queue, c.priority, c.run_at
+                 FROM unnest($8::text[]) AS mine(queue)
+                 CROSS JOIN LATERAL (
+                     SELECT j.seq, j.queue, j.priority, j.run_at FROM jobs j
+                     -- A range, not `=`: with `=` the planner drops `queue` from the
+                     -- order and may scan jobs_claim past other queues' jobs.
+                     WHERE j.queue >= mine.queue AND j.queue <= mine.queue
+                       AND j.state IN ('pending', 'failed') AND j.deps_left = 0
+                       AND j.run_at <= queuectl_now_ms()
+                     ORDER BY j.queue, j.priority DESC, j.run_at, j.seq
+                     LIMIT $2
+                     FOR UPDATE OF j SKIP LOCKED
+                 ) c
+                 WHERE mine.queue <> ALL($9::text[])
+                   AND NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = mine.queue AND cfg.paused)
+                 ORDER BY c.priority DESC, c.run_at, c.seq
+                 LIMIT $2
+             )"
+        )
     };
 }
+
 #[cfg(test)]
 pub(super) use candidates;
 
@@ -131,23 +162,32 @@ pub(super) fn claim_free<C: GenericClient>(
             exhausted: false,
         });
     }
+    // The statement over the candidates `$which` selects.
+    macro_rules! claim_free_sql {
+        ($which:tt) => {
+            concat!(
+                candidates!($which),
+                ", picked AS (
+                     SELECT seq, priority, run_at FROM candidates c
+                     WHERE NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = c.queue AND cfg.parallel IS NOT NULL)
+                 )",
+                claim_picked!(),
+                "SELECT ",
+                claimed_columns!(),
+                ", NULL::text AS held FROM claimed
+                 UNION ALL
+                 SELECT NULL, seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                     queue
+                 FROM candidates WHERE seq NOT IN (SELECT seq FROM picked)"
+            )
+        };
+    }
     let claim = ClaimArgs::new(request, limit);
     let rows = sql.query(
-        concat!(
-            candidates!(),
-            ", picked AS (
-                 SELECT seq, priority, run_at FROM candidates c
-                 WHERE NOT EXISTS (SELECT 1 FROM cfg WHERE cfg.name = c.queue AND cfg.parallel IS NOT NULL)
-             )",
-            claim_picked!(),
-            "SELECT ",
-            claimed_columns!(),
-            ", NULL::text AS held FROM claimed
-             UNION ALL
-             SELECT NULL, seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                 queue
-             FROM candidates WHERE seq NOT IN (SELECT seq FROM picked)"
-        ),
+        match request.queues {
+            None => claim_free_sql!(every_queue),
+            Some(_) => claim_free_sql!(named_queues),
+        },
         &claim.params(&[&request.queues, &excluded]),
     )?;
     let mut held = Vec::new();

@@ -207,59 +207,80 @@ fn listen_for_work_wakes_a_worker_when_another_host_enqueues() {
 #[test]
 fn the_claim_reads_the_claim_index_in_order() {
     let Some(db) = server() else { return };
+    let plan = claim_plan(
+        &db,
+        concat!(
+            "EXPLAIN ",
+            claims::candidates!(every_queue),
+            " SELECT * FROM candidates"
+        ),
+        None,
+    );
+    assert!(plan.contains("jobs_claim"), "{plan}");
+    assert!(!plan.contains("Sort"), "no sort step: {plan}");
+}
+
+/// A worker of some queues reads each of them in claim order (a range of
+/// `jobs_claim_queue` each), never the whole claim index past other
+/// queues' jobs.
+#[test]
+fn a_claim_of_named_queues_reads_each_queue_in_order() {
+    let Some(db) = server() else { return };
+    let plan = claim_plan(
+        &db,
+        concat!(
+            "EXPLAIN ",
+            claims::candidates!(named_queues),
+            " SELECT * FROM candidates"
+        ),
+        Some(vec!["a".to_owned(), "b".to_owned()]),
+    );
+    assert!(plan.contains("Index Scan using jobs_claim_queue"), "{plan}");
+    assert!(
+        plan.contains("queue >= mine.queue"),
+        "a range of it: {plan}"
+    );
+    assert!(!plan.contains("Seq Scan on jobs"), "{plan}");
+}
+
+/// The plan of a claim's candidates (`explain`: EXPLAIN of them) over 2,000
+/// due jobs of queue `default`, for a worker serving `queues`.
+fn claim_plan(db: &TestDatabase, explain: &str, queues: Option<Vec<String>>) -> String {
+    use postgres::types::Type;
     let mut store = Store::open(&db.database(), Durability::Full).unwrap();
     let jobs: Vec<_> = (0..2000)
         .map(|i| (i + 1, crate::domain::NewJob::new(format!("job {i}"))))
         .collect();
     // Due by the server's clock, which plans the statement.
     store.enqueue(&jobs, &DEFAULTS).unwrap();
-    use postgres::types::Type;
     let mut admin = db.admin();
     admin.batch_execute("ANALYZE jobs").unwrap();
-    let statement = admin
-        .prepare_typed(
-            concat!(
-                "EXPLAIN ",
-                claims::candidates!(),
-                " SELECT * FROM candidates"
-            ),
-            // $1 (the worker) and $3-$7 are the claim's; this part uses $2, $8, $9.
-            &[
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-            ],
-        )
-        .unwrap();
-    let none: Option<Vec<String>> = None;
+    // $1 (the worker) and $3-$7 are the claim's; this part uses $2, $8, $9.
+    let types = [
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ];
+    let statement = admin.prepare_typed(explain, &types).unwrap();
+    let (no_ints, no_texts) = (Vec::<i64>::new(), Vec::<String>::new());
     let plan: Vec<String> = admin
         .query(
             &statement,
             &[
-                &"w",
-                &10_i64,
-                &0_i64,
-                &Vec::<i64>::new(),
-                &Vec::<String>::new(),
-                &"",
-                &"",
-                &none,
-                &Vec::<String>::new(),
+                &"w", &10_i64, &0_i64, &no_ints, &no_texts, &"", &"", &queues, &no_texts,
             ],
         )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("jobs_claim"), "{plan}");
-    assert!(!plan.contains("Sort"), "no sort step: {plan}");
+    plan.join("\n")
 }
 
 #[test]
