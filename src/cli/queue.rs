@@ -48,8 +48,9 @@ pub fn run(ctx: &Context, command: QueueCommand) -> Result<()> {
     };
     let name = QueueName::parse(&name)
         .map_err(|why| Error::Invalid(format!("queue name '{}' {why}", echo::shown(&name))))?;
+    // Like cancel and restart: a mistyped --db is "no queue", never a new one.
     let queue = ctx
-        .store(OpenMode::Create)?
+        .store(OpenMode::Existing)?
         .configure_queue(&name, &change)?;
     wake_workers(&ctx.state.wake());
     if ctx.json {

@@ -249,7 +249,15 @@ impl Worker {
             Some(cgroup) => format!("a cgroup per attempt under {cgroup}"),
             None => "process group and attempt token".to_owned(),
         };
-        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, listening, concurrency, "worker ready");
+        let queues = match &worker.config.worker_queues {
+            Some(names) => names
+                .iter()
+                .map(|q| q.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            None => "every queue".to_owned(),
+        };
+        tracing::info!(worker = %worker.name, db = %worker.state.db, output = output.as_str(), containment, listening, concurrency, queues, "worker ready");
         Ok(worker)
     }
 

@@ -46,13 +46,13 @@ fn queue_row(env: &TestEnv, name: &str) -> serde_json::Value {
 #[test]
 fn eight_workers_never_run_more_than_parallel_jobs_of_a_queue() {
     let mut env = TestEnv::new();
-    env.ok(&["queue", "set", "limited", "--parallel", "2"]);
     for i in 0..16 {
         env.enqueue(&counting_job(&env, "limited", &format!("l{i}")));
     }
     for i in 0..8 {
         env.enqueue(&counting_job(&env, "default", &format!("d{i}")));
     }
+    env.ok(&["queue", "set", "limited", "--parallel", "2"]);
     for w in 0..8 {
         env.spawn_worker(&format!("w{w}"));
     }
@@ -76,11 +76,11 @@ fn eight_workers_never_run_more_than_parallel_jobs_of_a_queue() {
 #[test]
 fn queue_pause_holds_jobs_and_resume_runs_them() {
     let mut env = TestEnv::new();
-    let paused = env.ok(&["queue", "pause", "reports"]);
-    assert_eq!(paused.trim(), "queue 'reports': no limit, paused");
     // It would be claimed first, were its queue running.
     env.enqueue(r#"{"id":"report","queue":"reports","command":"true","priority":9}"#);
     env.enqueue(r#"{"id":"other","command":"true"}"#);
+    let paused = env.ok(&["queue", "pause", "reports"]);
+    assert_eq!(paused.trim(), "queue 'reports': no limit, paused");
     env.spawn_worker("w1");
     env.wait_for_state("other", "completed", WAIT);
     assert_eq!(env.state("report"), "pending");
@@ -160,6 +160,14 @@ fn config_queue_limits_apply_at_worker_start() {
 #[test]
 fn queue_names_and_limits_are_checked() {
     let env = TestEnv::new();
+    let out = env.run(&["queue", "pause", "emails"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no queue yet: {}",
+        output_text(&out)
+    );
+    assert!(!env.queue_exists(), "queue pause made no queue");
     for (args, needle) in [
         (
             &["queue", "set", "a b", "--parallel", "2"][..],

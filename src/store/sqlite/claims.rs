@@ -18,8 +18,8 @@ use super::deps::{Propagated, propagate_in};
 use super::queues;
 use crate::domain::RetryPolicy;
 use crate::store::{
-    AttemptResult, ClaimRequest, Claimed, Finish, Lease, LeaseStatus, attempt_cgroup, decode_env,
-    lease_statuses, millis, to_millis, transition,
+    AttemptResult, ClaimRequest, Claimed, Finish, Finished, Lease, LeaseStatus, attempt_cgroup,
+    decode_env, lease_statuses, millis, to_millis, transition,
 };
 use jiff::Timestamp;
 use rusqlite::types::{Null, ToSql};
@@ -87,15 +87,59 @@ pub(super) fn claim_in(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let limits = queues::limits(tx)?;
+    claim_with(tx, request, limit, &queues::limits(tx)?, now)
+}
+
+/// [`claim_in`] with the queues' `limits` read already in this transaction.
+fn claim_with(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    limit: usize,
+    limits: &[queues::Limit],
+    now: Timestamp,
+) -> rusqlite::Result<Vec<Claimed>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let claimed = if limits.is_empty() && request.queues.is_none() {
         let sql = claim_sql(limit == 1);
         take_jobs(tx, &sql, request, &(limit as i64), now)?
     } else {
-        claim_within_limits(tx, request, limit, &limits, now)?
+        claim_within_limits(tx, request, limit, limits, now)?
     };
     record_attempts(tx, request, &claimed, now)?;
     Ok(claimed)
+}
+
+/// A worker's transaction: records the attempts in `done` ([`finish_in`]),
+/// then claims for `next` if given, reading the queues' limits once for both.
+pub(super) fn finish_and_claim(
+    tx: &Transaction,
+    done: &[Finish],
+    policy: &RetryPolicy,
+    next: Option<(&ClaimRequest, usize)>,
+    now: Timestamp,
+) -> rusqlite::Result<Finished> {
+    let (held, left, propagated) = finish_in(tx, done, policy, now)?;
+    let limits = if left.is_empty() && next.is_none() {
+        Vec::new()
+    } else {
+        queues::limits(tx)?
+    };
+    // A place in a limited queue, or dependents that became ready.
+    let freed = propagated.ready
+        || limits
+            .iter()
+            .any(|l| l.parallel.is_some() && left.contains(&l.name));
+    let claimed = match next {
+        Some((request, limit)) => claim_with(tx, request, limit, &limits, now)?,
+        None => Vec::new(),
+    };
+    Ok(Finished {
+        held,
+        claimed,
+        freed,
+    })
 }
 
 /// Chooses and claims up to `limit` due jobs of the queues `request`
@@ -306,17 +350,17 @@ fn record_attempts(
 /// `done` ended and moves their jobs on (two statements per [`CHUNK`]).
 /// Only a job still `processing` under the lease given changes; the rest
 /// change nothing. Returns, per attempt, whether its lease was still held;
-/// whether a job of a queue with a `parallel` limit left `processing`
-/// (workers waiting for room there should look again); and what the jobs'
-/// ends did to the jobs waiting for them (one statement per kind of end,
-/// only for jobs that have dependents). A job whose cancel was requested
-/// ends `cancelled` (see [`transition`]); its attempt keeps its own outcome.
+/// the queues of the jobs that left `processing` (a place came free in
+/// each); and what the jobs' ends did to the jobs waiting for them (one
+/// statement per kind of end, only for jobs that have dependents). A job
+/// whose cancel was requested ends `cancelled` (see [`transition`]); its
+/// attempt keeps its own outcome.
 pub(super) fn finish_in(
     tx: &Transaction,
     done: &[Finish],
     policy: &RetryPolicy,
     now: Timestamp,
-) -> rusqlite::Result<(Vec<bool>, bool, Propagated)> {
+) -> rusqlite::Result<(Vec<bool>, Vec<String>, Propagated)> {
     let mut held = Vec::with_capacity(done.len());
     let mut left: Vec<String> = Vec::new();
     let (mut completed, mut ended) = (Vec::new(), Vec::new());
@@ -348,12 +392,8 @@ pub(super) fn finish_in(
             left.push(m.queue);
         }
     }
-    let freed = !left.is_empty()
-        && queues::limits(tx)?
-            .iter()
-            .any(|l| l.parallel.is_some() && left.contains(&l.name));
     let propagated = propagate_in(tx, &completed, &ended, to_millis(now))?;
-    Ok((held, freed, propagated))
+    Ok((held, left, propagated))
 }
 
 /// The finish's move of each job (see [`move_jobs`]).

@@ -13,7 +13,7 @@ mod schedules;
 mod unique;
 mod wal;
 
-use claims::{claim_in, finish_in, renew_in};
+use claims::{claim_in, finish_and_claim, finish_in, renew_in};
 
 use super::deps::{BatchPlan, Dependencies, NewRow};
 use super::selection::{self, Acted, BulkAction, BulkOutcome, Found, Selection};
@@ -681,18 +681,7 @@ impl Backend for SqliteStore {
         next: Option<(&ClaimRequest, usize)>,
     ) -> Result<Finished> {
         let now = self.clock();
-        self.write(|tx| {
-            let (held, freed, propagated) = finish_in(tx, done, policy, now)?;
-            let mut finished = Finished {
-                held,
-                claimed: Vec::new(),
-                freed: freed || propagated.ready,
-            };
-            if let Some((request, limit)) = next {
-                finished.claimed = claim_in(tx, request, limit, now)?;
-            }
-            Ok(finished)
-        })
+        self.write(|tx| Ok(finish_and_claim(tx, done, policy, next, now)?))
     }
 
     fn renew_leases(
