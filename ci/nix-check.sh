@@ -106,6 +106,40 @@ cli_accepts() {
   rm -rf "$dir"
   return $rc
 }
+# `schedule fire NAME --spec FILE` takes the JSON the module writes to
+# /etc/queuectl/schedules/NAME.json: it writes the row (managed) and enqueues.
+cli_fires_spec() {
+  local dir rc
+  dir=$(mktemp -d)
+  nix_instantiate --eval --strict --json -E '
+    let
+      s = import ./nix/tests/stand-in.nix;
+      r = s.evalModule {
+        module = import ./nix/module.nix;
+        defined.services.queuectl = {
+          enable = true;
+          schedules.nightly = {
+            onCalendar = [ "Mon..Fri 02:00" "Sat 06:00" ];
+            job = { command = "echo hi"; cwd = "/tmp"; priority = 5; env_file = "backup-env"; };
+            overlap = "replace";
+            persistent = true;
+            randomizedDelaySec = 600;
+          };
+        };
+      };
+    in
+    r.config.environment.etc."queuectl/schedules/nightly.json".text' |
+    python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))' >"$dir/nightly.json" || { rm -rf "$dir"; return 1; }
+  cli() {
+    env -u QUEUECTL_DB -u QUEUECTL_DB_PASSWORD_FILE -u QUEUECTL_CONFIG HOME="$dir" XDG_CONFIG_HOME="$dir" \
+      XDG_STATE_HOME="$dir" QUEUECTL_STATE_DIR="$dir/state" "$QUEUECTL_BIN" --db "$dir/queue.db" "$@"
+  }
+  cli schedule fire nightly --spec "$dir/nightly.json" &&
+    cli --json schedule list | grep -q '"managed": true'
+  rc=$?
+  rm -rf "$dir"
+  return $rc
+}
 if [ -n "${QUEUECTL_BIN:-}" ]; then
   run_check "queuectl accepts the module's default config.toml" cli_accepts '{ }'
   run_check "queuectl accepts the module's config.toml with settings" cli_accepts \
@@ -114,6 +148,7 @@ if [ -n "${QUEUECTL_BIN:-}" ]; then
     '{ database.createLocally = true; }' postgres
   run_check "queuectl accepts the module's config.toml with database.url" cli_accepts \
     '{ database.url = "postgresql://queuectl@db.example.org/queuectl?sslmode=verify-full"; database.passwordFile = "/run/secrets/db"; }' postgres
+  run_check "queuectl fires the schedule spec the module writes" cli_fires_spec
 else
   echo "skip  queuectl accepts the module's config.toml (set QUEUECTL_BIN to the built binary)"
 fi

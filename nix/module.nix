@@ -81,6 +81,75 @@ let
     lib.attrNames cfg.workerQueues
   );
 
+  # Schedules (docs/schedules.md): each a timer and a oneshot service whose
+  # `queuectl schedule fire NAME --spec FILE` writes the schedule's row
+  # (marked managed) and enqueues its job. The spec is world-readable, like
+  # the config: a job's env is refused (use env_file).
+  scheduleNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}";
+  badScheduleNames = lib.filter (name: builtins.match scheduleNamePattern name == null) (
+    lib.attrNames cfg.schedules
+  );
+  schedulesWithEnv = lib.filter (name: (cfg.schedules.${name}.job.env or null) != null) (
+    lib.attrNames cfg.schedules
+  );
+  scheduleUnit = name: "queuectl-schedule-${name}";
+  scheduleSpecPath = name: "queuectl/schedules/${name}.json";
+  calendarsOf = s: if builtins.isList s.onCalendar then s.onCalendar else [ s.onCalendar ];
+  # As `schedule fire --spec` reads it (fields left out take the CLI's defaults).
+  scheduleSpec = s: {
+    on_calendar = calendarsOf s;
+    job = lib.filterAttrs (field: value: value != null && field != "env") s.job;
+    overlap = s.overlap or "skip";
+    persistent = s.persistent or false;
+    randomized_delay_sec = s.randomizedDelaySec or 0;
+  };
+  perSchedule = f: builtins.listToAttrs (lib.mapAttrsToList f cfg.schedules);
+  scheduleSpecs = perSchedule (
+    name: s: {
+      name = scheduleSpecPath name;
+      value.text = builtins.toJSON (scheduleSpec s);
+    }
+  );
+  scheduleTimers = perSchedule (
+    name: s: {
+      name = scheduleUnit name;
+      value = {
+        description = "queuectl schedule ${name}";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnCalendar = calendarsOf s;
+          Persistent = s.persistent or false;
+          RandomizedDelaySec = s.randomizedDelaySec or 0;
+          # systemd's default accuracy is a minute.
+          AccuracySec = "1s";
+        };
+      };
+    }
+  );
+  scheduleServices = perSchedule (
+    name: _: {
+      name = scheduleUnit name;
+      value = {
+        description = "queuectl schedule ${name}: enqueue its job";
+        environment = workerEnvironment;
+        after = requiredUnits ++ wantedUnits;
+        requires = requiredUnits;
+        wants = wantedUnits;
+        restartIfChanged = false;
+        serviceConfig = {
+          Type = "oneshot";
+          User = cfg.user;
+          Group = cfg.group;
+          UMask = "0007";
+          ExecStart = "${cfg.package}/bin/queuectl schedule fire ${name} --spec /etc/${scheduleSpecPath name}";
+        }
+        // lib.optionalAttrs (db.passwordFile != null) {
+          LoadCredential = [ "${passwordCredential}:${db.passwordFile}" ];
+        };
+      };
+    }
+  );
+
   # A password in the URL would be world-readable (the Nix store and
   # /etc/queuectl/config.toml): refused, pointing at passwordFile. Userinfo
   # with a ':' before the host, a `password` URL parameter, or a `password`
@@ -369,6 +438,119 @@ in
       '';
     };
 
+    schedules = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            onCalendar = mkOption {
+              type = types.oneOf [
+                types.str
+                (types.listOf types.str)
+              ];
+              example = "Mon..Fri 02:00";
+              description = ''
+                When the job is enqueued: systemd calendar events
+                ({manpage}`systemd.time(7)`), one or a list.
+              '';
+            };
+            job = mkOption {
+              type = types.submodule {
+                options = {
+                  command = mkOption {
+                    type = types.str;
+                    description = "The job's shell command line.";
+                  };
+                  queue = mkOption {
+                    type = types.nullOr types.str;
+                    default = null;
+                    description = "The named queue it waits in (`default` when null).";
+                  };
+                  priority = mkOption {
+                    type = types.nullOr types.int;
+                    default = null;
+                    description = "Priority: higher runs first (0 when null).";
+                  };
+                  max_retries = mkOption {
+                    type = types.nullOr (types.ints.between 0 10000);
+                    default = null;
+                    description = "Retries after failed attempts (the settings' `max_retries` when null).";
+                  };
+                  timeout_seconds = mkOption {
+                    type = types.nullOr (types.ints.between 0 (365 * 86400));
+                    default = null;
+                    description = "Time limit of an attempt (the settings' `timeout_seconds` when null).";
+                  };
+                  env_file = mkOption {
+                    type = types.nullOr types.str;
+                    default = null;
+                    description = ''
+                      Variables read when each attempt starts: an absolute
+                      path, or the name of one of
+                      {option}`services.queuectl.credentials`.
+                    '';
+                  };
+                  cwd = mkOption {
+                    type = types.nullOr (types.strMatching "/.+");
+                    default = null;
+                    description = "Working directory of the job.";
+                  };
+                  env = mkOption {
+                    type = types.nullOr (types.attrsOf types.str);
+                    default = null;
+                    description = ''
+                      Not allowed (an assertion fails): the Nix store and
+                      /etc are world-readable. Use `env_file`.
+                    '';
+                  };
+                };
+              };
+              description = "The job each elapse enqueues (the fields of `queuectl enqueue`).";
+            };
+            overlap = mkOption {
+              type = types.enum [
+                "skip"
+                "queue"
+                "replace"
+              ];
+              default = "skip";
+              description = ''
+                An elapse while the job of an earlier one is unfinished:
+                `skip` enqueues nothing, `replace` updates the waiting job
+                (skips while it runs), `queue` enqueues another.
+              '';
+            };
+            persistent = mkOption {
+              type = types.bool;
+              default = false;
+              description = "Fire once at boot for an elapse missed while the machine was off (`Persistent=`).";
+            };
+            randomizedDelaySec = mkOption {
+              type = types.ints.unsigned;
+              default = 0;
+              description = "Delay each elapse by a random time up to this many seconds (`RandomizedDelaySec=`).";
+            };
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''
+        {
+          nightly = {
+            onCalendar = "Mon..Fri 02:00";
+            job = { command = "./backup.sh --full"; cwd = "/srv/app"; env_file = "backup-env"; };
+            persistent = true;
+          };
+        }
+      '';
+      description = ''
+        Recurring schedules: each becomes the timer and oneshot service
+        `queuectl-schedule-<name>`, run as {option}`services.queuectl.user`,
+        that writes the schedule into the queue and enqueues its job
+        (docs/schedules.md). `queuectl schedule list` shows them;
+        `schedule remove` refuses them (they are declared here).
+      '';
+    };
+
     user = mkOption {
       type = types.str;
       default = "queuectl";
@@ -565,6 +747,14 @@ in
         message = "services.queuectl.workerQueues: keys are instance numbers (1, 2, ...) and each names at least one queue";
       }
       {
+        assertion = badScheduleNames == [ ];
+        message = "services.queuectl.schedules: names are 1 to 64 letters, digits, _ and - starting with a letter or digit, since they name unit files (not ${lib.concatStringsSep ", " badScheduleNames})";
+      }
+      {
+        assertion = schedulesWithEnv == [ ];
+        message = "services.queuectl.schedules.<name>.job.env is not allowed: the Nix store and /etc are world-readable. Use job.env_file (a path, or a name of services.queuectl.credentials) instead (set in: ${lib.concatStringsSep ", " schedulesWithEnv})";
+      }
+      {
         assertion = !(db.createLocally && db.url != null);
         message = "services.queuectl.database: set either createLocally (a PostgreSQL server on this host) or url (a database elsewhere), not both.";
       }
@@ -603,14 +793,18 @@ in
     environment.variables = queuectlEnvironment;
     environment.sessionVariables = queuectlEnvironment;
     systemd.globalEnvironment = queuectlEnvironment;
-    environment.etc."queuectl/config.toml".source = configFile;
+    environment.etc = {
+      "queuectl/config.toml".source = configFile;
+    }
+    // scheduleSpecs;
+    systemd.timers = scheduleTimers;
 
     # Installs queuectl-worker@.service and queuectl-workers.target, for the
     # system and the user manager, as the package ships them.
     systemd.packages = [ cfg.package ];
 
     # The template, and a drop-in for each instance restricted to some queues.
-    systemd.services = instanceQueueDropIns // {
+    systemd.services = instanceQueueDropIns // scheduleServices // {
       "queuectl-worker@" = {
       overrideStrategy = "asDropin";
       environment = workerEnvironment;

@@ -113,6 +113,35 @@ let
   };
   queuesWritten = builtins.fromTOML withQueues.config.environment.etc."queuectl/config.toml".source.text;
 
+  # ---- schedules: a timer and a oneshot service each ------------------------
+  scheduled = eval {
+    enable = true;
+    schedules.nightly = {
+      onCalendar = [
+        "Mon..Fri 02:00"
+        "Sat 06:00"
+      ];
+      job = {
+        command = "./backup.sh --full";
+        cwd = "/srv/app";
+        priority = 5;
+        env_file = "backup-env";
+      };
+      overlap = "replace";
+      persistent = true;
+      randomizedDelaySec = 600;
+    };
+    schedules.tick = {
+      onCalendar = "*:0/5";
+      job.command = "true";
+    };
+  };
+  sc = scheduled.config;
+  nightlyTimer = sc.systemd.timers."queuectl-schedule-nightly";
+  nightlyService = sc.systemd.services."queuectl-schedule-nightly";
+  nightlySpec = builtins.fromJSON sc.environment.etc."queuectl/schedules/nightly.json".text;
+  tickSpec = builtins.fromJSON sc.environment.etc."queuectl/schedules/tick.json".text;
+
   failedAssertions = r: builtins.filter (a: !a.assertion) r.config.assertions;
   # The messages of the failed assertions of a configuration.
   refusals = defined: map (a: a.message) (failedAssertions (eval defined));
@@ -590,6 +619,81 @@ let
       enable = true;
       workerQueues.first = [ "emails" ];
     };
+    "each schedule is a timer wanted by timers.target, one OnCalendar per expression" =
+      nightlyTimer.wantedBy == [ "timers.target" ]
+      && nightlyTimer.timerConfig.OnCalendar == [
+        "Mon..Fri 02:00"
+        "Sat 06:00"
+      ]
+      && sc.systemd.timers."queuectl-schedule-tick".timerConfig.OnCalendar == [ "*:0/5" ];
+    "a schedule's timer: Persistent, RandomizedDelaySec, AccuracySec 1s" =
+      nightlyTimer.timerConfig.Persistent == true
+      && nightlyTimer.timerConfig.RandomizedDelaySec == 600
+      && nightlyTimer.timerConfig.AccuracySec == "1s";
+    "a schedule's service is a oneshot of the workers' user firing it with its spec" =
+      nightlyService.serviceConfig.Type == "oneshot"
+      && nightlyService.serviceConfig.User == "queuectl"
+      && nightlyService.serviceConfig.Group == "queuectl"
+      && nightlyService.serviceConfig.ExecStart
+        == "${standIn.pkgs.queuectl}/bin/queuectl schedule fire nightly --spec /etc/queuectl/schedules/nightly.json"
+      && nightlyService.environment.QUEUECTL_CONFIG == "/etc/queuectl/config.toml"
+      && nightlyService.restartIfChanged == false;
+    "the spec holds the calendar, the job and the policy" =
+      nightlySpec == {
+        on_calendar = [
+          "Mon..Fri 02:00"
+          "Sat 06:00"
+        ];
+        job = {
+          command = "./backup.sh --full";
+          cwd = "/srv/app";
+          priority = 5;
+          env_file = "backup-env";
+        };
+        overlap = "replace";
+        persistent = true;
+        randomized_delay_sec = 600;
+      }
+      && tickSpec.overlap == "skip"
+      && tickSpec.on_calendar == [ "*:0/5" ]
+      && tickSpec.job == { command = "true"; };
+    "no schedules: no timers, no schedule services" =
+      c.systemd.timers == { }
+      && builtins.all (n: builtins.substring 0 18 n != "queuectl-schedule-") (
+        builtins.attrNames c.systemd.services
+      );
+    "a schedule service reaches a password-protected database through its credential" =
+      let
+        s = (eval {
+          enable = true;
+          database.url = "postgresql://queuectl@db.example.org/queuectl";
+          database.passwordFile = "/run/secrets/db";
+          schedules.x = {
+            onCalendar = "daily";
+            job.command = "true";
+          };
+        }).config.systemd.services."queuectl-schedule-x";
+      in
+      s.serviceConfig.LoadCredential == [ "db-password:/run/secrets/db" ]
+      && s.environment.QUEUECTL_DB_PASSWORD_FILE == "db-password";
+    "refuses a schedule name that is not a safe unit name" = refusedWith "since they name unit files" {
+      enable = true;
+      schedules."a.b" = {
+        onCalendar = "daily";
+        job.command = "true";
+      };
+    };
+    "refuses a schedule job's env (the store and /etc are world-readable)" =
+      refusedWith "job.env is not allowed" {
+        enable = true;
+        schedules.x = {
+          onCalendar = "daily";
+          job = {
+            command = "true";
+            env.TOKEN = "s3cret";
+          };
+        };
+      };
     "accepts an integer backoff_base" =
       !(rejects {
         enable = true;

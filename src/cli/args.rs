@@ -24,10 +24,11 @@ Exit codes:
      a queue made by a newer queuectl)
   2  invalid input or usage (bad JSON, unknown config key, bad flag, a --config
      file that does not exist)
-  3  job not found, or no queue at the path (only enqueue, add and workers
-     create one)
+  3  job or schedule not found, or no queue at the path (only enqueue, add,
+     schedule add and workers create one)
   4  the job's state does not allow the operation; or a job's unique key is held
-     by an unfinished job (on_duplicate reject, or replace while the holder runs)
+     by an unfinished job (on_duplicate reject, or replace while the holder runs);
+     or a schedule's name is taken or its unit files are not queuectl's
   5  wait, logs -f: a job ended dead (when jobs ended both dead and cancelled, 5)
   6  wait, logs -f: a job ended cancelled (and none dead)
   7  wait --timeout: the time ran out before every job ended

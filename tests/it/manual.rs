@@ -208,14 +208,14 @@ fn exit_three_names_every_command_that_creates_a_queue() {
     .unwrap();
     let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        flat.contains("(only enqueue, add and workers create one)"),
+        flat.contains("(only enqueue, add, schedule add and workers create one)"),
         "{help}"
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for doc in ["docs/jobs.md", "docs/security.md"] {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         assert!(
-            text.contains("`enqueue`, `add` and"),
+            text.contains("`enqueue`, `add`, `schedule add` and"),
             "{doc} lists the commands that create a queue without add"
         );
     }
