@@ -1,6 +1,7 @@
 use super::Context;
 use super::format::print_json;
 use queuectl::domain::JobState;
+use queuectl::domain::schedule::Driver;
 use queuectl::error::{Error, Result};
 use queuectl::store::{Database, OpenMode, Store};
 use std::path::Path;
@@ -23,20 +24,38 @@ pub fn run(ctx: &Context, from: &Path, to: &Path) -> Result<()> {
         )));
     }
     let records = source.export()?;
+    let schedules = source.schedules()?;
     let attempts: usize = records.iter().map(|r| r.attempts.len()).sum();
     let mut target = Store::open_as(&to, ctx.config.durability, OpenMode::Create)?;
     target.import(&records)?;
+    // After the jobs: a name the target holds already stops here (exit 4).
+    for schedule in &schedules {
+        target.add_schedule(&schedule.to_new()?, false)?;
+    }
+    let timers: Vec<&str> = schedules
+        .iter()
+        .filter(|s| s.driver == Driver::Systemd)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !timers.is_empty() {
+        eprintln!(
+            "note: the systemd timers of {} still enqueue into {from}: add them again with --replace and the new queue",
+            timers.join(", ")
+        );
+    }
     if ctx.json {
         return print_json(&serde_json::json!({
             "from": from,
             "to": to,
             "jobs": records.len(),
             "attempts": attempts,
+            "schedules": schedules.len(),
         }));
     }
     println!(
-        "copied {} job(s) with {attempts} attempt(s) from {from} to {to}",
-        records.len()
+        "copied {} job(s) with {attempts} attempt(s) and {} schedule(s) from {from} to {to}",
+        records.len(),
+        schedules.len()
     );
     Ok(())
 }

@@ -109,6 +109,10 @@ fn add(ctx: &Context, args: ScheduleAddArgs) -> Result<()> {
             return Err(e);
         }
     }
+    if driver == Driver::Workers {
+        // Idle workers here look at the schedules now, not at their next tick.
+        wake_workers(&ctx.state.wake());
+    }
     if ctx.json {
         return print_json(&serde_json::json!({
             "added": name.as_str(), "driver": driver, "timer": (driver == Driver::Systemd).then(|| timers::timer_unit(&name)),

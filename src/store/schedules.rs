@@ -69,6 +69,25 @@ pub struct ScheduleRow {
     pub updated_at: Timestamp,
 }
 
+impl ScheduleRow {
+    /// The schedule as `add_schedule` takes it (for `copy`: a workers
+    /// schedule's next elapse is computed again in the target).
+    pub fn to_new(&self) -> Result<NewSchedule> {
+        Ok(NewSchedule {
+            name: schedule_name(&self.name)?,
+            on_calendar: self.on_calendar.clone(),
+            time_zone: self.time_zone.clone(),
+            job: self.job.clone(),
+            overlap: self.overlap,
+            persistent: self.persistent,
+            randomized_delay: self.randomized_delay,
+            driver: self.driver,
+            host: self.host.clone(),
+            managed: self.managed,
+        })
+    }
+}
+
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
@@ -300,6 +319,17 @@ impl DueRow {
         };
         FirePlan { next, job, overlap }
     }
+}
+
+/// A due row whose fire failed for a reason of its own stays due for the
+/// next pass (logged), and the other rows go on; a database that cannot be
+/// reached ends the pass.
+pub(crate) fn row_failed(name: &str, e: Error) -> Result<()> {
+    if e.is_unreachable() {
+        return Err(e);
+    }
+    tracing::warn!(schedule = %name, error = %e, "firing the schedule failed; it is tried again at the next pass");
+    Ok(())
 }
 
 /// The stored calendar text as its expressions.

@@ -114,16 +114,21 @@ impl Maintenance {
     /// The schedules' pass, then the next one planned: at the next elapse,
     /// at the latest a tick from now.
     fn fire_schedules(&mut self, store: &mut Store) {
-        let fired = self.fire_due(store).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "firing the schedules failed");
-            Vec::new()
-        });
-        for fire in &fired {
-            tracing::info!(schedule = %fire.schedule, elapse = ?fire.elapse, outcome = ?fire.outcome, "schedule fired");
-        }
-        let until = match store.next_schedule_in() {
-            Ok(Some(until)) => until.min(self.every),
-            _ => self.every,
+        let until = match self.fire_due(store) {
+            Ok(fired) => {
+                for fire in &fired {
+                    tracing::info!(schedule = %fire.schedule, elapse = ?fire.elapse, outcome = ?fire.outcome, "schedule fired");
+                }
+                match store.next_schedule_in() {
+                    Ok(Some(until)) => until.min(self.every),
+                    _ => self.every,
+                }
+            }
+            // Not again at once: a row that keeps failing stays due.
+            Err(e) => {
+                tracing::warn!(error = %e, "firing the schedules failed");
+                self.every
+            }
         };
         self.next_schedules = Instant::now() + until;
     }

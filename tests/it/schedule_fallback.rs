@@ -160,3 +160,42 @@ fn the_workers_refuse_what_their_calendar_cannot_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!env.queue_exists(), "nothing was written");
 }
+
+#[test]
+fn copy_carries_schedules_with_their_job_and_its_env() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "schedule",
+        "add",
+        "check",
+        "--driver",
+        "workers",
+        "--on-calendar",
+        "Mon..Fri 02:00",
+        "-e",
+        "TOKEN=s3cret",
+        "--",
+        r#"test "$TOKEN" = s3cret"#,
+    ]);
+    let from = env.db_address().into_string().unwrap();
+    let target = env.path("copy/target.db");
+    let to = target.to_str().unwrap();
+    let copied = env.json(&["copy", "--from", &from, "--to", to]);
+    assert_eq!(copied["schedules"], 1);
+    let there = |args: &[&str]| {
+        let mut all = vec!["--db", to];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    let list: Value = serde_json::from_str(&there(&["--json", "schedule", "list"])).unwrap();
+    let row = &list["schedules"][0];
+    assert_eq!(row["name"], "check");
+    assert_eq!(row["on_calendar"], serde_json::json!(["Mon..Fri 02:00"]));
+    assert_eq!(row["driver"], "workers");
+    assert!(row["next_elapse"].is_string(), "{row}");
+    // The env value came along: the job that checks it completes.
+    let id = there(&["schedule", "run", "check"]).trim().to_owned();
+    there(&["worker", "run", "--drain"]);
+    let job: Value = serde_json::from_str(&there(&["--json", "show", &id])).unwrap();
+    assert_eq!(job["state"], "completed", "{job}");
+}

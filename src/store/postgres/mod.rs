@@ -310,10 +310,13 @@ impl Backend for PgStore {
         let (due, now) = self.session.run(schedules::due)?;
         let mut fired = Vec::new();
         for row in &due {
-            let one = self.session.transaction(|sql| {
-                schedules::fire_due_row(sql, row, now, catch_up_after, defaults)
-            })?;
-            fired.extend(one);
+            match self
+                .session
+                .transaction(|sql| schedules::fire_due_row(sql, row, now, catch_up_after, defaults))
+            {
+                Ok(one) => fired.extend(one),
+                Err(e) => super::schedules::row_failed(&row.name, e)?,
+            }
         }
         Ok(fired)
     }

@@ -9,7 +9,7 @@ use crate::domain::schedule::Overlap;
 use crate::error::Result;
 use crate::store::schedules::{
     DueRow, FireOutcome, Fired, LIST_SQL, NEVER, NewSchedule, ScheduleRow, StoredRow, elapse_job,
-    fire_outcome, first_elapse, no_such_schedule, overlap_of, schedule_exists,
+    fire_outcome, first_elapse, no_such_schedule, overlap_of, row_failed, schedule_exists,
 };
 use crate::store::{JobDefaults, from_millis, to_millis};
 use jiff::Timestamp;
@@ -216,7 +216,14 @@ impl SqliteStore {
                 let outcome = enqueue_for(tx, &row.name, plan.overlap, job, defaults, now)?;
                 record_fire(tx, &row.name, &outcome, now)?;
                 Ok(Some(outcome))
-            })?;
+            });
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    row_failed(&row.name, e)?;
+                    None
+                }
+            };
             if let Some(outcome) = outcome {
                 fired.push(Fired {
                     schedule: row.name.clone(),
