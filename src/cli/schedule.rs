@@ -89,15 +89,13 @@ fn add(ctx: &Context, args: ScheduleAddArgs) -> Result<()> {
         host: (driver == Driver::Systemd).then(hostname),
         managed: false,
     };
-    let mut store = ctx.store(OpenMode::Create)?;
     if driver == Driver::Systemd {
-        // Refused before the row is written: units queuectl did not write.
-        if let timers::Owner::Other(path) = timers::owner(&scope.unit_dir(), &name)? {
-            return Err(Error::Conflict(format!(
-                "{path} was not written by `queuectl schedule add` for '{name}'; leaving it alone"
-            )));
-        }
+        // Refused before anything is written: units the system manages, or
+        // that queuectl did not write.
+        timers::refuse_managed()?;
+        timers::refuse_foreign(&scope.unit_dir(), &name)?;
     }
+    let mut store = ctx.store(OpenMode::Create)?;
     store.add_schedule(&schedule, args.replace)?;
     if driver == Driver::Systemd {
         let installed = install_units(ctx, scope, &schedule);

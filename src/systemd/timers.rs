@@ -110,7 +110,8 @@ pub fn owner(dir: &Path, name: &ScheduleName) -> Result<Owner> {
     })
 }
 
-fn refuse_foreign(dir: &Path, name: &ScheduleName) -> Result<()> {
+/// Refuses a schedule whose unit files queuectl did not write (exit 4).
+pub fn refuse_foreign(dir: &Path, name: &ScheduleName) -> Result<()> {
     match owner(dir, name)? {
         Owner::Other(path) => Err(Error::Conflict(format!(
             "{path} was not written by `queuectl schedule add` for '{name}'; leaving it alone"
@@ -119,7 +120,9 @@ fn refuse_foreign(dir: &Path, name: &ScheduleName) -> Result<()> {
     }
 }
 
-fn refuse_managed() -> Result<()> {
+/// Refuses to write or remove unit files where the system manages them
+/// (`QUEUECTL_UNITS_MANAGED=1`, e.g. NixOS).
+pub fn refuse_managed() -> Result<()> {
     if crate::supervisor::systemd::units_managed() {
         return Err(Error::Invalid(
             "unit files are managed by the system here (QUEUECTL_UNITS_MANAGED=1): declare schedules there (NixOS: services.queuectl.schedules)".into(),

@@ -137,7 +137,7 @@ fn a_second_elapse_while_the_first_job_runs_is_skipped() {
         return;
     };
     let _worker = Worker::start(&q);
-    every_two_seconds(&q, "slow", &[], &["sleep", "6"]);
+    every_two_seconds(&q, "slow", &[], &["sleep", "12"]);
     wait_until("two more elapses while the first job runs", WAIT, || {
         fires(&q, "slow") >= 3
     });
@@ -297,6 +297,24 @@ fn a_calendar_systemd_refuses_writes_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Nor where the system manages the unit files (NixOS).
+    let managed = q
+        .cli()
+        .args([
+            "schedule",
+            "add",
+            "bad",
+            "--user",
+            "--on-calendar",
+            "daily",
+            "--",
+            "true",
+        ])
+        .env("QUEUECTL_UNITS_MANAGED", "1")
+        .output()
+        .unwrap();
+    assert_eq!(managed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&managed.stderr).contains("services.queuectl.schedules"));
     let unit_dir = q.sd.unit_dir();
     assert!(!unit_dir.join(timer("bad")).exists());
     assert!(!unit_dir.join(service("bad")).exists());
