@@ -280,8 +280,13 @@ fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {
         .schedules()?
         .into_iter()
         .find(|r| r.name == name.as_str());
+    let systemctl = Systemctl {
+        scope: scope.scope(),
+    };
     if let Some(row) = &row {
-        if row.managed {
+        // A declared schedule goes with its declaration: refused while the
+        // system still has its timer.
+        if row.managed && systemctl.unit_file_exists(&timers::timer_unit(&name)) {
             return Err(Error::Conflict(format!(
                 "schedule '{name}' is declared by the system (NixOS: services.queuectl.schedules); remove it there"
             )));
@@ -292,12 +297,11 @@ fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {
             )));
         }
     }
-    let units = timers::uninstall(
-        &Systemctl {
-            scope: scope.scope(),
-        },
-        &name,
-    )?;
+    // A workers schedule has no units; a declared one's are the system's.
+    let units = match &row {
+        Some(row) if row.driver == Driver::Workers || row.managed => false,
+        _ => timers::uninstall(&systemctl, &name)?,
+    };
     let removed = store.remove_schedule(name.as_str())?;
     if !removed && !units {
         return Err(Error::ScheduleNotFound(name.to_string()));

@@ -15,7 +15,7 @@
 //! jumped to), a local time they repeat elapses once, the first time.
 //! `tests/it/calendar.rs` checks all of it against `systemd-analyze`.
 
-use jiff::civil::{Date, DateTime, date};
+use jiff::civil::{Date, DateTime};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp, ToSpan};
 use std::fmt;
@@ -95,61 +95,38 @@ impl Element {
             repeat: 0,
         }
     }
-
-    fn matches(self, value: u32) -> bool {
-        if value < self.start || self.stop.is_some_and(|stop| value > stop) {
-            return false;
-        }
-        match self.repeat {
-            0 => value == self.start,
-            repeat => (value - self.start) % repeat == 0,
-        }
-    }
 }
 
 /// A field's list; empty means `*`. A seconds field with `0/1` prints `*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Field {
     elements: Vec<Element>,
-    /// The values it matches, from `min` on (bit 0 is `min`).
-    bits: [u64; 4],
-    min: u32,
-    max: u32,
+    /// Which field of a [`Tm`] it is: 0 the year … 5 the second.
+    index: usize,
 }
 
 impl Field {
-    fn any(min: u32, max: u32) -> Field {
-        Field::of(Vec::new(), min, max)
-    }
-
-    fn of(elements: Vec<Element>, min: u32, max: u32) -> Field {
-        let mut bits = [0u64; 4];
-        for value in min..=max {
-            if elements.is_empty() || elements.iter().any(|e| e.matches(value)) {
-                let bit = (value - min) as usize;
-                bits[bit / 64] |= 1 << (bit % 64);
-            }
+    /// The least value at or after `value` that an element gives (systemd's
+    /// `find_matching_component`): a repetition's next value may lie past
+    /// the field's range; `*` keeps `value`.
+    fn next_from(&self, value: i64) -> Option<i64> {
+        if self.elements.is_empty() {
+            return Some(value);
         }
-        Field {
-            elements,
-            bits,
-            min,
-            max,
-        }
-    }
-
-    /// The least matching value at or after `from`.
-    fn next(&self, from: u32) -> Option<u32> {
-        let mut bit = from.max(self.min) - self.min;
-        while bit <= self.max - self.min {
-            let word = self.bits[bit as usize / 64] >> (bit % 64);
-            if word != 0 {
-                let found = bit + word.trailing_zeros();
-                return (found <= self.max - self.min).then_some(found + self.min);
-            }
-            bit = (bit / 64 + 1) * 64;
-        }
-        None
+        self.elements
+            .iter()
+            .filter_map(|e| {
+                let (start, repeat) = (i64::from(e.start), i64::from(e.repeat));
+                if start >= value {
+                    return Some(start);
+                }
+                if repeat == 0 {
+                    return None;
+                }
+                let k = start + repeat * (value - start + repeat - 1).div_euclid(repeat);
+                e.stop.is_none_or(|stop| k <= i64::from(stop)).then_some(k)
+            })
+            .min()
     }
 
     fn write(&self, f: &mut fmt::Formatter<'_>, width: usize, seconds: bool) -> fmt::Result {
@@ -226,96 +203,243 @@ impl Calendar {
             Zone::Named(name) => TimeZone::get(name).ok()?,
         };
         let whole = Timestamp::from_second(after.as_second()).ok()?;
-        let mut from = zone.to_datetime(whole).checked_add(1.second()).ok()?;
+        let mut from = Tm::of(zone.to_datetime(whole));
+        from.s += 1;
         loop {
-            let civil = self.next_civil(from)?;
+            let civil = self.find_next(from, &zone)?.civil()?;
             let at = match zone.to_ambiguous_timestamp(civil).offset() {
                 AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(civil).ok()?,
-                // The clocks skip it: resume where they jumped to, as
-                // systemd's mktime normalization does.
-                AmbiguousOffset::Gap { before, after } => {
-                    let jump = i64::from(after.seconds() - before.seconds());
-                    from = civil.checked_add(jump.max(1).seconds()).ok()?;
-                    continue;
-                }
                 // The clocks repeat it: the first time only.
                 AmbiguousOffset::Fold { before, .. } => before.to_timestamp(civil).ok()?,
+                // Normalized away by the search: not reached.
+                AmbiguousOffset::Gap { after, .. } => after.to_timestamp(civil).ok()?,
             };
+            // Never at or before `after` (a base in the second half of a
+            // repeated hour would otherwise give the first half's times).
             if at > after {
                 return Some(at);
             }
-            from = civil.checked_add(1.second()).ok()?;
+            from = Tm::of(civil);
+            from.s += 1;
         }
     }
 
-    /// The least matching wall-clock time at or after `from`.
-    fn next_civil(&self, from: DateTime) -> Option<DateTime> {
-        let (mut y, mut mo, mut d) = (from.year() as u32, from.month() as u32, from.day() as u32);
-        let (mut h, mut mi, mut s) = (
-            from.hour() as u32,
-            from.minute() as u32,
-            from.second() as u32,
-        );
-        loop {
-            let year = self.year.next(y)?;
-            if year != y {
-                (y, mo, d, h, mi, s) = (year, 1, 1, 0, 0, 0);
+    /// The first matching wall-clock time from `c` on, found as systemd's
+    /// `find_next` does: field by field from the year down, each moved to
+    /// its next matching value (a repetition may run past the field's range,
+    /// e.g. day 33), then normalized as `mktime` would (days past a month's
+    /// end carry into the next, a time the clocks skip moves on by the
+    /// jump) and, if normalizing moved it, only the field below the highest
+    /// one that changed restarts. That last rule is systemd's and skips
+    /// elapses after some carries across a year (`*-1/4` from 31 December
+    /// finds 5 January): the workers fire what the timers fire.
+    fn find_next(&self, mut c: Tm, zone: &TimeZone) -> Option<Tm> {
+        for _ in 0..MAX_SEARCH_STEPS {
+            c = c.normalized(zone)?;
+            match step(&self.year, c.y, &mut c) {
+                Step::Same | Step::Moved => {}
+                Step::None => return None,
             }
-            let Some(month) = self.month.next(mo) else {
-                (y, mo, d, h, mi, s) = (y + 1, 1, 1, 0, 0, 0);
-                continue;
-            };
-            if month != mo {
-                (mo, d, h, mi, s) = (month, 1, 0, 0, 0);
+            if !matches!(c.within(zone), Within::Yes) {
+                return None;
             }
-            let Some(day) = self.day_in_month(y, mo, d) else {
-                (mo, d, h, mi, s) = (mo + 1, 1, 0, 0, 0);
-                if mo > 12 {
-                    (y, mo) = (y + 1, 1);
+            macro_rules! field {
+                ($field:ident, $value:expr, $on_none:expr) => {
+                    let moved = match step(&self.$field, $value, &mut c) {
+                        Step::None => None,
+                        found => Some(matches!(found, Step::Moved)),
+                    };
+                    match moved.map(|_| c.within(zone)) {
+                        None | Some(Within::Backward) => {
+                            $on_none(&mut c);
+                            continue;
+                        }
+                        Some(Within::Normalized(t)) => {
+                            c = t;
+                            continue;
+                        }
+                        Some(Within::Yes) => {}
+                    }
+                };
+            }
+            field!(month, c.mo, |c: &mut Tm| *c = Tm {
+                y: c.y + 1,
+                ..Tm::start()
+            });
+            field!(day, c.d, |c: &mut Tm| *c = Tm {
+                y: c.y,
+                mo: c.mo + 1,
+                ..Tm::start()
+            });
+            if let Some(bits) = self.weekdays {
+                let weekday = c.civil()?.weekday().to_monday_zero_offset();
+                if bits & (1 << weekday) == 0 {
+                    c = Tm {
+                        d: c.d + 1,
+                        h: 0,
+                        mi: 0,
+                        s: 0,
+                        ..c
+                    };
+                    continue;
                 }
-                continue;
-            };
-            if day != d {
-                (d, h, mi, s) = (day, 0, 0, 0);
             }
-            let Some(hour) = self.hour.next(h) else {
-                (d, h, mi, s) = (d + 1, 0, 0, 0);
-                continue;
-            };
-            if hour != h {
-                (h, mi, s) = (hour, 0, 0);
-            }
-            let Some(minute) = self.minute.next(mi) else {
-                (h, mi, s) = (h + 1, 0, 0);
-                continue;
-            };
-            if minute != mi {
-                (mi, s) = (minute, 0);
-            }
-            let Some(second) = self.second.next(s) else {
-                (mi, s) = (mi + 1, 0);
-                continue;
-            };
-            let day = date(y as i16, mo as i8, d as i8);
-            return Some(day.at(h as i8, mi as i8, second as i8, 0));
-        }
-    }
-
-    /// The first day from `from` on in month `mo` of `y` that the day and
-    /// weekday fields accept.
-    fn day_in_month(&self, y: u32, mo: u32, from: u32) -> Option<u32> {
-        let last = Date::new(y as i16, mo as i8, 1).ok()?.days_in_month() as u32;
-        let mut d = from;
-        while let Some(day) = self.day.next(d).filter(|&day| day <= last) {
-            let weekday = date(y as i16, mo as i8, day as i8)
-                .weekday()
-                .to_monday_zero_offset();
-            if self.weekdays.is_none_or(|bits| bits & (1 << weekday) != 0) {
-                return Some(day);
-            }
-            d = day + 1;
+            field!(hour, c.h, |c: &mut Tm| *c = Tm {
+                d: c.d + 1,
+                h: 0,
+                mi: 0,
+                s: 0,
+                ..*c
+            });
+            field!(minute, c.mi, |c: &mut Tm| *c = Tm {
+                h: c.h + 1,
+                mi: 0,
+                s: 0,
+                ..*c
+            });
+            field!(second, c.s, |c: &mut Tm| *c = Tm {
+                mi: c.mi + 1,
+                s: 0,
+                ..*c
+            });
+            return Some(c);
         }
         None
+    }
+}
+
+/// A bound on the search (systemd gives up after 1000 steps; this only
+/// guards against a loop).
+const MAX_SEARCH_STEPS: usize = 1_000_000;
+
+/// A wall-clock time whose fields may run past their ranges, as C's
+/// `struct tm` before `mktime` (month 1–12 when in range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tm {
+    y: i64,
+    mo: i64,
+    d: i64,
+    h: i64,
+    mi: i64,
+    s: i64,
+}
+
+/// What normalizing a [`Tm`] found.
+enum Within {
+    Yes,
+    /// It moved forward; the search goes on from here.
+    Normalized(Tm),
+    /// It would move backward (or out of the years): the field has no
+    /// usable value here.
+    Backward,
+}
+
+/// What moving one field to its next matching value did.
+enum Step {
+    Same,
+    Moved,
+    None,
+}
+
+/// Moves the field of `c` whose value is `value` to the least value of
+/// `field` at or after it (past the range, for a repetition), resetting
+/// the fields below when it moved.
+fn step(field: &Field, value: i64, c: &mut Tm) -> Step {
+    let Some(next) = field.next_from(value) else {
+        return Step::None;
+    };
+    if next == value {
+        return Step::Same;
+    }
+    // Which field: the first whose value this is, from the top.
+    let fields = [c.y, c.mo, c.d, c.h, c.mi, c.s];
+    let lowest = [1970, 1, 1, 0, 0, 0];
+    let index = field.index;
+    let mut all = fields;
+    all[index] = next;
+    all[index + 1..].copy_from_slice(&lowest[index + 1..]);
+    let [y, mo, d, h, mi, s] = all;
+    *c = Tm { y, mo, d, h, mi, s };
+    Step::Moved
+}
+
+impl Tm {
+    fn start() -> Tm {
+        Tm {
+            y: 1970,
+            mo: 1,
+            d: 1,
+            h: 0,
+            mi: 0,
+            s: 0,
+        }
+    }
+
+    fn of(civil: DateTime) -> Tm {
+        Tm {
+            y: civil.year().into(),
+            mo: civil.month().into(),
+            d: civil.day().into(),
+            h: civil.hour().into(),
+            mi: civil.minute().into(),
+            s: civil.second().into(),
+        }
+    }
+
+    /// The fields as a time, carried as `mktime` carries them (months into
+    /// years, then days, hours, minutes and seconds onward), without a zone.
+    fn civil(self) -> Option<DateTime> {
+        let months = self.y * 12 + self.mo - 1;
+        let first = Date::new(
+            i16::try_from(months.div_euclid(12)).ok()?,
+            (months.rem_euclid(12) + 1) as i8,
+            1,
+        )
+        .ok()?;
+        let seconds = (self.d - 1) * 86_400 + self.h * 3600 + self.mi * 60 + self.s;
+        first.at(0, 0, 0, 0).checked_add(seconds.seconds()).ok()
+    }
+
+    /// As `mktime` would leave it in `zone`: carried, and a time the clocks
+    /// skip moved on by the jump.
+    fn normalized(self, zone: &TimeZone) -> Option<Tm> {
+        let civil = self.civil()?;
+        let civil = match zone.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Gap { before, after } => civil
+                .checked_add(i64::from(after.seconds() - before.seconds()).seconds())
+                .ok()?,
+            _ => civil,
+        };
+        Some(Tm::of(civil))
+    }
+
+    /// systemd's `tm_within_bounds`: whether normalizing changes the time;
+    /// if it moves forward, the field below the highest one that changed
+    /// restarts.
+    fn within(self, zone: &TimeZone) -> Within {
+        if self.y > i64::from(MAX_YEAR) {
+            return Within::Backward;
+        }
+        let Some(mut t) = self.normalized(zone) else {
+            return Within::Backward;
+        };
+        let before = [self.y, self.mo, self.d, self.h, self.mi, self.s];
+        let after = [t.y, t.mo, t.d, t.h, t.mi, t.s];
+        let Some(changed) = (0..6).find(|&i| before[i] != after[i]) else {
+            return Within::Yes;
+        };
+        if after[changed] < before[changed] {
+            return Within::Backward;
+        }
+        match changed {
+            0 => t.mo = 1,
+            1 => t.d = 1,
+            2 => t.h = 0,
+            3 => t.mi = 0,
+            4 => t.s = 0,
+            _ => {}
+        }
+        Within::Normalized(t)
     }
 }
 
@@ -560,25 +684,23 @@ impl Parts {
     }
 
     fn build(self, zone: Zone) -> Result<Calendar, CalendarError> {
-        let field = |name: &str, elements: Option<Vec<Element>>, min: u32, max: u32| {
-            let Some(elements) = elements else {
-                return Ok(Field::any(min, max));
-            };
-            let elements = normalize(elements);
+        let field = |index: usize, elements: Option<Vec<Element>>, min: u32, max: u32| {
+            let name = ["year", "month", "day", "hour", "minute", "second"][index];
+            let elements = normalize(elements.unwrap_or_default());
             check(name, &elements, min, max)?;
-            Ok::<_, CalendarError>(Field::of(elements, min, max))
+            Ok::<_, CalendarError>(Field { elements, index })
         };
         let year = self
             .year
             .map(|years| years.into_iter().map(full_year).collect());
         Ok(Calendar {
             weekdays: Some(self.weekdays).filter(|&bits| bits != 0 && bits != 0x7f),
-            year: field("year", year, MIN_YEAR, MAX_YEAR)?,
-            month: field("month", self.month, 1, 12)?,
-            day: field("day", self.day, 1, 31)?,
-            hour: field("hour", self.hour, 0, 23)?,
-            minute: field("minute", self.minute, 0, 59)?,
-            second: field("second", self.second, 0, 59)?,
+            year: field(0, year, MIN_YEAR, MAX_YEAR)?,
+            month: field(1, self.month, 1, 12)?,
+            day: field(2, self.day, 1, 31)?,
+            hour: field(3, self.hour, 0, 23)?,
+            minute: field(4, self.minute, 0, 59)?,
+            second: field(5, self.second, 0, 59)?,
             zone,
         })
     }

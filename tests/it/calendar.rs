@@ -121,6 +121,7 @@ fn bases() -> Vec<Timestamp> {
         "2027-11-07T05:10:00Z", // New York falls back at 06:00 UTC
         "2027-04-03T14:40:00Z", // Lord Howe falls back 30 minutes at 15:00 UTC
         "2027-12-31T23:59:30Z",
+        "2027-01-31T23:55:00Z",
     ]
     .iter()
     .map(|text| at(text))
@@ -209,6 +210,12 @@ fn next_elapses_match_systemd_analyze() {
         "*:50/15",
         "daily utc",
         "12:00 Asia/Kolkata",
+        // Carries past a month's or a year's end (systemd restarts only
+        // the field below the highest one that changed).
+        "*-1/4 *:* UTC",
+        "*:0/25",
+        "*-*-* 0/5:00",
+        "*-*-1/10 22/3:0/50",
     ];
     let mut failures = Vec::new();
     for expr in fixed {

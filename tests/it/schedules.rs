@@ -342,3 +342,46 @@ fn unsafe_schedule_names_are_refused() {
         "{written:?}"
     );
 }
+
+#[test]
+fn a_declared_schedule_is_removed_only_once_its_timer_is_gone() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    // As the NixOS module's service fires it: the row is written, managed.
+    let spec = q.path("nightly.json");
+    std::fs::write(
+        &spec,
+        r#"{"on_calendar":["daily"],"job":{"command":"true"}}"#,
+    )
+    .unwrap();
+    q.ok(&[
+        "schedule",
+        "fire",
+        "nightly",
+        "--spec",
+        spec.to_str().unwrap(),
+    ]);
+    let list = q.json(&["schedule", "list", "--user"]);
+    assert_eq!(list["schedules"][0]["managed"], true);
+    // The system's own timer (no queuectl marker), as NixOS installs it.
+    let unit_dir = q.sd.unit_dir();
+    std::fs::create_dir_all(&unit_dir).unwrap();
+    std::fs::write(
+        unit_dir.join(timer("nightly")),
+        "[Timer]\nOnCalendar=daily\n",
+    )
+    .unwrap();
+    q.sd.systemctl(&["daemon-reload"]);
+    let refused = q.q(&["schedule", "remove", "nightly", "--user"]);
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(unit_dir.join(timer("nightly")).exists());
+    // Its declaration gone, the row goes too.
+    std::fs::remove_file(unit_dir.join(timer("nightly"))).unwrap();
+    q.sd.systemctl(&["daemon-reload"]);
+    q.ok(&["schedule", "remove", "nightly", "--user"]);
+    assert_eq!(
+        q.json(&["schedule", "list", "--user"])["schedules"],
+        serde_json::json!([])
+    );
+}
