@@ -75,6 +75,8 @@ conformance! {
     reject_names_the_holder_and_rolls_back_the_batch,
     a_finished_job_frees_its_key,
     restart_refuses_a_job_whose_key_is_held_again,
+    a_replace_racing_a_claim_applies_before_it_or_not_at_all,
+    a_restart_racing_an_enqueue_of_its_key_leaves_one_holder,
 }
 
 fn claims_by_priority_then_due_time_then_enqueue_order(q: &TestQueue) {
@@ -1985,6 +1987,149 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
         .unwrap();
     assert_eq!(waiting.total, 2);
 }
+
+/// A `replace` and a claim of its holder at the same moment, over two
+/// connections: the claimed command is the new one exactly when the replace
+/// reported `Replaced`; a refused replace (the holder was running) changed
+/// nothing; a replace after the holder finished made a job of its own.
+fn a_replace_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
+    let rounds = 40;
+    let mut store = q.open();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let replacer = {
+        let db = q.database.clone();
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let mut store = Store::open(&db, Durability::Normal).unwrap();
+            (0..rounds)
+                .map(|i| {
+                    let mut job = keyed(&format!("new-{i}"), &format!("k{i}"), "replace");
+                    job.command = "replaced".into();
+                    barrier.wait();
+                    enqueue_one(&mut store, job, at(1))
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    let mut claimed = Vec::new();
+    for i in 0..rounds {
+        let mut job = keyed(&format!("race-{i}"), &format!("k{i}"), "reject");
+        job.command = "original".into();
+        enqueue_one(&mut store, job, at(0)).unwrap();
+        barrier.wait();
+        // SKIP LOCKED may pass over the row the replace holds: claim again;
+        // a job an earlier round's late replace made is run and passed over.
+        let job = loop {
+            if let Some(job) = store.claim_at(&request("w"), at(1)).unwrap() {
+                store
+                    .finish_at(&job.lease, &ok, &policy(), at(1), None)
+                    .unwrap();
+                if job.id == format!("race-{i}") {
+                    break job;
+                }
+            }
+        };
+        claimed.push(job.command.clone());
+    }
+    let replaced = replacer.join().unwrap();
+    for (i, (replace, command)) in replaced.iter().zip(&claimed).enumerate() {
+        let holder = format!("race-{i}");
+        match replace {
+            Ok(e) if e.outcome == EnqueueOutcome::Replaced => {
+                assert_eq!(
+                    (e.id.as_str(), command.as_str()),
+                    (holder.as_str(), "replaced")
+                );
+            }
+            Ok(e) => {
+                assert_eq!(e.outcome, EnqueueOutcome::Created, "race-{i}");
+                assert_eq!(
+                    command, "original",
+                    "race-{i}: it finished before the replace"
+                );
+            }
+            Err(Error::Conflict(why)) => {
+                assert!(why.contains("which is running"), "{why}");
+                assert_eq!(
+                    command, "original",
+                    "race-{i}: a refused replace changed nothing"
+                );
+            }
+            Err(e) => panic!("race-{i}: {e}"),
+        }
+    }
+}
+
+/// A restart of a finished job and an enqueue of a new job with its key at
+/// the same moment, over two connections: exactly one of them takes the
+/// key, and neither fails with anything but the refusal that names the
+/// other (on PostgreSQL the restart's check cannot see an enqueue that
+/// commits after it looked; the index refuses, and it runs again).
+fn a_restart_racing_an_enqueue_of_its_key_leaves_one_holder(q: &TestQueue) {
+    let rounds = 60;
+    let mut store = q.open();
+    for i in 0..rounds {
+        let old = keyed(&format!("old-{i}"), &format!("k{i}"), "reject");
+        enqueue_one(&mut store, old, at(0)).unwrap();
+        store.cancel_at(&format!("old-{i}"), at(0)).unwrap();
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let enqueuer = {
+        let db = q.database.clone();
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let mut store = Store::open(&db, Durability::Normal).unwrap();
+            (0..rounds)
+                .map(|i| {
+                    let job = keyed(&format!("new-{i}"), &format!("k{i}"), "reject");
+                    barrier.wait();
+                    enqueue_one(&mut store, job, at(1))
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut restarted = Vec::new();
+    for i in 0..rounds {
+        barrier.wait();
+        let outcome = store
+            .at(at(1))
+            .act(BulkAction::Restart, &ids(&[&format!("old-{i}")]));
+        restarted.push(outcome);
+    }
+    let enqueued = enqueuer.join().unwrap();
+    for (i, (enqueue, restart)) in enqueued.iter().zip(&restarted).enumerate() {
+        let created = match enqueue {
+            Ok(e) => e.outcome == EnqueueOutcome::Created,
+            Err(Error::Conflict(why)) => {
+                assert!(why.contains(&format!("'old-{i}'")), "{why}");
+                false
+            }
+            Err(e) => panic!("round {i}: {e}"),
+        };
+        let outcome = restart
+            .as_ref()
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        if let Some(refused) = outcome.refused.first() {
+            let taken = Blocked::KeyTaken {
+                key: format!("k{i}"),
+                holder: format!("new-{i}"),
+            };
+            assert_eq!(refused.blocked_by.as_ref(), Some(&taken), "round {i}");
+        }
+        let restarted = !outcome.done.is_empty();
+        assert!(
+            created != restarted,
+            "round {i}: created {created}, restarted {restarted}"
+        );
+    }
+    let pending = store
+        .list(&ListFilter::states(&[JobState::Pending]), None)
+        .unwrap()
+        .total;
+    assert_eq!(pending, rounds as u64);
+}
+
 mod queues;
 
 mod schedules;
