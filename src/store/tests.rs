@@ -1506,60 +1506,86 @@ fn edit_changes_a_waiting_job_and_refuses_the_others(q: &TestQueue) {
     ));
 }
 
+/// `rounds` times: `prepare` on `store`, then `theirs` on a second
+/// connection and `ours` on `store` released at the same moment. Returns
+/// each round's two results (checked here, not in the other thread, where
+/// a failed check would leave this one waiting).
+fn race<T: Send + 'static, U>(
+    q: &TestQueue,
+    store: &mut Store,
+    rounds: usize,
+    mut prepare: impl FnMut(&mut Store, usize),
+    theirs: impl Fn(&mut Store, usize) -> T + Send + 'static,
+    mut ours: impl FnMut(&mut Store, usize) -> U,
+) -> Vec<(T, U)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let other = {
+        let (db, barrier) = (q.database.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let mut store = Store::open(&db, Durability::Normal).unwrap();
+            (0..rounds)
+                .map(|i| {
+                    barrier.wait();
+                    theirs(&mut store, i)
+                })
+                .collect::<Vec<T>>()
+        })
+    };
+    let mine: Vec<U> = (0..rounds)
+        .map(|i| {
+            prepare(store, i);
+            barrier.wait();
+            ours(store, i)
+        })
+        .collect();
+    other.join().unwrap().into_iter().zip(mine).collect()
+}
+
+/// Claims until it has job `id` (SKIP LOCKED may pass over a row another
+/// connection holds), finishing each job it claims; returns that job.
+fn claim_until(store: &mut Store, id: &str) -> Claimed {
+    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
+    loop {
+        if let Some(job) = store.claim_at(&request("w"), at(1)).unwrap() {
+            store
+                .finish_at(&job.lease, &ok, &policy(), at(1), None)
+                .unwrap();
+            if job.id == id {
+                return job;
+            }
+        }
+    }
+}
+
 /// An edit and a claim of the same job at the same moment, many times over
 /// two connections: the claimed command is the edited one exactly when the
 /// edit reported success; a refused edit changed nothing.
 fn an_edit_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
-    let rounds = 40;
     let mut store = q.open();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let editor = {
-        let db = q.database.clone();
-        let barrier = barrier.clone();
-        std::thread::spawn(move || {
-            let mut store = Store::open(&db, Durability::Normal).unwrap();
+    let results = race(
+        q,
+        &mut store,
+        40,
+        |store, i| {
+            // The only waiting job, so a claim takes it or nothing.
+            let mut job = NewJob::new("original");
+            job.id = Some(crate::domain::JobId::parse(&format!("race-{i}")).unwrap());
+            store.enqueue_at(&[(1, job)], &DEFAULTS, at(0)).unwrap();
+        },
+        |store, i| {
             let edit = edit_of(r#"{"command":"edited"}"#);
-            (0..rounds)
-                .map(|i| {
-                    barrier.wait();
-                    match store.at(at(1)).edit(&format!("race-{i}"), &edit) {
-                        Ok(job) => job.command == "edited",
-                        Err(Error::Conflict(_)) => false,
-                        Err(e) => panic!("{e}"),
-                    }
-                })
-                .collect::<Vec<bool>>()
-        })
-    };
-    let mut claimed = Vec::new();
-    for i in 0..rounds {
-        // The only waiting job, so a claim takes it or nothing.
-        let mut job = NewJob::new("original");
-        job.id = Some(crate::domain::JobId::parse(&format!("race-{i}")).unwrap());
-        store.enqueue_at(&[(1, job)], &DEFAULTS, at(0)).unwrap();
-        barrier.wait();
-        // SKIP LOCKED may pass over a row the edit holds: claim again.
-        let job = loop {
-            if let Some(job) = store.claim_at(&request("w"), at(1)).unwrap() {
-                break job;
-            }
+            store.at(at(1)).edit(&format!("race-{i}"), &edit)
+        },
+        |store, i| claim_until(store, &format!("race-{i}")).command,
+    );
+    for (i, (edit, command)) in results.iter().enumerate() {
+        let applied = match edit {
+            Ok(job) => job.command == "edited",
+            Err(Error::Conflict(_)) => false,
+            Err(e) => panic!("race-{i}: {e}"),
         };
-        assert_eq!(job.id, format!("race-{i}"));
-        claimed.push(job.command.clone());
-        store
-            .finish_at(
-                &job.lease,
-                &AttemptResult::new(AttemptOutcome::Succeeded),
-                &policy(),
-                at(1),
-                None,
-            )
-            .unwrap();
-    }
-    let applied = editor.join().unwrap();
-    for (i, (applied, command)) in applied.iter().zip(&claimed).enumerate() {
         assert_eq!(
-            *applied,
+            applied,
             command == "edited",
             "race-{i}: edit applied {applied}, claimed {command}"
         );
@@ -1993,47 +2019,25 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
 /// reported `Replaced`; a refused replace (the holder was running) changed
 /// nothing; a replace after the holder finished made a job of its own.
 fn a_replace_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
-    let rounds = 40;
     let mut store = q.open();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let replacer = {
-        let db = q.database.clone();
-        let barrier = barrier.clone();
-        std::thread::spawn(move || {
-            let mut store = Store::open(&db, Durability::Normal).unwrap();
-            (0..rounds)
-                .map(|i| {
-                    let mut job = keyed(&format!("new-{i}"), &format!("k{i}"), "replace");
-                    job.command = "replaced".into();
-                    barrier.wait();
-                    enqueue_one(&mut store, job, at(1))
-                })
-                .collect::<Vec<_>>()
-        })
-    };
-    let ok = AttemptResult::new(AttemptOutcome::Succeeded);
-    let mut claimed = Vec::new();
-    for i in 0..rounds {
-        let mut job = keyed(&format!("race-{i}"), &format!("k{i}"), "reject");
-        job.command = "original".into();
-        enqueue_one(&mut store, job, at(0)).unwrap();
-        barrier.wait();
-        // SKIP LOCKED may pass over the row the replace holds: claim again;
-        // a job an earlier round's late replace made is run and passed over.
-        let job = loop {
-            if let Some(job) = store.claim_at(&request("w"), at(1)).unwrap() {
-                store
-                    .finish_at(&job.lease, &ok, &policy(), at(1), None)
-                    .unwrap();
-                if job.id == format!("race-{i}") {
-                    break job;
-                }
-            }
-        };
-        claimed.push(job.command.clone());
-    }
-    let replaced = replacer.join().unwrap();
-    for (i, (replace, command)) in replaced.iter().zip(&claimed).enumerate() {
+    let results = race(
+        q,
+        &mut store,
+        40,
+        |store, i| {
+            let mut job = keyed(&format!("race-{i}"), &format!("k{i}"), "reject");
+            job.command = "original".into();
+            enqueue_one(store, job, at(0)).unwrap();
+        },
+        |store, i| {
+            let mut job = keyed(&format!("new-{i}"), &format!("k{i}"), "replace");
+            job.command = "replaced".into();
+            enqueue_one(store, job, at(1))
+        },
+        // A job an earlier round's late replace made is run and passed over.
+        |store, i| claim_until(store, &format!("race-{i}")).command,
+    );
+    for (i, (replace, command)) in results.iter().enumerate() {
         let holder = format!("race-{i}");
         match replace {
             Ok(e) if e.outcome == EnqueueOutcome::Replaced => {
@@ -2069,36 +2073,29 @@ fn a_replace_racing_a_claim_applies_before_it_or_not_at_all(q: &TestQueue) {
 fn a_restart_racing_an_enqueue_of_its_key_leaves_one_holder(q: &TestQueue) {
     let rounds = 60;
     let mut store = q.open();
-    for i in 0..rounds {
-        let old = keyed(&format!("old-{i}"), &format!("k{i}"), "reject");
-        enqueue_one(&mut store, old, at(0)).unwrap();
-        store.cancel_at(&format!("old-{i}"), at(0)).unwrap();
-    }
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let enqueuer = {
-        let db = q.database.clone();
-        let barrier = barrier.clone();
-        std::thread::spawn(move || {
-            let mut store = Store::open(&db, Durability::Normal).unwrap();
-            (0..rounds)
-                .map(|i| {
-                    let job = keyed(&format!("new-{i}"), &format!("k{i}"), "reject");
-                    barrier.wait();
-                    enqueue_one(&mut store, job, at(1))
-                })
-                .collect::<Vec<_>>()
-        })
-    };
-    let mut restarted = Vec::new();
-    for i in 0..rounds {
-        barrier.wait();
-        let outcome = store
-            .at(at(1))
-            .act(BulkAction::Restart, &ids(&[&format!("old-{i}")]));
-        restarted.push(outcome);
-    }
-    let enqueued = enqueuer.join().unwrap();
-    for (i, (enqueue, restart)) in enqueued.iter().zip(&restarted).enumerate() {
+    let results = race(
+        q,
+        &mut store,
+        rounds,
+        |store, i| {
+            let old = keyed(&format!("old-{i}"), &format!("k{i}"), "reject");
+            enqueue_one(store, old, at(0)).unwrap();
+            store.cancel_at(&format!("old-{i}"), at(0)).unwrap();
+        },
+        |store, i| {
+            enqueue_one(
+                store,
+                keyed(&format!("new-{i}"), &format!("k{i}"), "reject"),
+                at(1),
+            )
+        },
+        |store, i| {
+            store
+                .at(at(1))
+                .act(BulkAction::Restart, &ids(&[&format!("old-{i}")]))
+        },
+    );
+    for (i, (enqueue, restart)) in results.iter().enumerate() {
         let created = match enqueue {
             Ok(e) => e.outcome == EnqueueOutcome::Created,
             Err(Error::Conflict(why)) => {
