@@ -1809,7 +1809,8 @@ fn replace_updates_a_waiting_job_and_refuses_a_running_one(q: &TestQueue) {
     enqueue_one(&mut store, old, at(0)).unwrap();
     let new = parse_job(
         r#"{"id":"b","command":"new","priority":5,"timeout_seconds":9,"unique_key":"k",
-            "on_duplicate":"replace","cwd":"/new","env":{"NEW":"2"},"env_file":"creds"}"#,
+            "on_duplicate":"replace","cwd":"/new","env":{"NEW":"2"},"env_file":"creds",
+            "queue":"reports"}"#,
     )
     .unwrap();
     let replaced = enqueue_one(&mut store, new, at(10)).unwrap();
@@ -1833,6 +1834,7 @@ fn replace_updates_a_waiting_job_and_refuses_a_running_one(q: &TestQueue) {
         (Some("/new"), Some("creds"))
     );
     assert_eq!((job.created_at, job.updated_at), (at(0), at(10)));
+    assert_eq!(job.queue, "reports");
     assert!(matches!(store.get("b"), Err(Error::NotFound(_))));
 
     let claimed = store.claim_at(&request("w"), at(11)).unwrap().unwrap();
