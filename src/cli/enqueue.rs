@@ -55,16 +55,37 @@ pub fn submit(ctx: &Context, jobs: &[(usize, NewJob)]) -> Result<()> {
         }));
     }
     let mut out = String::with_capacity(enqueued.len() * 28);
-    for ((_, job), done) in jobs.iter().zip(&enqueued) {
-        if let Some(note) = met_holder_note(job, done) {
-            eprintln!("queuectl: {note}");
-        }
+    for done in &enqueued {
         out.push_str(&done.id);
         out.push('\n');
     }
     print!("{out}");
+    let notes: Vec<String> = jobs
+        .iter()
+        .zip(&enqueued)
+        .filter_map(|((_, job), done)| met_holder_note(job, done))
+        .collect();
+    if notes.len() > NOTE_EACH_UP_TO {
+        let skipped = enqueued
+            .iter()
+            .filter(|e| e.outcome == EnqueueOutcome::Existing)
+            .count();
+        eprintln!(
+            "queuectl: {} job(s) met an unfinished job holding their unique key: {skipped} skipped, {} replaced",
+            notes.len(),
+            notes.len() - skipped
+        );
+    } else {
+        for note in notes {
+            eprintln!("queuectl: {note}");
+        }
+    }
     Ok(())
 }
+
+/// Up to this many jobs that met a key's holder get a line each on stderr;
+/// more get a count line.
+const NOTE_EACH_UP_TO: usize = 20;
 
 /// What happened to a job whose unique key an unfinished job held.
 fn met_holder_note(job: &NewJob, done: &Enqueued) -> Option<String> {

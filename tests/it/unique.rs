@@ -90,6 +90,26 @@ fn skip_prints_the_existing_id_and_exits_0() {
     );
     assert_eq!(env.json(&["list", "--all"])["total"], 1);
 
+    // A large batch gets one count line on stderr, not a line per job.
+    let batch = |policy: &str| -> String {
+        (0..25)
+            .map(|i| format!("{{\"command\":\"true\",\"unique_key\":\"b{i}\",\"on_duplicate\":\"{policy}\"}}\n"))
+            .collect()
+    };
+    let first = env.run_with_stdin(&["enqueue", "-"], batch("reject"));
+    assert!(
+        first.status.success() && first.stderr.is_empty(),
+        "{}",
+        output_text(&first)
+    );
+    let again = env.run_with_stdin(&["enqueue", "-"], batch("skip"));
+    assert!(again.status.success(), "{}", output_text(&again));
+    assert_eq!(again.stdout, first.stdout, "the same 25 ids, the holders'");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr).trim(),
+        "queuectl: 25 job(s) met an unfinished job holding their unique key: 25 skipped, 0 replaced"
+    );
+
     // replace gives the waiting holder the new settings, under its own id.
     let replaced = add_keyed(
         &env,
@@ -102,7 +122,7 @@ fn skip_prints_the_existing_id_and_exits_0() {
     assert_eq!(env.job(&id)["command"], "make report --full");
     let shown = env.ok(&["show", &id]);
     assert!(shown.contains("unique key:  report:2026-12-01"), "{shown}");
-    assert_eq!(env.json(&["list", "--all"])["total"], 1);
+    assert_eq!(env.json(&["list", "--all"])["total"], 26);
 }
 
 #[test]
