@@ -36,6 +36,25 @@ pub fn check_var_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a name in a job's `env`: [`check_var_name`], and a portable
+/// environment variable name (`[A-Za-z_][A-Za-z0-9_]*`), since `sh` drops
+/// any other, so such a variable could never reach the job. (Env files
+/// keep the looser rule: a file shared with other tools may hold others.)
+pub fn check_job_var_name(name: &str) -> Result<(), String> {
+    check_var_name(name)?;
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "invalid variable name '{}': a name is letters, digits and '_', not starting with a digit",
+            shown(name)
+        ));
+    }
+    Ok(())
+}
+
 /// Where a job's `env_file` is: an absolute path, or the name of a systemd
 /// credential of the worker (`LoadCredential=NAME:...`), found in the
 /// worker's `$CREDENTIALS_DIRECTORY`.
@@ -135,6 +154,25 @@ mod tests {
         for reserved in ["QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT_TOKEN", "QUEUECTL_X"] {
             assert!(check_var_name(reserved).unwrap_err().contains("reserved"));
         }
+    }
+
+    #[test]
+    fn a_job_sets_only_portable_names() {
+        for good in ["A", "_x", "API_TOKEN2", "path"] {
+            assert!(check_job_var_name(good).is_ok(), "{good}");
+        }
+        for bad in ["bad name", "x-y", "1A", "A.B", "ü"] {
+            let err = check_job_var_name(bad).unwrap_err();
+            assert!(err.contains("invalid variable name"), "{bad}: {err}");
+        }
+        // The looser checks still come first, and hide what follows '='.
+        let err = check_job_var_name("A B=s3cr3t").unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(
+            check_job_var_name("QUEUECTL_X")
+                .unwrap_err()
+                .contains("reserved")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::deps::MAX_AFTER;
 use super::duration::parse_duration;
 use super::echo;
-use super::environment::{EnvFileRef, check_var_name};
+use super::environment::{EnvFileRef, check_job_var_name};
 use super::job::{JobEdit, JobId, NewJob, Schedule};
 use super::queue::QueueName;
 use super::unique::{OnDuplicate, Unique, UniqueKey};
@@ -445,7 +445,7 @@ fn env_field(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, Input
     };
     vars.iter()
         .map(|(name, value)| {
-            check_var_name(name).map_err(|why| InputError::field("env", why))?;
+            check_job_var_name(name).map_err(|why| InputError::field("env", why))?;
             match value {
                 Value::String(s) if !s.contains('\0') => Ok((name.clone(), s.clone())),
                 // Never echo the value: env often carries secrets.

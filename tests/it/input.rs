@@ -177,6 +177,10 @@ fn nul_bytes_and_reserved_env_names_are_refused_at_enqueue() {
             "field 'env': variable QUEUECTL_JOB_ID is reserved",
         ),
         (
+            r#"{"command":"true","env":{"x-y":"s3cret"}}"#,
+            "field 'env': invalid variable name 'x-y'",
+        ),
+        (
             r#"{"command":"true","env_file":"../up"}"#,
             "field 'env_file'",
         ),

@@ -174,6 +174,15 @@ fn add_refuses_bad_flags_by_name_never_showing_env_values() {
             vec!["add", "--env", "QUEUECTL_X=s3cret", "--", "true"],
             "--env:",
         ),
+        // Names sh would drop: they could never reach the job.
+        (
+            vec!["add", "--env", "bad name=s3cret", "--", "true"],
+            "--env: invalid variable name 'bad name'",
+        ),
+        (
+            vec!["add", "--env", "x-y=s3cret", "--", "true"],
+            "--env: invalid variable name 'x-y'",
+        ),
         (
             vec!["add", "--at", "tomorrow", "--", "true"],
             "--at: cannot read \"tomorrow\"",
