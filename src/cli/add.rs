@@ -5,9 +5,11 @@ use super::Context;
 use super::args::{AddArgs, NewJobArgs};
 use super::enqueue::submit;
 use super::job_fields::flag_error;
+use super::queue::find;
 use queuectl::domain::echo;
 use queuectl::domain::spec::job_from_value;
 use queuectl::error::{Error, IoContext, Result};
+use queuectl::store::OpenMode;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -26,11 +28,19 @@ pub fn run(ctx: &Context, args: AddArgs) -> Result<()> {
         fields.insert("after".into(), args.after.into());
     }
     let job = job_from_value(&Value::Object(fields)).map_err(|e| flag_error(e, "COMMAND"))?;
+    let queue = job.queue.clone();
     // The store's refusals (an id taken) in the flags' words too.
     submit(ctx, &[(1, job)]).map_err(|e| match e {
         Error::Input(err) => flag_error(err, "COMMAND"),
         other => other,
-    })
+    })?;
+    let mut store = ctx.store(OpenMode::ReadOnly)?;
+    if find(&mut store, queue.as_str())?.is_some_and(|q| q.paused) {
+        eprintln!(
+            "queuectl: queue '{queue}' is paused: the job waits until `queuectl queue resume {queue}`"
+        );
+    }
+    Ok(())
 }
 
 impl NewJobArgs {

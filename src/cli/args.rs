@@ -661,8 +661,9 @@ signal kills them and returns them to the queue."
         /// Run up to K jobs at once [default: the config's `concurrency`, 1]
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=queuectl::config::MAX_CONCURRENCY as i64))]
         concurrency: Option<u32>,
-        /// Only run jobs of these queues, comma-separated [default: the config's `worker_queues`, every queue]
-        #[arg(long, value_name = "NAME,...", env = "QUEUECTL_QUEUES", value_parser = queues_arg)]
+        /// Only run jobs of these queues, comma-separated [default: $QUEUECTL_QUEUES (set but
+        /// empty: every queue), else the config's `worker_queues`, else every queue]
+        #[arg(long, value_name = "NAME,...", value_parser = queues_arg)]
         queues: Option<QueuesArg>,
     },
     /// Start N workers in the background (scale up or down)
@@ -685,7 +686,8 @@ The config's `supervisor` key forces one (auto, systemd, process).")]
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
         /// Only run jobs of these queues, comma-separated (systemd: a drop-in per
-        /// instance setting $QUEUECTL_QUEUES; restarts instances serving others)
+        /// instance setting $QUEUECTL_QUEUES, processes: that variable; restarts
+        /// instances serving others)
         /// [default: the config's `worker_queues`, every queue]
         #[arg(long, value_name = "NAME,...", value_parser = queues_arg)]
         queues: Option<QueuesArg>,

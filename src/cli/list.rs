@@ -5,7 +5,8 @@ use super::Context;
 use super::args::{ListArgs, PageArgs};
 use super::format::{clip, print_json, relative, running_for};
 use jiff::Timestamp;
-use queuectl::domain::{JobState, QueueName};
+use queuectl::domain::queue::DEFAULT_QUEUE;
+use queuectl::domain::{JobState, QueueName, echo};
 use queuectl::error::{Error, Result};
 use queuectl::store::OpenMode;
 use queuectl::store::{Job, JobPage, ListFilter, Store};
@@ -22,7 +23,12 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
         .map(|name| {
             QueueName::parse(&name)
                 .map(|q| q.to_string())
-                .map_err(|why| Error::Invalid(format!("--queue: queue name {why}")))
+                .map_err(|why| {
+                    Error::Invalid(format!(
+                        "--queue: queue name '{}' {why}",
+                        echo::shown(&name)
+                    ))
+                })
         })
         .transpose()?;
     print_list(
@@ -129,11 +135,24 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
             (width, format!("{:<width$}  LAST ERROR", "COMMAND"))
         }
     };
+    // A QUEUE column only when some job is in a named queue: most
+    // setups have one queue, and the column would say "default" on each.
+    let queue_width = jobs
+        .iter()
+        .any(|j| j.queue != DEFAULT_QUEUE)
+        .then(|| jobs.iter().map(|j| j.queue.len()).max().unwrap_or(0).max(5));
+    let queue_column =
+        |queue: &str| queue_width.map_or(String::new(), |w| format!("{queue:<w$}  "));
     println!(
         "{}",
         ctx.paint.bold(&format!(
-            "{:<id_width$}  {:<state_width$}  {:>4}  {:>8}  {:<when_width$}  {command_heading}",
-            "ID", "STATE", "PRI", "ATTEMPTS", "WHEN"
+            "{:<id_width$}  {:<state_width$}  {:>4}  {:>8}  {:<when_width$}  {}{command_heading}",
+            "ID",
+            "STATE",
+            "PRI",
+            "ATTEMPTS",
+            "WHEN",
+            queue_column("QUEUE")
         ))
     );
     for ((job, when), blocked) in jobs.iter().zip(&whens).zip(&blocked) {
@@ -146,7 +165,7 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
             ),
         };
         println!(
-            "{:<id_width$}  {}  {:>4}  {:>8}  {when:<when_width$}  {rest}",
+            "{:<id_width$}  {}  {:>4}  {:>8}  {when:<when_width$}  {}{rest}",
             job.id,
             match blocked {
                 Some(cell) => format!("{cell:<state_width$}"),
@@ -154,6 +173,7 @@ fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns
             },
             job.priority,
             job.attempts,
+            queue_column(&job.queue),
         );
     }
     Ok(())

@@ -332,7 +332,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "QUEUECTL_QUEUES",
-        "the queues a worker serves, a,b (worker run --queues overrides; overrides worker_queues)",
+        "the queues a worker serves, a,b (set but empty: every queue; worker run --queues overrides; overrides worker_queues)",
     ),
     (
         "QUEUECTL_PG_POLL_ONLY",

@@ -7,7 +7,7 @@ use super::args::QueueCommand;
 use super::format::print_json;
 use queuectl::domain::{QueueChange, QueueName, echo};
 use queuectl::error::{Error, Result};
-use queuectl::store::{OpenMode, QueueRow};
+use queuectl::store::{OpenMode, QueueRow, Store};
 use queuectl::wakeup::wake_workers;
 
 pub fn run(ctx: &Context, command: QueueCommand) -> Result<()> {
@@ -49,15 +49,51 @@ pub fn run(ctx: &Context, command: QueueCommand) -> Result<()> {
     let name = QueueName::parse(&name)
         .map_err(|why| Error::Invalid(format!("queue name '{}' {why}", echo::shown(&name))))?;
     // Like cancel and restart: a mistyped --db is "no queue", never a new one.
-    let queue = ctx
-        .store(OpenMode::Existing)?
-        .configure_queue(&name, &change)?;
+    let mut store = ctx.store(OpenMode::Existing)?;
+    let known = find(&mut store, name.as_str())?.is_some();
+    let queue = store.configure_queue(&name, &change)?;
     wake_workers(&ctx.state.wake());
+    if !known && change.paused == Some(true) {
+        // Allowed (a queue may be paused ahead of its jobs), but a typo
+        // would pass silently.
+        eprintln!("queuectl: queue '{name}' has no jobs yet; pausing it ahead of them");
+    }
+    warn_config_pins(ctx, &name, &queue);
     if ctx.json {
         return print_json(&queue);
     }
     println!("queue '{}': {}", queue.name, settings(&queue));
     Ok(())
+}
+
+/// The queue named `name` as `queue list` shows it; `None` when it has no
+/// settings and no unfinished jobs.
+pub fn find(store: &mut Store, name: &str) -> Result<Option<QueueRow>> {
+    Ok(store.queues()?.into_iter().find(|q| q.name == name))
+}
+
+/// The config's `[queues.NAME]` is written into the queue at every worker
+/// start: a setting it pins otherwise would come back then, so say so.
+fn warn_config_pins(ctx: &Context, name: &QueueName, queue: &QueueRow) {
+    let Some(pinned) = ctx.config.queues.get(name) else {
+        return;
+    };
+    let mut pins = Vec::new();
+    if let Some(paused) = pinned.paused.filter(|p| *p != queue.paused) {
+        pins.push(format!("paused = {paused}"));
+    }
+    if let Some(parallel) = pinned.parallel.filter(|p| *p != queue.parallel) {
+        pins.push(format!(
+            "parallel = {}",
+            parallel.map_or("\"none\"".to_owned(), |n| n.to_string())
+        ));
+    }
+    for pin in pins {
+        eprintln!(
+            "queuectl: warning: {} sets [queues.{name}] {pin}: the next worker start sets it back",
+            ctx.config_path.display()
+        );
+    }
 }
 
 /// A queue's settings in words: "parallel 2, paused".

@@ -1,7 +1,9 @@
 use super::Context;
 use super::format::{clip, elapsed, print_json, table, took};
 use super::output_place::{Here, notes};
+use super::queue::find;
 use queuectl::domain::JobState;
+use queuectl::domain::queue::DEFAULT_QUEUE;
 use queuectl::error::Result;
 use queuectl::store::{Attempt, Linked, OpenMode};
 
@@ -23,6 +25,18 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     println!("{}  {}", p.bold(&job.id), p.state(job.state, 0));
     println!("  command:     {}", job.command);
     println!("  priority:    {}", job.priority);
+    let paused = find(&mut store, &job.queue)?.is_some_and(|q| q.paused);
+    if paused && !job.state.is_terminal() {
+        println!(
+            "  queue:       {} (paused: `queuectl queue resume {}`)",
+            job.queue, job.queue
+        );
+    } else if job.queue != DEFAULT_QUEUE {
+        println!("  queue:       {}", job.queue);
+    }
+    if let Some(schedule) = &job.schedule {
+        println!("  schedule:    {schedule}");
+    }
     println!(
         "  attempts:    {} run(s), {} failure(s) of max_retries {}",
         job.attempts, job.failures, job.max_retries

@@ -28,6 +28,12 @@ pub fn run(ctx: &Context, command: WorkerCommand) -> Result<()> {
             }
             if let Some(queues) = queues {
                 config.worker_queues = Some(queues.0);
+            } else if let Some(text) = std::env::var_os("QUEUECTL_QUEUES") {
+                let text = text
+                    .into_string()
+                    .map_err(|_| Error::Invalid("$QUEUECTL_QUEUES: not valid UTF-8".into()))?;
+                config.worker_queues =
+                    queuectl::domain::queue::parse_queues_env(&text).map_err(Error::Invalid)?;
             }
             Worker::start(name, config, ctx.state.clone())?.run(drain)
         }

@@ -67,6 +67,17 @@ pub fn parse_queue_list(text: &str) -> Result<Vec<QueueName>, String> {
     Ok(queues)
 }
 
+/// The queues `$QUEUECTL_QUEUES` names: set but blank is every queue
+/// (`None`), as an empty `worker_queues` is; errors name the variable.
+pub fn parse_queues_env(text: &str) -> Result<Option<Vec<QueueName>>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_queue_list(text)
+        .map(Some)
+        .map_err(|why| format!("$QUEUECTL_QUEUES: {why}"))
+}
+
 /// A change to a queue's settings: each field given replaces the stored
 /// one; `parallel: Some(None)` removes the limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,6 +153,18 @@ mod tests {
         assert!(names("a,,b").unwrap_err().contains("empty queue name"));
         let bad = names("a,b c").unwrap_err();
         assert!(bad.starts_with("queue name 'b c'"), "{bad}");
+    }
+
+    #[test]
+    fn an_empty_queues_variable_is_every_queue() {
+        assert_eq!(parse_queues_env(""), Ok(None));
+        assert_eq!(parse_queues_env("  "), Ok(None));
+        assert_eq!(parse_queues_env("a").unwrap().unwrap()[0].as_str(), "a");
+        let bad = parse_queues_env("a b").unwrap_err();
+        assert!(
+            bad.starts_with("$QUEUECTL_QUEUES: queue name 'a b'"),
+            "{bad}"
+        );
     }
 
     #[test]

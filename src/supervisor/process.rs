@@ -136,6 +136,27 @@ impl ProcessSupervisor {
         )
     }
 
+    /// Whether the keeper `pid` runs its worker with other queues than a
+    /// keeper started now would (`$QUEUECTL_QUEUES`, from `--queues` or
+    /// inherited). One whose environment cannot be read is left alone.
+    fn serves_other_queues(&self, pid: u32) -> bool {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false;
+        };
+        let running = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"QUEUECTL_QUEUES="))
+            .map(|value| String::from_utf8_lossy(value).into_owned());
+        let wanted = self
+            .invocation
+            .queues
+            .clone()
+            .or_else(|| std::env::var("QUEUECTL_QUEUES").ok());
+        // Unset and blank both mean every queue.
+        let every = |queues: Option<String>| queues.filter(|q| !q.trim().is_empty());
+        every(running) != every(wanted)
+    }
+
     fn spawn_keeper(&self, instance: u32) -> Result<u32> {
         let log_path = self.log_file(instance);
         let log = crate::files::append_private(&log_path)
@@ -236,12 +257,22 @@ impl Supervisor for ProcessSupervisor {
         let known = self.known()?;
         let mut report = ScaleReport::default();
         for instance in 1..=count {
-            let alive = known.iter().any(|(i, pid)| *i == instance && pid.is_some());
-            if alive {
-                report.already_running.push(instance.to_string());
-            } else {
-                self.spawn_keeper(instance)?;
-                report.started.push(instance.to_string());
+            let alive = known
+                .iter()
+                .find_map(|(i, pid)| pid.filter(|_| *i == instance));
+            match alive {
+                Some(pid) if self.serves_other_queues(pid) => {
+                    // As systemd's restart: its running jobs finish first
+                    // (a stop), then it serves the queues asked for now.
+                    self.stop_instances(&[(instance, Some(pid))], stop_timeout)?;
+                    self.spawn_keeper(instance)?;
+                    report.restarted.push(instance.to_string());
+                }
+                Some(_) => report.already_running.push(instance.to_string()),
+                None => {
+                    self.spawn_keeper(instance)?;
+                    report.started.push(instance.to_string());
+                }
             }
         }
         let surplus: Vec<_> = known.into_iter().filter(|(i, _)| *i > count).collect();

@@ -179,7 +179,7 @@ fn queue_names_and_limits_are_checked() {
         ),
         (&["queue", "set", "emails"][..], "give --parallel"),
         (&["add", "--queue", "a/b", "--", "true"][..], "--queue: "),
-        (&["list", "--queue", "a b"][..], "--queue: queue name"),
+        (&["list", "--queue", "a b"][..], "--queue: queue name 'a b'"),
         (
             &["worker", "run", "--queues", "a,,b"][..],
             "empty queue name",
@@ -228,4 +228,131 @@ fn workers_started_with_queues_serve_only_them() {
     // Serving every queue, the worker would have claimed `other` in the
     // transaction that recorded `mine`.
     assert_eq!(env.state("other"), "pending");
+}
+
+/// Like systemd's drop-in (see `units::queues_drop_in`): a second `worker
+/// start --queues` restarts the supervised workers that serve others.
+#[test]
+fn supervised_workers_started_for_other_queues_are_restarted() {
+    let mut env = TestEnv::new();
+    env.mark_supervised();
+    env.enqueue(r#"{"id":"report","queue":"reports","command":"true"}"#);
+    let start = |queues: &str| env.json(&["worker", "start", "--count", "1", "--queues", queues]);
+    assert_eq!(start("emails")["started"], serde_json::json!(["1"]));
+    let again = start("emails");
+    assert_eq!(
+        again["already_running"],
+        serde_json::json!(["1"]),
+        "{again}"
+    );
+    assert_eq!(env.state("report"), "pending", "an emails worker took it");
+    let moved = start("reports");
+    assert_eq!(moved["restarted"], serde_json::json!(["1"]), "{moved}");
+    env.wait_for_state("report", "completed", WAIT);
+}
+
+/// `QUEUECTL_QUEUES=` (set, empty) is every queue, as an empty
+/// `worker_queues` is; a bad value is reported as the variable's.
+#[test]
+fn an_empty_queues_variable_serves_every_queue() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"mail","queue":"emails","command":"true"}"#);
+    let run = |value: &str| {
+        env.cmd()
+            .args(["worker", "run", "--drain"])
+            .env("QUEUECTL_QUEUES", value)
+            .output()
+            .unwrap()
+    };
+    let bad = run("a b");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{}", output_text(&bad));
+    assert!(
+        stderr.contains("$QUEUECTL_QUEUES: queue name 'a b'") && !stderr.contains("--queues"),
+        "{stderr}"
+    );
+    let empty = run("");
+    assert!(empty.status.success(), "{}", output_text(&empty));
+    assert_eq!(env.state("mail"), "completed");
+}
+
+/// A paused queue shows where its jobs do: `add` says the job waits,
+/// `show` names the queue (and the schedule), `list` gets a QUEUE column;
+/// pausing a queue with no jobs yet says so (a typo would pass silently).
+#[test]
+fn a_paused_queue_is_visible_at_add_show_and_list() {
+    let env = TestEnv::new();
+    env.enqueue(r#"{"id":"plain","command":"true"}"#);
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let plain = env.ok(&["list"]);
+    assert!(!plain.contains("QUEUE"), "one queue: no column\n{plain}");
+    let ahead = env.run(&["queue", "pause", "mail"]);
+    assert!(ahead.status.success(), "{}", output_text(&ahead));
+    assert!(
+        stderr(&ahead).contains("queue 'mail' has no jobs yet; pausing it ahead of them"),
+        "{}",
+        output_text(&ahead)
+    );
+    let added = env.run(&["add", "--id", "m1", "--queue", "mail", "--", "true"]);
+    assert!(added.status.success(), "{}", output_text(&added));
+    assert!(
+        stderr(&added)
+            .contains("queue 'mail' is paused: the job waits until `queuectl queue resume mail`"),
+        "{}",
+        output_text(&added)
+    );
+    let again = env.run(&["queue", "pause", "mail"]);
+    assert_eq!(stderr(&again), "", "it has a job now");
+    let shown = env.ok(&["show", "m1"]);
+    assert!(
+        shown.contains("  queue:       mail (paused: `queuectl queue resume mail`)\n"),
+        "{shown}"
+    );
+    assert!(
+        !env.ok(&["show", "plain"]).contains("queue:"),
+        "default queue"
+    );
+    let listed = env.ok(&["list"]);
+    let header = listed.lines().next().unwrap();
+    assert!(
+        header.contains("WHEN") && header.contains("QUEUE    COMMAND"),
+        "{listed}"
+    );
+    assert!(listed.contains("mail     true"), "{listed}");
+    let add: Vec<&str> = "schedule add nightly --driver workers --on-calendar daily -- true"
+        .split(' ')
+        .collect();
+    env.ok(&add);
+    let fired = env.ok(&["schedule", "fire", "nightly"]);
+    let shown = env.ok(&["show", fired.trim()]);
+    assert!(shown.contains("  schedule:    nightly\n"), "{shown}");
+}
+
+/// The config's `[queues.NAME]` comes back at each worker start: a
+/// `queue resume` or `queue set` it contradicts is warned about.
+#[test]
+fn queue_changes_the_config_undoes_are_warned_about() {
+    let env = TestEnv::with_config(&format!(
+        "{TEST_CONFIG}[queues.rep]\nparallel = 1\npaused = true\n"
+    ));
+    env.enqueue(r#"{"id":"r","queue":"rep","command":"true"}"#);
+    let stderr = |args: &[&str]| {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", output_text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let config = env.config_path().display().to_string();
+    let resumed = stderr(&["queue", "resume", "rep"]);
+    assert!(
+        resumed.contains(&format!(
+            "warning: {config} sets [queues.rep] paused = true: the next worker start sets it back"
+        )),
+        "{resumed}"
+    );
+    let widened = stderr(&["queue", "set", "rep", "--parallel", "3", "--paused", "true"]);
+    assert!(
+        widened.contains("[queues.rep] parallel = 1") && !widened.contains("paused ="),
+        "{widened}"
+    );
+    assert_eq!(stderr(&["queue", "set", "rep", "--parallel", "1"]), "");
 }
