@@ -28,8 +28,9 @@ pub enum Error {
     /// The operation does not apply to the job in its current state.
     #[error("{0}")]
     Conflict(String),
-    /// Some of several named jobs were not acted on (each reported before
-    /// this summary); `missing` when any of them does not exist.
+    /// Some of several jobs (named, or a filter's held back by their unique
+    /// key) were not acted on (up to 20 reported before this summary);
+    /// `missing` when any of them does not exist.
     #[error("{summary}")]
     NotAllActed { summary: String, missing: bool },
     #[error("{context}: {source}")]

@@ -34,7 +34,9 @@ Exit codes:
   7  wait --timeout: the time ran out before every job ended
 
 cancel, restart, dlq retry and purge act on each named job they can and report
-the others: then 3 if any of them was not found, else 4.";
+the others: then 3 if any of them was not found, else 4. restart and dlq retry
+by filter (--all, --state, --older-than) report each job they leave alone
+because an unfinished job holds its unique key: then 4.";
 
 /// The heading the global flags go under in every command's help, after the
 /// command's own options.

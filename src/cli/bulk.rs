@@ -2,7 +2,8 @@
 //! (ids, or `--all`/`--state`/`--older-than`) and reporting what was done.
 //! Named jobs are acted on one by one: the valid ones are changed, each
 //! other one is reported on stderr, and the exit code says so (3 when any is
-//! missing, else 4).
+//! missing, else 4). A filter's jobs left alone because an unfinished job
+//! holds their unique key are reported the same way.
 
 use super::Context;
 use super::args::SelectArgs;
@@ -52,30 +53,41 @@ impl SelectArgs {
 }
 
 /// Prints what `action` did (on stdout: each job, or a count line; with
-/// `--json`, the ids and the refusals), then the refusals on stderr. Fails
-/// with the refusal itself when one named job was refused, or a summary
-/// when several were.
+/// `--json`, the ids and the refusals), then the refusals on stderr (up to
+/// [`LIST_EACH_UP_TO`]; more are only counted). Fails with the refusal
+/// itself when one job was refused, or a summary when several were: the
+/// jobs named that were not acted on, and those a filter chose but left
+/// for their unique key's holder.
 pub fn report(ctx: &Context, action: BulkAction, outcome: &BulkOutcome) -> Result<()> {
     if ctx.json {
         print_json(&json_report(action, outcome))?;
     } else {
         print_text(action, outcome);
     }
-    let mut refusals = outcome.refused.iter().map(|r| r.error(action));
-    match outcome.refused.len() {
+    let refused = &outcome.refused;
+    let mut refusals = refused.iter().map(|r| r.error(action));
+    match refused.len() {
         0 => Ok(()),
         1 if outcome.done.is_empty() => Err(refusals.next().expect("one refusal")),
         n => {
-            for refusal in refusals {
-                eprintln!("queuectl: {refusal}");
+            let mut summary = format!(
+                "{n} of {} job(s) not {}",
+                n + outcome.done.len(),
+                action.past_tense()
+            );
+            if n > LIST_EACH_UP_TO {
+                if refused.iter().all(|r| r.blocked_by.is_some()) {
+                    summary.push_str(": an unfinished job holds each one's unique key");
+                }
+                summary.push_str(" (--json lists each)");
+            } else {
+                for refusal in refusals {
+                    eprintln!("queuectl: {refusal}");
+                }
             }
             Err(Error::NotAllActed {
-                summary: format!(
-                    "{n} of {} named job(s) not {}",
-                    n + outcome.done.len(),
-                    action.past_tense()
-                ),
-                missing: outcome.refused.iter().any(|r| r.state.is_none()),
+                summary,
+                missing: refused.iter().any(|r| r.state.is_none()),
             })
         }
     }

@@ -5,7 +5,8 @@
 //!
 //! Named ids are acted on one by one: those that apply are changed, the
 //! others are reported (not found, or in a state the action does not apply
-//! to) and change nothing. No I/O here.
+//! to) and change nothing. A filter reports the jobs it chose but left for
+//! their unique key's holder. No I/O here.
 
 use crate::domain::JobState;
 use crate::error::Error;
@@ -162,9 +163,9 @@ impl Acted {
     }
 }
 
-/// A named job an action did not change: not found (`state` none), in a
-/// state the action does not apply to, or in one it applies to but held
-/// back (`blocked_by`).
+/// A job an action did not change: a named one not found (`state` none) or
+/// in a state the action does not apply to, or a named or filtered one in a
+/// state it applies to but held back (`blocked_by`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub id: String,
@@ -199,7 +200,8 @@ impl Refused {
 pub struct BulkOutcome {
     /// In the order named (ids), or as found (filters).
     pub done: Vec<Acted>,
-    /// Named jobs left alone, in the order named.
+    /// Jobs left alone: named ones in the order named; of a filter, the
+    /// jobs it chose but left for their unique key's holder.
     pub refused: Vec<Refused>,
     /// Jobs changed with them through dependencies: the pending dependents
     /// a cancel cancelled, the dependents a restart revived.
@@ -220,12 +222,25 @@ impl BulkOutcome {
                 self.done.push(done.swap_remove(at));
             } else {
                 let found = found.iter().find(|f| &f.id == id);
-                self.refused.push(Refused {
-                    id: id.clone(),
-                    state: found.map(|f| f.state),
-                    blocked_by: found.and_then(|f| f.blocked_by.clone()),
+                self.refused.push(match found {
+                    Some(found) => found.clone().into(),
+                    None => Refused {
+                        id: id.clone(),
+                        state: None,
+                        blocked_by: None,
+                    },
                 });
             }
+        }
+    }
+}
+
+impl From<Found> for Refused {
+    fn from(found: Found) -> Refused {
+        Refused {
+            id: found.id,
+            state: Some(found.state),
+            blocked_by: found.blocked_by,
         }
     }
 }
@@ -276,11 +291,16 @@ pub(crate) const CHUNK: usize = 1000;
 /// jobs of the filter ([`FilterChunk`]). A filter's chunks go on until one finds
 /// nothing: every change moves a job out of the filter, and a row another
 /// transaction changed meanwhile may make a chunk short before the end.
+/// Then `held_back` reads the jobs the filter still chooses but left alone
+/// because an unfinished job holds their unique key (only the actions that
+/// put jobs back to waiting have any): they are reported as refused, as
+/// named ones are.
 pub(crate) fn act_in_chunks<S: ?Sized, E>(
     store: &mut S,
     selection: &Selection,
     mut by_ids: impl FnMut(&mut S, &[String]) -> Result<IdsChunk, E>,
     mut by_filter: impl FnMut(&mut S) -> Result<FilterChunk, E>,
+    held_back: impl FnOnce(&mut S) -> Result<Vec<Found>, E>,
 ) -> Result<BulkOutcome, E> {
     let mut outcome = BulkOutcome::default();
     match selection {
@@ -294,6 +314,9 @@ pub(crate) fn act_in_chunks<S: ?Sized, E>(
         Selection::Filter { .. } => loop {
             let (done, cascaded) = by_filter(store)?;
             if done.is_empty() {
+                outcome
+                    .refused
+                    .extend(held_back(store)?.into_iter().map(Refused::from));
                 return Ok(outcome);
             }
             outcome.done.extend(done);

@@ -116,7 +116,7 @@ fn several_ids_are_acted_on_one_by_one_and_the_rest_reported() {
         stderr(&out),
         "queuectl: job 'ghost' not found\n\
          queuectl: job 'j2' is already cancelled; nothing to cancel\n\
-         queuectl: 2 of 4 named job(s) not cancelled\n"
+         queuectl: 2 of 4 job(s) not cancelled\n"
     );
     assert_eq!(env.state("j1"), "cancelled");
     assert_eq!(env.state("j3"), "pending", "not named");

@@ -176,3 +176,103 @@ fn reject_exits_4() {
     );
     assert_eq!(env.state("holder"), "cancelled");
 }
+
+/// `restart` and `dlq retry` by filter report each job they leave for its
+/// key's holder as a restart by id does, and exit 4; more than 20 get a
+/// count line, and `--json` lists each under `failed`.
+#[test]
+fn a_filter_reports_the_jobs_it_leaves_for_their_keys_holder() {
+    let env = TestEnv::new();
+    env.ok(&["add", "--id", "a", "--unique-key", "K", "--", "true"]);
+    env.ok(&["add", "--id", "c", "--", "true"]);
+    env.ok(&["worker", "run", "--drain"]);
+    env.ok(&[
+        "add",
+        "--id",
+        "b",
+        "--unique-key",
+        "K",
+        "--delay",
+        "1h",
+        "--",
+        "true",
+    ]);
+    let out = env.run(&["restart", "--all"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "job 'c' is pending again\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "queuectl: job 'a' was not restarted: unique key 'K' is held by unfinished job 'b'\n\
+         queuectl: 1 of 2 job(s) not restarted\n"
+    );
+    assert_eq!(env.state("a"), "completed");
+
+    let out = env.run(&["--json", "restart", "--state", "completed"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["restarted"], serde_json::json!([]));
+    assert_eq!(report["failed"][0]["id"], "a");
+    assert_eq!(report["failed"][0]["state"], "completed");
+
+    env.ok(&[
+        "add",
+        "--id",
+        "d1",
+        "--unique-key",
+        "D",
+        "--retries",
+        "0",
+        "--",
+        "false",
+    ]);
+    env.ok(&["cancel", "b", "c"]);
+    env.ok(&["worker", "run", "--drain"]);
+    env.ok(&[
+        "add",
+        "--id",
+        "d2",
+        "--unique-key",
+        "D",
+        "--delay",
+        "1h",
+        "--",
+        "true",
+    ]);
+    let out = env.run(&["dlq", "retry", "--all"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "queuectl: job 'd1' was not retried: unique key 'D' is held by unfinished job 'd2'"
+    );
+    assert!(out.stdout.is_empty(), "{}", output_text(&out));
+    assert_eq!(env.state("d1"), "dead");
+
+    // 25 cancelled jobs whose keys were taken again: one count line.
+    let batch = |prefix: &str| -> String {
+        (0..25)
+            .map(|i| format!("{{\"id\":\"{prefix}{i}\",\"command\":\"true\",\"delay\":\"1h\",\"unique_key\":\"many-{i}\"}}\n"))
+            .collect()
+    };
+    assert!(
+        env.run_with_stdin(&["enqueue", "-"], batch("old"))
+            .status
+            .success()
+    );
+    env.ok(&["cancel", "--state", "pending"]);
+    assert!(
+        env.run_with_stdin(&["enqueue", "-"], batch("new"))
+            .status
+            .success()
+    );
+    let out = env.run(&["restart", "--state", "cancelled"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "queuectl: 25 of 28 job(s) not restarted: an unfinished job holds each one's unique key \
+         (--json lists each)\n",
+        "b, c and d2 were restarted with them"
+    );
+}

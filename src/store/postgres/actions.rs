@@ -316,16 +316,42 @@ pub(super) fn act_on_ids(
     let picked = sql.query(bulk_statements(action).pick_ids, &[&ids, &applies])?;
     let (done, cascaded) = act_on_picked(sql, action, &picked)?;
     let requeues = action.adds_work();
-    let found = sql
-        .query(
-            concat!(
-                "SELECT id, state, unique_key, CASE WHEN $2 THEN ",
-                key_holder!(),
-                " END FROM jobs WHERE id = ANY($1)"
-            ),
-            &[&ids, &requeues],
-        )?
-        .iter()
+    let found = sql.query(
+        concat!(
+            "SELECT id, state, unique_key, CASE WHEN $2 THEN ",
+            key_holder!(),
+            " END FROM jobs WHERE id = ANY($1)"
+        ),
+        &[&ids, &requeues],
+    )?;
+    Ok((done, found_rows(&found)?, cascaded))
+}
+
+/// The finished jobs in `states` that finished before `cutoff_ms` and
+/// whose key an unfinished job holds: what a restart by filter left alone,
+/// oldest first.
+pub(super) fn held_back<C: GenericClient>(
+    sql: &mut Sql<C>,
+    states: &[JobState],
+    cutoff_ms: i64,
+) -> TxResult<Vec<Found>> {
+    let rows = sql.query(
+        concat!(
+            "SELECT id, state, unique_key, holder FROM (
+                 SELECT seq, id, state, unique_key, ",
+            key_holder!(),
+            " AS holder FROM jobs
+                 WHERE state = ANY($1) AND finished_at < $2 AND unique_key IS NOT NULL
+             ) j WHERE holder IS NOT NULL ORDER BY seq"
+        ),
+        &[&state_names(states), &cutoff_ms],
+    )?;
+    found_rows(&rows)
+}
+
+/// Rows of (id, state, unique_key, holder): jobs an action left alone.
+fn found_rows(rows: &[postgres::Row]) -> TxResult<Vec<Found>> {
+    rows.iter()
         .map(|r| {
             Ok(Found::from_row(
                 r.try_get(0)?,
@@ -334,8 +360,7 @@ pub(super) fn act_on_ids(
                 r.try_get(3)?,
             ))
         })
-        .collect::<TxResult<_>>()?;
-    Ok((done, found, cascaded))
+        .collect()
 }
 
 /// One chunk of an action on the jobs in `states` whose age column is at

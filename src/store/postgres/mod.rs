@@ -223,6 +223,12 @@ impl Backend for PgStore {
             |session| {
                 session.transaction(|sql| actions::act_on_filter(sql, action, states, cutoff_ms))
             },
+            |session| {
+                if !action.adds_work() {
+                    return Ok(Vec::new());
+                }
+                session.run(|sql| actions::held_back(sql, states, cutoff_ms))
+            },
         )
     }
 

@@ -120,6 +120,20 @@ pub struct SqliteStore {
 
 type TxError = super::TxError<rusqlite::Error>;
 
+/// A row an action read about a job it left alone: id, state, unique key,
+/// and the key's unfinished holder.
+type FoundRow = (String, String, Option<String>, Option<String>);
+
+fn found_row(r: &Row) -> rusqlite::Result<FoundRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn into_found(rows: Vec<FoundRow>) -> Result<Vec<Found>> {
+    rows.into_iter()
+        .map(|(id, state, key, holder)| Ok(Found::from_row(id, parse_state(&state)?, key, holder)))
+        .collect()
+}
+
 impl From<rusqlite::Error> for TxError {
     fn from(e: rusqlite::Error) -> TxError {
         TxError::Sql(e)
@@ -828,7 +842,9 @@ impl Backend for SqliteStore {
             ""
         };
         // The jobs acted on: `?1` is the time now, `?2` the ids or the
-        // filter's cutoff.
+        // filter's cutoff. A filter's jobs left for their key's holder
+        // (`?1` the cutoff) are read after it.
+        let mut held_back = None;
         let (chosen, before) = match selection {
             Selection::Ids(_) => (
                 format!(
@@ -857,6 +873,9 @@ impl Backend for SqliteStore {
                     selection::sql_states(states),
                     selection::CHUNK
                 );
+                if action.adds_work() {
+                    held_back = Some(unique::held_back(states));
+                }
                 (sql, now.saturating_sub(millis(*older_than)))
             }
         };
@@ -882,24 +901,16 @@ impl Backend for SqliteStore {
                              FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
                             unique::KEY_HOLDER
                         ))?
-                        .query_map(params![&ids, action.adds_work()], |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                            ))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?
-                        .into_iter()
-                        .map(|(id, state, key, holder)| {
-                            Ok(Found::from_row(id, parse_state(&state)?, key, holder))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok((done, found, cascaded))
+                        .query_map(params![&ids, action.adds_work()], found_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok((done, into_found(found)?, cascaded))
                 })
             },
             |store| store.write(|tx| Ok(statements.run(tx, now, &before)?)),
+            |store| match &held_back {
+                None => Ok(Vec::new()),
+                Some(sql) => into_found(store.read_all(sql, [before], found_row)?),
+            },
         )
     }
 

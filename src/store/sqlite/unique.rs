@@ -8,7 +8,7 @@
 
 use super::TxError;
 use crate::domain::unique::key_held;
-use crate::domain::{EnqueueOutcome, JobId, OnDuplicate, Unique};
+use crate::domain::{EnqueueOutcome, JobId, JobState, OnDuplicate, Unique};
 use crate::error::Error;
 use crate::store::Enqueued;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction, params};
@@ -28,6 +28,19 @@ pub(super) const KEY_HOLDER: &str = "(SELECT holder.id FROM jobs holder
      WHERE holder.unique_key = jobs.unique_key AND holder.unique_key IS NOT NULL
          AND (holder.state = 'pending' OR holder.state = 'processing' OR holder.state = 'failed')
          AND holder.seq <> jobs.seq)";
+
+/// The finished jobs in `states` that finished before `?1` and whose key
+/// an unfinished job holds: what a restart by filter left alone. Returns
+/// (id, state, unique_key, holder), oldest first.
+pub(super) fn held_back(states: &[JobState]) -> String {
+    format!(
+        "SELECT id, state, unique_key, holder FROM (
+             SELECT seq, id, state, unique_key, {KEY_HOLDER} AS holder FROM jobs
+             WHERE +state IN ({}) AND finished_at < ?1 AND unique_key IS NOT NULL
+         ) WHERE holder IS NOT NULL ORDER BY seq",
+        crate::store::selection::sql_states(states)
+    )
+}
 
 /// The columns a `replace` copies from the new job onto its waiting holder.
 pub(super) struct Replacement<'a> {

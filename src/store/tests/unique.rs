@@ -291,15 +291,15 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
             why.contains("unique key 'k' is held by unfinished job 'new'"),
             "{why}"
         );
+        // A filter reports the job it chose but left for the key's holder,
+        // as the named one; one too young for it is not reported.
         let filtered = Selection::filter(action, &[], None).unwrap();
-        assert!(
-            store
-                .at(at(3))
-                .act(action, &filtered)
-                .unwrap()
-                .done
-                .is_empty()
-        );
+        let outcome = store.at(at(3)).act(action, &filtered).unwrap();
+        assert!(outcome.done.is_empty(), "{action:?}");
+        assert_eq!(outcome.refused, std::slice::from_ref(refused), "{action:?}");
+        let older = Selection::filter(action, &[], Some(Duration::from_secs(3600))).unwrap();
+        let outcome = store.at(at(3)).act(action, &older).unwrap();
+        assert!(outcome.refused.is_empty(), "{outcome:?}");
     }
     assert_eq!(store.get("old").unwrap().state, JobState::Dead);
 
@@ -336,6 +336,16 @@ fn restart_refuses_a_job_whose_key_is_held_again(q: &TestQueue) {
     done.sort();
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(done.contains(&"plain".to_string()), "{done:?}");
+    // The other job of the key is reported, held by the one restarted.
+    let keyed = done.iter().find(|id| *id != "plain").unwrap();
+    assert_eq!(outcome.refused.len(), 1, "{outcome:?}");
+    assert_eq!(
+        outcome.refused[0].blocked_by,
+        Some(Blocked::KeyTaken {
+            key: "k".into(),
+            holder: keyed.clone()
+        })
+    );
     let waiting = store
         .list(&ListFilter::states(&[JobState::Pending]), None)
         .unwrap();
