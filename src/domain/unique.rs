@@ -121,6 +121,16 @@ pub fn key_held(key: &str, holder: &str, running: bool) -> String {
     }
 }
 
+/// Why a batch was refused when its job on `line` met its key's holder
+/// (`why`): the line named, as other batch errors do, and that none of the
+/// batch was enqueued. A job enqueued alone (`line` none) is just `why`.
+pub fn refused_in_batch(why: String, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("line {line}: {why}; nothing from this batch was enqueued"),
+        None => why,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

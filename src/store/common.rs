@@ -208,3 +208,17 @@ impl<E> From<Error> for TxError<E> {
         TxError::App(e)
     }
 }
+
+impl<E> TxError<E> {
+    /// A job of a batch (its input `line`; none alone) refused because its
+    /// unique key is held: the refusal names the line and says that the
+    /// batch was not enqueued. Other errors are kept as they are.
+    pub(crate) fn in_batch(self, line: Option<usize>) -> TxError<E> {
+        match self {
+            TxError::App(Error::Conflict(why)) => TxError::App(Error::Conflict(
+                crate::domain::unique::refused_in_batch(why, line),
+            )),
+            other => other,
+        }
+    }
+}

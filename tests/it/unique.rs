@@ -143,6 +143,10 @@ fn reject_exits_4() {
     assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
     assert!(out.stdout.is_empty());
     assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "queuectl: line 2: unique key 'k' is held by unfinished job 'holder'; nothing from this batch was enqueued"
+    );
+    assert_eq!(
         env.json(&["list", "--all"])["total"],
         1,
         "the batch was rolled back"

@@ -147,13 +147,8 @@ pub(super) fn enqueue_in(
             .id
             .clone()
             .unwrap_or_else(|| JobId::generate(Timestamp::now()));
-        enqueued.push(enqueue_one(
-            sql,
-            job,
-            &id,
-            defaults,
-            batch.then_some(*line),
-        )?);
+        let line = batch.then_some(*line);
+        enqueued.push(enqueue_one(sql, job, &id, defaults, line).map_err(|e| e.in_batch(line))?);
     }
     sql.execute(notify_work!(), &[])?;
     Ok(enqueued)

@@ -1267,7 +1267,8 @@ pub(crate) fn enqueue_in(
             now: to_millis(now),
         };
         if let Some(unique) = &job.unique
-            && let Some(met) = unique::meet_holder(tx, unique, &fields)?
+            && let Some(met) = unique::meet_holder(tx, unique, &fields)
+                .map_err(|e| e.in_batch(batch.then_some(*line)))?
         {
             enqueued[i] = Some(met);
             continue;
@@ -1294,7 +1295,10 @@ pub(crate) fn enqueue_in(
                 ended,
                 row.reason(),
             ])
-            .map_err(|e| unique::insert_refusal(e, id, batch.then_some(*line), key))?;
+            .map_err(|e| {
+                unique::insert_refusal(e, id, batch.then_some(*line), key)
+                    .in_batch(batch.then_some(*line))
+            })?;
         enqueued[i] = Some(Enqueued::created(id));
     }
     if plan.has_dependencies() {

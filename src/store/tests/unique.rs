@@ -200,7 +200,7 @@ fn reject_names_the_holder_and_rolls_back_the_batch(q: &TestQueue) {
     ];
     let err = store.enqueue_at(&batch, &DEFAULTS, at(1)).unwrap_err();
     assert!(
-        matches!(&err, Error::Conflict(why) if why == "unique key 'k' is held by unfinished job 'holder'"),
+        matches!(&err, Error::Conflict(why) if why == "line 4: unique key 'k' is held by unfinished job 'holder'; nothing from this batch was enqueued"),
         "{err:?}"
     );
     for id in ["plain", "fresh", "late"] {
