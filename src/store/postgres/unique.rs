@@ -120,13 +120,15 @@ macro_rules! insert_one {
 
 /// `reject` and `skip` (and jobs without a key: NULL never conflicts).
 const INSERT_OR_MEET: &str = insert_one!("DO NOTHING");
-/// `replace`: a waiting holder takes the new job's settings.
+/// `replace`: a waiting holder takes the new job's settings, and as a new
+/// submission is pending with the new job's retry budget (no failures, no
+/// last error); its attempt history stays.
 const INSERT_OR_REPLACE: &str = insert_one!(
     "DO UPDATE SET command = excluded.command, priority = excluded.priority,
          run_at = excluded.run_at, max_retries = excluded.max_retries,
          timeout_seconds = excluded.timeout_seconds, env = excluded.env,
          env_file = excluded.env_file, cwd = excluded.cwd, queue = excluded.queue,
-         updated_at = excluded.updated_at
+         updated_at = excluded.updated_at, state = 'pending', failures = 0, last_error = NULL
      WHERE jobs.state IN ('pending', 'failed')"
 );
 

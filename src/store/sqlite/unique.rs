@@ -82,10 +82,12 @@ pub(super) fn meet_holder(
             return Err(Error::Conflict(key_held(key, &holder, true)).into());
         }
         OnDuplicate::Replace => {
+            // A new submission: pending, with the new job's retry budget
+            // (no failures, no last error); its attempt history stays.
             tx.prepare_cached(
                 "UPDATE jobs SET command = ?2, priority = ?3, run_at = ?4, max_retries = ?5,
                      timeout_seconds = ?6, env = ?7, env_file = ?8, cwd = ?9, updated_at = ?10,
-                     queue = ?11
+                     queue = ?11, state = 'pending', failures = 0, last_error = NULL
                  WHERE id = ?1 AND (state = 'pending' OR state = 'failed')",
             )?
             .execute(params![

@@ -9,6 +9,7 @@ conformance! {
     four_racing_enqueuers_with_one_unique_key_make_one_job,
     skip_returns_the_unfinished_holders_id,
     replace_updates_a_waiting_job_and_refuses_a_running_one,
+    a_replace_gives_the_holder_the_new_jobs_retry_budget,
     reject_names_the_holder_and_rolls_back_the_batch,
     a_finished_job_frees_its_key,
     restart_refuses_a_job_whose_key_is_held_again,
@@ -186,6 +187,30 @@ fn replace_updates_a_waiting_job_and_refuses_a_running_one(q: &TestQueue) {
         (created.id.as_str(), created.outcome),
         ("c", EnqueueOutcome::Created)
     );
+}
+
+/// A replace is a new submission: a holder that failed and waits for its
+/// retry is pending again with no failures and no last error, so it has the
+/// new job's retries (none: its next failure is its last); its attempts stay.
+fn a_replace_gives_the_holder_the_new_jobs_retry_budget(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue_one(&mut store, keyed("a", "k", "reject"), at(0)).unwrap();
+    run_once(&mut store, "a", AttemptOutcome::Failed, at(1));
+    let failed = store.get("a").unwrap();
+    assert_eq!((failed.state, failed.failures), (JobState::Failed, 1));
+    let mut new = keyed("b", "k", "replace");
+    new.max_retries = Some(0);
+    let replaced = enqueue_one(&mut store, new, at(2)).unwrap();
+    assert_eq!(replaced.outcome, EnqueueOutcome::Replaced);
+    let job = store.get("a").unwrap();
+    assert_eq!(
+        (job.state, job.failures, job.last_error.as_deref()),
+        (JobState::Pending, 0, None)
+    );
+    assert_eq!((job.attempts, job.max_retries), (1, 0));
+    run_once(&mut store, "a", AttemptOutcome::Failed, at(3));
+    let job = store.get("a").unwrap();
+    assert_eq!((job.state, job.failures), (JobState::Dead, 1));
 }
 
 fn reject_names_the_holder_and_rolls_back_the_batch(q: &TestQueue) {
