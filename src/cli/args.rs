@@ -260,17 +260,23 @@ stderr (exit 4), an unknown one too (exit 3); the others are deleted.",
         #[command(flatten)]
         select: SelectArgs,
     },
-    /// Move a queue's jobs (with their attempt history) to another queue,
-    /// between SQLite and PostgreSQL either way
+    /// Move a queue's jobs (with their attempt history), queue settings
+    /// and schedules to another queue, between SQLite and PostgreSQL
+    /// either way
     #[command(after_help = "\
 Examples:
   queuectl copy --from /var/lib/queuectl/queue.db --to postgresql://queuectl@db1/queuectl
   queuectl copy --from 'host=/run/postgresql dbname=queuectl' --to ./backup.db
 
-The target must hold no jobs (it is created if missing); the source is only read.
-Stop the source's workers first: a queue with running jobs is refused.
-Worker registrations and output files stay where they are; each attempt's
-output tail travels with it.")]
+Copied in one transaction: every job with its attempts and dependencies, each
+queue's settings (limit, paused) and every schedule as it was (its job and env,
+a workers schedule's next elapse, its last job).
+The target must hold no jobs, queue settings or schedules (it is created if
+missing); the source is only read. Stop the source's workers first: a queue
+with running jobs is refused. Worker registrations and output files stay where
+they are; each attempt's output tail travels with it. A systemd schedule's
+timers stay on the source's host (copy names those schedules on stderr): add
+them again with `schedule add --replace` against the new queue.")]
     Copy {
         /// The queue to read: an SQLite file or a PostgreSQL address
         #[arg(long, value_name = "PATH|URL")]

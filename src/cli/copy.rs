@@ -24,14 +24,15 @@ pub fn run(ctx: &Context, from: &Path, to: &Path) -> Result<()> {
         )));
     }
     let records = source.export()?;
+    let queues: Vec<_> = source
+        .queues()?
+        .into_iter()
+        .filter(|q| q.has_settings())
+        .collect();
     let schedules = source.schedules()?;
     let attempts: usize = records.iter().map(|r| r.attempts.len()).sum();
     let mut target = Store::open_as(&to, ctx.config.durability, OpenMode::Create)?;
-    target.import(&records)?;
-    // After the jobs: a name the target holds already stops here (exit 4).
-    for schedule in &schedules {
-        target.add_schedule(&schedule.to_new()?, false)?;
-    }
+    target.import(&records, &queues, &schedules)?;
     let timers: Vec<&str> = schedules
         .iter()
         .filter(|s| s.driver == Driver::Systemd)
@@ -39,7 +40,8 @@ pub fn run(ctx: &Context, from: &Path, to: &Path) -> Result<()> {
         .collect();
     if !timers.is_empty() {
         eprintln!(
-            "note: the systemd timers of {} still enqueue into {from}: add them again with --replace and the new queue",
+            "note: schedule(s) {} are fired by systemd timers on the source host, which still enqueue into {from}; \
+             run `queuectl schedule add ... --replace` against {to} on the host that should fire them",
             timers.join(", ")
         );
     }
@@ -49,12 +51,14 @@ pub fn run(ctx: &Context, from: &Path, to: &Path) -> Result<()> {
             "to": to,
             "jobs": records.len(),
             "attempts": attempts,
+            "queues": queues.len(),
             "schedules": schedules.len(),
         }));
     }
     println!(
-        "copied {} job(s) with {attempts} attempt(s) and {} schedule(s) from {from} to {to}",
+        "copied {} job(s) with {attempts} attempt(s), {} queue setting(s) and {} schedule(s) from {from} to {to}",
         records.len(),
+        queues.len(),
         schedules.len()
     );
     Ok(())

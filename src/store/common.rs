@@ -50,10 +50,15 @@ pub(crate) fn newest_first(per_state: Vec<Vec<(i64, Job)>>, limit: Option<u32>) 
     jobs.into_iter().map(|(_, job)| job).collect()
 }
 
-pub(crate) fn target_not_empty(jobs: i64) -> Error {
-    Error::Conflict(format!(
-        "the target queue already holds {jobs} job(s); copy only into an empty queue"
-    ))
+/// `copy` refuses a target holding jobs, queue settings or schedules
+/// (counted in the import's transaction).
+pub(crate) fn refuse_filled_target(jobs: i64, queues: i64, schedules: i64) -> Result<(), Error> {
+    if jobs + queues + schedules == 0 {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "the target queue already holds {jobs} job(s), {queues} queue setting(s) and {schedules} schedule(s); copy only into an empty queue"
+    )))
 }
 
 /// Of the processing jobs a rescue found (id, lease, lease expiry), those

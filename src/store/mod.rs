@@ -283,9 +283,16 @@ pub trait Backend: Send {
 
     /// Every job with its attempts, in enqueue order (for `queuectl copy`).
     fn export(&mut self) -> Result<Vec<JobRecord>>;
-    /// Inserts exported jobs as they were, in one transaction; refuses a
-    /// queue that already holds jobs.
-    fn import(&mut self, jobs: &[JobRecord]) -> Result<()>;
+    /// Inserts exported jobs as they were, with the queue settings (of
+    /// `queues`, those with a limit or paused) and the schedule rows
+    /// (every column), in one transaction; refuses a queue that already
+    /// holds jobs, queue settings or schedules.
+    fn import(
+        &mut self,
+        jobs: &[JobRecord],
+        queues: &[QueueRow],
+        schedules: &[schedules::ScheduleRow],
+    ) -> Result<()>;
 
     // ----- one at a time -----
 

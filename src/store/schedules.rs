@@ -70,22 +70,46 @@ pub struct ScheduleRow {
 }
 
 impl ScheduleRow {
-    /// The schedule as `add_schedule` takes it (for `copy`: a workers
-    /// schedule's next elapse is computed again in the target).
-    pub fn to_new(&self) -> Result<NewSchedule> {
-        Ok(NewSchedule {
-            name: schedule_name(&self.name)?,
-            on_calendar: self.on_calendar.clone(),
-            time_zone: self.time_zone.clone(),
-            job: self.job.clone(),
-            overlap: self.overlap,
+    /// The row's columns as stored, for `copy` to insert them as they
+    /// were (the job JSON with its env stays inside the store).
+    pub(crate) fn columns(&self) -> ScheduleColumns<'_> {
+        ScheduleColumns {
+            name: &self.name,
+            on_calendar: self.on_calendar.join("\n"),
+            time_zone: &self.time_zone,
+            job: self.job.to_string(),
+            overlap: self.overlap.as_str(),
             persistent: self.persistent,
-            randomized_delay: self.randomized_delay,
-            driver: self.driver,
-            host: self.host.clone(),
+            randomized_delay_ms: crate::store::millis(self.randomized_delay),
+            driver: self.driver.as_str(),
+            host: self.host.as_deref(),
             managed: self.managed,
-        })
+            next_elapse_at: self.next_elapse_at.map(to_millis),
+            last_job_id: self.last_job_id.as_deref(),
+            last_fired_at: self.last_fired_at.map(to_millis),
+            created_at: to_millis(self.created_at),
+            updated_at: to_millis(self.updated_at),
+        }
     }
+}
+
+/// One `schedules` row's columns, in the table's order.
+pub(crate) struct ScheduleColumns<'a> {
+    pub name: &'a str,
+    pub on_calendar: String,
+    pub time_zone: &'a str,
+    pub job: String,
+    pub overlap: &'a str,
+    pub persistent: bool,
+    pub randomized_delay_ms: i64,
+    pub driver: &'a str,
+    pub host: Option<&'a str>,
+    pub managed: bool,
+    pub next_elapse_at: Option<i64>,
+    pub last_job_id: Option<&'a str>,
+    pub last_fired_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {

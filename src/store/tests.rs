@@ -614,7 +614,7 @@ fn the_output_tail_is_recorded_read_and_copied_with_its_attempt(q: &TestQueue) {
     let exported = store.export().unwrap();
     let target = q.another();
     let mut copy = target.open();
-    copy.import(&exported).unwrap();
+    copy.import(&exported, &[], &[]).unwrap();
     for id in ["ran", "lost"] {
         let tails = |s: &mut Store| -> Vec<_> {
             s.attempts(id)
@@ -811,17 +811,55 @@ fn concurrent_rescuers_end_each_attempt_once(q: &TestQueue) {
 }
 
 fn export_then_import_gives_the_same_queue(q: &TestQueue) {
+    use crate::domain::schedule::Driver;
     let mut source = q.open();
     fill_with_every_kind_of_job(&mut source);
+    queues::pause(&mut source, "sq", true);
+    queues::limit(&mut source, "sq", Some(1));
+    queues::limit(&mut source, "wide", Some(3));
+    for (name, driver) in [("s", Driver::Workers), ("t", Driver::Systemd)] {
+        let schedule = schedules::schedule(name, "daily", driver);
+        source.add_schedule(&schedule, false).unwrap();
+    }
+    source.fire_schedule("s", &DEFAULTS).unwrap();
     let exported = source.export().unwrap();
-    assert_eq!(exported.len(), 5);
+    assert_eq!(exported.len(), 6);
+    let settings: Vec<QueueRow> = source.queues().unwrap();
+    assert_eq!(settings.iter().filter(|q| q.has_settings()).count(), 2);
+    let rows = source.schedules().unwrap();
+    assert!(rows[0].last_job_id.is_some() && rows[0].next_elapse_at.is_some());
     let target = q.another();
     let mut copy = target.open();
-    copy.import(&exported).unwrap();
+    copy.import(&exported, &settings, &rows).unwrap();
     assert_eq!(snapshot(&copy.export().unwrap()), snapshot(&exported));
-    let err = copy.import(&exported).unwrap_err();
+    let queue_settings = |s: &mut Store| -> Vec<(String, Option<u32>, bool)> {
+        let queues = s.queues().unwrap().into_iter();
+        queues.map(|q| (q.name, q.parallel, q.paused)).collect()
+    };
+    assert_eq!(queue_settings(&mut copy), queue_settings(&mut source));
+    // Every column, the job's env included (Debug shows it; JSON would not).
+    assert_eq!(
+        format!("{:?}", copy.schedules().unwrap()),
+        format!("{rows:?}")
+    );
+    let err = copy.import(&exported, &[], &[]).unwrap_err();
     assert!(
-        matches!(&err, Error::Conflict(m) if m.contains("already holds 5 job(s)")),
+        matches!(&err, Error::Conflict(m) if m.contains("already holds 6 job(s), 2 queue setting(s) and 2 schedule(s)")),
+        "{err}"
+    );
+    // Settings or schedules alone make a target not empty either.
+    let bare = q.another();
+    bare.open().import(&[], &settings, &[]).unwrap();
+    let err = bare.open().import(&exported, &[], &[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("0 job(s), 2 queue setting(s) and 0 schedule(s)")),
+        "{err}"
+    );
+    let bare = q.another();
+    bare.open().import(&[], &[], &rows[..1]).unwrap();
+    let err = bare.open().import(&exported, &[], &[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("0 queue setting(s) and 1 schedule(s)")),
         "{err}"
     );
 }

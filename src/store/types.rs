@@ -210,6 +210,11 @@ pub struct QueueRow {
 }
 
 impl QueueRow {
+    /// Limited or paused: what the `queues` table keeps a row for.
+    pub fn has_settings(&self) -> bool {
+        self.parallel.is_some() || self.paused
+    }
+
     /// A queue nobody configured and no unfinished job names: unlimited,
     /// running, empty.
     pub fn empty(name: &str) -> QueueRow {

@@ -140,3 +140,75 @@ fn a_queue_copied_to_postgresql_and_back_shows_every_job_as_it_was() {
     );
     assert_eq!(every_job_shown(&env, &back), shown, "back in SQLite");
 }
+
+/// The user's report: a paused, limited queue and a schedule, copied to
+/// SQLite and to PostgreSQL, stay paused, limited and scheduled there, and
+/// the paused queue's job does not run on the target.
+#[test]
+fn a_copy_keeps_queue_settings_and_schedules_and_a_paused_queue_stays_paused() {
+    let server = PgServer::shared();
+    let env = TestEnv::sqlite();
+    let job = env.ok(&["add", "--queue", "sq", "--", "true"]);
+    let job = job.trim();
+    env.ok(&["queue", "pause", "sq"]);
+    env.ok(&["queue", "set", "sq", "--parallel", "1"]);
+    env.ok(&[
+        "schedule",
+        "add",
+        "s",
+        "--on-calendar",
+        "daily",
+        "--driver",
+        "workers",
+        "-e",
+        "TOKEN=s3cr3t",
+        "--",
+        "true",
+    ]);
+    let from = env.db_address().into_string().unwrap();
+    let schedule_row = |db: &str| {
+        let mut row = env.json(&["--db", db, "schedule", "list"])["schedules"][0].clone();
+        row.as_object_mut().unwrap().remove("last_job_state");
+        row
+    };
+    let original = schedule_row(&from);
+    let mut targets = vec![env.path("copy/target.db").display().to_string()];
+    let database = server.as_ref().map(|s| s.fresh_database());
+    targets.extend(database.as_ref().map(|d| d.url()));
+    for to in &targets {
+        let out = env.run(&["copy", "--from", &from, "--to", to]);
+        let (said, noted) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{said}{noted}");
+        assert!(
+            said.starts_with(
+                "copied 1 job(s) with 0 attempt(s), 1 queue setting(s) and 1 schedule(s)"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains("s3cr3t") && !noted.contains("s3cr3t"));
+        let queues = env.json(&["--db", to, "queue", "list"]);
+        let sq = queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "sq");
+        let sq = sq.unwrap_or_else(|| panic!("{queues}"));
+        assert_eq!(
+            (&sq["parallel"], &sq["paused"]),
+            (&1.into(), &true.into()),
+            "{to}"
+        );
+        assert_eq!(schedule_row(to), original, "{to}");
+        env.ok(&["--db", to, "worker", "run", "--drain"]);
+        let shown = env.json(&["--db", to, "show", job]);
+        assert_eq!(
+            shown["state"], "pending",
+            "the paused queue's job waits in {to}"
+        );
+        let again = env.run(&["copy", "--from", &from, "--to", to]);
+        assert_eq!(again.status.code(), Some(4), "a filled target is refused");
+    }
+}

@@ -1,10 +1,12 @@
 //! `queuectl copy`: every job with every column (the raw `env` text, the
-//! lease of a processing job) and its attempts, out and in.
+//! lease of a processing job) and its attempts, out and in; in, also the
+//! queue settings and schedule rows.
 
 use super::rows::{self, attempt_columns, job_columns};
 use super::session::{Sql, TxResult};
 use crate::store::deps::copied_links;
-use crate::store::{JobRecord, target_not_empty, to_millis};
+use crate::store::schedules::ScheduleRow;
+use crate::store::{JobRecord, QueueRow, refuse_filled_target, to_millis};
 use std::collections::HashMap;
 
 /// Jobs per import statement, so the arrays stay a few MB.
@@ -70,18 +72,65 @@ pub(super) fn export(sql: &mut Sql<postgres::Transaction>) -> TxResult<Vec<JobRe
 
 /// Inserts exported jobs as they were, in enqueue order (so `seq` keeps
 /// their order; the identity goes on after the last one).
-pub(super) fn import(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {
-    let jobs: i64 = sql
-        .query_one("SELECT count(*) FROM jobs", &[])?
-        .try_get(0)?;
-    if jobs > 0 {
-        return Err(target_not_empty(jobs).into());
-    }
+pub(super) fn import(
+    sql: &mut Sql<postgres::Transaction>,
+    records: &[JobRecord],
+    queues: &[QueueRow],
+    schedules: &[ScheduleRow],
+) -> TxResult<()> {
+    let held = sql.query_one(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM queues), (SELECT count(*) FROM schedules)",
+        &[],
+    )?;
+    refuse_filled_target(held.try_get(0)?, held.try_get(1)?, held.try_get(2)?)?;
     for chunk in records.chunks(IMPORT_CHUNK) {
         import_jobs(sql, chunk)?;
         import_attempts(sql, chunk)?;
     }
-    import_links(sql, records)
+    import_links(sql, records)?;
+    import_settings(sql, queues)?;
+    import_schedules(sql, schedules)
+}
+
+/// The settings of the queues that have any (limited or paused).
+fn import_settings(sql: &mut Sql<postgres::Transaction>, queues: &[QueueRow]) -> TxResult<()> {
+    for queue in queues.iter().filter(|q| q.has_settings()) {
+        sql.execute(
+            "INSERT INTO queues (name, parallel, paused, updated_at) VALUES ($1, $2, $3, queuectl_now_ms())",
+            &[&queue.name, &queue.parallel.map(i64::from), &queue.paused],
+        )?;
+    }
+    Ok(())
+}
+
+/// Schedule rows as they were, every column.
+fn import_schedules(sql: &mut Sql<postgres::Transaction>, rows: &[ScheduleRow]) -> TxResult<()> {
+    for row in rows {
+        let c = row.columns();
+        sql.execute(
+            "INSERT INTO schedules (name, on_calendar, time_zone, job, overlap, persistent, randomized_delay_ms,
+                 driver, host, managed, next_elapse_at, last_job_id, last_fired_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &[
+                &c.name,
+                &c.on_calendar,
+                &c.time_zone,
+                &c.job,
+                &c.overlap,
+                &c.persistent,
+                &c.randomized_delay_ms,
+                &c.driver,
+                &c.host,
+                &c.managed,
+                &c.next_elapse_at,
+                &c.last_job_id,
+                &c.last_fired_at,
+                &c.created_at,
+                &c.updated_at,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn import_jobs(sql: &mut Sql<postgres::Transaction>, records: &[JobRecord]) -> TxResult<()> {

@@ -335,8 +335,14 @@ impl Backend for PgStore {
         self.session.transaction(copy::export)
     }
 
-    fn import(&mut self, jobs: &[JobRecord]) -> Result<()> {
-        self.session.transaction(|sql| copy::import(sql, jobs))
+    fn import(
+        &mut self,
+        jobs: &[JobRecord],
+        queues: &[QueueRow],
+        schedules: &[super::schedules::ScheduleRow],
+    ) -> Result<()> {
+        self.session
+            .transaction(|sql| copy::import(sql, jobs, queues, schedules))
     }
 }
 

@@ -291,12 +291,12 @@ fn a_queue_copied_from_sqlite_to_postgres_and_back_is_the_same() {
     fill_with_every_kind_of_job(&mut source);
     let original = source.export().unwrap();
     let mut pg = Store::open(&db.database(), Durability::Full).unwrap();
-    pg.import(&original).unwrap();
+    pg.import(&original, &[], &[]).unwrap();
     let in_pg = pg.export().unwrap();
     assert_eq!(snapshot(&in_pg), snapshot(&original));
     let back = TestQueue::sqlite();
     let mut back_store = back.open();
-    back_store.import(&in_pg).unwrap();
+    back_store.import(&in_pg, &[], &[]).unwrap();
     assert_eq!(snapshot(&back_store.export().unwrap()), snapshot(&original));
     // The copied queue works on: the processing job's lease still holds.
     let running = in_pg.iter().find(|r| r.job.id == "running").unwrap();

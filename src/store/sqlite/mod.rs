@@ -1207,16 +1207,23 @@ impl Backend for SqliteStore {
         Ok(records)
     }
 
-    fn import(&mut self, records: &[JobRecord]) -> Result<()> {
+    fn import(
+        &mut self,
+        records: &[JobRecord],
+        queues: &[QueueRow],
+        schedules: &[super::schedules::ScheduleRow],
+    ) -> Result<()> {
         self.write(|tx| {
-            let jobs: i64 = tx.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
-            if jobs > 0 {
-                return Err(super::target_not_empty(jobs).into());
-            }
+            let count = |table: &str| -> rusqlite::Result<i64> {
+                tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            };
+            super::refuse_filled_target(count("jobs")?, count("queues")?, count("schedules")?)?;
             for record in records {
                 SqliteStore::import_one(tx, record)?;
             }
             deps::import_links(tx, records)?;
+            self::queues::import_settings(tx, queues)?;
+            self::schedules::import_rows(tx, schedules)?;
             Ok(())
         })
     }

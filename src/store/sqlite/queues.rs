@@ -137,3 +137,15 @@ pub(super) fn next_event_at(
     .optional()
     .map(Option::flatten)
 }
+
+/// `copy`: the settings of the queues that have any (limited or paused).
+pub(super) fn import_settings(tx: &Transaction, queues: &[QueueRow]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO queues (name, parallel, paused, updated_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let now = to_millis(Timestamp::now());
+    for queue in queues.iter().filter(|q| q.has_settings()) {
+        insert.execute(params![queue.name, queue.parallel, queue.paused, now])?;
+    }
+    Ok(())
+}

@@ -245,3 +245,36 @@ impl SqliteStore {
         Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now).max(0) as u64)))
     }
 }
+
+/// `copy`: schedule rows inserted as they were, every column.
+pub(super) fn import_rows(
+    tx: &rusqlite::Transaction,
+    rows: &[ScheduleRow],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO schedules (name, on_calendar, time_zone, job, overlap, persistent, randomized_delay_ms,
+             driver, host, managed, next_elapse_at, last_job_id, last_fired_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    for row in rows {
+        let c = row.columns();
+        insert.execute(params![
+            c.name,
+            c.on_calendar,
+            c.time_zone,
+            c.job,
+            c.overlap,
+            c.persistent,
+            c.randomized_delay_ms,
+            c.driver,
+            c.host,
+            c.managed,
+            c.next_elapse_at,
+            c.last_job_id,
+            c.last_fired_at,
+            c.created_at,
+            c.updated_at,
+        ])?;
+    }
+    Ok(())
+}

@@ -452,7 +452,7 @@ fn export_then_import_keeps_dependencies(q: &TestQueue) {
     let exported = source.export().unwrap();
     let target = q.another();
     let mut copy = target.open();
-    copy.import(&exported).unwrap();
+    copy.import(&exported, &[], &[]).unwrap();
     for id in ["a", "b", "c", "d"] {
         assert_eq!(linked(&mut copy, id), linked(&mut source, id), "{id}");
         assert_eq!(state_of(&mut copy, id), state_of(&mut source, id), "{id}");

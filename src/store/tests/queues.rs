@@ -20,7 +20,7 @@ fn name(text: &str) -> QueueName {
     QueueName::parse(text).unwrap()
 }
 
-fn limit(store: &mut Store, queue: &str, parallel: Option<u32>) {
+pub(super) fn limit(store: &mut Store, queue: &str, parallel: Option<u32>) {
     let change = QueueChange {
         parallel: Some(parallel),
         paused: None,
@@ -28,7 +28,7 @@ fn limit(store: &mut Store, queue: &str, parallel: Option<u32>) {
     store.configure_queue(&name(queue), &change).unwrap();
 }
 
-fn pause(store: &mut Store, queue: &str, paused: bool) {
+pub(super) fn pause(store: &mut Store, queue: &str, paused: bool) {
     let change = QueueChange {
         parallel: None,
         paused: Some(paused),

@@ -16,7 +16,7 @@ conformance! {
     next_schedule_in_is_the_next_workers_elapse,
 }
 
-fn schedule(name: &str, calendar: &str, driver: Driver) -> NewSchedule {
+pub(super) fn schedule(name: &str, calendar: &str, driver: Driver) -> NewSchedule {
     NewSchedule {
         name: ScheduleName::parse(name).unwrap(),
         on_calendar: vec![calendar.to_owned()],
