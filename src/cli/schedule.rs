@@ -108,6 +108,15 @@ fn add(ctx: &Context, args: ScheduleAddArgs) -> Result<()> {
         }
     }
     if driver == Driver::Workers {
+        if args.replace {
+            // A timer of the schedule it replaces (in either scope) would
+            // fire it too.
+            for scope in [Scope::User, Scope::System] {
+                if timers::owner(&scope.unit_dir(), &name)? == timers::Owner::Queuectl {
+                    timers::uninstall(&Systemctl { scope }, &name)?;
+                }
+            }
+        }
         // Idle workers here look at the schedules now, not at their next tick.
         wake_workers(&ctx.state.wake());
     }

@@ -246,6 +246,29 @@ fn schedule_remove_deletes_units_and_row() {
     add(&q, "gone", &["--on-calendar", "hourly", "--", "true"]);
     let unit_dir = q.sd.unit_dir();
     assert!(unit_dir.join(timer("gone")).exists());
+    // Replaced by a schedule the workers fire: its timer goes.
+    add(&q, "moved", &["--on-calendar", "hourly", "--", "true"]);
+    let moved = q
+        .cli()
+        .args([
+            "schedule",
+            "add",
+            "moved",
+            "--replace",
+            "--driver",
+            "workers",
+        ])
+        .args(["--on-calendar", "hourly", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    assert!(!unit_dir.join(timer("moved")).exists());
+    assert!(!unit_dir.join(service("moved")).exists());
+    q.ok(&["schedule", "remove", "moved"]);
     q.ok(&["schedule", "remove", "gone", "--user"]);
     assert!(!unit_dir.join(timer("gone")).exists());
     assert!(!unit_dir.join(service("gone")).exists());
