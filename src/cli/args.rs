@@ -236,7 +236,10 @@ Examples:
 A restarted job keeps its attempt history: the next run is attempt N+1 and
 `show` and `logs` keep the earlier ones. A pending, failed (waiting for a
 retry) or processing job is refused with exit 4 naming its state; an unknown
-id exits 3. Named jobs are handled one by one (the others are still restarted).",
+id exits 3. So is (exit 4) a job waiting for a dependency that is dead or
+cancelled (\"dependency D is dead: restart D first\"), also when a filter
+chose it; restarting D revives it. Named jobs are handled one by one (the
+others are still restarted).",
         mut_arg("ids", |ids| ids.add(complete::job_id_in(BulkAction::Restart.applies_to())))
     )]
     Restart {

@@ -32,6 +32,37 @@ pub(crate) fn ended_reason(id: &str, state: JobState) -> String {
     format!("dependency {id} is {state}")
 }
 
+/// SQL (both engines) true when the row `jobs` waits for a dependency that
+/// ended dead or cancelled: put back to waiting (restart, `dlq retry`) it
+/// would wait forever, so those actions leave it alone until that
+/// dependency is restarted (which revives it). Read in the action's own
+/// statement, so a dependency ending meanwhile is seen.
+macro_rules! dependency_ended {
+    () => {
+        concat!(
+            "(jobs.deps_left > 0 AND EXISTS ",
+            $crate::store::deps::ended_dependency!("seq"),
+            ")"
+        )
+    };
+}
+pub(crate) use dependency_ended;
+
+/// SQL (both engines): `$column` (`id`, `state`, `seq`) of the first
+/// dependency of the row `jobs` that ended dead or cancelled, if any.
+macro_rules! ended_dependency {
+    ($column:literal) => {
+        concat!(
+            "(SELECT ended.",
+            $column,
+            " FROM job_deps ended_edge JOIN jobs ended ON ended.seq = ended_edge.dep_seq
+             WHERE ended_edge.job_seq = jobs.seq AND ended.state IN ('dead', 'cancelled')
+             ORDER BY ended.seq LIMIT 1)"
+        )
+    };
+}
+pub(crate) use ended_dependency;
+
 /// The links of jobs `copy` moves: every edge (dependent id, dependency
 /// id), and which dependency cancelled each job (job id, dependency id).
 pub(crate) type CopiedLinks<'a> = ((Vec<&'a str>, Vec<&'a str>), Vec<(&'a str, &'a str)>);

@@ -178,6 +178,9 @@ pub struct Refused {
 pub enum Blocked {
     /// Restarting it would give its unique key a second unfinished holder.
     KeyTaken { key: String, holder: String },
+    /// It waits for `dependency`, which ended `state` (dead or cancelled):
+    /// put back to waiting it would wait forever.
+    DependencyEnded { dependency: String, state: JobState },
 }
 
 impl Refused {
@@ -190,6 +193,13 @@ impl Refused {
                 crate::domain::echo::shown(&self.id),
                 action.past_tense(),
                 crate::domain::unique::key_held(key, holder, false)
+            )),
+            Some(Blocked::DependencyEnded { dependency, state }) => Error::Conflict(format!(
+                "job '{}' was not {}: dependency {} is {state}: restart {} first",
+                crate::domain::echo::shown(&self.id),
+                action.past_tense(),
+                crate::domain::echo::shown(dependency),
+                crate::domain::echo::shown(dependency)
             )),
         }
     }
@@ -213,13 +223,27 @@ impl BulkOutcome {
         self.done.iter().map(|a| a.id.clone()).collect()
     }
 
-    /// From one transaction over `ids`: those changed (`done`, any order)
-    /// and the state of those found but left alone (`found`); the rest of
-    /// `ids` do not exist. Both lists come out in the order of `ids`.
-    pub(crate) fn of_ids(&mut self, ids: &[String], mut done: Vec<Acted>, found: &[Found]) {
+    /// From one transaction over `ids`: those changed (`done`, any order),
+    /// the state of those found but left alone (`found`), and the jobs
+    /// changed with them (`cascaded`); the rest of `ids` do not exist. A
+    /// named job changed with another (`restart D X`, X revived by D's
+    /// restart) counts as done. Both lists come out in the order of `ids`.
+    pub(crate) fn of_ids(
+        &mut self,
+        ids: &[String],
+        mut done: Vec<Acted>,
+        found: &[Found],
+        mut cascaded: Vec<String>,
+    ) {
         for id in ids {
             if let Some(at) = done.iter().position(|a| &a.id == id) {
                 self.done.push(done.swap_remove(at));
+            } else if let Some(at) = cascaded.iter().position(|c| c == id) {
+                cascaded.remove(at);
+                self.done.push(Acted {
+                    id: id.clone(),
+                    stopping_on: None,
+                });
             } else {
                 let found = found.iter().find(|f| &f.id == id);
                 self.refused.push(match found {
@@ -232,6 +256,7 @@ impl BulkOutcome {
                 });
             }
         }
+        self.cascaded.extend(cascaded);
     }
 }
 
@@ -255,19 +280,25 @@ pub(crate) struct Found {
 }
 
 impl Found {
-    /// From a row: id, state, and the key and its holder (both, or neither).
+    /// From a row: id, state, the key and its holder (both, or neither),
+    /// and the first dependency that ended dead or cancelled (id and state,
+    /// both or neither; a held key is said first).
     pub(crate) fn from_row(
         id: String,
         state: JobState,
         key: Option<String>,
         holder: Option<String>,
+        ended: Option<(String, JobState)>,
     ) -> Found {
+        let key_taken = key
+            .zip(holder)
+            .map(|(key, holder)| Blocked::KeyTaken { key, holder });
+        let dependency_ended =
+            ended.map(|(dependency, state)| Blocked::DependencyEnded { dependency, state });
         Found {
             id,
             state,
-            blocked_by: key
-                .zip(holder)
-                .map(|(key, holder)| Blocked::KeyTaken { key, holder }),
+            blocked_by: key_taken.or(dependency_ended),
         }
     }
 }
@@ -292,9 +323,9 @@ pub(crate) const CHUNK: usize = 1000;
 /// nothing: every change moves a job out of the filter, and a row another
 /// transaction changed meanwhile may make a chunk short before the end.
 /// Then `held_back` reads the jobs the filter still chooses but left alone
-/// because an unfinished job holds their unique key (only the actions that
-/// put jobs back to waiting have any): they are reported as refused, as
-/// named ones are.
+/// because an unfinished job holds their unique key or a dependency of
+/// theirs ended dead or cancelled (only the actions that put jobs back to
+/// waiting have any): they are reported as refused, as named ones are.
 pub(crate) fn act_in_chunks<S: ?Sized, E>(
     store: &mut S,
     selection: &Selection,
@@ -307,8 +338,7 @@ pub(crate) fn act_in_chunks<S: ?Sized, E>(
         Selection::Ids(ids) => {
             for chunk in ids.chunks(CHUNK) {
                 let (done, found, cascaded) = by_ids(store, chunk)?;
-                outcome.of_ids(chunk, done, &found);
-                outcome.cascaded.extend(cascaded);
+                outcome.of_ids(chunk, done, &found, cascaded);
             }
         }
         Selection::Filter { .. } => loop {
@@ -380,8 +410,8 @@ mod tests {
             id: "z".into(),
             stopping_on: None,
         }];
-        let found = Found::from_row("y".into(), Pending, None, None);
-        outcome.of_ids(&ids, done, &[found]);
+        let found = Found::from_row("y".into(), Pending, None, None, None);
+        outcome.of_ids(&ids, done, &[found], Vec::new());
         assert_eq!(outcome.done_ids(), ["z"]);
         assert_eq!(
             outcome.refused,

@@ -106,9 +106,10 @@ fn a_fan_in_of_1000_runs_the_last_once_all_completed() {
     assert_eq!(env.job("last")["attempts"], 1);
 }
 
-#[test]
-fn a_failed_chain_head_cancels_the_rest_and_restart_revives_it() {
-    let env = TestEnv::new();
+/// Runs the chain head <- mid <- tail, where head fails for good (no
+/// retries) until the returned flag file exists: head ends dead, mid and
+/// tail cancelled.
+fn failed_chain(env: &TestEnv) -> std::path::PathBuf {
     let flag = env.path("flag");
     env.ok(&[
         "add",
@@ -122,6 +123,13 @@ fn a_failed_chain_head_cancels_the_rest_and_restart_revives_it() {
     env.ok(&["add", "--id", "mid", "--after", "head", "--", "true"]);
     env.ok(&["add", "--id", "tail", "--after", "mid", "--", "true"]);
     env.ok(&["worker", "run", "--drain"]);
+    flag
+}
+
+#[test]
+fn a_failed_chain_head_cancels_the_rest_and_restart_revives_it() {
+    let env = TestEnv::new();
+    let flag = failed_chain(&env);
     assert_eq!(env.state("head"), "dead");
     for (id, why) in [
         ("mid", "dependency head is dead"),
@@ -153,6 +161,69 @@ fn a_failed_chain_head_cancels_the_rest_and_restart_revives_it() {
     }
     env.ok(&["worker", "run", "--drain"]);
     for id in ["head", "mid", "tail", "late"] {
+        assert_eq!(env.state(id), "completed", "{id}");
+    }
+}
+
+#[test]
+fn restarting_a_dependent_of_a_dead_job_is_refused_until_that_job_restarts() {
+    let env = TestEnv::new();
+    let flag = failed_chain(&env);
+    assert_eq!(env.state("mid"), "cancelled");
+    // Named: exit 4 naming the dependency; nothing changes.
+    let out = env.run(&["restart", "mid"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("job 'mid' was not restarted: dependency head is dead: restart head first"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(env.job("mid")["state"], "cancelled");
+    assert_eq!(env.job("mid")["deps_left"], 1);
+    // A filter reports them too, in --json among the failures.
+    let out = env.run(&["--json", "restart", "--state", "cancelled"]);
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["restarted"], serde_json::json!([]));
+    let mut failed: Vec<(String, String)> = report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "cancelled", "{f}");
+            (
+                f["id"].as_str().unwrap().into(),
+                f["error"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            (
+                "mid".to_owned(),
+                "job 'mid' was not restarted: dependency head is dead: restart head first"
+                    .to_owned()
+            ),
+            (
+                "tail".to_owned(),
+                "job 'tail' was not restarted: dependency mid is cancelled: restart mid first"
+                    .to_owned()
+            )
+        ]
+    );
+    assert_eq!(env.state("tail"), "cancelled");
+    // Restarting the dependency revives them; the chain then completes.
+    std::fs::write(&flag, "").unwrap();
+    let out = env.ok(&["restart", "head"]);
+    assert!(
+        out.contains("job 'mid' pending again with its dependency"),
+        "{out}"
+    );
+    env.ok(&["worker", "run", "--drain"]);
+    for id in ["head", "mid", "tail"] {
         assert_eq!(env.state(id), "completed", "{id}");
     }
 }

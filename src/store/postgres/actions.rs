@@ -8,7 +8,7 @@ use super::unique::{key_free, key_holder, one_per_key, retrying_key_races};
 use crate::domain::job::Schedule;
 use crate::domain::{JobEdit, JobId, JobState, NewJob};
 use crate::error::Error;
-use crate::store::deps::{BatchPlan, NewRow};
+use crate::store::deps::{BatchPlan, NewRow, dependency_ended, ended_dependency};
 use crate::store::selection::{Acted, BulkAction, CHUNK, FilterChunk, Found, IdsChunk};
 use crate::store::{
     Job, JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, not_editable, parse_state,
@@ -278,7 +278,8 @@ pub(super) struct BulkStatements {
 /// looked at again as it became). The actions that put finished jobs back
 /// to waiting need each job's unique key free (no unfinished job holds it)
 /// and, of several chosen jobs of one key, change only the newest (the
-/// others then find it holding the key).
+/// others then find it holding the key); and none of its dependencies
+/// ended dead or cancelled (it would wait forever).
 pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
     match action {
         BulkAction::Cancel => bulk_statements!(
@@ -295,7 +296,7 @@ pub(super) fn bulk_statements(action: BulkAction) -> BulkStatements {
             "UPDATE jobs SET state = 'pending', failures = 0, run_at = queuectl_now_ms(),
                  updated_at = queuectl_now_ms(), finished_at = NULL, cancel_requested = false",
             age: "finished_at", lock: "FOR UPDATE", wake: "true",
-            free: [key_free!()], one: [one_per_key!()]
+            free: [key_free!(), " AND NOT ", dependency_ended!()], one: [one_per_key!()]
         ),
         BulkAction::Purge => bulk_statements!(
             "DELETE FROM jobs",
@@ -320,16 +321,25 @@ pub(super) fn act_on_ids(
         concat!(
             "SELECT id, state, unique_key, CASE WHEN $2 THEN ",
             key_holder!(),
+            " END, CASE WHEN $2 AND state = ANY($3) AND ",
+            dependency_ended!(),
+            " THEN ",
+            ended_dependency!("id"),
+            " END, CASE WHEN $2 AND state = ANY($3) AND ",
+            dependency_ended!(),
+            " THEN ",
+            ended_dependency!("state"),
             " END FROM jobs WHERE id = ANY($1)"
         ),
-        &[&ids, &requeues],
+        &[&ids, &requeues, &applies],
     )?;
     Ok((done, found_rows(&found)?, cascaded))
 }
 
 /// The finished jobs in `states` that finished before `cutoff_ms` and
-/// whose key an unfinished job holds: what a restart by filter left alone,
-/// oldest first.
+/// whose key an unfinished job holds, or that wait for a dependency that
+/// ended dead or cancelled: what a restart by filter left alone, oldest
+/// first.
 pub(super) fn held_back<C: GenericClient>(
     sql: &mut Sql<C>,
     states: &[JobState],
@@ -337,27 +347,41 @@ pub(super) fn held_back<C: GenericClient>(
 ) -> TxResult<Vec<Found>> {
     let rows = sql.query(
         concat!(
-            "SELECT id, state, unique_key, holder FROM (
+            "SELECT id, state, unique_key, holder, ended_id, ended_state FROM (
                  SELECT seq, id, state, unique_key, ",
             key_holder!(),
-            " AS holder FROM jobs
-                 WHERE state = ANY($1) AND finished_at < $2 AND unique_key IS NOT NULL
-             ) j WHERE holder IS NOT NULL ORDER BY seq"
+            " AS holder, CASE WHEN ",
+            dependency_ended!(),
+            " THEN ",
+            ended_dependency!("id"),
+            " END AS ended_id, CASE WHEN ",
+            dependency_ended!(),
+            " THEN ",
+            ended_dependency!("state"),
+            " END AS ended_state FROM jobs
+                 WHERE state = ANY($1) AND finished_at < $2
+             ) j WHERE holder IS NOT NULL OR ended_id IS NOT NULL ORDER BY seq"
         ),
         &[&state_names(states), &cutoff_ms],
     )?;
     found_rows(&rows)
 }
 
-/// Rows of (id, state, unique_key, holder): jobs an action left alone.
+/// Rows of (id, state, unique_key, holder, ended dependency's id and
+/// state): jobs an action left alone.
 fn found_rows(rows: &[postgres::Row]) -> TxResult<Vec<Found>> {
     rows.iter()
         .map(|r| {
+            let ended = match (r.try_get(4)?, r.try_get::<_, Option<&str>>(5)?) {
+                (Some(dep), Some(state)) => Some((dep, parse_state(state)?)),
+                _ => None,
+            };
             Ok(Found::from_row(
                 r.try_get(0)?,
                 parse_state(r.try_get(1)?)?,
                 r.try_get(2)?,
                 r.try_get(3)?,
+                ended,
             ))
         })
         .collect()
@@ -409,6 +433,17 @@ fn act_on_picked(
         BulkAction::Restart | BulkAction::RetryDead => deps::hold_back(sql, &completed)?,
         BulkAction::Purge => deps::release(sql, &unfinished)?,
         BulkAction::Cancel => {}
+    }
+    if action.adds_work() {
+        // The change reads whether a dependency ended: lock them so that a
+        // finish ending one either commits first (and the change sees it)
+        // or waits, then finds the job pending and cancels it.
+        sql.query(
+            "SELECT 1 FROM jobs WHERE seq IN (
+                 SELECT dep_seq FROM job_deps WHERE job_seq = ANY($1))
+             ORDER BY seq FOR SHARE",
+            &[&seqs],
+        )?;
     }
     let applies = state_names(action.applies_to());
     let change = bulk_statements(action).change;

@@ -122,15 +122,43 @@ type TxError = super::TxError<rusqlite::Error>;
 
 /// A row an action read about a job it left alone: id, state, unique key,
 /// and the key's unfinished holder.
-type FoundRow = (String, String, Option<String>, Option<String>);
+/// A job an action left alone: id, state, unique key and its holder, id
+/// and state of the dependency that ended.
+type FoundRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 fn found_row(r: &Row) -> rusqlite::Result<FoundRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn into_found(rows: Vec<FoundRow>) -> Result<Vec<Found>> {
     rows.into_iter()
-        .map(|(id, state, key, holder)| Ok(Found::from_row(id, parse_state(&state)?, key, holder)))
+        .map(|(id, state, key, holder, ended, ended_state)| {
+            let ended = match (ended, ended_state) {
+                (Some(dep), Some(state)) => Some((dep, parse_state(&state)?)),
+                _ => None,
+            };
+            Ok(Found::from_row(
+                id,
+                parse_state(&state)?,
+                key,
+                holder,
+                ended,
+            ))
+        })
         .collect()
 }
 
@@ -835,11 +863,17 @@ impl Backend for SqliteStore {
         let now = to_millis(self.clock());
         let change = bulk_change(action);
         let applies = selection::sql_states(action.applies_to());
-        // Jobs put back to waiting take their unique key again: only a free one.
+        // Jobs put back to waiting take their unique key again (only a free
+        // one), and wait for their dependencies (none may have ended dead or
+        // cancelled: they would wait forever; reported instead).
         let key_free = if action.adds_work() {
-            unique::KEY_FREE
+            format!(
+                "{} AND NOT {}",
+                unique::KEY_FREE,
+                crate::store::deps::dependency_ended!()
+            )
         } else {
-            ""
+            String::new()
         };
         // The jobs acted on: `?1` is the time now, `?2` the ids or the
         // filter's cutoff. A filter's jobs left for their key's holder
@@ -895,11 +929,18 @@ impl Backend for SqliteStore {
                 let ids = serde_json::to_string(ids).expect("strings serialize");
                 store.write(|tx| {
                     let (done, cascaded) = statements.run(tx, now, &ids)?;
+                    let ended = format!(
+                        "?2 AND state IN ({applies}) AND {}",
+                        crate::store::deps::dependency_ended!()
+                    );
                     let found = tx
                         .prepare_cached(&format!(
-                            "SELECT id, state, unique_key, CASE WHEN ?2 THEN {} END
+                            "SELECT id, state, unique_key, CASE WHEN ?2 THEN {} END,
+                                 CASE WHEN {ended} THEN {} END, CASE WHEN {ended} THEN {} END
                              FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
-                            unique::KEY_HOLDER
+                            unique::KEY_HOLDER,
+                            crate::store::deps::ended_dependency!("id"),
+                            crate::store::deps::ended_dependency!("state"),
                         ))?
                         .query_map(params![&ids, action.adds_work()], found_row)?
                         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -30,15 +30,21 @@ pub(super) const KEY_HOLDER: &str = "(SELECT holder.id FROM jobs holder
          AND holder.seq <> jobs.seq)";
 
 /// The finished jobs in `states` that finished before `?1` and whose key
-/// an unfinished job holds: what a restart by filter left alone. Returns
-/// (id, state, unique_key, holder), oldest first.
+/// an unfinished job holds, or that wait for a dependency that ended dead
+/// or cancelled: what a restart by filter left alone. Returns (id, state,
+/// unique_key, holder, ended dependency's id and state), oldest first.
 pub(super) fn held_back(states: &[JobState]) -> String {
     format!(
-        "SELECT id, state, unique_key, holder FROM (
-             SELECT seq, id, state, unique_key, {KEY_HOLDER} AS holder FROM jobs
-             WHERE +state IN ({}) AND finished_at < ?1 AND unique_key IS NOT NULL
-         ) WHERE holder IS NOT NULL ORDER BY seq",
-        crate::store::selection::sql_states(states)
+        "SELECT id, state, unique_key, holder, ended_id, ended_state FROM (
+             SELECT seq, id, state, unique_key, {KEY_HOLDER} AS holder,
+                 CASE WHEN {ended} THEN {ended_id} END AS ended_id,
+                 CASE WHEN {ended} THEN {ended_state} END AS ended_state
+             FROM jobs WHERE +state IN ({}) AND finished_at < ?1
+         ) WHERE holder IS NOT NULL OR ended_id IS NOT NULL ORDER BY seq",
+        crate::store::selection::sql_states(states),
+        ended = crate::store::deps::dependency_ended!(),
+        ended_id = crate::store::deps::ended_dependency!("id"),
+        ended_state = crate::store::deps::ended_dependency!("state"),
     )
 }
 

@@ -9,6 +9,7 @@ conformance! {
     cancelling_a_waiting_dependency_cancels_its_dependents,
     restarting_a_dead_dependency_revives_its_cancelled_dependents,
     a_revived_dependent_with_another_ended_dependency_stays_cancelled_until_that_one_restarts,
+    restarting_a_dependent_of_an_ended_dependency_is_refused_until_that_one_restarts,
     restarting_a_completed_dependency_holds_back_dependents_that_never_ran,
     unknown_ids_are_refused_and_batch_ids_accepted,
     a_job_after_an_ended_dependency_is_cancelled_at_once,
@@ -300,6 +301,85 @@ fn a_revived_dependent_with_another_ended_dependency_stays_cancelled_until_that_
         .unwrap();
     assert_eq!(outcome.cascaded, ["j"]);
     assert_eq!(state_of(&mut store, "j"), (JobState::Pending, 2));
+}
+
+fn restarting_a_dependent_of_an_ended_dependency_is_refused_until_that_one_restarts(q: &TestQueue) {
+    let mut store = q.open();
+    enqueue_each(
+        &mut store,
+        &[
+            r#"{"id":"d","command":"x","max_retries":0}"#,
+            r#"{"id":"x","command":"x","after":["d"]}"#,
+            r#"{"id":"y","command":"x","after":["x"]}"#,
+            r#"{"id":"free","command":"x"}"#,
+        ],
+        at(0),
+    );
+    store
+        .at(at(1))
+        .act(BulkAction::Cancel, &ids(&["free"]))
+        .unwrap();
+    fail_dead(&mut store, "d", at(2));
+    let ended = |id: &str, dependency: &str, state| Refused {
+        id: id.into(),
+        state: Some(JobState::Cancelled),
+        blocked_by: Some(Blocked::DependencyEnded {
+            dependency: dependency.into(),
+            state,
+        }),
+    };
+    // Named: each refused with the dependency that ended, nothing changed.
+    let outcome = store
+        .at(at(3))
+        .act(BulkAction::Restart, &ids(&["x", "y"]))
+        .unwrap();
+    assert!(outcome.done.is_empty());
+    assert_eq!(
+        outcome.refused,
+        [
+            ended("x", "d", JobState::Dead),
+            ended("y", "x", JobState::Cancelled)
+        ]
+    );
+    let message = outcome.refused[0].error(BulkAction::Restart);
+    assert!(matches!(message, Error::Conflict(_)), "{message:?}");
+    assert_eq!(
+        message.to_string(),
+        "job 'x' was not restarted: dependency d is dead: restart d first"
+    );
+    assert_eq!(state_of(&mut store, "x"), (JobState::Cancelled, 1));
+    assert_eq!(state_of(&mut store, "y"), (JobState::Cancelled, 1));
+    // A filter restarts the others and reports these, never skips them.
+    let cancelled = Selection::filter(BulkAction::Restart, &[JobState::Cancelled], None).unwrap();
+    let outcome = store
+        .at(at(4))
+        .act(BulkAction::Restart, &cancelled)
+        .unwrap();
+    assert_eq!(outcome.done_ids(), ["free"]);
+    let mut refused = outcome.refused.clone();
+    refused.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        refused,
+        [
+            ended("x", "d", JobState::Dead),
+            ended("y", "x", JobState::Cancelled)
+        ]
+    );
+    assert_eq!(state_of(&mut store, "x"), (JobState::Cancelled, 1));
+    // Named with the dependency: its restart revives them, all done.
+    let outcome = store
+        .at(at(5))
+        .act(BulkAction::Restart, &ids(&["d", "x"]))
+        .unwrap();
+    assert_eq!(outcome.done_ids(), ["d", "x"]);
+    assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
+    assert_eq!(outcome.cascaded, ["y"]);
+    assert_eq!(state_of(&mut store, "x"), (JobState::Pending, 1));
+    run_once(&mut store, "free", AttemptOutcome::Succeeded, at(6));
+    for id in ["d", "x", "y"] {
+        run_once(&mut store, id, AttemptOutcome::Succeeded, at(6));
+    }
+    assert_eq!(claim_all(&mut store, at(7)), Vec::<String>::new());
 }
 
 fn restarting_a_completed_dependency_holds_back_dependents_that_never_ran(q: &TestQueue) {
