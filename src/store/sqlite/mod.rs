@@ -482,15 +482,16 @@ impl SqliteStore {
     /// file is a new queue; an untagged queuectl database from before the tag
     /// (migration 1 only) is recognised by its tables and tagged on upgrade.
     fn check_application_id(&mut self) -> Result<()> {
+        // One statement, so one snapshot: read apart, the tag could predate
+        // another process's creation of the queue and the tables follow it.
         let (id, tables, legacy): (i32, i64, i64) = self.retry_busy(|c| {
-            let id = c.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-            let (tables, legacy) = c.query_row(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE name IN ('jobs', 'attempts', 'state_counts', 'workers'))
+            c.query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id()), COUNT(*),
+                     COUNT(*) FILTER (WHERE name IN ('jobs', 'attempts', 'state_counts', 'workers'))
                  FROM sqlite_schema WHERE type = 'table'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok((id, tables, legacy))
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
         })?;
         let untagged_queuectl = id == 0 && tables == 4 && legacy == 4;
         if id == APPLICATION_ID || tables == 0 || untagged_queuectl {

@@ -369,3 +369,28 @@ fn migration_008_keeps_every_job_and_its_claim_order() {
     let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
     assert_pre_workflow_jobs_kept(&mut store);
 }
+
+/// Workers starting together on a new queue: one creates it while the
+/// others look at what the file holds. A look that read the tag before a
+/// creator's commit and the tables after it refused the new queue as
+/// another application's database.
+#[test]
+fn many_opens_of_a_new_queue_at_once_all_succeed() {
+    for _ in 0..400 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    SqliteStore::open(&path, Durability::Normal).map(|_| ())
+                })
+            })
+            .collect();
+        for open in opens {
+            open.join().unwrap().unwrap();
+        }
+    }
+}
