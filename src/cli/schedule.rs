@@ -96,16 +96,34 @@ fn add(ctx: &Context, args: ScheduleAddArgs) -> Result<()> {
         timers::refuse_foreign(&scope.unit_dir(), &name)?;
     }
     let mut store = ctx.store(OpenMode::Create)?;
+    // What --replace replaces, put back if the new timer cannot start.
+    let previous = match args.replace {
+        true => store
+            .schedules()?
+            .into_iter()
+            .find(|r| r.name == name.as_str()),
+        false => None,
+    };
     store.add_schedule(&schedule, args.replace)?;
-    if driver == Driver::Systemd {
-        let installed = install_units(ctx, scope, &schedule);
-        if let Err(e) = installed {
-            if !args.replace {
-                // Without its timer the row would never fire: take it back.
-                let _ = store.remove_schedule(name.as_str());
-            }
-            return Err(e);
-        }
+    if driver == Driver::Systemd
+        && let Err(e) = install_units(ctx, scope, &schedule)
+    {
+        // Without its timer the row would never fire: take it back.
+        let undone = match &previous {
+            Some(row) => row
+                .to_new()
+                .and_then(|old| store.add_schedule(&old, true))
+                .map(|()| "the previous schedule was put back"),
+            None => store
+                .remove_schedule(name.as_str())
+                .map(|_| "no schedule was added"),
+        };
+        return Err(match undone {
+            Ok(said) => Error::Supervisor(format!("{e}; {said}")),
+            Err(why) => Error::Supervisor(format!(
+                "{e}; the schedule '{name}' is left in the queue ({why}): remove it with `queuectl schedule remove {name}`"
+            )),
+        });
     }
     if driver == Driver::Workers {
         if args.replace {
@@ -190,10 +208,17 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
     let scope = scope.scope();
     let here = hostname();
     // Timers of this host's manager; none when it is not running.
-    let states = if rows.iter().any(|r| r.driver == Driver::Systemd) && scope.manager_running() {
-        timers::timer_states(&Systemctl { scope })?
-    } else {
-        BTreeMap::new()
+    let asked = rows
+        .iter()
+        .any(|r| r.driver == Driver::Systemd && r.host.as_deref().is_none_or(|h| h == here));
+    // A manager that cannot be asked leaves NEXT unknown, not the list failed.
+    let states = match asked.then(|| timers::timer_states(&Systemctl { scope })) {
+        None => Some(BTreeMap::new()),
+        Some(Ok(states)) => Some(states),
+        Some(Err(e)) => {
+            eprintln!("note: next elapses of systemd schedules are unknown: {e}");
+            None
+        }
     };
     let next = |row: &ScheduleRow| -> Next {
         match row.driver {
@@ -201,9 +226,10 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             Driver::Systemd if row.host.as_deref().is_some_and(|h| h != here) => {
                 Next::OnHost(row.host.clone().unwrap_or_default())
             }
-            Driver::Systemd => match states.get(&row.name) {
-                Some(TimerState { next_elapse, .. }) => Next::At(*next_elapse),
-                None => Next::NoTimer,
+            Driver::Systemd => match states.as_ref().map(|s| s.get(&row.name)) {
+                Some(Some(TimerState { next_elapse, .. })) => Next::At(*next_elapse),
+                Some(None) => Next::NoTimer,
+                None => Next::Unknown,
             },
         }
     };
@@ -215,11 +241,11 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 let (next_elapse, on_host) = match next(row) {
                     Next::At(at) => (at, None),
                     Next::OnHost(host) => (None, Some(host)),
-                    Next::NoTimer => (None, None),
+                    Next::NoTimer | Next::Unknown => (None, None),
                 };
                 item["next_elapse"] = serde_json::to_value(next_elapse).expect("a time serializes");
                 item["timer_on_host"] = on_host.into();
-                if let Some(state) = states.get(&row.name) {
+                if let Some(state) = states.as_ref().and_then(|s| s.get(&row.name)) {
                     item["last_trigger"] =
                         serde_json::to_value(state.last_trigger).expect("a time serializes");
                 }
@@ -240,6 +266,7 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
                 Next::At(None) => "never".into(),
                 Next::OnHost(host) => format!("on host {host}"),
                 Next::NoTimer => "no timer loaded".into(),
+                Next::Unknown => "unknown".into(),
             };
             let state = row
                 .last_job_state
@@ -280,6 +307,8 @@ enum Next {
     OnHost(String),
     /// A systemd schedule of this host whose timer the manager does not know.
     NoTimer,
+    /// The manager could not be asked.
+    Unknown,
 }
 
 fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {
@@ -328,10 +357,18 @@ fn fire(ctx: &Context, text: &str) -> Result<()> {
     let mut store = ctx.store(OpenMode::Existing)?;
     let fired = store.fire_schedule(name.as_str(), &ctx.job_defaults())?;
     wake_workers(&ctx.state.wake());
-    report(ctx, &fired)
+    let overlap = match fired.outcome {
+        FireOutcome::Skipped { .. } => store
+            .schedules()?
+            .into_iter()
+            .find(|r| r.name == name.as_str())
+            .map_or(Overlap::Skip, |r| r.overlap),
+        _ => Overlap::Skip,
+    };
+    report(ctx, &fired, overlap)
 }
 
-fn report(ctx: &Context, fired: &Fired) -> Result<()> {
+fn report(ctx: &Context, fired: &Fired, overlap: Overlap) -> Result<()> {
     if ctx.json {
         return print_json(fired);
     }
@@ -343,7 +380,14 @@ fn report(ctx: &Context, fired: &Fired) -> Result<()> {
         }
         FireOutcome::Skipped { holder } => {
             println!("{holder}");
-            eprintln!("skipped: job {holder} of an earlier elapse has not finished (overlap skip)");
+            eprintln!(
+                "skipped: job {holder} of an earlier elapse {}",
+                match overlap {
+                    Overlap::Replace =>
+                        "is running (overlap replace: a running job is not replaced)",
+                    _ => "has not finished (overlap skip)",
+                }
+            );
         }
         FireOutcome::Missed => {}
     }

@@ -161,10 +161,12 @@ fn no_manager(scope: Scope, asked_by_flag: bool) -> Error {
              log in, or run `loginctl enable-linger`)"
         }
         Scope::User => {
-            "no systemd user manager is reachable ($XDG_RUNTIME_DIR/systemd/private is missing: \
+            "no systemd user manager is reachable ($XDG_RUNTIME_DIR/systemd/private is missing or does not answer: \
              log in, or run `loginctl enable-linger`)"
         }
-        Scope::System => "no systemd system manager is running here (PID 1 is not systemd)",
+        Scope::System => {
+            "no systemd system manager is reachable here (PID 1 is not systemd, or its bus does not answer)"
+        }
     };
     let instead = if asked_by_flag {
         format!(

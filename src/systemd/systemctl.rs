@@ -29,13 +29,21 @@ impl Scope {
     }
 
     /// Whether a systemd manager for this scope is running here.
+    /// Booted with systemd is not enough: its bus must answer a connect,
+    /// or `systemctl` fails after queuectl chose it ("Failed to connect to
+    /// bus") with files already written.
     pub fn manager_running(self) -> bool {
+        let answers = |socket: &Path| std::os::unix::net::UnixStream::connect(socket).is_ok();
         match self {
-            // sd_booted(): PID 1 is systemd.
-            Scope::System => Path::new("/run/systemd/system").is_dir(),
+            // sd_booted() (PID 1 is systemd), and the manager's own socket
+            // (root) or the system bus (others) takes a connection.
+            Scope::System => {
+                Path::new("/run/systemd/system").is_dir()
+                    && (answers(Path::new("/run/systemd/private"))
+                        || answers(Path::new("/run/dbus/system_bus_socket")))
+            }
             Scope::User => std::env::var_os("XDG_RUNTIME_DIR")
-                .map(|dir| Path::new(&dir).join("systemd/private").exists())
-                .unwrap_or(false),
+                .is_some_and(|dir| answers(&Path::new(&dir).join("systemd/private"))),
         }
     }
 

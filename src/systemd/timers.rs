@@ -144,13 +144,56 @@ pub fn install(
     let dir = systemctl.scope.unit_dir();
     refuse_foreign(&dir, spec.name)?;
     let files = render(spec, binary, config, db).to_vec();
-    if units::write_if_changed(&dir, &files)? {
-        systemctl.run(&["daemon-reload"])?;
+    // What was there (queuectl's own files, checked above), to put back
+    // when the manager refuses the new units.
+    let before: Vec<(String, Option<String>)> = files
+        .iter()
+        .map(|(file, _)| (file.clone(), std::fs::read_to_string(dir.join(file)).ok()))
+        .collect();
+    let started = units::write_if_changed(&dir, &files).and_then(|changed| {
+        if changed {
+            systemctl.run(&["daemon-reload"])?;
+        }
+        systemctl.run(&["enable", "--now", &timer_unit(spec.name)])?;
+        // A rewritten timer starts over from its new calendar.
+        systemctl.run(&["restart", &timer_unit(spec.name)])?;
+        Ok(())
+    });
+    let Err(e) = started else {
+        return Ok(());
+    };
+    let undone = restore(systemctl, &dir, &before);
+    Err(Error::Supervisor(format!("{e}; {undone}")))
+}
+
+/// Puts a schedule's unit files back as they were before a failed install;
+/// says what is left.
+fn restore(systemctl: &Systemctl, dir: &Path, before: &[(String, Option<String>)]) -> String {
+    let mut left = vec![];
+    for (file, text) in before {
+        let path = dir.join(file);
+        let put_back = match text {
+            Some(text) => crate::paths::write_atomically_readable(&path, text.as_bytes()),
+            None => match crate::files::remove_nofollow(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io(format!("cannot remove {}", path.display()), e))
+                }
+                _ => Ok(()),
+            },
+        };
+        if put_back.is_err() {
+            left.push(path.display().to_string());
+        }
     }
-    systemctl.run(&["enable", "--now", &timer_unit(spec.name)])?;
-    // A rewritten timer starts over from its new calendar.
-    systemctl.run(&["restart", &timer_unit(spec.name)])?;
-    Ok(())
+    if systemctl.scope.manager_running() {
+        let _ = systemctl.run(&["daemon-reload"]);
+    }
+    let previous = before.iter().any(|(_, text)| text.is_some());
+    match (left.is_empty(), previous) {
+        (true, false) => "no unit files were left behind".into(),
+        (true, true) => "the previous unit files were put back".into(),
+        (false, _) => format!("left behind: {}", left.join(", ")),
+    }
 }
 
 /// Stops and removes the schedule's units (only queuectl's); returns

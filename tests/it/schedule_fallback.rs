@@ -199,3 +199,100 @@ fn copy_carries_schedules_with_their_job_and_its_env() {
     let job: Value = serde_json::from_str(&there(&["--json", "show", &id])).unwrap();
     assert_eq!(job["state"], "completed", "{job}");
 }
+
+#[test]
+fn a_manager_that_fails_the_timer_leaves_no_units_and_no_new_row() {
+    let env = TestEnv::new();
+    // A user manager socket that takes a connection and hangs up: chosen as
+    // reachable, and then every `systemctl --user` fails.
+    let runtime = env.path("runtime");
+    std::fs::create_dir_all(runtime.join("systemd")).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(runtime.join("systemd/private")).unwrap();
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    let units = env.path("xdg-config/systemd/user");
+    let add = |args: &[&str]| {
+        env.cmd()
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .args(["schedule", "add", "t4"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = add(&["--user", "--on-calendar", "daily", "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no unit files were left behind"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no schedule was added"), "{stderr}");
+    assert!(!units.join("queuectl-schedule-t4.timer").exists());
+    assert!(!units.join("queuectl-schedule-t4.service").exists());
+    assert_eq!(
+        env.json(&["schedule", "list"])["schedules"],
+        serde_json::json!([])
+    );
+    // A replaced schedule comes back as it was.
+    env.ok(&[
+        "schedule",
+        "add",
+        "t4",
+        "--driver",
+        "workers",
+        "--on-calendar",
+        "daily",
+        "--",
+        "true",
+    ]);
+    let out = add(&[
+        "--user",
+        "--replace",
+        "--on-calendar",
+        "weekly",
+        "--",
+        "false",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the previous schedule was put back"),
+        "{stderr}"
+    );
+    let rows = env.json(&["schedule", "list"]);
+    assert_eq!(rows["schedules"][0]["driver"], "workers", "{rows}");
+    assert_eq!(
+        rows["schedules"][0]["on_calendar"],
+        serde_json::json!(["daily"]),
+        "{rows}"
+    );
+    assert!(!units.join("queuectl-schedule-t4.timer").exists());
+}
+
+#[test]
+fn schedule_run_names_overlap_replace_when_its_job_runs() {
+    let mut env = TestEnv::new();
+    env.ok(&[
+        "schedule",
+        "add",
+        "rk",
+        "--driver",
+        "workers",
+        "--overlap",
+        "replace",
+        "--on-calendar",
+        "2099-01-01",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let id = env.ok(&["schedule", "run", "rk"]).trim().to_owned();
+    env.spawn_worker("w1");
+    env.wait_for_state(&id, "processing", Duration::from_secs(30));
+    let out = env.run(&["schedule", "run", "rk"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("overlap replace: a running job is not replaced"),
+        "{stderr}"
+    );
+}

@@ -408,3 +408,21 @@ fn a_declared_schedule_is_removed_only_once_its_timer_is_gone() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn schedule_list_outside_a_reachable_manager_still_lists_every_row() {
+    let Some(q) = SystemdQueue::start() else {
+        return;
+    };
+    add(&q, "t1", &["--on-calendar", "daily", "--", "true"]);
+    // In here /run/systemd/system exists but no system bus answers: the
+    // system scope is not there, and listing it must not fail.
+    let out = q.q(&["schedule", "list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("t1"), "{stdout}");
+}
