@@ -262,6 +262,13 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         .iter()
         .map(|row| {
             let next = match next(row) {
+                // The workers fire within a second or so of an elapse.
+                Next::At(Some(at))
+                    if row.driver == Driver::Workers
+                        && at < jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5) =>
+                {
+                    format!("{} overdue (no worker fired it)", ctx.times.at(at))
+                }
                 Next::At(Some(at)) => ctx.times.at(at),
                 Next::At(None) => "never".into(),
                 Next::OnHost(host) => format!("on host {host}"),

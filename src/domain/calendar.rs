@@ -176,6 +176,13 @@ impl Calendar {
             )));
         }
         let (body, zone) = split_zone(text);
+        // "Area/City" the database lacks: say so, not "malformed time".
+        if let Some((_, word)) = body.rsplit_once(' ').filter(|_| zone == Zone::Local)
+            && word.contains('/')
+            && word.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            return Err(refused(format!("unknown time zone '{word}'")));
+        }
         if body.is_empty() {
             return Err(refused("empty calendar expression"));
         }
@@ -894,6 +901,14 @@ fn check(name: &str, elements: &[Element], min: u32, max: u32) -> Result<(), Cal
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zone_the_database_lacks_is_named() {
+        let why = Calendar::parse("12:00 Mars/Olympus")
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("unknown time zone 'Mars/Olympus'"), "{why}");
+    }
 
     fn normalized(text: &str) -> String {
         Calendar::parse(text)

@@ -6,7 +6,7 @@
 use super::NewJob;
 use super::calendar::Calendar;
 use super::echo;
-use super::spec::{InputError, job_from_value};
+use super::spec::{FIELDS, InputError, job_from_value};
 use serde_json::Value;
 use std::fmt;
 
@@ -23,7 +23,7 @@ impl ScheduleName {
     pub fn parse(text: &str) -> Result<ScheduleName, String> {
         let refuse = |why: &str| {
             format!(
-                "invalid schedule name \"{}\": {why} (letters, digits, '_' and '-', starting with a letter or digit, at most {MAX_NAME})",
+                "invalid schedule name \"{}\": {why} (ASCII letters, digits, '_' and '-', starting with a letter or digit, at most {MAX_NAME})",
                 echo::shown(text)
             )
         };
@@ -31,7 +31,7 @@ impl ScheduleName {
         match chars.next() {
             None => return Err(refuse("empty")),
             Some(first) if !first.is_ascii_alphanumeric() => {
-                return Err(refuse("must start with a letter or digit"));
+                return Err(refuse("must start with an ASCII letter or digit"));
             }
             Some(_) => {}
         }
@@ -148,14 +148,15 @@ pub fn parse_calendars(exprs: &[String]) -> Result<Vec<Calendar>, String> {
 /// the fields each elapse sets (`run_at`, `delay`; the overlap policy's
 /// `unique_key`, `on_duplicate`) or that would collide across elapses (`id`).
 pub fn job_template(value: &Value) -> Result<NewJob, InputError> {
+    const REFUSED: [(&str, &str); 5] = [
+        ("run_at", "each elapse sets when it runs"),
+        ("delay", "each elapse sets when it runs"),
+        ("id", "each elapse makes a new job"),
+        ("unique_key", "--overlap sets it"),
+        ("on_duplicate", "--overlap sets it"),
+    ];
     if let Value::Object(map) = value {
-        for (field, why) in [
-            ("run_at", "each elapse sets when it runs"),
-            ("delay", "each elapse sets when it runs"),
-            ("id", "each elapse makes a new job"),
-            ("unique_key", "--overlap sets it"),
-            ("on_duplicate", "--overlap sets it"),
-        ] {
+        for (field, why) in REFUSED {
             if map.contains_key(field) {
                 return Err(InputError {
                     line: None,
@@ -164,6 +165,21 @@ pub fn job_template(value: &Value) -> Result<NewJob, InputError> {
                 });
             }
         }
+        // The known fields a schedule's job may have, not the refused ones.
+        let allowed = || {
+            FIELDS
+                .iter()
+                .filter(|f| !REFUSED.iter().any(|(refused, _)| refused == *f))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(InputError {
+                line: None,
+                field: Some(echo::shown(unknown)),
+                message: format!("unknown field (known fields: {})", allowed().join(", ")),
+            });
+        }
     }
     job_from_value(value)
 }
@@ -171,6 +187,34 @@ pub fn job_template(value: &Value) -> Result<NewJob, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_what_is_allowed() {
+        let name = ScheduleName::parse("ünï").unwrap_err();
+        assert!(
+            name.contains("must start with an ASCII letter or digit"),
+            "{name}"
+        );
+        let unknown = job_template(&serde_json::json!({"command": "x", "colour": 1})).unwrap_err();
+        assert_eq!(unknown.field.as_deref(), Some("colour"));
+        assert!(unknown.message.contains("command"), "{}", unknown.message);
+        for refused in ["id", "run_at", "delay", "unique_key", "on_duplicate"] {
+            assert!(
+                !unknown.message.contains(&format!(" {refused},"))
+                    && !unknown.message.contains(&format!(" {refused})")),
+                "{refused} is offered: {}",
+                unknown.message
+            );
+        }
+        let nul =
+            job_template(&serde_json::json!({"command": "x", "env": {"K": "a\0b"}})).unwrap_err();
+        assert!(
+            nul.message.contains("must not contain NUL bytes"),
+            "{}",
+            nul.message
+        );
+        assert!(!nul.message.contains("got a string"), "{}", nul.message);
+    }
 
     #[test]
     fn schedule_names_are_safe_words() {

@@ -449,10 +449,14 @@ fn env_field(map: &Map<String, Value>) -> Result<BTreeMap<String, String>, Input
             match value {
                 Value::String(s) if !s.contains('\0') => Ok((name.clone(), s.clone())),
                 // Never echo the value: env often carries secrets.
+                Value::String(_) => Err(InputError::field(
+                    "env",
+                    format!("value of {} must not contain NUL bytes", echo::shown(name)),
+                )),
                 _ => Err(InputError::field(
                     "env",
                     format!(
-                        "value of {} must be a string without NUL bytes, got {}",
+                        "value of {} must be a string, got {}",
                         echo::shown(name),
                         type_name(value)
                     ),

@@ -281,7 +281,8 @@ pub fn first_elapse(schedule: &NewSchedule, now: Timestamp) -> Result<i64> {
     .map(to_millis)
     .ok_or_else(|| {
         Error::Invalid(format!(
-            "schedule '{name}': its calendar never elapses after {now}"
+            "schedule '{name}': its calendar never elapses after {}",
+            jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
         ))
     })
 }
@@ -469,4 +470,31 @@ pub fn overlap_of(text: &str) -> Result<Overlap> {
 pub fn driver_of(text: &str) -> Result<Driver> {
     Driver::parse(text)
         .ok_or_else(|| Error::Invalid(format!("unknown driver '{text}' in the schedules table")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_calendar_that_never_elapses_says_since_when_in_seconds() {
+        let schedule = NewSchedule {
+            name: ScheduleName::parse("never").unwrap(),
+            on_calendar: vec!["2020-01-01".into()],
+            time_zone: "UTC".into(),
+            job: serde_json::json!({"command": "true"}),
+            overlap: Overlap::Skip,
+            persistent: false,
+            randomized_delay: Duration::ZERO,
+            driver: Driver::Workers,
+            host: None,
+            managed: false,
+        };
+        let now: Timestamp = "2026-11-30T07:40:05.580733648Z".parse().unwrap();
+        let why = first_elapse(&schedule, now).unwrap_err().to_string();
+        assert!(
+            why.ends_with("never elapses after 2026-11-30T07:40:05Z"),
+            "{why}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use crate::domain::RetryPolicy;
 use crate::error::Result;
 use crate::paths::StateDir;
 use crate::runner::contain::{self, AttemptCgroup};
-use crate::store::schedules::Fired;
+use crate::store::schedules::{FireOutcome, Fired};
 use crate::store::{BulkAction, BulkOutcome, HeldAttempt, Holder, JobDefaults, Selection, Store};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,12 @@ impl Maintenance {
         }
         let with_retention = instant >= self.next_retention;
         match self.run(store, status, with_retention) {
-            Ok(report) if report != Report::default() => tracing::info!(?report, "maintenance"),
+            Ok(report) if report != Report::default() => tracing::info!(
+                rescued = %report.rescued.join(", "),
+                purged = report.purged,
+                forgotten_workers = report.forgotten_workers,
+                "maintenance"
+            ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
         }
@@ -117,7 +122,7 @@ impl Maintenance {
         let until = match self.fire_due(store) {
             Ok(fired) => {
                 for fire in &fired {
-                    tracing::info!(schedule = %fire.schedule, elapse = ?fire.elapse, outcome = ?fire.outcome, "schedule fired");
+                    log_fire(fire);
                 }
                 match store.next_schedule_in() {
                     Ok(Some(until)) => until.min(self.every),
@@ -211,4 +216,21 @@ pub fn purge(store: &mut Store, state: &StateDir, selection: &Selection) -> Resu
         }
     }
     Ok(outcome)
+}
+
+/// One fire, in words: the elapse as RFC 3339, the outcome and its job.
+fn log_fire(fire: &Fired) {
+    let elapse = fire
+        .elapse
+        .map_or_else(|| "now".to_owned(), |at| at.to_string());
+    let (outcome, job) = match &fire.outcome {
+        FireOutcome::Missed => {
+            tracing::info!(schedule = %fire.schedule, %elapse, "schedule elapse missed");
+            return;
+        }
+        FireOutcome::Enqueued { id } => ("enqueued", id),
+        FireOutcome::Skipped { holder } => ("skipped", holder),
+        FireOutcome::Replaced { id } => ("replaced", id),
+    };
+    tracing::info!(schedule = %fire.schedule, %elapse, outcome, job = %job, "schedule fired");
 }

@@ -25,6 +25,21 @@ fn run_at(job: &Value) -> Timestamp {
     job["run_at"].as_str().unwrap().parse().unwrap()
 }
 
+/// `schedule add NAME --driver workers --on-calendar daily -- true`.
+fn add_daily(env: &TestEnv, name: &str) -> std::process::Output {
+    env.run(&[
+        "schedule",
+        "add",
+        name,
+        "--driver",
+        "workers",
+        "--on-calendar",
+        "daily",
+        "--",
+        "true",
+    ])
+}
+
 #[test]
 fn two_workers_without_systemd_enqueue_once_per_elapse() {
     let mut env = TestEnv::new();
@@ -131,17 +146,7 @@ fn the_workers_refuse_what_their_calendar_cannot_run() {
         assert!(err.contains(named), "{calendar}: {err}");
     }
     for name in ["../x", "a.b", "x@y"] {
-        let out = env.run(&[
-            "schedule",
-            "add",
-            name,
-            "--driver",
-            "workers",
-            "--on-calendar",
-            "daily",
-            "--",
-            "true",
-        ]);
+        let out = add_daily(&env, name);
         assert_eq!(out.status.code(), Some(2), "{name}");
     }
     let out = env.run(&[
@@ -233,17 +238,7 @@ fn a_manager_that_fails_the_timer_leaves_no_units_and_no_new_row() {
         serde_json::json!([])
     );
     // A replaced schedule comes back as it was.
-    env.ok(&[
-        "schedule",
-        "add",
-        "t4",
-        "--driver",
-        "workers",
-        "--on-calendar",
-        "daily",
-        "--",
-        "true",
-    ]);
+    assert!(add_daily(&env, "t4").status.success());
     let out = add(&[
         "--user",
         "--replace",
