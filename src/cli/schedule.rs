@@ -110,9 +110,22 @@ fn add(ctx: &Context, args: ScheduleAddArgs) -> Result<()> {
     {
         // Without its timer the row would never fire: take it back.
         let undone = match &previous {
-            Some(row) => row
-                .to_new()
-                .and_then(|old| store.add_schedule(&old, true))
+            Some(row) => name_of(&row.name)
+                .and_then(|old_name| {
+                    let old = NewSchedule {
+                        name: old_name,
+                        on_calendar: row.on_calendar.clone(),
+                        time_zone: row.time_zone.clone(),
+                        job: row.job.clone(),
+                        overlap: row.overlap,
+                        persistent: row.persistent,
+                        randomized_delay: row.randomized_delay,
+                        driver: row.driver,
+                        host: row.host.clone(),
+                        managed: row.managed,
+                    };
+                    store.add_schedule(&old, true)
+                })
                 .map(|()| "the previous schedule was put back"),
             None => store
                 .remove_schedule(name.as_str())
