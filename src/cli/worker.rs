@@ -187,7 +187,7 @@ mod tests {
     fn a_missing_manager_says_what_to_do_instead() {
         let by_flag = no_manager(Scope::System, true).to_string();
         assert!(
-            by_flag.contains("no systemd system manager is running here")
+            by_flag.contains("no systemd system manager is reachable here")
                 && by_flag.ends_with("leave out --system to run workers as supervised processes"),
             "{by_flag}"
         );
