@@ -108,6 +108,13 @@ impl NewRow {
     }
 }
 
+/// Each job's id: its own, or a new one made at `now`.
+pub(crate) fn batch_ids(jobs: &[(usize, NewJob)], now: jiff::Timestamp) -> Vec<JobId> {
+    jobs.iter()
+        .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
+        .collect()
+}
+
 /// A batch as it is inserted: in dependency order.
 pub(crate) struct BatchPlan<'a> {
     jobs: &'a [(usize, NewJob)],
@@ -129,6 +136,19 @@ impl<'a> BatchPlan<'a> {
     /// Whether any job waits for another: otherwise nothing below is needed.
     pub fn has_dependencies(&self) -> bool {
         self.jobs.iter().any(|(_, job)| !job.after.is_empty())
+    }
+
+    /// What each job becomes: plain rows when no job waits for another,
+    /// else [`rows`](Self::rows) of the stored jobs `lock_stored` locks and
+    /// reads (a backend's own statement).
+    pub fn rows_locking<E: From<Error>>(
+        &self,
+        lock_stored: impl FnOnce(&[(String, i64)]) -> Result<HashMap<String, JobState>, E>,
+    ) -> Result<Vec<NewRow>, E> {
+        if !self.has_dependencies() {
+            return Ok(vec![NewRow::default(); self.jobs.len()]);
+        }
+        Ok(self.rows(&lock_stored(&self.stored())?)?)
     }
 
     fn in_batch(&self) -> HashMap<&'a str, usize> {

@@ -8,7 +8,7 @@ use super::unique::{key_free, key_holder, one_per_key, retrying_key_races};
 use crate::domain::job::Schedule;
 use crate::domain::{JobEdit, JobId, JobState, NewJob};
 use crate::error::Error;
-use crate::store::deps::{BatchPlan, NewRow, dependency_ended, ended_dependency};
+use crate::store::deps::{BatchPlan, batch_ids, dependency_ended, ended_dependency};
 use crate::store::selection::{Acted, BulkAction, CHUNK, FilterChunk, Found, IdsChunk};
 use crate::store::{
     Job, JobDefaults, WorkerInfo, duplicate_id, encode_env, millis, not_editable, parse_state,
@@ -32,15 +32,9 @@ pub(super) fn enqueue<C: GenericClient>(
 ) -> TxResult<Vec<JobId>> {
     // Ids only need to be unique: this host's clock is fine for them.
     let now = Timestamp::now();
-    let ids: Vec<JobId> = jobs
-        .iter()
-        .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
-        .collect();
+    let ids = batch_ids(jobs, now);
     let plan = BatchPlan::new(jobs, &ids)?;
-    let rows = match plan.has_dependencies() {
-        true => plan.rows(&deps::lock_stored(sql, &plan.stored())?)?,
-        false => vec![NewRow::default(); jobs.len()],
-    };
+    let rows = plan.rows_locking(|stored| deps::lock_stored(sql, stored))?;
     // Inserted in dependency order (the order of the arrays).
     let order = &plan.order;
     let (mut run_at, mut delay_ms) = (Vec::new(), Vec::new());

@@ -15,7 +15,7 @@ mod wal;
 
 use claims::{claim_in, finish_and_claim, finish_in, renew_in};
 
-use super::deps::{BatchPlan, Dependencies, NewRow};
+use super::deps::{BatchPlan, Dependencies, batch_ids};
 use super::selection::{self, Acted, BulkAction, BulkOutcome, Found, Selection};
 use super::types::*;
 use super::{
@@ -25,7 +25,7 @@ use super::{
 use crate::config::Durability;
 use crate::domain::spec::check_batch_keys;
 use crate::domain::{
-    AttemptOutcome, JobEdit, JobId, JobState, NewJob, QueueChange, QueueName, RetryPolicy,
+    AttemptOutcome, JobEdit, JobState, NewJob, QueueChange, QueueName, RetryPolicy,
 };
 use crate::error::{Error, Result};
 use crate::output::Destination;
@@ -1282,15 +1282,9 @@ pub(crate) fn enqueue_in(
 ) -> Result<Vec<Enqueued>, TxError> {
     check_batch_keys(jobs).map_err(Error::from)?;
     let batch = jobs.len() > 1;
-    let ids: Vec<JobId> = jobs
-        .iter()
-        .map(|(_, job)| job.id.clone().unwrap_or_else(|| JobId::generate(now)))
-        .collect();
+    let ids = batch_ids(jobs, now);
     let plan = BatchPlan::new(jobs, &ids)?;
-    let rows = match plan.has_dependencies() {
-        true => plan.rows(&deps::lock_stored(tx, &plan.stored())?)?,
-        false => vec![NewRow::default(); jobs.len()],
-    };
+    let rows = plan.rows_locking(|stored| Ok::<_, TxError>(deps::lock_stored(tx, stored)?))?;
     // OR ROLLBACK: any failure ends the whole transaction anyway, and
     // it spares SQLite a statement journal per row (the insert fires
     // a trigger, which otherwise needs one): ~20% of a large batch.
