@@ -216,8 +216,14 @@ fn a_manager_that_fails_the_timer_leaves_no_units_and_no_new_row() {
     std::thread::spawn(move || listener.incoming().for_each(drop));
     let units = env.path("xdg-config/systemd/user");
     let add = |args: &[&str]| {
-        env.cmd()
-            .env("XDG_RUNTIME_DIR", &runtime)
+        let mut cmd = env.cmd();
+        // A unit file never holds a password: on PostgreSQL the address goes
+        // without it, the password through a pgpass file.
+        if let Some(db) = env.postgres_db() {
+            cmd.env("QUEUECTL_DB", env.db_shown())
+                .env("PGPASSFILE", db.server().passfile());
+        }
+        cmd.env("XDG_RUNTIME_DIR", &runtime)
             .args(["schedule", "add", "t4"])
             .args(args)
             .output()
