@@ -45,6 +45,31 @@ pub struct NewSchedule {
     pub managed: bool,
 }
 
+/// The columns of a new schedule's row that are computed, not copied.
+pub struct ComputedColumns {
+    pub on_calendar: String,
+    pub job: String,
+    pub randomized_delay_ms: i64,
+    /// The first elapse after `now` for the workers to fire; `None` when
+    /// systemd's timer fires it.
+    pub next_elapse_at: Option<i64>,
+}
+
+impl NewSchedule {
+    /// Its computed columns, for a row written at `now`.
+    pub fn computed_columns(&self, now: Timestamp) -> Result<ComputedColumns> {
+        Ok(ComputedColumns {
+            on_calendar: self.on_calendar.join("\n"),
+            job: self.job.to_string(),
+            randomized_delay_ms: crate::store::millis(self.randomized_delay),
+            next_elapse_at: match self.driver {
+                Driver::Workers => Some(first_elapse(self, now)?),
+                Driver::Systemd => None,
+            },
+        })
+    }
+}
+
 /// A schedule as stored, with its last job's state.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScheduleRow {

@@ -8,12 +8,12 @@
 use super::session::{Sql, TxError, TxResult};
 use super::unique;
 use crate::domain::NewJob;
-use crate::domain::schedule::{Driver, Overlap};
+use crate::domain::schedule::Overlap;
 use crate::store::schedules::{
     DueRow, FireOutcome, Fired, LIST_SQL, NewSchedule, ScheduleRow, StoredRow, elapse_job,
-    fire_outcome, first_elapse, no_such_schedule, overlap_of, schedule_exists,
+    fire_outcome, no_such_schedule, overlap_of, schedule_exists,
 };
-use crate::store::{JobDefaults, from_millis, millis};
+use crate::store::{JobDefaults, from_millis};
 use postgres::error::SqlState;
 use postgres::{GenericClient, Row};
 use std::time::Duration;
@@ -48,26 +48,20 @@ pub(super) fn add(
     schedule: &NewSchedule,
     replace: bool,
 ) -> TxResult<()> {
-    let now = from_millis(now_ms(sql)?);
     let name = schedule.name.as_str();
-    let next = match schedule.driver {
-        Driver::Workers => Some(first_elapse(schedule, now)?),
-        Driver::Systemd => None,
-    };
-    let job = schedule.job.to_string();
-    let on_calendar = schedule.on_calendar.join("\n");
+    let computed = schedule.computed_columns(from_millis(now_ms(sql)?))?;
     let params: [&(dyn postgres::types::ToSql + Sync); 11] = [
         &name,
-        &on_calendar,
+        &computed.on_calendar,
         &schedule.time_zone,
-        &job,
+        &computed.job,
         &schedule.overlap.as_str(),
         &schedule.persistent,
-        &millis(schedule.randomized_delay),
+        &computed.randomized_delay_ms,
         &schedule.driver.as_str(),
         &schedule.host,
         &schedule.managed,
-        &next,
+        &computed.next_elapse_at,
     ];
     let inserted = if replace {
         sql.execute(

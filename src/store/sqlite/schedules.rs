@@ -4,12 +4,11 @@
 //! nothing and enqueues nothing.
 
 use super::{SqliteStore, TxError, enqueue_in};
-use crate::domain::schedule::Driver;
 use crate::domain::schedule::Overlap;
 use crate::error::Result;
 use crate::store::schedules::{
     DueRow, FireOutcome, Fired, LIST_SQL, NEVER, NewSchedule, ScheduleRow, StoredRow, elapse_job,
-    fire_outcome, first_elapse, no_such_schedule, overlap_of, row_failed, schedule_exists,
+    fire_outcome, no_such_schedule, overlap_of, row_failed, schedule_exists,
 };
 use crate::store::{JobDefaults, from_millis, to_millis};
 use jiff::Timestamp;
@@ -89,13 +88,7 @@ impl SqliteStore {
     pub(super) fn add_schedule_row(&mut self, schedule: &NewSchedule, replace: bool) -> Result<()> {
         let now = self.clock();
         let name = schedule.name.as_str();
-        let next = match schedule.driver {
-            Driver::Workers => Some(first_elapse(schedule, now)?),
-            Driver::Systemd => None,
-        };
-        let job = schedule.job.to_string();
-        let on_calendar = schedule.on_calendar.join("\n");
-        let delay = crate::store::millis(schedule.randomized_delay);
+        let computed = schedule.computed_columns(now)?;
         self.write(|tx| {
             let sql = if replace {
                 "INSERT INTO schedules (name, on_calendar, time_zone, job, overlap, persistent, randomized_delay_ms,
@@ -112,16 +105,16 @@ impl SqliteStore {
             };
             let inserted = tx.prepare_cached(sql)?.execute(params![
                 name,
-                on_calendar,
+                computed.on_calendar,
                 schedule.time_zone,
-                job,
+                computed.job,
                 schedule.overlap.as_str(),
                 schedule.persistent,
-                delay,
+                computed.randomized_delay_ms,
                 schedule.driver.as_str(),
                 schedule.host,
                 schedule.managed,
-                next,
+                computed.next_elapse_at,
                 to_millis(now),
             ]);
             match inserted {
