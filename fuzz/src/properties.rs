@@ -10,6 +10,7 @@
 use queuectl::config::{Config, KEYS};
 use queuectl::domain::duration::parse_duration;
 use queuectl::domain::job::{NewJob, Schedule};
+use queuectl::domain::queue::QueueName;
 use queuectl::domain::spec::{parse_batch, parse_job};
 use serde_json::{Value, json};
 
@@ -259,6 +260,9 @@ fn to_json(job: &NewJob) -> Value {
     if let Some(unique) = &job.unique {
         value["unique_key"] = unique.key.as_str().into();
         value["on_duplicate"] = unique.on_duplicate.as_str().into();
+    }
+    if job.queue != QueueName::default() {
+        value["queue"] = job.queue.as_str().into();
     }
     if !job.after.is_empty() {
         value["after"] = job
