@@ -22,6 +22,7 @@ pub mod store;
 pub mod supervisor;
 pub mod systemd;
 pub mod wakeup;
+pub mod web;
 pub mod worker;
 
 /// This library's version, which is the queuectl binary's (the benchmark

@@ -16,6 +16,7 @@
 //! several attempts in one transaction.
 
 mod common;
+pub mod dashboard;
 pub mod deps;
 mod location;
 pub mod postgres;
@@ -239,6 +240,23 @@ pub trait Backend: Send {
     /// Jobs per state.
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>>;
     fn metrics(&mut self) -> Result<Metrics>;
+
+    // ----- the dashboard and /metrics (issue 13: step 0 declares them; the
+    // packages named in /work/brief/plan13.md replace these bodies) -----
+
+    /// Counts per queue and state, lag per queue, the last hour.
+    fn overview(&mut self) -> Result<dashboard::Overview> {
+        Err(Error::Invalid("overview: not built yet".into()))
+    }
+    /// The cumulative counters and histograms of `/metrics`.
+    fn stats(&mut self) -> Result<dashboard::Stats> {
+        Err(Error::Invalid("stats: not built yet".into()))
+    }
+    /// One page of jobs, newest first (keyset paging on enqueue order).
+    fn search_jobs(&mut self, search: &dashboard::JobSearch) -> Result<dashboard::SearchPage> {
+        let _ = search;
+        Err(Error::Invalid("search_jobs: not built yet".into()))
+    }
 
     // ----- named queues -----
 
