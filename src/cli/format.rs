@@ -1,7 +1,7 @@
 //! Shared printing helpers: JSON, colour (only on a terminal), times, tables.
 
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp, Unit};
+use jiff::{Timestamp, Unit};
 use queuectl::domain::JobState;
 use queuectl::error::{Error, Result};
 use serde::Serialize;
@@ -81,55 +81,7 @@ impl Times {
     }
 }
 
-/// "3s ago", "in 5m", for times near now (the same in every zone).
-pub fn relative(t: Timestamp, now: Timestamp) -> String {
-    let delta = t.duration_since(now);
-    let text = short_duration(delta.abs());
-    if delta.is_negative() {
-        format!("{text} ago")
-    } else if delta.is_zero() {
-        "now".into()
-    } else {
-        format!("in {text}")
-    }
-}
-
-pub fn short_duration(d: SignedDuration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{}ms", d.as_millis()),
-        1..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
-/// "running 1m12s": how long a running attempt has run so far.
-pub fn running_for(started: Timestamp, now: Timestamp) -> String {
-    format!("running {}", elapsed(now.duration_since(started)))
-}
-
-/// How long something took: milliseconds under a second, else `elapsed`.
-pub fn took(d: SignedDuration) -> String {
-    if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis().max(0))
-    } else {
-        elapsed(d)
-    }
-}
-
-/// A duration in its two largest units ("45s", "1m12s", "2h03m", "3d04h"),
-/// for clocks that tick while a person looks.
-pub fn elapsed(d: SignedDuration) -> String {
-    let secs = d.as_secs().max(0);
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
-        3600..=86_399 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
-    }
-}
+pub use queuectl::domain::duration::{elapsed, relative, running_for, took};
 
 /// A table as lines, header first: every column as wide as its widest cell
 /// (header included), two spaces apart, the `right` ones aligned right
@@ -220,33 +172,5 @@ mod tests {
         let (header, lines) = table(["NAME", "N", "NOTE"], [false, true, false], &rows);
         assert_eq!(header, "NAME            N  NOTE");
         assert_eq!(lines, ["a               7  x", "longer-name  1234  last"]);
-    }
-
-    #[test]
-    fn elapsed_shows_two_units() {
-        let cases = [
-            (0, "0s"),
-            (59, "59s"),
-            (60, "1m00s"),
-            (72, "1m12s"),
-            (3599, "59m59s"),
-            (3600, "1h00m"),
-            (7380, "2h03m"),
-            (86_400, "1d00h"),
-            (3 * 86_400 + 4 * 3600 + 59, "3d04h"),
-            (-5, "0s"),
-        ];
-        for (secs, text) in cases {
-            assert_eq!(elapsed(SignedDuration::from_secs(secs)), text, "{secs}s");
-        }
-    }
-
-    #[test]
-    fn running_for_counts_from_the_start() {
-        let start = at("2026-01-15T13:00:00Z");
-        assert_eq!(
-            running_for(start, at("2026-01-15T13:01:12.9Z")),
-            "running 1m12s"
-        );
     }
 }

@@ -4,7 +4,7 @@
 //! When it is not here, `show` and `logs` print the tail the queue kept
 //! (`attempts.output_tail`) and say where the full output is.
 
-use queuectl::domain::{JobId, echo};
+use queuectl::domain::echo::{self, shell_word};
 use queuectl::output::{Destination, OUTPUT_TAIL_BYTES};
 use queuectl::store::Attempt;
 use std::path::PathBuf;
@@ -113,15 +113,6 @@ pub fn notes(here: &Here, job_id: &str, attempt: &Attempt) -> Vec<String> {
         first,
         format!("full output: {}", here.location(job_id, attempt)),
     ]
-}
-
-/// `text` as one shell word: as it is when it is a valid job id (those are
-/// shell-safe), single-quoted otherwise (a row from a damaged queue).
-fn shell_word(text: &str) -> String {
-    if JobId::parse(text).is_ok() {
-        return text.to_owned();
-    }
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]

@@ -24,6 +24,15 @@ pub fn shown(text: &str) -> String {
     out
 }
 
+/// `text` as one shell word: as it is when it is a valid job id (those are
+/// shell-safe), single-quoted otherwise (a row from a damaged queue).
+pub fn shell_word(text: &str) -> String {
+    if super::JobId::parse(text).is_ok() {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +51,12 @@ mod tests {
         assert!(text.len() < 200, "{}", text.len());
         assert!(text.starts_with(&"k".repeat(SHOWN_CHARS)));
         assert!(text.ends_with("… (cut, 1048576 bytes in all)"), "{text}");
+    }
+
+    #[test]
+    fn shell_words_are_job_ids_as_they_are_or_single_quoted() {
+        assert_eq!(shell_word("job-1.a_b"), "job-1.a_b");
+        assert_eq!(shell_word("x'; rm -rf ~"), r"'x'\''; rm -rf ~'");
+        assert_eq!(shell_word("$(id)"), "'$(id)'");
     }
 }
