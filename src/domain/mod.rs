@@ -9,6 +9,7 @@ pub mod duration;
 pub mod echo;
 pub mod environment;
 pub mod job;
+pub mod percent;
 pub mod policy;
 pub mod queue;
 pub mod schedule;

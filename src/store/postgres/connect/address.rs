@@ -4,6 +4,7 @@
 //! error names the parameter by keyword or position. Nothing here reads the
 //! environment or the network; `connect` fills the defaults.
 
+use crate::domain::percent::{decode, encode};
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -368,28 +369,6 @@ fn split_host_port(chunk: &str) -> Result<(&str, &str), String> {
     Ok(chunk.split_once(':').unwrap_or((chunk, "")))
 }
 
-/// Percent-decoding; `what` names the part in an error (never its text).
-fn decode(text: &str, what: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in {what}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{what} is not valid UTF-8"))
-}
-
 /// libpq's `key = value` list: values bare (backslash escapes the next
 /// character) or in single quotes (with `\'` and `\\`).
 fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -501,19 +480,6 @@ fn url_without_password(text: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}{authority}{tail}")
-}
-
-/// Percent-encodes what a URL part cannot hold as it is.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl fmt::Display for PgTarget {

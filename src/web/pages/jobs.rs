@@ -1,0 +1,107 @@
+//! `/jobs`: jobs newest first, filtered by state, queue and text, one page
+//! at a time (the next page's link carries the cursor). Works without
+//! JavaScript; `app.js` refreshes the states of the rows shown.
+
+use super::Ctx;
+use super::layout::{Page, page};
+use super::parts::{head, job_link, num, query, scroll, state, text, time};
+use crate::domain::JobState;
+use crate::store::QueueRow;
+use crate::store::dashboard::{JobCursor, JobSearch, SearchPage};
+use maud::{Markup, html};
+
+/// A cursor as it appears in URLs (`before=`).
+pub fn cursor_text(cursor: JobCursor) -> String {
+    cursor.0.to_string()
+}
+
+pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRow]) -> Markup {
+    let chosen_state = match search.states.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    };
+    let state_text = chosen_state.map_or("", JobState::as_str);
+    let queue_text = search.queue.as_deref().unwrap_or("");
+    let contains = search.text.as_deref().unwrap_or("");
+    let before = search.before.map(cursor_text).unwrap_or_default();
+    let filters = [
+        ("state", state_text),
+        ("queue", queue_text),
+        ("q", contains),
+    ];
+    let here = query(&with_cursor(&filters, &before));
+    let next_href = page_.next.map(|next| {
+        let cursor = cursor_text(next);
+        format!("/jobs{}", query(&with_cursor(&filters, &cursor)))
+    });
+    let poll = format!("/api/jobs{here}");
+    let main = html! {
+        h1 { "Jobs" }
+        form.filter method="get" action="/jobs" data-form="filter" role="search" {
+            label {
+                "state "
+                select name="state" {
+                    option value="" selected[chosen_state.is_none()] { "any" }
+                    @for s in JobState::ALL {
+                        option value=(s.as_str()) selected[chosen_state == Some(s)] { (s.as_str()) }
+                    }
+                }
+            }
+            label {
+                "queue "
+                input name="queue" list="queue-names" value=(queue_text) placeholder="any" size="12";
+            }
+            datalist #queue-names {
+                @for q in queues { option value=(q.name) {} }
+            }
+            label.grow {
+                "id or command contains "
+                input type="search" name="q" value=(contains) placeholder="text";
+            }
+            button type="submit" { "Filter" }
+            @if !here.is_empty() { a href="/jobs" { "clear" } }
+        }
+        (scroll(html! {
+            table data-table="jobs" data-live-list="jobs" data-live-key="id" data-live-row="job" {
+                (head(&[text("id"), text("state"), text("queue"), text("command"), num("runs"), text("created"), text("finished")]))
+                tbody {
+                    @for job in &page_.jobs {
+                        tr data-job=(job.id) {
+                            td { (job_link(&job.id)) }
+                            @let blocked = (job.state == JobState::Pending && job.deps_left > 0)
+                                .then(|| format!("blocked: waiting for {} dependencies", job.deps_left));
+                            // "blocked" is drawn by the style sheet: the cell's text stays the state.
+                            td data-field="state" data-blocked=[blocked.is_some().then_some("")] title=[blocked] {
+                                (state(job.state, Some("state")))
+                            }
+                            td { (job.queue) }
+                            td.command { code { (job.command) } }
+                            td.num data-live="attempts" { (job.attempts) }
+                            td { (time(Some(job.created_at), None)) }
+                            td { (time(job.finished_at, Some("finished_at"))) }
+                        }
+                    }
+                }
+            }
+        }))
+        @if page_.jobs.is_empty() {
+            p.empty { "No job matches." }
+        }
+        nav.pager aria-label="Pages of jobs" {
+            @if search.before.is_some() {
+                a href=(format!("/jobs{}", query(&filters))) data-nav="first" { "« newest" }
+            }
+            @if let Some(href) = next_href {
+                a href=(href) data-nav="next" rel="next" { "older »" }
+            }
+        }
+    };
+    page(ctx, Page::Jobs, "Jobs", Some(&poll), main)
+}
+
+/// The filters and the `before` cursor, as query pairs.
+fn with_cursor<'a>(filters: &[(&'a str, &'a str)], cursor: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = filters.to_vec();
+    pairs.push(("before", cursor));
+    pairs
+}

@@ -1,0 +1,128 @@
+//! Small pieces every page uses: times, states, links to jobs, the action
+//! forms. Their text matches what `app.js` writes when it refreshes them
+//! (its `formats`), so a refresh changes nothing that did not change.
+
+use super::Ctx;
+use crate::domain::JobState;
+use crate::domain::duration::{elapsed, took};
+pub use crate::domain::percent::encode;
+use jiff::{SignedDuration, Timestamp, Unit};
+use maud::{Markup, html};
+
+/// Shown where a value is absent.
+pub const NONE: &str = "—";
+
+/// A time to the second in UTC (`time` in app.js).
+pub fn at(t: Timestamp) -> String {
+    let t = t.round(Unit::Second).unwrap_or(t);
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `at` of an optional time, or [`NONE`].
+pub fn at_or_none(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| NONE.to_owned(), at)
+}
+
+/// A `<time>` element, refreshed from the JSON field `live` when given.
+pub fn time(t: Option<Timestamp>, live: Option<&str>) -> Markup {
+    html! {
+        time datetime=[t.map(|t| t.to_string())] data-live=[live] data-live-format=[live.map(|_| "time")] {
+            (at_or_none(t))
+        }
+    }
+}
+
+/// A job state as a coloured word: the text is exactly the state's name.
+pub fn state(state: JobState, live: Option<&str>) -> Markup {
+    html! {
+        span.state data-state=(state.as_str()) data-live=[live] data-live-format=[live.map(|_| "state")] {
+            (state.as_str())
+        }
+    }
+}
+
+/// Milliseconds as the pages show them (`ms` in app.js).
+pub fn millis(ms: Option<i64>) -> String {
+    ms.map_or_else(
+        || NONE.to_owned(),
+        |ms| took(SignedDuration::from_millis(ms)),
+    )
+}
+
+/// Seconds of waiting (lag) as the pages show them (`seconds` in app.js).
+pub fn seconds(secs: f64) -> String {
+    let d = SignedDuration::try_from_secs_f64(secs.max(0.0)).unwrap_or(SignedDuration::MAX);
+    elapsed(d)
+}
+
+/// The page of a job.
+pub fn job_href(id: &str) -> String {
+    format!("/jobs/{}", encode(id))
+}
+
+/// A link to a job, its id as code.
+pub fn job_link(id: &str) -> Markup {
+    html! { a href=(job_href(id)) { code { (id) } } }
+}
+
+/// A query string (`?a=1&b=2`) of the pairs whose value is not empty.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// A one-button form posting `action` (`retry`, `cancel`, `restart`) for
+/// the job `id`, or nothing when actions are off.
+pub fn job_action(ctx: &Ctx, id: &str, action: &str, label: &str) -> Markup {
+    let Some(token) = ctx.form_token() else {
+        return html! {};
+    };
+    html! {
+        form.action method="post" action=(format!("{}/{action}", job_href(id))) {
+            input type="hidden" name="csrf" value=(token);
+            button type="submit" data-action=(action) { (label) }
+        }
+    }
+}
+
+/// A table inside its own horizontally scrolling box (phones).
+pub fn scroll(table: Markup) -> Markup {
+    html! { div.scroll { (table) } }
+}
+
+/// The first line of a message, for table cells (the full text is the
+/// cell's title).
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// A column of a table's header: its label, and whether it holds numbers
+/// (right-aligned).
+pub struct Col(&'static str, bool);
+
+pub const fn text(label: &'static str) -> Col {
+    Col(label, false)
+}
+
+pub const fn num(label: &'static str) -> Col {
+    Col(label, true)
+}
+
+/// A table's header row.
+pub fn head(columns: &[Col]) -> Markup {
+    html! {
+        thead { tr {
+            @for Col(label, numeric) in columns {
+                th.num[*numeric] scope="col" { (label) }
+            }
+        } }
+    }
+}
