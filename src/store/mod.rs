@@ -21,6 +21,7 @@ pub mod deps;
 mod location;
 pub mod postgres;
 pub mod schedules;
+pub mod search;
 pub mod selection;
 pub mod sqlite;
 mod types;
@@ -252,11 +253,11 @@ pub trait Backend: Send {
     fn stats(&mut self) -> Result<dashboard::Stats> {
         Err(Error::Invalid("stats: not built yet".into()))
     }
-    /// One page of jobs, newest first (keyset paging on enqueue order).
-    fn search_jobs(&mut self, search: &dashboard::JobSearch) -> Result<dashboard::SearchPage> {
-        let _ = search;
-        Err(Error::Invalid("search_jobs: not built yet".into()))
-    }
+    /// One page of jobs, newest first (keyset paging on enqueue order),
+    /// filtered as `search` says: see [`search`] for what it reads and
+    /// when a page stops short. A limit outside 1 to
+    /// [`dashboard::SEARCH_LIMIT_MAX`] is refused as invalid.
+    fn search_jobs(&mut self, search: &dashboard::JobSearch) -> Result<dashboard::SearchPage>;
 
     // ----- named queues -----
 

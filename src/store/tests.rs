@@ -1724,3 +1724,5 @@ fn restarts_racing_a_worker_never_touch_a_running_job(q: &TestQueue) {
 mod queues;
 
 mod schedules;
+
+mod search;

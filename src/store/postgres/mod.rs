@@ -27,12 +27,14 @@ mod rows;
 mod schedules;
 mod schema;
 mod scratch;
+mod search;
 mod session;
 mod unique;
 
 pub use connect::{PgTarget, connect, map_error};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, ServerSettings, server_settings};
 
+use super::dashboard::{JobSearch, SearchPage};
 use super::selection::{BulkAction, BulkOutcome, Selection};
 use super::types::*;
 use super::{
@@ -271,6 +273,16 @@ impl Backend for PgStore {
 
     fn metrics(&mut self) -> Result<Metrics> {
         self.session.run(reads::metrics)
+    }
+
+    fn search_jobs(&mut self, search: &JobSearch) -> Result<SearchPage> {
+        let scans = super::search::scans(search)?;
+        // One snapshot for the page's statements: a purge between them
+        // could otherwise make a range look read further than it was.
+        self.session.transaction(|sql| {
+            sql.batch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            super::search::search(sql, &scans, search.limit)
+        })
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {

@@ -10,11 +10,13 @@ mod deps;
 mod fixture;
 mod queues;
 mod schedules;
+mod search;
 mod unique;
 mod wal;
 
 use claims::{claim_in, finish_and_claim, finish_in, renew_in};
 
+use super::dashboard::{JobSearch, SearchPage};
 use super::deps::{BatchPlan, Dependencies, batch_ids};
 use super::selection::{self, Acted, BulkAction, BulkOutcome, Found, Selection};
 use super::types::*;
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
@@ -47,6 +49,7 @@ const MIGRATIONS: [&str; 8] = [
     include_str!("migrations/006_worker_slots.sql"),
     include_str!("migrations/007_drop_attempts_finished.sql"),
     include_str!("migrations/008_workflows.sql"),
+    include_str!("migrations/010_search.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -1097,6 +1100,23 @@ impl Backend for SqliteStore {
             jobs: super::newest_first(per_state, limit),
             total,
         })
+    }
+
+    fn search_jobs(&mut self, search: &JobSearch) -> Result<SearchPage> {
+        let scans = super::search::scans(search)?;
+        // One snapshot for the page's statements: a purge between them
+        // could otherwise make a range look read further than it was.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.db_error(e))?;
+        let mut searcher = search::Searcher {
+            conn: &tx,
+            path: &self.path,
+        };
+        let page = super::search::search(&mut searcher, &scans, search.limit)?;
+        tx.finish().map_err(|e| self.db_error(e))?;
+        Ok(page)
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {
