@@ -7,7 +7,7 @@ use super::layout::{Page, page};
 use super::parts::{head, job_link, num, query, scroll, state, text, time};
 use crate::domain::JobState;
 use crate::store::QueueRow;
-use crate::store::dashboard::{JobCursor, JobSearch, SearchPage};
+use crate::store::dashboard::{JobCursor, JobSearch, SEARCH_SCAN_ROWS, SearchPage};
 use maud::{Markup, html};
 
 /// A cursor as it appears in URLs (`before=`).
@@ -84,7 +84,12 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
                 }
             }
         }))
-        @if page_.jobs.is_empty() {
+        @if !page_.scanned_all {
+            // The store read its bound of jobs without filling the page.
+            p.empty data-field="scanned" {
+                "Stopped after reading " (SEARCH_SCAN_ROWS) " jobs: older jobs may match too (older »)."
+            }
+        } @else if page_.jobs.is_empty() {
             p.empty { "No job matches." }
         }
         nav.pager aria-label="Pages of jobs" {

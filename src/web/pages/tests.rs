@@ -183,6 +183,7 @@ fn every_page(actions: bool) -> Vec<(&'static str, String)> {
             job(BREAKOUT, JobState::Pending),
         ],
         next: Some(JobCursor(41)),
+        scanned_all: true,
     };
     let dead = JobPage {
         jobs: vec![job(SCRIPT, JobState::Dead)],
@@ -463,6 +464,7 @@ fn the_first_page_of_jobs_has_no_cursor_and_the_last_no_next_link() {
         &SearchPage {
             jobs: vec![],
             next: None,
+            scanned_all: true,
         },
         &[],
     )
@@ -471,6 +473,28 @@ fn the_first_page_of_jobs_has_no_cursor_and_the_last_no_next_link() {
     assert!(!html.contains(r#"data-nav="next""#));
     assert!(html.contains(r#"<option value="" selected>any</option>"#));
     assert!(html.contains("No job matches."));
+}
+
+#[test]
+fn a_page_that_stopped_at_the_read_bound_says_so_and_links_older() {
+    let html = jobs(
+        &ctx(false),
+        &JobSearch {
+            text: Some("nothing".into()),
+            limit: 50,
+            ..JobSearch::default()
+        },
+        &SearchPage {
+            jobs: vec![],
+            next: Some(JobCursor(900_001)),
+            scanned_all: false,
+        },
+        &[],
+    )
+    .into_string();
+    assert!(html.contains(r#"data-field="scanned""#), "{html}");
+    assert!(!html.contains("No job matches."), "{html}");
+    assert!(html.contains("before=900001"), "{html}");
 }
 
 #[test]
