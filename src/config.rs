@@ -7,6 +7,7 @@ use crate::domain::{QueueChange, QueueName};
 use crate::error::{Error, Result};
 use crate::paths;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -78,7 +79,19 @@ pub struct Config {
     pub worker_queues: Option<Vec<QueueName>>,
     /// `[queues.NAME]`: settings each worker writes into the queue at start.
     pub queues: BTreeMap<QueueName, QueueChange>,
+    /// Where `queuectl web` listens when systemd passed it no socket.
+    pub web_listen: SocketAddr,
+    /// Whether the dashboard offers retry, cancel, restart and purge.
+    pub web_allow_actions: bool,
+    /// A private file holding the bearer token the dashboard requires.
+    pub web_auth_token_file: Option<PathBuf>,
+    /// A private file holding the `user:password` the dashboard requires.
+    pub web_auth_basic_file: Option<PathBuf>,
 }
+
+/// `queuectl web`'s address unless told otherwise: loopback only.
+pub const DEFAULT_WEB_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9750);
 
 impl Default for Config {
     fn default() -> Config {
@@ -97,12 +110,16 @@ impl Default for Config {
             output: OutputSetting::Auto,
             worker_queues: None,
             queues: BTreeMap::new(),
+            web_listen: DEFAULT_WEB_LISTEN,
+            web_allow_actions: false,
+            web_auth_token_file: None,
+            web_auth_basic_file: None,
         }
     }
 }
 
 /// Every key, in the order `config get` lists them, with a one-line help.
-pub const KEYS: [(&str, &str); 14] = [
+pub const KEYS: [(&str, &str); 18] = [
     (
         "db_path",
         "the queue: an SQLite file or a PostgreSQL address (overridden by $QUEUECTL_DB and --db)",
@@ -152,6 +169,22 @@ pub const KEYS: [(&str, &str); 14] = [
     (
         "queues",
         "[queues.NAME] tables: parallel = N (or \"none\") and paused = true|false, written into the queue by each worker at start",
+    ),
+    (
+        "web_listen",
+        "IP:PORT `queuectl web` listens on unless systemd passes it a socket (`web --listen` overrides)",
+    ),
+    (
+        "web_allow_actions",
+        "true lets the dashboard retry, cancel, restart and purge (`web --allow-actions`)",
+    ),
+    (
+        "web_auth_token_file",
+        "a private file whose one line is the bearer token the dashboard requires",
+    ),
+    (
+        "web_auth_basic_file",
+        "a private file whose one line is the user:password the dashboard requires",
     ),
 ];
 
@@ -300,6 +333,34 @@ impl Config {
                     .transpose()?;
             }
             "queues" => self.queues = queue_tables(value)?,
+            "web_listen" => {
+                self.web_listen = value
+                    .as_str()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| {
+                        bad("an IP address and port, \"127.0.0.1:9750\" or \"[::1]:9750\"")
+                    })?
+            }
+            "web_allow_actions" => {
+                self.web_allow_actions = match value {
+                    toml::Value::Boolean(b) => *b,
+                    toml::Value::String(text) if text == "true" => true,
+                    toml::Value::String(text) if text == "false" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
+            "web_auth_token_file" | "web_auth_basic_file" => {
+                let path = match value.as_str() {
+                    Some("") => None,
+                    Some(p) if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+                    _ => return Err(bad("an absolute path (empty: none)")),
+                };
+                if key == "web_auth_token_file" {
+                    self.web_auth_token_file = path;
+                } else {
+                    self.web_auth_basic_file = path;
+                }
+            }
             _ => return Err(unknown_key(key)),
         }
         Ok(())
@@ -367,9 +428,18 @@ impl Config {
                     })
                     .collect(),
             ),
+            "web_listen" => Value::String(self.web_listen.to_string()),
+            "web_allow_actions" => Value::Boolean(self.web_allow_actions),
+            "web_auth_token_file" => path_or_empty(self.web_auth_token_file.as_deref()),
+            "web_auth_basic_file" => path_or_empty(self.web_auth_basic_file.as_deref()),
             _ => return Err(unknown_key(key)),
         })
     }
+}
+
+/// An optional path as `config get` shows it: empty when unset.
+fn path_or_empty(path: Option<&Path>) -> toml::Value {
+    toml::Value::String(path.map(|p| p.display().to_string()).unwrap_or_default())
 }
 
 /// `[queues.NAME]` tables: each name a queue name, each table only
@@ -441,6 +511,11 @@ pub fn value_from_cli(key: &str, text: &str) -> toml::Value {
             | "concurrency"
             | "retention_seconds"
     );
+    if key == "web_allow_actions" {
+        if let Ok(b) = text.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
     if numeric {
         if let Ok(n) = text.parse::<i64>() {
             return toml::Value::Integer(n);
@@ -476,6 +551,7 @@ pub fn set_in_file(path: &Path, key: &str, text: &str) -> Result<Config> {
     let edit_value = match value {
         toml::Value::Integer(n) => toml_edit::value(n),
         toml::Value::Float(f) => toml_edit::value(f),
+        toml::Value::Boolean(b) => toml_edit::value(b),
         other => toml_edit::value(other.as_str().unwrap_or_default()),
     };
     // Keep any trailing comment on the line being replaced.
@@ -526,7 +602,11 @@ mod tests {
                 .set(key, &toml::Value::String("no-such-word".into()))
                 .is_err()
                 && config.get(key).unwrap().is_str()
-                && key != "db_path";
+                // Free-form values: paths and addresses.
+                && !matches!(
+                    key,
+                    "db_path" | "web_listen" | "web_auth_token_file" | "web_auth_basic_file"
+                );
             assert_eq!(takes_a_word, !choices(key).is_empty(), "{key}");
         }
     }
@@ -618,6 +698,29 @@ mod tests {
             Config::parse("worker_queues = \"\"").unwrap().worker_queues,
             None
         );
+    }
+
+    #[test]
+    fn the_web_keys_read_back_as_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        set_in_file(&path, "web_listen", "[::1]:8080").unwrap();
+        set_in_file(&path, "web_allow_actions", "true").unwrap();
+        let config = set_in_file(&path, "web_auth_token_file", "/run/secrets/web-token").unwrap();
+        assert_eq!(config.web_listen.to_string(), "[::1]:8080");
+        assert!(config.web_allow_actions);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("web_allow_actions = true"), "{text}");
+        assert_eq!(Config::parse(&text).unwrap(), config);
+        for (key, value, needle) in [
+            ("web_listen", "localhost:80", "an IP address and port"),
+            ("web_allow_actions", "yes", "true or false"),
+            ("web_auth_basic_file", "relative/file", "an absolute path"),
+        ] {
+            let err = set_in_file(&path, key, value).unwrap_err().to_string();
+            assert!(err.contains(needle), "{key} = {value}: {err}");
+        }
+        assert_eq!(Config::default().web_listen.to_string(), "127.0.0.1:9750");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod runner;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;
+pub mod views;
 pub mod wakeup;
 pub mod web;
 pub mod worker;

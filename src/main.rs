@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let long_running = matches!(
         cli.command,
         Command::Worker(WorkerCommand::Run { .. } | WorkerCommand::Supervise { .. })
+            | Command::Web(_)
     );
     if !long_running {
         die_quietly_on_a_closed_pipe();

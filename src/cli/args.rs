@@ -328,6 +328,9 @@ them again with `schedule add --replace` against the new queue.")]
         after_help = "Examples:\n  queuectl units print\n  queuectl units install --user"
     )]
     Units(UnitsCommand),
+    /// Serve the dashboard, its JSON API and Prometheus /metrics over HTTP
+    #[command(after_help = WEB_HELP)]
+    Web(WebArgs),
     /// Print a shell completion script; as you type it asks queuectl for
     /// job ids (from the queue), states and config keys
     #[command(after_help = "\
@@ -358,6 +361,32 @@ Examples:
     #[command(after_help = BENCH_HELP, disable_help_flag = true)]
     Bench(BenchArgs),
 }
+
+const WEB_HELP: &str = "\
+Examples:
+  queuectl web                                  # http://127.0.0.1:9750
+  queuectl web --listen 127.0.0.1:0             # any free port; the address is printed
+  queuectl web --allow-actions                  # retry, cancel, restart and purge buttons
+  queuectl web --listen 0.0.0.0:9750 --auth-token-file /etc/queuectl/web-token
+  curl -H \"Authorization: Bearer $(cat /etc/queuectl/web-token)\" http://host:9750/metrics
+
+Pages: / (overview), /jobs, /jobs/ID, /dlq, /workers, /queues, /schedules. JSON:
+/api/status, /api/overview, /api/jobs?state=&queue=&q=&before=&limit=, /api/jobs/ID,
+/api/dlq, /api/workers, /api/queues, /api/schedules (each as the matching --json).
+Prometheus: /metrics. Health: /healthz. With authentication on, every address needs
+it, /metrics and /healthz too.
+
+Under systemd socket activation (LISTEN_FDS) the passed TCP sockets are served and
+--listen is ignored; READY=1 is sent once serving. It prints \"listening on
+http://ADDR\" on stderr and serves until SIGTERM or SIGINT. The auth files hold one
+line (the token, or user:password) and must be private to their owner (chmod 600),
+else it refuses to start. A non-loopback address without authentication is refused
+unless --insecure-no-auth. Actions are POSTs with a CSRF token; without
+--allow-actions they answer 403 and no page shows buttons.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT; 1 cannot listen or serve; 2 bad flags, an
+auth file that is missing, empty or readable by others, or an exposed address
+without authentication.";
 
 const QUEUE_HELP: &str = "\
 Examples:
@@ -578,6 +607,31 @@ pub struct PageArgs {
     /// Every job
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Listen on this IP:PORT when systemd passes no socket (port 0: any free port)
+    /// [default: config web_listen, 127.0.0.1:9750]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Offer retry, cancel, restart and purge (POSTs with a CSRF token) [config: web_allow_actions]
+    #[arg(long)]
+    pub allow_actions: bool,
+    /// Require `Authorization: Bearer TOKEN`, the token being this private file's first line
+    /// [config: web_auth_token_file]
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_basic_file", value_hint = clap::ValueHint::FilePath)]
+    pub auth_token_file: Option<PathBuf>,
+    /// Require basic authentication as the `user:password` on this private file's first line
+    /// [config: web_auth_basic_file]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub auth_basic_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication (a warning is printed)
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Request threads, each with its own connection to the queue
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,7 @@ mod show;
 mod status;
 mod units;
 mod wait;
+mod web;
 mod worker;
 
 use args::{Cli, ColorChoice, Command, ConfigCommand};
@@ -130,6 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
         Command::Schedule(command) => schedule::run(&ctx, command),
         Command::Units(command) => units::run(&ctx, command),
+        Command::Web(args) => web::run(&ctx, args),
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Bench(_) => unreachable!("handled above"),
     }

@@ -109,7 +109,7 @@ fn settings(queue: &QueueRow) -> String {
 fn list(ctx: &Context) -> Result<()> {
     let queues = ctx.store(OpenMode::ReadOnly)?.queues()?;
     if ctx.json {
-        return print_json(&serde_json::json!({ "queues": queues }));
+        return print_json(&queuectl::views::queue_list(&queues));
     }
     if queues.is_empty() {
         eprintln!("no queues (every job goes to \"default\" unless it names one)");

@@ -15,7 +15,8 @@ use queuectl::error::{Error, IoContext, Result};
 use queuectl::store::OpenMode;
 use queuectl::store::schedules::{FireOutcome, Fired, NewSchedule, ScheduleRow};
 use queuectl::systemd::systemctl::{Scope, Systemctl};
-use queuectl::systemd::timers::{self, TimerSpec, TimerState};
+use queuectl::systemd::timers::{self, TimerSpec};
+use queuectl::views::{self, NextElapse};
 use queuectl::wakeup::wake_workers;
 use queuectl::worker::hostname;
 use serde_json::Value;
@@ -233,39 +234,9 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             None
         }
     };
-    let next = |row: &ScheduleRow| -> Next {
-        match row.driver {
-            Driver::Workers => Next::At(row.next_elapse_at),
-            Driver::Systemd if row.host.as_deref().is_some_and(|h| h != here) => {
-                Next::OnHost(row.host.clone().unwrap_or_default())
-            }
-            Driver::Systemd => match states.as_ref().map(|s| s.get(&row.name)) {
-                Some(Some(TimerState { next_elapse, .. })) => Next::At(*next_elapse),
-                Some(None) => Next::NoTimer,
-                None => Next::Unknown,
-            },
-        }
-    };
+    let next = |row: &ScheduleRow| views::next_elapse(row, &here, states.as_ref());
     if ctx.json {
-        let items: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                let mut item = serde_json::to_value(row).expect("a schedule serializes");
-                let (next_elapse, on_host) = match next(row) {
-                    Next::At(at) => (at, None),
-                    Next::OnHost(host) => (None, Some(host)),
-                    Next::NoTimer | Next::Unknown => (None, None),
-                };
-                item["next_elapse"] = serde_json::to_value(next_elapse).expect("a time serializes");
-                item["timer_on_host"] = on_host.into();
-                if let Some(state) = states.as_ref().and_then(|s| s.get(&row.name)) {
-                    item["last_trigger"] =
-                        serde_json::to_value(state.last_trigger).expect("a time serializes");
-                }
-                item
-            })
-            .collect();
-        return print_json(&serde_json::json!({ "schedules": items }));
+        return print_json(&views::schedule_list(&rows, &here, states.as_ref()));
     }
     if rows.is_empty() {
         println!("no schedules (add one with `queuectl schedule add`)");
@@ -276,17 +247,17 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         .map(|row| {
             let next = match next(row) {
                 // The workers fire within a second or so of an elapse.
-                Next::At(Some(at))
+                NextElapse::At(Some(at))
                     if row.driver == Driver::Workers
                         && at < jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5) =>
                 {
                     format!("{} overdue (no worker fired it)", ctx.times.at(at))
                 }
-                Next::At(Some(at)) => ctx.times.at(at),
-                Next::At(None) => "never".into(),
-                Next::OnHost(host) => format!("on host {host}"),
-                Next::NoTimer => "no timer loaded".into(),
-                Next::Unknown => "unknown".into(),
+                NextElapse::At(Some(at)) => ctx.times.at(at),
+                NextElapse::At(None) => "never".into(),
+                NextElapse::OnHost(host) => format!("on host {host}"),
+                NextElapse::NoTimer => "no timer loaded".into(),
+                NextElapse::Unknown => "unknown".into(),
             };
             let state = row
                 .last_job_state
@@ -318,17 +289,6 @@ fn list(ctx: &Context, scope: ScopeArgs) -> Result<()> {
         println!("{line}");
     }
     Ok(())
-}
-
-/// Where a schedule's next elapse comes from.
-enum Next {
-    At(Option<jiff::Timestamp>),
-    /// Its timer is another host's.
-    OnHost(String),
-    /// A systemd schedule of this host whose timer the manager does not know.
-    NoTimer,
-    /// The manager could not be asked.
-    Unknown,
 }
 
 fn remove(ctx: &Context, text: &str, scope: ScopeArgs) -> Result<()> {

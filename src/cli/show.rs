@@ -15,11 +15,7 @@ pub fn run(ctx: &Context, id: &str) -> Result<()> {
     // Attempts are stamped with the database's clock: time them by it.
     let now = store.now()?;
     if ctx.json {
-        let mut value = serde_json::to_value(&job).expect("jobs serialize");
-        value["after"] = serde_json::to_value(&deps.after).expect("jobs serialize");
-        value["dependents"] = serde_json::to_value(&deps.dependents).expect("jobs serialize");
-        value["attempt_history"] = serde_json::to_value(&attempts).expect("attempts serialize");
-        return print_json(&value);
+        return print_json(&queuectl::views::job_detail(&job, &attempts, &deps));
     }
     let p = &ctx.paint;
     println!("{}  {}", p.bold(&job.id), p.state(job.state, 0));

@@ -7,35 +7,9 @@ use queuectl::error::Result;
 use queuectl::store::OpenMode;
 use queuectl::store::WorkerRow;
 use queuectl::supervisor::Instance;
-use queuectl::supervisor::process::process_alive;
+use queuectl::views::{self, WorkerView};
 use queuectl::worker::registered_name;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-
-#[derive(Serialize)]
-struct WorkerView {
-    name: String,
-    /// The host it runs on (a PostgreSQL queue's workers run on many).
-    host: String,
-    pid: Option<u32>,
-    /// Supervisor's view: a unit's "active/running", "failed/failed", ...; a
-    /// kept process's "running" or "stopped" (absent for a worker started
-    /// by hand, or on another host).
-    unit_state: Option<String>,
-    /// The systemd unit it runs as, on whichever host (none for processes).
-    unit: Option<String>,
-    /// The worker's own status text.
-    status: Option<String>,
-    /// How many jobs it runs at once (absent for an instance not yet registered).
-    slots: Option<u32>,
-    /// The jobs it runs now, one per busy slot.
-    jobs: Vec<String>,
-    /// The first of `jobs` (kept for scripts written before slots).
-    job_id: Option<String>,
-    heartbeat_at: Option<jiff::Timestamp>,
-    /// Whether its process is alive; `None` when it runs on another host.
-    alive: Option<bool>,
-}
 
 /// What the queue says, or why it cannot be asked.
 struct QueueView {
@@ -97,66 +71,15 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             ..i
         })
         .collect();
-    let mut workers: Vec<WorkerView> = registered
-        .iter()
-        .map(|w| {
-            let instance: Option<&Instance> = instances
-                .iter()
-                .find(|i| i.name == w.name && w.host == host);
-            WorkerView {
-                name: w.name.clone(),
-                host: w.host.clone(),
-                pid: Some(w.pid),
-                unit_state: instance.map(|i| i.state.clone()),
-                unit: w
-                    .unit
-                    .clone()
-                    .or_else(|| instance.and_then(|i| i.unit.clone())),
-                status: instance
-                    .and_then(|i| i.status.clone())
-                    .or_else(|| Some(w.status.clone())),
-                slots: Some(w.slots),
-                jobs: w.jobs.clone(),
-                job_id: w.jobs.first().cloned(),
-                heartbeat_at: Some(w.heartbeat_at),
-                alive: (w.host == host).then(|| process_alive(w.pid)),
-            }
-        })
-        .collect();
-    // Instances no registered worker stands for (not started yet, failed, or
-    // a second keeper of one name) are shown too: every live one is seen.
-    let mut represented: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
-    for instance in &instances {
-        if let Some(at) = represented.iter().position(|name| *name == instance.name) {
-            represented.swap_remove(at);
-        } else {
-            workers.push(WorkerView {
-                name: instance.name.clone(),
-                host: host.clone(),
-                pid: instance.pid,
-                unit_state: Some(instance.state.clone()),
-                unit: instance.unit.clone(),
-                status: instance.status.clone(),
-                slots: None,
-                jobs: vec![],
-                job_id: None,
-                heartbeat_at: None,
-                alive: instance.pid.map(process_alive),
-            });
-        }
-    }
+    let workers = views::worker_views(registered, &instances, &host);
     if ctx.json {
-        let counts: serde_json::Map<String, serde_json::Value> = counts
-            .iter()
-            .map(|(state, n)| (state.to_string(), (*n).into()))
-            .collect();
-        print_json(&serde_json::json!({
-            "db": ctx.state.db,
-            "reachable": unreachable.is_none(),
-            "supervisor": supervisor,
-            "counts": counts,
-            "workers": workers,
-        }))?;
+        print_json(&views::status(
+            &ctx.state.db.to_string(),
+            unreachable.is_none(),
+            supervisor.as_deref(),
+            counts,
+            &workers,
+        ))?;
         return unreachable.or(missing_manager).map_or(Ok(()), Err);
     }
     let p = &ctx.paint;

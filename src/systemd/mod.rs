@@ -2,6 +2,7 @@
 //! driving `systemctl`. Everything here degrades to doing nothing where
 //! systemd is absent; nothing here decides what a worker does.
 
+pub mod activation;
 pub mod calendar;
 pub mod notify;
 pub mod systemctl;

@@ -210,6 +210,7 @@ const COMMANDS: &[(&str, Option<&str>)] = &[
     ("worker run", None),
     ("worker start", None),
     ("units install", None),
+    ("web", None),
     ("completions", None),
     ("man", None),
     ("bench", None),

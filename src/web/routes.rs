@@ -1,0 +1,257 @@
+//! Which request gets which reply: authentication first, then the path and
+//! method, then the handler; errors become the status code the CLI's exit
+//! code stands for (not found 404, wrong state 409, bad input 400, database
+//! 503), as a page or as JSON by what the client asked for.
+
+use super::actions::JobAction;
+use super::http::{Method, Reply, Request};
+use super::render::{self, Ctx, Page};
+use super::{App, actions, api};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// One request thread's store connection, opened on first use and again
+/// after the database failed (it may be back).
+#[derive(Default)]
+pub struct Connection {
+    store: Option<Store>,
+}
+
+impl Connection {
+    /// The store, opening it if needed.
+    pub fn store(&mut self, app: &App) -> Result<&mut Store> {
+        if self.store.is_none() {
+            self.store = Some(app.open_store()?);
+        }
+        Ok(self.store.as_mut().expect("just opened"))
+    }
+
+    /// Runs `read` on the store; drops the connection when the database
+    /// failed, so the next request connects afresh.
+    pub fn with<T>(&mut self, app: &App, read: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        let result = read(self.store(app)?);
+        if result.as_ref().is_err_and(|e| status_of(e) == 503) {
+            self.store = None;
+        }
+        result
+    }
+}
+
+/// The reply to `request`.
+pub fn handle(app: &App, connection: &mut Connection, request: &Request) -> Reply {
+    if let Some(auth) = &app.auth {
+        if !auth.allows(request) {
+            return failure(app, request, 401, "authentication required")
+                .with("WWW-Authenticate", auth.challenge());
+        }
+    }
+    route(app, connection, request)
+        .unwrap_or_else(|e| failure(app, request, status_of(&e), &e.to_string()))
+}
+
+fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Reply> {
+    let path = request.path.strip_prefix('/').unwrap_or(&request.path);
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => get(app, request, || Ok(Reply::text(200, "ok\n"))),
+        ["metrics"] => get(app, request, || {
+            Ok(Reply::text(
+                501,
+                "metrics are not built into this queuectl yet\n",
+            ))
+        }),
+        ["api", endpoint @ ..] => match api_of(endpoint) {
+            Some(api) => get(app, request, || read_api(app, connection, request, api)),
+            None => Ok(not_found(app, request)),
+        },
+        ["jobs", id, word] if !id.is_empty() && JobAction::parse(word).is_some() => {
+            let action = JobAction::parse(word).expect("matched");
+            post(app, request, || {
+                actions::on_job(app, connection, request, id, action)
+            })
+        }
+        ["dlq", "purge"] => post(app, request, || actions::purge(app, connection, request)),
+        _ => match page_of(&segments) {
+            Some((page, id)) => get(app, request, || {
+                show_page(app, connection, request, page, id)
+            }),
+            None => Ok(not_found(app, request)),
+        },
+    }
+}
+
+/// The page at `segments`, and the job it is about.
+fn page_of<'a>(segments: &[&'a str]) -> Option<(Page, Option<&'a str>)> {
+    Some(match segments {
+        [""] => (Page::Overview, None),
+        ["jobs"] => (Page::Jobs, None),
+        ["jobs", id] if !id.is_empty() => (Page::Job, Some(*id)),
+        ["dlq"] => (Page::Dlq, None),
+        ["workers"] => (Page::Workers, None),
+        ["queues"] => (Page::Queues, None),
+        ["schedules"] => (Page::Schedules, None),
+        _ => return None,
+    })
+}
+
+/// A JSON endpoint.
+#[derive(Clone, Copy)]
+enum Api<'a> {
+    Status,
+    Overview,
+    Jobs,
+    Job(&'a str),
+    Dlq,
+    Workers,
+    Queues,
+    Schedules,
+}
+
+/// The endpoint at `/api/<endpoint>`.
+fn api_of<'a>(endpoint: &[&'a str]) -> Option<Api<'a>> {
+    Some(match endpoint {
+        ["status"] => Api::Status,
+        ["overview"] => Api::Overview,
+        ["jobs"] => Api::Jobs,
+        ["jobs", id] if !id.is_empty() => Api::Job(id),
+        ["dlq"] => Api::Dlq,
+        ["workers"] => Api::Workers,
+        ["queues"] => Api::Queues,
+        ["schedules"] => Api::Schedules,
+        _ => return None,
+    })
+}
+
+fn read_api(app: &App, connection: &mut Connection, request: &Request, api: Api) -> Result<Reply> {
+    Ok(Reply::json(200, &read(app, connection, request, api)?))
+}
+
+/// What endpoint `api` returns.
+fn read(
+    app: &App,
+    connection: &mut Connection,
+    request: &Request,
+    api: Api,
+) -> Result<serde_json::Value> {
+    let host = app.host.as_str();
+    let value = match api {
+        Api::Status => connection.with(app, |s| api::status(s, host))?,
+        Api::Overview => connection.with(app, api::overview)?,
+        Api::Jobs => {
+            let search = api::job_search(request)?;
+            connection.with(app, |s| api::jobs(s, &search))?
+        }
+        Api::Job(id) => connection.with(app, |s| api::job(s, id))?,
+        Api::Dlq => connection.with(app, api::dlq)?,
+        Api::Workers => connection.with(app, |s| api::workers_json(s, host))?,
+        Api::Queues => connection.with(app, api::queues)?,
+        Api::Schedules => connection.with(app, |s| api::schedules(s, host))?,
+    };
+    Ok(value)
+}
+
+/// A page: its data read as its JSON endpoint reads it.
+fn show_page(
+    app: &App,
+    connection: &mut Connection,
+    request: &Request,
+    page: Page,
+    id: Option<&str>,
+) -> Result<Reply> {
+    let api = match (page, id) {
+        (Page::Overview, _) => Api::Status,
+        (Page::Jobs, _) => Api::Jobs,
+        (Page::Job, Some(id)) => Api::Job(id),
+        (Page::Job, None) => unreachable!("a job page names its job"),
+        (Page::Dlq, _) => Api::Dlq,
+        (Page::Workers, _) => Api::Workers,
+        (Page::Queues, _) => Api::Queues,
+        (Page::Schedules, _) => Api::Schedules,
+    };
+    let data = read(app, connection, request, api)?;
+    let (ctx, cookie) = page_context(app, request);
+    let reply = Reply::html(200, render::page(&ctx, page, id, &data));
+    Ok(match cookie {
+        Some(cookie) => reply.with("Set-Cookie", cookie),
+        None => reply,
+    })
+}
+
+/// What a page needs besides its data, and the CSRF cookie to set (only
+/// when actions are on: a read-only dashboard sets no cookie).
+fn page_context(app: &App, request: &Request) -> (Ctx, Option<String>) {
+    let issued = app.actions.then(|| app.csrf.issue(request));
+    let (csrf, cookie) = match issued {
+        Some(issued) => (Some(issued.token), issued.set_cookie),
+        None => (None, None),
+    };
+    (
+        Ctx {
+            csrf,
+            actions: app.actions,
+            db: app.db.to_string(),
+        },
+        cookie,
+    )
+}
+
+/// `handler`'s reply for GET (and HEAD); 405 for other methods.
+fn get(app: &App, request: &Request, handler: impl FnOnce() -> Result<Reply>) -> Result<Reply> {
+    match request.method {
+        Method::Get | Method::Head => handler(),
+        _ => {
+            Ok(failure(app, request, 405, "this address only answers GET")
+                .with("Allow", "GET, HEAD"))
+        }
+    }
+}
+
+/// `handler`'s reply for POST; 405 for other methods.
+fn post(app: &App, request: &Request, handler: impl FnOnce() -> Result<Reply>) -> Result<Reply> {
+    match request.method {
+        Method::Post => handler(),
+        _ => Ok(failure(app, request, 405, "this address only answers POST").with("Allow", "POST")),
+    }
+}
+
+pub fn not_found(app: &App, request: &Request) -> Reply {
+    failure(app, request, 404, "no such page")
+}
+
+/// An error reply: `{"error": message}` to API clients, else a page.
+pub fn failure(app: &App, request: &Request, status: u16, message: &str) -> Reply {
+    if request.wants_json() {
+        return Reply::json(status, &serde_json::json!({ "error": message }));
+    }
+    if matches!(request.path.as_str(), "/healthz" | "/metrics") {
+        return Reply::text(status, format!("{message}\n"));
+    }
+    let ctx = Ctx {
+        csrf: None,
+        actions: app.actions,
+        db: app.db.to_string(),
+    };
+    Reply::html(status, render::error(&ctx, status, message))
+}
+
+/// The HTTP status an error stands for, as its exit code does for the CLI.
+pub fn status_of(error: &Error) -> u16 {
+    match error {
+        Error::Input(_) | Error::Invalid(_) => 400,
+        Error::NotFound(_) | Error::ScheduleNotFound(_) | Error::NoAttempt { .. } => 404,
+        Error::Conflict(_) => 409,
+        Error::NotAllActed { missing: true, .. } => 404,
+        Error::NotAllActed { missing: false, .. } => 409,
+        Error::NoQueue(_)
+        | Error::Database { .. }
+        | Error::Postgres { .. }
+        | Error::Unreachable { .. }
+        | Error::ReadOnly(_)
+        | Error::SchemaUpgradeReadOnly { .. }
+        | Error::SchemaTooNew { .. } => 503,
+        Error::NotCompleted { .. }
+        | Error::WaitTimedOut(_)
+        | Error::Io { .. }
+        | Error::Supervisor(_) => 500,
+    }
+}
