@@ -1,9 +1,10 @@
 //! queuectl: a background job runner with a SQLite queue and systemd-native
 //! workers. See ARCHITECTURE.md for the module map.
 //!
-//! `unsafe` is denied here and allowed only in two rooms: `runner::spawn`
-//! (starting processes: clone, exec, pre-exec hooks, pidfds) and `store::wal`
-//! (the WAL sync through SQLite's own file handle). Every other system call
+//! `unsafe` is denied here and allowed only in three rooms: `runner::spawn`
+//! (starting processes: clone, exec, pre-exec hooks, pidfds), `store::wal`
+//! (the WAL sync through SQLite's own file handle) and
+//! `systemd::activation` (owning the sockets systemd passed). Every other system call
 //! goes through `nix` (or std). Each unsafe block says why it is sound.
 
 #![deny(unsafe_code)]

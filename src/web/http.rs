@@ -22,6 +22,9 @@ pub struct Request {
     pub method: Method,
     /// The path, percent-decoded (lossily: a job id is ASCII).
     pub path: String,
+    /// The path's segments, each decoded on its own (an encoded `/` stays
+    /// inside its segment): `/jobs/a%2Fb` is `["jobs", "a/b"]`.
+    pub segments: Vec<String>,
     pub query: Vec<(String, String)>,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
@@ -35,6 +38,12 @@ impl Request {
         Request {
             method,
             path: decode(path, false),
+            segments: path
+                .strip_prefix('/')
+                .unwrap_or(path)
+                .split('/')
+                .map(|segment| decode(segment, false))
+                .collect(),
             query: pairs(query),
             headers: headers
                 .into_iter()
@@ -183,6 +192,9 @@ mod tests {
             b"csrf=t%3D1&older_than=7d".to_vec(),
         );
         assert_eq!(request.path, "/jobs/a-b/retry");
+        assert_eq!(request.segments, ["jobs", "a-b", "retry"]);
+        let encoded_slash = Request::new(Method::Get, "/jobs/%3Cb%3E%2Fi", vec![], vec![]);
+        assert_eq!(encoded_slash.segments, ["jobs", "<b>/i"]);
         assert_eq!(
             request.params("state").collect::<Vec<_>>(),
             ["dead", "failed"]

@@ -50,8 +50,7 @@ pub fn handle(app: &App, connection: &mut Connection, request: &Request) -> Repl
 }
 
 fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Reply> {
-    let path = request.path.strip_prefix('/').unwrap_or(&request.path);
-    let segments: Vec<&str> = path.split('/').collect();
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["healthz"] => get(app, request, || Ok(Reply::text(200, "ok\n"))),
         ["metrics"] => get(app, request, || {

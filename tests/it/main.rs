@@ -36,3 +36,4 @@ mod slots;
 mod supervisor;
 mod systemd;
 mod unique;
+mod web;

@@ -620,6 +620,7 @@ pub mod hosts;
 pub mod notify;
 pub mod postgres;
 pub mod systemd;
+pub mod web;
 
 /// A finished command's status and both streams, for assertion messages.
 pub fn output_text(out: &Output) -> String {

@@ -1,0 +1,673 @@
+//! `queuectl web` over real HTTP: a real server process on an ephemeral
+//! port, on the suite's backend, asked with a plain TcpStream client.
+//! Every endpoint and status code, authentication, CSRF, the actions, and
+//! hostile job data shown as text.
+
+use crate::support::web::{HttpReply, WebServer};
+use crate::support::{TestEnv, output_text, signal, wait_until};
+use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const PAGES: [&str; 7] = [
+    "/",
+    "/jobs",
+    "/jobs/done",
+    "/dlq",
+    "/workers",
+    "/queues",
+    "/schedules",
+];
+const APIS: [&str; 6] = [
+    "/api/status",
+    "/api/jobs/done",
+    "/api/dlq",
+    "/api/workers",
+    "/api/queues",
+    "/api/schedules",
+];
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const IMG: &str = "\"><img src=x onerror=alert(1)>";
+
+/// A queue with a completed job `done`, a dead job `dead`, a waiting job
+/// `waiting`, and a schedule the workers drive.
+fn scene() -> TestEnv {
+    let env = TestEnv::new();
+    env.ok(&["add", "--id", "done", "--", "echo", "hi"]);
+    env.ok(&["add", "--id", "dead", "--retries", "0", "--", "false"]);
+    env.ok(&["worker", "run", "--drain"]);
+    env.ok(&["add", "--id", "waiting", "--delay", "1h", "--", "true"]);
+    env.ok(&[
+        "schedule",
+        "add",
+        "nightly",
+        "--driver",
+        "workers",
+        "--on-calendar",
+        "daily",
+        "--",
+        "true",
+    ]);
+    env
+}
+
+fn assert_common_headers(path: &str, reply: &HttpReply) {
+    let csp = reply.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'"),
+        "{path}: CSP {csp:?}"
+    );
+    assert_eq!(
+        reply.header("x-content-type-options"),
+        Some("nosniff"),
+        "{path}"
+    );
+    assert_eq!(
+        reply.header("referrer-policy"),
+        Some("no-referrer"),
+        "{path}"
+    );
+    let timing = reply.header("server-timing").unwrap_or_default();
+    let ms = timing
+        .strip_prefix("app;dur=")
+        .and_then(|d| d.parse::<f64>().ok());
+    assert!(
+        ms.is_some_and(|ms| ms >= 0.0),
+        "{path}: Server-Timing {timing:?}"
+    );
+}
+
+#[test]
+fn web_serves_every_page_and_endpoint_with_the_security_headers() {
+    let mut env = scene();
+    let web = env.spawn_web(&[]);
+    let health = web.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    assert_common_headers("/healthz", &health);
+    for path in PAGES {
+        let reply = web.get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(reply.body.contains("data-page="), "{path}");
+        assert!(reply.body.contains("data-nav=\"jobs\""), "{path}");
+        assert!(
+            !reply.body.contains("data-action"),
+            "{path}: actions are off"
+        );
+        assert!(
+            reply.header("set-cookie").is_none(),
+            "{path}: no cookie when read-only"
+        );
+        assert_common_headers(path, &reply);
+    }
+    for path in APIS {
+        let reply = web.get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        reply.json();
+        assert_common_headers(path, &reply);
+    }
+    let head = web.request("HEAD", "/queues", &[], b"");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+}
+
+/// Each endpoint prints exactly what the matching CLI command prints with
+/// --json (status without the supervisor's view, which needs systemctl).
+#[test]
+fn web_api_mirrors_the_cli_json() {
+    let mut env = scene();
+    let web = env.spawn_web(&[]);
+    for (path, args) in [
+        ("/api/jobs/done", vec!["show", "done"]),
+        ("/api/jobs/dead", vec!["show", "dead"]),
+        ("/api/dlq", vec!["dlq", "list"]),
+        ("/api/queues", vec!["queue", "list"]),
+        ("/api/schedules", vec!["schedule", "list"]),
+    ] {
+        assert_eq!(web.get(path).json(), env.json(&args), "{path} vs {args:?}");
+    }
+    let api = web.get("/api/status").json();
+    let cli = env.json(&["status"]);
+    for key in ["db", "counts", "reachable"] {
+        assert_eq!(api[key], cli[key], "status {key}");
+    }
+    assert_eq!(api["supervisor"], serde_json::Value::Null);
+    let workers = web.get("/api/workers").json();
+    assert_eq!(workers["workers"], api["workers"]);
+    assert!(
+        workers["workers"].as_array().unwrap().is_empty(),
+        "{workers}"
+    );
+}
+
+#[test]
+fn web_answers_unknown_paths_wrong_methods_and_bad_input_with_their_codes() {
+    let mut env = scene();
+    let web = env.spawn_web(&[]);
+    let page = web.get("/no/such/page");
+    assert_eq!(page.status, 404);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let api = web.get("/api/nothing");
+    assert_eq!(api.status, 404);
+    assert!(api.json()["error"].is_string());
+    for path in ["/jobs/nope", "/api/jobs/nope"] {
+        let reply = web.get(path);
+        assert_eq!(reply.status, 404, "{path}");
+        assert!(
+            reply.body.contains("job 'nope' not found"),
+            "{path}: {}",
+            reply.body
+        );
+        assert_common_headers(path, &reply);
+    }
+    for path in ["/", "/api/status", "/healthz"] {
+        let reply = web.request("POST", path, &[], b"");
+        assert_eq!(reply.status, 405, "{path}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{path}");
+    }
+    let reply = web.get("/jobs/done/retry");
+    assert_eq!((reply.status, reply.header("allow")), (405, Some("POST")));
+    for query in ["limit=0", "limit=201", "state=sleeping", "before=x"] {
+        let reply = web.get(&format!("/api/jobs?{query}"));
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.json()["error"].is_string());
+    }
+    let big = vec![b'a'; 64 * 1024];
+    let reply = web.request("POST", "/jobs/done/retry", &[], &big);
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_common_headers("413", &reply);
+}
+
+#[test]
+fn web_says_503_when_the_queue_cannot_be_read() {
+    let mut env = TestEnv::new();
+    let missing = env.path("nowhere/queue.db");
+    let mut cmd = env.cmd();
+    cmd.arg("--db")
+        .arg(&missing)
+        .args(["web", "--listen", "127.0.0.1:0"]);
+    let web = env.spawn_web_cmd(cmd);
+    let page = web.get("/");
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("no queue at"), "{}", page.body);
+    assert!(!page.body.contains("panicked"), "{}", page.body);
+    let api = web.get("/api/queues");
+    assert_eq!(api.status, 503);
+    assert!(
+        api.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no queue at")
+    );
+    // Nothing was created, and health does not need the queue.
+    assert_eq!(web.get("/healthz").status, 200);
+    assert!(!missing.exists());
+    // An unreachable PostgreSQL server: refused connections, the same code.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = env.cmd();
+    cmd.arg("--db")
+        .arg(format!("postgres://nobody@127.0.0.1:{port}/queue"))
+        .args(["web", "--listen", "127.0.0.1:0"]);
+    let web = env.spawn_web_cmd(cmd);
+    let reply = web.get("/api/status");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{}",
+        reply.body
+    );
+}
+
+fn private_file(env: &TestEnv, name: &str, text: &str, mode: u32) -> String {
+    let path = env.path(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn web_token_auth_guards_every_address() {
+    let mut env = scene();
+    let token = private_file(&env, "token", "s3cret-token\n", 0o600);
+    let web = env.spawn_web(&["--auth-token-file", &token]);
+    for path in [
+        "/",
+        "/healthz",
+        "/metrics",
+        "/api/status",
+        "/assets/app.css",
+    ] {
+        for authorization in [None, Some("Bearer wrong"), Some("Basic czNjcmV0LXRva2Vu")] {
+            let headers: Vec<(&str, &str)> = authorization
+                .iter()
+                .map(|a| ("Authorization", *a))
+                .collect();
+            let reply = web.request("GET", path, &headers, b"");
+            assert_eq!(reply.status, 401, "{path} {authorization:?}");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Bearer realm=\"queuectl\"")
+            );
+            assert!(!reply.body.contains("s3cret"), "{path}");
+        }
+    }
+    let right = [("Authorization", "Bearer s3cret-token")];
+    assert_eq!(web.request("GET", "/healthz", &right, b"").status, 200);
+    assert_eq!(web.request("GET", "/api/queues", &right, b"").status, 200);
+    assert!(!web.log().contains("s3cret"), "{}", web.log());
+}
+
+#[test]
+fn web_basic_auth_guards_every_address() {
+    let mut env = scene();
+    let basic = private_file(&env, "basic", "ops:pass:word\n", 0o400);
+    let web = env.spawn_web(&["--auth-basic-file", &basic]);
+    let none = web.get("/api/status");
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some("Basic realm=\"queuectl\"")
+    );
+    // base64("ops:pass:word") and base64("ops:pass:worm")
+    let right = [("Authorization", "Basic b3BzOnBhc3M6d29yZA==")];
+    let wrong = [("Authorization", "Basic b3BzOnBhc3M6d29ybQ==")];
+    assert_eq!(web.request("GET", "/api/status", &wrong, b"").status, 401);
+    assert_eq!(web.request("GET", "/api/status", &right, b"").status, 200);
+    assert_eq!(web.request("GET", "/", &right, b"").status, 200);
+}
+
+#[test]
+fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
+    let env = TestEnv::new();
+    let token = private_file(&env, "token", "hunter2\n", 0o644);
+    let out = env.run(&[
+        "web",
+        "--listen",
+        "127.0.0.1:0",
+        "--auth-token-file",
+        &token,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&token) && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let out = env.run(&["web", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without authentication"));
+
+    let out = env.run(&[
+        "web",
+        "--listen",
+        "127.0.0.1:0",
+        "--auth-token-file",
+        &env.path("none").display().to_string(),
+    ]);
+    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+#[test]
+fn web_an_exposed_address_without_auth_is_served_only_when_insisted_on() {
+    let mut env = TestEnv::new();
+    let mut cmd = env.cmd();
+    cmd.args(["web", "--listen", "0.0.0.0:0", "--insecure-no-auth"]);
+    let web = env.spawn_web_cmd(cmd);
+    assert!(
+        web.log().contains("warning: serving 0.0.0.0:"),
+        "{}",
+        web.log()
+    );
+    let port = web.address.rsplit(':').next().unwrap();
+    let reply =
+        crate::support::web::request(&format!("127.0.0.1:{port}"), "GET", "/healthz", &[], b"");
+    assert_eq!(reply.status, 200);
+}
+
+/// The CSRF cookie and the token of a page, as a browser would hold them.
+struct Browser {
+    cookie: String,
+    token: String,
+}
+
+fn open_page(web: &WebServer, path: &str) -> Browser {
+    let page = web.get(path);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let set = page.header("set-cookie").expect("a CSRF cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let token = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_owned();
+    Browser { cookie, token }
+}
+
+fn post_form(
+    web: &WebServer,
+    path: &str,
+    browser: &Browser,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> HttpReply {
+    let mut headers = vec![
+        ("Cookie", browser.cookie.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    headers.extend_from_slice(extra);
+    web.request("POST", path, &headers, body.as_bytes())
+}
+
+#[test]
+fn web_csrf_refuses_missing_wrong_and_cross_site_tokens() {
+    let mut env = scene();
+    let web = env.spawn_web(&["--allow-actions"]);
+    let browser = open_page(&web, "/jobs/dead");
+    let address = format!("http://{}", web.address);
+    let good = format!("csrf={}", browser.token);
+    let no_cookie = Browser {
+        cookie: "other=1".into(),
+        token: browser.token.clone(),
+    };
+    let refused = [
+        post_form(&web, "/jobs/dead/retry", &browser, "", &[]),
+        post_form(&web, "/jobs/dead/retry", &browser, "csrf=00ff", &[]),
+        post_form(
+            &web,
+            "/jobs/dead/retry",
+            &browser,
+            &format!("csrf={}", "ab".repeat(32)),
+            &[],
+        ),
+        post_form(&web, "/jobs/dead/retry", &no_cookie, &good, &[]),
+        post_form(
+            &web,
+            "/jobs/dead/retry",
+            &browser,
+            &good,
+            &[("Origin", "http://evil.example")],
+        ),
+        post_form(
+            &web,
+            "/jobs/dead/retry",
+            &browser,
+            &good,
+            &[("Sec-Fetch-Site", "cross-site")],
+        ),
+    ];
+    for (n, reply) in refused.iter().enumerate() {
+        assert_eq!(reply.status, 403, "case {n}: {}", reply.body);
+        assert_eq!(env.state("dead"), "dead", "case {n}");
+    }
+    let reply = post_form(
+        &web,
+        "/jobs/dead/retry",
+        &browser,
+        &good,
+        &[("Origin", &address), ("Sec-Fetch-Site", "same-origin")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some("/jobs/dead"));
+    assert_eq!(env.state("dead"), "pending");
+}
+
+#[test]
+fn web_actions_are_off_unless_allowed() {
+    let mut env = scene();
+    let web = env.spawn_web(&[]);
+    for path in ["/jobs/dead", "/dlq"] {
+        let page = web.get(path);
+        assert!(!page.body.contains("data-action"), "{path}");
+        assert!(!page.body.contains("method=\"post\""), "{path}");
+    }
+    for (path, body) in [
+        ("/jobs/dead/retry", "csrf=x"),
+        ("/jobs/waiting/cancel", "csrf=x"),
+        ("/jobs/done/restart", "csrf=x"),
+        ("/dlq/purge", "csrf=x&older_than=0s"),
+    ] {
+        let reply = web.request("POST", path, &[], body.as_bytes());
+        assert_eq!(reply.status, 403, "{path}");
+        assert!(
+            reply.body.contains("--allow-actions"),
+            "{path}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        [env.state("dead"), env.state("waiting"), env.state("done")],
+        ["dead", "pending", "completed"]
+    );
+}
+
+#[test]
+fn web_actions_act_through_the_store_and_map_its_errors() {
+    let mut env = scene();
+    let web = env.spawn_web(&["--allow-actions"]);
+    let browser = open_page(&web, "/jobs/dead");
+    assert!(web.get("/jobs/dead").body.contains("data-action=\"retry\""));
+    let json = [("Accept", "application/json")];
+    let form = format!("csrf={}", browser.token);
+    let act = |path: &str, body: &str| post_form(&web, path, &browser, body, &json);
+
+    let reply = act("/jobs/dead/retry", &form);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["ok"], true);
+    assert_eq!(env.state("dead"), "pending");
+    assert_eq!(act("/jobs/dead/retry", &form).status, 409, "no longer dead");
+    assert_eq!(act("/jobs/nope/retry", &form).status, 404);
+    assert_eq!(act("/jobs/waiting/cancel", &form).status, 200);
+    assert_eq!(env.state("waiting"), "cancelled");
+    assert_eq!(act("/jobs/waiting/cancel", &form).status, 409);
+    assert_eq!(act("/jobs/done/restart", &form).status, 200);
+    assert_eq!(env.state("done"), "pending");
+    assert_eq!(act("/jobs/waiting/bogus", &form).status, 404);
+
+    for older_than in ["", "&older_than=soon"] {
+        let reply = act("/dlq/purge", &format!("{form}{older_than}"));
+        assert_eq!(reply.status, 400, "{older_than}: {}", reply.body);
+    }
+    // The form's page comes back after a purge; only a path of ours.
+    let reply = post_form(
+        &web,
+        "/dlq/purge",
+        &browser,
+        &format!("{form}&older_than=0s&back=/dlq"),
+        &[],
+    );
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, Some("/dlq"))
+    );
+    assert_eq!(
+        env.run(&["show", "waiting"]).status.code(),
+        Some(3),
+        "purged"
+    );
+    let reply = post_form(
+        &web,
+        "/dlq/purge",
+        &browser,
+        &format!("{form}&older_than=0s&back=//evil.example/"),
+        &[],
+    );
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (303, Some("/dlq"))
+    );
+}
+
+#[test]
+fn web_shows_hostile_job_data_as_text() {
+    let mut env = TestEnv::new();
+    for (id, text) in [("script", SCRIPT), ("img", IMG)] {
+        env.ok(&[
+            "add",
+            "--id",
+            id,
+            "--retries",
+            "0",
+            "--",
+            &format!("echo '{text}'; exit 1"),
+        ]);
+    }
+    env.ok(&["worker", "run", "--drain"]);
+    let web = env.spawn_web(&["--allow-actions"]);
+    let mut paths: Vec<String> = PAGES.iter().chain(&APIS).map(|p| p.to_string()).collect();
+    paths.extend(
+        [
+            "/jobs/script",
+            "/jobs/img",
+            "/api/jobs/script",
+            "/api/jobs/img",
+        ]
+        .map(String::from),
+    );
+    paths.push("/jobs/%3Cscript%3Ealert(1)%3C%2Fscript%3E".into());
+    for path in &paths {
+        let reply = web.get(path);
+        let html = reply.header("content-type") != Some("application/json");
+        if html {
+            assert!(
+                !reply.body.contains("<script>alert"),
+                "{path}: {}",
+                reply.body
+            );
+            assert!(!reply.body.contains("<img src=x"), "{path}: {}", reply.body);
+        }
+    }
+    for (id, text) in [("script", SCRIPT), ("img", IMG)] {
+        let page = web.get(&format!("/jobs/{id}")).body;
+        // As text, or as a JSON string shown as text.
+        let as_json = serde_json::to_string(text).unwrap();
+        let as_json = &as_json[1..as_json.len() - 1];
+        assert!(
+            page.contains(&escape(text)) || page.contains(&escape(as_json)),
+            "{id}: {page}"
+        );
+        let api = web.get(&format!("/api/jobs/{id}")).json();
+        assert_eq!(
+            api["command"],
+            format!("echo '{text}'; exit 1"),
+            "JSON keeps the text as it is"
+        );
+    }
+    let hostile = web.get("/jobs/%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    assert_eq!(hostile.status, 404);
+    assert!(hostile.body.contains("&lt;script&gt;"), "{}", hostile.body);
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[test]
+fn web_stops_cleanly_on_sigterm_and_tells_systemd() {
+    let mut env = TestEnv::new();
+    let notify = crate::support::notify::NotifyListener::bind(&env.path("notify.sock"));
+    let mut cmd = env.cmd();
+    cmd.env("NOTIFY_SOCKET", env.path("notify.sock"))
+        .args(["web", "--listen", "127.0.0.1:0"]);
+    let web = env.spawn_web_cmd(cmd);
+    wait_until("READY=1 arrives", Duration::from_secs(10), || {
+        notify.seen("READY=1").is_some()
+    });
+    assert_eq!(web.get("/healthz").status, 200);
+    signal(web.pid, Signal::SIGTERM);
+    let status = env.wait_worker(web.pid, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", web.log());
+    assert!(
+        notify.seen("STOPPING=1").is_some(),
+        "{:?}",
+        notify.messages()
+    );
+}
+
+/// Socket activation as systemd does it: the listening socket on fd 3,
+/// `LISTEN_FDS=1`, `LISTEN_PID` the server's own pid; `--listen` ignored.
+#[test]
+fn web_serves_the_socket_systemd_passes() {
+    use std::os::fd::AsRawFd;
+    let mut env = TestEnv::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    // Inherited across exec (std opens it close-on-exec).
+    nix::fcntl::fcntl(
+        &listener,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let mut cmd = env.cmd_running(std::ffi::OsStr::new("sh"));
+    cmd.arg("-c")
+        .arg(format!(
+            "{}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" web --listen 127.0.0.1:1",
+            onto_fd_3(fd)
+        ))
+        .arg(crate::support::binary());
+    let web = env.spawn_web_cmd(cmd);
+    drop(listener);
+    assert_eq!(web.address, address.to_string());
+    assert_eq!(web.get("/healthz").status, 200);
+
+    // A datagram socket is no HTTP listener: refused, named.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fd = udp.as_raw_fd();
+    nix::fcntl::fcntl(
+        &udp,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let out = env
+        .cmd_running("sh".as_ref())
+        .arg("-c")
+        .arg(format!(
+            "{}LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" web",
+            onto_fd_3(fd)
+        ))
+        .arg(crate::support::binary())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("file descriptor 3 is not a stream"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+/// Shell words moving descriptor `fd` to 3, where systemd puts the first.
+fn onto_fd_3(fd: i32) -> String {
+    if fd == 3 {
+        String::new()
+    } else {
+        format!("exec 3<&{fd}; exec {fd}<&-; ")
+    }
+}
