@@ -38,17 +38,8 @@ fn scene() -> TestEnv {
     env.ok(&["add", "--id", "dead", "--retries", "0", "--", "false"]);
     env.ok(&["worker", "run", "--drain"]);
     env.ok(&["add", "--id", "waiting", "--delay", "1h", "--", "true"]);
-    env.ok(&[
-        "schedule",
-        "add",
-        "nightly",
-        "--driver",
-        "workers",
-        "--on-calendar",
-        "daily",
-        "--",
-        "true",
-    ]);
+    let schedule = "schedule add nightly --driver workers --on-calendar daily -- true";
+    env.ok(&schedule.split(' ').collect::<Vec<_>>());
     env
 }
 
