@@ -1,111 +1,92 @@
-//! The HTML of each page. Until the dashboard's own renderers
-//! (`web::pages`) are in, every page is this plain one: the shared
-//! navigation and the page's JSON (what its `/api/` endpoint returns) as
-//! escaped text, with the action forms where actions are on.
+//! What each page reads from the store and which of `pages`' renderers
+//! draws it. The routes decide which page; this reads and renders it.
 
-use maud::{DOCTYPE, Markup, html};
-use serde_json::Value;
+use super::http::Request;
+use super::pages::{self, Ctx, Markup};
+use super::{App, api};
+use crate::error::Result;
+use crate::store::Store;
 
-/// What every page needs besides its data.
-pub struct Ctx {
-    /// The token forms post back (only when actions are on).
-    pub csrf: Option<String>,
-    pub actions: bool,
-    /// The queue, as shown to users (a PostgreSQL address without password).
-    pub db: String,
-}
-
+/// A page of the dashboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Page {
+pub enum Page<'a> {
     Overview,
     Jobs,
-    Job,
+    Job(&'a str),
     Dlq,
     Workers,
     Queues,
     Schedules,
 }
 
-impl Page {
-    /// The `data-page` name and the title.
-    fn names(self) -> (&'static str, &'static str) {
-        match self {
-            Page::Overview => ("overview", "Overview"),
-            Page::Jobs => ("jobs", "Jobs"),
-            Page::Job => ("job", "Job"),
-            Page::Dlq => ("dlq", "Dead letter"),
-            Page::Workers => ("workers", "Workers"),
-            Page::Queues => ("queues", "Queues"),
-            Page::Schedules => ("schedules", "Schedules"),
-        }
+impl<'a> Page<'a> {
+    /// The page at a path's `segments`.
+    pub fn at(segments: &[&'a str]) -> Option<Page<'a>> {
+        Some(match segments {
+            [""] => Page::Overview,
+            ["jobs"] => Page::Jobs,
+            ["jobs", id] if !id.is_empty() => Page::Job(id),
+            ["dlq"] => Page::Dlq,
+            ["workers"] => Page::Workers,
+            ["queues"] => Page::Queues,
+            ["schedules"] => Page::Schedules,
+            _ => return None,
+        })
     }
 }
 
-const NAV: [(&str, &str, &str); 6] = [
-    ("overview", "/", "Overview"),
-    ("jobs", "/jobs", "Jobs"),
-    ("dlq", "/dlq", "Dead letter"),
-    ("workers", "/workers", "Workers"),
-    ("queues", "/queues", "Queues"),
-    ("schedules", "/schedules", "Schedules"),
-];
-
-fn layout(ctx: &Ctx, page: &str, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · queuectl" }
-            }
-            body data-page=(page) {
-                nav {
-                    @for (name, href, label) in NAV {
-                        a data-nav=(name) href=(href) { (label) } " "
-                    }
-                }
-                main {
-                    h1 { (title) }
-                    p { "Queue: " code { (ctx.db) } }
-                    (body)
-                }
-            }
+/// Reads what `page` shows and renders it; `csrf` is the token its action
+/// forms carry (only when actions are on).
+pub fn page(
+    app: &App,
+    store: &mut Store,
+    request: &Request,
+    page: Page,
+    csrf: Option<String>,
+) -> Result<Markup> {
+    let ctx = Ctx {
+        csrf,
+        actions: app.actions,
+        now: store.now()?,
+        db: app.db.to_string(),
+    };
+    Ok(match page {
+        Page::Overview => pages::overview(
+            &ctx,
+            &store.overview()?,
+            &store.workers()?,
+            &store.queues()?,
+        ),
+        Page::Jobs => {
+            let search = api::job_search(request)?;
+            pages::jobs(
+                &ctx,
+                &search,
+                &store.search_jobs(&search)?,
+                &store.queues()?,
+            )
         }
-    }
+        Page::Job(id) => pages::job(
+            &ctx,
+            &store.get(id)?,
+            &store.attempts(id)?,
+            &store.dependencies(id)?,
+        ),
+        Page::Dlq => pages::dlq(&ctx, &api::dead_jobs(store)?),
+        Page::Workers => pages::workers(&ctx, &store.workers()?),
+        Page::Queues => pages::queues(&ctx, &store.queues()?),
+        Page::Schedules => pages::schedules(&ctx, &store.schedules()?),
+    })
 }
 
-/// `page` showing `data`; a job page's `id` gets its action forms.
-pub fn page(ctx: &Ctx, page: Page, id: Option<&str>, data: &Value) -> Markup {
-    let (name, title) = page.names();
-    let text = serde_json::to_string_pretty(data).expect("values serialize");
-    layout(
-        ctx,
-        name,
-        title,
-        html! {
-            @if let (Some(id), Some(csrf), true) = (id, &ctx.csrf, ctx.actions) {
-                @for action in ["retry", "cancel", "restart"] {
-                    form method="post" action={ "/jobs/" (id) "/" (action) } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        button type="submit" data-action=(action) { (action) }
-                    }
-                }
-            }
-            p { "This page shows its data as JSON while the dashboard's pages are being built." }
-            pre data-field="data" { (text) }
-        },
-    )
-}
-
-/// An error page: what went wrong, in words (never a trace).
-pub fn error(ctx: &Ctx, status: u16, message: &str) -> Markup {
-    layout(
-        ctx,
-        "error",
-        "Error",
-        html! {
-            p data-status=(status) { (message) }
-        },
-    )
+/// A page saying what went wrong (read without the store, which may be
+/// what failed).
+pub fn error(app: &App, status: u16, message: &str) -> Markup {
+    let ctx = Ctx {
+        csrf: None,
+        actions: app.actions,
+        now: jiff::Timestamp::now(),
+        db: app.db.to_string(),
+    };
+    pages::error(&ctx, status, message)
 }

@@ -4,8 +4,9 @@
 //! 503), as a page or as JSON by what the client asked for.
 
 use super::actions::JobAction;
+use super::assets;
 use super::http::{Method, Reply, Request};
-use super::render::{self, Ctx, Page};
+use super::render::{self, Page};
 use super::{App, actions, api};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -70,27 +71,12 @@ fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Re
             })
         }
         ["dlq", "purge"] => post(app, request, || actions::purge(app, connection, request)),
-        _ => match page_of(&segments) {
-            Some((page, id)) => get(app, request, || {
-                show_page(app, connection, request, page, id)
-            }),
+        ["assets", name] => get(app, request, || Ok(asset(app, request, name))),
+        _ => match Page::at(&segments) {
+            Some(page) => get(app, request, || show_page(app, connection, request, page)),
             None => Ok(not_found(app, request)),
         },
     }
-}
-
-/// The page at `segments`, and the job it is about.
-fn page_of<'a>(segments: &[&'a str]) -> Option<(Page, Option<&'a str>)> {
-    Some(match segments {
-        [""] => (Page::Overview, None),
-        ["jobs"] => (Page::Jobs, None),
-        ["jobs", id] if !id.is_empty() => (Page::Job, Some(*id)),
-        ["dlq"] => (Page::Dlq, None),
-        ["workers"] => (Page::Workers, None),
-        ["queues"] => (Page::Queues, None),
-        ["schedules"] => (Page::Schedules, None),
-        _ => return None,
-    })
 }
 
 /// A JSON endpoint.
@@ -149,49 +135,36 @@ fn read(
     Ok(value)
 }
 
-/// A page: its data read as its JSON endpoint reads it.
+/// A page, read and rendered, with the CSRF cookie when actions are on
+/// and the browser has none yet (a read-only dashboard sets no cookie).
 fn show_page(
     app: &App,
     connection: &mut Connection,
     request: &Request,
     page: Page,
-    id: Option<&str>,
 ) -> Result<Reply> {
-    let api = match (page, id) {
-        (Page::Overview, _) => Api::Status,
-        (Page::Jobs, _) => Api::Jobs,
-        (Page::Job, Some(id)) => Api::Job(id),
-        (Page::Job, None) => unreachable!("a job page names its job"),
-        (Page::Dlq, _) => Api::Dlq,
-        (Page::Workers, _) => Api::Workers,
-        (Page::Queues, _) => Api::Queues,
-        (Page::Schedules, _) => Api::Schedules,
-    };
-    let data = read(app, connection, request, api)?;
-    let (ctx, cookie) = page_context(app, request);
-    let reply = Reply::html(200, render::page(&ctx, page, id, &data));
-    Ok(match cookie {
+    let issued = app.actions.then(|| app.csrf.issue(request));
+    let csrf = issued.as_ref().map(|i| i.token.clone());
+    let markup = connection.with(app, |store| render::page(app, store, request, page, csrf))?;
+    let reply = Reply::html(200, markup);
+    Ok(match issued.and_then(|i| i.set_cookie) {
         Some(cookie) => reply.with("Set-Cookie", cookie),
         None => reply,
     })
 }
 
-/// What a page needs besides its data, and the CSRF cookie to set (only
-/// when actions are on: a read-only dashboard sets no cookie).
-fn page_context(app: &App, request: &Request) -> (Ctx, Option<String>) {
-    let issued = app.actions.then(|| app.csrf.issue(request));
-    let (csrf, cookie) = match issued {
-        Some(issued) => (Some(issued.token), issued.set_cookie),
-        None => (None, None),
+/// An embedded file; cached for good when asked for by its content's
+/// hash (the URL pages use), else revalidated.
+fn asset(app: &App, request: &Request, name: &str) -> Reply {
+    let Some(asset) = assets::asset(name) else {
+        return not_found(app, request);
     };
-    (
-        Ctx {
-            csrf,
-            actions: app.actions,
-            db: app.db.to_string(),
-        },
-        cookie,
-    )
+    let cache = if request.param("v") == Some(asset.hash) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Reply::new(200, asset.content_type, asset.bytes).with("Cache-Control", cache)
 }
 
 /// `handler`'s reply for GET (and HEAD); 405 for other methods.
@@ -225,12 +198,7 @@ pub fn failure(app: &App, request: &Request, status: u16, message: &str) -> Repl
     if matches!(request.path.as_str(), "/healthz" | "/metrics") {
         return Reply::text(status, format!("{message}\n"));
     }
-    let ctx = Ctx {
-        csrf: None,
-        actions: app.actions,
-        db: app.db.to_string(),
-    };
-    Reply::html(status, render::error(&ctx, status, message))
+    Reply::html(status, render::error(app, status, message))
 }
 
 /// The HTTP status an error stands for, as its exit code does for the CLI.

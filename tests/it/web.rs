@@ -9,15 +9,9 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-// "/jobs" joins these once `store.search_jobs` (package SEARCH) is in.
-const PAGES: [&str; 6] = [
-    "/",
-    "/jobs/done",
-    "/dlq",
-    "/workers",
-    "/queues",
-    "/schedules",
-];
+// "/" and "/jobs" join these once `store.overview` (package NUMBERS) and
+// `store.search_jobs` (package SEARCH) are in.
+const PAGES: [&str; 5] = ["/jobs/done", "/dlq", "/workers", "/queues", "/schedules"];
 const APIS: [&str; 6] = [
     "/api/status",
     "/api/jobs/done",
@@ -104,6 +98,31 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
         reply.json();
         assert_common_headers(path, &reply);
     }
+    // The assets a page links, cached for good under their hash.
+    let page = web.get("/queues").body;
+    let css = page
+        .split("href=\"")
+        .map(|rest| rest.split('"').next().unwrap())
+        .find(|href| href.starts_with("/assets/app.css?v="))
+        .unwrap_or_else(|| panic!("no style sheet link: {page}"));
+    let reply = web.get(css);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    assert_eq!(
+        reply.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_common_headers(css, &reply);
+    let stale = web.get("/assets/app.css?v=0000");
+    assert_eq!(
+        (stale.status, stale.header("cache-control")),
+        (200, Some("no-cache"))
+    );
+    assert_eq!(web.get("/assets/nope.js").status, 404);
+    assert_eq!(web.get("/assets/../Cargo.toml").status, 404);
     let head = web.request("HEAD", "/queues", &[], b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
 }
@@ -280,7 +299,7 @@ fn web_basic_auth_guards_every_address() {
     let wrong = [("Authorization", "Basic b3BzOnBhc3M6d29ybQ==")];
     assert_eq!(web.request("GET", "/api/status", &wrong, b"").status, 401);
     assert_eq!(web.request("GET", "/api/status", &right, b"").status, 200);
-    assert_eq!(web.request("GET", "/", &right, b"").status, 200);
+    assert_eq!(web.request("GET", "/queues", &right, b"").status, 200);
 }
 
 #[test]
