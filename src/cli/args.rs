@@ -979,7 +979,7 @@ pub enum DriverArg {
 pub enum UnitsCommand {
     /// Write the unit files into the scope's unit directory and reload systemd
     #[command(
-        after_help = "Examples:\n  sudo queuectl units install --system\n  queuectl units install --user\n  systemctl --user start queuectl-worker@1"
+        after_help = "Examples:\n  sudo queuectl units install --system\n  queuectl units install --user\n  systemctl --user start queuectl-worker@1\n  systemctl --user enable --now queuectl-web.socket   # the dashboard, started on the first request"
     )]
     Install {
         #[command(flatten)]

@@ -31,8 +31,11 @@ pub fn run(ctx: &Context, command: UnitsCommand) -> Result<()> {
             }
             let scope = scope.scope();
             let dir = scope.unit_dir();
-            let db = std::path::PathBuf::from(invocation.db.for_unit_file()?);
-            let files = units::install_set(&invocation.exe, Some((&invocation.config, &db)));
+            let files = units::install_set(
+                &invocation.exe,
+                Some((&invocation.config, &invocation.db)),
+                units::Manager::of(scope),
+            )?;
             let changed = units::write_if_changed(&dir, &files)?;
             let reloaded = changed && scope.manager_running();
             if reloaded {
@@ -49,6 +52,9 @@ pub fn run(ctx: &Context, command: UnitsCommand) -> Result<()> {
             let flag = if scope == Scope::User { " --user" } else { "" };
             println!(
                 "start workers with: systemctl{flag} start queuectl-worker@1 (or: queuectl worker start --count N)"
+            );
+            println!(
+                "serve the dashboard on demand with: systemctl{flag} enable --now queuectl-web.socket"
             );
             Ok(())
         }

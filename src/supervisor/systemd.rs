@@ -35,8 +35,12 @@ impl SystemdSupervisor {
         }
         let provided = self.systemctl.unit_file_exists(units::WORKER_TEMPLATE);
         let dir = self.systemctl.scope.unit_dir();
-        let db = PathBuf::from(self.db.for_unit_file()?);
-        let mut files = units::install_set(&self.binary, Some((&self.config, &db)));
+        let scope = self.systemctl.scope;
+        let mut files = units::install_set(
+            &self.binary,
+            Some((&self.config, &self.db)),
+            units::Manager::of(scope),
+        )?;
         if provided && !dir.join(units::WORKER_TEMPLATE).exists() {
             // A package's units: add only our drop-in next to them.
             files.retain(|(name, _)| name.contains(".d/"));

@@ -3,13 +3,21 @@
 
 use super::systemctl::Scope;
 use crate::error::{IoContext, Result};
+use crate::paths::StateDir;
+use crate::store::Database;
 use std::path::{Path, PathBuf};
 
 pub const WORKER_TEMPLATE: &str = "queuectl-worker@.service";
 pub const TARGET: &str = "queuectl-workers.target";
+/// The dashboard: the socket systemd listens on, and the service it starts
+/// on the first connection (`queuectl web`, handed the socket).
+pub const WEB_SOCKET: &str = "queuectl-web.socket";
+pub const WEB_SERVICE: &str = "queuectl-web.service";
 
 const WORKER_TEMPLATE_TEXT: &str = include_str!("../../units/queuectl-worker@.service");
 const TARGET_TEXT: &str = include_str!("../../units/queuectl-workers.target");
+const WEB_SOCKET_TEXT: &str = include_str!("../../units/queuectl-web.socket");
+const WEB_SERVICE_TEXT: &str = include_str!("../../units/queuectl-web.service");
 
 /// The path written in the shipped files, replaced by the real binary's.
 const SHIPPED_BINARY: &str = "/usr/bin/queuectl";
@@ -38,6 +46,8 @@ pub fn render(binary: &Path) -> Vec<(&'static str, String)> {
             WORKER_TEMPLATE_TEXT.replace(SHIPPED_BINARY, &exe),
         ),
         (TARGET, TARGET_TEXT.to_owned()),
+        (WEB_SOCKET, WEB_SOCKET_TEXT.to_owned()),
+        (WEB_SERVICE, WEB_SERVICE_TEXT.replace(SHIPPED_BINARY, &exe)),
     ]
 }
 
@@ -66,7 +76,7 @@ pub(crate) fn escape_unit_value(text: &str) -> String {
 /// A drop-in setting the workers' `QUEUECTL_CONFIG` and `QUEUECTL_DB`.
 pub fn paths_drop_in(config: &Path, db: &Path) -> String {
     format!(
-        "# Written by `queuectl worker start`: the workers use the same config and\n# database as the CLI that started them.\n[Service]\n{}",
+        "# Written by `queuectl units install` / `worker start`: the service uses the\n# same config and database as the CLI that wrote this.\n[Service]\n{}",
         environment_lines(config, db)
     )
 }
@@ -123,19 +133,107 @@ pub fn write_if_changed(dir: &Path, files: &[(String, String)]) -> Result<bool> 
     Ok(changed)
 }
 
-/// The files `units install` writes for `scope`, as (relative path, text).
-pub fn install_set(binary: &Path, paths: Option<(&Path, &Path)>) -> Vec<(String, String)> {
+/// The dashboard's drop-in for a user manager.
+pub const USER_MANAGER_DROP_IN: &str = "40-user-manager.conf";
+
+/// The manager units are installed for: a user manager needs the
+/// dashboard's hardening loosened where it would break the service there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manager {
+    System,
+    /// `privileged`: the manager runs as root.
+    User {
+        privileged: bool,
+    },
+}
+
+impl Manager {
+    /// The manager of `scope`, as this process (root or not) would use it.
+    pub fn of(scope: Scope) -> Manager {
+        match scope {
+            Scope::System => Manager::System,
+            Scope::User => Manager::User {
+                privileged: crate::paths::is_root(),
+            },
+        }
+    }
+
+    /// The dashboard's drop-in for this manager, if it needs one.
+    fn web_drop_in(self) -> Option<String> {
+        let Manager::User { privileged } = self else {
+            return None;
+        };
+        // A user manager's notify socket (/run/user/UID/systemd/notify) and
+        // its StateDirectory= ($XDG_CONFIG_HOME/queuectl) are in places
+        // ProtectHome=yes hides: READY=1 would never arrive.
+        let mut text = String::from(
+            "# Written by `queuectl units install --user`: the user manager's notify socket\n\
+             # (/run/user/UID) and state directory (~/.config/queuectl) must stay reachable.\n\
+             [Service]\nProtectHome=read-only\n",
+        );
+        if !privileged {
+            // systemd 252 in an unprivileged manager cannot shrink the
+            // capability bounding set (the service fails with
+            // 218/CAPABILITIES); these options each drop some. It holds no
+            // capabilities to drop anyway and skips their mount namespace
+            // part; the seccomp filters stay.
+            text.push_str(
+                "# An unprivileged manager cannot drop capabilities from the bounding set\n\
+                 # (218/CAPABILITIES), and has none to drop.\n\
+                 CapabilityBoundingSet=~\nPrivateDevices=no\nProtectKernelModules=no\n\
+                 ProtectKernelLogs=no\nProtectClock=no\n",
+            );
+        }
+        Some(text)
+    }
+}
+
+/// The files `units install` writes for `manager`, as (relative path,
+/// text): the units; with `paths` (config, database), a drop-in pointing
+/// the workers and the dashboard at this CLI's queue; and the dashboard's
+/// drop-in for a user manager ([`USER_MANAGER_DROP_IN`]).
+pub fn install_set(
+    binary: &Path,
+    paths: Option<(&Path, &Database)>,
+    manager: Manager,
+) -> Result<Vec<(String, String)>> {
     let mut files: Vec<(String, String)> = render(binary)
         .into_iter()
         .map(|(name, text)| (name.to_owned(), text))
         .collect();
     if let Some((config, db)) = paths {
+        let drop_in = paths_drop_in(config, Path::new(&db.for_unit_file()?));
         files.push((
             format!("{WORKER_TEMPLATE}.d/{PATHS_DROP_IN}"),
-            paths_drop_in(config, db),
+            drop_in.clone(),
+        ));
+        files.push((
+            format!("{WEB_SERVICE}.d/{PATHS_DROP_IN}"),
+            drop_in + &writable_queue_dir(db),
         ));
     }
-    files
+    if let Some(text) = manager.web_drop_in() {
+        files.push((format!("{WEB_SERVICE}.d/{USER_MANAGER_DROP_IN}"), text));
+    }
+    Ok(files)
+}
+
+/// For an SQLite queue, a `ReadWritePaths=` line for its directory, which
+/// the dashboard's ProtectSystem=strict would make read-only: a reader in
+/// WAL mode must be able to create the -shm and -wal files when no worker
+/// has them open (see units/queuectl-web.service). `-`: a queue not created
+/// yet does not stop the service from starting.
+fn writable_queue_dir(db: &Database) -> String {
+    match db {
+        Database::Sqlite(_) => format!(
+            "ReadWritePaths={}\n",
+            quote_unit_word(&format!(
+                "-{}",
+                escape_unit_value(&StateDir::for_db(db).root().to_string_lossy())
+            ))
+        ),
+        Database::Postgres(_) => String::new(),
+    }
 }
 
 pub fn unit_dir(scope: Scope) -> PathBuf {
@@ -158,6 +256,85 @@ mod tests {
         assert!(plain.contains("ExecStart=/usr/local/bin/queuectl worker run --name %i"));
         assert!(!worker.contains(SHIPPED_BINARY));
         assert!(worker.contains("Type=notify"));
+    }
+
+    #[test]
+    fn the_dashboard_service_runs_this_binary_and_its_socket_starts_it() {
+        let files = render(Path::new("/opt/q 100%/queuectl"));
+        let text = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| panic!("{name} not rendered"))
+        };
+        let service = text(WEB_SERVICE);
+        assert!(
+            service.contains("\nExecStart=\"/opt/q 100%%/queuectl\" web\n"),
+            "{service}"
+        );
+        assert!(!service.contains(SHIPPED_BINARY), "{service}");
+        for line in [
+            "Type=notify",
+            "Requires=queuectl-web.socket",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=\n",
+            "StateDirectory=queuectl",
+        ] {
+            assert!(service.contains(line), "{line:?} missing:\n{service}");
+        }
+        let socket = text(WEB_SOCKET);
+        assert!(
+            socket.contains("\nListenStream=127.0.0.1:9750\n"),
+            "{socket}"
+        );
+        assert!(socket.contains("\nAccept=no\n"), "{socket}");
+    }
+
+    #[test]
+    fn installing_points_workers_and_dashboard_at_the_queue() {
+        let db = Database::Sqlite("/var/lib/q 1/queue.db".into());
+        let paths = (Path::new("/etc/q/config.toml"), &db);
+        let exe = Path::new("/usr/bin/queuectl");
+        let drop_in = format!("{WEB_SERVICE}.d/{USER_MANAGER_DROP_IN}");
+        let system = install_set(exe, Some(paths), Manager::System).unwrap();
+        let listed: Vec<&str> = system.iter().map(|(n, _)| n.as_str()).collect();
+        for name in [
+            "queuectl-worker@.service.d/50-queuectl-paths.conf",
+            "queuectl-web.service.d/50-queuectl-paths.conf",
+            WEB_SOCKET,
+            WEB_SERVICE,
+        ] {
+            assert!(listed.contains(&name), "{name} in {listed:?}");
+        }
+        assert!(!listed.contains(&drop_in.as_str()), "{listed:?}");
+        let web_paths = &system
+            .iter()
+            .find(|(n, _)| n == "queuectl-web.service.d/50-queuectl-paths.conf")
+            .unwrap()
+            .1;
+        assert!(
+            web_paths.contains("\nReadWritePaths=\"-/var/lib/q 1\"\n"),
+            "{web_paths}"
+        );
+        let text_for = |manager| {
+            install_set(exe, Some(paths), manager)
+                .unwrap()
+                .into_iter()
+                .find(|(n, _)| *n == drop_in)
+                .map(|(_, text)| text)
+                .expect("the user manager's drop-in")
+        };
+        let root = text_for(Manager::User { privileged: true });
+        assert!(
+            root.contains("[Service]\nProtectHome=read-only\n"),
+            "{root}"
+        );
+        assert!(!root.contains("CapabilityBoundingSet"), "{root}");
+        let user = text_for(Manager::User { privileged: false });
+        assert!(user.contains("\nCapabilityBoundingSet=~\n"), "{user}");
+        assert!(user.contains("\nProtectKernelModules=no\n"), "{user}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 # verify-units.sh [BINARY]: renders units/ with ExecStart pointing at BINARY
 # (default: target/debug/queuectl of this tree; any executable will do, e.g.
 # /bin/true) and runs `systemd-analyze verify` on an instance of the worker
-# template (verify silently skips bare templates) and on the target, in both
-# the system and the user scope.
+# template (verify silently skips bare templates), the target, and the
+# dashboard's socket and service, in both the system and the user scope.
 #
 # systemd-analyze prints warnings but still exits 0, so ANY output fails this
 # script. It is offline: no manager is started or contacted, and nothing
@@ -38,15 +38,26 @@ if [[ $exe =~ [[:space:]\"\'\\] ]]; then
     exe=${exe//\\/\\\\}
     exe=\"${exe//\"/\\\"}\"
 fi
-worker_text=$(<"$units/queuectl-worker@.service")
-grep -q '^ExecStart=/usr/bin/queuectl ' <<<"$worker_text" ||
-    { echo "verify-units: units/queuectl-worker@.service lost its 'ExecStart=/usr/bin/queuectl ' line" >&2; exit 1; }
-printf '%s\n' "${worker_text//\/usr\/bin\/queuectl/"$exe"}" >"$tmp/units/queuectl-worker@.service"
-cp "$units/queuectl-workers.target" "$tmp/units/"
+# render NAME: units/NAME into the temp dir, its ExecStart= binary replaced.
+render() {
+    local text
+    text=$(<"$units/$1")
+    grep -q '^ExecStart=/usr/bin/queuectl ' <<<"$text" ||
+        { echo "verify-units: units/$1 lost its 'ExecStart=/usr/bin/queuectl ' line" >&2; exit 1; }
+    printf '%s\n' "${text//\/usr\/bin\/queuectl/"$exe"}" >"$tmp/units/$1"
+}
+render queuectl-worker@.service
+render queuectl-web.service
+cp "$units/queuectl-workers.target" "$units/queuectl-web.socket" "$tmp/units/"
+# Every unit file shipped is checked here: a new one must be added above.
+for f in "$units"/*; do
+    [[ -e $tmp/units/${f##*/} ]] || { echo "verify-units: units/${f##*/} is not verified; add it to $0" >&2; exit 1; }
+done
 
 # The instance's file need not exist: verify loads it from the template that
 # sits in the same directory (whose directory it adds to the unit path).
-targets=("$tmp/units/queuectl-worker@1.service" "$tmp/units/queuectl-workers.target")
+targets=("$tmp/units/queuectl-worker@1.service" "$tmp/units/queuectl-workers.target"
+    "$tmp/units/queuectl-web.socket" "$tmp/units/queuectl-web.service")
 
 man_opt=--man=no
 mkdir -p "$tmp/man/man1"
