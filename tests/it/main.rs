@@ -37,3 +37,4 @@ mod supervisor;
 mod systemd;
 mod unique;
 mod web;
+mod web_systemd;

@@ -48,6 +48,14 @@ impl PrivateSystemd {
     /// Like [`start`](Self::start), with harness knobs (`HARNESS_…`
     /// variables, see harness.sh), e.g. `HARNESS_JOURNAL_RATE_LIMIT=default`.
     pub fn start_with(knobs: &[(&str, &str)]) -> Option<PrivateSystemd> {
+        Self::start_in(&std::env::temp_dir(), knobs)
+    }
+
+    /// Like [`start_with`](Self::start_with), with everything (runtime dir,
+    /// config, home) in a new directory under `parent`: for units with
+    /// `PrivateTmp=yes`, which could reach neither the manager's notify
+    /// socket nor their state directory if those were under /tmp.
+    pub fn start_in(parent: &Path, knobs: &[(&str, &str)]) -> Option<PrivateSystemd> {
         let check = harness()
             .arg("check")
             .output()
@@ -60,7 +68,7 @@ impl PrivateSystemd {
         }
         let dir = tempfile::Builder::new()
             .prefix("qsd-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temp dir");
         let mut me = PrivateSystemd {
             dir,

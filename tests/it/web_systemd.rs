@@ -1,0 +1,248 @@
+//! The dashboard under a real systemd (the contained user manager of
+//! `support::systemd`): `queuectl units install --user` installs
+//! queuectl-web.socket and queuectl-web.service; only the socket is started,
+//! the first HTTP request starts the service (socket activation), the
+//! service runs with its sandbox in force, reads the queue as it changes,
+//! and stops cleanly. Skips with a reason where the harness cannot run,
+//! never when CI=true.
+
+use crate::support::systemd::PrivateSystemd;
+use crate::support::{binary, wait_until};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SERVICE: &str = "queuectl-web.service";
+const SOCKET: &str = "queuectl-web.socket";
+
+/// A private user manager with a queue the dashboard units are pointed at.
+struct WebUnits {
+    sd: PrivateSystemd,
+    port: u16,
+    /// Processes the test started; killed on drop.
+    children: Vec<Child>,
+}
+
+impl WebUnits {
+    fn start() -> Option<WebUnits> {
+        // Not under /tmp: the service has PrivateTmp=yes, and the manager's
+        // notify socket, the queue and the config must be visible to it.
+        let sd = PrivateSystemd::start_in(Path::new(env!("CARGO_TARGET_TMPDIR")), &[])?;
+        std::fs::create_dir_all(sd.dir().join("queue")).unwrap();
+        std::fs::write(sd.dir().join("queue/config.toml"), "").unwrap();
+        Some(WebUnits {
+            sd,
+            port: free_port(),
+            children: vec![],
+        })
+    }
+
+    fn db(&self) -> PathBuf {
+        self.sd.dir().join("queue/queue.db")
+    }
+
+    /// The CLI inside the namespace, on this queue.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = self.sd.command(binary().to_str().unwrap());
+        cmd.env("QUEUECTL_DB", self.db())
+            .env("QUEUECTL_CONFIG", self.sd.dir().join("queue/config.toml"))
+            .args(args);
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args).output().unwrap();
+        assert!(out.status.success(), "queuectl {args:?}: {}", show(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn systemctl_ok(&self, args: &[&str]) {
+        let out = self.sd.systemctl(args);
+        assert!(
+            out.status.success(),
+            "systemctl --user {args:?}: {}\n--- journal ---\n{}",
+            show(&out),
+            self.sd.unit_log(SERVICE)
+        );
+    }
+
+    fn property(&self, unit: &str, name: &str) -> String {
+        let out = self.sd.systemctl(&["show", "--value", "-p", name, unit]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `GET path` on the socket systemd listens on: (status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path).unwrap_or_else(|e| {
+            panic!(
+                "GET {path}: {e}\n--- journal ---\n{}",
+                self.sd.unit_log(SERVICE)
+            )
+        })
+    }
+}
+
+impl Drop for WebUnits {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "{}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A loopback port nothing listens on right now, for the socket unit.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 GET; the read waits as long as systemd takes to start
+/// the service (the connection sits in the socket's backlog meanwhile).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The fields of /proc/PID/status the sandbox sets.
+fn sandbox_of(pid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| {
+            ["NoNewPrivs:", "CapBnd:", "CapEff:", "Seccomp:"]
+                .iter()
+                .any(|f| l.starts_with(f))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanly() {
+    let Some(mut w) = WebUnits::start() else {
+        return;
+    };
+    // A queue with a job, and no connection left open: no -shm/-wal files.
+    w.ok(&["enqueue", r#"{"id":"first","command":"true"}"#]);
+    assert!(!w.db().with_extension("db-shm").exists());
+
+    w.ok(&["units", "install", "--user"]);
+    let unit_dir = w.sd.unit_dir();
+    for name in [SOCKET, SERVICE] {
+        assert!(unit_dir.join(name).exists(), "{name} installed");
+    }
+    std::fs::create_dir_all(unit_dir.join("queuectl-web.socket.d")).unwrap();
+    std::fs::write(
+        unit_dir.join("queuectl-web.socket.d/90-test.conf"),
+        format!(
+            "[Socket]\nListenStream=\nListenStream=127.0.0.1:{}\n",
+            w.port
+        ),
+    )
+    .unwrap();
+    w.systemctl_ok(&["daemon-reload"]);
+    w.systemctl_ok(&["start", SOCKET]);
+    assert_eq!(w.property(SOCKET, "ActiveState"), "active");
+    assert_eq!(
+        w.property(SERVICE, "ActiveState"),
+        "inactive",
+        "only the socket was started"
+    );
+
+    // The first connection starts the service, which answers it.
+    assert_eq!(w.get("/healthz"), (200, "ok".to_owned()));
+    wait_until("the service is active (READY=1 arrived)", WAIT, || {
+        w.property(SERVICE, "ActiveState") == "active"
+    });
+    assert_eq!(w.property(SERVICE, "NRestarts"), "0");
+
+    // Its sandbox is in force: no new privileges, no capabilities, seccomp.
+    let pid = w.property(SERVICE, "MainPID");
+    let sandbox = sandbox_of(&pid);
+    for line in [
+        "NoNewPrivs:\t1",
+        "CapBnd:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "Seccomp:\t2",
+    ] {
+        assert!(sandbox.contains(line), "{line:?} in\n{sandbox}");
+    }
+
+    // It reads the queue (each of its threads' connections, opened while
+    // no -shm existed) ...
+    for _ in 0..8 {
+        let (status, body) = w.get("/api/jobs/first");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"first\""), "{body}");
+    }
+    // ... and sees later commits while another connection keeps them in the
+    // WAL. A read-only queue directory (ProtectSystem=strict without the
+    // install's ReadWritePaths=) left SQLite only `immutable`, which ignores
+    // the WAL: "second" stayed 404.
+    let mut holder =
+        w.sd.command("sqlite3")
+            .arg(w.db())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run sqlite3");
+    holder
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"SELECT count(*) FROM jobs;\n")
+        .unwrap();
+    w.children.push(holder);
+    wait_until("sqlite3 holds the queue open", WAIT, || {
+        w.db().with_extension("db-shm").exists()
+    });
+    w.ok(&["enqueue", r#"{"id":"second","command":"true"}"#]);
+    for _ in 0..8 {
+        let (status, body) = w.get("/api/jobs/second");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"second\""), "{body}");
+    }
+
+    // A stop: SIGTERM, and the server exits by itself, with status 0.
+    w.systemctl_ok(&["stop", SERVICE]);
+    assert_eq!(w.property(SERVICE, "ActiveState"), "inactive");
+    assert_eq!(w.property(SERVICE, "Result"), "success");
+    assert_eq!(
+        w.property(SERVICE, "ExecMainCode"),
+        "1",
+        "exited, not killed by a signal"
+    );
+    assert_eq!(w.property(SERVICE, "ExecMainStatus"), "0");
+    // The socket stays, and the next request starts the service again.
+    assert_eq!(w.property(SOCKET, "ActiveState"), "active");
+    assert_eq!(w.get("/healthz").0, 200);
+}
