@@ -361,6 +361,57 @@ let
     };
   };
 
+  # The dashboard (`queuectl web`): the package's queuectl-web.socket and
+  # queuectl-web.service, with drop-ins. systemd listens on web.listen and
+  # starts the service on the first connection; the service keeps the
+  # unit's sandbox (ProtectSystem=strict, no capabilities, ...).
+  web = cfg.web;
+  # ListenStream= forms: "ADDR:PORT", "[V6ADDR]:PORT", or "PORT" (every address).
+  listenPattern = "(([0-9]{1,3}[.]){3}[0-9]{1,3}:|\\[[0-9A-Fa-f:.]+]:)?[1-9][0-9]{0,4}";
+  webPort = builtins.fromJSON (builtins.elemAt (builtins.match "(.*:)?([1-9][0-9]*)" web.listen) 1);
+  webLoopback = builtins.match "(127[.].*|\\[::1]):.*" web.listen != null;
+  # Auth files reach the service as credentials: private copies in
+  # $CREDENTIALS_DIRECTORY (%d), so the files may be readable by root only.
+  webCredentials =
+    lib.optional (web.authTokenFile != null) "web-auth-token:${web.authTokenFile}"
+    ++ lib.optional (web.authBasicFile != null) "web-auth-basic:${web.authBasicFile}"
+    ++ lib.optional (db.passwordFile != null) "${passwordCredential}:${db.passwordFile}";
+  webCommand =
+    "${cfg.package}/bin/queuectl web"
+    + lib.optionalString web.allowActions " --allow-actions"
+    + lib.optionalString (web.authTokenFile != null) " --auth-token-file %d/web-auth-token"
+    + lib.optionalString (web.authBasicFile != null) " --auth-basic-file %d/web-auth-basic";
+  webService = {
+    overrideStrategy = "asDropin";
+    environment = workerEnvironment;
+    restartTriggers = [ configFile ];
+    after = requiredUnits ++ wantedUnits;
+    requires = requiredUnits;
+    wants = wantedUnits;
+    serviceConfig = {
+      # The empty entry drops the package's ExecStart=.
+      ExecStart = [
+        ""
+        webCommand
+      ];
+      User = cfg.user;
+      Group = cfg.group;
+      # As the workers: files it creates (SQLite's -shm and -wal) stay
+      # usable by the group, and the state directory keeps its mode.
+      UMask = "0007";
+      StateDirectoryMode = "2770";
+    }
+    # An SQLite reader in WAL mode must be able to create -shm and -wal when
+    # no worker has the queue open (units/queuectl-web.service): the queue's
+    # directory stays writable under ProtectSystem=strict.
+    // lib.optionalAttrs (!usesPostgres) {
+      ReadWritePaths = [ dbDir ];
+    }
+    // lib.optionalAttrs (webCredentials != [ ]) {
+      LoadCredential = webCredentials;
+    };
+  };
+
   # The CLI refuses keys it does not know, so a key passed through the
   # freeform part (say, for a newer package) deserves a word at build time.
   unknownSettings = lib.filter (key: !(settingsOptions ? ${key})) (lib.attrNames cfg.settings);
@@ -729,6 +780,72 @@ in
         the CLI refuses keys it does not know.
       '';
     };
+    web = {
+      enable = mkEnableOption ''
+        the web dashboard and Prometheus `/metrics` (`queuectl web`),
+        socket-activated: systemd listens on
+        {option}`services.queuectl.web.listen` and starts
+        `queuectl-web.service` on the first request, as
+        {option}`services.queuectl.user`, sandboxed (read-only system, no
+        capabilities, private /tmp and /dev; only the queue's directory
+        writable). Needs {option}`services.queuectl.enable`
+      '';
+
+      listen = mkOption {
+        type = types.strMatching listenPattern;
+        default = "127.0.0.1:9750";
+        example = "0.0.0.0:9750";
+        description = ''
+          Where the socket listens (`ListenStream=`): `ADDRESS:PORT`,
+          `[IPV6]:PORT`, or a bare `PORT` for every address. Beyond
+          loopback, set an auth file.
+        '';
+      };
+
+      allowActions = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether the dashboard offers retry, cancel, restart and purge
+          (`--allow-actions`, POSTs with a CSRF token). Off: read-only, every
+          action answers 403.
+        '';
+      };
+
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether to open the port of {option}`services.queuectl.web.listen`
+          in the firewall. Needs an auth file and a non-loopback address.
+        '';
+      };
+
+      authTokenFile = mkOption {
+        # A string, not a path: a Nix path would copy the secret into the
+        # world-readable store.
+        type = types.nullOr (types.strMatching "/.+");
+        default = null;
+        example = "/run/secrets/queuectl-web-token";
+        description = ''
+          A file holding one line, the token clients send as
+          `Authorization: Bearer <token>` (Prometheus: `authorization`
+          with `credentials_file`). The service gets a private copy as a
+          systemd credential, so the file may be readable by root only.
+          Give the path as a string: it is never copied into the Nix store.
+        '';
+      };
+
+      authBasicFile = mkOption {
+        type = types.nullOr (types.strMatching "/.+");
+        default = null;
+        example = "/run/secrets/queuectl-web-basic";
+        description = ''
+          A file holding one `user:password` line for HTTP basic auth,
+          passed like {option}`services.queuectl.web.authTokenFile`.
+        '';
+      };
+    };
   };
 
   config = mkIf cfg.enable {
@@ -776,6 +893,22 @@ in
         message = "services.queuectl.settings.db_path is the SQLite file; with services.queuectl.database.url or createLocally the queue is in PostgreSQL: leave db_path unset.";
       }
       {
+        assertion = !(web.authTokenFile != null && web.authBasicFile != null);
+        message = "services.queuectl.web: set authTokenFile or authBasicFile, not both.";
+      }
+      {
+        assertion = web.openFirewall -> (web.authTokenFile != null || web.authBasicFile != null);
+        message = "services.queuectl.web.openFirewall shows the queue (job commands, output, errors) to the network: set services.queuectl.web.authTokenFile or authBasicFile.";
+      }
+      {
+        assertion = web.openFirewall -> !webLoopback;
+        message = "services.queuectl.web.openFirewall: listen (${web.listen}) is a loopback address, which no other host reaches; listen on e.g. 0.0.0.0:${toString webPort}.";
+      }
+      {
+        assertion = webPort <= 65535;
+        message = "services.queuectl.web.listen: port ${toString webPort} is above 65535.";
+      }
+      {
         assertion = !(db.passwordFile != null && cfg.credentials ? ${passwordCredential});
         message = "services.queuectl.credentials: the name ${passwordCredential} is taken by services.queuectl.database.passwordFile.";
       }
@@ -804,7 +937,11 @@ in
     systemd.packages = [ cfg.package ];
 
     # The template, and a drop-in for each instance restricted to some queues.
-    systemd.services = instanceQueueDropIns // scheduleServices // {
+    systemd.services =
+      instanceQueueDropIns
+      // scheduleServices
+      // lib.optionalAttrs web.enable { queuectl-web = webService; }
+      // {
       "queuectl-worker@" = {
       overrideStrategy = "asDropin";
       environment = workerEnvironment;
@@ -839,6 +976,21 @@ in
       // cfg.extraServiceConfig;
       };
     };
+
+    # The package's socket, listening where web.listen says, started at boot.
+    systemd.sockets = lib.optionalAttrs web.enable {
+      queuectl-web = {
+        overrideStrategy = "asDropin";
+        wantedBy = [ "sockets.target" ];
+        # The empty entry drops the package's ListenStream=.
+        listenStreams = [
+          ""
+          web.listen
+        ];
+      };
+    };
+
+    networking.firewall.allowedTCPPorts = mkIf (web.enable && web.openFirewall) [ webPort ];
 
     systemd.targets.queuectl-workers = {
       overrideStrategy = "asDropin";

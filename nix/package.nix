@@ -15,7 +15,11 @@ let
   unitFiles = [
     "queuectl-worker@.service"
     "queuectl-workers.target"
+    "queuectl-web.socket"
+    "queuectl-web.service"
   ];
+  # The unit files that run the binary: their ExecStart= is rewritten.
+  serviceFiles = builtins.filter (f: builtins.match ".*\\.service" f != null) unitFiles;
 
   # Completions and the man pages come from running the binary.
   canRunBinary = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
@@ -71,8 +75,10 @@ rustPlatform.buildRustPackage {
     for dir in system user; do
       install -Dm644 -t $out/lib/systemd/$dir ${lib.concatMapStringsSep " " (f: "units/${f}") unitFiles}
       # The unit files name the FHS path; point them at this store path.
-      substituteInPlace $out/lib/systemd/$dir/queuectl-worker@.service \
-        --replace-fail /usr/bin/queuectl $out/bin/queuectl
+      for unit in ${lib.concatStringsSep " " serviceFiles}; do
+        substituteInPlace $out/lib/systemd/$dir/$unit \
+          --replace-fail /usr/bin/queuectl $out/bin/queuectl
+      done
     done
   ''
   + lib.optionalString canRunBinary ''

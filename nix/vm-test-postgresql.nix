@@ -71,7 +71,10 @@ in
       };
       users.users.bob.isNormalUser = true;
 
-      environment.systemPackages = [ pkgs.jq ];
+      environment.systemPackages = [
+        pkgs.jq
+        pkgs.curl
+      ];
     };
 
   nodes.worker =
@@ -86,10 +89,22 @@ in
         database.url = "postgresql://queuectl@db/queuectl?sslmode=disable";
         database.passwordFile = passwordFile;
         settings.output = "journal";
+        # The dashboard and /metrics for the whole shared queue, reachable
+        # from `db` through the firewall, behind a token.
+        web = {
+          enable = true;
+          listen = "0.0.0.0:9750";
+          openFirewall = true;
+          authTokenFile = "/etc/queuectl-test/web-token";
+        };
       };
 
       environment.etc."queuectl-test/db-password" = {
         text = password;
+        mode = "0400";
+      };
+      environment.etc."queuectl-test/web-token" = {
+        text = "web-t0ken";
         mode = "0400";
       };
 
@@ -186,6 +201,14 @@ in
         assert listed == ["db", "db", "worker", "worker"], status["workers"]
         text = cli(worker, "queuectl status")
         assert "db/" in text and "worker/" in text, text
+
+    with subtest("worker's dashboard serves the shared queue's metrics to db, with the token"):
+        url = "http://worker:9750/metrics"
+        db.fail(f"curl -fsS {url}")
+        metrics = db.succeed(f"curl -fsS -H 'Authorization: Bearer web-t0ken' {url}")
+        assert 'queuectl_jobs{' in metrics and 'state="completed"' in metrics, metrics
+        worker.wait_for_unit("queuectl-web.service")
+        assert "db-password" in unit_property(worker, "queuectl-web.service", "LoadCredential")
 
     with subtest("db: root and the group's members use the local queue, others do not"):
         db.succeed("su - alice -c 'queuectl list'")

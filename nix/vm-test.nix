@@ -25,10 +25,20 @@
         # A secret that never enters the queue or the Nix store's config.
         credentials.token = "/etc/queuectl-test/token";
         credentials.job-env = "/etc/queuectl-test/job.env";
+        # The dashboard, socket-activated on loopback, behind a token that
+        # only root can read (the service gets it as a credential).
+        web = {
+          enable = true;
+          authTokenFile = "/etc/queuectl-test/web-token";
+        };
       };
 
       environment.etc."queuectl-test/token" = {
         text = "s3cr3t-from-credential";
+        mode = "0400";
+      };
+      environment.etc."queuectl-test/web-token" = {
+        text = "web-t0ken\n";
         mode = "0400";
       };
       environment.etc."queuectl-test/job.env" = {
@@ -56,7 +66,10 @@
       };
       users.users.bob.isNormalUser = true;
 
-      environment.systemPackages = [ pkgs.jq ];
+      environment.systemPackages = [
+        pkgs.jq
+        pkgs.curl
+      ];
     };
 
   testScript = ''
@@ -227,6 +240,36 @@
         # The running job was finished or handed back, not left claimed.
         state = job_state("slow")
         assert state != "processing", f"job 'slow' still {state} after the workers stopped"
+
+    with subtest("the dashboard starts on the first request, sandboxed, behind its token"):
+        machine.wait_for_unit("queuectl-web.socket")
+        assert unit_property("queuectl-web.service", "ActiveState") == "inactive"
+        url = "http://127.0.0.1:9750"
+        bearer = "-H 'Authorization: Bearer web-t0ken'"
+        # Without the token: 401, and that first connection started the service.
+        code = machine.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' {url}/healthz").strip()
+        assert code == "401", code
+        machine.wait_for_unit("queuectl-web.service")
+        assert unit_property("queuectl-web.service", "User") == "queuectl"
+        assert unit_property("queuectl-web.service", "ProtectSystem") == "strict"
+        out = machine.succeed(f"curl -fsS {bearer} {url}/healthz")
+        assert out.strip() == "ok", out
+        metrics = machine.succeed(f"curl -fsS {bearer} {url}/metrics")
+        assert 'queuectl_jobs{' in metrics and 'state="completed"' in metrics, metrics
+        status = json.loads(machine.succeed(f"curl -fsS {bearer} {url}/api/status"))
+        assert status, status
+        # Read-only by default: actions are refused.
+        code = machine.succeed(
+            f"curl -s -o /dev/null -w '%{{http_code}}' {bearer} -X POST -d csrf=x {url}/jobs/doomed/retry"
+        ).strip()
+        assert code == "403", code
+
+    with subtest("stopping the dashboard exits cleanly; the socket starts it again"):
+        machine.succeed("systemctl stop queuectl-web.service")
+        assert unit_property("queuectl-web.service", "Result") == "success"
+        assert unit_property("queuectl-web.service", "ExecMainStatus") == "0"
+        machine.succeed("curl -fsS -H 'Authorization: Bearer web-t0ken' http://127.0.0.1:9750/healthz")
+        machine.wait_for_unit("queuectl-web.service")
 
     with subtest("the target brings the workers back"):
         machine.succeed("systemctl start queuectl-workers.target")

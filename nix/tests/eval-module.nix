@@ -216,6 +216,37 @@ let
   lines = text: builtins.filter builtins.isString (builtins.split "\n" text);
 
   # Forces a whole evaluation; true when it throws (a rejected configuration).
+  # ---- the dashboard (services.queuectl.web) --------------------------------
+  webDefault = eval {
+    enable = true;
+    web.enable = true;
+  };
+  webDefaultService = webDefault.config.systemd.services.queuectl-web;
+  webDefaultSocket = webDefault.config.systemd.sockets.queuectl-web;
+  webOpen = eval {
+    enable = true;
+    web = {
+      enable = true;
+      listen = "0.0.0.0:8080";
+      allowActions = true;
+      openFirewall = true;
+      authTokenFile = "/run/secrets/web-token";
+    };
+  };
+  webOpenService = webOpen.config.systemd.services.queuectl-web;
+  webOnPostgres = eval {
+    enable = true;
+    database.url = "postgresql://queuectl@db.example.org/queuectl";
+    database.passwordFile = "/run/secrets/db";
+    web = {
+      enable = true;
+      listen = "[::1]:9750";
+      authBasicFile = "/run/secrets/web-basic";
+    };
+  };
+  webOnPostgresService = webOnPostgres.config.systemd.services.queuectl-web;
+  queuectlBin = "${standIn.pkgs.queuectl}/bin/queuectl";
+
   rejects =
     defined:
     let
@@ -224,6 +255,117 @@ let
     !(builtins.tryEval (builtins.deepSeq r.options (builtins.deepSeq r.config true))).success;
 
   checks = {
+    # -- the dashboard --
+    "no web: no dashboard units, no open port" =
+      !(c.systemd.services ? queuectl-web)
+      && c.systemd.sockets == { }
+      && !(c.networking.firewall ? allowedTCPPorts);
+    "web: the package's socket listens on loopback 9750, started at boot" =
+      webDefaultSocket.overrideStrategy == "asDropin"
+      && webDefaultSocket.wantedBy == [ "sockets.target" ]
+      && webDefaultSocket.listenStreams == [
+        ""
+        "127.0.0.1:9750"
+      ];
+    "web: the service runs `queuectl web` as the queue's user, read-only, no port opened" =
+      webDefaultService.overrideStrategy == "asDropin"
+      && webDefaultService.serviceConfig.ExecStart == [
+        ""
+        "${queuectlBin} web"
+      ]
+      && webDefaultService.serviceConfig.User == "queuectl"
+      && webDefaultService.serviceConfig.Group == "queuectl"
+      && webDefaultService.serviceConfig.UMask == "0007"
+      && webDefaultService.environment.QUEUECTL_CONFIG == "/etc/queuectl/config.toml"
+      && !(webDefaultService.serviceConfig ? LoadCredential)
+      && !(webDefault.config.networking.firewall ? allowedTCPPorts);
+    "web on SQLite: the queue's directory stays writable (WAL -shm/-wal)" =
+      webDefaultService.serviceConfig.ReadWritePaths == [ "/var/lib/queuectl" ]
+      && (eval {
+        enable = true;
+        settings.db_path = "/srv/queue/q.db";
+        web.enable = true;
+      }).config.systemd.services.queuectl-web.serviceConfig.ReadWritePaths == [ "/srv/queue" ];
+    "web: actions, the token as a credential, the port opened" =
+      webOpenService.serviceConfig.ExecStart == [
+        ""
+        "${queuectlBin} web --allow-actions --auth-token-file %d/web-auth-token"
+      ]
+      && webOpenService.serviceConfig.LoadCredential == [ "web-auth-token:/run/secrets/web-token" ]
+      && webOpen.config.networking.firewall.allowedTCPPorts == [ 8080 ]
+      && webOpen.config.systemd.sockets.queuectl-web.listenStreams == [
+        ""
+        "0.0.0.0:8080"
+      ]
+      && failedAssertions webOpen == [ ];
+    "web on PostgreSQL: basic auth and the database password as credentials, nothing local writable" =
+      webOnPostgresService.serviceConfig.ExecStart == [
+        ""
+        "${queuectlBin} web --auth-basic-file %d/web-auth-basic"
+      ]
+      && webOnPostgresService.serviceConfig.LoadCredential == [
+        "web-auth-basic:/run/secrets/web-basic"
+        "db-password:/run/secrets/db"
+      ]
+      && webOnPostgresService.environment.QUEUECTL_DB_PASSWORD_FILE == "db-password"
+      && webOnPostgresService.after == [ "network-online.target" ]
+      && !(webOnPostgresService.serviceConfig ? ReadWritePaths)
+      && failedAssertions webOnPostgres == [ ];
+    "web: a bare port listens on every address" =
+      (eval {
+        enable = true;
+        web = {
+          enable = true;
+          listen = "9750";
+          openFirewall = true;
+          authTokenFile = "/run/secrets/t";
+        };
+      }).config.networking.firewall.allowedTCPPorts == [ 9750 ];
+    "refuses both web auth files" = refusedWith "not both" {
+      enable = true;
+      web = {
+        enable = true;
+        authTokenFile = "/run/secrets/a";
+        authBasicFile = "/run/secrets/b";
+      };
+    };
+    "refuses opening the firewall to a dashboard without auth" = refusedWith "authTokenFile or authBasicFile" {
+      enable = true;
+      web = {
+        enable = true;
+        listen = "0.0.0.0:9750";
+        openFirewall = true;
+      };
+    };
+    "refuses opening the firewall for a loopback address" = refusedWith "loopback" {
+      enable = true;
+      web = {
+        enable = true;
+        openFirewall = true;
+        authTokenFile = "/run/secrets/t";
+      };
+    };
+    "refuses a port above 65535" = refusedWith "above 65535" {
+      enable = true;
+      web = {
+        enable = true;
+        listen = "127.0.0.1:70000";
+      };
+    };
+    "rejects a web listen address systemd cannot take (a host name)" = rejects {
+      enable = true;
+      web = {
+        enable = true;
+        listen = "localhost:9750";
+      };
+    };
+    "rejects a web auth file given as a relative path" = rejects {
+      enable = true;
+      web = {
+        enable = true;
+        authTokenFile = "token";
+      };
+    };
     # -- the target wants instances 1..workers --
     "target wants queuectl-worker@1..3" =
       target.wants == [

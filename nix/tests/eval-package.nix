@@ -44,6 +44,12 @@ let
     "unit files include the worker template and the target" =
       builtins.elem "queuectl-worker@.service" native.passthru.unitFiles
       && builtins.elem "queuectl-workers.target" native.passthru.unitFiles;
+    "unit files include the dashboard's socket and service" =
+      builtins.elem "queuectl-web.socket" native.passthru.unitFiles
+      && builtins.elem "queuectl-web.service" native.passthru.unitFiles;
+    "every file in units/ is installed" =
+      builtins.sort builtins.lessThan (builtins.attrNames (builtins.readDir ../../units))
+      == builtins.sort builtins.lessThan native.passthru.unitFiles;
     # substituteInPlace --replace-fail fails the build if the pattern is absent.
     "service ExecStart names /usr/bin/queuectl (--replace-fail will match)" = builtins.all (
       n: unitText n != null && contains "ExecStart=/usr/bin/queuectl " (unitText n)
@@ -54,9 +60,11 @@ let
 
     "units installed for the system and the user manager" =
       contains "for dir in system user; do" native.postInstall
-      && contains "install -Dm644 -t $out/lib/systemd/$dir units/queuectl-worker@.service units/queuectl-workers.target" native.postInstall;
-    "ExecStart rewritten to the store path" =
-      contains "--replace-fail /usr/bin/queuectl $out/bin/queuectl" native.postInstall;
+      && contains "install -Dm644 -t $out/lib/systemd/$dir units/queuectl-worker@.service units/queuectl-workers.target units/queuectl-web.socket units/queuectl-web.service" native.postInstall;
+    "ExecStart rewritten to the store path in every service" =
+      contains "for unit in queuectl-worker@.service queuectl-web.service; do" native.postInstall
+      && contains "substituteInPlace $out/lib/systemd/$dir/$unit" native.postInstall
+      && contains "--replace-fail /usr/bin/queuectl $out/bin/queuectl" native.postInstall;
     "completions and every man page installed" =
       contains "installShellCompletion --cmd queuectl" native.postInstall
       && contains "--bash <($out/bin/queuectl completions bash)" native.postInstall
