@@ -179,7 +179,8 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
     );
 
     // The first connection starts the service, which answers it.
-    assert_eq!(w.get("/healthz"), (200, "ok".to_owned()));
+    let (status, body) = w.get("/healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
     wait_until("the service is active (READY=1 arrived)", WAIT, || {
         w.property(SERVICE, "ActiveState") == "active"
     });
