@@ -897,6 +897,11 @@ in
         message = "services.queuectl.web: set authTokenFile or authBasicFile, not both.";
       }
       {
+        # `queuectl web` refuses to serve such an address without auth.
+        assertion = !webLoopback -> (web.authTokenFile != null || web.authBasicFile != null);
+        message = "services.queuectl.web.listen (${web.listen}) is reachable from other hosts: set services.queuectl.web.authTokenFile or authBasicFile (queuectl web refuses to serve it without authentication).";
+      }
+      {
         assertion = web.openFirewall -> (web.authTokenFile != null || web.authBasicFile != null);
         message = "services.queuectl.web.openFirewall shows the queue (job commands, output, errors) to the network: set services.queuectl.web.authTokenFile or authBasicFile.";
       }

@@ -329,14 +329,39 @@ let
         authBasicFile = "/run/secrets/b";
       };
     };
-    "refuses opening the firewall to a dashboard without auth" = refusedWith "authTokenFile or authBasicFile" {
-      enable = true;
-      web = {
+    "refuses opening the firewall to a dashboard without auth" =
+      contains "openFirewall shows the queue" (
+        builtins.concatStringsSep "\n" (refusals {
+          enable = true;
+          web = {
+            enable = true;
+            listen = "0.0.0.0:9750";
+            openFirewall = true;
+          };
+        })
+      );
+    "refuses a listen address beyond loopback without auth (queuectl web would)" =
+      refusedWith "reachable from other hosts" {
         enable = true;
-        listen = "0.0.0.0:9750";
-        openFirewall = true;
-      };
-    };
+        web = {
+          enable = true;
+          listen = "9750";
+        };
+      }
+      && refusedWith "reachable from other hosts" {
+        enable = true;
+        web = {
+          enable = true;
+          listen = "[::]:9750";
+        };
+      }
+      && refusals {
+        enable = true;
+        web = {
+          enable = true;
+          listen = "[::1]:9750";
+        };
+      } == [ ];
     "refuses opening the firewall for a loopback address" = refusedWith "loopback" {
       enable = true;
       web = {
