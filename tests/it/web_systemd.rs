@@ -170,6 +170,18 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
     )
     .unwrap();
     w.systemctl_ok(&["daemon-reload"]);
+    // Every line of the units and of the drop-ins the install wrote is
+    // valid (verify prints a warning for any it would ignore).
+    let verify =
+        w.sd.command("systemd-analyze")
+            .args(["--user", "verify", "--man=no", SOCKET, SERVICE])
+            .output()
+            .unwrap();
+    assert!(
+        verify.status.success() && verify.stdout.is_empty() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        show(&verify)
+    );
     w.systemctl_ok(&["start", SOCKET]);
     assert_eq!(w.property(SOCKET, "ActiveState"), "active");
     assert_eq!(
