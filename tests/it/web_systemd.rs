@@ -4,7 +4,8 @@
 //! the first HTTP request starts the service (socket activation), the
 //! service runs with its sandbox in force, reads the queue as it changes,
 //! and stops cleanly. Skips with a reason where the harness cannot run,
-//! never when CI=true.
+//! never when CI=true. Also: what `units install` writes for every kind of
+//! manager passes `systemd-analyze verify` (offline).
 
 use crate::support::systemd::PrivateSystemd;
 use crate::support::{binary, wait_until};
@@ -258,4 +259,68 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
     // The socket stays, and the next request starts the service again.
     assert_eq!(w.property(SOCKET, "ActiveState"), "active");
     assert_eq!(w.get("/healthz").0, 200);
+}
+
+/// What `units install` writes for each kind of manager (the system's,
+/// root's user manager, a normal user's), drop-ins included, is what
+/// systemd takes without a warning. Offline: no manager is started.
+#[test]
+fn every_file_units_install_writes_passes_systemd_analyze_verify() {
+    use queuectl::store::Database;
+    use queuectl::systemd::units::{Manager, install_set};
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::support::skip_unless_ci("systemd-analyze not found (apt-get install systemd)");
+        return;
+    }
+    let db = Database::Sqlite("/var/lib/q 100%/queue.db".into());
+    let managers = [
+        (Manager::System, false),
+        (Manager::User { privileged: true }, true),
+        (Manager::User { privileged: false }, true),
+    ];
+    for (manager, user) in managers {
+        let dir = tempfile::tempdir().unwrap();
+        let units = dir.path().join("units");
+        let runtime = dir.path().join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        let files = install_set(
+            &binary(),
+            Some((Path::new("/etc/q/config.toml"), &db)),
+            manager,
+        )
+        .unwrap();
+        for (name, text) in &files {
+            let path = units.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let mut verify = Command::new("systemd-analyze");
+        if user {
+            verify.arg("--user");
+        }
+        // SYSTEMD_UNIT_PATH: these units, drop-ins included, by name
+        // (the trailing ':' keeps the default path for sockets.target, ...).
+        let out = verify
+            .args([
+                "verify",
+                "--man=no",
+                SOCKET,
+                SERVICE,
+                "queuectl-worker@1.service",
+            ])
+            .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "{manager:?}: {}",
+            show(&out)
+        );
+    }
 }
