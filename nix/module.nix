@@ -173,6 +173,16 @@ let
   stateRoot = "/var/lib/";
   stateDirectory =
     if lib.hasPrefix stateRoot dbDir then lib.removePrefix stateRoot dbDir else null;
+  # For the units' [Service]: StateDirectory= following db_path. The empty
+  # entry drops the unit's StateDirectory=queuectl.
+  stateDirectoryOverride =
+    lib.optionalAttrs (stateDirectory != null && stateDirectory != "queuectl")
+      {
+        StateDirectory = [
+          ""
+          stateDirectory
+        ];
+      };
 
   # Set for the workers, for every systemd service and for every session and
   # shell, so the CLI run anywhere on the host (a login shell, `ssh host
@@ -401,6 +411,7 @@ let
       UMask = "0007";
       StateDirectoryMode = "2770";
     }
+    // stateDirectoryOverride
     # An SQLite reader in WAL mode must be able to create -shm and -wal when
     # no worker has the queue open (units/queuectl-web.service): the queue's
     # directory stays writable under ProtectSystem=strict.
@@ -964,13 +975,7 @@ in
         StateDirectoryMode = "2770";
         UMask = "0007";
       }
-      # The empty entry drops the unit's StateDirectory=queuectl.
-      // lib.optionalAttrs (stateDirectory != null && stateDirectory != "queuectl") {
-        StateDirectory = [
-          ""
-          stateDirectory
-        ];
-      }
+      // stateDirectoryOverride
       // lib.optionalAttrs (loadCredentials != [ ]) {
         LoadCredential = loadCredentials;
       }

@@ -286,6 +286,20 @@ let
         settings.db_path = "/srv/queue/q.db";
         web.enable = true;
       }).config.systemd.services.queuectl-web.serviceConfig.ReadWritePaths == [ "/srv/queue" ];
+    "web follows a db_path elsewhere under /var/lib, as the workers do" =
+      let
+        r = eval {
+          enable = true;
+          settings.db_path = "/var/lib/jobs/main/queue.db";
+          web.enable = true;
+        };
+      in
+      r.config.systemd.services.queuectl-web.serviceConfig.StateDirectory == [
+        ""
+        "jobs/main"
+      ]
+      && r.config.systemd.services.queuectl-web.serviceConfig.ReadWritePaths == [ "/var/lib/jobs/main" ]
+      && !(webDefaultService.serviceConfig ? StateDirectory);
     "web: actions, the token as a credential, the port opened" =
       webOpenService.serviceConfig.ExecStart == [
         ""
