@@ -134,8 +134,12 @@ cli_fires_spec() {
     env -u QUEUECTL_DB -u QUEUECTL_DB_PASSWORD_FILE -u QUEUECTL_CONFIG HOME="$dir" XDG_CONFIG_HOME="$dir" \
       XDG_STATE_HOME="$dir" QUEUECTL_STATE_DIR="$dir/state" "$QUEUECTL_BIN" --db "$dir/queue.db" "$@"
   }
+  # The list is read whole before grep: `grep -q` quits at the first match,
+  # and under pipefail the writer's broken pipe then failed the check (flaky).
+  local listed
   cli schedule fire nightly --spec "$dir/nightly.json" &&
-    cli --json schedule list | grep -q '"managed": true'
+    listed=$(cli --json schedule list) &&
+    grep -q '"managed": true' <<<"$listed"
   rc=$?
   rm -rf "$dir"
   return $rc
