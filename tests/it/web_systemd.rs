@@ -206,6 +206,25 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("\"first\""), "{body}");
     }
+    // Every page and endpoint works inside the sandbox (/api/status asks
+    // the manager about workers too).
+    for path in [
+        "/jobs",
+        "/jobs/first",
+        "/dlq",
+        "/workers",
+        "/queues",
+        "/schedules",
+        "/api/status",
+        "/api/jobs",
+        "/api/workers",
+        "/api/queues",
+        "/api/schedules",
+        "/api/dlq",
+    ] {
+        let (status, body) = w.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+    }
     // ... and sees later commits while another connection keeps them in the
     // WAL. A read-only queue directory (ProtectSystem=strict without the
     // install's ReadWritePaths=) left SQLite only `immutable`, which ignores
