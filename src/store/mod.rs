@@ -246,13 +246,9 @@ pub trait Backend: Send {
     // packages named in /work/brief/plan13.md replace these bodies) -----
 
     /// Counts per queue and state, lag per queue, the last hour.
-    fn overview(&mut self) -> Result<dashboard::Overview> {
-        Err(Error::Invalid("overview: not built yet".into()))
-    }
+    fn overview(&mut self) -> Result<dashboard::Overview>;
     /// The cumulative counters and histograms of `/metrics`.
-    fn stats(&mut self) -> Result<dashboard::Stats> {
-        Err(Error::Invalid("stats: not built yet".into()))
-    }
+    fn stats(&mut self) -> Result<dashboard::Stats>;
     /// One page of jobs, newest first (keyset paging on enqueue order),
     /// filtered as `search` says: see [`search`] for what it reads and
     /// when a page stops short. A limit outside 1 to

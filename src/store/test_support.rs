@@ -274,3 +274,56 @@ pub fn assert_pre_workflow_jobs_kept(store: &mut dyn Backend) {
         .collect();
     assert_eq!(claimed, ["high", "low"]);
 }
+
+/// Jobs and attempts as a queue from before the dashboard's counters
+/// (SQLite migration 9, PostgreSQL 6) holds them, for the upgrade tests of
+/// both backends.
+pub const PRE_STATS_HISTORY: &str =
+    "INSERT INTO jobs (id, command, state, priority, run_at, max_retries,
+        timeout_seconds, created_at, updated_at, finished_at, queue)
+    VALUES ('a1', 'true', 'completed', 0, 0, 3, 0, 0, 0, 5000, 'mail'),
+           ('a2', 'true', 'dead', 0, 0, 0, 0, 0, 0, 9000, 'mail'),
+           ('b1', 'true', 'pending', 0, 0, 3, 0, 0, 0, NULL, 'default');
+    INSERT INTO attempts (job_seq, number, worker, started_at, finished_at, outcome, output)
+    VALUES ((SELECT seq FROM jobs WHERE id = 'a1'), 1, 'w', 1000, 1500, 'failed', 'file'),
+           ((SELECT seq FROM jobs WHERE id = 'a1'), 2, 'w', 2000, 5000, 'succeeded', 'file'),
+           ((SELECT seq FROM jobs WHERE id = 'a2'), 1, 'w', 6000, 9000, 'timed_out', 'file');";
+
+/// After the upgrade, [`PRE_STATS_HISTORY`] is counted: its jobs per queue
+/// and state, its attempts per outcome with their run times; no waits (their
+/// due times were never recorded).
+pub fn assert_pre_stats_history_counted(store: &mut dyn Backend) {
+    use crate::domain::AttemptOutcome::*;
+    let overview = store.overview().unwrap();
+    let counts: Vec<(&str, JobState, u64)> = overview
+        .counts
+        .iter()
+        .map(|c| (c.queue.as_str(), c.state, c.jobs))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("default", JobState::Pending, 1),
+            ("mail", JobState::Completed, 1),
+            ("mail", JobState::Dead, 1)
+        ]
+    );
+    let stats = store.stats().unwrap();
+    let attempts: Vec<(&str, crate::domain::AttemptOutcome, u64)> = stats
+        .attempts
+        .iter()
+        .map(|a| (a.queue.as_str(), a.outcome, a.attempts))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("mail", Failed, 1),
+            ("mail", Succeeded, 1),
+            ("mail", TimedOut, 1)
+        ]
+    );
+    assert_eq!(stats.duration.len(), 1);
+    let duration = &stats.duration[0].histogram;
+    assert_eq!((duration.count, duration.sum_seconds), (3, 6.5));
+    assert!(stats.wait.is_empty());
+}

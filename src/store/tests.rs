@@ -33,6 +33,7 @@ macro_rules! conformance {
     };
 }
 
+mod dashboard;
 mod deps;
 mod unique;
 

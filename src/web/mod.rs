@@ -15,6 +15,7 @@ pub mod auth;
 pub mod csrf;
 pub mod http;
 pub mod listen;
+pub mod metrics;
 pub mod pages;
 mod render;
 pub mod routes;

@@ -19,6 +19,7 @@ mod actions;
 mod claims;
 mod connect;
 mod copy;
+mod dashboard;
 mod deps;
 mod listen;
 mod queues;
@@ -289,6 +290,14 @@ impl Backend for PgStore {
             )?;
             super::search::search(sql, &scans, search.limit)
         })
+    }
+
+    fn overview(&mut self) -> Result<super::dashboard::Overview> {
+        self.session.transaction(dashboard::overview)
+    }
+
+    fn stats(&mut self) -> Result<super::dashboard::Stats> {
+        self.session.transaction(dashboard::stats)
     }
 
     fn queues(&mut self) -> Result<Vec<QueueRow>> {

@@ -51,8 +51,9 @@ fn migrations_run_once_when_four_hosts_start_at_once() {
         .unwrap()
         .get(0);
     assert_eq!(
-        tables, 7,
-        "queuectl_meta, jobs, attempts, workers, job_deps, queues, schedules"
+        tables, 9,
+        "queuectl_meta, jobs, attempts, workers, job_deps, queues, schedules, \
+         histograms, attempt_minutes"
     );
 }
 
@@ -321,4 +322,21 @@ fn migration_005_keeps_every_job_and_its_claim_order() {
     admin.batch_execute(PRE_WORKFLOW_JOBS).unwrap();
     let mut store = open(&db, OpenMode::Existing).unwrap();
     assert_pre_workflow_jobs_kept(&mut store);
+}
+
+/// A queue from before the dashboard's counters (migration 6) keeps its
+/// jobs and gets its counters from the history it holds.
+#[test]
+fn migration_006_counts_the_history_already_there() {
+    let Some(db) = server() else { return };
+    let mut admin = db.admin();
+    for migration in &schema::MIGRATIONS[..5] {
+        admin.batch_execute(migration).unwrap();
+    }
+    admin
+        .batch_execute("UPDATE queuectl_meta SET value = '5' WHERE key = 'schema_version'")
+        .unwrap();
+    admin.batch_execute(PRE_STATS_HISTORY).unwrap();
+    let mut store = open(&db, OpenMode::Existing).unwrap();
+    assert_pre_stats_history_counted(&mut store);
 }

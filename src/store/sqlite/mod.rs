@@ -6,6 +6,7 @@
 //! are this host's clock, the only clock an SQLite queue has.
 
 mod claims;
+mod dashboard;
 mod deps;
 mod fixture;
 mod queues;
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
@@ -49,6 +50,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("migrations/006_worker_slots.sql"),
     include_str!("migrations/007_drop_attempts_finished.sql"),
     include_str!("migrations/008_workflows.sql"),
+    include_str!("migrations/009_stats.sql"),
     include_str!("migrations/010_search.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -534,6 +536,21 @@ impl SqliteStore {
     /// one a test pinned).
     fn clock(&self) -> Timestamp {
         self.pinned_now.unwrap_or_else(Timestamp::now)
+    }
+
+    /// Runs `read` in one read transaction (one snapshot of the queue).
+    fn read_snapshot<T>(
+        &mut self,
+        read: impl Fn(&Connection) -> std::result::Result<T, dashboard::ReadError>,
+    ) -> Result<T> {
+        self.retry_busy(|c| {
+            let tx = c.unchecked_transaction()?;
+            match read(&tx) {
+                Ok(value) => Ok(Ok(value)),
+                Err(dashboard::ReadError::Sql(e)) => Err(e),
+                Err(dashboard::ReadError::Corrupt(e)) => Ok(Err(e)),
+            }
+        })?
     }
 
     fn read_one<T, P: rusqlite::Params>(
@@ -1148,12 +1165,25 @@ impl Backend for SqliteStore {
 
     /// From the trigger-maintained counters.
     fn counts(&mut self) -> Result<BTreeMap<JobState, u64>> {
-        let rows = self.read_all("SELECT state, n FROM state_counts", [], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        rows.into_iter()
-            .map(|(state, n)| Ok((parse_state(&state)?, n.max(0) as u64)))
-            .collect()
+        let rows = self.read_all(
+            "SELECT state, SUM(n) FROM queue_counts GROUP BY state",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        let mut counts: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
+        for (state, n) in rows {
+            counts.insert(parse_state(&state)?, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    fn overview(&mut self) -> Result<super::dashboard::Overview> {
+        let now = self.clock();
+        self.read_snapshot(|c| dashboard::overview(c, now))
+    }
+
+    fn stats(&mut self) -> Result<super::dashboard::Stats> {
+        self.read_snapshot(dashboard::stats)
     }
 
     fn metrics(&mut self) -> Result<Metrics> {

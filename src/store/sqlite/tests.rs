@@ -370,6 +370,35 @@ fn migration_008_keeps_every_job_and_its_claim_order() {
     assert_pre_workflow_jobs_kept(&mut store);
 }
 
+/// A queue from before the dashboard's counters (migration 9) keeps its
+/// jobs and gets its counters from the history it holds.
+#[test]
+fn migration_009_counts_the_history_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let old = Connection::open(&path).unwrap();
+    for migration in &MIGRATIONS[..8] {
+        old.execute_batch(migration).unwrap();
+    }
+    old.execute_batch(&format!(
+        "PRAGMA user_version = 8; PRAGMA application_id = {APPLICATION_ID}"
+    ))
+    .unwrap();
+    old.execute_batch(PRE_STATS_HISTORY).unwrap();
+    drop(old);
+    let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+    assert_pre_stats_history_counted(&mut store);
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (
+            counts[&JobState::Completed],
+            counts[&JobState::Dead],
+            counts[&JobState::Pending]
+        ),
+        (1, 1, 1)
+    );
+}
+
 /// Workers starting together on a new queue: one creates it while the
 /// others look at what the file holds. A look that read the tag before a
 /// creator's commit and the tables after it refused the new queue as
