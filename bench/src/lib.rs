@@ -32,6 +32,7 @@ mod scale;
 pub mod stats;
 mod store;
 mod throughput;
+mod web;
 
 use queuectl::config::Durability;
 use queuectl::error::{Error, Result};
@@ -61,10 +62,13 @@ pub enum Scenario {
     Footprint,
     /// Claims beside 0, 10,000 and 100,000 blocked jobs; chains, fan-ins.
     Blocked,
+    /// The dashboard's store calls on 1,000,000 jobs vs 1,000; the hot path
+    /// with and without its counters.
+    Web,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Throughput,
         Scenario::Store,
         Scenario::Enqueue,
@@ -73,6 +77,7 @@ impl Scenario {
         Scenario::Scale,
         Scenario::Footprint,
         Scenario::Blocked,
+        Scenario::Web,
     ];
 
     /// What runs against a PostgreSQL server; the rest measure SQLite.
@@ -83,7 +88,7 @@ impl Scenario {
         Scenario::Blocked,
     ];
 
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "throughput",
         "store",
         "enqueue",
@@ -92,6 +97,7 @@ impl Scenario {
         "scale",
         "footprint",
         "blocked",
+        "web",
     ];
 
     pub fn name(self) -> &'static str {
@@ -211,6 +217,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             Scenario::Scale => scale::run(&bench),
             Scenario::Footprint => footprint::run(&bench),
             Scenario::Blocked => blocked::run(&bench),
+            Scenario::Web => web::run(&bench),
         };
         match outcome {
             Ok(rows) => results.extend(rows),

@@ -24,7 +24,7 @@ Examples:
   queuectl-bench --db postgres://bench@db1/postgres   # a PostgreSQL server instead
   queuectl bench --quick                  # the same, through queuectl
 
-Scenarios: throughput, store, enqueue, batch, latency, scale, footprint, blocked. Each figure is
+Scenarios: throughput, store, enqueue, batch, latency, scale, footprint, blocked, web. Each figure is
 shown beside a baseline measured in the same run (e.g. spawning `sh -c true`, raw SQLite
 transactions, `/bin/true`), as a ratio, with the target it should meet. The benchmark
 never touches your queue: it creates its own under --dir and removes it at the end.

@@ -99,11 +99,22 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Fills `queue` with `total` jobs through the store's batch enqueue, then
-/// has the store complete all but [`PENDING`] of them with one attempt each
-/// (a fixture helper: running a million jobs would take many minutes; the
-/// rows come out as `finish` leaves them). SQLite only, as this scenario.
+/// Fills `queue` with `total` jobs of `true`, leaving [`PENDING`] pending.
 fn build(queue: &Queue, total: usize) -> Result<()> {
+    build_history(queue, total, PENDING, |_| Ok(NewJob::new("true")))
+}
+
+/// Fills `queue` with `total` jobs (`job(n)` for n = 1..=total) through the
+/// store's batch enqueue, then has the store complete all but `pending` of
+/// them with one attempt each (a fixture helper: running a million jobs
+/// would take many minutes; the rows come out as `finish` leaves them).
+/// SQLite only.
+pub(super) fn build_history(
+    queue: &Queue,
+    total: usize,
+    pending: usize,
+    job: impl Fn(usize) -> Result<NewJob>,
+) -> Result<()> {
     let mut store = queue.sqlite_store()?;
     let defaults = JobDefaults {
         max_retries: 0,
@@ -111,11 +122,12 @@ fn build(queue: &Queue, total: usize) -> Result<()> {
     };
     for start in (0..total).step_by(50_000) {
         let end = (start + 50_000).min(total);
-        let batch: Vec<(usize, NewJob)> =
-            (start..end).map(|i| (i + 1, NewJob::new("true"))).collect();
+        let batch: Vec<(usize, NewJob)> = (start..end)
+            .map(|i| Ok((i + 1, job(i + 1)?)))
+            .collect::<Result<_>>()?;
         store.enqueue(&batch, &defaults)?;
     }
-    store.complete_oldest_pending_as_fixture(total.saturating_sub(PENDING))?;
+    store.complete_oldest_pending_as_fixture(total.saturating_sub(pending))?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod jobs_cli;
 mod lifecycle;
 mod lists;
 mod manual;
+mod metrics;
 mod notify;
 mod output;
 mod pg_connect;

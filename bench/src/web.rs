@@ -1,0 +1,215 @@
+//! The dashboard's cost: what each page's store calls take on a queue of
+//! 1,000,000 jobs against the same calls on 1,000 jobs (the figures must
+//! not grow with history), and what the counters that keep those figures
+//! cost the hot path: claim + complete with migration 9's triggers against
+//! the same schema with the triggers it replaced. SQLite only (the history
+//! is built with the SQLite fixture helper, as the scale scenario's).
+
+use super::report::Row;
+use super::sandbox::Queue;
+use super::stats::{Target, median, millis};
+use super::{Bench, no_samples};
+use queuectl::config::Durability;
+use queuectl::domain::{JobId, NewJob, QueueName};
+use queuectl::error::{Error, Result};
+use queuectl::store::dashboard::{JobCursor, JobSearch};
+use queuectl::store::Store;
+use std::time::Instant;
+
+const SMALL: usize = 1_000;
+/// Jobs left pending in both databases; the rest are completed.
+const PENDING: usize = 1_000;
+/// The queues the jobs are spread over.
+const QUEUES: [&str; 3] = ["default", "mail", "reports"];
+
+pub fn run(bench: &Bench) -> Result<Vec<Row>> {
+    let mut rows = store_calls(bench)?;
+    rows.extend(hot_path(bench)?);
+    Ok(rows)
+}
+
+/// One store call the dashboard makes, run on `store`.
+type Call = fn(&mut Store, usize) -> Result<()>;
+
+/// The calls behind the pages, by name: each on a queue of `size` jobs.
+const CALLS: [(&str, Call); 5] = [
+    ("overview()", |store, _| store.overview().map(drop)),
+    ("stats()", |store, _| store.stats().map(drop)),
+    ("search_jobs() first page", |store, _| {
+        store.search_jobs(&page(None)).map(drop)
+    }),
+    ("search_jobs() deep page", |store, size| {
+        let middle = JobCursor(i64::try_from(size / 2).unwrap_or(i64::MAX));
+        store.search_jobs(&page(Some(middle))).map(drop)
+    }),
+    ("job detail (get, attempts, dependencies)", |store, size| {
+        let id = job_id(size / 2);
+        store.get(&id)?;
+        store.attempts(&id)?;
+        store.dependencies(&id).map(drop)
+    }),
+];
+
+fn page(before: Option<JobCursor>) -> JobSearch {
+    JobSearch {
+        before,
+        limit: 50,
+        ..JobSearch::default()
+    }
+}
+
+fn job_id(n: usize) -> String {
+    format!("job-{n}")
+}
+
+fn store_calls(bench: &Bench) -> Result<Vec<Row>> {
+    let big_size = bench.size(1_000_000, 20_000);
+    let small = bench.sandbox.queue("web-small")?;
+    build(&small, SMALL)?;
+    let big = bench.sandbox.queue("web-big")?;
+    let started = Instant::now();
+    build(&big, big_size)?;
+    bench.progress(&format!(
+        "web: built a {big_size}-job database in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let repeats = bench.size(21, 5);
+    let mut stores = [small.store()?, big.store()?];
+    let sizes = [SMALL, big_size];
+    let size_note = if bench.quick {
+        format!("quick mode: {big_size} jobs instead of 1,000,000")
+    } else {
+        format!("{big_size} jobs")
+    };
+    let mut rows = Vec::new();
+    for (name, call) in CALLS {
+        let mut samples = [Vec::new(), Vec::new()];
+        let mut failed = None;
+        for _ in 0..repeats {
+            for (i, store) in stores.iter_mut().enumerate() {
+                let started = Instant::now();
+                match call(store, sizes[i]) {
+                    Ok(()) => samples[i].push(started.elapsed()),
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // A call another package has not built yet is reported, not fatal.
+            bench.progress(&format!("web {name}: failed: {e}"));
+            continue;
+        }
+        let big_ms = median(&millis(&samples[1])).ok_or_else(|| no_samples(name))?;
+        let small_ms = median(&millis(&samples[0])).ok_or_else(|| no_samples(name))?;
+        bench.progress(&format!("web {name}: {big_ms:.2} ms vs {small_ms:.2} ms"));
+        rows.push(
+            Row::new("web", format!("store {name}"), big_ms, "ms")
+                .baseline(small_ms, format!("the same call on a {SMALL}-job database"))
+                .target(Target::ratio_at_most(1.5))
+                .samples(repeats)
+                .note(format!(
+                    "{size_note} in {} queues, {PENDING} pending and the rest completed with one attempt each; in-process, median of {repeats} alternating runs",
+                    QUEUES.len()
+                )),
+        );
+    }
+    Ok(rows)
+}
+
+/// Fills `queue` with `total` jobs spread over [`QUEUES`], all but
+/// [`PENDING`] completed (their attempts pass through the counting triggers
+/// as a finish's).
+fn build(queue: &Queue, total: usize) -> Result<()> {
+    let names: Vec<QueueName> = QUEUES
+        .iter()
+        .map(|q| QueueName::parse(q).map_err(Error::Invalid))
+        .collect::<Result<_>>()?;
+    super::scale::build_history(queue, total, PENDING, |i| {
+        let mut job = NewJob::new("true");
+        job.id = Some(JobId::parse(&job_id(i)).map_err(Error::Invalid)?);
+        job.queue = names[i % names.len()].clone();
+        Ok(job)
+    })
+}
+
+/// Migration 1, whose state_counts and triggers migration 9 replaced.
+const INITIAL_SCHEMA: &str = include_str!("../../src/store/sqlite/migrations/001_initial.sql");
+
+/// The counting as it was before migration 9, for the hot-path baseline:
+/// the same queue without the dashboard's counters.
+fn before_counters() -> Result<String> {
+    let part = INITIAL_SCHEMA
+        .find("CREATE TABLE state_counts")
+        .zip(INITIAL_SCHEMA.find("CREATE TABLE workers"))
+        .map(|(start, end)| &INITIAL_SCHEMA[start..end])
+        .ok_or_else(|| Error::Supervisor("migration 1 no longer has state_counts".into()))?;
+    Ok(format!(
+        "DROP TRIGGER attempts_end;
+         DROP TRIGGER attempts_insert_ended;
+         DROP TRIGGER attempts_start;
+         DROP TRIGGER jobs_count_insert;
+         DROP TRIGGER jobs_count_delete;
+         DROP TRIGGER jobs_count_update;
+         {part}"
+    ))
+}
+
+/// Claim + complete with the dashboard's triggers against without them, one
+/// job per transaction and in batches, alternating runs on fresh queues.
+fn hot_path(bench: &Bench) -> Result<Vec<Row>> {
+    let cycles = bench.jobs.unwrap_or(bench.size(3000, 500));
+    let repeats = bench.size(5, 2);
+    let durability = Durability::Normal;
+    let mut rows = Vec::new();
+    for batch in [1, super::store::BATCH] {
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for rep in 0..repeats {
+            for counters in [true, false] {
+                let name = format!("web-hot-{batch}-{rep}-{counters}");
+                let queue = bench.sandbox.queue(&name)?;
+                let mut store = Store::open(&queue.state.db, durability)?;
+                if !counters {
+                    let conn = super::store::raw_connection(&queue.db_path(), durability)?;
+                    conn.execute_batch(&before_counters()?)
+                        .map_err(|source| Error::Database {
+                            path: queue.db_path(),
+                            source,
+                        })?;
+                }
+                super::store::enqueue_noops(&mut store, cycles)?;
+                let started = Instant::now();
+                let done = super::store::drain(&mut store, "bench", batch)?;
+                if done != cycles {
+                    return Err(Error::Supervisor(format!(
+                        "drained {done} of {cycles} jobs"
+                    )));
+                }
+                let rate = cycles as f64 / started.elapsed().as_secs_f64();
+                if counters { &mut with } else { &mut without }.push(rate);
+            }
+        }
+        let figure = median(&with).ok_or_else(|| no_samples("with counters"))?;
+        let baseline = median(&without).ok_or_else(|| no_samples("without counters"))?;
+        bench.progress(&format!(
+            "web hot path (batch {batch}): {figure:.0} jobs/s with the counters, {baseline:.0} without"
+        ));
+        rows.push(
+            Row::new(
+                "web",
+                format!("claim+complete with the dashboard's counters, batch {batch}"),
+                figure,
+                "jobs/s",
+            )
+            .baseline(
+                baseline,
+                "the same queue with the triggers migration 9 replaced (state_counts only)",
+            )
+            .target(Target::ratio_at_least(0.9))
+            .samples(repeats)
+            .note(format!(
+                "{cycles} jobs per run on one connection, durability normal (the CPU cost shows), {batch} per transaction; median of {repeats} alternating runs"
+            )),
+        );
+    }
+    Ok(rows)
+}
