@@ -12,8 +12,8 @@ use super::{Bench, no_samples};
 use queuectl::config::Durability;
 use queuectl::domain::{JobId, NewJob, QueueName};
 use queuectl::error::{Error, Result};
-use queuectl::store::dashboard::{JobCursor, JobSearch};
 use queuectl::store::Store;
+use queuectl::store::dashboard::{JobCursor, JobSearch};
 use std::time::Instant;
 
 const SMALL: usize = 1_000;

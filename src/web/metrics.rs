@@ -5,8 +5,9 @@
 
 use crate::config::Config;
 use crate::domain::{AttemptOutcome, JobState};
-use crate::store::WorkerRow;
+use crate::error::Result;
 use crate::store::dashboard::{HISTOGRAM_BOUNDS_SECONDS, Overview, QueueHistogram, Stats};
+use crate::store::{Store, WorkerRow};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -18,6 +19,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// default lease, as `queuectl status` judges it).
 pub fn silent_after() -> SignedDuration {
     SignedDuration::from_secs(2 * i64::from(Config::default().lease_seconds))
+}
+
+/// The exposition of the queue `store` reads, at the database's clock.
+pub fn exposition(store: &mut Store) -> Result<String> {
+    let overview = store.overview()?;
+    let stats = store.stats()?;
+    let workers = store.workers()?;
+    Ok(render(&overview, &stats, &workers, overview.now))
 }
 
 /// The exposition: every metric family with `# HELP` and `# TYPE`.

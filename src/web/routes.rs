@@ -55,10 +55,8 @@ fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Re
     match segments.as_slice() {
         ["healthz"] => get(app, request, || Ok(Reply::text(200, "ok\n"))),
         ["metrics"] => get(app, request, || {
-            Ok(Reply::text(
-                501,
-                "metrics are not built into this queuectl yet\n",
-            ))
+            let text = connection.with(app, super::metrics::exposition)?;
+            Ok(Reply::new(200, super::metrics::CONTENT_TYPE, text))
         }),
         ["api", endpoint @ ..] => match api_of(endpoint) {
             Some(api) => get(app, request, || read_api(app, connection, request, api)),

@@ -1,24 +1,12 @@
 //! `/metrics` as Prometheus reads it: real workers run jobs (some succeed,
-//! one fails for good, one times out), then the exposition built from the
-//! queue passes `promtool check metrics` and says what happened.
+//! one fails for good, one times out), then what a real `queuectl web`
+//! serves passes `promtool check metrics` and says what happened.
 
 use crate::support::*;
-use queuectl::config::Durability;
-use queuectl::store::{Database, Store};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PROMTOOL: &str = "/usr/bin/promtool";
-
-/// The exposition of the queue `env` holds, as `queuectl web` serves it.
-fn exposition(env: &TestEnv) -> String {
-    let database = Database::from_os(&env.db_address()).unwrap();
-    let mut store = Store::open(&database, Durability::Full).unwrap();
-    let overview = store.overview().unwrap();
-    let stats = store.stats().unwrap();
-    let workers = store.workers().unwrap();
-    queuectl::web::metrics::render(&overview, &stats, &workers, overview.now)
-}
 
 /// `promtool check metrics` on `text`: its findings (empty when clean).
 fn promtool_findings(text: &str) -> (bool, String) {
@@ -65,7 +53,14 @@ fn metrics_after_real_workers_pass_promtool_and_count_what_ran() {
     ] {
         env.wait_for_state(id, state, Duration::from_secs(30));
     }
-    let text = exposition(&env);
+    let web = env.spawn_web(&[]);
+    let reply = web.get("/metrics");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = reply.body;
     let (clean, findings) = promtool_findings(&text);
     assert!(
         clean,
