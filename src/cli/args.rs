@@ -180,12 +180,22 @@ Examples:
   queuectl list --state dead --json
   queuectl list --queue emails --state pending
   queuectl list --blocked                      # jobs waiting for others to complete
+  queuectl list --search report --limit 20     # id or command contains \"report\"
+  queuectl list --search report --before 81234 # the next page (its cursor from stderr)
 
 The newest 100 jobs unless --limit or --all; when some are not shown,
 \"N more (use --limit or --all)\" goes to stderr, so stdout stays a table.
 --json prints {\"jobs\": [...], \"total\": N}, total counting every job that
 matches the --state filter. A pending job that waits for others reads
-\"blocked (N)\", N of its dependencies not yet completed (deps_left in --json).")]
+\"blocked (N)\", N of its dependencies not yet completed (deps_left in --json).
+
+--search and --before page through the jobs as the dashboard does (at most
+200 a page, no total): stderr ends with \"more: --before CURSOR\" while older
+jobs remain, and --json prints {\"jobs\": [...], \"next\": \"CURSOR\"|null,
+\"scanned_all\": BOOL}, the jobs as above (the same as the dashboard's
+/api/jobs). A text matching few jobs reads at most 100,000 jobs per page;
+a page that stopped there says so (\"scanned_all\": false) and its cursor
+goes on from where it stopped.")]
     List(ListArgs),
     /// Show one job with its attempt history
     #[command(after_help = "Examples:\n  queuectl show job1\n  queuectl show job1 --json")]
@@ -594,6 +604,12 @@ pub struct ListArgs {
     /// Only jobs waiting for others to complete (pending, shown as "blocked (N)")
     #[arg(long, conflicts_with = "state")]
     pub blocked: bool,
+    /// Only jobs whose id or command contains TEXT (ASCII letters in either case; % _ \ are plain characters)
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["blocked", "all"])]
+    pub search: Option<String>,
+    /// Only jobs older than CURSOR: the "more: --before CURSOR" of the previous page
+    #[arg(long, value_name = "CURSOR", conflicts_with_all = ["blocked", "all"])]
+    pub before: Option<String>,
     #[command(flatten)]
     pub page: PageArgs,
 }

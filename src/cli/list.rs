@@ -9,7 +9,8 @@ use queuectl::domain::queue::DEFAULT_QUEUE;
 use queuectl::domain::{JobState, QueueName, echo};
 use queuectl::error::{Error, Result};
 use queuectl::store::OpenMode;
-use queuectl::store::{Job, JobPage, ListFilter, Store};
+use queuectl::store::dashboard::{JobCursor, JobSearch, SEARCH_SCAN_ROWS, SearchPage};
+use queuectl::store::{Job, ListFilter, Store};
 use std::collections::HashMap;
 
 pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
@@ -31,6 +32,22 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
                 })
         })
         .transpose()?;
+    if args.search.is_some() || args.before.is_some() {
+        let before = args
+            .before
+            .as_deref()
+            .map(|text| text.parse::<JobCursor>())
+            .transpose()
+            .map_err(|why| Error::Invalid(format!("--before: {why}")))?;
+        let search = JobSearch {
+            states,
+            queue,
+            text: args.search,
+            before,
+            limit: args.page.limit,
+        };
+        return print_search(ctx, &search);
+    }
     print_list(
         ctx,
         &ListFilter {
@@ -41,6 +58,25 @@ pub fn run(ctx: &Context, args: ListArgs) -> Result<()> {
         &args.page,
         Columns::Jobs,
     )
+}
+
+/// One page of `search`, as the dashboard pages (with `--json`, the
+/// [`SearchPage`] that `/api/jobs` prints too); the next page's cursor and
+/// a page that stopped at the read bound are said on stderr.
+fn print_search(ctx: &Context, search: &JobSearch) -> Result<()> {
+    let mut store = ctx.store(OpenMode::ReadOnly)?;
+    let page: SearchPage = store.search_jobs(search)?;
+    if ctx.json {
+        return print_json(&page);
+    }
+    print_jobs(ctx, &mut store, &page.jobs, Columns::Jobs)?;
+    if !page.scanned_all {
+        eprintln!("stopped after reading {SEARCH_SCAN_ROWS} jobs: older ones may match too");
+    }
+    if let Some(next) = page.next {
+        eprintln!("more: --before {next}");
+    }
+    Ok(())
 }
 
 /// Which table to print.
@@ -66,7 +102,7 @@ pub fn print_list(
     if ctx.json {
         return print_json(&listed);
     }
-    print_jobs(ctx, &mut store, &listed, columns)?;
+    print_jobs(ctx, &mut store, &listed.jobs, columns)?;
     let hidden = listed.total.saturating_sub(listed.jobs.len() as u64);
     if hidden > 0 {
         eprintln!("{hidden} more (use --limit or --all)");
@@ -100,8 +136,7 @@ const COMMAND_BESIDE_ERROR: usize = 30;
 /// How much of a last error `dlq list` shows (`--json` has all of it).
 const LAST_ERROR_WIDTH: usize = 70;
 
-fn print_jobs(ctx: &Context, store: &mut Store, page: &JobPage, columns: Columns) -> Result<()> {
-    let jobs = &page.jobs;
+fn print_jobs(ctx: &Context, store: &mut Store, jobs: &[Job], columns: Columns) -> Result<()> {
     if jobs.is_empty() {
         eprintln!("no jobs");
         return Ok(());
