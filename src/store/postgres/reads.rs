@@ -70,8 +70,9 @@ pub(super) fn list<C: GenericClient>(
         let page = jobs.iter().map(seq_and_job).collect::<TxResult<Vec<_>>>()?;
         (vec![page], total)
     } else if let Some(queue) = &filter.queue {
-        // One queue: its jobs by seq, filtered (its finished jobs are in
-        // no queue index).
+        // One queue: its range of jobs_queue (queue, seq) newest first
+        // (the claim and due indexes hold only waiting jobs), states
+        // checked per job.
         let names: Vec<&str> = distinct_states(states).iter().map(|s| s.as_str()).collect();
         let jobs = sql.query(
             concat!(

@@ -1064,8 +1064,9 @@ impl Backend for SqliteStore {
             });
         }
         if let Some(queue) = &filter.queue {
-            // One queue: its jobs through the (queue, ...) claim and due
-            // indexes would miss finished ones; read by seq, filtered.
+            // One queue: its range of jobs_queue (queue, seq) newest first
+            // (the claim and due indexes hold only waiting jobs), states
+            // checked per job.
             let names = serde_json::to_string(
                 &super::distinct_states(states)
                     .iter()
