@@ -38,4 +38,5 @@ mod supervisor;
 mod systemd;
 mod unique;
 mod web;
+mod web_api;
 mod web_systemd;
