@@ -64,8 +64,11 @@ impl TestEnv {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("queuectl web exited with {status}: {text}");
             }
+            // Complete lines only: the server may be halfway through
+            // writing this one (a cut port read as an address).
             address = text
-                .lines()
+                .split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
                 .find_map(|l| l.strip_prefix("listening on http://"))
                 .map(str::to_owned);
             address.is_some()
