@@ -209,7 +209,7 @@ pub fn install_set(
         ));
         files.push((
             format!("{WEB_SERVICE}.d/{PATHS_DROP_IN}"),
-            drop_in + &writable_queue_dir(db),
+            drop_in + &writable_queue_dir(db) + &sandbox_openings(config, db),
         ));
     }
     if let Some(text) = manager.web_drop_in() {
@@ -234,6 +234,31 @@ fn writable_queue_dir(db: &Database) -> String {
         ),
         Database::Postgres(_) => String::new(),
     }
+}
+
+/// The dashboard's sandbox hides home directories (`ProtectHome=yes`) and
+/// the host's /tmp (`PrivateTmp=yes`): where the config or an SQLite queue
+/// lies in one of them, the drop-in opens just that (home read-only, with
+/// the queue's directory writable through `ReadWritePaths=`; the real /tmp,
+/// read-only under ProtectSystem=strict but for that directory).
+fn sandbox_openings(config: &Path, db: &Database) -> String {
+    let mut paths = vec![config.to_owned()];
+    if let Database::Sqlite(_) = db {
+        paths.push(StateDir::for_db(db).root().to_owned());
+    }
+    let under = |roots: &[&str]| {
+        paths
+            .iter()
+            .any(|path| roots.iter().any(|root| path.starts_with(root)))
+    };
+    let mut lines = String::new();
+    if under(&["/home", "/root", "/run/user"]) {
+        lines.push_str("ProtectHome=read-only\n");
+    }
+    if under(&["/tmp", "/var/tmp"]) {
+        lines.push_str("PrivateTmp=no\n");
+    }
+    lines
 }
 
 pub fn unit_dir(scope: Scope) -> PathBuf {
@@ -335,6 +360,50 @@ mod tests {
         let user = text_for(Manager::User { privileged: false });
         assert!(user.contains("\nCapabilityBoundingSet=~\n"), "{user}");
         assert!(user.contains("\nProtectKernelModules=no\n"), "{user}");
+    }
+
+    #[test]
+    fn a_queue_in_a_home_or_tmp_opens_just_that_in_the_dashboards_sandbox() {
+        let web_paths = |config: &str, db: Database| {
+            install_set(
+                Path::new("/usr/bin/queuectl"),
+                Some((Path::new(config), &db)),
+                Manager::System,
+            )
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| *n == format!("{WEB_SERVICE}.d/{PATHS_DROP_IN}"))
+            .unwrap()
+            .1
+        };
+        let sqlite = |path: &str| Database::Sqlite(path.into());
+        let usual = web_paths(
+            "/etc/queuectl/config.toml",
+            sqlite("/var/lib/queuectl/queue.db"),
+        );
+        assert!(
+            !usual.contains("ProtectHome") && !usual.contains("PrivateTmp"),
+            "{usual}"
+        );
+        let home = web_paths("/etc/queuectl/config.toml", sqlite("/root/jobs/queue.db"));
+        assert!(
+            home.contains("\nReadWritePaths=-/root/jobs\nProtectHome=read-only\n"),
+            "{home}"
+        );
+        assert!(!home.contains("PrivateTmp"), "{home}");
+        let config_at_home = web_paths(
+            "/home/ann/.config/queuectl/config.toml",
+            sqlite("/srv/q.db"),
+        );
+        assert!(
+            config_at_home.contains("ProtectHome=read-only"),
+            "{config_at_home}"
+        );
+        let tmp = web_paths("/etc/queuectl/config.toml", sqlite("/tmp/q/queue.db"));
+        assert!(tmp.contains("\nPrivateTmp=no\n"), "{tmp}");
+        // "/homework" is no home directory.
+        let near = web_paths("/etc/q.toml", sqlite("/homework/q.db"));
+        assert!(!near.contains("ProtectHome"), "{near}");
     }
 
     #[test]

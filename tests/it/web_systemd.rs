@@ -272,23 +272,27 @@ fn every_file_units_install_writes_passes_systemd_analyze_verify() {
         crate::support::skip_unless_ci("systemd-analyze not found (apt-get install systemd)");
         return;
     }
-    let db = Database::Sqlite("/var/lib/q 100%/queue.db".into());
+    // The usual places, and a queue in a home with its config in /tmp (each
+    // adds its own lines to the dashboard's sandbox).
+    let queues = [
+        ("/etc/q/config.toml", "/var/lib/q 100%/queue.db"),
+        ("/tmp/q/config.toml", "/home/ann/q/queue.db"),
+    ];
     let managers = [
         (Manager::System, false),
         (Manager::User { privileged: true }, true),
         (Manager::User { privileged: false }, true),
     ];
-    for (manager, user) in managers {
+    for ((manager, user), (config, db)) in managers
+        .into_iter()
+        .flat_map(|m| queues.map(move |q| (m, q)))
+    {
+        let db = Database::Sqlite(db.into());
         let dir = tempfile::tempdir().unwrap();
         let units = dir.path().join("units");
         let runtime = dir.path().join("runtime");
         std::fs::create_dir_all(&runtime).unwrap();
-        let files = install_set(
-            &binary(),
-            Some((Path::new("/etc/q/config.toml"), &db)),
-            manager,
-        )
-        .unwrap();
+        let files = install_set(&binary(), Some((Path::new(config), &db)), manager).unwrap();
         for (name, text) in &files {
             let path = units.join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -315,7 +319,7 @@ fn every_file_units_install_writes_passes_systemd_analyze_verify() {
             .unwrap();
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-            "{manager:?}: {}",
+            "{manager:?}, {db}: {}",
             show(&out)
         );
     }
