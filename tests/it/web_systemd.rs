@@ -209,13 +209,16 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
     // Every page and endpoint works inside the sandbox (/api/status asks
     // the manager about workers too).
     for path in [
+        "/",
         "/jobs",
         "/jobs/first",
         "/dlq",
         "/workers",
         "/queues",
         "/schedules",
+        "/metrics",
         "/api/status",
+        "/api/overview",
         "/api/jobs",
         "/api/workers",
         "/api/queues",
@@ -225,6 +228,11 @@ fn the_first_request_starts_the_socket_activated_dashboard_and_stop_exits_cleanl
         let (status, body) = w.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
     }
+    let (_, metrics) = w.get("/metrics");
+    assert!(
+        metrics.contains("queuectl_jobs{") && metrics.contains("state=\"pending\""),
+        "{metrics}"
+    );
     // ... and sees later commits while another connection keeps them in the
     // WAL. A read-only queue directory (ProtectSystem=strict without the
     // install's ReadWritePaths=) left SQLite only `immutable`, which ignores
