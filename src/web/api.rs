@@ -6,15 +6,13 @@
 use super::http::Request;
 use crate::domain::{JobState, QueueName, echo};
 use crate::error::{Error, Result};
-use crate::store::dashboard::{JobCursor, JobSearch};
+use crate::store::dashboard::{JobCursor, JobSearch, SEARCH_LIMIT_MAX};
 use crate::store::{JobPage, ListFilter, Store};
 use crate::views::{self, WorkerView};
 use serde_json::{Value, json};
 
 /// A jobs page unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u32 = 50;
-/// The most jobs one search page holds.
-pub const MAX_PAGE: u32 = 200;
 /// As many dead jobs as `dlq list` shows by default.
 pub const DLQ_PAGE: u32 = 100;
 
@@ -76,10 +74,10 @@ pub fn job_search(request: &Request) -> Result<JobSearch> {
     let limit = match request.param("limit") {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            Ok(n) if (1..=SEARCH_LIMIT_MAX).contains(&n) => n,
             _ => {
                 return Err(Error::Invalid(format!(
-                    "limit must be from 1 to {MAX_PAGE}, not '{}'",
+                    "limit must be from 1 to {SEARCH_LIMIT_MAX}, not '{}'",
                     echo::shown(text)
                 )));
             }
@@ -94,14 +92,11 @@ pub fn job_search(request: &Request) -> Result<JobSearch> {
     })
 }
 
-/// `/api/jobs`: one page of the search, each job as `list --json` has it,
-/// and the cursor of the next page.
+/// `/api/jobs`: one page of the search as `list --search --json` prints it
+/// (each job as `list --json` has it, the next page's cursor, whether
+/// every job was read).
 pub fn jobs(store: &mut Store, search: &JobSearch) -> Result<Value> {
-    let page = store.search_jobs(search)?;
-    Ok(json!({
-        "jobs": page.jobs,
-        "next": page.next.map(|cursor| cursor.0.to_string()),
-    }))
+    Ok(serde_json::to_value(store.search_jobs(search)?).expect("a page serializes"))
 }
 
 /// `/api/jobs/{id}`: `show --json`.

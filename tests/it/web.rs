@@ -9,11 +9,18 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-// "/" and "/jobs" join these once `store.overview` (package NUMBERS) and
-// `store.search_jobs` (package SEARCH) are in.
-const PAGES: [&str; 5] = ["/jobs/done", "/dlq", "/workers", "/queues", "/schedules"];
-const APIS: [&str; 6] = [
+// "/" joins these once `store.overview` (package NUMBERS) is in.
+const PAGES: [&str; 6] = [
+    "/jobs",
+    "/jobs/done",
+    "/dlq",
+    "/workers",
+    "/queues",
+    "/schedules",
+];
+const APIS: [&str; 7] = [
     "/api/status",
+    "/api/jobs",
     "/api/jobs/done",
     "/api/dlq",
     "/api/workers",
@@ -558,6 +565,11 @@ fn web_shows_hostile_job_data_as_text() {
         .map(String::from),
     );
     paths.push("/jobs/%3Cscript%3Ealert(1)%3C%2Fscript%3E".into());
+    for text in [SCRIPT, IMG] {
+        let query: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+        paths.push(format!("/jobs?q={query}"));
+        paths.push(format!("/jobs?queue={query}"));
+    }
     for path in &paths {
         let reply = web.get(path);
         let html = reply.header("content-type") != Some("application/json");
