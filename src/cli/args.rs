@@ -382,7 +382,9 @@ Examples:
 
 Pages: / (overview), /jobs, /jobs/ID, /dlq, /workers, /queues, /schedules. JSON:
 /api/status, /api/overview, /api/jobs?state=&queue=&q=&before=&limit=, /api/jobs/ID,
-/api/dlq, /api/workers, /api/queues, /api/schedules (each as the matching --json).
+/api/dlq, /api/workers, /api/queues, /api/schedules (each as the matching --json;
+status without this host's supervisor view, which needs systemctl: \"supervisor\" and
+each \"unit_state\" are null; a systemd timer's next elapse is null too).
 Prometheus: /metrics. Health: /healthz. With authentication on, every address needs
 it, /metrics and /healthz too.
 

@@ -85,7 +85,12 @@ impl Auth {
 /// The first line of `path`, which only its owner may read or write.
 fn read_secret(path: &Path) -> Result<Vec<u8>> {
     let what = || format!("cannot read auth file {}", path.display());
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(what(), e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Invalid(format!("auth file {} does not exist", path.display()))
+        }
+        _ => Error::io(what(), e),
+    })?;
     let meta = file.metadata().map_err(|e| Error::io(what(), e))?;
     if !meta.is_file() {
         return Err(Error::Invalid(format!(

@@ -168,7 +168,8 @@ fn answer(mut raw: tiny_http::Request, app: &App, connection: &mut Connection) {
     let millis = started.elapsed().as_secs_f64() * 1000.0;
     tracing::debug!(
         method = raw.method().as_str(),
-        path = %request.path,
+        // Debug-quoted: a hostile path cannot forge log lines.
+        path = ?request.path,
         status = reply.status,
         ms = format!("{millis:.1}"),
         "request"

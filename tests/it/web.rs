@@ -339,7 +339,8 @@ fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
         "--auth-token-file",
         &env.path("none").display().to_string(),
     ]);
-    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
 #[test]
