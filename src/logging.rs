@@ -9,6 +9,12 @@ use tracing_subscriber::prelude::*;
 /// `long_running` is true for workers, which log at info by default; CLI
 /// commands only warn. `QUEUECTL_LOG` overrides (e.g. `QUEUECTL_LOG=debug`).
 pub fn init(long_running: bool) {
+    init_as(long_running, "queuectl-worker");
+}
+
+/// [`init`], naming the program `identifier` in the journal
+/// (`SYSLOG_IDENTIFIER`): `queuectl-web` for the dashboard.
+pub fn init_as(long_running: bool, identifier: &str) {
     let default = if long_running { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("QUEUECTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
@@ -18,7 +24,7 @@ pub fn init(long_running: bool) {
                 // `job_id` becomes QUEUECTL_JOB_ID: a bare JOB_ID is the
                 // manager's own field (its job numbers).
                 .with_field_prefix(Some("QUEUECTL".to_owned()))
-                .with_syslog_identifier("queuectl-worker".to_owned());
+                .with_syslog_identifier(identifier.to_owned());
             let _ = tracing_subscriber::registry()
                 .with(filter)
                 .with(journal)

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
     if !long_running {
         die_quietly_on_a_closed_pipe();
     }
-    queuectl::logging::init(long_running);
+    let identifier = match cli.command {
+        Command::Web(_) => "queuectl-web",
+        _ => "queuectl-worker",
+    };
+    queuectl::logging::init_as(long_running, identifier);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
