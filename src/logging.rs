@@ -6,15 +6,11 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
-/// `long_running` is true for workers, which log at info by default; CLI
-/// commands only warn. `QUEUECTL_LOG` overrides (e.g. `QUEUECTL_LOG=debug`).
-pub fn init(long_running: bool) {
-    init_as(long_running, "queuectl-worker");
-}
-
-/// [`init`], naming the program `identifier` in the journal
-/// (`SYSLOG_IDENTIFIER`): `queuectl-web` for the dashboard.
-pub fn init_as(long_running: bool, identifier: &str) {
+/// `long_running` is true for workers and the dashboard, which log at info
+/// by default; CLI commands only warn. `QUEUECTL_LOG` overrides (e.g.
+/// `QUEUECTL_LOG=debug`). `identifier` names the program in the journal
+/// (`SYSLOG_IDENTIFIER`: `queuectl-worker`, `queuectl-web`).
+pub fn init(long_running: bool, identifier: &str) {
     let default = if long_running { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("QUEUECTL_LOG").unwrap_or_else(|_| EnvFilter::new(default));

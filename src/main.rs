@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Command::Web(_) => "queuectl-web",
         _ => "queuectl-worker",
     };
-    queuectl::logging::init_as(long_running, identifier);
+    queuectl::logging::init(long_running, identifier);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
