@@ -393,7 +393,8 @@ Under systemd socket activation (LISTEN_FDS) the passed TCP sockets are served a
 http://ADDR\" on stderr and serves until SIGTERM or SIGINT. The auth files hold one
 line (the token, or user:password) and must be private to their owner (chmod 600),
 else it refuses to start. A non-loopback address without authentication is refused
-unless --insecure-no-auth. Actions are POSTs with a CSRF token; without
+unless --insecure-no-auth; on loopback without authentication it answers only
+requests addressed to localhost or a loopback IP (403 otherwise: DNS rebinding). Actions are POSTs with a CSRF token; without
 --allow-actions they answer 403 and no page shows buttons.
 
 Exit codes: 0 stopped by SIGTERM/SIGINT; 1 cannot listen or serve; 2 bad flags, an

@@ -55,6 +55,10 @@ pub struct App {
     pub host: String,
     /// The queue's local files (wake sockets, job logs).
     pub state: StateDir,
+    /// Answer only requests naming this host by a loopback name or address
+    /// (no authentication and only loopback sockets: a page elsewhere must
+    /// not reach the dashboard by rebinding its own name to 127.0.0.1).
+    pub loopback_only: bool,
 }
 
 impl App {

@@ -40,6 +40,14 @@ impl Connection {
 
 /// The reply to `request`.
 pub fn handle(app: &App, connection: &mut Connection, request: &Request) -> Reply {
+    if app.loopback_only && !names_loopback(request.header("host")) {
+        return failure(
+            app,
+            request,
+            403,
+            "without authentication this dashboard answers only to localhost or a loopback address",
+        );
+    }
     if let Some(auth) = &app.auth {
         if !auth.allows(request) {
             return failure(app, request, 401, "authentication required")
@@ -199,6 +207,23 @@ pub fn failure(app: &App, request: &Request, status: u16, message: &str) -> Repl
     Reply::html(status, render::error(app, status, message))
 }
 
+/// Whether a `Host` header names this machine's loopback: `localhost`,
+/// `127.0.0.1`, `[::1]` (any port). Browsers send the name in the address
+/// bar, so a rebound foreign name fails here.
+fn names_loopback(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The HTTP status an error stands for, as its exit code does for the CLI.
 pub fn status_of(error: &Error) -> u16 {
     match error {
@@ -218,5 +243,33 @@ pub fn status_of(error: &Error) -> u16 {
         | Error::WaitTimedOut(_)
         | Error::Io { .. }
         | Error::Supervisor(_) => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_loopback;
+
+    #[test]
+    fn only_loopback_names_pass_the_host_check() {
+        for host in [
+            "localhost:9750",
+            "LOCALHOST",
+            "127.0.0.1:80",
+            "127.1.2.3",
+            "[::1]:9750",
+        ] {
+            assert!(names_loopback(Some(host)), "{host}");
+        }
+        for host in [
+            "evil.example:9750",
+            "localhost.evil.example",
+            "10.0.0.1:9750",
+            "[::2]:1",
+            "",
+        ] {
+            assert!(!names_loopback(Some(host)), "{host}");
+        }
+        assert!(!names_loopback(None));
     }
 }

@@ -53,7 +53,9 @@ pub fn serve(options: WebOptions) -> Result<()> {
             }
         );
     }
+    let loopback_only = auth.is_none() && exposed.is_empty();
     let app = Arc::new(App {
+        loopback_only,
         state: StateDir::for_db(&options.db),
         db: options.db,
         durability: options.durability,

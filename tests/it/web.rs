@@ -204,6 +204,40 @@ fn web_answers_unknown_paths_wrong_methods_and_bad_input_with_their_codes() {
     assert_common_headers("413", &reply);
 }
 
+/// Without authentication, a loopback dashboard answers only to loopback
+/// names: a foreign page that rebinds its own name to 127.0.0.1 reads nothing.
+#[test]
+fn web_refuses_foreign_host_names_when_open_on_loopback() {
+    let mut env = scene();
+    let web = env.spawn_web(&[]);
+    let port = web.address.rsplit(':').next().unwrap().to_owned();
+    for host in [format!("localhost:{port}"), web.address.clone()] {
+        let reply = web.request("GET", "/api/queues", &[("Host", &host)], b"");
+        assert_eq!(reply.status, 200, "{host}");
+    }
+    let reply = web.request(
+        "GET",
+        "/api/queues",
+        &[("Host", &format!("evil.example:{port}"))],
+        b"",
+    );
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(!reply.body.contains("\"queues\""), "{}", reply.body);
+    // With authentication the credentials guard it, whatever the name.
+    let token = private_file(&env, "token", "t0ken\n", 0o600);
+    let web = env.spawn_web(&["--auth-token-file", &token]);
+    let reply = web.request(
+        "GET",
+        "/api/queues",
+        &[
+            ("Host", "dashboard.example"),
+            ("Authorization", "Bearer t0ken"),
+        ],
+        b"",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 #[test]
 fn web_says_503_when_the_queue_cannot_be_read() {
     let mut env = TestEnv::new();
