@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-// "/" joins these once `store.overview` (package NUMBERS) is in.
-const PAGES: [&str; 6] = [
+const PAGES: [&str; 7] = [
+    "/",
     "/jobs",
     "/jobs/done",
     "/dlq",
@@ -18,8 +18,9 @@ const PAGES: [&str; 6] = [
     "/queues",
     "/schedules",
 ];
-const APIS: [&str; 7] = [
+const APIS: [&str; 8] = [
     "/api/status",
+    "/api/overview",
     "/api/jobs",
     "/api/jobs/done",
     "/api/dlq",
@@ -105,6 +106,26 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
         reply.json();
         assert_common_headers(path, &reply);
     }
+    let metrics = web.get("/metrics");
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        metrics.header("content-type")
+    );
+    assert!(metrics.body.contains("queuectl_jobs{"), "{}", metrics.body);
+    assert_common_headers("/metrics", &metrics);
+    let overview = web.get("/api/overview").json();
+    let completed: u64 = overview["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "completed")
+        .map(|c| c["jobs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(completed, env.count("completed"), "{overview}");
     // The assets a page links, cached for good under their hash.
     let page = web.get("/queues").body;
     let css = page
@@ -253,6 +274,9 @@ fn web_says_503_when_the_queue_cannot_be_read() {
     assert!(!page.body.contains("panicked"), "{}", page.body);
     let api = web.get("/api/queues");
     assert_eq!(api.status, 503);
+    let metrics = web.get("/metrics");
+    assert_eq!(metrics.status, 503, "{}", metrics.body);
+    assert!(metrics.body.contains("no queue at"), "{}", metrics.body);
     assert!(
         api.json()["error"]
             .as_str()

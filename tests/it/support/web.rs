@@ -50,8 +50,10 @@ impl TestEnv {
     /// Starts `cmd` (a `queuectl web` of some shape) and waits until it
     /// says where it listens; fails the test with its stderr if it exits.
     pub fn spawn_web_cmd(&mut self, mut cmd: Command) -> WebServer {
-        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
-        let log = self.path(&format!("web-{n}.log"));
+        let log = (0..)
+            .map(|n| self.path(&format!("web-{n}.log")))
+            .find(|path| !path.exists())
+            .unwrap();
         let file = std::fs::File::create(&log).unwrap();
         let mut child = cmd
             .stdout(Stdio::null())
