@@ -16,16 +16,15 @@ pub fn cursor_text(cursor: JobCursor) -> String {
 }
 
 pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRow]) -> Markup {
-    let chosen_state = match search.states.as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    };
-    let state_text = chosen_state.map_or("", JobState::as_str);
+    // Several states (`?state=pending,failed`) are kept as one choice.
+    let names: Vec<&str> = search.states.iter().map(|s| s.as_str()).collect();
+    let state_text = names.join(",");
+    let several = (names.len() > 1).then(|| names.join(" or "));
     let queue_text = search.queue.as_deref().unwrap_or("");
     let contains = search.text.as_deref().unwrap_or("");
     let before = search.before.map(cursor_text).unwrap_or_default();
     let filters = [
-        ("state", state_text),
+        ("state", state_text.as_str()),
         ("queue", queue_text),
         ("q", contains),
     ];
@@ -41,9 +40,12 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
             label {
                 "state "
                 select name="state" {
-                    option value="" selected[chosen_state.is_none()] { "any" }
+                    option value="" selected[names.is_empty()] { "any" }
                     @for s in JobState::ALL {
-                        option value=(s.as_str()) selected[chosen_state == Some(s)] { (s.as_str()) }
+                        option value=(s.as_str()) selected[names == [s.as_str()]] { (s.as_str()) }
+                    }
+                    @if let Some(label) = &several {
+                        option value=(state_text) selected { (label) }
                     }
                 }
             }

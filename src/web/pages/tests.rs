@@ -498,6 +498,28 @@ fn a_page_that_stopped_at_the_read_bound_says_so_and_links_older() {
 }
 
 #[test]
+fn several_states_stay_chosen_across_pages() {
+    let search = JobSearch {
+        states: vec![JobState::Pending, JobState::Failed],
+        limit: 50,
+        ..JobSearch::default()
+    };
+    let page = SearchPage {
+        jobs: vec![job("j1", JobState::Failed)],
+        next: Some(JobCursor(7)),
+        scanned_all: true,
+    };
+    let html = jobs(&ctx(false), &search, &page, &[]).into_string();
+    assert!(
+        html.contains(r#"<option value="pending,failed" selected>pending or failed</option>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"href="/jobs?state=pending%2Cfailed&amp;before=7" data-nav="next""#));
+    assert!(html.contains(r#"data-poll="/api/jobs?state=pending%2Cfailed""#));
+    assert!(!html.contains(r#"<option value="" selected>"#));
+}
+
+#[test]
 fn the_error_page_says_the_status_and_the_message_only() {
     let html = error(
         &ctx(false),
