@@ -68,6 +68,21 @@
     ms: (v) => (typeof v === 'number' ? took(v) : NONE),
     seconds: (v) => (typeof v === 'number' ? elapsed(v) : NONE),
     yesno: (v) => (v ? 'yes' : 'no'),
+    // An attempt's outcome; none yet: running.
+    outcome: (v, el) => {
+      const text = v === null || v === undefined ? 'running' : String(v);
+      el.dataset.outcome = text;
+      return text;
+    },
+    // The first line in the cell, all of it in its title.
+    firstline: (v, el) => {
+      if (v === null || v === undefined || v === '') {
+        el.removeAttribute('title');
+        return '';
+      }
+      el.title = String(v);
+      return String(v).split(/\r?\n/)[0];
+    },
   };
 
   function field(item, path) {

@@ -42,7 +42,8 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             td.command { code { (job.command) } }
                             td.num data-live="attempts" { (job.attempts) }
                             td { (time(job.finished_at, None)) }
-                            td.error data-field="error" title=[(!error.is_empty()).then_some(error)] { (first_line(error)) }
+                            td.error data-field="error" title=[(!error.is_empty()).then_some(error)]
+                                data-live="last_error" data-live-format="firstline" { (first_line(error)) }
                             @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry")) } }
                         }
                     }

@@ -137,11 +137,13 @@ fn attempt_table(ctx: &Ctx, attempts: &[Attempt]) -> Markup {
                         td { (a.host.as_deref().unwrap_or(NONE)) }
                         td { (time(Some(a.started_at), None)) }
                         td.num { (duration(ctx, a)) }
-                        td data-field="outcome" data-outcome=(a.outcome.map_or("running", |o| o.as_str())) {
-                            (a.outcome.map_or("running", |o| o.as_str()))
+                        @let outcome = a.outcome.map_or("running", |o| o.as_str());
+                        td data-field="outcome" data-outcome=(outcome) data-live="outcome" data-live-format="outcome" {
+                            (outcome)
                         }
                         td.num { (exit(a)) }
-                        td data-field="error" title=[(!error.is_empty()).then_some(error)] { (first_line(error)) }
+                        td data-field="error" title=[(!error.is_empty()).then_some(error)]
+                            data-live="error" data-live-format="firstline" { (first_line(error)) }
                     }
                 }
             }

@@ -350,7 +350,7 @@ fn every_page_has_the_frame_and_its_hooks() {
                 r#"<pre class="command" data-field="command">echo &lt;script&gt;"#,
                 r#"<table data-table="attempts""#,
                 r#"<tr data-attempt="2">"#,
-                r#"data-outcome="timed_out">timed_out</td>"#,
+                r#"data-outcome="timed_out" data-live="outcome" data-live-format="outcome">timed_out</td>"#,
                 r#"<pre class="output" data-field="output">out &lt;script&gt;"#,
                 r#"<code data-field="journalctl">journalctl QUEUECTL_JOB_ID='&lt;script&gt;alert(1)&lt;/script&gt;'</code>"#,
                 r#"data-poll="/api/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E""#,
@@ -446,7 +446,9 @@ fn a_running_job_can_be_cancelled_and_says_how_long_it_has_run() {
     assert!(html.contains(r#"data-action="cancel""#), "{html}");
     assert!(!html.contains(r#"data-action="retry""#));
     assert!(html.contains("running 1m15s"), "{html}");
-    assert!(html.contains(r#"data-outcome="running">running</td>"#));
+    assert!(html.contains(
+        r#"data-outcome="running" data-live="outcome" data-live-format="outcome">running</td>"#
+    ));
     assert!(html.contains("The queue kept no output of attempt 3"));
     assert!(html.contains(r#"<pre class="output" data-field="output"></pre>"#));
     assert!(html.contains(r#"<code data-field="journalctl">journalctl QUEUECTL_JOB_ID=j1</code>"#));
