@@ -7,13 +7,8 @@ use super::layout::{Page, page};
 use super::parts::{head, job_link, num, query, scroll, state, text, time};
 use crate::domain::JobState;
 use crate::store::QueueRow;
-use crate::store::dashboard::{JobCursor, JobSearch, SEARCH_SCAN_ROWS, SearchPage};
+use crate::store::dashboard::{JobSearch, SEARCH_SCAN_ROWS, SearchPage};
 use maud::{Markup, html};
-
-/// A cursor as it appears in URLs (`before=`).
-pub fn cursor_text(cursor: JobCursor) -> String {
-    cursor.0.to_string()
-}
 
 pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRow]) -> Markup {
     // Several states (`?state=pending,failed`) are kept as one choice.
@@ -22,7 +17,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
     let several = (names.len() > 1).then(|| names.join(" or "));
     let queue_text = search.queue.as_deref().unwrap_or("");
     let contains = search.text.as_deref().unwrap_or("");
-    let before = search.before.map(cursor_text).unwrap_or_default();
+    let before = search.before.map(|c| c.to_string()).unwrap_or_default();
     let filters = [
         ("state", state_text.as_str()),
         ("queue", queue_text),
@@ -30,7 +25,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
     ];
     let here = query(&with_cursor(&filters, &before));
     let next_href = page_.next.map(|next| {
-        let cursor = cursor_text(next);
+        let cursor = next.to_string();
         format!("/jobs{}", query(&with_cursor(&filters, &cursor)))
     });
     let poll = format!("/api/jobs{here}");

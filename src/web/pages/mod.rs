@@ -25,7 +25,7 @@ mod tests;
 
 pub use dlq::dlq;
 pub use job::job;
-pub use jobs::{cursor_text, jobs};
+pub use jobs::jobs;
 pub use layout::error;
 pub use overview::overview;
 pub use queues::queues;
