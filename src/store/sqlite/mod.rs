@@ -401,19 +401,22 @@ impl SqliteStore {
             Ok(meta) if meta.len() > 0 => {}
             _ => return Ok(()),
         }
-        let mut header = Vec::with_capacity(16);
-        let read = std::fs::File::open(path).and_then(|f| {
-            use std::io::Read;
-            f.take(16).read_to_end(&mut header)
-        });
-        if read.is_ok() && header != b"SQLite format 3\0" {
-            return refuse("it is not an SQLite database");
-        }
-        let Ok(mut store) = SqliteStore::connect_read_only(path, file_uri(path, "mode=ro")) else {
-            return Ok(());
-        };
-        match store.check_application_id() {
+        // Looked at through SQLite only, never a descriptor of our own:
+        // SQLite's locks are POSIX locks, which belong to the process, and
+        // closing any descriptor of the file drops every one of them, also
+        // those of this process's other connections (a `queuectl web`
+        // thread opening its connection beside the others). Another process
+        // then thought itself the last one, checkpointed and deleted the WAL
+        // under them, and they read a deleted WAL for ever after.
+        let looked = SqliteStore::connect_read_only(path, file_uri(path, "mode=ro"))
+            .and_then(|mut store| store.check_application_id());
+        match looked {
             Err(foreign @ Error::Invalid(_)) => Err(foreign),
+            Err(Error::Database { source, .. })
+                if source.sqlite_error_code() == Some(ErrorCode::NotADatabase) =>
+            {
+                refuse("it is not an SQLite database")
+            }
             _ => Ok(()),
         }
     }

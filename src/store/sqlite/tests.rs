@@ -277,6 +277,45 @@ fn a_file_or_directory_that_is_no_database_is_refused_and_left_untouched() {
     assert_eq!(std::fs::read_to_string(&text).unwrap(), "root:x:0:0\n");
 }
 
+/// Regression: a second writing open in the same process (each `queuectl
+/// web` thread opens its own) closed a descriptor of its own on the
+/// database to read its header, which dropped the POSIX locks of the
+/// process's other connections; another process then deleted the WAL
+/// under them and they saw no later commit.
+#[test]
+fn another_open_in_the_process_keeps_the_first_connections_locks() {
+    let (dir, mut first) = open();
+    let path = dir.path().join("q.db");
+    first.counts().unwrap();
+    let held = || locks_held_on(&path);
+    assert!(
+        held() > 0,
+        "an open WAL connection holds a lock on the database"
+    );
+    let before = held();
+    let second = SqliteStore::open_as(&path, Durability::Normal, OpenMode::Existing).unwrap();
+    drop(second);
+    assert_eq!(held(), before, "the first connection lost its locks");
+}
+
+/// How many POSIX locks this process holds on `path` (from /proc/locks).
+fn locks_held_on(path: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(path).unwrap().ino();
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(4) == Some(&pid.as_str())
+                && fields
+                    .get(5)
+                    .is_some_and(|id| id.rsplit(':').next() == Some(&inode.to_string()))
+        })
+        .count()
+}
+
 #[test]
 fn an_untagged_queue_from_migration_one_is_upgraded_and_keeps_its_jobs() {
     let dir = tempfile::tempdir().unwrap();
