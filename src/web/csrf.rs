@@ -55,12 +55,16 @@ impl Csrf {
 
     /// Why `request` (a POST with form `token`) is refused, if it is.
     pub fn check(&self, request: &Request, token: Option<&str>) -> Result<(), &'static str> {
-        if let Some(site) = request.header("sec-fetch-site") {
+        let site = request.header("sec-fetch-site");
+        if let Some(site) = site {
             if !matches!(site, "same-origin" | "none") {
                 return Err("the request came from another site");
             }
         }
-        if let Some(origin) = request.header("origin") {
+        // Under `Referrer-Policy: no-referrer` a browser posts a form with
+        // `Origin: null`; only `Sec-Fetch-Site` then says where it came from.
+        let hidden = request.header("origin") == Some("null") && site == Some("same-origin");
+        if let Some(origin) = request.header("origin").filter(|_| !hidden) {
             let host = request.header("host").unwrap_or_default();
             let same = origin
                 .strip_prefix("http://")
@@ -162,5 +166,23 @@ mod tests {
             ("Sec-Fetch-Site", "same-origin"),
         ]);
         assert_eq!(csrf.check(&same, Some(&first.token)), Ok(()));
+        // A form posted under no-referrer (Chromium's headers): Origin
+        // null, the site in Sec-Fetch-Site.
+        let hidden = |site: Option<&'static str>| {
+            let mut headers = vec![
+                ("Cookie", pair.as_str()),
+                ("Host", "127.0.0.1:9750"),
+                ("Origin", "null"),
+            ];
+            headers.extend(site.map(|s| ("Sec-Fetch-Site", s)));
+            post(&headers)
+        };
+        let token = Some(first.token.as_str());
+        assert_eq!(csrf.check(&hidden(Some("same-origin")), token), Ok(()));
+        assert!(csrf.check(&hidden(Some("cross-site")), token).is_err());
+        assert!(
+            csrf.check(&hidden(None), token).is_err(),
+            "no word on the site"
+        );
     }
 }
