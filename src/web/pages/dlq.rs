@@ -4,7 +4,7 @@
 
 use super::Ctx;
 use super::layout::{Page, page};
-use super::parts::{first_line, head, job_action, job_link, num, scroll, text, time};
+use super::parts::{first_line, form_fields, head, job_action, job_link, num, scroll, text, time};
 use crate::store::JobPage;
 use maud::{Markup, html};
 
@@ -44,7 +44,7 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             td { (time(job.finished_at, None)) }
                             td.error data-field="error" title=[(!error.is_empty()).then_some(error)]
                                 data-live="last_error" data-live-format="firstline" { (first_line(error)) }
-                            @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry")) } }
+                            @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry", "/dlq")) } }
                         }
                     }
                 }
@@ -55,7 +55,7 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
             section {
                 h2 { "Purge" }
                 form.purge method="post" action="/dlq/purge" data-form="purge" {
-                    input type="hidden" name="csrf" value=(token);
+                    (form_fields(token, "/dlq"))
                     label {
                         "Delete finished jobs (completed, dead, cancelled) that finished more than "
                         input name="older_than" value="7d" size="6" required pattern="[0-9smhd ]+"

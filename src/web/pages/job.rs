@@ -23,6 +23,7 @@ const ACTIONS: [(BulkAction, &str, &str); 3] = [
 
 pub fn job(ctx: &Ctx, job: &Job, attempts: &[Attempt], deps: &Dependencies) -> Markup {
     let id = job.id.as_str();
+    let here = job_href(id);
     let main = html! {
         h1.job-title {
             "Job " code data-field="id" { (id) } " "
@@ -34,7 +35,7 @@ pub fn job(ctx: &Ctx, job: &Job, attempts: &[Attempt], deps: &Dependencies) -> M
             div.actions {
                 @for (action, name, label) in ACTIONS {
                     @if action.applies_to().contains(&job.state) {
-                        (job_action(ctx, id, name, label))
+                        (job_action(ctx, id, name, label, &here))
                     }
                 }
             }
@@ -55,7 +56,7 @@ pub fn job(ctx: &Ctx, job: &Job, attempts: &[Attempt], deps: &Dependencies) -> M
         (output(id, attempts))
     };
     let title = format!("Job {id}");
-    let poll = format!("/api{}", job_href(id));
+    let poll = format!("/api{here}");
     page(ctx, Page::Job, &title, Some(&poll), main)
 }
 

@@ -63,7 +63,6 @@ pub fn page(ctx: &Ctx, page: Page, title: &str, poll: Option<&str>, main: Markup
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
-                meta name="referrer" content="no-referrer";
                 title { (title) " · queuectl" }
                 link rel="icon" type="image/svg+xml" href=(assets::url("favicon.svg"));
                 link rel="stylesheet" href=(assets::url("app.css"));

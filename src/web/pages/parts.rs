@@ -80,16 +80,26 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// A one-button form posting `action` (`retry`, `cancel`, `restart`) for
-/// the job `id`, or nothing when actions are off.
-pub fn job_action(ctx: &Ctx, id: &str, action: &str, label: &str) -> Markup {
+/// the job `id`, which leads back to the page at `back`; nothing when
+/// actions are off.
+pub fn job_action(ctx: &Ctx, id: &str, action: &str, label: &str, back: &str) -> Markup {
     let Some(token) = ctx.form_token() else {
         return html! {};
     };
     html! {
         form.action method="post" action=(format!("{}/{action}", job_href(id))) {
-            input type="hidden" name="csrf" value=(token);
+            (form_fields(token, back))
             button type="submit" data-action=(action) { (label) }
         }
+    }
+}
+
+/// The hidden fields every action form carries: its CSRF token, and the
+/// page the server sends the browser back to (`back`).
+pub fn form_fields(token: &str, back: &str) -> Markup {
+    html! {
+        input type="hidden" name="csrf" value=(token);
+        input type="hidden" name="back" value=(back);
     }
 }
 

@@ -407,12 +407,19 @@ fn action_buttons_only_with_actions_on_and_a_token() {
     let on: BTreeMap<_, _> = every_page(true).into_iter().collect();
     // A dead job: retry and restart, not cancel.
     let job = &on["job"];
-    let form = r#"<form class="action" method="post" action="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/retry"><input type="hidden" name="csrf" value="tok-123"><button type="submit" data-action="retry">"#;
+    let form = r#"<form class="action" method="post" action="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/retry"><input type="hidden" name="csrf" value="tok-123"><input type="hidden" name="back" value="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"><button type="submit" data-action="retry">"#;
     assert!(job.contains(form), "{job}");
     assert!(job.contains(r#"data-action="restart""#));
     assert!(!job.contains(r#"data-action="cancel""#));
     let dlq = &on["dlq"];
     assert!(dlq.contains(r#"data-action="retry""#), "{dlq}");
+    // The dead letter's forms lead back to it.
+    assert_eq!(
+        dlq.matches(r#"<input type="hidden" name="back" value="/dlq">"#)
+            .count(),
+        2,
+        "{dlq}"
+    );
     assert!(dlq.contains(r#"action="/dlq/purge""#), "{dlq}");
     assert!(dlq.contains(r#"name="older_than""#), "{dlq}");
     // Actions on but no token: no form (it would fail its CSRF check).
