@@ -1,7 +1,8 @@
 //! The dashboard's cost: what each page's store calls take on a queue of
 //! 1,000,000 jobs against the same calls on 1,000 jobs (the figures must
-//! not grow with history), and what the counters that keep those figures
-//! cost the hot path: claim + complete with migration 9's triggers against
+//! not grow with history), each page and endpoint of a real `queuectl web`
+//! on that queue against a static asset from the same server, and what the
+//! counters that keep those figures cost the hot path: claim + complete with migration 9's triggers against
 //! the same schema with the triggers it replaced. SQLite only (the history
 //! is built with the SQLite fixture helper, as the scale scenario's).
 
@@ -14,7 +15,7 @@ use queuectl::domain::{JobId, NewJob, QueueName};
 use queuectl::error::{Error, Result};
 use queuectl::store::Store;
 use queuectl::store::dashboard::{JobCursor, JobSearch};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
 /// Jobs left pending in both databases; the rest are completed.
@@ -113,6 +114,8 @@ fn store_calls(bench: &Bench) -> Result<Vec<Row>> {
                 )),
         );
     }
+    drop(stores);
+    rows.extend(http_pages(bench, &big, big_size)?);
     Ok(rows)
 }
 
@@ -159,13 +162,18 @@ fn before_counters() -> Result<String> {
 fn hot_path(bench: &Bench) -> Result<Vec<Row>> {
     let cycles = bench.jobs.unwrap_or(bench.size(3000, 500));
     let repeats = bench.size(5, 2);
-    let durability = Durability::Normal;
     let mut rows = Vec::new();
-    for batch in [1, super::store::BATCH] {
+    // Full: what a queue pays by default (fsync per commit); normal: the
+    // counters' CPU cost, with little else to hide it.
+    let shapes = [Durability::Full, Durability::Normal]
+        .into_iter()
+        .flat_map(|d| [(d, 1), (d, super::store::BATCH)]);
+    for (durability, batch) in shapes {
+        let name = durability.as_str();
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for rep in 0..repeats {
             for counters in [true, false] {
-                let name = format!("web-hot-{batch}-{rep}-{counters}");
+                let name = format!("web-hot-{name}-{batch}-{rep}-{counters}");
                 let queue = bench.sandbox.queue(&name)?;
                 let mut store = Store::open(&queue.state.db, durability)?;
                 if !counters {
@@ -191,12 +199,12 @@ fn hot_path(bench: &Bench) -> Result<Vec<Row>> {
         let figure = median(&with).ok_or_else(|| no_samples("with counters"))?;
         let baseline = median(&without).ok_or_else(|| no_samples("without counters"))?;
         bench.progress(&format!(
-            "web hot path (batch {batch}): {figure:.0} jobs/s with the counters, {baseline:.0} without"
+            "web hot path ({name}, batch {batch}): {figure:.0} jobs/s with the counters, {baseline:.0} without"
         ));
         rows.push(
             Row::new(
                 "web",
-                format!("claim+complete with the dashboard's counters, batch {batch}"),
+                format!("claim+complete with the dashboard's counters, {name}, batch {batch}"),
                 figure,
                 "jobs/s",
             )
@@ -207,9 +215,153 @@ fn hot_path(bench: &Bench) -> Result<Vec<Row>> {
             .target(Target::ratio_at_least(0.9))
             .samples(repeats)
             .note(format!(
-                "{cycles} jobs per run on one connection, durability normal (the CPU cost shows), {batch} per transaction; median of {repeats} alternating runs"
+                "{cycles} jobs per run on one connection, durability {name}, {batch} per transaction; median of {repeats} alternating runs"
             )),
         );
     }
     Ok(rows)
+}
+
+/// The pages of a real `queuectl web` on the big queue, each against a
+/// static asset request in the same run (the server's own floor: parsing,
+/// headers, the socket): wall time per request, and the server's own
+/// `Server-Timing` in the note.
+fn http_pages(bench: &Bench, queue: &Queue, size: usize) -> Result<Vec<Row>> {
+    let mut server = WebServer::start(queue)?;
+    let middle = size / 2;
+    let pages: [(&str, String); 9] = [
+        ("overview /", "/".to_owned()),
+        ("jobs /jobs", "/jobs".to_owned()),
+        ("jobs, a deep page", format!("/jobs?before={middle}")),
+        ("job /jobs/{id}", format!("/jobs/{}", job_id(middle))),
+        ("dead letter /dlq", "/dlq".to_owned()),
+        ("queues /queues", "/queues".to_owned()),
+        ("/api/overview", "/api/overview".to_owned()),
+        ("/api/jobs", "/api/jobs".to_owned()),
+        ("/metrics", "/metrics".to_owned()),
+    ];
+    let repeats = bench.size(21, 5);
+    let asset = "/assets/app.css";
+    let mut baseline = Vec::new();
+    let mut samples: Vec<(Vec<Duration>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); pages.len()];
+    for _ in 0..repeats {
+        baseline.push(server.get(asset)?.0);
+        for (i, (_, path)) in pages.iter().enumerate() {
+            let (took, app_ms) = server.get(path)?;
+            samples[i].0.push(took);
+            samples[i].1.extend(app_ms);
+        }
+    }
+    server.stop();
+    let baseline_ms = median(&millis(&baseline)).ok_or_else(|| no_samples(asset))?;
+    let mut rows = Vec::new();
+    for ((name, path), (times, app)) in pages.iter().zip(samples) {
+        let figure = median(&millis(&times)).ok_or_else(|| no_samples(name))?;
+        let app_ms = median(&app).map_or("none".to_owned(), |ms| format!("{ms:.2} ms"));
+        bench.progress(&format!(
+            "web GET {path}: {figure:.2} ms (app {app_ms}), asset {baseline_ms:.2} ms"
+        ));
+        rows.push(
+            Row::new("web", format!("GET {name}"), figure, "ms")
+                .baseline(
+                    baseline_ms,
+                    format!("GET {asset} (an embedded static asset) from the same server"),
+                )
+                .samples(repeats)
+                .note(format!(
+                    "`queuectl web` on the {size}-job queue, one request per connection from this process; Server-Timing app median {app_ms}; median of {repeats} alternating runs"
+                )),
+        );
+    }
+    Ok(rows)
+}
+
+/// A `queuectl web --listen 127.0.0.1:0` process, stopped when dropped.
+struct WebServer {
+    child: std::process::Child,
+    address: String,
+}
+
+impl WebServer {
+    fn start(queue: &Queue) -> Result<WebServer> {
+        use std::io::BufRead;
+        let mut child = queue
+            .command(&["web", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("cannot start queuectl web", e))?;
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(address) = line.strip_prefix("listening on http://") {
+                        break address.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Error::Supervisor(
+                        "queuectl web ended before it said where it listens".into(),
+                    ));
+                }
+            }
+        };
+        // Keep reading its stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(WebServer { child, address })
+    }
+
+    /// One GET on a new connection: the time to the whole response, and
+    /// the server's `Server-Timing: app;dur=<ms>` if it sent one. A status
+    /// other than 200 is an error.
+    fn get(&mut self, path: &str) -> Result<(Duration, Option<f64>)> {
+        use std::io::{Read, Write};
+        let io = |e| Error::io(format!("GET {path}"), e);
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(&self.address).map_err(io)?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .map_err(io)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).map_err(io)?;
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&response);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let status = head.split_whitespace().nth(1).unwrap_or("");
+        if status != "200" {
+            return Err(Error::Supervisor(format!(
+                "GET {path}: status {status:?}, not 200"
+            )));
+        }
+        let app_ms = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            if !name.eq_ignore_ascii_case("server-timing") {
+                return None;
+            }
+            value
+                .split(';')
+                .find_map(|part| part.trim().strip_prefix("dur=")?.parse().ok())
+        });
+        Ok((took, app_ms))
+    }
+
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -13,6 +13,7 @@ conformance! {
     wait_is_from_the_due_time_to_the_start,
     lag_is_the_oldest_due_job_per_queue,
     the_last_hour_has_sixty_minutes_and_percentiles_of_what_ran,
+    concurrent_finishes_count_every_attempt_once,
 }
 
 fn ms(at: Timestamp, millis: i64) -> Timestamp {
@@ -303,4 +304,24 @@ fn the_last_hour_has_sixty_minutes_and_percentiles_of_what_ran(q: &TestQueue) {
     assert_eq!(overview.duration_p50_ms, Some(1000));
     // The 11th of 11 (nearest rank of 95%): 123 s, rounded up to two digits.
     assert_eq!(overview.duration_p95_ms, Some(130_000));
+}
+
+/// Four connections claim and finish 400 jobs at once, 4 per transaction
+/// (the conformance suite's drain): every attempt is counted once
+/// (PostgreSQL's shards sum to it, and no writer failed waiting on another's
+/// counter row).
+fn concurrent_finishes_count_every_attempt_once(q: &TestQueue) {
+    super::drain_from_four_connections(q, 4);
+    let mut store = q.open();
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        attempts_of(&stats, "default", AttemptOutcome::Succeeded),
+        400
+    );
+    assert_eq!(histogram(&stats.duration, "default").count, 400);
+    assert_eq!(histogram(&stats.wait, "default").count, 400);
+    assert_eq!(
+        counts(&store.at(at(2)).overview().unwrap()),
+        [row("default", JobState::Completed, 400)]
+    );
 }
