@@ -116,10 +116,6 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpReply {
-    let mut stream = TcpStream::connect(address).expect("connect to queuectl web");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     // The address as Host unless the test names another.
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
@@ -129,12 +125,21 @@ pub fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server refusing a large body may close before reading all of it.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the reply");
-    parse(&raw)
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    send(address, &raw)
+}
+
+/// Sends `raw` (a whole request, as bytes) and reads the reply.
+pub fn send(address: &str, raw: &[u8]) -> HttpReply {
+    let mut stream = TcpStream::connect(address).expect("connect to queuectl web");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read the reply");
+    parse(&reply)
 }
 
 fn parse(raw: &[u8]) -> HttpReply {
