@@ -79,6 +79,25 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
     let web = env.spawn_web(&[]);
     let health = web.get("/healthz");
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    // A PostgreSQL queue is shown by its address without the password.
+    let password = env.postgres_db().map(|db| {
+        let url = db.url();
+        url.split(':')
+            .nth(2)
+            .unwrap()
+            .split('@')
+            .next()
+            .unwrap()
+            .to_owned()
+    });
+    let no_password = |path: &str, body: &str| {
+        if let Some(password) = &password {
+            assert!(
+                !body.contains(password.as_str()),
+                "{path}: the password shows"
+            );
+        }
+    };
     assert_common_headers("/healthz", &health);
     for path in PAGES {
         let reply = web.get(path);
@@ -88,6 +107,11 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
             Some("text/html; charset=utf-8")
         );
         assert!(reply.body.contains("data-page="), "{path}");
+        assert!(
+            reply.body.contains(&env.db_shown()),
+            "{path}: the queue is named"
+        );
+        no_password(path, &reply.body);
         assert!(reply.body.contains("data-nav=\"jobs\""), "{path}");
         assert!(
             !reply.body.contains("data-action"),
@@ -102,6 +126,7 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
     for path in APIS {
         let reply = web.get(path);
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        no_password(path, &reply.body);
         assert_eq!(reply.header("content-type"), Some("application/json"));
         reply.json();
         assert_common_headers(path, &reply);
