@@ -541,6 +541,41 @@ fn web_csrf_refuses_missing_wrong_and_cross_site_tokens() {
     assert_eq!(env.state("dead"), "pending");
 }
 
+/// The dead letter page's own retry form, posted as Chromium posts it
+/// under `Referrer-Policy: no-referrer` (`Origin: null`, the site in
+/// `Sec-Fetch-Site`), lands back on the dead letter with the job pending.
+#[test]
+fn web_a_browser_posting_the_dead_letter_form_retries_the_job() {
+    let mut env = scene();
+    let web = env.spawn_web(&["--allow-actions"]);
+    let browser = open_page(&web, "/dlq");
+    let page = web.get("/dlq").body;
+    let form = page
+        .split("<form")
+        .find(|f| f.contains("action=\"/jobs/dead/retry\""))
+        .unwrap_or_else(|| panic!("no retry form for the dead job: {page}"));
+    let back = form
+        .split("name=\"back\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a back field");
+    let body = format!("csrf={}&back={back}", browser.token);
+    let chromium = |site: Option<&'static str>| {
+        let mut headers = vec![("Origin", "null")];
+        headers.extend(site.map(|s| ("Sec-Fetch-Site", s)));
+        post_form(&web, "/jobs/dead/retry", &browser, &body, &headers)
+    };
+    for site in [None, Some("cross-site"), Some("same-site")] {
+        let reply = chromium(site);
+        assert_eq!(reply.status, 403, "{site:?}: {}", reply.body);
+        assert_eq!(env.state("dead"), "dead");
+    }
+    let reply = chromium(Some("same-origin"));
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some("/dlq"));
+    assert_eq!(env.state("dead"), "pending");
+}
+
 #[test]
 fn web_actions_are_off_unless_allowed() {
     let mut env = scene();
