@@ -39,4 +39,5 @@ mod systemd;
 mod unique;
 mod web;
 mod web_api;
+mod web_browser;
 mod web_systemd;
