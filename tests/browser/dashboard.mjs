@@ -277,6 +277,8 @@ async function retry(id) {
     button.click(),
   ]);
   check(response?.status() === 200, `retry: landed on ${page.url()} with ${response?.status()}`);
+  check(new URL(page.url()).pathname === "/dlq", `retry: the answer led to ${page.url()}, not back to /dlq`);
+  await page.goto(new URL("/dlq", base).href);
   check(
     (await page.locator(`table[data-table="dlq"] tr[data-job="${id}"]`).count()) === 0,
     `/dlq: job ${id} is still listed after its retry`,

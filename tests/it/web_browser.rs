@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -232,25 +232,27 @@ fn web_browser_every_page_in_headless_chromium() {
     let web = spawn_web(&mut env, &["--allow-actions"]);
     let shots = env.path("screenshots");
 
-    let mut node = Command::new("node")
-        .arg(repo().join("tests/browser/dashboard.mjs"))
-        .arg(&web.url)
-        .arg(&scene_file)
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    let mut stderr = node.stderr.take().unwrap();
+    let mut node = KilledOnDrop(
+        Command::new("node")
+            .arg(repo().join("tests/browser/dashboard.mjs"))
+            .arg(&web.url)
+            .arg(&scene_file)
+            .arg(&shots)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node"),
+    );
+    let mut stderr = node.0.stderr.take().unwrap();
     let said = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let mut answers = node.stdin.take().unwrap();
-    for request in BufReader::new(node.stdout.take().unwrap()).lines() {
+    let mut answers = node.0.stdin.take().unwrap();
+    for request in BufReader::new(node.0.stdout.take().unwrap()).lines() {
         let request = request.unwrap();
         assert_eq!(
             request, "enqueue-more",
@@ -261,7 +263,7 @@ fn web_browser_every_page_in_headless_chromium() {
         }
         writeln!(answers, "{}", snapshot(&env)).unwrap();
     }
-    let status = node.wait().unwrap();
+    let status = node.0.wait().unwrap();
     let said = said.join().unwrap();
     assert!(
         status.success(),
@@ -276,6 +278,16 @@ fn web_browser_every_page_in_headless_chromium() {
     }
     if let Some(dir) = std::env::var_os("QUEUECTL_SCREENSHOTS") {
         copy_documented_shots(&shots, &repo().join(dir));
+    }
+}
+
+/// Node and its chromium go when a failing test unwinds.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
