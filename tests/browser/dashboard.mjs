@@ -171,7 +171,11 @@ async function liveUpdate() {
   await page.evaluate(() => {
     window.__queuectlNotReloaded = true;
   });
-  await page.waitForFunction(() => document.body.dataset.updated);
+  try {
+    await page.waitForFunction(() => document.body.dataset.updated);
+  } catch {
+    check(false, "/: body[data-updated] never set: app.js did not poll");
+  }
   const first = await page.evaluate(() => document.body.dataset.updated);
   check(!Number.isNaN(Date.parse(first)), `/: body[data-updated] "${first}" is not a timestamp`);
   const { status, jobs, queues } = await ask("enqueue-more");
@@ -272,11 +276,17 @@ async function retry(id) {
   const form = button.locator("xpath=ancestor::form[1]");
   check((await form.getAttribute("method"))?.toLowerCase() === "post", "/dlq: the retry button is not in a POST form");
   check((await form.locator('input[name="csrf"]').count()) === 1, "/dlq: the retry form has no csrf field");
-  const [response] = await Promise.all([
+  const [post] = await Promise.all([
+    page.waitForRequest((request) => request.method() === "POST"),
     page.waitForNavigation({ waitUntil: "load" }),
     button.click(),
   ]);
-  check(response?.status() === 200, `retry: landed on ${page.url()} with ${response?.status()}`);
+  const answer = await post.response();
+  if (!check(answer?.status() === 303, `retry: POST ${post.url()} answered ${answer?.status()}, expected 303`)) {
+    // What the browser sent (its cookie left out) and what the server said.
+    const { origin, referer, "sec-fetch-site": site } = await post.allHeaders();
+    failures.push(`retry: the POST carried Origin ${origin}, Referer ${referer}, Sec-Fetch-Site ${site}; answer: ${(await answer?.text())?.slice(0, 300)}`);
+  }
   check(new URL(page.url()).pathname === "/dlq", `retry: the answer led to ${page.url()}, not back to /dlq`);
   await page.goto(new URL("/dlq", base).href);
   check(

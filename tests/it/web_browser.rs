@@ -265,10 +265,10 @@ fn web_browser_every_page_in_headless_chromium() {
     }
     let status = node.0.wait().unwrap();
     let said = said.join().unwrap();
+    let web_said = web.log.lock().unwrap().clone();
     assert!(
         status.success(),
-        "dashboard.mjs failed ({status}):\n{said}\nqueuectl web said:\n{}",
-        web.log.lock().unwrap()
+        "dashboard.mjs failed ({status}):\n{said}\nqueuectl web said:\n{web_said}"
     );
 
     // The click acted on the queue itself, as `queuectl retry` would.
