@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Failed jobs wait long for their retry (backoff 1000 s): the scene holds
@@ -58,50 +57,6 @@ fn browser_tools() -> Result<PathBuf, String> {
         return Err("no tests/browser/node_modules: run `npm ci` in tests/browser".into());
     }
     Ok(chromium)
-}
-
-/// A running `queuectl web`: its base URL and what it printed on stderr.
-struct Web {
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-/// Starts `queuectl web --listen 127.0.0.1:0 ARGS` and learns its port from
-/// the `listening on http://ADDR` line.
-fn spawn_web(env: &mut TestEnv, args: &[&str]) -> Web {
-    let mut child = env
-        .cmd()
-        .args(["web", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start queuectl web");
-    let stderr = child.stderr.take().unwrap();
-    env.adopt(child);
-    let log = Arc::new(Mutex::new(String::new()));
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    let collected = Arc::clone(&log);
-    // Keeps reading (so the pipe never fills) and keeps the text for failures.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = line.split("listening on ").nth(1) {
-                let _ = url_tx.send(address.trim().to_owned());
-            }
-            let mut log = collected.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let url = url_rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            panic!(
-                "queuectl web never said where it listens; stderr:\n{}",
-                log.lock().unwrap()
-            )
-        });
-    Web { url, log }
 }
 
 /// Adds job `id` to `queue` with `retries`, running the shell line `command`.
@@ -229,13 +184,13 @@ fn web_browser_every_page_in_headless_chromium() {
     let scene = build_scene(&mut env);
     let scene_file = env.path("scene.json");
     std::fs::write(&scene_file, scene.to_string()).unwrap();
-    let web = spawn_web(&mut env, &["--allow-actions"]);
+    let web = env.spawn_web(&["--allow-actions"]);
     let shots = env.path("screenshots");
 
     let mut node = KilledOnDrop(
         Command::new("node")
             .arg(repo().join("tests/browser/dashboard.mjs"))
-            .arg(&web.url)
+            .arg(format!("http://{}", web.address))
             .arg(&scene_file)
             .arg(&shots)
             .env("CHROMIUM", &chromium)
@@ -265,10 +220,10 @@ fn web_browser_every_page_in_headless_chromium() {
     }
     let status = node.0.wait().unwrap();
     let said = said.join().unwrap();
-    let web_said = web.log.lock().unwrap().clone();
     assert!(
         status.success(),
-        "dashboard.mjs failed ({status}):\n{said}\nqueuectl web said:\n{web_said}"
+        "dashboard.mjs failed ({status}):\n{said}\nqueuectl web said:\n{}",
+        web.log()
     );
 
     // The click acted on the queue itself, as `queuectl retry` would.
