@@ -106,6 +106,12 @@
       const value = field(root, el.dataset.live);
       if (value !== undefined) fill(el, value);
     }
+    // A job's action forms: hidden once its state is none they apply to.
+    if (root && typeof root.state === 'string') {
+      for (const form of document.querySelectorAll('main > .actions form[data-states]')) {
+        form.hidden = !form.dataset.states.split(' ').includes(root.state);
+      }
+    }
   }
 
   function updateLists(root) {

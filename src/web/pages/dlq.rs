@@ -5,7 +5,7 @@
 use super::Ctx;
 use super::layout::{Page, page};
 use super::parts::{first_line, form_fields, head, job_action, job_link, num, scroll, text, time};
-use crate::store::JobPage;
+use crate::store::{BulkAction, JobPage};
 use maud::{Markup, html};
 
 pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
@@ -44,7 +44,7 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             td { (time(job.finished_at, None)) }
                             td.error data-field="error" title=[(!error.is_empty()).then_some(error)]
                                 data-live="last_error" data-live-format="firstline" { (first_line(error)) }
-                            @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry", "/dlq")) } }
+                            @if ctx.actions { td { (job_action(ctx, &job.id, BulkAction::RetryDead, "/dlq")) } }
                         }
                     }
                 }

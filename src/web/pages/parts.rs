@@ -6,6 +6,7 @@ use super::Ctx;
 use crate::domain::JobState;
 use crate::domain::duration::{elapsed, took};
 pub use crate::domain::percent::encode;
+use crate::store::BulkAction;
 use jiff::{SignedDuration, Timestamp, Unit};
 use maud::{Markup, html};
 
@@ -81,15 +82,24 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
 
 /// A one-button form posting `action` (`retry`, `cancel`, `restart`) for
 /// the job `id`, which leads back to the page at `back`; nothing when
-/// actions are off.
-pub fn job_action(ctx: &Ctx, id: &str, action: &str, label: &str, back: &str) -> Markup {
+/// actions are off. `app.js` hides it once the job is in none of the
+/// states it applies to.
+pub fn job_action(ctx: &Ctx, id: &str, action: BulkAction, back: &str) -> Markup {
+    let (name, label) = match action {
+        BulkAction::RetryDead => ("retry", "Retry"),
+        BulkAction::Restart => ("restart", "Restart"),
+        BulkAction::Cancel => ("cancel", "Cancel"),
+        // Not an action on one job (the dead letter's purge form).
+        BulkAction::Purge => return html! {},
+    };
     let Some(token) = ctx.form_token() else {
         return html! {};
     };
+    let states: Vec<&str> = action.applies_to().iter().map(|s| s.as_str()).collect();
     html! {
-        form.action method="post" action=(format!("{}/{action}", job_href(id))) {
+        form.action method="post" action=(format!("{}/{name}", job_href(id))) data-states=(states.join(" ")) {
             (form_fields(token, back))
-            button type="submit" data-action=(action) { (label) }
+            button type="submit" data-action=(name) { (label) }
         }
     }
 }

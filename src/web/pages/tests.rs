@@ -407,9 +407,12 @@ fn action_buttons_only_with_actions_on_and_a_token() {
     let on: BTreeMap<_, _> = every_page(true).into_iter().collect();
     // A dead job: retry and restart, not cancel.
     let job = &on["job"];
-    let form = r#"<form class="action" method="post" action="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/retry"><input type="hidden" name="csrf" value="tok-123"><input type="hidden" name="back" value="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"><button type="submit" data-action="retry">"#;
+    let form = r#"<form class="action" method="post" action="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/retry" data-states="dead"><input type="hidden" name="csrf" value="tok-123"><input type="hidden" name="back" value="/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"><button type="submit" data-action="retry">"#;
     assert!(job.contains(form), "{job}");
     assert!(job.contains(r#"data-action="restart""#));
+    // Each form names the states it applies to (app.js hides it after).
+    assert!(job.contains(r#"/retry" data-states="dead">"#), "{job}");
+    assert!(job.contains(r#"/restart" data-states="completed dead cancelled">"#));
     assert!(!job.contains(r#"data-action="cancel""#));
     let dlq = &on["dlq"];
     assert!(dlq.contains(r#"data-action="retry""#), "{dlq}");
