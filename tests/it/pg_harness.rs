@@ -69,22 +69,23 @@ fn tls_modes_and_password_sources_work() {
     // A client whose clock is hours behind (libfaketime, as in clock-skew
     // tests) still accepts the certificates.
     let url = format!("{}?{}", db.url(), server.tls_query("verify-full"));
-    let mut behind = Command::new("faketime");
-    behind.args(["-f", "-3h"]).arg(server.psql_path());
-    match server
-        .psql_in(behind, &url)
-        .args(["-c", "SELECT 1"])
-        .output()
-    {
-        Ok(out) => assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "1",
-            "{}",
-            text(&out)
-        ),
-        Err(e) => {
-            crate::support::skip_unless_ci(&format!("faketime: {e} (Debian's faketime package)"))
+    match crate::support::libfaketime() {
+        Some(lib) => {
+            let mut behind = Command::new(server.psql_path());
+            behind.env("LD_PRELOAD", lib).env("FAKETIME", "-3h");
+            let out = server
+                .psql_in(behind, &url)
+                .args(["-c", "SELECT 1"])
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "1",
+                "{}",
+                text(&out)
+            );
         }
+        None => crate::support::skip_unless_ci("no libfaketime (Debian's faketime package)"),
     }
     // Without the password in the URL: refused, unless PGPASSFILE supplies it
     // (over TCP and over the unix socket).

@@ -13,7 +13,8 @@ use crate::support::hosts::{TestHost, TestNetwork};
 use crate::support::notify::NotifyListener;
 use crate::support::postgres::{PrivatePg, TestDatabase};
 use crate::support::{
-    TestEnv, binary, output_text as text, signal, skip_unless_ci, wait_until, wait_until_or,
+    TestEnv, binary, libfaketime, output_text as text, signal, skip_unless_ci, wait_until,
+    wait_until_or,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -481,15 +482,6 @@ note end"#,
         }
         attempts
     }
-}
-
-/// Debian's multi-threaded libfaketime, if installed.
-fn libfaketime() -> Option<PathBuf> {
-    std::fs::read_dir("/usr/lib")
-        .ok()?
-        .flatten()
-        .map(|arch| arch.path().join("faketime/libfaketimeMT.so.1"))
-        .find(|lib| lib.exists())
 }
 
 /// The first file named `name` under `dir`.

@@ -557,6 +557,18 @@ fn can_unshare(namespace: &str, needs: &str) -> bool {
     false
 }
 
+/// Debian's multi-threaded libfaketime, if installed. Tests preload it
+/// (`LD_PRELOAD`, `FAKETIME`) rather than run the `faketime` wrapper, which
+/// leaves a semaphore and a /dev/shm file named after its pid behind: once
+/// a pid came round again, the wrapper failed with "sem_open: File exists".
+pub fn libfaketime() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|lib| lib.exists())
+}
+
 /// Says why a test cannot run on this machine, so the caller can return
 /// early; under CI=true, where every test must run, panics instead.
 pub fn skip_unless_ci(why_not: &str) {
