@@ -833,6 +833,11 @@ fn export_then_import_gives_the_same_queue(q: &TestQueue) {
     let mut copy = target.open();
     copy.import(&exported, &settings, &rows).unwrap();
     assert_eq!(snapshot(&copy.export().unwrap()), snapshot(&exported));
+    // Imported ended attempts are counted as their finishes were.
+    let (copied, original) = (copy.stats().unwrap(), source.stats().unwrap());
+    assert!(!original.attempts.is_empty());
+    assert_eq!(copied.attempts, original.attempts);
+    assert_eq!(copied.duration, original.duration);
     let queue_settings = |s: &mut Store| -> Vec<(String, Option<u32>, bool)> {
         let queues = s.queues().unwrap().into_iter();
         queues.map(|q| (q.name, q.parallel, q.paused)).collect()
