@@ -146,15 +146,20 @@ fn answer(mut raw: tiny_http::Request, app: &App, connection: &mut Connection) {
         })
         .collect();
     let url = raw.url().to_owned();
-    let (body, too_large) = read_body(&mut raw);
+    let (body, refused) = match read_body(&mut raw) {
+        Ok(body) => (body, None),
+        Err(refused) => (vec![], Some(refused)),
+    };
     let request = Request::new(method, &url, headers, body);
-    let reply = if too_large {
-        routes::failure(
-            app,
-            &request,
-            413,
-            &format!("the request body is larger than {MAX_BODY} bytes"),
-        )
+    let reply = if let Some(refusal) = refused {
+        let (status, why) = match refusal {
+            BodyRefused::TooLarge => (
+                413,
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            ),
+            BodyRefused::Stalled => (408, "the request body did not arrive".to_owned()),
+        };
+        routes::failure(app, &request, status, &why)
     } else {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             routes::handle(app, connection, &request)
@@ -181,21 +186,31 @@ fn answer(mut raw: tiny_http::Request, app: &App, connection: &mut Connection) {
     }
 }
 
-/// The body, up to [`MAX_BODY`]; `true` when it is larger (unread then).
-fn read_body(raw: &mut tiny_http::Request) -> (Vec<u8>, bool) {
+/// Why a request's body was not read.
+#[derive(Clone, Copy, Debug)]
+enum BodyRefused {
+    /// Longer than [`MAX_BODY`], by its Content-Length or as sent.
+    TooLarge,
+    /// The client stopped sending it (the socket's read timeout).
+    Stalled,
+}
+
+/// The body, up to [`MAX_BODY`]. A longer one is refused by its claimed
+/// length before a byte is read; the patched tiny_http (vendor/) leaves it
+/// unread and closes the connection after the reply.
+fn read_body(raw: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, BodyRefused> {
     if raw.body_length().is_some_and(|n| n > MAX_BODY) {
-        return (vec![], true);
+        return Err(BodyRefused::TooLarge);
     }
     let mut body = Vec::new();
-    let read = raw
-        .as_reader()
+    raw.as_reader()
         .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-    if read.is_err() {
-        return (vec![], false);
+        .read_to_end(&mut body)
+        .map_err(|_| BodyRefused::Stalled)?;
+    if body.len() > MAX_BODY {
+        return Err(BodyRefused::TooLarge);
     }
-    let too_large = body.len() > MAX_BODY;
-    (body, too_large)
+    Ok(body)
 }
 
 fn response(reply: Reply, millis: f64) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
