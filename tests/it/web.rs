@@ -401,7 +401,31 @@ fn web_token_auth_guards_every_address() {
     let right = [("Authorization", "Bearer s3cret-token")];
     assert_eq!(web.request("GET", "/healthz", &right, b"").status, 200);
     assert_eq!(web.request("GET", "/api/queues", &right, b"").status, 200);
+    // The queue's name is for those let in: the header shows it to them,
+    // not on the 401 page nor on a refusal before authentication (413).
+    let queue = queue_shown(&web.request("GET", "/", &right, b""));
+    let refused = web.get("/no/such/page");
+    assert_eq!(refused.status, 401);
+    let big = format!(
+        "POST /dlq/purge HTTP/1.1\r\nHost: {}\r\nContent-Length: 65536\r\n\r\n",
+        web.address
+    );
+    let too_large = crate::support::web::send(&web.address, big.as_bytes());
+    assert_eq!(too_large.status, 413);
+    for reply in [refused, too_large] {
+        assert!(!reply.body.contains(&queue), "{queue}: {}", reply.body);
+        assert!(!reply.body.contains("class=\"db\""), "{}", reply.body);
+    }
     assert!(!web.log().contains("s3cret"), "{}", web.log());
+}
+
+/// The queue a page's header names.
+fn queue_shown(page: &HttpReply) -> String {
+    assert_eq!(page.status, 200, "{}", page.body);
+    let marker = "title=\"The queue this dashboard reads\">";
+    let start = page.body.find(marker).expect("the queue in the header") + marker.len();
+    let name = &page.body[start..];
+    name[..name.find('<').unwrap()].to_owned()
 }
 
 #[test]
