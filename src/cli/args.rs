@@ -630,9 +630,9 @@ pub struct PageArgs {
 
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// Listen on this IP:PORT when systemd passes no socket (port 0: any free port)
+    /// Listen on this IP:PORT or localhost:PORT when systemd passes no socket (port 0: any free port)
     /// [default: config web_listen, 127.0.0.1:9750]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = queuectl::web::listen::parse_address)]
     pub listen: Option<std::net::SocketAddr>,
     /// Offer retry, cancel, restart and purge (POSTs with a CSRF token) [config: web_allow_actions]
     #[arg(long)]

@@ -27,22 +27,22 @@ pub fn serve(options: WebOptions) -> Result<()> {
         options.auth_token_file.as_deref(),
         options.auth_basic_file.as_deref(),
     )?;
+    let open_exposure = auth.is_none() && options.insecure_no_auth;
     // Before any thread: activation reads and clears the environment.
-    let listeners = Listeners::open(options.listen)?;
-    let addresses = listeners.addresses();
-    let exposed: Vec<String> = addresses
-        .iter()
-        .filter(|a| !is_loopback(a))
-        .map(ToString::to_string)
-        .collect();
-    if auth.is_none() && !exposed.is_empty() {
-        if !options.insecure_no_auth {
+    let listeners = Listeners::open(options.listen, |addresses| {
+        let exposed = exposed(addresses);
+        if auth.is_none() && !options.insecure_no_auth && !exposed.is_empty() {
             return Err(Error::Invalid(format!(
                 "refusing to serve {} without authentication: give --auth-token-file or \
                  --auth-basic-file (or --insecure-no-auth to serve it open)",
                 exposed.join(", ")
             )));
         }
+        Ok(())
+    })?;
+    let addresses = listeners.addresses();
+    let exposed = exposed(&addresses);
+    if open_exposure && !exposed.is_empty() {
         eprintln!(
             "queuectl: warning: serving {} without authentication: anyone who reaches it reads the queue{}",
             exposed.join(", "),
@@ -96,7 +96,12 @@ pub fn serve(options: WebOptions) -> Result<()> {
     let shown: Vec<String> = addresses.iter().map(|a| format!("http://{a}")).collect();
     notifier.ready(&format!("serving {}", shown.join(" ")));
     if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping");
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!("queuectl: stopping on {name}");
     }
     notifier.stopping("stopping");
     stopping.store(true, Ordering::SeqCst);
@@ -109,6 +114,15 @@ pub fn serve(options: WebOptions) -> Result<()> {
         let _ = thread.join();
     }
     Ok(())
+}
+
+/// The addresses of `addresses` that other hosts can reach.
+fn exposed(addresses: &[std::net::SocketAddr]) -> Vec<String> {
+    addresses
+        .iter()
+        .filter(|a| !is_loopback(a))
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// One pool thread: answers requests until the server is unblocked.

@@ -466,9 +466,23 @@ fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
+    // Judged before binding: the refusal names the address as asked.
     let out = env.run(&["web", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("without authentication"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve 0.0.0.0:0 without authentication"),
+        "{stderr}"
+    );
+    // A name other than localhost is not looked up: clap's usage error says
+    // what is taken.
+    let out = env.run(&["web", "--listen", "dashboard.example:80"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("IP:PORT") && stderr.contains("localhost:PORT"),
+        "{stderr}"
+    );
 
     let out = env.run(&[
         "web",
@@ -479,6 +493,16 @@ fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn web_listens_on_localhost_by_name() {
+    let mut env = TestEnv::new();
+    let mut cmd = env.cmd();
+    cmd.args(["web", "--listen", "localhost:0"]);
+    let web = env.spawn_web_cmd(cmd);
+    assert!(web.address.starts_with("127.0.0.1:"), "{}", web.address);
+    assert_eq!(web.get("/healthz").status, 200);
 }
 
 #[test]
@@ -799,6 +823,12 @@ fn web_stops_cleanly_on_sigterm_and_tells_systemd() {
     signal(web.pid, Signal::SIGTERM);
     let status = env.wait_worker(web.pid, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", web.log());
+    // In queuectl's own voice, like every other line it prints.
+    assert!(
+        web.log().lines().last() == Some("queuectl: stopping on SIGTERM"),
+        "{}",
+        web.log()
+    );
     assert!(
         notify.seen("STOPPING=1").is_some(),
         "{:?}",
