@@ -385,8 +385,9 @@ Pages: / (overview), /jobs, /jobs/ID, /dlq, /workers, /queues, /schedules. JSON:
 /api/dlq, /api/workers, /api/queues, /api/schedules (each as the matching --json;
 status without this host's supervisor view, which needs systemctl: \"supervisor\" and
 each \"unit_state\" are null; a systemd timer's next elapse is null too).
-Prometheus: /metrics. Health: /healthz. With authentication on, every address needs
-it, /metrics and /healthz too.
+Prometheus: /metrics. Liveness: /healthz (200 while the server answers; it does
+not read the queue). Readiness: /readyz (200 when the queue can be read, else 503
+and why). With authentication on, every address needs it, these three too.
 
 Under systemd socket activation (LISTEN_FDS) the passed TCP sockets are served and
 --listen is ignored; READY=1 is sent once serving. It prints \"listening on

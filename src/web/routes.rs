@@ -70,7 +70,14 @@ fn refusal(app: &App, request: &Request) -> Option<(u16, &'static str)> {
 fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Reply> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
+        // Liveness: the server answers; the queue is not touched (a
+        // restart would not mend an unreadable queue).
         ["healthz"] => get(app, request, || Ok(Reply::text(200, "ok\n"))),
+        // Readiness: the queue can be read (503 and why when not).
+        ["readyz"] => get(app, request, || {
+            connection.with(app, |store| store.now())?;
+            Ok(Reply::text(200, "ready\n"))
+        }),
         ["metrics"] => get(app, request, || {
             let text = connection.with(app, super::metrics::exposition)?;
             Ok(Reply::new(200, super::metrics::CONTENT_TYPE, text))
@@ -210,7 +217,7 @@ pub fn failure(app: &App, request: &Request, status: u16, message: &str) -> Repl
     if request.wants_json() {
         return Reply::json(status, &serde_json::json!({ "error": message }));
     }
-    if matches!(request.path.as_str(), "/healthz" | "/metrics") {
+    if matches!(request.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
         return Reply::text(status, format!("{message}\n"));
     }
     // A client not let in learns nothing of the queue, not even its name.

@@ -79,6 +79,8 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
     let web = env.spawn_web(&[]);
     let health = web.get("/healthz");
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = web.get("/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     // A PostgreSQL queue is shown by its address without the password.
     let password = env.postgres_db().map(|db| {
         let url = db.url();
@@ -339,8 +341,11 @@ fn web_says_503_when_the_queue_cannot_be_read() {
             .unwrap()
             .contains("no queue at")
     );
-    // Nothing was created, and health does not need the queue.
+    // Nothing was created; liveness does not need the queue, readiness does.
     assert_eq!(web.get("/healthz").status, 200);
+    let ready = web.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("no queue at"), "{}", ready.body);
     assert!(!missing.exists());
     // An unreachable PostgreSQL server: refused connections, the same code.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -380,6 +385,7 @@ fn web_token_auth_guards_every_address() {
     for path in [
         "/",
         "/healthz",
+        "/readyz",
         "/metrics",
         "/api/status",
         "/assets/app.css",
