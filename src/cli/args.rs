@@ -145,8 +145,9 @@ max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute p
 queue (a name; \"default\" unless given), unique_key (1-200 characters) and
 on_duplicate (reject, skip or replace), after (ids of jobs that must complete
 first, up to 1000; not with unique_key).
-A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
-are enqueued in one transaction, or none if any line is invalid.
+A file or stdin holds one JSON object per line (or one JSON array), as does an array
+given as JSON; all of its jobs are enqueued in one transaction, or none if any is
+invalid.
 
 Unique jobs: at most one unfinished job (pending, processing, or failed and waiting
 for its retry) holds a unique_key. Enqueueing another job with that key does what
@@ -456,7 +457,7 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// The job as a JSON object, or "-" to read one job per line from stdin
+    /// The job as a JSON object, a JSON array of jobs (one batch), or "-" to read one job per line from stdin
     #[arg(
         value_name = "JSON",
         required_unless_present = "file",
