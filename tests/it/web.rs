@@ -283,6 +283,32 @@ fn web_survives_a_content_length_larger_than_memory() {
     assert!(!web.log().contains("memory allocation"), "{}", web.log());
 }
 
+/// A client that stops sending its body gives back the request thread it
+/// held: with one thread, another request is still answered, and the
+/// stalled one gets 408 (the sockets' read timeout, 30 s).
+#[test]
+fn web_a_stalled_body_does_not_keep_the_only_thread() {
+    use std::io::{Read, Write};
+    let mut env = scene();
+    let web = env.spawn_web(&["--threads", "1"]);
+    // Over 1 KiB, so the request thread (not tiny_http's) reads the body.
+    let mut stalled = std::net::TcpStream::connect(&web.address).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let head = format!(
+        "POST /dlq/purge HTTP/1.1\r\nHost: {}\r\nContent-Length: 4000\r\n\r\ncsrf=",
+        web.address
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    let health = web.get("/healthz");
+    assert_eq!(health.status, 200, "{}", web.log());
+    let mut reply = Vec::new();
+    stalled.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+}
+
 /// Without authentication, a loopback dashboard answers only to loopback
 /// names: a foreign page that rebinds its own name to 127.0.0.1 reads nothing.
 #[test]
