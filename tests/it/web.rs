@@ -281,6 +281,21 @@ fn web_survives_a_content_length_larger_than_memory() {
         assert_eq!(health.status, 200, "{}", web.log());
     }
     assert!(!web.log().contains("memory allocation"), "{}", web.log());
+    // A length past any integer is a body too: what follows it is never
+    // read as a request of its own.
+    let smuggled = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {0}\r\nContent-Length: 99999999999999999999999\r\n\r\n\
+         GET /metrics HTTP/1.1\r\nHost: {0}\r\n\r\n",
+        web.address
+    );
+    let mut stream = std::net::TcpStream::connect(&web.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, smuggled.as_bytes()).unwrap();
+    let mut replies = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut replies).unwrap();
+    assert_eq!(replies.matches("HTTP/1.1 ").count(), 1, "{replies}");
 }
 
 /// A client that stops sending its body gives back the request thread it

@@ -262,11 +262,12 @@ impl Iterator for ClientConnection {
             // a body may be left unread (`EqualReader` does not drain it):
             //  the next request could start anywhere inside it, so a request
             //  with a body is the connection's last (queuectl's patch)
-            let chunked = rq
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Transfer-Encoding"));
-            if chunked || rq.body_length().is_some_and(|n| n > 0) {
+            //  (a Content-Length too large to parse counts as a body too)
+            let has_body = rq.headers().iter().any(|h| {
+                h.field.equiv("Transfer-Encoding")
+                    || (h.field.equiv("Content-Length") && h.value.as_str().trim() != "0")
+            });
+            if has_body {
                 self.no_more_requests = true;
             }
 
