@@ -80,13 +80,18 @@ pub fn page(
 }
 
 /// A page saying what went wrong (read without the store, which may be
-/// what failed).
-pub fn error(app: &App, status: u16, message: &str) -> Markup {
+/// what failed); it names the queue only to a client `admitted` (past the
+/// host check and authentication).
+pub fn error(app: &App, status: u16, message: &str, admitted: bool) -> Markup {
     let ctx = Ctx {
         csrf: None,
         actions: app.actions,
         now: jiff::Timestamp::now(),
-        db: app.db.to_string(),
+        db: if admitted {
+            app.db.to_string()
+        } else {
+            String::new()
+        },
     };
     pages::error(&ctx, status, message)
 }
