@@ -67,6 +67,12 @@
     },
     ms: (v) => (typeof v === 'number' ? took(v) : NONE),
     seconds: (v) => (typeof v === 'number' ? elapsed(v) : NONE),
+    ago: (v) => (typeof v === 'number' ? elapsed(v) + ' ago' : NONE),
+    // A worker's liveness (live, silent, dead), coloured by its attribute.
+    liveness: (v, el) => {
+      if (v !== null && v !== undefined) el.dataset.liveness = String(v);
+      return formats.text(v);
+    },
     yesno: (v) => (v ? 'yes' : 'no'),
     // An attempt's outcome; none yet: running.
     outcome: (v, el) => {
@@ -226,7 +232,7 @@
     for (const el of document.querySelectorAll('.cards [data-count]')) {
       const what = el.dataset.count;
       if (what === 'workers') {
-        if (Array.isArray(workers)) setText(el, String(workers.length));
+        if (Array.isArray(workers)) setText(el, String(liveOnly(workers).length));
       } else {
         setText(el, String(totals[what] || 0));
       }
@@ -262,6 +268,44 @@
     }
     const svg = document.querySelector('svg[data-chart="last-hour"]');
     if (svg) drawChart(svg, hour);
+    if (Array.isArray(workers)) drawLiveWorkers(liveOnly(workers));
+  }
+
+  // The workers that still work (a dead or silent one is on /workers).
+  function liveOnly(workers) {
+    return workers.filter((w) => w.liveness === 'live');
+  }
+
+  function jobLink(id) {
+    const link = document.createElement('a');
+    link.href = '/jobs/' + encodeURIComponent(id);
+    link.textContent = id;
+    return link;
+  }
+
+  // The overview's list of live workers, as the server renders it.
+  function drawLiveWorkers(live) {
+    const list = document.querySelector('ul[data-list="live-workers"]');
+    if (!list) return;
+    const items = live.map((w) => {
+      const li = document.createElement('li');
+      li.setAttribute('data-worker', w.name);
+      const name = document.createElement('a');
+      name.href = '/workers';
+      name.textContent = w.name;
+      const jobs = document.createElement('span');
+      jobs.className = 'jobs';
+      if (w.jobs.length === 0) jobs.append(NONE);
+      w.jobs.forEach((id, i) => {
+        if (i > 0) jobs.append(' ');
+        jobs.append(jobLink(id));
+      });
+      li.append(name, ' ', jobs);
+      return li;
+    });
+    list.replaceChildren(...items);
+    const empty = document.querySelector('[data-empty="live-workers"]');
+    if (empty) empty.hidden = live.length > 0;
   }
 
   // ---- polling ----

@@ -1,22 +1,28 @@
-//! `/`: jobs per state, the last hour (chart, failure rate, p50/p95), live
-//! workers and every queue with its counts and lag. `app.js` refreshes it
+//! `/`: jobs per state, the last hour (chart, failure rate, p50/p95), the
+//! live workers and every queue with its counts and lag. `app.js` refreshes it
 //! from `/api/overview` and `/api/workers`.
 
 use super::layout::{Page, page};
 use super::parts::{NONE, millis, scroll, seconds};
 use super::{Ctx, chart};
 use crate::domain::JobState;
+use crate::store::QueueRow;
 use crate::store::dashboard::{MinuteBucket, Overview};
-use crate::store::{QueueRow, WorkerRow};
+use crate::views::{Liveness, WorkerView};
 use maud::{Markup, html};
 use std::collections::BTreeMap;
 
 pub fn overview(
     ctx: &Ctx,
     overview: &Overview,
-    workers: &[WorkerRow],
+    workers: &[WorkerView],
     queues: &[QueueRow],
 ) -> Markup {
+    // Only the workers that still work: a dead or silent one is on /workers.
+    let live: Vec<&WorkerView> = workers
+        .iter()
+        .filter(|w| w.liveness == Liveness::Live)
+        .collect();
     let per_queue = per_queue(overview, queues);
     let totals: BTreeMap<JobState, u64> = JobState::ALL
         .into_iter()
@@ -32,8 +38,23 @@ pub fn overview(
                 }
             }
             a.card href="/workers" {
-                span.label { "workers" }
-                span.num data-count="workers" { (workers.len()) }
+                span.label { "live workers" }
+                span.num data-count="workers" { (live.len()) }
+            }
+        }
+        section {
+            h2 { "Live workers" }
+            ul.workers data-list="live-workers" {
+                @for w in &live {
+                    li data-worker=(w.name) {
+                        a href="/workers" { (w.name) }
+                        " "
+                        span.jobs { (super::workers::jobs(&w.jobs)) }
+                    }
+                }
+            }
+            p.empty data-empty="live-workers" hidden[!live.is_empty()] {
+                "No live worker. Start some with " code { "queuectl worker start --count 2" } "."
             }
         }
         section {

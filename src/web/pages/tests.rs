@@ -11,7 +11,8 @@ use crate::store::dashboard::{
 };
 use crate::store::schedules::ScheduleRow;
 use crate::store::{Attempt, Dependencies, Job, JobPage, Linked, QueueRow, WorkerRow};
-use jiff::Timestamp;
+use crate::views::{Liveness, WorkerView};
+use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -89,18 +90,26 @@ fn queue(name: &str) -> QueueRow {
     }
 }
 
-fn worker(name: &str) -> WorkerRow {
-    WorkerRow {
+fn worker(name: &str) -> WorkerView {
+    worker_beating(name, 0)
+}
+
+/// A worker on another host whose last heartbeat was `seconds_ago`, judged
+/// as the dashboard judges it (silent after a minute).
+fn worker_beating(name: &str, seconds_ago: i64) -> WorkerView {
+    let row = WorkerRow {
         name: name.into(),
         pid: 42,
         host: BREAKOUT.into(),
         started_at: now(),
-        heartbeat_at: now(),
+        heartbeat_at: now() - SignedDuration::from_secs(seconds_ago),
         status: SCRIPT.into(),
         unit: Some(BREAKOUT.into()),
         slots: 2,
         jobs: vec![SCRIPT.into()],
-    }
+    };
+    let silent_after = SignedDuration::from_secs(60);
+    crate::views::worker_views(&[row], &[], "this host", now(), silent_after).remove(0)
 }
 
 fn overview_data() -> Overview {
@@ -557,4 +566,52 @@ fn tags(html: &str) -> impl Iterator<Item = &str> {
     html.split('<')
         .skip(1)
         .map(|rest| rest.split('>').next().unwrap_or(rest))
+}
+
+#[test]
+fn the_overview_counts_and_lists_only_live_workers() {
+    let mut dead = worker_beating("died", 75);
+    dead.liveness = Liveness::Dead;
+    let workers = [worker("w1"), worker_beating("hung", 75), dead];
+    let html = overview(&ctx(false), &overview_data(), &workers, &[]).into_string();
+    assert!(
+        html.contains(r#"<span class="num" data-count="workers">1</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<li data-worker="w1">"#), "{html}");
+    assert!(!html.contains("hung") && !html.contains("died"), "{html}");
+    assert!(
+        html.contains(r#"data-empty="live-workers" hidden"#),
+        "{html}"
+    );
+
+    let html = overview(&ctx(false), &overview_data(), &workers[1..], &[]).into_string();
+    assert!(
+        html.contains(r#"<span class="num" data-count="workers">0</span>"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains(r#"data-empty="live-workers" hidden"#),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_workers_page_marks_silent_and_dead_workers_and_shows_heartbeat_ages() {
+    let mut dead = worker_beating("died", 5);
+    dead.liveness = Liveness::Dead;
+    let workers = [worker_beating("w1", 3), worker_beating("hung", 75), dead];
+    let html = super::workers(&ctx(false), &workers).into_string();
+    let row = |name: &str| {
+        let start = html.find(&format!(r#"<tr data-worker="{name}">"#)).unwrap();
+        let end = start + html[start..].find("</tr>").unwrap();
+        html[start..end].to_owned()
+    };
+    let (live, hung, died) = (row("w1"), row("hung"), row("died"));
+    assert!(live.contains(r#"data-liveness="live""#), "{live}");
+    assert!(live.contains(">3s ago</span>"), "{live}");
+    assert!(hung.contains(r#"data-liveness="silent""#), "{hung}");
+    assert!(hung.contains(">1m15s ago</span>"), "{hung}");
+    assert!(died.contains(r#"data-liveness="dead""#), "{died}");
+    assert!(died.contains(">5s ago</span>"), "{died}");
 }
