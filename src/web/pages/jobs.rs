@@ -18,10 +18,18 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
     let queue_text = search.queue.as_deref().unwrap_or("");
     let contains = search.text.as_deref().unwrap_or("");
     let before = search.before.map(|c| c.to_string()).unwrap_or_default();
+    // A page size asked for stays asked for on the next page (the default
+    // is left out of the links).
+    let limit = if search.limit == crate::web::api::DEFAULT_PAGE {
+        String::new()
+    } else {
+        search.limit.to_string()
+    };
     let filters = [
         ("state", state_text.as_str()),
         ("queue", queue_text),
         ("q", contains),
+        ("limit", limit.as_str()),
     ];
     let here = query(&with_cursor(&filters, &before));
     let next_href = page_.next.map(|next| {
@@ -55,6 +63,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
                 "id or command contains "
                 input type="search" name="q" value=(contains) placeholder="text";
             }
+            @if !limit.is_empty() { input type="hidden" name="limit" value=(limit); }
             button type="submit" { "Filter" }
             @if !here.is_empty() { a href="/jobs" { "clear" } }
         }

@@ -615,3 +615,41 @@ fn the_workers_page_marks_silent_and_dead_workers_and_shows_heartbeat_ages() {
     assert!(died.contains(r#"data-liveness="dead""#), "{died}");
     assert!(died.contains(">5s ago</span>"), "{died}");
 }
+
+#[test]
+fn the_next_page_keeps_the_page_size_and_every_filter() {
+    let search = JobSearch {
+        states: vec![JobState::Pending, JobState::Failed],
+        queue: Some("mail".into()),
+        text: Some("a b".into()),
+        before: Some(JobCursor(99)),
+        limit: 3,
+    };
+    let page_ = SearchPage {
+        jobs: vec![],
+        next: Some(JobCursor(17)),
+        scanned_all: true,
+    };
+    let html = jobs(&ctx(false), &search, &page_, &[]).into_string();
+    assert!(
+        html.contains(r#"href="/jobs?state=pending%2Cfailed&amp;queue=mail&amp;q=a%20b&amp;limit=3&amp;before=17" data-nav="next""#),
+        "{html}"
+    );
+    // Filtering again keeps the page size too.
+    assert!(
+        html.contains(r#"<input type="hidden" name="limit" value="3">"#),
+        "{html}"
+    );
+    // The default size is not spelled out.
+    let html = jobs(
+        &ctx(false),
+        &JobSearch {
+            limit: 50,
+            ..search
+        },
+        &page_,
+        &[],
+    )
+    .into_string();
+    assert!(!html.contains("limit"), "{html}");
+}
