@@ -15,6 +15,15 @@
 //   /api/workers: totals, queue rows, lag, the hour's stats and chart.
 'use strict';
 
+// A button with data-confirm="question" posts only once the question is
+// answered yes (the Content Security Policy forbids inline handlers; without
+// this script the button posts at once). A form submitted by Enter clicks
+// its button, so the question is asked then too.
+document.addEventListener('click', (event) => {
+  const button = event.target instanceof Element ? event.target.closest('button[data-confirm]') : null;
+  if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+});
+
 (function () {
   const PERIOD_MS = 3000;
   const NONE = '\u2014';

@@ -44,7 +44,7 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             td { (time(job.finished_at, None)) }
                             td.error data-field="error" title=[(!error.is_empty()).then_some(error)]
                                 data-live="last_error" data-live-format="firstline" { (first_line(error)) }
-                            @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry", "/dlq")) } }
+                            @if ctx.actions { td { (job_action(ctx, &job.id, "retry", "Retry", "/dlq", None)) } }
                         }
                     }
                 }
@@ -62,7 +62,8 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             title="a duration: 30m, 12h, 7d";
                         " ago, with their history. "
                     }
-                    button type="submit" data-action="purge" { "Purge" }
+                    button type="submit" data-action="purge"
+                        data-confirm="Delete every completed, dead and cancelled job this old, in every queue, with its history? This cannot be undone." { "Purge" }
                 }
             }
         }

@@ -14,11 +14,17 @@ use crate::output::{Destination, OUTPUT_TAIL_BYTES};
 use crate::store::{Attempt, BulkAction, Dependencies, Job, Linked};
 use maud::{Markup, html};
 
-/// The actions a job page offers, each with the states it applies to.
-const ACTIONS: [(BulkAction, &str, &str); 3] = [
-    (BulkAction::RetryDead, "retry", "Retry"),
-    (BulkAction::Restart, "restart", "Restart"),
-    (BulkAction::Cancel, "cancel", "Cancel"),
+/// The actions a job page offers, each with the states it applies to and
+/// the question asked before the one that cannot be undone.
+const ACTIONS: [(BulkAction, &str, &str, Option<&str>); 3] = [
+    (BulkAction::RetryDead, "retry", "Retry", None),
+    (BulkAction::Restart, "restart", "Restart", None),
+    (
+        BulkAction::Cancel,
+        "cancel",
+        "Cancel",
+        Some("Cancel this job? It will not run again."),
+    ),
 ];
 
 pub fn job(ctx: &Ctx, job: &Job, attempts: &[Attempt], deps: &Dependencies) -> Markup {
@@ -33,9 +39,9 @@ pub fn job(ctx: &Ctx, job: &Job, attempts: &[Attempt], deps: &Dependencies) -> M
         }
         @if ctx.actions {
             div.actions {
-                @for (action, name, label) in ACTIONS {
+                @for (action, name, label, confirm) in ACTIONS {
                     @if action.applies_to().contains(&job.state) {
-                        (job_action(ctx, id, name, label, &here))
+                        (job_action(ctx, id, name, label, &here, confirm))
                     }
                 }
             }

@@ -81,15 +81,23 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
 
 /// A one-button form posting `action` (`retry`, `cancel`, `restart`) for
 /// the job `id`, which leads back to the page at `back`; nothing when
-/// actions are off.
-pub fn job_action(ctx: &Ctx, id: &str, action: &str, label: &str, back: &str) -> Markup {
+/// actions are off. With `confirm`, `app.js` asks that question before
+/// posting (without the script the button posts at once).
+pub fn job_action(
+    ctx: &Ctx,
+    id: &str,
+    action: &str,
+    label: &str,
+    back: &str,
+    confirm: Option<&str>,
+) -> Markup {
     let Some(token) = ctx.form_token() else {
         return html! {};
     };
     html! {
         form.action method="post" action=(format!("{}/{action}", job_href(id))) {
             (form_fields(token, back))
-            button type="submit" data-action=(action) { (label) }
+            button type="submit" data-action=(action) data-confirm=[confirm] { (label) }
         }
     }
 }

@@ -653,3 +653,30 @@ fn the_next_page_keeps_the_page_size_and_every_filter() {
     .into_string();
     assert!(!html.contains("limit"), "{html}");
 }
+
+#[test]
+fn purge_and_cancel_ask_first_and_retry_does_not() {
+    let dlq = dlq_page(&ctx(true));
+    let purge = &dlq[dlq.find(r#"data-action="purge""#).unwrap()..];
+    assert!(
+        purge[..purge.find('>').unwrap()].contains(r#"data-confirm="Delete every"#),
+        "{dlq}"
+    );
+    assert!(
+        dlq.contains(r#"<button type="submit" data-action="retry">Retry</button>"#),
+        "{dlq}"
+    );
+    let running = Job {
+        finished_at: None,
+        ..job("j1", JobState::Processing)
+    };
+    let html = super::job(&ctx(true), &running, &[], &Dependencies::default()).into_string();
+    assert!(
+        html.contains(r#"data-action="cancel" data-confirm="Cancel this job? It will not run again.">Cancel</button>"#),
+        "{html}"
+    );
+    // The script that asks: a click on such a button, answered no, posts nothing.
+    let script = std::str::from_utf8(crate::web::assets::asset("app.js").unwrap().bytes).unwrap();
+    assert!(script.contains("closest('button[data-confirm]')"));
+    assert!(script.contains("window.confirm(button.dataset.confirm)"));
+}
