@@ -253,6 +253,7 @@ document.addEventListener('click', (event) => {
         if (!rowOf(tbody, 'data-queue', queue)) newQueueRow(table, queue);
       }
       const lag = new Map(overview.lag.map((l) => [l.queue, l.seconds]));
+      const paused = new Set(overview.paused || []);
       for (const row of tbody.rows) {
         const queue = row.getAttribute('data-queue');
         const counts = perQueue.get(queue) || {};
@@ -260,7 +261,7 @@ document.addEventListener('click', (event) => {
           setText(td, String(counts[td.dataset.count] || 0));
         }
         const lagCell = row.querySelector('td[data-lag]');
-        if (lagCell) setText(lagCell, elapsed(lag.get(queue) || 0));
+        if (lagCell) setText(lagCell, lagText(lag.get(queue) || 0, paused.has(queue)));
       }
     }
     const hour = overview.last_hour || [];
@@ -315,6 +316,11 @@ document.addEventListener('click', (event) => {
     list.replaceChildren(...items);
     const empty = document.querySelector('[data-empty="live-workers"]');
     if (empty) empty.hidden = live.length > 0;
+  }
+
+  // A queue's lag; a paused queue's says so (its lag grows on purpose).
+  function lagText(seconds, paused) {
+    return (paused ? 'paused ' : '') + elapsed(seconds);
   }
 
   // ---- polling ----

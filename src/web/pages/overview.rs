@@ -86,7 +86,10 @@ pub fn overview(
                                 @for state in JobState::ALL {
                                     td.num data-count=(state.as_str()) { (counts.get(state)) }
                                 }
-                                td.num data-lag=(name) { (lag_text(overview, name)) }
+                                td.num data-lag=(name) data-paused=[counts.paused.then_some("")]
+                                    title=[counts.paused.then_some("paused on purpose: its lag grows until it is resumed")] {
+                                    (lag_text(overview, name, counts.paused))
+                                }
                             }
                         }
                     }
@@ -115,7 +118,10 @@ impl QueueCounts {
 fn per_queue(overview: &Overview, queues: &[QueueRow]) -> BTreeMap<String, QueueCounts> {
     let mut rows: BTreeMap<String, QueueCounts> = BTreeMap::new();
     for q in queues {
-        rows.entry(q.name.clone()).or_default().paused = q.paused;
+        rows.entry(q.name.clone()).or_default();
+    }
+    for name in &overview.paused {
+        rows.entry(name.clone()).or_default().paused = true;
     }
     for c in &overview.counts {
         *rows
@@ -128,14 +134,18 @@ fn per_queue(overview: &Overview, queues: &[QueueRow]) -> BTreeMap<String, Queue
     rows
 }
 
-/// A queue's lag; 0 s when nothing is due.
-fn lag_text(overview: &Overview, queue: &str) -> String {
+/// A queue's lag; 0 s when nothing is due; a paused queue's says so
+/// (`lagText` in app.js).
+fn lag_text(overview: &Overview, queue: &str, paused: bool) -> String {
     let secs = overview
         .lag
         .iter()
         .find(|l| l.queue == queue)
         .map_or(0.0, |l| l.seconds);
-    seconds(secs)
+    match paused {
+        true => format!("paused {}", seconds(secs)),
+        false => seconds(secs),
+    }
 }
 
 fn ended(hour: &[MinuteBucket]) -> u64 {

@@ -130,6 +130,7 @@ fn overview_data() -> Overview {
             queue: SCRIPT.into(),
             seconds: 72.4,
         }],
+        paused: Vec::new(),
         last_hour: (0..60)
             .map(|i| MinuteBucket {
                 start: now() - jiff::SignedDuration::from_mins(60 - i),
@@ -679,4 +680,19 @@ fn purge_and_cancel_ask_first_and_retry_does_not() {
     let script = std::str::from_utf8(crate::web::assets::asset("app.js").unwrap().bytes).unwrap();
     assert!(script.contains("closest('button[data-confirm]')"));
     assert!(script.contains("window.confirm(button.dataset.confirm)"));
+}
+
+#[test]
+fn a_paused_queues_lag_says_paused() {
+    let mut data = overview_data();
+    data.paused = vec![SCRIPT.into()];
+    let html = overview(&ctx(false), &data, &[], &[]).into_string();
+    assert!(
+        html.contains(r#"data-lag="&lt;script&gt;alert(1)&lt;/script&gt;" data-paused="" title="paused on purpose: its lag grows until it is resumed">paused 1m12s</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td class="num" data-lag="default">0s</td>"#),
+        "{html}"
+    );
 }
