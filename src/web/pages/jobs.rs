@@ -4,7 +4,7 @@
 
 use super::Ctx;
 use super::layout::{Page, page};
-use super::parts::{head, job_link, num, query, scroll, state, text, time};
+use super::parts::{clipped, head, job_link, num, query, scroll, state, text, time};
 use crate::domain::JobState;
 use crate::store::QueueRow;
 use crate::store::dashboard::{JobSearch, SEARCH_SCAN_ROWS, SearchPage};
@@ -80,7 +80,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
                             td data-field="state" data-blocked=[blocked.is_some().then_some("")] title=[blocked] {
                                 (state(job.state, Some("state")))
                             }
-                            td { (job.queue) }
+                            td { (clipped(&job.queue)) }
                             td.command { code { (job.command) } }
                             td.num data-live="attempts" { (job.attempts) }
                             td { (time(Some(job.created_at), None)) }

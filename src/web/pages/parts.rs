@@ -60,9 +60,16 @@ pub fn job_href(id: &str) -> String {
     format!("/jobs/{}", encode(id))
 }
 
-/// A link to a job, its id as code.
+/// A link to a job, its id as code: a long id is cut short with an
+/// ellipsis (the whole of it in the title) so it cannot widen its table.
 pub fn job_link(id: &str) -> Markup {
-    html! { a href=(job_href(id)) { code { (id) } } }
+    html! { a.clip href=(job_href(id)) title=(id) { code { (id) } } }
+}
+
+/// A name from the queue (queue, worker, host, unit) in a table cell: a
+/// long one is cut short with an ellipsis, the whole of it in the title.
+pub fn clipped(text: &str) -> Markup {
+    html! { span.clip title=(text) { (text) } }
 }
 
 /// A query string (`?a=1&b=2`) of the pairs whose value is not empty.

@@ -696,3 +696,60 @@ fn a_paused_queues_lag_says_paused() {
         "{html}"
     );
 }
+
+#[test]
+fn long_ids_and_names_are_cut_short_with_the_whole_in_a_title() {
+    let long = "x".repeat(60);
+    let search = JobSearch {
+        limit: 50,
+        ..JobSearch::default()
+    };
+    let found = SearchPage {
+        jobs: vec![Job {
+            queue: long.clone(),
+            ..job(&long, JobState::Pending)
+        }],
+        next: None,
+        scanned_all: true,
+    };
+    let html = jobs(&ctx(false), &search, &found, &[]).into_string();
+    assert!(
+        html.contains(&format!(
+            r#"<a class="clip" href="/jobs/{long}" title="{long}"><code>{long}</code></a>"#
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"<span class="clip" title="{long}">{long}</span>"#
+        )),
+        "{html}"
+    );
+    let css = std::str::from_utf8(crate::web::assets::asset("app.css").unwrap().bytes).unwrap();
+    assert!(css.contains(".clip {") && css.contains("text-overflow: ellipsis;"));
+}
+
+#[test]
+fn a_job_without_an_error_has_no_error_box() {
+    let done = Job {
+        last_error: None,
+        ..job("j1", JobState::Completed)
+    };
+    let html = super::job(&ctx(false), &done, &[], &Dependencies::default()).into_string();
+    assert!(!html.contains(r#"<pre class="error""#), "{html}");
+    assert!(
+        html.contains(r#"<span data-field="error" data-live="last_error">—</span>"#),
+        "{html}"
+    );
+    let failed = super::job(
+        &ctx(false),
+        &job("j1", JobState::Dead),
+        &[],
+        &Dependencies::default(),
+    )
+    .into_string();
+    assert!(
+        failed.contains(r#"<pre class="error" data-field="error""#),
+        "{failed}"
+    );
+}

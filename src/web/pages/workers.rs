@@ -4,7 +4,7 @@
 
 use super::Ctx;
 use super::layout::{Page, page};
-use super::parts::{NONE, head, job_link, num, scroll, text, time};
+use super::parts::{NONE, clipped, head, job_link, num, scroll, text, time};
 use crate::views::{Liveness, WorkerView};
 use maud::{Markup, html};
 
@@ -17,10 +17,10 @@ pub fn workers(ctx: &Ctx, workers: &[WorkerView]) -> Markup {
                 tbody {
                     @for w in workers {
                         tr data-worker=(w.name) {
-                            th scope="row" { (w.name) }
-                            td { (w.host) }
+                            th scope="row" { (clipped(&w.name)) }
+                            td { (clipped(&w.host)) }
                             td.num { (optional(w.pid)) }
-                            td { (w.unit.as_deref().unwrap_or(NONE)) }
+                            td { (clipped(w.unit.as_deref().unwrap_or(NONE))) }
                             td { (liveness(w.liveness)) }
                             td data-field="status" data-live="status" { (w.status.as_deref().unwrap_or(NONE)) }
                             td.num { (optional(w.slots)) }
