@@ -54,7 +54,7 @@ pub fn page(
         Page::Overview => pages::overview(
             &ctx,
             &store.overview()?,
-            &store.workers()?,
+            &api::workers(store, &app.host)?,
             &store.queues()?,
         ),
         Page::Jobs => {
@@ -73,7 +73,7 @@ pub fn page(
             &store.dependencies(id)?,
         ),
         Page::Dlq => pages::dlq(&ctx, &api::dead_jobs(store)?),
-        Page::Workers => pages::workers(&ctx, &store.workers()?),
+        Page::Workers => pages::workers(&ctx, &api::workers(store, &app.host)?),
         Page::Queues => pages::queues(&ctx, &store.queues()?),
         Page::Schedules => pages::schedules(&ctx, &store.schedules()?),
     })

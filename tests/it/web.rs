@@ -944,3 +944,74 @@ fn onto_fd_3(fd: i32) -> String {
         format!("exec 3<&{fd}; exec {fd}<&-; ")
     }
 }
+
+/// The table row `tr[data-worker="<name>"]` of `html`.
+fn worker_row(html: &str, name: &str) -> String {
+    let start = html
+        .find(&format!(r#"<tr data-worker="{name}">"#))
+        .unwrap_or_else(|| panic!("no row of {name} in {html}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end].to_owned()
+}
+
+#[test]
+fn web_marks_a_killed_worker_dead_and_the_overview_shows_only_live_ones() {
+    let mut env = TestEnv::new();
+    env.ok(&["add", "--id", "later", "--delay", "1h", "--", "true"]);
+    env.spawn_worker("steady");
+    let doomed = env.spawn_worker("doomed");
+    let wait = Duration::from_secs(20);
+    wait_until("both workers registered", wait, || {
+        env.json(&["status"])["workers"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2)
+    });
+    // Killed: it cannot unregister, so its row stays with a last heartbeat.
+    signal(doomed, Signal::SIGKILL);
+    env.wait_worker(doomed, wait);
+    let web = env.spawn_web(&[]);
+
+    // The API and `status --json` say the same of it (a PostgreSQL queue's
+    // workers register as host/name).
+    let api = web.get("/api/workers").json();
+    let cli = env.json(&["status"]);
+    let registered = |workers: &serde_json::Value, name: &str| {
+        workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {workers}"))
+            .clone()
+    };
+    for workers in [&api["workers"], &cli["workers"]] {
+        let doomed = registered(workers, "doomed");
+        assert_eq!(doomed["liveness"], "dead", "{workers}");
+        assert!(doomed["heartbeat_age_seconds"].is_i64(), "{workers}");
+        assert_eq!(registered(workers, "steady")["liveness"], "live");
+    }
+    let doomed_name = registered(&api["workers"], "doomed")["name"].clone();
+    let steady_name = registered(&api["workers"], "steady")["name"].clone();
+    let (doomed_name, steady_name) = (doomed_name.as_str().unwrap(), steady_name.as_str().unwrap());
+
+    let workers = web.get("/workers").body;
+    let dead = worker_row(&workers, doomed_name);
+    assert!(dead.contains(r#"data-liveness="dead""#), "{dead}");
+    assert!(dead.contains(" ago</span>"), "{dead}");
+    let live = worker_row(&workers, steady_name);
+    assert!(live.contains(r#"data-liveness="live""#), "{live}");
+
+    let overview = web.get("/").body;
+    assert!(
+        overview.contains(r#"data-count="workers">1</span>"#),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(&format!(r#"<li data-worker="{steady_name}">"#)),
+        "{overview}"
+    );
+    assert!(
+        !overview.contains(&format!(r#"data-worker="{doomed_name}""#)),
+        "{overview}"
+    );
+}
