@@ -43,6 +43,8 @@ rustPlatform.buildRustPackage {
         # queuectl (which `queuectl bench` runs).
         ../bench/Cargo.toml
         ../bench/src
+        # tiny_http, patched (Cargo.toml's [patch.crates-io]).
+        ../vendor
       ]
       ++ map lib.fileset.maybeMissing [
         ../.cargo

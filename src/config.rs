@@ -336,9 +336,9 @@ impl Config {
             "web_listen" => {
                 self.web_listen = value
                     .as_str()
-                    .and_then(|text| text.parse().ok())
+                    .and_then(|text| crate::web::listen::parse_address(text).ok())
                     .ok_or_else(|| {
-                        bad("an IP address and port, \"127.0.0.1:9750\" or \"[::1]:9750\"")
+                        bad("an IP address and port, \"127.0.0.1:9750\" or \"[::1]:9750\", or \"localhost:9750\"")
                     })?
             }
             "web_allow_actions" => {
@@ -713,7 +713,11 @@ mod tests {
         assert!(text.contains("web_allow_actions = true"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), config);
         for (key, value, needle) in [
-            ("web_listen", "localhost:80", "an IP address and port"),
+            (
+                "web_listen",
+                "dashboard.example:80",
+                "an IP address and port",
+            ),
             ("web_allow_actions", "yes", "true or false"),
             ("web_auth_basic_file", "relative/file", "an absolute path"),
         ] {
@@ -721,6 +725,9 @@ mod tests {
             assert!(err.contains(needle), "{key} = {value}: {err}");
         }
         assert_eq!(Config::default().web_listen.to_string(), "127.0.0.1:9750");
+        // localhost is the one name taken, as --listen takes it.
+        let config = set_in_file(&path, "web_listen", "localhost:80").unwrap();
+        assert_eq!(config.web_listen.to_string(), "127.0.0.1:80");
     }
 
     #[test]

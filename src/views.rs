@@ -10,7 +10,7 @@ use crate::store::{Attempt, Dependencies, Job, QueueRow, WorkerRow};
 use crate::supervisor::Instance;
 use crate::supervisor::process::process_alive;
 use crate::systemd::timers::TimerState;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -52,19 +52,68 @@ pub struct WorkerView {
     pub jobs: Vec<String>,
     /// The first of `jobs` (kept for scripts written before slots).
     pub job_id: Option<String>,
+    /// When it registered (absent for an instance not yet registered).
+    pub started_at: Option<Timestamp>,
     pub heartbeat_at: Option<Timestamp>,
     /// Whether its process is alive; `None` when it runs on another host.
     pub alive: Option<bool>,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_seconds: Option<i64>,
+    /// Whether it still works: the one judgement `status`, `/api/workers`
+    /// and the dashboard's pages show.
+    pub liveness: Liveness,
+}
+
+/// Whether a worker still works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Its process runs (or runs elsewhere) and it beats.
+    Live,
+    /// No heartbeat for longer than `silent_after` (hung, or gone on another
+    /// host, which cannot be asked).
+    Silent,
+    /// Its process on this host is gone: it died without unregistering.
+    Dead,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Live => "live",
+            Liveness::Silent => "silent",
+            Liveness::Dead => "dead",
+        }
+    }
+
+    /// A process's `alive` (none: not asked) and its heartbeat's age.
+    fn judge(
+        alive: Option<bool>,
+        age: Option<SignedDuration>,
+        silent_after: SignedDuration,
+    ) -> Self {
+        if alive == Some(false) {
+            Liveness::Dead
+        } else if age.is_some_and(|age| age > silent_after) {
+            Liveness::Silent
+        } else {
+            Liveness::Live
+        }
+    }
 }
 
 /// Every registered worker, joined with `instances` (this host's supervised
 /// ones, under the names their workers register), then the instances no
 /// registered worker stands for (not started yet, failed, or a second keeper
-/// of one name), so every live one is seen. `host` is this host's name.
+/// of one name), so every live one is seen. `host` is this host's name,
+/// `now` the database's clock (which wrote the heartbeats); a worker is
+/// silent after no heartbeat for `silent_after`.
 pub fn worker_views(
     registered: &[WorkerRow],
     instances: &[Instance],
     host: &str,
+    now: Timestamp,
+    silent_after: SignedDuration,
 ) -> Vec<WorkerView> {
     let mut workers: Vec<WorkerView> = registered
         .iter()
@@ -72,6 +121,8 @@ pub fn worker_views(
             let instance = instances
                 .iter()
                 .find(|i| i.name == w.name && w.host == host);
+            let alive = (w.host == host).then(|| process_alive(w.pid));
+            let age = now.duration_since(w.heartbeat_at);
             WorkerView {
                 name: w.name.clone(),
                 host: w.host.clone(),
@@ -87,8 +138,11 @@ pub fn worker_views(
                 slots: Some(w.slots),
                 jobs: w.jobs.clone(),
                 job_id: w.jobs.first().cloned(),
+                started_at: Some(w.started_at),
                 heartbeat_at: Some(w.heartbeat_at),
-                alive: (w.host == host).then(|| process_alive(w.pid)),
+                alive,
+                heartbeat_age_seconds: Some(age.as_secs()),
+                liveness: Liveness::judge(alive, Some(age), silent_after),
             }
         })
         .collect();
@@ -97,6 +151,7 @@ pub fn worker_views(
         if let Some(at) = represented.iter().position(|name| *name == instance.name) {
             represented.swap_remove(at);
         } else {
+            let alive = instance.pid.map(process_alive);
             workers.push(WorkerView {
                 name: instance.name.clone(),
                 host: host.to_owned(),
@@ -107,8 +162,11 @@ pub fn worker_views(
                 slots: None,
                 jobs: vec![],
                 job_id: None,
+                started_at: None,
                 heartbeat_at: None,
-                alive: instance.pid.map(process_alive),
+                alive,
+                heartbeat_age_seconds: None,
+                liveness: Liveness::judge(alive, None, silent_after),
             });
         }
     }

@@ -18,8 +18,11 @@ use queuectl::store::dashboard::{JobCursor, JobSearch};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
-/// Jobs left pending in both databases; the rest are completed.
-const PENDING: usize = 1_000;
+/// One job in this many is left pending (a backlog as the history grows:
+/// 200,000 of 1,000,000), one pending job in [`BLOCKED_EVERY`] blocked on
+/// the one before it; the rest are completed.
+const PENDING_EVERY: usize = 5;
+const BLOCKED_EVERY: usize = 10;
 /// The queues the jobs are spread over.
 const QUEUES: [&str; 3] = ["default", "mail", "reports"];
 
@@ -33,8 +36,9 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
 type Call = fn(&mut Store, usize) -> Result<()>;
 
 /// The calls behind the pages, by name: each on a queue of `size` jobs.
-const CALLS: [(&str, Call); 5] = [
+const CALLS: [(&str, Call); 6] = [
     ("overview()", |store, _| store.overview().map(drop)),
+    ("queues()", |store, _| store.queues().map(drop)),
     ("stats()", |store, _| store.stats().map(drop)),
     ("search_jobs() first page", |store, _| {
         store.search_jobs(&page(None)).map(drop)
@@ -109,7 +113,7 @@ fn store_calls(bench: &Bench) -> Result<Vec<Row>> {
                 .target(Target::ratio_at_most(1.5))
                 .samples(repeats)
                 .note(format!(
-                    "{size_note} in {} queues, {PENDING} pending and the rest completed with one attempt each; in-process, median of {repeats} alternating runs",
+                    "{size_note} in {} queues, 1 in {PENDING_EVERY} pending (1 in {BLOCKED_EVERY} of those blocked) and the rest completed with one attempt each; in-process, median of {repeats} alternating runs",
                     QUEUES.len()
                 )),
         );
@@ -119,18 +123,24 @@ fn store_calls(bench: &Bench) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Fills `queue` with `total` jobs spread over [`QUEUES`], all but
-/// [`PENDING`] completed (their attempts pass through the counting triggers
-/// as a finish's).
+/// Fills `queue` with `total` jobs spread over [`QUEUES`]: the newest
+/// 1 in [`PENDING_EVERY`] pending, every [`BLOCKED_EVERY`]th of them waiting
+/// for the job before it (pending too), the rest completed (their attempts
+/// pass through the counting triggers as a finish's).
 fn build(queue: &Queue, total: usize) -> Result<()> {
     let names: Vec<QueueName> = QUEUES
         .iter()
         .map(|q| QueueName::parse(q).map_err(Error::Invalid))
         .collect::<Result<_>>()?;
-    super::scale::build_history(queue, total, PENDING, |i| {
+    let pending = total / PENDING_EVERY;
+    let first_pending = total - pending + 1;
+    super::scale::build_history(queue, total, pending, |i| {
         let mut job = NewJob::new("true");
         job.id = Some(JobId::parse(&job_id(i)).map_err(Error::Invalid)?);
         job.queue = names[i % names.len()].clone();
+        if i > first_pending && i % BLOCKED_EVERY == 0 {
+            job.after = vec![JobId::parse(&job_id(i - 1)).map_err(Error::Invalid)?];
+        }
         Ok(job)
     })
 }

@@ -145,8 +145,9 @@ max_retries, timeout_seconds, env (object of strings), env_file, cwd (absolute p
 queue (a name; \"default\" unless given), unique_key (1-200 characters) and
 on_duplicate (reject, skip or replace), after (ids of jobs that must complete
 first, up to 1000; not with unique_key).
-A file or stdin holds one JSON object per line (or one JSON array); all of its jobs
-are enqueued in one transaction, or none if any line is invalid.
+A file or stdin holds one JSON object per line (or one JSON array), as does an array
+given as JSON; all of its jobs are enqueued in one transaction, or none if any is
+invalid.
 
 Unique jobs: at most one unfinished job (pending, processing, or failed and waiting
 for its retry) holds a unique_key. Enqueueing another job with that key does what
@@ -385,8 +386,9 @@ Pages: / (overview), /jobs, /jobs/ID, /dlq, /workers, /queues, /schedules. JSON:
 /api/dlq, /api/workers, /api/queues, /api/schedules (each as the matching --json;
 status without this host's supervisor view, which needs systemctl: \"supervisor\" and
 each \"unit_state\" are null; a systemd timer's next elapse is null too).
-Prometheus: /metrics. Health: /healthz. With authentication on, every address needs
-it, /metrics and /healthz too.
+Prometheus: /metrics. Liveness: /healthz (200 while the server answers; it does
+not read the queue). Readiness: /readyz (200 when the queue can be read, else 503
+and why). With authentication on, every address needs it, these three too.
 
 Under systemd socket activation (LISTEN_FDS) the passed TCP sockets are served and
 --listen is ignored; READY=1 is sent once serving. It prints \"listening on
@@ -455,7 +457,7 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// The job as a JSON object, or "-" to read one job per line from stdin
+    /// The job as a JSON object, a JSON array of jobs (one batch), or "-" to read one job per line from stdin
     #[arg(
         value_name = "JSON",
         required_unless_present = "file",
@@ -630,9 +632,9 @@ pub struct PageArgs {
 
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// Listen on this IP:PORT when systemd passes no socket (port 0: any free port)
+    /// Listen on this IP:PORT or localhost:PORT when systemd passes no socket (port 0: any free port)
     /// [default: config web_listen, 127.0.0.1:9750]
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = queuectl::web::listen::parse_address)]
     pub listen: Option<std::net::SocketAddr>,
     /// Offer retry, cancel, restart and purge (POSTs with a CSRF token) [config: web_allow_actions]
     #[arg(long)]

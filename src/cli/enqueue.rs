@@ -17,6 +17,8 @@ pub fn run(ctx: &Context, args: EnqueueArgs) -> Result<()> {
                 .context(|| "cannot read jobs from stdin".into())?;
             parse_batch(&utf8(bytes, "stdin")?)?
         }
+        // An array on the command line is a batch, as in a file.
+        (Some(text), _) if text.trim_start().starts_with('[') => parse_batch(text)?,
         (Some(text), _) => vec![(1, parse_job(text).map_err(|e| hint_add(text, e))?)],
         (None, Some(path)) => {
             let bytes =

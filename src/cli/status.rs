@@ -7,7 +7,7 @@ use queuectl::error::Result;
 use queuectl::store::OpenMode;
 use queuectl::store::WorkerRow;
 use queuectl::supervisor::Instance;
-use queuectl::views::{self, WorkerView};
+use queuectl::views::{self, Liveness, WorkerView};
 use queuectl::worker::registered_name;
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
             ..i
         })
         .collect();
-    let workers = views::worker_views(registered, &instances, &host);
+    let workers = views::worker_views(registered, &instances, &host, queue.now, silent_after(ctx));
     if ctx.json {
         print_json(&views::status(
             &ctx.state.db.to_string(),
@@ -107,6 +107,12 @@ pub fn run(ctx: &Context, scope: ScopeArgs) -> Result<()> {
     missing_manager.map_or(Ok(()), Err)
 }
 
+/// A worker with no heartbeat for twice the lease is silent: a live one
+/// beats every few seconds and renews its jobs' leases well within one.
+fn silent_after(ctx: &Context) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds))
+}
+
 fn print_workers(
     ctx: &Context,
     workers: &[WorkerView],
@@ -124,7 +130,6 @@ fn print_workers(
         return;
     }
     let now = queue.now;
-    let silent_after = jiff::SignedDuration::from_secs(2 * i64::from(ctx.config.lease_seconds));
     // Units by name where systemd runs them; a kept process by its state.
     let supervised = |w: &WorkerView| {
         let name = w.unit.as_deref().map(|u| u.trim_end_matches(".service"));
@@ -140,7 +145,7 @@ fn print_workers(
         .iter()
         .map(|w| {
             let heartbeat = match w.heartbeat_at {
-                Some(at) if now.duration_since(at) > silent_after => {
+                Some(at) if w.liveness == Liveness::Silent => {
                     format!("{} (silent)", relative(at, now))
                 }
                 Some(at) => relative(at, now),
@@ -206,7 +211,7 @@ fn print_workers(
 /// second later, so the column says "busy" or "idle" from the jobs instead,
 /// and the two never disagree. `--json` keeps the worker's own text.
 fn status_word(w: &WorkerView) -> String {
-    if w.alive == Some(false) {
+    if w.liveness == Liveness::Dead {
         return "not running (died without unregistering)".into();
     }
     match w.status.as_deref() {

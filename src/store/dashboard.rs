@@ -16,6 +16,9 @@ pub struct Overview {
     /// failed, `run_at` passed, not blocked) has waited. Queues with
     /// nothing due are absent.
     pub lag: Vec<QueueLag>,
+    /// The queues paused on purpose, by name (their lag grows while they
+    /// are, which is no fault).
+    pub paused: Vec<String>,
     /// The last hour as 60 one-minute buckets, oldest first.
     pub last_hour: Vec<MinuteBucket>,
     /// Run time of the attempts that ended in the last hour.

@@ -32,7 +32,15 @@ pub fn status(store: &mut Store, host: &str) -> Result<Value> {
 
 /// The registered workers as `status` shows them (no supervisor's view).
 pub fn workers(store: &mut Store, host: &str) -> Result<Vec<WorkerView>> {
-    Ok(views::worker_views(&store.workers()?, &[], host))
+    let registered = store.workers()?;
+    let now = store.now()?;
+    Ok(views::worker_views(
+        &registered,
+        &[],
+        host,
+        now,
+        super::metrics::silent_after(),
+    ))
 }
 
 /// `/api/workers`: the workers part of `status --json`.

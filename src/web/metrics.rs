@@ -41,6 +41,7 @@ pub fn render(overview: &Overview, stats: &Stats, workers: &[WorkerRow], now: Ti
         .map(|c| c.queue.as_str())
         .chain(stats.attempts.iter().map(|a| a.queue.as_str()))
         .chain(overview.lag.iter().map(|l| l.queue.as_str()))
+        .chain(overview.paused.iter().map(String::as_str))
         .collect();
 
     out.family(
@@ -75,6 +76,20 @@ pub fn render(overview: &Overview, stats: &Stats, workers: &[WorkerRow], now: Ti
             .find(|l| l.queue == *queue)
             .map_or(0.0, |l| l.seconds);
         out.sample("queuectl_queue_lag_seconds", &[("queue", queue)], lag);
+    }
+
+    out.family(
+        "queuectl_queue_paused",
+        "gauge",
+        "1 when the queue is paused (`queue pause`): its lag grows on purpose; else 0.",
+    );
+    for queue in &queues {
+        let paused = overview.paused.iter().any(|p| p == queue);
+        out.sample(
+            "queuectl_queue_paused",
+            &[("queue", queue)],
+            u64::from(paused),
+        );
     }
 
     out.family(
@@ -301,6 +316,7 @@ mod tests {
                 queue: "mail".into(),
                 seconds: 2.5,
             }],
+            paused: vec!["mail".into(), "reports".into()],
             last_hour: Vec::new(),
             duration_p50_ms: None,
             duration_p95_ms: None,
@@ -346,6 +362,7 @@ mod tests {
         for (family, kind) in [
             ("queuectl_jobs", "gauge"),
             ("queuectl_queue_lag_seconds", "gauge"),
+            ("queuectl_queue_paused", "gauge"),
             ("queuectl_attempts_total", "counter"),
             ("queuectl_job_duration_seconds", "histogram"),
             ("queuectl_job_wait_seconds", "histogram"),
@@ -362,6 +379,14 @@ mod tests {
         assert!(lines.contains(&r#"queuectl_jobs{queue="mail",state="pending"} 3"#));
         assert!(lines.contains(&r#"queuectl_jobs{queue="mail",state="cancelled"} 0"#));
         assert!(lines.contains(&r#"queuectl_queue_lag_seconds{queue="mail"} 2.5"#));
+        // Paused: a queue paused with no job has its sample too.
+        assert!(lines.contains(&r#"queuectl_queue_paused{queue="mail"} 1"#));
+        assert!(lines.contains(&r#"queuectl_queue_paused{queue="reports"} 1"#));
+        let hostile = format!(
+            r#"queuectl_queue_paused{{queue="{}"}} 0"#,
+            escape_label(HOSTILE)
+        );
+        assert!(lines.contains(&hostile.as_str()), "{text}");
         assert!(lines.contains(&r#"queuectl_attempts_total{outcome="succeeded",queue="mail"} 7"#));
         assert!(lines.contains(&r#"queuectl_attempts_total{outcome="failed",queue="mail"} 0"#));
         assert!(lines.contains(&"queuectl_rescued_total 2"));
@@ -424,6 +449,7 @@ mod tests {
             now: at(0),
             counts: Vec::new(),
             lag: Vec::new(),
+            paused: Vec::new(),
             last_hour: Vec::new(),
             duration_p50_ms: None,
             duration_p95_ms: None,

@@ -54,7 +54,7 @@ pub fn page(
         Page::Overview => pages::overview(
             &ctx,
             &store.overview()?,
-            &store.workers()?,
+            &api::workers(store, &app.host)?,
             &store.queues()?,
         ),
         Page::Jobs => {
@@ -73,20 +73,25 @@ pub fn page(
             &store.dependencies(id)?,
         ),
         Page::Dlq => pages::dlq(&ctx, &api::dead_jobs(store)?),
-        Page::Workers => pages::workers(&ctx, &store.workers()?),
+        Page::Workers => pages::workers(&ctx, &api::workers(store, &app.host)?),
         Page::Queues => pages::queues(&ctx, &store.queues()?),
         Page::Schedules => pages::schedules(&ctx, &store.schedules()?),
     })
 }
 
 /// A page saying what went wrong (read without the store, which may be
-/// what failed).
-pub fn error(app: &App, status: u16, message: &str) -> Markup {
+/// what failed); it names the queue only to a client `admitted` (past the
+/// host check and authentication).
+pub fn error(app: &App, status: u16, message: &str, admitted: bool) -> Markup {
     let ctx = Ctx {
         csrf: None,
         actions: app.actions,
         now: jiff::Timestamp::now(),
-        db: app.db.to_string(),
+        db: if admitted {
+            app.db.to_string()
+        } else {
+            String::new()
+        },
     };
     pages::error(&ctx, status, message)
 }

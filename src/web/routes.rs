@@ -40,28 +40,44 @@ impl Connection {
 
 /// The reply to `request`.
 pub fn handle(app: &App, connection: &mut Connection, request: &Request) -> Reply {
-    if app.loopback_only && !names_loopback(request.header("host")) {
-        return failure(
-            app,
-            request,
-            403,
-            "without authentication this dashboard answers only to localhost or a loopback address",
-        );
-    }
-    if let Some(auth) = &app.auth {
-        if !auth.allows(request) {
-            return failure(app, request, 401, "authentication required")
-                .with("WWW-Authenticate", auth.challenge());
-        }
+    if let Some((status, why)) = refusal(app, request) {
+        let reply = failure(app, request, status, why);
+        return match &app.auth {
+            Some(auth) if status == 401 => reply.with("WWW-Authenticate", auth.challenge()),
+            _ => reply,
+        };
     }
     route(app, connection, request)
         .unwrap_or_else(|e| failure(app, request, status_of(&e), &e.to_string()))
 }
 
+/// The status and reason `request` is refused with before anything of the
+/// queue is read: a foreign host name on an open loopback dashboard (403),
+/// missing or wrong credentials (401).
+fn refusal(app: &App, request: &Request) -> Option<(u16, &'static str)> {
+    if app.loopback_only && !names_loopback(request.header("host")) {
+        return Some((
+            403,
+            "without authentication this dashboard answers only to localhost or a loopback address",
+        ));
+    }
+    match &app.auth {
+        Some(auth) if !auth.allows(request) => Some((401, "authentication required")),
+        _ => None,
+    }
+}
+
 fn route(app: &App, connection: &mut Connection, request: &Request) -> Result<Reply> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
+        // Liveness: the server answers; the queue is not touched (a
+        // restart would not mend an unreadable queue).
         ["healthz"] => get(app, request, || Ok(Reply::text(200, "ok\n"))),
+        // Readiness: the queue can be read (503 and why when not).
+        ["readyz"] => get(app, request, || {
+            connection.with(app, |store| store.now())?;
+            Ok(Reply::text(200, "ready\n"))
+        }),
         ["metrics"] => get(app, request, || {
             let text = connection.with(app, super::metrics::exposition)?;
             Ok(Reply::new(200, super::metrics::CONTENT_TYPE, text))
@@ -201,10 +217,12 @@ pub fn failure(app: &App, request: &Request, status: u16, message: &str) -> Repl
     if request.wants_json() {
         return Reply::json(status, &serde_json::json!({ "error": message }));
     }
-    if matches!(request.path.as_str(), "/healthz" | "/metrics") {
+    if matches!(request.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
         return Reply::text(status, format!("{message}\n"));
     }
-    Reply::html(status, render::error(app, status, message))
+    // A client not let in learns nothing of the queue, not even its name.
+    let admitted = refusal(app, request).is_none();
+    Reply::html(status, render::error(app, status, message, admitted))
 }
 
 /// Whether a `Host` header names this machine's loopback: `localhost`,

@@ -27,22 +27,22 @@ pub fn serve(options: WebOptions) -> Result<()> {
         options.auth_token_file.as_deref(),
         options.auth_basic_file.as_deref(),
     )?;
+    let open_exposure = auth.is_none() && options.insecure_no_auth;
     // Before any thread: activation reads and clears the environment.
-    let listeners = Listeners::open(options.listen)?;
-    let addresses = listeners.addresses();
-    let exposed: Vec<String> = addresses
-        .iter()
-        .filter(|a| !is_loopback(a))
-        .map(ToString::to_string)
-        .collect();
-    if auth.is_none() && !exposed.is_empty() {
-        if !options.insecure_no_auth {
+    let listeners = Listeners::open(options.listen, |addresses| {
+        let exposed = exposed(addresses);
+        if auth.is_none() && !options.insecure_no_auth && !exposed.is_empty() {
             return Err(Error::Invalid(format!(
                 "refusing to serve {} without authentication: give --auth-token-file or \
                  --auth-basic-file (or --insecure-no-auth to serve it open)",
                 exposed.join(", ")
             )));
         }
+        Ok(())
+    })?;
+    let addresses = listeners.addresses();
+    let exposed = exposed(&addresses);
+    if open_exposure && !exposed.is_empty() {
         eprintln!(
             "queuectl: warning: serving {} without authentication: anyone who reaches it reads the queue{}",
             exposed.join(", "),
@@ -96,7 +96,12 @@ pub fn serve(options: WebOptions) -> Result<()> {
     let shown: Vec<String> = addresses.iter().map(|a| format!("http://{a}")).collect();
     notifier.ready(&format!("serving {}", shown.join(" ")));
     if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping");
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!("queuectl: stopping on {name}");
     }
     notifier.stopping("stopping");
     stopping.store(true, Ordering::SeqCst);
@@ -109,6 +114,15 @@ pub fn serve(options: WebOptions) -> Result<()> {
         let _ = thread.join();
     }
     Ok(())
+}
+
+/// The addresses of `addresses` that other hosts can reach.
+fn exposed(addresses: &[std::net::SocketAddr]) -> Vec<String> {
+    addresses
+        .iter()
+        .filter(|a| !is_loopback(a))
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// One pool thread: answers requests until the server is unblocked.
@@ -146,15 +160,20 @@ fn answer(mut raw: tiny_http::Request, app: &App, connection: &mut Connection) {
         })
         .collect();
     let url = raw.url().to_owned();
-    let (body, too_large) = read_body(&mut raw);
+    let (body, refused) = match read_body(&mut raw) {
+        Ok(body) => (body, None),
+        Err(refused) => (vec![], Some(refused)),
+    };
     let request = Request::new(method, &url, headers, body);
-    let reply = if too_large {
-        routes::failure(
-            app,
-            &request,
-            413,
-            &format!("the request body is larger than {MAX_BODY} bytes"),
-        )
+    let reply = if let Some(refusal) = refused {
+        let (status, why) = match refusal {
+            BodyRefused::TooLarge => (
+                413,
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            ),
+            BodyRefused::Stalled => (408, "the request body did not arrive".to_owned()),
+        };
+        routes::failure(app, &request, status, &why)
     } else {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             routes::handle(app, connection, &request)
@@ -181,21 +200,31 @@ fn answer(mut raw: tiny_http::Request, app: &App, connection: &mut Connection) {
     }
 }
 
-/// The body, up to [`MAX_BODY`]; `true` when it is larger (unread then).
-fn read_body(raw: &mut tiny_http::Request) -> (Vec<u8>, bool) {
+/// Why a request's body was not read.
+#[derive(Clone, Copy, Debug)]
+enum BodyRefused {
+    /// Longer than [`MAX_BODY`], by its Content-Length or as sent.
+    TooLarge,
+    /// The client stopped sending it (the socket's read timeout).
+    Stalled,
+}
+
+/// The body, up to [`MAX_BODY`]. A longer one is refused by its claimed
+/// length before a byte is read; the patched tiny_http (vendor/) leaves it
+/// unread and closes the connection after the reply.
+fn read_body(raw: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, BodyRefused> {
     if raw.body_length().is_some_and(|n| n > MAX_BODY) {
-        return (vec![], true);
+        return Err(BodyRefused::TooLarge);
     }
     let mut body = Vec::new();
-    let read = raw
-        .as_reader()
+    raw.as_reader()
         .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-    if read.is_err() {
-        return (vec![], false);
+        .read_to_end(&mut body)
+        .map_err(|_| BodyRefused::Stalled)?;
+    if body.len() > MAX_BODY {
+        return Err(BodyRefused::TooLarge);
     }
-    let too_large = body.len() > MAX_BODY;
-    (body, too_large)
+    Ok(body)
 }
 
 fn response(reply: Reply, millis: f64) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {

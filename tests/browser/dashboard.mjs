@@ -85,7 +85,16 @@ await context.addInitScript(() => {
     window.__queuectlCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`);
   });
 });
+// A confirm() a step asks for (purge asks first) is answered as the step
+// says and noted there; any other dialog is script from job data.
+let confirmAnswer = null;
+const confirms = [];
 context.on("dialog", async (dialog) => {
+  if (confirmAnswer !== null && dialog.type() === "confirm") {
+    confirms.push(dialog.message());
+    await (confirmAnswer ? dialog.accept() : dialog.dismiss());
+    return;
+  }
   dialogs.push(`${dialog.type()}: ${dialog.message()} on ${dialog.page()?.url()}`);
   await dialog.dismiss();
 });
@@ -334,6 +343,38 @@ async function screenshots(pages) {
   }
 }
 
+// With actions on: purge asks before it posts; answered no it posts
+// nothing, answered yes it posts (7d old: nothing in the scene is deleted).
+async function purgeAsksFirst() {
+  step("purge asks first");
+  await open("/dlq", "dlq");
+  const button = page.locator('form[data-form="purge"] button[data-action="purge"]');
+  if (!check((await button.count()) === 1, "/dlq: no purge button")) return;
+  const posts = [];
+  const onRequest = (request) => {
+    if (request.method() === "POST") posts.push(request.url());
+  };
+  page.on("request", onRequest);
+  try {
+    confirmAnswer = false;
+    await button.click();
+    check(confirms.length === 1 && confirms[0].startsWith("Delete every"), `purge: asked ${JSON.stringify(confirms)}`);
+    confirmAnswer = true;
+    const [post] = await Promise.all([
+      page.waitForRequest((request) => request.method() === "POST"),
+      page.waitForNavigation({ waitUntil: "load" }),
+      button.click(),
+    ]);
+    check(confirms.length === 2, `purge: asked ${confirms.length} times for two clicks`);
+    check((await post.response())?.status() === 303, `purge: POST ${post.url()} was not answered 303`);
+    // The click answered no posted nothing: only the second one did.
+    check(posts.length === 1, `purge: ${posts.length} POSTs (${posts.join(", ")}) for one yes and one no`);
+  } finally {
+    page.off("request", onRequest);
+    confirmAnswer = null;
+  }
+}
+
 try {
   await overview(scene.status);
   const status = await liveUpdate();
@@ -341,6 +382,7 @@ try {
   await job(scene.hostile, scene.hostile_job);
   await dlq(status);
   await retry(scene.dead);
+  await purgeAsksFirst();
   await workers();
   await table("/queues", "queues", "queues");
   await table("/schedules", "schedules", "schedules");

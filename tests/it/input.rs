@@ -262,3 +262,21 @@ fn a_queue_from_a_newer_queuectl_is_a_database_error() {
         assert!(stderr.contains("schema version 999, newer"), "{stderr}");
     }
 }
+
+/// `enqueue --help`'s own example: an array on the command line is one
+/// batch, as in a file (all or nothing, positions named like lines).
+#[test]
+fn an_array_given_as_the_argument_is_a_batch() {
+    let env = TestEnv::new();
+    let bad = r#"[{"id":"x","command":"true"},{"command":"true","delay":"soon"}]"#;
+    assert_refused(&env.run(&["enqueue", bad]), "line 2: field 'delay'");
+    assert!(!env.queue_exists(), "refused input creates no queue");
+    let out = env.ok(&[
+        "enqueue",
+        r#"[{"id":"a","command":"make"},{"id":"t","command":"./test.sh","after":["a"]}]"#,
+    ]);
+    assert_eq!(out, "a\nt\n");
+    assert_eq!(jobs_in_queue(&env), ["a", "t"]);
+    let waiting = env.ok(&["show", "t", "--json"]);
+    assert!(waiting.contains("\"a\""), "{waiting}");
+}

@@ -79,6 +79,8 @@ fn web_serves_every_page_and_endpoint_with_the_security_headers() {
     let web = env.spawn_web(&[]);
     let health = web.get("/healthz");
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = web.get("/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     // A PostgreSQL queue is shown by its address without the password.
     let password = env.postgres_db().map(|db| {
         let url = db.url();
@@ -255,6 +257,73 @@ fn web_answers_unknown_paths_wrong_methods_and_bad_input_with_their_codes() {
     assert_common_headers("413", &reply);
 }
 
+/// A Content-Length larger than memory (before authentication, on a GET and
+/// on an action) gets its 413 and the connection closes without a byte of
+/// the body read; the server keeps serving. (tiny_http 0.12.0 allocated the
+/// claimed length when the request was dropped and aborted the process.)
+#[test]
+fn web_survives_a_content_length_larger_than_memory() {
+    let mut env = scene();
+    let token = private_file(&env, "token", "t0ken\n", 0o600);
+    let web = env.spawn_web(&["--auth-token-file", &token, "--allow-actions"]);
+    for (method, path) in [("GET", "/healthz"), ("POST", "/dlq/purge")] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 99999999999999\r\n\r\n",
+            web.address
+        );
+        // No Connection: close, and the client keeps its side open: the
+        // reply ends because the server closes rather than wait for a body.
+        let reply = crate::support::web::send(&web.address, head.as_bytes());
+        assert_eq!(reply.status, 413, "{method} {path}: {}", reply.body);
+        assert_common_headers("413", &reply);
+        let right = [("Authorization", "Bearer t0ken")];
+        let health = web.request("GET", "/healthz", &right, b"");
+        assert_eq!(health.status, 200, "{}", web.log());
+    }
+    assert!(!web.log().contains("memory allocation"), "{}", web.log());
+    // A length past any integer is a body too: what follows it is never
+    // read as a request of its own.
+    let smuggled = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {0}\r\nContent-Length: 99999999999999999999999\r\n\r\n\
+         GET /metrics HTTP/1.1\r\nHost: {0}\r\n\r\n",
+        web.address
+    );
+    let mut stream = std::net::TcpStream::connect(&web.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, smuggled.as_bytes()).unwrap();
+    let mut replies = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut replies).unwrap();
+    assert_eq!(replies.matches("HTTP/1.1 ").count(), 1, "{replies}");
+}
+
+/// A client that stops sending its body gives back the request thread it
+/// held: with one thread, another request is still answered, and the
+/// stalled one gets 408 (the sockets' read timeout, 30 s).
+#[test]
+fn web_a_stalled_body_does_not_keep_the_only_thread() {
+    use std::io::{Read, Write};
+    let mut env = scene();
+    let web = env.spawn_web(&["--threads", "1"]);
+    // Over 1 KiB, so the request thread (not tiny_http's) reads the body.
+    let mut stalled = std::net::TcpStream::connect(&web.address).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let head = format!(
+        "POST /dlq/purge HTTP/1.1\r\nHost: {}\r\nContent-Length: 4000\r\n\r\ncsrf=",
+        web.address
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    let health = web.get("/healthz");
+    assert_eq!(health.status, 200, "{}", web.log());
+    let mut reply = Vec::new();
+    stalled.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+}
+
 /// Without authentication, a loopback dashboard answers only to loopback
 /// names: a foreign page that rebinds its own name to 127.0.0.1 reads nothing.
 #[test]
@@ -313,8 +382,11 @@ fn web_says_503_when_the_queue_cannot_be_read() {
             .unwrap()
             .contains("no queue at")
     );
-    // Nothing was created, and health does not need the queue.
+    // Nothing was created; liveness does not need the queue, readiness does.
     assert_eq!(web.get("/healthz").status, 200);
+    let ready = web.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("no queue at"), "{}", ready.body);
     assert!(!missing.exists());
     // An unreachable PostgreSQL server: refused connections, the same code.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -354,6 +426,7 @@ fn web_token_auth_guards_every_address() {
     for path in [
         "/",
         "/healthz",
+        "/readyz",
         "/metrics",
         "/api/status",
         "/assets/app.css",
@@ -375,7 +448,31 @@ fn web_token_auth_guards_every_address() {
     let right = [("Authorization", "Bearer s3cret-token")];
     assert_eq!(web.request("GET", "/healthz", &right, b"").status, 200);
     assert_eq!(web.request("GET", "/api/queues", &right, b"").status, 200);
+    // The queue's name is for those let in: the header shows it to them,
+    // not on the 401 page nor on a refusal before authentication (413).
+    let queue = queue_shown(&web.request("GET", "/", &right, b""));
+    let refused = web.get("/no/such/page");
+    assert_eq!(refused.status, 401);
+    let big = format!(
+        "POST /dlq/purge HTTP/1.1\r\nHost: {}\r\nContent-Length: 65536\r\n\r\n",
+        web.address
+    );
+    let too_large = crate::support::web::send(&web.address, big.as_bytes());
+    assert_eq!(too_large.status, 413);
+    for reply in [refused, too_large] {
+        assert!(!reply.body.contains(&queue), "{queue}: {}", reply.body);
+        assert!(!reply.body.contains("class=\"db\""), "{}", reply.body);
+    }
     assert!(!web.log().contains("s3cret"), "{}", web.log());
+}
+
+/// The queue a page's header names.
+fn queue_shown(page: &HttpReply) -> String {
+    assert_eq!(page.status, 200, "{}", page.body);
+    let marker = "title=\"The queue this dashboard reads\">";
+    let start = page.body.find(marker).expect("the queue in the header") + marker.len();
+    let name = &page.body[start..];
+    name[..name.find('<').unwrap()].to_owned()
 }
 
 #[test]
@@ -416,9 +513,23 @@ fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
+    // Judged before binding: the refusal names the address as asked.
     let out = env.run(&["web", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("without authentication"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve 0.0.0.0:0 without authentication"),
+        "{stderr}"
+    );
+    // A name other than localhost is not looked up: clap's usage error says
+    // what is taken.
+    let out = env.run(&["web", "--listen", "dashboard.example:80"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("IP:PORT") && stderr.contains("localhost:PORT"),
+        "{stderr}"
+    );
 
     let out = env.run(&[
         "web",
@@ -429,6 +540,16 @@ fn web_refuses_auth_files_others_may_read_and_open_exposed_addresses() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn web_listens_on_localhost_by_name() {
+    let mut env = TestEnv::new();
+    let mut cmd = env.cmd();
+    cmd.args(["web", "--listen", "localhost:0"]);
+    let web = env.spawn_web_cmd(cmd);
+    assert!(web.address.starts_with("127.0.0.1:"), "{}", web.address);
+    assert_eq!(web.get("/healthz").status, 200);
 }
 
 #[test]
@@ -749,6 +870,12 @@ fn web_stops_cleanly_on_sigterm_and_tells_systemd() {
     signal(web.pid, Signal::SIGTERM);
     let status = env.wait_worker(web.pid, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", web.log());
+    // In queuectl's own voice, like every other line it prints.
+    assert!(
+        web.log().lines().last() == Some("queuectl: stopping on SIGTERM"),
+        "{}",
+        web.log()
+    );
     assert!(
         notify.seen("STOPPING=1").is_some(),
         "{:?}",
@@ -816,4 +943,75 @@ fn onto_fd_3(fd: i32) -> String {
     } else {
         format!("exec 3<&{fd}; exec {fd}<&-; ")
     }
+}
+
+/// The table row `tr[data-worker="<name>"]` of `html`.
+fn worker_row(html: &str, name: &str) -> String {
+    let start = html
+        .find(&format!(r#"<tr data-worker="{name}">"#))
+        .unwrap_or_else(|| panic!("no row of {name} in {html}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end].to_owned()
+}
+
+#[test]
+fn web_marks_a_killed_worker_dead_and_the_overview_shows_only_live_ones() {
+    let mut env = TestEnv::new();
+    env.ok(&["add", "--id", "later", "--delay", "1h", "--", "true"]);
+    env.spawn_worker("steady");
+    let doomed = env.spawn_worker("doomed");
+    let wait = Duration::from_secs(20);
+    wait_until("both workers registered", wait, || {
+        env.json(&["status"])["workers"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2)
+    });
+    // Killed: it cannot unregister, so its row stays with a last heartbeat.
+    signal(doomed, Signal::SIGKILL);
+    env.wait_worker(doomed, wait);
+    let web = env.spawn_web(&[]);
+
+    // The API and `status --json` say the same of it (a PostgreSQL queue's
+    // workers register as host/name).
+    let api = web.get("/api/workers").json();
+    let cli = env.json(&["status"]);
+    let registered = |workers: &serde_json::Value, name: &str| {
+        workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {workers}"))
+            .clone()
+    };
+    for workers in [&api["workers"], &cli["workers"]] {
+        let doomed = registered(workers, "doomed");
+        assert_eq!(doomed["liveness"], "dead", "{workers}");
+        assert!(doomed["heartbeat_age_seconds"].is_i64(), "{workers}");
+        assert_eq!(registered(workers, "steady")["liveness"], "live");
+    }
+    let doomed_name = registered(&api["workers"], "doomed")["name"].clone();
+    let steady_name = registered(&api["workers"], "steady")["name"].clone();
+    let (doomed_name, steady_name) = (doomed_name.as_str().unwrap(), steady_name.as_str().unwrap());
+
+    let workers = web.get("/workers").body;
+    let dead = worker_row(&workers, doomed_name);
+    assert!(dead.contains(r#"data-liveness="dead""#), "{dead}");
+    assert!(dead.contains(" ago</span>"), "{dead}");
+    let live = worker_row(&workers, steady_name);
+    assert!(live.contains(r#"data-liveness="live""#), "{live}");
+
+    let overview = web.get("/").body;
+    assert!(
+        overview.contains(r#"data-count="workers">1</span>"#),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(&format!(r#"<li data-worker="{steady_name}">"#)),
+        "{overview}"
+    );
+    assert!(
+        !overview.contains(&format!(r#"data-worker="{doomed_name}""#)),
+        "{overview}"
+    );
 }

@@ -65,9 +65,15 @@ pub(super) fn overview(sql: &mut Sql<'_, Transaction<'_>>) -> TxResult<Overview>
         })
         .collect::<TxResult<Vec<_>>>()?;
     let (last_hour, duration_p50_ms, duration_p95_ms) = last_hour_from(now, &rows);
+    let paused = sql
+        .query("SELECT name FROM queues WHERE paused ORDER BY name", &[])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<String>, _>>()?;
     Ok(Overview {
         now,
         lag: lag_from(now, oldest),
+        paused,
         counts,
         last_hour,
         duration_p50_ms,

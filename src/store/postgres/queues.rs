@@ -14,17 +14,23 @@ pub(super) fn rows<C: GenericClient>(
     sql: &mut Sql<C>,
     only: Option<&str>,
 ) -> TxResult<Vec<QueueRow>> {
+    // Counts per queue and state from the (queue, state) index, as the
+    // overview's; blocked jobs from their own partial index (migration 8,
+    // whose predicate this repeats so the planner can use it).
     let rows = sql.query(
         "WITH counts AS (
              SELECT queue AS name,
                  count(*) FILTER (WHERE state IN ('pending', 'failed')) AS waiting,
-                 count(*) FILTER (WHERE state = 'processing') AS running,
-                 count(*) FILTER (WHERE state IN ('pending', 'failed') AND deps_left > 0) AS blocked
+                 count(*) FILTER (WHERE state = 'processing') AS running
              FROM jobs WHERE state IN ('pending', 'failed', 'processing') GROUP BY queue
+         ), blocked AS (
+             SELECT queue AS name, count(*) AS blocked
+             FROM jobs WHERE state = 'pending' AND deps_left > 0 GROUP BY queue
          ), names AS (SELECT name FROM counts UNION SELECT name FROM queues)
          SELECT n.name, q.parallel, COALESCE(q.paused, false), COALESCE(c.waiting, 0),
-             COALESCE(c.running, 0), COALESCE(c.blocked, 0)
+             COALESCE(c.running, 0), COALESCE(b.blocked, 0)
          FROM names n LEFT JOIN queues q ON q.name = n.name LEFT JOIN counts c ON c.name = n.name
+             LEFT JOIN blocked b ON b.name = n.name
          WHERE $1::text IS NULL OR n.name = $1
          ORDER BY n.name",
         &[&only],

@@ -14,7 +14,7 @@ use postgres::GenericClient;
 use std::path::PathBuf;
 
 /// Append only: a migration that has shipped is never edited.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_worker_unit.sql"),
     include_str!("migrations/003_worker_slots.sql"),
@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: [&str; 7] = [
     include_str!("migrations/005_workflows.sql"),
     include_str!("migrations/006_stats.sql"),
     include_str!("migrations/007_search.sql"),
+    include_str!("migrations/008_blocked.sql"),
 ];
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

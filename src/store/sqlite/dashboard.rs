@@ -74,10 +74,15 @@ pub(super) fn overview(conn: &Connection, now: Timestamp) -> Result<Overview, Re
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let (last_hour, duration_p50_ms, duration_p95_ms) = last_hour_from(now, &rows);
+    let paused = conn
+        .prepare_cached("SELECT name FROM queues WHERE paused ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(Overview {
         now,
         counts,
         lag: lag_from(now, oldest),
+        paused,
         last_hour,
         duration_p50_ms,
         duration_p95_ms,

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 /// The schema as numbered migrations; `PRAGMA user_version` counts those
 /// applied. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_attempt_containment.sql"),
     include_str!("migrations/003_env_file.sql"),
@@ -52,6 +52,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("migrations/008_workflows.sql"),
     include_str!("migrations/009_stats.sql"),
     include_str!("migrations/010_search.sql"),
+    include_str!("migrations/011_blocked_counts.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

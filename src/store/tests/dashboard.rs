@@ -12,6 +12,7 @@ conformance! {
     histograms_are_cumulative_with_bounds_inclusive_and_count_every_attempt,
     wait_is_from_the_due_time_to_the_start,
     lag_is_the_oldest_due_job_per_queue,
+    paused_queues_are_named_until_resumed,
     the_last_hour_has_sixty_minutes_and_percentiles_of_what_ran,
     concurrent_finishes_count_every_attempt_once,
 }
@@ -324,4 +325,18 @@ fn concurrent_finishes_count_every_attempt_once(q: &TestQueue) {
         counts(&store.at(at(2)).overview().unwrap()),
         [row("default", JobState::Completed, 400)]
     );
+}
+
+fn paused_queues_are_named_until_resumed(q: &TestQueue) {
+    let mut store = q.open();
+    assert!(store.at(at(0)).overview().unwrap().paused.is_empty());
+    add(&mut store, "a0", "alpha", 0);
+    super::queues::pause(&mut store, "zeta", true);
+    super::queues::pause(&mut store, "alpha", true);
+    super::queues::pause(&mut store, "beta", true);
+    super::queues::pause(&mut store, "beta", false);
+    let overview = store.at(at(1)).overview().unwrap();
+    assert_eq!(overview.paused, ["alpha", "zeta"]);
+    // A paused queue's due job still counts its lag: the gauge says why.
+    assert_eq!(overview.lag.len(), 1);
 }

@@ -14,6 +14,7 @@ conformance! {
     a_finish_in_a_limited_queue_wakes_idle_workers,
     queue_settings_are_kept_changed_and_listed_with_their_jobs,
     a_list_filters_by_queue,
+    queue_counts_follow_blocked_waiting_and_running_jobs_in_every_queue,
 }
 
 fn name(text: &str) -> QueueName {
@@ -376,4 +377,106 @@ fn a_list_filters_by_queue(q: &TestQueue) {
     assert_eq!((page.jobs[0].id.as_str(), page.total), ("a1", 1));
     assert_eq!(store.list(&only("nope", &[]), None).unwrap().total, 0);
     assert_eq!(store.get("b1").unwrap().queue, "b");
+}
+
+/// `queue list`'s counts per queue: (name, waiting, running, blocked).
+fn counts(store: &mut Store) -> Vec<(String, u64, u64, u64)> {
+    let queues = store.queues().unwrap();
+    queues
+        .into_iter()
+        .map(|q| (q.name, q.waiting, q.running, q.blocked))
+        .collect()
+}
+
+fn row(name: &str, waiting: u64, running: u64, blocked: u64) -> (String, u64, u64, u64) {
+    (name.to_owned(), waiting, running, blocked)
+}
+
+/// The counts stay exact through every way a job enters or leaves
+/// blocked, waiting and running: a claim, a job moved to another queue, a
+/// dependency completing, failing (its dependents cancelled) and restarted
+/// (they wait again), and a purge.
+fn queue_counts_follow_blocked_waiting_and_running_jobs_in_every_queue(q: &TestQueue) {
+    let mut store = q.open();
+    for job in [
+        r#"{"id":"a1","command":"x","queue":"a","max_retries":0}"#,
+        r#"{"id":"a2","command":"x","queue":"a","after":["a1"]}"#,
+        r#"{"id":"b1","command":"x","queue":"b","after":["a1"]}"#,
+        r#"{"id":"b3","command":"x","queue":"b","delay":"1h"}"#,
+        r#"{"id":"b2","command":"x","queue":"b","after":["a1","b3"]}"#,
+        r#"{"id":"d1","command":"x"}"#,
+    ] {
+        enqueue(&mut store, job, at(0));
+    }
+    assert_eq!(
+        counts(&mut store),
+        [
+            row("a", 2, 0, 1),
+            row("b", 3, 0, 2),
+            row("default", 1, 0, 0)
+        ]
+    );
+    // a1 runs (claimed from queue a) and ends as `outcome` at `at(secs)`.
+    let run_a1 = |store: &mut Store, outcome, secs, before_end: &dyn Fn(&mut Store)| {
+        let a1 = store
+            .claim_at(&serving("w", &["a"]), at(secs))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a1.id, "a1");
+        before_end(store);
+        let result = AttemptResult::new(outcome);
+        store
+            .at(at(secs))
+            .finish(&finishes(&[a1], &result), &policy(), None)
+            .unwrap();
+    };
+    // While a1 runs, a blocked job moves to another queue; then a1 dies:
+    // a2, b1 and b2 are cancelled (b2 still waiting for b3 too).
+    run_a1(&mut store, AttemptOutcome::Failed, 1, &|store| {
+        let edit = JobEdit {
+            queue: Some(name("c")),
+            ..JobEdit::default()
+        };
+        store.edit("b1", &edit).unwrap();
+        assert_eq!(
+            counts(store),
+            [
+                row("a", 1, 1, 1),
+                row("b", 2, 0, 1),
+                row("c", 1, 0, 1),
+                row("default", 1, 0, 0)
+            ],
+            "a claim, and a blocked job moved to another queue"
+        );
+    });
+    assert_eq!(
+        counts(&mut store),
+        [row("b", 1, 0, 0), row("default", 1, 0, 0)]
+    );
+    // Restarted, a1 brings them back blocked; completed, it frees a2 and
+    // b1, while b2 still waits for b3.
+    store
+        .at(at(3))
+        .act_on_one(BulkAction::RetryDead, "a1")
+        .unwrap();
+    assert_eq!(
+        counts(&mut store),
+        [
+            row("a", 2, 0, 1),
+            row("b", 2, 0, 1),
+            row("c", 1, 0, 1),
+            row("default", 1, 0, 0)
+        ]
+    );
+    run_a1(&mut store, AttemptOutcome::Succeeded, 4, &|_| {});
+    let left = [
+        row("a", 1, 0, 0),
+        row("b", 2, 0, 1),
+        row("c", 1, 0, 0),
+        row("default", 1, 0, 0),
+    ];
+    assert_eq!(counts(&mut store), left);
+    // Finished history purged: the counts of what is left do not move.
+    assert_eq!(store.purge_before(at(100)).unwrap(), ["a1"]);
+    assert_eq!(counts(&mut store), left);
 }

@@ -15,6 +15,15 @@
 //   /api/workers: totals, queue rows, lag, the hour's stats and chart.
 'use strict';
 
+// A button with data-confirm="question" posts only once the question is
+// answered yes (the Content Security Policy forbids inline handlers; without
+// this script the button posts at once). A form submitted by Enter clicks
+// its button, so the question is asked then too.
+document.addEventListener('click', (event) => {
+  const button = event.target instanceof Element ? event.target.closest('button[data-confirm]') : null;
+  if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+});
+
 (function () {
   const PERIOD_MS = 3000;
   const NONE = '\u2014';
@@ -67,6 +76,12 @@
     },
     ms: (v) => (typeof v === 'number' ? took(v) : NONE),
     seconds: (v) => (typeof v === 'number' ? elapsed(v) : NONE),
+    ago: (v) => (typeof v === 'number' ? elapsed(v) + ' ago' : NONE),
+    // A worker's liveness (live, silent, dead), coloured by its attribute.
+    liveness: (v, el) => {
+      if (v !== null && v !== undefined) el.dataset.liveness = String(v);
+      return formats.text(v);
+    },
     yesno: (v) => (v ? 'yes' : 'no'),
     // An attempt's outcome; none yet: running.
     outcome: (v, el) => {
@@ -232,7 +247,7 @@
     for (const el of document.querySelectorAll('.cards [data-count]')) {
       const what = el.dataset.count;
       if (what === 'workers') {
-        if (Array.isArray(workers)) setText(el, String(workers.length));
+        if (Array.isArray(workers)) setText(el, String(liveOnly(workers).length));
       } else {
         setText(el, String(totals[what] || 0));
       }
@@ -244,6 +259,7 @@
         if (!rowOf(tbody, 'data-queue', queue)) newQueueRow(table, queue);
       }
       const lag = new Map(overview.lag.map((l) => [l.queue, l.seconds]));
+      const paused = new Set(overview.paused || []);
       for (const row of tbody.rows) {
         const queue = row.getAttribute('data-queue');
         const counts = perQueue.get(queue) || {};
@@ -251,7 +267,7 @@
           setText(td, String(counts[td.dataset.count] || 0));
         }
         const lagCell = row.querySelector('td[data-lag]');
-        if (lagCell) setText(lagCell, elapsed(lag.get(queue) || 0));
+        if (lagCell) setText(lagCell, lagText(lag.get(queue) || 0, paused.has(queue)));
       }
     }
     const hour = overview.last_hour || [];
@@ -268,6 +284,49 @@
     }
     const svg = document.querySelector('svg[data-chart="last-hour"]');
     if (svg) drawChart(svg, hour);
+    if (Array.isArray(workers)) drawLiveWorkers(liveOnly(workers));
+  }
+
+  // The workers that still work (a dead or silent one is on /workers).
+  function liveOnly(workers) {
+    return workers.filter((w) => w.liveness === 'live');
+  }
+
+  function jobLink(id) {
+    const link = document.createElement('a');
+    link.href = '/jobs/' + encodeURIComponent(id);
+    link.textContent = id;
+    return link;
+  }
+
+  // The overview's list of live workers, as the server renders it.
+  function drawLiveWorkers(live) {
+    const list = document.querySelector('ul[data-list="live-workers"]');
+    if (!list) return;
+    const items = live.map((w) => {
+      const li = document.createElement('li');
+      li.setAttribute('data-worker', w.name);
+      const name = document.createElement('a');
+      name.href = '/workers';
+      name.textContent = w.name;
+      const jobs = document.createElement('span');
+      jobs.className = 'jobs';
+      if (w.jobs.length === 0) jobs.append(NONE);
+      w.jobs.forEach((id, i) => {
+        if (i > 0) jobs.append(' ');
+        jobs.append(jobLink(id));
+      });
+      li.append(name, ' ', jobs);
+      return li;
+    });
+    list.replaceChildren(...items);
+    const empty = document.querySelector('[data-empty="live-workers"]');
+    if (empty) empty.hidden = live.length > 0;
+  }
+
+  // A queue's lag; a paused queue's says so (its lag grows on purpose).
+  function lagText(seconds, paused) {
+    return (paused ? 'paused ' : '') + elapsed(seconds);
   }
 
   // ---- polling ----

@@ -4,7 +4,9 @@
 
 use super::Ctx;
 use super::layout::{Page, page};
-use super::parts::{first_line, form_fields, head, job_action, job_link, num, scroll, text, time};
+use super::parts::{
+    clipped, first_line, form_fields, head, job_action, job_link, num, scroll, text, time,
+};
 use crate::store::{BulkAction, JobPage};
 use maud::{Markup, html};
 
@@ -38,7 +40,7 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                         @let error = job.last_error.as_deref().unwrap_or("");
                         tr data-job=(job.id) {
                             td { (job_link(&job.id)) }
-                            td { (job.queue) }
+                            td { (clipped(&job.queue)) }
                             td.command { code { (job.command) } }
                             td.num data-live="attempts" { (job.attempts) }
                             td { (time(job.finished_at, None)) }
@@ -62,7 +64,8 @@ pub fn dlq(ctx: &Ctx, dead: &JobPage) -> Markup {
                             title="a duration: 30m, 12h, 7d";
                         " ago, with their history. "
                     }
-                    button type="submit" data-action="purge" { "Purge" }
+                    button type="submit" data-action="purge"
+                        data-confirm="Delete every completed, dead and cancelled job this old, in every queue, with its history? This cannot be undone." { "Purge" }
                 }
             }
         }

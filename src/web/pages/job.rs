@@ -104,7 +104,12 @@ fn spec(job: &Job, deps: &Dependencies) -> Markup {
             @if let Some(key) = &job.unique_key { dt { "unique key" } dd { code { (key) } } }
             @if let Some(schedule) = &job.schedule { dt { "schedule" } dd { a href="/schedules" { (schedule) } } }
             dt { "last error" } dd {
-                pre.error data-field="error" data-live="last_error" { (job.last_error.as_deref().unwrap_or(NONE)) }
+                // No box around nothing: a job without an error shows a dash
+                // (which app.js replaces by the error text if one comes).
+                @match &job.last_error {
+                    Some(error) => pre.error data-field="error" data-live="last_error" { (error) },
+                    None => span data-field="error" data-live="last_error" { (NONE) },
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use super::Ctx;
 use super::layout::{Page, page};
-use super::parts::{head, job_link, num, query, scroll, state, text, time};
+use super::parts::{clipped, head, job_link, num, query, scroll, state, text, time};
 use crate::domain::JobState;
 use crate::store::QueueRow;
 use crate::store::dashboard::{JobSearch, SEARCH_SCAN_ROWS, SearchPage};
@@ -18,10 +18,18 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
     let queue_text = search.queue.as_deref().unwrap_or("");
     let contains = search.text.as_deref().unwrap_or("");
     let before = search.before.map(|c| c.to_string()).unwrap_or_default();
+    // A page size asked for stays asked for on the next page (the default
+    // is left out of the links).
+    let limit = if search.limit == crate::web::api::DEFAULT_PAGE {
+        String::new()
+    } else {
+        search.limit.to_string()
+    };
     let filters = [
         ("state", state_text.as_str()),
         ("queue", queue_text),
         ("q", contains),
+        ("limit", limit.as_str()),
     ];
     let here = query(&with_cursor(&filters, &before));
     let next_href = page_.next.map(|next| {
@@ -55,6 +63,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
                 "id or command contains "
                 input type="search" name="q" value=(contains) placeholder="text";
             }
+            @if !limit.is_empty() { input type="hidden" name="limit" value=(limit); }
             button type="submit" { "Filter" }
             @if !here.is_empty() { a href="/jobs" { "clear" } }
         }
@@ -71,7 +80,7 @@ pub fn jobs(ctx: &Ctx, search: &JobSearch, page_: &SearchPage, queues: &[QueueRo
                             td data-field="state" data-blocked=[blocked.is_some().then_some("")] title=[blocked] {
                                 (state(job.state, Some("state")))
                             }
-                            td { (job.queue) }
+                            td { (clipped(&job.queue)) }
                             td.command { code { (job.command) } }
                             td.num data-live="attempts" { (job.attempts) }
                             td { (time(Some(job.created_at), None)) }

@@ -77,7 +77,9 @@ pub fn page(ctx: &Ctx, page: Page, title: &str, poll: Option<&str>, main: Markup
                                 aria-current=[(page.section() == Some(entry)).then_some("page")] { (label) }
                         }
                     }
-                    span.db title="The queue this dashboard reads" { (ctx.db) }
+                    @if !ctx.db.is_empty() {
+                        span.db title="The queue this dashboard reads" { (ctx.db) }
+                    }
                 }
                 main { (main) }
                 footer {

@@ -46,7 +46,8 @@ pub struct Ctx {
     /// The database's clock when the page was read.
     pub now: Timestamp,
     /// The queue as people know it (a path, or a PostgreSQL address without
-    /// its password), shown in the header.
+    /// its password), shown in the header; empty on a page for a client not
+    /// let in.
     pub db: String,
 }
 

@@ -1,22 +1,28 @@
-//! `/`: jobs per state, the last hour (chart, failure rate, p50/p95), live
-//! workers and every queue with its counts and lag. `app.js` refreshes it
+//! `/`: jobs per state, the last hour (chart, failure rate, p50/p95), the
+//! live workers and every queue with its counts and lag. `app.js` refreshes it
 //! from `/api/overview` and `/api/workers`.
 
 use super::layout::{Page, page};
 use super::parts::{NONE, millis, scroll, seconds};
 use super::{Ctx, chart};
 use crate::domain::JobState;
+use crate::store::QueueRow;
 use crate::store::dashboard::{MinuteBucket, Overview};
-use crate::store::{QueueRow, WorkerRow};
+use crate::views::{Liveness, WorkerView};
 use maud::{Markup, html};
 use std::collections::BTreeMap;
 
 pub fn overview(
     ctx: &Ctx,
     overview: &Overview,
-    workers: &[WorkerRow],
+    workers: &[WorkerView],
     queues: &[QueueRow],
 ) -> Markup {
+    // Only the workers that still work: a dead or silent one is on /workers.
+    let live: Vec<&WorkerView> = workers
+        .iter()
+        .filter(|w| w.liveness == Liveness::Live)
+        .collect();
     let per_queue = per_queue(overview, queues);
     let totals: BTreeMap<JobState, u64> = JobState::ALL
         .into_iter()
@@ -32,8 +38,23 @@ pub fn overview(
                 }
             }
             a.card href="/workers" {
-                span.label { "workers" }
-                span.num data-count="workers" { (workers.len()) }
+                span.label { "live workers" }
+                span.num data-count="workers" { (live.len()) }
+            }
+        }
+        section {
+            h2 { "Live workers" }
+            ul.workers data-list="live-workers" {
+                @for w in &live {
+                    li data-worker=(w.name) {
+                        a href="/workers" { (w.name) }
+                        " "
+                        span.jobs { (super::workers::jobs(&w.jobs)) }
+                    }
+                }
+            }
+            p.empty data-empty="live-workers" hidden[!live.is_empty()] {
+                "No live worker. Start some with " code { "queuectl worker start --count 2" } "."
             }
         }
         section {
@@ -65,7 +86,10 @@ pub fn overview(
                                 @for state in JobState::ALL {
                                     td.num data-count=(state.as_str()) { (counts.get(state)) }
                                 }
-                                td.num data-lag=(name) { (lag_text(overview, name)) }
+                                td.num data-lag=(name) data-paused=[counts.paused.then_some("")]
+                                    title=[counts.paused.then_some("paused on purpose: its lag grows until it is resumed")] {
+                                    (lag_text(overview, name, counts.paused))
+                                }
                             }
                         }
                     }
@@ -94,7 +118,10 @@ impl QueueCounts {
 fn per_queue(overview: &Overview, queues: &[QueueRow]) -> BTreeMap<String, QueueCounts> {
     let mut rows: BTreeMap<String, QueueCounts> = BTreeMap::new();
     for q in queues {
-        rows.entry(q.name.clone()).or_default().paused = q.paused;
+        rows.entry(q.name.clone()).or_default();
+    }
+    for name in &overview.paused {
+        rows.entry(name.clone()).or_default().paused = true;
     }
     for c in &overview.counts {
         *rows
@@ -107,14 +134,18 @@ fn per_queue(overview: &Overview, queues: &[QueueRow]) -> BTreeMap<String, Queue
     rows
 }
 
-/// A queue's lag; 0 s when nothing is due.
-fn lag_text(overview: &Overview, queue: &str) -> String {
+/// A queue's lag; 0 s when nothing is due; a paused queue's says so
+/// (`lagText` in app.js).
+fn lag_text(overview: &Overview, queue: &str, paused: bool) -> String {
     let secs = overview
         .lag
         .iter()
         .find(|l| l.queue == queue)
         .map_or(0.0, |l| l.seconds);
-    seconds(secs)
+    match paused {
+        true => format!("paused {}", seconds(secs)),
+        false => seconds(secs),
+    }
 }
 
 fn ended(hour: &[MinuteBucket]) -> u64 {

@@ -61,9 +61,16 @@ pub fn job_href(id: &str) -> String {
     format!("/jobs/{}", encode(id))
 }
 
-/// A link to a job, its id as code.
+/// A link to a job, its id as code: a long id is cut short with an
+/// ellipsis (the whole of it in the title) so it cannot widen its table.
 pub fn job_link(id: &str) -> Markup {
-    html! { a href=(job_href(id)) { code { (id) } } }
+    html! { a.clip href=(job_href(id)) title=(id) { code { (id) } } }
+}
+
+/// A name from the queue (queue, worker, host, unit) in a table cell: a
+/// long one is cut short with an ellipsis, the whole of it in the title.
+pub fn clipped(text: &str) -> Markup {
+    html! { span.clip title=(text) { (text) } }
 }
 
 /// A query string (`?a=1&b=2`) of the pairs whose value is not empty.
@@ -83,7 +90,8 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
 /// A one-button form posting `action` (`retry`, `cancel`, `restart`) for
 /// the job `id`, which leads back to the page at `back`; nothing when
 /// actions are off. `app.js` hides it once the job is in none of the
-/// states it applies to.
+/// states it applies to, and asks before a cancel, which cannot be undone
+/// (without the script the button posts at once).
 pub fn job_action(ctx: &Ctx, id: &str, action: BulkAction, back: &str) -> Markup {
     let (name, label) = match action {
         BulkAction::RetryDead => ("retry", "Retry"),
@@ -92,6 +100,8 @@ pub fn job_action(ctx: &Ctx, id: &str, action: BulkAction, back: &str) -> Markup
         // Not an action on one job (the dead letter's purge form).
         BulkAction::Purge => return html! {},
     };
+    let confirm =
+        matches!(action, BulkAction::Cancel).then_some("Cancel this job? It will not run again.");
     let Some(token) = ctx.form_token() else {
         return html! {};
     };
@@ -99,7 +109,7 @@ pub fn job_action(ctx: &Ctx, id: &str, action: BulkAction, back: &str) -> Markup
     html! {
         form.action method="post" action=(format!("{}/{name}", job_href(id))) data-states=(states.join(" ")) {
             (form_fields(token, back))
-            button type="submit" data-action=(name) { (label) }
+            button type="submit" data-action=(name) data-confirm=[confirm] { (label) }
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::store::dashboard::{
 };
 use crate::store::schedules::ScheduleRow;
 use crate::store::{Attempt, Dependencies, Job, JobPage, Linked, QueueRow, WorkerRow};
-use jiff::Timestamp;
+use crate::views::{Liveness, WorkerView};
+use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -89,18 +90,26 @@ fn queue(name: &str) -> QueueRow {
     }
 }
 
-fn worker(name: &str) -> WorkerRow {
-    WorkerRow {
+fn worker(name: &str) -> WorkerView {
+    worker_beating(name, 0)
+}
+
+/// A worker on another host whose last heartbeat was `seconds_ago`, judged
+/// as the dashboard judges it (silent after a minute).
+fn worker_beating(name: &str, seconds_ago: i64) -> WorkerView {
+    let row = WorkerRow {
         name: name.into(),
         pid: 42,
         host: BREAKOUT.into(),
         started_at: now(),
-        heartbeat_at: now(),
+        heartbeat_at: now() - SignedDuration::from_secs(seconds_ago),
         status: SCRIPT.into(),
         unit: Some(BREAKOUT.into()),
         slots: 2,
         jobs: vec![SCRIPT.into()],
-    }
+    };
+    let silent_after = SignedDuration::from_secs(60);
+    crate::views::worker_views(&[row], &[], "this host", now(), silent_after).remove(0)
 }
 
 fn overview_data() -> Overview {
@@ -121,6 +130,7 @@ fn overview_data() -> Overview {
             queue: SCRIPT.into(),
             seconds: 72.4,
         }],
+        paused: Vec::new(),
         last_hour: (0..60)
             .map(|i| MinuteBucket {
                 start: now() - jiff::SignedDuration::from_mins(60 - i),
@@ -560,4 +570,189 @@ fn tags(html: &str) -> impl Iterator<Item = &str> {
     html.split('<')
         .skip(1)
         .map(|rest| rest.split('>').next().unwrap_or(rest))
+}
+
+#[test]
+fn the_overview_counts_and_lists_only_live_workers() {
+    let mut dead = worker_beating("died", 75);
+    dead.liveness = Liveness::Dead;
+    let workers = [worker("w1"), worker_beating("hung", 75), dead];
+    let html = overview(&ctx(false), &overview_data(), &workers, &[]).into_string();
+    assert!(
+        html.contains(r#"<span class="num" data-count="workers">1</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<li data-worker="w1">"#), "{html}");
+    assert!(!html.contains("hung") && !html.contains("died"), "{html}");
+    assert!(
+        html.contains(r#"data-empty="live-workers" hidden"#),
+        "{html}"
+    );
+
+    let html = overview(&ctx(false), &overview_data(), &workers[1..], &[]).into_string();
+    assert!(
+        html.contains(r#"<span class="num" data-count="workers">0</span>"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains(r#"data-empty="live-workers" hidden"#),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_workers_page_marks_silent_and_dead_workers_and_shows_heartbeat_ages() {
+    let mut dead = worker_beating("died", 5);
+    dead.liveness = Liveness::Dead;
+    let workers = [worker_beating("w1", 3), worker_beating("hung", 75), dead];
+    let html = super::workers(&ctx(false), &workers).into_string();
+    let row = |name: &str| {
+        let start = html.find(&format!(r#"<tr data-worker="{name}">"#)).unwrap();
+        let end = start + html[start..].find("</tr>").unwrap();
+        html[start..end].to_owned()
+    };
+    let (live, hung, died) = (row("w1"), row("hung"), row("died"));
+    assert!(live.contains(r#"data-liveness="live""#), "{live}");
+    assert!(live.contains(">3s ago</span>"), "{live}");
+    assert!(hung.contains(r#"data-liveness="silent""#), "{hung}");
+    assert!(hung.contains(">1m15s ago</span>"), "{hung}");
+    assert!(died.contains(r#"data-liveness="dead""#), "{died}");
+    assert!(died.contains(">5s ago</span>"), "{died}");
+}
+
+#[test]
+fn the_next_page_keeps_the_page_size_and_every_filter() {
+    let search = JobSearch {
+        states: vec![JobState::Pending, JobState::Failed],
+        queue: Some("mail".into()),
+        text: Some("a b".into()),
+        before: Some(JobCursor(99)),
+        limit: 3,
+    };
+    let page_ = SearchPage {
+        jobs: vec![],
+        next: Some(JobCursor(17)),
+        scanned_all: true,
+    };
+    let html = jobs(&ctx(false), &search, &page_, &[]).into_string();
+    assert!(
+        html.contains(r#"href="/jobs?state=pending%2Cfailed&amp;queue=mail&amp;q=a%20b&amp;limit=3&amp;before=17" data-nav="next""#),
+        "{html}"
+    );
+    // Filtering again keeps the page size too.
+    assert!(
+        html.contains(r#"<input type="hidden" name="limit" value="3">"#),
+        "{html}"
+    );
+    // The default size is not spelled out.
+    let html = jobs(
+        &ctx(false),
+        &JobSearch {
+            limit: 50,
+            ..search
+        },
+        &page_,
+        &[],
+    )
+    .into_string();
+    assert!(!html.contains("limit"), "{html}");
+}
+
+#[test]
+fn purge_and_cancel_ask_first_and_retry_does_not() {
+    let dlq = dlq_page(&ctx(true));
+    let purge = &dlq[dlq.find(r#"data-action="purge""#).unwrap()..];
+    assert!(
+        purge[..purge.find('>').unwrap()].contains(r#"data-confirm="Delete every"#),
+        "{dlq}"
+    );
+    assert!(
+        dlq.contains(r#"<button type="submit" data-action="retry">Retry</button>"#),
+        "{dlq}"
+    );
+    let running = Job {
+        finished_at: None,
+        ..job("j1", JobState::Processing)
+    };
+    let html = super::job(&ctx(true), &running, &[], &Dependencies::default()).into_string();
+    assert!(
+        html.contains(r#"data-action="cancel" data-confirm="Cancel this job? It will not run again.">Cancel</button>"#),
+        "{html}"
+    );
+    // The script that asks: a click on such a button, answered no, posts nothing.
+    let script = std::str::from_utf8(crate::web::assets::asset("app.js").unwrap().bytes).unwrap();
+    assert!(script.contains("closest('button[data-confirm]')"));
+    assert!(script.contains("window.confirm(button.dataset.confirm)"));
+}
+
+#[test]
+fn a_paused_queues_lag_says_paused() {
+    let mut data = overview_data();
+    data.paused = vec![SCRIPT.into()];
+    let html = overview(&ctx(false), &data, &[], &[]).into_string();
+    assert!(
+        html.contains(r#"data-lag="&lt;script&gt;alert(1)&lt;/script&gt;" data-paused="" title="paused on purpose: its lag grows until it is resumed">paused 1m12s</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td class="num" data-lag="default">0s</td>"#),
+        "{html}"
+    );
+}
+
+#[test]
+fn long_ids_and_names_are_cut_short_with_the_whole_in_a_title() {
+    let long = "x".repeat(60);
+    let search = JobSearch {
+        limit: 50,
+        ..JobSearch::default()
+    };
+    let found = SearchPage {
+        jobs: vec![Job {
+            queue: long.clone(),
+            ..job(&long, JobState::Pending)
+        }],
+        next: None,
+        scanned_all: true,
+    };
+    let html = jobs(&ctx(false), &search, &found, &[]).into_string();
+    assert!(
+        html.contains(&format!(
+            r#"<a class="clip" href="/jobs/{long}" title="{long}"><code>{long}</code></a>"#
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"<span class="clip" title="{long}">{long}</span>"#
+        )),
+        "{html}"
+    );
+    let css = std::str::from_utf8(crate::web::assets::asset("app.css").unwrap().bytes).unwrap();
+    assert!(css.contains(".clip {") && css.contains("text-overflow: ellipsis;"));
+}
+
+#[test]
+fn a_job_without_an_error_has_no_error_box() {
+    let done = Job {
+        last_error: None,
+        ..job("j1", JobState::Completed)
+    };
+    let html = super::job(&ctx(false), &done, &[], &Dependencies::default()).into_string();
+    assert!(!html.contains(r#"<pre class="error""#), "{html}");
+    assert!(
+        html.contains(r#"<span data-field="error" data-live="last_error">—</span>"#),
+        "{html}"
+    );
+    let failed = super::job(
+        &ctx(false),
+        &job("j1", JobState::Dead),
+        &[],
+        &Dependencies::default(),
+    )
+    .into_string();
+    assert!(
+        failed.contains(r#"<pre class="error" data-field="error""#),
+        "{failed}"
+    );
 }
